@@ -1,0 +1,32 @@
+# `make demo` and `make test` each set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# Fast path: the CPU build of torch 2.13 when pip can find it; else any release in range.
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.4,<3"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lumigrad demo --out out/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "" tests
+
+bench: $(STAMP)
+	$(PY) bench/raster.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

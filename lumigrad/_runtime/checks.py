@@ -1,0 +1,84 @@
+"""Validation of raw tensors at the public boundary, before any kernel runs.
+
+A Warp out-of-bounds write crashes the process, so every index and shape is
+checked here first. Messages follow ``fn(): arg must be <expected>, got <got>``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def _desc(t: torch.Tensor) -> str:
+    return f"{str(t.dtype).replace('torch.', '')} {list(t.shape)}"
+
+
+def check_float_tensor(
+    fn: str,
+    name: str,
+    t,
+    ndims: Sequence[int],
+    last: int | None = None,
+    expected: str | None = None,
+) -> torch.Tensor:
+    """Require a float32/float64 tensor with ``t.ndim in ndims`` (and last dim ``last``)."""
+    exp = expected or f"a float tensor with {' or '.join(map(str, ndims))} dims" + (
+        f" and last dim {last}" if last is not None else ""
+    )
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{fn}(): {name} must be a torch.Tensor ({exp}), got {type(t).__name__}")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{fn}(): {name} must be {exp} (float32 or float64), got {_desc(t)}")
+    if t.ndim not in ndims or (last is not None and t.shape[-1] != last):
+        raise ValueError(f"{fn}(): {name} must be {exp}, got {_desc(t)}")
+    return t
+
+
+def check_finite(fn: str, name: str, t: torch.Tensor) -> None:
+    """Reject NaN/inf values (one host sync; call at the public boundary only)."""
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{fn}(): {name} contains {bad} NaN or inf values")
+
+
+def check_faces(fn: str, tri, num_verts: int, name: str = "tri") -> torch.Tensor:
+    """Validate an ``[F, 3]`` integer index tensor against ``num_verts``; return it as int32."""
+    if not isinstance(tri, torch.Tensor):
+        raise TypeError(f"{fn}(): {name} must be an int32 torch.Tensor [F, 3], got {type(tri).__name__}")
+    if tri.dtype.is_floating_point or tri.dtype == torch.bool or tri.is_complex():
+        raise ValueError(f"{fn}(): {name} must be int32 [F, 3], got {_desc(tri)} (cast with .int())")
+    if tri.ndim != 2 or tri.shape[1] != 3:
+        raise ValueError(f"{fn}(): {name} must be int32 [F, 3], got {_desc(tri)}")
+    if tri.shape[0] == 0:
+        raise ValueError(f"{fn}(): {name} is empty (0 faces); nothing to render")
+    if num_verts <= 0:
+        raise ValueError(f"{fn}(): the mesh has no vertices but {name} has {tri.shape[0]} faces")
+    lo, hi = int(tri.min()), int(tri.max())
+    if lo < 0:
+        raise ValueError(f"{fn}(): {name} has negative vertex index {lo}")
+    if hi >= num_verts:
+        raise ValueError(f"{fn}(): {name} has vertex index {hi} out of range for {num_verts} vertices")
+    return tri.to(torch.int32).contiguous()
+
+
+def check_resolution(fn: str, resolution) -> tuple[int, int]:
+    """Return ``(H, W)`` as positive ints."""
+    try:
+        h, w = (int(r) for r in resolution)
+        ok = all(float(r) == int(r) for r in resolution)
+    except (TypeError, ValueError):
+        raise ValueError(f"{fn}(): resolution must be (height, width) positive ints, got {resolution!r}") from None
+    if not ok or h <= 0 or w <= 0:
+        raise ValueError(f"{fn}(): resolution must be (height, width) positive ints, got {resolution!r}")
+    return h, w
+
+
+def check_same_device(fn: str, **tensors: torch.Tensor) -> torch.device:
+    """All given tensors share one device; return it."""
+    devs = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
+    first = next(iter(devs.values()))
+    if any(d != first for d in devs.values()):
+        listing = ", ".join(f"{k} on {v}" for k, v in devs.items())
+        raise ValueError(f"{fn}(): inputs must share one device, got {listing}")
+    return first
