@@ -1,0 +1,147 @@
+"""Deferred rasterization pipeline: project -> rasterize -> interpolate -> shade -> antialias.
+
+Everything is differentiable: vertex positions (through barycentrics and, with
+antialiasing or soft rasterization, through silhouettes), camera pose and
+intrinsics, vertex attributes, textures, materials and lights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lumigrad.ops.antialias import antialias
+from lumigrad.ops.interpolate import interpolate
+from lumigrad.ops.rasterize import rasterize
+from lumigrad.ops.soft_rasterize import soft_rasterize
+from lumigrad.scene.camera import Camera
+from lumigrad.scene.mesh import Mesh
+from lumigrad.shade import shade
+
+__all__ = ["RasterSettings", "RenderOutput", "render_mesh", "render_silhouette"]
+
+
+@dataclass(frozen=True)
+class RasterSettings:
+    """How :func:`render_mesh` turns geometry into pixels.
+
+    Attributes:
+        visibility: "antialias" (hard rasterization + analytic edge antialiasing,
+            gradients at silhouettes), "hard" (no visibility gradients) or
+            "soft" (SoftRas coverage with ``sigma``/``gamma``; alpha only).
+        background: RGB colour composited where alpha < 1.
+        sigma: soft-rasterizer edge sharpness (NDC^2 units).
+        gamma: soft-rasterizer depth aggregation temperature.
+    """
+
+    visibility: Literal["antialias", "hard", "soft"] = "antialias"
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    sigma: float = 1e-4
+    gamma: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.visibility not in ("antialias", "hard", "soft"):
+            raise ValueError(
+                f"RasterSettings(): visibility must be 'antialias', 'hard' or 'soft', got {self.visibility!r}"
+            )
+
+
+class RenderOutput(NamedTuple):
+    """Result of :func:`render_mesh` (all ``[B, H, W, C]``)."""
+
+    image: torch.Tensor  # [B, H, W, 3] shaded, composited over the background
+    alpha: torch.Tensor  # [B, H, W, 1] coverage (antialiased or soft)
+    rast: torch.Tensor  # [B, H, W, 4] (u, v, z_ndc, tri_id + 1)
+    normals: torch.Tensor  # [B, H, W, 3] world-space unit normals (0 where empty)
+
+
+def _normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    return x / torch.sqrt((x * x).sum(-1, keepdim=True) + eps)
+
+
+def render_silhouette(
+    verts: torch.Tensor,  # [V, 3] or [B, V, 3] world
+    faces: torch.Tensor,  # [F, 3] int32
+    camera: Camera,
+    settings: RasterSettings = RasterSettings(),
+) -> torch.Tensor:
+    """Coverage image ``[B, H, W, 1]`` with visibility gradients to ``verts`` and the camera."""
+    pos = camera.project(verts)
+    res = (camera.height, camera.width)
+    if settings.visibility == "soft":
+        return soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma)[..., -1:]
+    rast, _ = rasterize(pos, faces, res)
+    alpha = (rast[..., 3:4] > 0).to(pos.dtype)
+    if settings.visibility == "antialias":
+        alpha = antialias(alpha, rast, pos, faces)
+    return alpha
+
+
+def render_mesh(
+    mesh: Mesh,
+    camera: Camera,
+    material,
+    lights: Sequence,
+    settings: RasterSettings = RasterSettings(),
+    verts: torch.Tensor | None = None,  # [V, 3] or [B, V, 3] world; overrides mesh.verts (same topology)
+) -> RenderOutput:
+    """Render a shaded mesh from every view of ``camera``.
+
+    Args:
+        mesh: geometry, topology and optional UVs (``mesh.uvs``/``mesh.faces_uvs``).
+        camera: batched camera (B views).
+        material: a material from :mod:`lumigrad.scene.materials`.
+        lights: lights from :mod:`lumigrad.scene.lights`.
+        settings: visibility mode and background.
+        verts: optional vertex positions replacing ``mesh.verts`` (for fitting).
+
+    Returns:
+        :class:`RenderOutput`; ``image`` receives gradients w.r.t. vertices,
+        camera, material, lights and textures.
+    """
+    verts = mesh.verts if verts is None else verts
+    faces = mesh.faces
+    res = (camera.height, camera.width)
+    pos = camera.project(verts)  # [B, V, 4]
+    rast, rast_db = rasterize(pos, faces, res)
+    B = rast.shape[0]
+    verts_b = verts if verts.ndim == 3 else verts[None].expand(B, -1, -1)
+
+    points, _ = interpolate(verts_b, rast, faces)
+    vn = _vertex_normals(verts_b, faces)
+    normals = _normalize(interpolate(vn, rast, faces)[0])
+    uv = uv_da = None
+    if mesh.uvs is not None:
+        uv, uv_da = interpolate(mesh.uvs, rast, mesh.faces_uvs, rast_db=rast_db, diff_attrs="all")
+    mask = (rast[..., 3:4] > 0).to(verts.dtype)
+    eye = camera.camera_center()[:, None, None, :]  # [B, 1, 1, 3]
+    view_dirs = _normalize(eye - points)
+    rgb = shade(material, lights, points=points, normals=normals, view_dirs=view_dirs, uv=uv, uv_da=uv_da, mask=mask)
+    rgb = rgb * mask
+    normals = normals * mask
+
+    if settings.visibility == "soft":
+        alpha = soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma)[..., -1:]
+        rgba = torch.cat([rgb, alpha], dim=-1)
+    else:
+        rgba = torch.cat([rgb, mask], dim=-1)
+        if settings.visibility == "antialias":
+            rgba = antialias(rgba, rast, pos, faces)
+    bg = torch.tensor(settings.background, dtype=rgba.dtype, device=rgba.device)
+    alpha = rgba[..., 3:4]
+    # Colours are premultiplied by coverage (rgb was masked before antialiasing).
+    image = rgba[..., :3] + (1 - alpha) * bg
+    return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
+
+
+def _vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted vertex normals ``[B, V, 3]`` for batched vertices (differentiable)."""
+    f = faces.long()
+    v0, v1, v2 = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
+    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    vn = torch.zeros_like(verts)
+    for k in range(3):
+        vn = vn.index_add(1, f[:, k], fn)
+    return _normalize(vn)
