@@ -8,8 +8,10 @@ launched through it takes ``offset: int`` as its *first* parameter and uses
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,6 +32,8 @@ def _ensure_init() -> None:
     with _init_lock:
         if not _initialized:
             wp.config.quiet = True
+            if hasattr(wp, "LOG_WARNING"):  # warp >= 1.19 ignores `quiet`
+                wp.config.log_level = wp.LOG_WARNING
             wp.init()
             _initialized = True
 
@@ -109,3 +113,82 @@ def launch(kernel, n: int, inputs: list, device: str, min_chunk: int = _MIN_ITEM
     ]
     for f in futures:
         f.result()
+
+
+def num_threads() -> int:
+    """Worker threads used for CPU launches (``LUMIGRAD_NUM_THREADS`` or torch's thread count)."""
+    return _num_threads()
+
+
+def launch_chunks(launches: list, device: str) -> None:
+    """Run independent launches ``(kernel, dim, inputs)`` concurrently.
+
+    ``inputs`` is the full argument list (no implicit offset). On CPU every
+    launch is prepared (module loaded, arguments packed) on the calling thread,
+    then all of them run on the thread pool at once, so, unlike :func:`launch`,
+    no chunk runs alone while the module loads. Launches must write disjoint
+    outputs. On CUDA they run in order on torch's current stream.
+    """
+    _ensure_init()
+    launches = [(k, d, a) for k, d, a in launches if d > 0]
+    if not launches:
+        return
+    if device != "cpu":
+        with torch_stream(device):
+            for kernel, dim, inputs in launches:
+                wp.launch(kernel, dim=dim, inputs=inputs, device=device)
+        return
+    # record_cmd builds each launch (loading, maybe compiling, the module) without running it.
+    cmds = [wp.launch(k, dim=d, inputs=a, device=device, record_cmd=True) for k, d, a in launches]
+    if len(cmds) == 1 or _num_threads() == 1:
+        for cmd in cmds:
+            cmd.launch()
+        return
+    futures = [_pool().submit(cmd.launch) for cmd in cmds]
+    for f in futures:
+        f.result()
+
+
+_HUGE_PAGE = 1 << 21
+# Below this size a buffer's page faults are too few to matter.
+_HUGE_MIN_BYTES = 1 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _madvise():
+    """libc ``madvise`` on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def empty(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """``torch.empty`` that asks Linux for huge pages on large CPU buffers.
+
+    A fresh multi-megabyte CPU buffer is otherwise faulted in 4 KiB at a time on
+    first write, which can cost more than the kernel that fills it (about 10 ms
+    per 16 MiB on a small VM). The buffer is carved from a 2 MiB-aligned region
+    advised ``MADV_HUGEPAGE`` (torch does the same under
+    ``THP_MEM_ALLOC_ENABLE=1``), so it takes a handful of faults. The result is a
+    contiguous view at a storage offset. Advisory only: failures are ignored.
+    """
+    numel = 1
+    for n in shape:
+        numel *= int(n)
+    size = torch.empty((), dtype=dtype).element_size()
+    madvise = _madvise()
+    if torch.device(device).type != "cpu" or numel * size < _HUGE_MIN_BYTES or madvise is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    pad = _HUGE_PAGE // size
+    flat = torch.empty(numel + pad, dtype=dtype)
+    ptr = flat.data_ptr()
+    start = (ptr + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+    madvise(start, numel * size, 14)  # MADV_HUGEPAGE
+    first = (start - ptr) // size
+    return flat[first : first + numel].view(shape)

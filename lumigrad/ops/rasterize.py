@@ -1,0 +1,260 @@
+"""Triangle rasterization with perspective-correct barycentrics (Warp kernels, CPU and CUDA).
+
+The spec is :mod:`lumigrad.ops._rasterize_ref`; the kernels are in
+:mod:`lumigrad.ops._rasterize_kernels`. On CPU the image is split into bands of
+rows that run in parallel on the thread pool (see ``_forward_bands``); on CUDA
+one thread per triangle uses atomics (``_forward_atomic``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import torch
+import warp as wp
+from torch.autograd.function import once_differentiable
+
+from lumigrad._runtime.checks import (
+    check_faces,
+    check_finite,
+    check_float_tensor,
+    check_resolution,
+    check_same_device,
+)
+from lumigrad._runtime.launch import empty, launch, launch_chunks, num_threads, to_warp, warp_device
+from lumigrad.ops import _rasterize_kernels as _k
+
+__all__ = ["Rasterized", "rasterize"]
+
+_log = logging.getLogger(__name__)
+
+# Rows per band on CPU: small enough that a band's outputs stay in cache and the
+# bands balance over threads, large enough that few triangles straddle two bands.
+_BAND_ROWS = 16
+# Band tasks per thread; interleaved so each task gets a spread of image rows.
+_TASKS_PER_THREAD = 2
+# Pixels per backward chunk: bounds the [3 * n, 4] per-corner gradient buffer.
+_GRAD_CHUNK = 1 << 20
+# Relative rounding bound of the edge-function test per dtype, for the row spans.
+_SPAN_TOL = {torch.float32: 1e-6, torch.float64: 1e-14}
+
+
+class Rasterized(NamedTuple):
+    """Output of :func:`rasterize`."""
+
+    rast: torch.Tensor  # [B, H, W, 4] (u, v, z_ndc, tri_id + 1); zeros where empty
+    rast_db: torch.Tensor  # [B, H, W, 4] (du/dX, du/dY, dv/dX, dv/dY) in pixels, or [B, H, W, 0]
+
+
+def rasterize(
+    pos: torch.Tensor,  # [B, V, 4] or [V, 4] clip space
+    tri: torch.Tensor,  # [F, 3] int
+    resolution,  # (H, W)
+    *,
+    grad_db: bool = True,
+) -> Rasterized:
+    """Rasterize triangles into per-pixel barycentrics, depth and triangle ids.
+
+    A pixel (row i, col j; row 0 at the top) is sampled at its centre
+    ``x_ndc = 2 (j + 0.5) / W - 1``, ``y_ndc = 1 - 2 (i + 0.5) / H``. Coverage
+    uses homogeneous edge functions with a top-left fill rule, so pixels on a
+    shared edge belong to exactly one triangle and triangles crossing ``w = 0``
+    need no clipping. Fragments with ``z_ndc`` outside ``[-1, 1]`` are dropped;
+    the nearest ``z_ndc`` wins, ties go to the smaller triangle id. Back faces
+    are not culled.
+
+    Args:
+        pos: ``[B, V, 4]`` or ``[V, 4]`` float32/float64 OpenGL clip-space
+            positions (x, y, z, w), ``w > 0`` in front of the camera. Finite.
+        tri: ``[F, 3]`` integer vertex indices (int32 preferred, other integer
+            dtypes are converted), ``0 <= tri < V``.
+        resolution: ``(H, W)`` positive ints.
+        grad_db: also compute ``rast_db`` (otherwise it is ``[B, H, W, 0]``).
+
+    Returns:
+        :class:`Rasterized` ``(rast, rast_db)``:
+        ``rast [B, H, W, 4]`` = (u, v, z_ndc, tri_id + 1), perspective-correct
+        barycentrics ``b0 = u, b1 = v, b2 = 1 - u - v`` of the triangle
+        ``tri[tri_id]``; all zeros where no triangle covers the pixel.
+        ``rast_db [B, H, W, 4]`` = (du/dX, du/dY, dv/dX, dv/dY) in pixel units
+        (X right, Y down), zeros where empty. Same dtype and device as ``pos``.
+
+    Gradients: u, v and z_ndc of ``rast`` are differentiable w.r.t. ``pos``
+    (all four clip coordinates; no visibility/edge gradients here, use
+    ``antialias`` for those). ``tri_id`` and ``rast_db`` are not differentiable.
+
+    Example:
+        >>> pos = torch.tensor([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
+        >>> tri = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+        >>> rast, rast_db = rasterize(pos, tri, (8, 8))
+        >>> rast.shape, int(rast[0, 4, 4, 3])
+        (torch.Size([1, 8, 8, 4]), 1)
+    """
+    fn = "rasterize"
+    check_float_tensor(fn, "pos", pos, (2, 3), last=4, expected="float32/float64 [B, V, 4] or [V, 4] clip positions")
+    if not isinstance(tri, torch.Tensor):
+        raise TypeError(f"{fn}(): tri must be an int32 torch.Tensor [F, 3], got {type(tri).__name__}")
+    check_same_device(fn, pos=pos, tri=tri)
+    if pos.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{fn}(): pos must be on a cpu or cuda device, got {pos.device}")
+    pos3 = pos[None] if pos.ndim == 2 else pos
+    if pos3.shape[0] == 0:
+        raise ValueError(f"{fn}(): pos has batch size 0, got {list(pos.shape)}")
+    tri32 = check_faces(fn, tri, pos3.shape[1])
+    height, width = check_resolution(fn, resolution)
+    check_finite(fn, "pos", pos)
+    if not isinstance(grad_db, bool):
+        raise TypeError(f"{fn}(): grad_db must be a bool, got {type(grad_db).__name__}")
+    batch = pos3.shape[0]
+    if batch * height * width >= 2**31 or batch * tri32.shape[0] >= 2**31:
+        raise ValueError(f"{fn}(): B*H*W and B*F must be < 2**31, got B={batch}, H={height}, W={width}, F={tri32.shape[0]}")
+    if pos.dtype == torch.float32 and tri32.shape[0] >= 2**24:
+        raise ValueError(
+            f"{fn}(): tri has {tri32.shape[0]} faces, more than float32 rast can index exactly (2**24); use float64 pos"
+        )
+    rast, rast_db = _RasterizeFn.apply(pos3.contiguous(), tri32, height, width, grad_db)
+    if not grad_db:
+        rast_db = rast.new_zeros(batch, height, width, 0)
+    return Rasterized(rast, rast_db)
+
+
+def _pixel_centres(height: int, width: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Same arithmetic as _rasterize_ref.pixel_centers_ndc, so the samples are bitwise equal.
+    xs = (torch.arange(width, dtype=dtype, device=device) + 0.5) * (2.0 / width) - 1.0
+    ys = 1.0 - (torch.arange(height, dtype=dtype, device=device) + 0.5) * (2.0 / height)
+    return xs, ys
+
+
+def _forward(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad_db: bool, mode: str | None = None):
+    """Kernel forward on detached ``pos [B, V, 4]``; ``mode`` is "bands" (CPU default) or "atomic"."""
+    batch, nv = pos.shape[0], pos.shape[1]
+    nf = tri.shape[0]
+    device = warp_device(pos)
+    mode = mode or ("bands" if device == "cpu" else "atomic")
+    if mode not in ("bands", "atomic"):
+        raise ValueError(f"rasterize(): unknown mode {mode!r}")
+    vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
+    xs, ys = _pixel_centres(height, width, pos.dtype, pos.device)
+    rast = empty((batch * height * width, 4), pos.dtype, pos.device)
+    db = empty((batch * height * width, 4), pos.dtype, pos.device) if grad_db else rast.new_empty(1, 4)
+    bbox = empty((batch * nf, 4), torch.int32, pos.device)
+    rec = empty((batch * nf, _k.REC), pos.dtype, pos.device)
+    bbox_w, rec_w = to_warp(bbox), to_warp(rec)
+    xs_w, ys_w, rast_w, db_w = to_warp(xs), to_warp(ys), to_warp(rast, vec4), to_warp(db, vec4)
+    setup_args = [to_warp(pos.view(batch * nv, 4)), to_warp(tri), nf, nv, height, width, bbox_w, rec_w]
+    if mode == "bands":
+        _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, pos.dtype, device)
+    else:
+        launch(_k.setup_kernel, batch * nf, setup_args, device)
+        rast[:, :2] = 0
+        rast[:, 2] = _k._EMPTY_Z
+        rast[:, 3] = float(nf + 1)
+        common = [height, width, nf, xs_w, ys_w, rec_w, bbox_w, to_warp(rast)]
+        # Each pass is one launch: on CPU it runs sequentially, so the atomics are exact there too.
+        launch_chunks([(_k.depth_atomic_kernel, batch * nf, [0, *common, 0])], device)
+        launch_chunks([(_k.depth_atomic_kernel, batch * nf, [0, *common, 1])], device)
+        resolve_args = [height, width, nf, xs_w, ys_w, rec_w, rast_w, db_w, int(grad_db)]
+        launch(_k.resolve_kernel, batch * height * width, resolve_args, device)
+    rast = rast.view(batch, height, width, 4)
+    db = db.view(batch, height, width, 4) if grad_db else db
+    return rast, db
+
+
+def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, dtype, device):
+    """CPU path: set up and bin triangles to row bands (CSR), then rasterize the bands in parallel.
+
+    Three parallel phases (each a barrier, so few of them): setup + count per chunk
+    of triangles, fill the per-band lists, rasterize the bands.
+    """
+    threads = num_threads()
+    bands_per_img = (height + _BAND_ROWS - 1) // _BAND_ROWS
+    n_bands = batch * bands_per_img
+    n_tris = batch * nf
+    n_chunks = max(1, min(threads, n_tris // 4096))
+    bbox_w, rec_w = setup_args[-2], setup_args[-1]
+    counts = torch.zeros(n_bands, n_chunks, dtype=torch.int32)
+    head = [n_chunks, n_tris, _BAND_ROWS, bands_per_img]
+    launch_chunks(
+        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, to_warp(counts)]) for c in range(n_chunks)], device
+    )
+    # Band-major, chunk-minor prefix sum: each band's list is in ascending triangle order.
+    csum = torch.cumsum(counts.view(-1), 0, dtype=torch.int64)
+    total = int(csum[-1])
+    cursor = (csum - counts.view(-1)).to(torch.int32).view(n_bands, n_chunks)
+    band_start = torch.cat([cursor[:, 0], cursor.new_tensor([total])])
+    tlist = empty((max(total, 1),), torch.int32, "cpu")
+    fill_args = [n_chunks, n_tris, nf, _BAND_ROWS, bands_per_img, bbox_w, to_warp(cursor), to_warp(tlist)]
+    launch_chunks([(_k.bin_fill_kernel, 1, [c, *fill_args]) for c in range(n_chunks)], device)
+    tasks = min(n_bands, threads * _TASKS_PER_THREAD)
+    # Per-task depth / id scratch for one band: small enough to stay in cache.
+    zbuf = torch.empty(tasks, _BAND_ROWS * width, dtype=dtype)
+    ibuf = torch.empty(tasks, _BAND_ROWS * width, dtype=torch.int32)
+    tmax = torch.empty(tasks, (width + _k._TILE - 1) // _k._TILE, dtype=dtype)
+    args = [
+        n_bands, _BAND_ROWS, bands_per_img, height, width, nf, xs_w, ys_w, rec_w, bbox_w,
+        to_warp(band_start), to_warp(tlist), to_warp(zbuf), to_warp(ibuf), to_warp(tmax), rast_w, db_w, int(grad_db),
+        _SPAN_TOL[dtype],
+    ]  # fmt: skip
+    launch_chunks(
+        [(_k.raster_bands_kernel, (n_bands - w + tasks - 1) // tasks, [w, tasks, *args]) for w in range(tasks)], device
+    )
+
+
+def _backward(pos, tri, rast, grad_rast, mode: str | None = None) -> torch.Tensor:
+    """d loss / d pos ``[B, V, 4]`` from d loss / d rast (channels u, v, z).
+
+    ``mode`` "tasks" (CPU default): each thread task accumulates into its own
+    ``[B*V, 4]`` buffer, summed in torch. "pixels" (CUDA default): per-pixel,
+    per-corner gradients reduced with ``index_add_``, in chunks of pixels.
+    """
+    batch, nv = pos.shape[0], pos.shape[1]
+    height, width = rast.shape[1], rast.shape[2]
+    nf = tri.shape[0]
+    device = warp_device(pos)
+    mode = mode or ("tasks" if device == "cpu" else "pixels")
+    vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
+    n_pix = batch * height * width
+    xs, ys = _pixel_centres(height, width, pos.dtype, pos.device)
+    common = [
+        height, width, nf, nv, to_warp(xs), to_warp(ys), to_warp(pos.view(batch * nv, 4)), to_warp(tri),
+        to_warp(rast.view(n_pix, 4), vec4), to_warp(grad_rast.contiguous().view(n_pix, 4), vec4),
+    ]  # fmt: skip
+    if mode == "tasks":
+        rows = batch * height
+        tasks = min(rows, num_threads() * _TASKS_PER_THREAD)
+        gbuf = torch.zeros(tasks, batch * nv, 4, dtype=pos.dtype, device=pos.device)
+        gbuf_w = to_warp(gbuf.view(-1, 4), vec4)
+        launch_chunks(
+            [(_k.grad_tasks_kernel, ((rows - w + tasks - 1) // tasks) * width, [w, tasks, *common, gbuf_w])
+             for w in range(tasks)],
+            device,
+        )  # fmt: skip
+        return gbuf.sum(0).view(batch, nv, 4)
+    if mode != "pixels":
+        raise ValueError(f"rasterize(): unknown backward mode {mode!r}")
+    grad_pos = torch.zeros(batch * nv, 4, dtype=pos.dtype, device=pos.device)
+    chunk = min(n_pix, _GRAD_CHUNK)
+    gout = torch.empty(3 * chunk, 4, dtype=pos.dtype, device=pos.device)
+    vidx = torch.empty(3 * chunk, dtype=torch.int64, device=pos.device)
+    for start in range(0, n_pix, chunk):
+        n = min(chunk, n_pix - start)
+        launch(_k.grad_pixels_kernel, n, [start, *common, to_warp(gout, vec4), to_warp(vidx)], device)
+        grad_pos.index_add_(0, vidx[: 3 * n], gout[: 3 * n])
+    return grad_pos.view(batch, nv, 4)
+
+
+class _RasterizeFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pos, tri, height, width, grad_db):
+        rast, db = _forward(pos.detach(), tri, height, width, grad_db)
+        ctx.save_for_backward(pos, tri, rast)
+        ctx.mark_non_differentiable(db)
+        return rast, db
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_rast, grad_db):
+        if not ctx.needs_input_grad[0] or grad_rast is None:
+            return None, None, None, None, None
+        pos, tri, rast = ctx.saved_tensors
+        return _backward(pos.detach(), tri, rast, grad_rast), None, None, None, None

@@ -1,0 +1,586 @@
+"""Reading and writing meshes, images and NeRF/nerfstudio camera files.
+
+OBJ is parsed here (so vertex order, UV indices and normals are kept exactly as
+in the file); PLY and GLB/GLTF go through trimesh with ``process=False``. Every
+write is atomic. Errors name the file: missing files raise ``FileNotFoundError``,
+unreadable or inconsistent ones ``ValueError``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lumigrad._runtime.files import atomic_path, write_text_atomic
+from lumigrad.scene.camera import Camera
+from lumigrad.scene.mesh import Mesh
+
+__all__ = ["read_mesh", "write_mesh", "read_image", "write_image", "read_transforms_json", "CameraSet"]
+
+log = logging.getLogger(__name__)
+
+_MESH_EXTS = (".obj", ".ply", ".glb", ".gltf")
+
+
+def _existing(fn: str, path) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}(): path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{fn}(): no such file: {p}")
+    return p
+
+
+# -- images ----------------------------------------------------------------------
+
+
+def read_image(path, *, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Read an image as ``[H, W, C]`` floats in [0, 1] (uint8 / 255, uint16 / 65535).
+
+    Row 0 is the top of the image. Grayscale gives ``C = 1``; alpha is kept
+    (``C = 4``). Values are returned as stored (no sRGB decoding).
+    """
+    import imageio.v3 as iio
+
+    p = _existing("read_image", path)
+    try:
+        arr = np.asarray(iio.imread(p))
+    except Exception as e:  # imageio raises many types for bad data
+        raise ValueError(f"read_image(): cannot read {p} as an image: {e}") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.size == 0:
+        raise ValueError(f"read_image(): {p} is not a single 2D image (array shape {arr.shape})")
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float64) / 255.0
+    elif arr.dtype == np.uint16:
+        out = arr.astype(np.float64) / 65535.0
+    elif arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float64)
+    else:
+        raise ValueError(f"read_image(): unsupported pixel type {arr.dtype} in {p}")
+    return torch.from_numpy(out).to(dtype)
+
+
+def _to_uint8(fn: str, img, name: str = "img") -> np.ndarray:
+    if not isinstance(img, Tensor):
+        raise TypeError(f"{fn}(): {name} must be a torch.Tensor [H, W, C], got {type(img).__name__}")
+    t = img.detach()
+    if t.ndim == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.ndim == 2:
+        t = t[:, :, None]
+    if t.ndim != 3 or t.shape[-1] not in (1, 2, 3, 4) or min(t.shape) == 0:
+        raise ValueError(f"{fn}(): {name} must be [H, W, C] or [1, H, W, C] with C in 1..4, got {list(img.shape)}")
+    if t.dtype == torch.uint8:
+        return t.cpu().numpy()
+    if not t.is_floating_point():
+        raise ValueError(f"{fn}(): {name} must be float (in [0, 1]) or uint8, got {t.dtype}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{fn}(): {name} contains NaN or inf values")
+    return (t.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+
+
+def write_image(path, img: Tensor) -> None:
+    """Write ``[H, W, C]`` or ``[1, H, W, C]`` (C in 1..4) atomically; the format follows the suffix.
+
+    Float values are clamped to [0, 1] and rounded to uint8; uint8 is written as is.
+    """
+    import imageio.v3 as iio
+
+    arr = _to_uint8("write_image", img)
+    if arr.shape[-1] == 1:
+        arr = arr[:, :, 0]
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, arr)
+
+
+# -- OBJ -------------------------------------------------------------------------
+
+
+def _obj_index(tok: str, n: int, where: str) -> int:
+    i = int(tok)
+    if i == 0:
+        raise ValueError(f"{where}: index 0 (OBJ indices start at 1)")
+    return i - 1 if i > 0 else n + i  # negative = relative to the end so far
+
+
+def _floats(p: Path, key: str, bodies: list[str], need: int) -> np.ndarray:
+    """Parse the numbers after ``key`` on each line into ``[N, ncols]`` (one column count for all)."""
+    if not bodies:
+        return np.zeros((0, need))
+    try:
+        arr = np.loadtxt(bodies, dtype=np.float64, ndmin=2, comments="#")
+    except ValueError as e:
+        raise ValueError(f"read_mesh(): {p} has a malformed or inconsistent '{key}' line ({e})") from None
+    if arr.shape[1] < need:
+        raise ValueError(f"read_mesh(): {p} has '{key}' lines with {arr.shape[1]} numbers, need {need}")
+    return arr
+
+
+def _faces_fast(bodies: list[str]) -> np.ndarray | None:
+    """``[F, 3, k]`` 0-based corner indices when every face is a triangle with one
+    ``v[/vt][/vn]`` pattern and positive indices (the common case); else None."""
+    joined = "\n".join(bodies)
+    slashes, doubles = bodies[0].count("/"), bodies[0].count("//")
+    # Same slash totals as the first face's pattern times F (per-line identity is
+    # not checked: OBJ requires one format per face, and loadtxt checks the counts).
+    if "-" in joined or joined.count("/") != slashes * len(bodies) or joined.count("//") != doubles * len(bodies):
+        return None
+    if slashes not in (0, 3, 6) or doubles not in (0, 3) or (doubles and slashes != 6):
+        return None
+    k = 1 + (slashes - doubles) // 3
+    try:
+        nums = np.loadtxt(joined.replace("/", " ").splitlines(), dtype=np.int64, ndmin=2, comments="#")
+    except ValueError:
+        return None
+    if nums.shape[1] != 3 * k:
+        return None
+    out = np.full((len(bodies), 3, 3), -1, dtype=np.int64)
+    slots = [0] if k == 1 else ([0, 2] if doubles else [0, 1, 2][:k])
+    out[:, :, slots] = nums.reshape(-1, 3, k) - 1
+    return out
+
+
+def _faces_slow(p: Path, bodies: list[str], rel_counts: dict[int, tuple[int, int, int]]) -> np.ndarray:
+    """Any polygon and index form; returns ``[F, 3, 3]`` with -1 for a missing vt/vn."""
+    out = []
+    for n, body in enumerate(bodies):
+        where = f"read_mesh(): {p} face 'f {body.strip()[:60]}'"
+        cs = [a.split("/") for a in body.split("#")[0].split()]
+        if len(cs) < 3:
+            raise ValueError(f"{where}: a face needs at least 3 vertices")
+        counts = rel_counts.get(n, (0, 0, 0))
+        try:
+            idx = [[_obj_index(c[j], counts[j], where) if len(c) > j and c[j] else -1 for j in range(3)] for c in cs]
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if any(i[0] < 0 for i in idx):
+            raise ValueError(f"{where}: relative vertex index points before the first vertex")
+        out += [(idx[0], idx[i], idx[i + 1]) for i in range(1, len(idx) - 1)]  # fan triangulation
+    return np.array(out, dtype=np.int64).reshape(-1, 3, 3)
+
+
+def _parse_obj(p: Path) -> dict:
+    try:
+        text = p.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"read_mesh(): {p} is not a text OBJ file (not UTF-8)") from None
+    groups: dict[str, list[str]] = {"v": [], "vt": [], "vn": [], "f": []}
+    mtllibs, used = [], []
+    rel_counts: dict[int, tuple[int, int, int]] = {}
+    for line in text.splitlines():
+        c = line[:3]  # prefix tests are several times faster than split() on big files
+        if c[1:2] == " " and c[0] in "vf":
+            key, rest = c[0], line[2:]
+        elif c in ("vt ", "vn "):
+            key, rest = c[:2], line[3:]
+        elif c[:1] == "#" or not line.strip():
+            continue
+        else:
+            key, _, rest = line.strip().replace("\t", " ").partition(" ")
+        if key in groups:
+            groups[key].append(rest)
+            if key == "f" and "-" in rest:  # relative indices count back from what was read so far
+                rel_counts[len(groups["f"]) - 1] = (len(groups["v"]), len(groups["vt"]), len(groups["vn"]))
+        elif key == "mtllib" and rest.strip():
+            mtllibs.append(rest.strip())
+        elif key == "usemtl" and rest.strip():
+            used.append(rest.split()[0])
+    if not groups["v"]:
+        raise ValueError(f"read_mesh(): {p} has no vertices ('v' lines); is it an OBJ file?")
+    if not groups["f"]:
+        raise ValueError(f"read_mesh(): {p} has no faces ('f' lines); point clouds are not meshes")
+    v = _floats(p, "v", groups["v"], 3)
+    v = v[:, :6] if v.shape[1] == 6 else v[:, :3]  # "v x y z r g b" carries colours
+    vt = _floats(p, "vt", groups["vt"], 1)
+    vt = np.concatenate([vt, np.zeros_like(vt)], axis=1)[:, :2] if vt.shape[1] == 1 else vt[:, :2]
+    vn = _floats(p, "vn", groups["vn"], 3)[:, :3]
+    corners = _faces_fast(groups["f"])
+    if corners is None:
+        corners = _faces_slow(p, groups["f"], rel_counts)
+    for j, (what, n) in enumerate((("vertex", len(v)), ("texture-coordinate", len(vt)), ("normal", len(vn)))):
+        if corners[:, :, j].max() >= n or (j == 0 and corners[:, :, 0].min() < 0):
+            raise ValueError(f"read_mesh(): {p} has a face {what} index out of range (valid 1..{n})")
+    ft = corners[:, :, 1] if len(vt) and (corners[:, :, 1] >= 0).all() else None
+    fn_ = corners[:, :, 2] if len(vn) and (corners[:, :, 2] >= 0).all() else None
+    if len(vt) and ft is None:
+        log.warning("read_mesh(): %s has faces without texture coordinates; UVs dropped", p)
+    return dict(v=v, vt=vt, vn=vn, fv=corners[:, :, 0], ft=ft, fn=fn_, mtllibs=mtllibs, materials=used)
+
+
+def _read_mtl_texture(obj_path: Path, mtllibs: list[str], used: list[str]) -> Path | None:
+    """Path of the diffuse texture (``map_Kd``) of the first used material that has one."""
+    maps: dict[str, str] = {}
+    base: dict[str, Path] = {}
+    for lib in mtllibs:
+        mp = obj_path.parent / lib
+        if not mp.is_file():
+            log.warning("read_mesh(): %s references missing material file %s", obj_path, mp)
+            continue
+        current = None
+        for line in mp.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "newmtl":
+                current = parts[1]
+            elif len(parts) >= 2 and parts[0] == "map_Kd" and current is not None:
+                maps[current] = parts[-1]  # options (-s, -o, ...) come before the file name
+                base[current] = mp.parent
+    names = [m for m in used if m in maps] or list(maps)
+    if not names:
+        return None
+    if len({maps[m] for m in names}) > 1:
+        log.warning("read_mesh(): %s uses several textures; only %s is loaded", obj_path, maps[names[0]])
+    tex = base[names[0]] / maps[names[0]]
+    if not tex.is_file():
+        log.warning("read_mesh(): texture %s of %s is missing; loading without it", tex, obj_path)
+        return None
+    return tex
+
+
+def _normals_per_position(vn: np.ndarray, fv: np.ndarray, fn_: np.ndarray, nv: int) -> np.ndarray:
+    # OBJ normals have their own indices; average the ones used at each position
+    # (exact when the file has one normal per position, as smooth meshes do).
+    acc = np.zeros((nv, 3))
+    np.add.at(acc, fv.reshape(-1), vn[fn_.reshape(-1)])
+    length = np.linalg.norm(acc, axis=1, keepdims=True)
+    return np.where(length > 0, acc / np.maximum(length, 1e-300), 0.0)
+
+
+def _read_obj(p: Path, dtype, device) -> Mesh:
+    d = _parse_obj(p)
+    v, fv = d["v"], d["fv"]
+    kw = {}
+    if v.shape[1] == 6:
+        kw["vert_colors"] = v[:, 3:]
+    if d["ft"] is not None:
+        kw["uvs"], kw["faces_uvs"] = d["vt"], d["ft"]
+        tex = _read_mtl_texture(p, d["mtllibs"], d["materials"])
+        if tex is not None:
+            kw["texture"] = read_image(tex, dtype=torch.float64).numpy()
+    if d["fn"] is not None:
+        kw["vert_normals"] = _normals_per_position(d["vn"], fv, d["fn"], len(v))
+    return _make_mesh(p, v[:, :3], fv, dtype, device, **kw)
+
+
+def _make_mesh(p: Path, verts, faces, dtype, device, **extra) -> Mesh:
+    def t(a, dt):
+        return None if a is None else torch.as_tensor(np.ascontiguousarray(a), device=device).to(dt)
+
+    try:
+        return Mesh(
+            t(verts, dtype), t(faces, torch.int32),
+            **{k: t(a, torch.int32 if k == "faces_uvs" else dtype) for k, a in extra.items()},
+        )
+    except ValueError as e:
+        raise ValueError(f"read_mesh(): {p} gives an invalid mesh: {e}") from None
+
+
+def _obj_text(mesh: Mesh, mtl_name: str | None) -> str:
+    fmt = "%.9g" if mesh.dtype == torch.float32 else "%.17g"
+    out = ["# written by lumigrad"]
+    if mtl_name:
+        out += [f"mtllib {mtl_name}", "usemtl material_0"]
+    v = mesh.verts.detach().cpu().double().numpy()
+    if mesh.vert_colors is not None and mesh.vert_colors.shape[1] >= 3:
+        v = np.concatenate([v, mesh.vert_colors.detach().cpu().double().numpy()[:, :3]], axis=1)
+    elif mesh.vert_colors is not None:
+        log.warning("write_mesh(): OBJ stores RGB vertex colours only; dropping %d-channel colours", mesh.vert_colors.shape[1])
+    row = " ".join([fmt] * v.shape[1])
+    out += [("v " + row) % tuple(r) for r in v]
+    f = mesh.faces.cpu().numpy() + 1
+    cols = [f]
+    if mesh.uvs is not None:
+        out += [("vt " + fmt + " " + fmt) % tuple(r) for r in mesh.uvs.detach().cpu().double().numpy()]
+        cols.append(mesh.faces_uvs.cpu().numpy() + 1)
+    if mesh.vert_normals is not None:
+        out += [("vn " + " ".join([fmt] * 3)) % tuple(r) for r in mesh.vert_normals.detach().cpu().double().numpy()]
+        if mesh.uvs is None:
+            cols.append(np.full_like(f, -1))  # placeholder for the empty vt slot
+        cols.append(f)
+    if len(cols) == 1:
+        out += ["f %d %d %d" % tuple(r) for r in f]
+    else:
+        corners = np.stack(cols, axis=-1)  # [F, 3, k]
+        for tri in corners:
+            out.append("f " + " ".join("/".join("" if i < 0 else str(i) for i in c) for c in tri))
+    return "\n".join(out) + "\n"
+
+
+def _write_obj(p: Path, mesh: Mesh) -> None:
+    mtl_name = None
+    if mesh.texture is not None:
+        tex_name, mtl_name = f"{p.stem}_texture.png", f"{p.stem}.mtl"
+        write_image(p.parent / tex_name, mesh.texture)
+        write_text_atomic(p.parent / mtl_name, f"newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {tex_name}\n")
+    write_text_atomic(p, _obj_text(mesh, mtl_name))
+
+
+# -- PLY / GLB via trimesh -----------------------------------------------------------
+
+
+def _weld(verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge identical positions, keeping first-occurrence order: (unique [U, 3], remap [V])."""
+    _, first, inverse = np.unique(verts, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return verts[first[order]], rank[inverse.reshape(-1)]
+
+
+def _read_trimesh(p: Path, dtype, device) -> Mesh:
+    import trimesh
+
+    try:
+        tm = trimesh.load_mesh(p, process=False)
+    except Exception as e:  # trimesh raises many types for bad data
+        raise ValueError(f"read_mesh(): cannot read {p}: {type(e).__name__}: {e}") from None
+    if not isinstance(tm, trimesh.Trimesh) or len(tm.vertices) == 0 or len(tm.faces) == 0:
+        raise ValueError(f"read_mesh(): {p} contains no triangle mesh")
+    verts = np.asarray(tm.vertices, dtype=np.float64)
+    faces = np.asarray(tm.faces, dtype=np.int64)
+    kw = {}
+    visual = tm.visual
+    if visual.kind == "vertex":
+        colors = np.asarray(visual.vertex_colors, dtype=np.float64) / 255.0
+        kw["vert_colors"] = colors[:, :3] if np.all(colors[:, 3] == 1.0) else colors
+    uv = getattr(visual, "uv", None) if visual.kind == "texture" else None
+    if uv is not None and len(uv) == len(verts):
+        # glTF splits vertices at UV seams; weld positions back, UVs keep their own indices.
+        kw["uvs"], kw["faces_uvs"] = np.asarray(uv, dtype=np.float64), faces
+        verts, remap = _weld(verts)
+        faces = remap[faces]
+        image = _material_image(visual.material)
+        if image is not None:
+            kw["texture"] = image
+    return _make_mesh(p, verts, faces, dtype, device, **kw)
+
+
+def _material_image(material) -> np.ndarray | None:
+    img = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
+    if img is None:
+        return None
+    arr = np.asarray(img)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return arr.astype(np.float64) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+
+
+def _write_trimesh(p: Path, mesh: Mesh) -> None:
+    import trimesh
+    from PIL import Image
+
+    verts = mesh.verts.detach().cpu().double().numpy()
+    faces = mesh.faces.cpu().numpy().astype(np.int64)
+    ext = p.suffix.lower()
+    visual = None
+    if ext == ".glb" and mesh.uvs is not None:
+        # glTF has one index buffer: split vertices into unique (position, uv) corners.
+        pairs = np.stack([faces.reshape(-1), mesh.faces_uvs.cpu().numpy().reshape(-1)], axis=1)
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        verts, faces = verts[uniq[:, 0]], inv.reshape(-1, 3)
+        uv = mesh.uvs.detach().cpu().double().numpy()[uniq[:, 1]]
+        image = None
+        if mesh.texture is not None:
+            arr = _to_uint8("write_mesh", mesh.texture, "mesh.texture")
+            image = Image.fromarray(arr[:, :, 0] if arr.shape[-1] == 1 else arr)
+        visual = trimesh.visual.TextureVisuals(uv=uv, image=image)
+        if mesh.vert_colors is not None:
+            log.warning("write_mesh(): GLB with UVs keeps the texture; vertex colours are dropped")
+    elif mesh.vert_colors is not None:
+        c = mesh.vert_colors.detach().clamp(0, 1).cpu().double().numpy()
+        if c.shape[1] not in (3, 4):
+            log.warning("write_mesh(): only RGB/RGBA vertex colours are stored; dropping %d channels", c.shape[1])
+        else:
+            visual = trimesh.visual.ColorVisuals(vertex_colors=np.round(c * 255).astype(np.uint8))
+    if ext == ".ply" and mesh.uvs is not None:
+        log.warning("write_mesh(): PLY does not store per-corner UVs or textures; dropping them (use OBJ or GLB)")
+    tm = trimesh.Trimesh(verts, faces, visual=visual, process=False)
+    with atomic_path(p) as tmp:
+        tm.export(tmp, file_type=ext[1:])
+
+
+# -- public mesh IO --------------------------------------------------------------------
+
+
+def read_mesh(path, *, dtype: torch.dtype = torch.float32, device=None) -> Mesh:
+    """Read an OBJ, PLY, GLB or GLTF triangle mesh.
+
+    OBJ: positions in file order, optional ``v x y z r g b`` colours, UVs with
+    their own face indices (``faces_uvs``), normals (averaged per position when
+    the file indexes them separately), and the ``map_Kd`` texture of the MTL.
+    Polygons are fan-triangulated. PLY: positions, faces, vertex colours.
+    GLB/GLTF: the scene flattened to one mesh; when it has UVs, positions split
+    at seams are welded back (identical positions merged, first-occurrence
+    order) and the base-colour texture is loaded. Colours and textures are
+    returned in [0, 1] as stored (no sRGB decoding).
+
+    Args:
+        path: file path; the format follows the suffix.
+        dtype: float dtype of all float fields.
+        device: device of the returned mesh.
+
+    Returns:
+        :class:`Mesh`.
+    """
+    p = _existing("read_mesh", path)
+    ext = p.suffix.lower()
+    if ext not in _MESH_EXTS:
+        raise ValueError(f"read_mesh(): unsupported format {ext!r} for {p}; expected one of {_MESH_EXTS}")
+    return _read_obj(p, dtype, device) if ext == ".obj" else _read_trimesh(p, dtype, device)
+
+
+def write_mesh(path, mesh: Mesh) -> None:
+    """Write a mesh atomically as OBJ, PLY or GLB (chosen by the suffix).
+
+    OBJ writes UVs with their own indices, normals, RGB vertex colours and, when
+    the mesh has a texture, ``<stem>.mtl`` and ``<stem>_texture.png`` beside it.
+    PLY writes positions, faces and RGB(A) vertex colours. GLB writes UVs (splitting
+    vertices at seams) and the texture, or vertex colours. Textures and colours
+    are quantised to 8 bits.
+    """
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"write_mesh(): mesh must be a Mesh, got {type(mesh).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"write_mesh(): path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in (".obj", ".ply", ".glb"):
+        raise ValueError(f"write_mesh(): unsupported format {ext!r} for {p}; expected .obj, .ply or .glb")
+    _write_obj(p, mesh) if ext == ".obj" else _write_trimesh(p, mesh)
+
+
+# -- transforms.json ---------------------------------------------------------------------
+
+
+class CameraSet(NamedTuple):
+    """Cameras of a NeRF-synthetic or nerfstudio ``transforms.json``.
+
+    Attributes:
+        camera: batched :class:`Camera` (B = number of frames, OpenCV convention).
+        image_paths: one path per frame (resolved; may not exist).
+        cam_to_world_gl: ``[B, 4, 4]`` the file's OpenGL camera-to-world matrices.
+    """
+
+    camera: Camera
+    image_paths: list[Path]
+    cam_to_world_gl: Tensor
+
+
+_PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "RADIAL", "SIMPLE_RADIAL")
+_DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")
+
+
+def _frame_image_path(root: Path, frame: dict) -> Path:
+    p = root / frame["file_path"]
+    if not p.suffix and not p.exists():  # NeRF-synthetic omits ".png"
+        p = p.with_name(p.name + ".png")
+    return p
+
+
+def _intrinsics(p: Path, meta: dict, frame: dict, idx: int, state: dict) -> tuple[float, ...]:
+    def get(key):
+        return frame.get(key, meta.get(key))
+
+    model = get("camera_model")
+    if model is not None and str(model).upper() not in _PINHOLE_MODELS:
+        raise ValueError(f"read_transforms_json(): {p} camera_model {model!r} is not supported (pinhole only)")
+    if any(float(get(k) or 0.0) != 0.0 for k in _DISTORTION) and not state.get("warned"):
+        state["warned"] = True
+        log.warning("read_transforms_json(): %s has lens distortion; it is ignored (undistort the images first)", p)
+    w, h = get("w"), get("h")
+    if w is None or h is None:
+        if "size" not in state:
+            img = _frame_image_path(p.parent, frame)
+            if not img.is_file():
+                raise FileNotFoundError(f"read_transforms_json(): {p} has no 'w'/'h' and its image {img} is missing")
+            import imageio.v3 as iio
+
+            shape = iio.improps(img).shape
+            state["size"] = (int(shape[1]), int(shape[0]))
+        w, h = state["size"]
+    w, h = int(w), int(h)
+    fx = get("fl_x")
+    if fx is None and get("camera_angle_x") is not None:
+        fx = 0.5 * w / math.tan(0.5 * float(get("camera_angle_x")))
+    fy = get("fl_y")
+    if fy is None and get("camera_angle_y") is not None:
+        fy = 0.5 * h / math.tan(0.5 * float(get("camera_angle_y")))
+    if fx is None and fy is None:
+        raise ValueError(f"read_transforms_json(): {p} frame {idx} has no focal length "
+                         "(need 'fl_x'/'fl_y' or 'camera_angle_x')")
+    fx = float(fx if fx is not None else fy)
+    fy = float(fy if fy is not None else fx)
+    cx, cy = get("cx"), get("cy")
+    return w, h, fx, fy, float(cx if cx is not None else w / 2), float(cy if cy is not None else h / 2)
+
+
+def read_transforms_json(
+    path, *, near: float = 0.01, far: float = 100.0, dtype: torch.dtype = torch.float32, device=None
+) -> CameraSet:
+    """Cameras from a NeRF-synthetic or nerfstudio ``transforms.json``.
+
+    NeRF-synthetic: ``camera_angle_x`` (horizontal fov, radians), frames with
+    ``file_path`` (``.png`` appended when missing) and ``transform_matrix``
+    (OpenGL camera-to-world). nerfstudio: ``fl_x, fl_y, cx, cy, w, h`` and
+    ``camera_model`` at the top level or per frame (per-frame values win);
+    ``cx, cy`` use the +0.5 pixel-centre convention, like ours. The image size
+    comes from the first image when ``w``/``h`` are absent. Distortion
+    coefficients are ignored with a warning. All frames must share one size.
+
+    Args:
+        path: the JSON file.
+        near: near plane for the returned cameras.
+        far: far plane.
+        dtype: float dtype of the matrices.
+        device: their device.
+
+    Returns:
+        :class:`CameraSet`.
+    """
+    fn = "read_transforms_json"
+    p = _existing(fn, path)
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{fn}(): {p} is not valid JSON: {e}") from None
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise ValueError(f"{fn}(): {p} has no 'frames' list")
+    c2w, ks, paths, state, sizes = [], [], [], {}, set()
+    for i, fr in enumerate(frames):
+        if not isinstance(fr, dict) or "transform_matrix" not in fr or "file_path" not in fr:
+            raise ValueError(f"{fn}(): {p} frame {i} needs 'file_path' and 'transform_matrix'")
+        try:
+            m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+            w, h, fx, fy, cx, cy = _intrinsics(p, meta, fr, i, state)
+        except (TypeError, ValueError) as e:
+            if str(p) in str(e):
+                raise
+            raise ValueError(f"{fn}(): {p} frame {i} has a non-numeric or ragged entry ({e})") from None
+        if m.shape == (3, 4):
+            m = np.concatenate([m, [[0.0, 0.0, 0.0, 1.0]]])
+        if m.shape != (4, 4) or not np.isfinite(m).all():
+            raise ValueError(f"{fn}(): {p} frame {i} transform_matrix must be finite 4x4, got shape {m.shape}")
+        if w <= 0 or h <= 0 or not (fx > 0 and fy > 0):
+            raise ValueError(f"{fn}(): {p} frame {i} needs positive w, h and focal lengths, got w={w}, h={h}, "
+                             f"fx={fx}, fy={fy}")
+        sizes.add((w, h))
+        c2w.append(m)
+        ks.append([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        paths.append(_frame_image_path(p.parent, fr))
+    if len(sizes) > 1:
+        raise ValueError(f"{fn}(): {p} mixes image sizes {sorted(sizes)}; one Camera needs one size")
+    w, h = sizes.pop()
+    c2w_64 = torch.from_numpy(np.stack(c2w))
+    try:  # invert in float64, then cast
+        cam = Camera.from_opengl(c2w_64, w, h, K=torch.tensor(ks, dtype=torch.float64), near=near, far=far)
+    except ValueError as e:
+        raise ValueError(f"{fn}(): {p} gives invalid cameras: {e}") from None
+    return CameraSet(cam.to(device=device, dtype=dtype), paths, c2w_64.to(device=device, dtype=dtype))
