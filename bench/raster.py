@@ -29,6 +29,7 @@ import time
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2, help="threads for lumigrad, torch and Mitsuba (default 2)")
+    p.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: --threads)")
     p.add_argument("--reps", type=int, default=7, help="timed runs per measurement (median reported)")
     p.add_argument("--quick", action="store_true", help="skip the 1.3M-triangle mesh")
     p.add_argument("--no-mitsuba", action="store_true", help="do not run Mitsuba even if it imports")
@@ -59,7 +60,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import trimesh  # noqa: E402
 
-torch.set_num_threads(ARGS.threads)
+torch.set_num_threads(ARGS.torch_threads or ARGS.threads)
 
 from lumigrad.ops._rasterize_ref import rasterize_ref  # noqa: E402
 from lumigrad.ops.rasterize import rasterize  # noqa: E402
@@ -127,16 +128,21 @@ def mitsuba_scene(mi, verts: np.ndarray, faces: np.ndarray, res: int):
 
 
 def timed(fns: dict, reps: int) -> dict:
-    """Median ms of each callable; runs are interleaved so load changes hit all alike."""
+    """Median ms of each callable over two blocks of about reps/2 runs per callable.
+
+    Blocks rather than strict alternation: worker threads (ours, Dr.Jit's) slow
+    down whatever runs right after them; two blocks still spread load changes.
+    """
     for f in fns.values():
         f()
         f()
     times = {k: [] for k in fns}
-    for _ in range(reps):
+    for block in range(2):
         for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
+            for _ in range((reps + 1 - block) // 2 if reps > 1 else 1):
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
@@ -204,7 +210,8 @@ def main() -> None:
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     rows.append(bench_reference(64))
     header = (
-        f"rasterize benchmark: {ARGS.threads} threads, median of {ARGS.reps} runs, times in ms; "
+        f"rasterize benchmark: {ARGS.threads} threads ({ARGS.torch_threads or ARGS.threads} torch intra-op), "
+        f"median of {ARGS.reps} runs, times in ms; "
         f"torch {torch.__version__}, {os.cpu_count()} CPUs"
         + (f", Mitsuba {mi.__version__} ({mi.variant()})" if mi is not None else ", no Mitsuba")
     )

@@ -1,9 +1,12 @@
 """Triangle rasterization with perspective-correct barycentrics (Warp kernels, CPU and CUDA).
 
-The spec is :mod:`lumigrad.ops._rasterize_ref`; the kernels are in
-:mod:`lumigrad.ops._rasterize_kernels`. On CPU the image is split into bands of
-rows that run in parallel on the thread pool (see ``_forward_bands``); on CUDA
-one thread per triangle uses atomics (``_forward_atomic``).
+The spec is :mod:`lumigrad.ops._rasterize_ref`; the kernels and the design are
+in :mod:`lumigrad.ops._rasterize_kernels`. On CPU the image is split into bands
+of rows that run in parallel on the thread pool with no atomics (``bands``); on
+CUDA one thread per triangle uses atomics (``atomic``). Both give bitwise equal
+results. Memory: besides the outputs, a ``[B*F, 16]`` per-triangle record and,
+on CPU, one band of depth / id scratch per thread task; the backward needs one
+``[B*V, 4]`` buffer per CPU task (CUDA: ``[3 * 2**20, 4]`` per-corner chunks).
 """
 from __future__ import annotations
 
@@ -133,6 +136,7 @@ def _forward(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad
     mode = mode or ("bands" if device == "cpu" else "atomic")
     if mode not in ("bands", "atomic"):
         raise ValueError(f"rasterize(): unknown mode {mode!r}")
+    _log.debug("rasterize: %s path, B=%d V=%d F=%d, %dx%d", mode, batch, nv, nf, height, width)
     vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
     xs, ys = _pixel_centres(height, width, pos.dtype, pos.device)
     rast = empty((batch * height * width, 4), pos.dtype, pos.device)

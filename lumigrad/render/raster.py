@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from lumigrad.ops.antialias import antialias
 from lumigrad.ops.interpolate import interpolate
@@ -90,7 +89,8 @@ def render_mesh(
     """Render a shaded mesh from every view of ``camera``.
 
     Args:
-        mesh: geometry, topology and optional UVs (``mesh.uvs``/``mesh.faces_uvs``).
+        mesh: geometry, topology, optional UVs (``mesh.uvs``/``mesh.faces_uvs``)
+            and optional vertex colours, which multiply the shaded colour.
         camera: batched camera (B views).
         material: a material from :mod:`lumigrad.scene.materials`.
         lights: lights from :mod:`lumigrad.scene.lights`.
@@ -119,6 +119,9 @@ def render_mesh(
     eye = camera.camera_center()[:, None, None, :]  # [B, 1, 1, 3]
     view_dirs = _normalize(eye - points)
     rgb = shade(material, lights, points=points, normals=normals, view_dirs=view_dirs, uv=uv, uv_da=uv_da, mask=mask)
+    if mesh.vert_colors is not None:
+        # Vertex colours modulate the shaded colour (e.g. baked albedo variation).
+        rgb = rgb * interpolate(mesh.vert_colors[..., :3], rast, faces)[0]
     rgb = rgb * mask
     normals = normals * mask
 

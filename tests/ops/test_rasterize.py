@@ -4,9 +4,8 @@ import math
 import pytest
 import torch
 
-import lumigrad.ops.rasterize as R
 from lumigrad.ops._rasterize_ref import rasterize_ref
-from lumigrad.ops.rasterize import Rasterized, rasterize
+from lumigrad.ops.rasterize import Rasterized, _backward, _forward, rasterize
 
 DTYPES = [torch.float32, torch.float64]
 # u, v, z tolerance vs the reference (kernel and reference round differently).
@@ -157,8 +156,8 @@ def test_matches_reference_real_mesh():
 def test_atomic_path_equals_band_path(dtype):
     # The CUDA algorithm (atomics, one launch per pass) runs sequentially on CPU: it must agree bitwise.
     pos, tri = _random_scene(dtype, batch=2, seed=5, behind=True)
-    a = R._forward(pos, tri, 33, 40, True, mode="bands")
-    b = R._forward(pos, tri, 33, 40, True, mode="atomic")
+    a = _forward(pos, tri, 33, 40, True, mode="bands")
+    b = _forward(pos, tri, 33, 40, True, mode="atomic")
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
@@ -229,7 +228,7 @@ def test_backward_matches_reference(dtype, mode):
     cot = torch.randn_like(rast)
     (g_ref,) = torch.autograd.grad(rast_r, pos, cot)
     with torch.no_grad():
-        g = R._backward(pos.detach(), tri, rast.detach(), cot, mode=mode)
+        g = _backward(pos.detach(), tri, rast.detach(), cot, mode=mode)
     tol = 1e-9 if dtype == torch.float64 else 2e-3
     torch.testing.assert_close(g, g_ref, atol=tol, rtol=tol)
     if mode == "tasks":
@@ -271,3 +270,14 @@ def test_gradcheck(fn):
     pos, tri, res = _gradcheck_scene()
     pos.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: fn(p, tri, res)[0][..., :3], (pos,), eps=1e-6, atol=1e-6)
+
+
+def test_runtime_helpers():
+    # launch.empty (huge-page CPU buffers) and launch_chunks, added for this op.
+    from lumigrad._runtime.launch import empty
+
+    t = empty((1000, 1024), torch.float32, "cpu")  # 4 MB: takes the aligned path
+    assert t.shape == (1000, 1024) and t.is_contiguous() and t.dtype == torch.float32
+    t.fill_(3.0)
+    assert float(t.sum()) == 3.0 * 1000 * 1024
+    assert empty((3, 4), torch.int32, "cpu").shape == (3, 4)
