@@ -26,11 +26,19 @@ def pixel_centers_ndc(height: int, width: int, dtype, device) -> torch.Tensor:
     return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)
 
 
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cross product from separate multiplies and subtracts: ``torch.cross`` may use
+    fused multiply-add, which breaks the exact antisymmetry the fill rule relies on."""
+    ax, ay, az = a.unbind(-1)
+    bx, by, bz = b.unbind(-1)
+    return torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], dim=-1)
+
+
 def edge_rows(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Edge-function rows ``r [..., 3(k), 3]`` (already multiplied by sign(det)) and ``det [...]``
     for homogeneous 2D vertices ``c [..., 3(k), 3]`` = (x, y, w)."""
     c0, c1, c2 = c.unbind(-2)
-    r = torch.stack([torch.cross(c1, c2, dim=-1), torch.cross(c2, c0, dim=-1), torch.cross(c0, c1, dim=-1)], dim=-2)
+    r = torch.stack([_cross(c1, c2), _cross(c2, c0), _cross(c0, c1)], dim=-2)
     det = (c0 * r[..., 0, :]).sum(-1)
     s = torch.sign(det)
     return r * s[..., None, None], det

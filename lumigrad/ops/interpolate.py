@@ -168,7 +168,7 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     launch(_k.interpolate_bwd, P, [*inputs, to_warp(grad_rast), to_warp(grad_db), to_warp(gpix), to_warp(rows)], dev)
     grad_attr = None
     if want_attr:
-        grad_attr = torch.zeros(Ba * V, C, **opts).index_add_(0, rows, gpix).view(Ba, V, C)
+        grad_attr = torch.zeros(Ba * V, C, **opts).index_add_(0, rows.long(), gpix).view(Ba, V, C)
     return grad_attr, grad_rast.view(B, H, W, 4), (grad_db.view(B, H, W, 4) if has_da else None)
 
 

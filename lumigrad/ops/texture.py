@@ -256,7 +256,7 @@ def _launch(packed, uv, uv_da, lvl, meta, grad_out=None, want_tex=False):
     grad_packed = None
     if want_tex:
         contrib = (wts[:, :, None] * g[:, None, :]).view(-1, C)
-        grad_packed = torch.zeros_like(packed).index_add_(0, rows.view(-1), contrib)
+        grad_packed = torch.zeros_like(packed).index_add_(0, rows.view(-1).long(), contrib)
     return grad_packed, grad_uv.view(B, H, W, 2), (grad_da.view(B, H, W, 4) if mode == 3 else None)
 
 

@@ -36,12 +36,12 @@ class ReconstructConfig:
     """Settings of :func:`reconstruct` (defaults are the demo's)."""
 
     views_per_step: int = 8  # random subset of views per iteration
-    iterations: int = 500
+    iterations: int = 250
     lr: float = 3e-2
     lambda_: float = 19.0  # large-steps smoothing weight
     init_subdivisions: int = 3  # icosphere: 642 vertices
     init_radius: float = 0.6
-    remesh_at: tuple[int, ...] = (150, 300)
+    remesh_at: tuple[int, ...] = (80, 160)
     remesh_factor: float = 0.6  # new target edge length / current mean edge length
     silhouette_weight: float = 1.0
     seed: int = 0
@@ -134,7 +134,7 @@ def reconstruct(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        result.losses.append(float(loss))
+        result.losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{result.losses[-1]:.4f}", verts=v.shape[0])
     result.verts = from_differential(M, u.detach(), solver)
     result.faces = faces
@@ -180,6 +180,7 @@ def run_demo(out_dir: str | Path = "out/demo", views: int = 16, resolution: int 
         save_turntable_gif(out / "turntable.gif", torch.cat([frames_gt, frames_fit], dim=2))
     save_loss_curve(out / "loss.png", {"loss": result.losses}, title="reconstruction loss (L1 rgba)")
     metrics = {
+        "initial_loss": result.losses[0],
         "final_loss": result.losses[-1],
         "chamfer_over_diagonal": chamfer,
         "iterations": len(result.losses),
