@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lumigrad.geometry import chamfer_distance, icosphere
-from lumigrad.optim.large_steps import AdamUniform, CholeskySolver, compute_matrix, from_differential, to_differential
+from lumigrad.optim import CheckpointConfig, CholeskySolver, Convergence, FitState, compute_matrix, fit, from_differential, to_differential
 from lumigrad.optim.remesh import remesh
 from lumigrad.render.raster import RasterSettings, render_mesh
 from lumigrad.report import image_grid, save_image, save_loss_curve, save_metrics, save_turntable_gif
@@ -99,47 +99,58 @@ def reconstruct(
     cameras: Camera,  # N views
     config: ReconstructConfig = ReconstructConfig(),
     progress: bool = False,
+    checkpoint: CheckpointConfig | None = None,
 ) -> ReconstructResult:
-    """Fit a closed mesh, starting from a sphere, to shaded multi-view targets."""
-    from tqdm.auto import tqdm
+    """Fit a closed mesh, starting from a sphere, to shaded multi-view targets.
 
+    Runs :func:`lumigrad.optim.fit` over the large-steps coordinates ``u``;
+    remeshing swaps in new parameters through ``FitState.replace_params``.
+    """
     dtype = targets.dtype
     gen = torch.Generator().manual_seed(config.seed)
     material, lights = _scene(dtype)
     verts, faces = icosphere(config.init_subdivisions, radius=config.init_radius, dtype=dtype)
     n_views = targets.shape[0]
     weight = torch.tensor([1.0, 1.0, 1.0, config.silhouette_weight], dtype=dtype)
+    shape: dict = {}  # current topology and its large-steps system, read by the closure
 
-    def setup(v, f):
+    def parameterize(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         M = compute_matrix(v, f, lambda_=config.lambda_)
-        solver = CholeskySolver(M)
-        u = to_differential(M, v).detach().requires_grad_(True)
-        return M, solver, u, AdamUniform([u], lr=config.lr)
+        shape.update(faces=f, M=M, solver=CholeskySolver(M))
+        return to_differential(M, v).detach().requires_grad_(True)
 
-    M, solver, u, opt = setup(verts, faces)
-    result = ReconstructResult(verts=verts, faces=faces)
-    start = time.perf_counter()
-    bar = tqdm(range(config.iterations), desc="reconstruct", disable=not progress)
-    for it in bar:
-        if it in config.remesh_at:
-            v = from_differential(M, u.detach(), solver)
-            edge = _mean_edge_length(v, faces)
-            verts, faces = remesh(v, faces, target_edge_length=edge * config.remesh_factor)
-            M, solver, u, opt = setup(verts, faces)
+    def current_verts(u: torch.Tensor) -> torch.Tensor:
+        return from_differential(shape["M"], u, shape["solver"])
+
+    params = {"u": parameterize(verts, faces)}
+
+    def closure(it: int) -> torch.Tensor:
         views = torch.randperm(n_views, generator=gen)[: config.views_per_step]
-        v = from_differential(M, u, solver)
-        mesh = Mesh(verts=v.detach(), faces=faces)
+        v = current_verts(params["u"])
+        mesh = Mesh(verts=v.detach(), faces=shape["faces"])
         rgba = _rgba(mesh, cameras[views], material, lights, verts=v)
-        loss = ((rgba - targets[views]).abs() * weight).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        result.losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{result.losses[-1]:.4f}", verts=v.shape[0])
-    result.verts = from_differential(M, u.detach(), solver)
-    result.faces = faces
-    result.seconds = time.perf_counter() - start
-    return result
+        return ((rgba - targets[views]).abs() * weight).mean()
+
+    def remesh_callback(state: FitState) -> None:
+        if state.iteration + 1 in config.remesh_at:
+            v = current_verts(params["u"].detach())
+            edge = _mean_edge_length(v, shape["faces"])
+            v, f = remesh(v, shape["faces"], target_edge_length=edge * config.remesh_factor)
+            state.replace_params({"u": parameterize(v, f)})
+
+    result = fit(
+        params,
+        closure,
+        optimizer="adam_uniform",
+        lr=config.lr,
+        stop=Convergence(max_iters=config.iterations, patience=None),
+        callbacks=[remesh_callback],
+        checkpoint=checkpoint,
+        progress=progress,
+        desc="reconstruct",
+    )
+    final = current_verts(params["u"].detach())
+    return ReconstructResult(verts=final, faces=shape["faces"], losses=list(result.history.loss), seconds=result.seconds)
 
 
 def _mean_edge_length(verts: torch.Tensor, faces: torch.Tensor) -> float:

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
+from lumigrad.ops.rasterize import rasterize
+
 from lumigrad.ops._antialias_ref import antialias_ref, opposite_vertices_ref
-from lumigrad.ops._rasterize_ref import rasterize_ref
 from lumigrad.ops.antialias import AntialiasTopology, antialias, prepare_topology
 from lumigrad.testing.gradcheck import finite_difference, supersampled_coverage
 
@@ -14,8 +15,8 @@ NEAR, FAR, FOCAL = 0.5, 10.0, 2.2
 
 
 def _raster(pos, tri, res):
-    """Rasterizer for these tests (brute-force reference; swap in lumigrad.ops.rasterize.rasterize)."""
-    return rasterize_ref(pos, tri, res)
+    """Rasterizer for these tests: the Warp kernel (it matches rasterize_ref; see test_rasterize)."""
+    return rasterize(pos, tri, res)
 
 
 def _clip(view):
@@ -289,7 +290,6 @@ def test_visibility_gradient_occlusion_vs_supersampled_fd():
     _check_visibility(pos, tri, values, [0, 1, 2, 3], (64, 64), factor=8, eps=0.05, comps=(0, 1))
 
 
-@pytest.mark.slow
 def test_visibility_gradient_16x_supersampling():
     """16x16 supersampling; every vertex that could matter (apexes must get ~0 both ways)."""
     pos, tri, values = _octa_scene(torch.float64)
