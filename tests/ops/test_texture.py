@@ -96,7 +96,10 @@ def test_constant_texture_all_levels():
 def test_checkerboard_minified_is_grey():
     r, c = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
     tex = ((r + c) % 2).float()[..., None].expand(64, 64, 3)
-    uv = torch.rand(1, 4, 4, 2)
+    # Texel centres (u = (c + 0.5) / 64, v = 1 - (r + 0.5) / 64): exactly 0 or 1 at level 0.
+    idx = torch.arange(4, dtype=torch.float32) * 7 + 3
+    uu, vv = torch.meshgrid((idx + 0.5) / 64, 1 - (idx + 0.5) / 64, indexing="xy")
+    uv = torch.stack([uu, vv], dim=-1)[None]
     big = torch.full((1, 4, 4, 4), 0.0)
     big[..., 0] = big[..., 3] = 1.0  # one pixel spans the whole texture
     out = texture(tex, uv, big)
