@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     demo.add_argument("--views", type=int, default=16)
     demo.add_argument("--resolution", type=int, default=128)
-    demo.add_argument("--iterations", type=int, default=250)
+    demo.add_argument("--iterations", type=int, default=400)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)

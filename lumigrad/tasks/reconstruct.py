@@ -36,12 +36,12 @@ class ReconstructConfig:
     """Settings of :func:`reconstruct` (defaults are the demo's)."""
 
     views_per_step: int = 8  # random subset of views per iteration
-    iterations: int = 250
+    iterations: int = 400
     lr: float = 3e-2
     lambda_: float = 19.0  # large-steps smoothing weight
     init_subdivisions: int = 3  # icosphere: 642 vertices
     init_radius: float = 0.6
-    remesh_at: tuple[int, ...] = (80, 160)
+    remesh_at: tuple[int, ...] = (120, 240)
     remesh_factor: float = 0.6  # new target edge length / current mean edge length
     silhouette_weight: float = 1.0
     seed: int = 0
