@@ -11,6 +11,7 @@ from typing import Literal, NamedTuple, Sequence
 
 import torch
 
+from lumigrad.geometry.normals import safe_normalize, vertex_normals
 from lumigrad.ops.antialias import antialias
 from lumigrad.ops.interpolate import interpolate
 from lumigrad.ops.rasterize import rasterize
@@ -54,10 +55,6 @@ class RenderOutput(NamedTuple):
     alpha: torch.Tensor  # [B, H, W, 1] coverage (antialiased or soft)
     rast: torch.Tensor  # [B, H, W, 4] (u, v, z_ndc, tri_id + 1)
     normals: torch.Tensor  # [B, H, W, 3] world-space unit normals (0 where empty)
-
-
-def _normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    return x / torch.sqrt((x * x).sum(-1, keepdim=True) + eps)
 
 
 def render_silhouette(
@@ -110,14 +107,14 @@ def render_mesh(
     verts_b = verts if verts.ndim == 3 else verts[None].expand(B, -1, -1)
 
     points, _ = interpolate(verts_b, rast, faces)
-    vn = _vertex_normals(verts_b, faces)
-    normals = _normalize(interpolate(vn, rast, faces)[0])
+    vn = vertex_normals(verts_b, faces)
+    normals = safe_normalize(interpolate(vn, rast, faces)[0])
     uv = uv_da = None
     if mesh.uvs is not None:
         uv, uv_da = interpolate(mesh.uvs, rast, mesh.faces_uvs, rast_db=rast_db, diff_attrs="all")
     mask = (rast[..., 3:4] > 0).to(verts.dtype)
     eye = camera.camera_center()[:, None, None, :]  # [B, 1, 1, 3]
-    view_dirs = _normalize(eye - points)
+    view_dirs = safe_normalize(eye - points)
     rgb = shade(material, lights, points=points, normals=normals, view_dirs=view_dirs, uv=uv, uv_da=uv_da, mask=mask)
     if mesh.vert_colors is not None:
         # Vertex colours modulate the shaded colour (e.g. baked albedo variation).
@@ -138,13 +135,3 @@ def render_mesh(
     image = rgba[..., :3] + (1 - alpha) * bg
     return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
 
-
-def _vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted vertex normals ``[B, V, 3]`` for batched vertices (differentiable)."""
-    f = faces.long()
-    v0, v1, v2 = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
-    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
-    vn = torch.zeros_like(verts)
-    for k in range(3):
-        vn = vn.index_add(1, f[:, k], fn)
-    return _normalize(vn)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from lumigrad._runtime.checks import check_faces, check_finite
+from lumigrad.geometry.normals import face_cross, safe_normalize, vertex_normals
 
 __all__ = ["Mesh", "PackedMeshes", "pack_meshes", "unpack_verts"]
 
@@ -27,20 +28,6 @@ def _check_float_field(name: str, t, shape_desc: str, ndim: int, last: int | Non
         raise ValueError(f"{fn}(): {name} must match verts' dtype and device ({_desc(ref)} on {ref.device}), "
                          f"got {_desc(t)} on {t.device} (use Mesh.to() to convert all fields)")
     check_finite(fn, name, t)
-
-
-def _face_cross(verts: Tensor, faces: Tensor) -> Tensor:
-    """``[F, 3]`` un-normalised face normals ``(v1 - v0) x (v2 - v0)`` (length = 2 * area)."""
-    f = faces.long()
-    v0, v1, v2 = verts[f[:, 0]], verts[f[:, 1]], verts[f[:, 2]]
-    return torch.cross(v1 - v0, v2 - v0, dim=-1)
-
-
-def _safe_normalize(v: Tensor) -> Tensor:
-    """Unit vectors; zero vectors stay zero with zero (not NaN) gradient."""
-    n2 = (v * v).sum(-1, keepdim=True)
-    ok = n2 > torch.finfo(v.dtype).tiny
-    return torch.where(ok, v / torch.sqrt(torch.where(ok, n2, torch.ones_like(n2))), torch.zeros_like(v))
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,11 +136,11 @@ class Mesh:
 
     def face_normals(self) -> Tensor:
         """``[F, 3]`` unit face normals (right-hand rule); zero for degenerate faces. Differentiable."""
-        return _safe_normalize(_face_cross(self.verts, self.faces))
+        return safe_normalize(face_cross(self.verts, self.faces))
 
     def face_areas(self) -> Tensor:
         """``[F]`` triangle areas. Differentiable."""
-        c = _face_cross(self.verts, self.faces)
+        c = face_cross(self.verts, self.faces)
         return 0.5 * torch.sqrt((c * c).sum(-1) + torch.finfo(c.dtype).tiny)
 
     def vertex_normals(self) -> Tensor:
@@ -164,12 +151,7 @@ class Mesh:
         (isolated, or only degenerate faces) gets a zero normal. Gradients flow
         to ``verts`` and are finite everywhere.
         """
-        c = _face_cross(self.verts, self.faces)
-        acc = torch.zeros_like(self.verts)
-        f = self.faces.long()
-        for k in range(3):
-            acc = acc.index_add(0, f[:, k], c)
-        return _safe_normalize(acc)
+        return vertex_normals(self.verts, self.faces)
 
     def bounding_box(self) -> Tensor:
         """``[2, 3]``: row 0 the minimum corner, row 1 the maximum. Differentiable (like min/max)."""
@@ -194,7 +176,7 @@ class Mesh:
         """
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise ValueError(f"Mesh.sample_points(): n must be a positive int, got {n!r}")
-        area = _face_cross(self.verts.detach(), self.faces).norm(dim=-1)
+        area = face_cross(self.verts.detach(), self.faces).norm(dim=-1)
         if not bool(area.sum() > 0):
             raise ValueError("Mesh.sample_points(): the mesh has zero total area")
         face = torch.multinomial(area, n, replacement=True, generator=generator)

@@ -1,0 +1,41 @@
+"""Surface normals of triangle meshes (batched, differentiable, safe at degenerate faces)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["face_cross", "safe_normalize", "vertex_normals"]
+
+
+def face_cross(verts: Tensor, faces: Tensor) -> Tensor:
+    """``[..., F, 3]`` un-normalised face normals ``(v1 - v0) x (v2 - v0)`` (length = 2 * area).
+
+    Args:
+        verts: ``[..., V, 3]`` positions (any leading batch dims).
+        faces: ``[F, 3]`` integer indices.
+    """
+    f = faces.long()
+    v0, v1, v2 = verts[..., f[:, 0], :], verts[..., f[:, 1], :], verts[..., f[:, 2], :]
+    return torch.cross(v1 - v0, v2 - v0, dim=-1)
+
+
+def safe_normalize(v: Tensor) -> Tensor:
+    """Unit vectors along the last dim; zero vectors stay zero with zero (not NaN) gradient."""
+    n2 = (v * v).sum(-1, keepdim=True)
+    ok = n2 > torch.finfo(v.dtype).tiny
+    return torch.where(ok, v / torch.sqrt(torch.where(ok, n2, torch.ones_like(n2))), torch.zeros_like(v))
+
+
+def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
+    """``[..., V, 3]`` area-weighted unit vertex normals.
+
+    Each face adds its un-normalised normal (length = twice its area) to its three
+    vertices; a vertex with only degenerate faces gets a zero normal. Gradients
+    flow to ``verts`` and are finite everywhere.
+    """
+    c = face_cross(verts, faces)
+    f = faces.long()
+    acc = torch.zeros_like(verts)
+    for k in range(3):
+        acc = acc.index_add(-2, f[:, k], c)
+    return safe_normalize(acc)
