@@ -30,3 +30,13 @@ def atomic_path(path: str | os.PathLike):
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def existing_file(fn: str, path) -> Path:
+    """``Path(path)`` if it names an existing file; else an error naming ``fn`` and the path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}(): path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{fn}(): no such file: {p}")
+    return p

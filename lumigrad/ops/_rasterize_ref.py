@@ -98,6 +98,6 @@ def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[tor
         rsum = r_w.sum(-2)  # [B, P, 3]
         db_dp = (r_w[..., :2, :2] - b[..., :2, None] * rsum[..., None, :2]) / safe[..., None]  # [B,P,2(u,v),2(px,py)]
         scale = torch.tensor([2.0 / W, -2.0 / H], dtype=pos.dtype, device=pos.device)
-        db = (db_dp.detach() * scale).reshape(B, P := H * W, 4)
+        db = (db_dp.detach() * scale).reshape(B, H * W, 4)
         db = torch.where(hit[..., None], db, torch.zeros_like(db)).reshape(B, H, W, 4)
     return rast, db

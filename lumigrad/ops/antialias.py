@@ -21,7 +21,6 @@ import numbers
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
 from lumigrad._runtime.launch import launch, to_warp, warp_device
