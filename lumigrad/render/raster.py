@@ -106,9 +106,12 @@ def render_mesh(
     B = rast.shape[0]
     verts_b = verts if verts.ndim == 3 else verts[None].expand(B, -1, -1)
 
-    points, _ = interpolate(verts_b, rast, faces)
-    vn = vertex_normals(verts_b, faces)
-    normals = safe_normalize(interpolate(vn, rast, faces)[0])
+    # One interpolation pass for every per-vertex attribute.
+    attrs = [verts_b, vertex_normals(verts_b, faces)]
+    if mesh.vert_colors is not None:
+        attrs.append(mesh.vert_colors[..., :3].expand(B, -1, -1) if mesh.vert_colors.ndim == 2 else mesh.vert_colors[..., :3])
+    gbuf, _ = interpolate(torch.cat(attrs, dim=-1), rast, faces)
+    points, normals = gbuf[..., 0:3], safe_normalize(gbuf[..., 3:6])
     uv = uv_da = None
     if mesh.uvs is not None:
         uv, uv_da = interpolate(mesh.uvs, rast, mesh.faces_uvs, rast_db=rast_db, diff_attrs="all")
@@ -118,7 +121,7 @@ def render_mesh(
     rgb = shade(material, lights, points=points, normals=normals, view_dirs=view_dirs, uv=uv, uv_da=uv_da, mask=mask)
     if mesh.vert_colors is not None:
         # Vertex colours modulate the shaded colour (e.g. baked albedo variation).
-        rgb = rgb * interpolate(mesh.vert_colors[..., :3], rast, faces)[0]
+        rgb = rgb * gbuf[..., 6:9]
     rgb = rgb * mask
     normals = normals * mask
 
