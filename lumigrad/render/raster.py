@@ -12,7 +12,7 @@ from typing import Literal, NamedTuple, Sequence
 import torch
 
 from lumigrad.geometry.normals import safe_normalize, vertex_normals
-from lumigrad.ops.antialias import antialias
+from lumigrad.ops.antialias import AntialiasTopology, antialias
 from lumigrad.ops.interpolate import interpolate
 from lumigrad.ops.rasterize import rasterize
 from lumigrad.ops.soft_rasterize import soft_rasterize
@@ -62,8 +62,13 @@ def render_silhouette(
     faces: torch.Tensor,  # [F, 3] int32
     camera: Camera,
     settings: RasterSettings = RasterSettings(),
+    topology: AntialiasTopology | None = None,
 ) -> torch.Tensor:
-    """Coverage image ``[B, H, W, 1]`` with visibility gradients to ``verts`` and the camera."""
+    """Coverage image ``[B, H, W, 1]`` with visibility gradients to ``verts`` and the camera.
+
+    ``topology`` (from :func:`lumigrad.ops.prepare_topology`) saves rebuilding
+    the edge adjacency on every call when the faces do not change.
+    """
     pos = camera.project(verts)
     res = (camera.height, camera.width)
     if settings.visibility == "soft":
@@ -71,7 +76,7 @@ def render_silhouette(
     rast, _ = rasterize(pos, faces, res)
     alpha = (rast[..., 3:4] > 0).to(pos.dtype)
     if settings.visibility == "antialias":
-        alpha = antialias(alpha, rast, pos, faces)
+        alpha = antialias(alpha, rast, pos, faces, topology=topology)
     return alpha
 
 
@@ -82,6 +87,7 @@ def render_mesh(
     lights: Sequence,
     settings: RasterSettings = RasterSettings(),
     verts: torch.Tensor | None = None,  # [V, 3] or [B, V, 3] world; overrides mesh.verts (same topology)
+    topology: AntialiasTopology | None = None,
 ) -> RenderOutput:
     """Render a shaded mesh from every view of ``camera``.
 
@@ -93,6 +99,8 @@ def render_mesh(
         lights: lights from :mod:`lumigrad.scene.lights`.
         settings: visibility mode and background.
         verts: optional vertex positions replacing ``mesh.verts`` (for fitting).
+        topology: cached :func:`lumigrad.ops.prepare_topology` of ``mesh.faces``
+            for antialiasing (built on every call when None).
 
     Returns:
         :class:`RenderOutput`; ``image`` receives gradients w.r.t. vertices,
@@ -131,7 +139,7 @@ def render_mesh(
     else:
         rgba = torch.cat([rgb, mask], dim=-1)
         if settings.visibility == "antialias":
-            rgba = antialias(rgba, rast, pos, faces)
+            rgba = antialias(rgba, rast, pos, faces, topology=topology)
     bg = torch.tensor(settings.background, dtype=rgba.dtype, device=rgba.device)
     alpha = rgba[..., 3:4]
     # Colours are premultiplied by coverage (rgb was masked before antialiasing).

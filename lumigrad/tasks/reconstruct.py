@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from lumigrad.geometry import chamfer_distance, icosphere
+from lumigrad.ops import prepare_topology
 from lumigrad.optim import CheckpointConfig, CholeskySolver, Convergence, FitState, compute_matrix, fit, from_differential, to_differential
 from lumigrad.optim.remesh import remesh
 from lumigrad.render.raster import RasterSettings, render_mesh
@@ -89,8 +90,8 @@ def _scene(dtype):
     return material, lights
 
 
-def _rgba(mesh: Mesh, cams: Camera, material, lights, verts=None) -> torch.Tensor:
-    out = render_mesh(mesh, cams, material, lights, RasterSettings(visibility="antialias"), verts=verts)
+def _rgba(mesh: Mesh, cams: Camera, material, lights, verts=None, topology=None) -> torch.Tensor:
+    out = render_mesh(mesh, cams, material, lights, RasterSettings(visibility="antialias"), verts=verts, topology=topology)
     return torch.cat([out.image, out.alpha], dim=-1)
 
 
@@ -116,7 +117,7 @@ def reconstruct(
 
     def parameterize(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         M = compute_matrix(v, f, lambda_=config.lambda_)
-        shape.update(faces=f, M=M, solver=CholeskySolver(M))
+        shape.update(faces=f, M=M, solver=CholeskySolver(M), topology=prepare_topology(f, v.shape[0]))
         return to_differential(M, v).detach().requires_grad_(True)
 
     def current_verts(u: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,7 @@ def reconstruct(
         views = torch.randperm(n_views, generator=gen)[: config.views_per_step]
         v = current_verts(params["u"])
         mesh = Mesh(verts=v.detach(), faces=shape["faces"])
-        rgba = _rgba(mesh, cameras[views], material, lights, verts=v)
+        rgba = _rgba(mesh, cameras[views], material, lights, verts=v, topology=shape["topology"])
         return ((rgba - targets[views]).abs() * weight).mean()
 
     def remesh_callback(state: FitState) -> None:
