@@ -1,8 +1,7 @@
 """shade(): gradchecks w.r.t. every light / material / buffer input, masking, texture glue, bad inputs.
 
-Textures go through ``lumigrad.ops.texture.texture``. While that op does not
-exist yet, ``texture_op`` installs a bilinear ``grid_sample`` stand-in with the
-same contract (uv (0, 0) = bottom-left of the image, v up).
+Textures go through ``lumigrad.ops.texture.texture``; one test swaps in a
+recording ``grid_sample`` stand-in with the same contract to check the glue.
 """
 import math
 import sys
@@ -31,20 +30,6 @@ def _standin_texture(tex, uv, uv_da=None, filter_mode=None, boundary_mode=None):
     grid = torch.stack([2.0 * uv[..., 0] - 1.0, 1.0 - 2.0 * uv[..., 1]], dim=-1)
     out = F.grid_sample(tex, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.permute(0, 2, 3, 1)
-
-
-@pytest.fixture
-def texture_op(monkeypatch):
-    """The real texture op when it imports, else the stand-in; returns which."""
-    try:
-        import lumigrad.ops.texture  # noqa: F401
-
-        return "real"
-    except ImportError:
-        fake = types.ModuleType("lumigrad.ops.texture")
-        fake.texture = _standin_texture
-        monkeypatch.setitem(sys.modules, "lumigrad.ops.texture", fake)
-        return "standin"
 
 
 def _buffers(seed=0, B=1, H=2, W=3):
@@ -120,7 +105,7 @@ def test_gradcheck_geometry_buffers():
     assert gradcheck(f, args)
 
 
-def test_gradcheck_texture_texels(texture_op):
+def test_gradcheck_texture_texels():
     g = torch.Generator().manual_seed(2)
     albedo = torch.rand(4, 5, 3, generator=g, dtype=D64).requires_grad_(True)
     rough = (0.3 + 0.4 * torch.rand(4, 5, 1, generator=g, dtype=D64)).requires_grad_(True)
@@ -129,7 +114,7 @@ def test_gradcheck_texture_texels(texture_op):
         mat = GGXMaterial(TextureParam(tex_albedo), TextureParam(tex_rough), 0.2)
         return shade(mat, _lights(), **BUF)
 
-    assert gradcheck(f, (albedo, rough)), texture_op
+    assert gradcheck(f, (albedo, rough))
 
 
 def test_texture_glue_passes_modes(monkeypatch):
