@@ -1,9 +1,9 @@
 """Tests for lumigrad.ops.antialias: reference agreement, gradcheck, visibility gradients vs supersampling."""
 import math
 
-from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 import torch
 
 from lumigrad.ops.rasterize import rasterize
@@ -171,7 +171,7 @@ def test_pos_gradient_boost_scales_only_pos():
 
 def test_topology_matches_reference_and_cache():
     trimesh = pytest.importorskip("trimesh")
-    mesh = trimesh.load(str(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "suzanne" / "suzanne.obj"), process=False, force="mesh")
+    mesh = trimesh.load(str(SHARED_DATA / "suzanne" / "suzanne.obj"), process=False, force="mesh")
     tri = torch.as_tensor(mesh.faces, dtype=torch.int64)
     topo = prepare_topology(tri, len(mesh.vertices))
     assert isinstance(topo, AntialiasTopology) and topo.opposite.dtype == torch.int32

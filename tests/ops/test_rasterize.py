@@ -1,9 +1,9 @@
 """Tests for lumigrad.ops.rasterize: validation, reference agreement, fill rule, gradients, batching."""
 import math
 
-from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 import torch
 
 from lumigrad.ops._rasterize_ref import rasterize_ref
@@ -142,7 +142,7 @@ def test_matches_reference_icosphere(dtype):
 
 def test_matches_reference_real_mesh():
     trimesh = pytest.importorskip("trimesh")
-    path = str(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "suzanne" / "suzanne.obj")
+    path = str(SHARED_DATA / "suzanne" / "suzanne.obj")
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
     except Exception:  # noqa: BLE001 - data is optional

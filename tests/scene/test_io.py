@@ -5,13 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 import torch
 
 from lumigrad.geometry.primitives import icosphere
 from lumigrad.scene.io import read_image, read_mesh, read_transforms_json, write_image, write_mesh
 from lumigrad.scene.mesh import Mesh
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # ../shared/data beside the checkout
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data not present")
 
 
