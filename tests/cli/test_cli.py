@@ -30,4 +30,7 @@ def test_bad_arguments_exit_nonzero(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code != 0
-    assert main(["demo", "--out", str(tmp_path / "x"), "--resolution", "0", "--quiet"]) == 2
+    for flag in ("--resolution", "--views", "--iterations"):
+        with pytest.raises(SystemExit) as exc:
+            main(["demo", "--out", str(tmp_path / "x"), flag, "0", "--quiet"])
+        assert exc.value.code == 2, flag
