@@ -301,6 +301,11 @@ def edge_rows(
         # Nearly parallel planes: the crossing is ill-conditioned, give no gradient.
         if wp.abs(den) * max_slope_ratio <= wp.max(wp.abs(ga), wp.abs(gb)):
             return
+        # The crossing shift along this axis alone already accounts for the whole
+        # area swept by the line; weight it by n_axis^2 (n: the line's unit normal,
+        # along grad(zA - zB)) so that horizontal and vertical pairs add up to it once.
+        across = _slope(scr, a0, a1, a2, 1 - d) - _slope(scr, b0, b1, b2, 1 - d)
+        g = g * den * den / (den * den + across * across)
         # Crossing b* of z = zA(a) and z = zB(a): moving A by (da, dz) shifts it by
         # (gA da - dz) / den, moving B by (da, dz) by (dz - gB da) / den.
         _write_owner(scr, a0, a1, a2, ax, ay, d, g * ga / den, -g / den, 6 * i, rows, vals)

@@ -134,7 +134,9 @@ def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tr
         den = torch.where(ok, den, torch.ones_like(den))
         da, za = axis1 - axis1.detach(), b1[:, 2] - b1[:, 2].detach()
         db, zb = axis2 - axis2.detach(), b2[:, 2] - b2[:, 2].detach()
-        cross = (ga * da - za + zb - gb * db) / den
+        across = _slope(v1.detach(), 1 - d) - _slope(v2.detach(), 1 - d)
+        weight = den**2 / (den**2 + across**2)  # n_axis^2 of the intersection line
+        cross = weight * (ga * da - za + zb - gb * db) / den
         shift = torch.where(ok, cross, shift)
     flat = color.reshape(B * H * W, C)
     jump = (flat[p0] - flat[p1]).detach()

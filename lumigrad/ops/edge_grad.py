@@ -21,7 +21,9 @@ each a complete sampling of the boundary (no edge normal needed). Ownership:
   * if one triangle, extended, reaches under the other pixel, the other pixel's
     triangle occludes it there and owns the boundary; if both reach, the
     triangles intersect and the boundary is their crossing line, which both move
-    (the sliding-boundary derivative of the paper, eq. 14, in (axis, z_ndc));
+    (the sliding-boundary derivative of the paper, eq. 14, in (axis, z_ndc)),
+    weighted by the squared axis component of the line's normal so that the
+    horizontal and vertical pairs together count the swept area once;
   * else (triangles smaller than a pixel: dense meshes) the planes are
     extrapolated across the pair: if each meets the other surface's depth to
     within ``tau`` of the depth step, the surface is continuous; otherwise the
