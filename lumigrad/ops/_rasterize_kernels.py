@@ -540,15 +540,22 @@ def resolve_kernel(
 @wp.func
 def _pixel_grad(
     pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int,
-    px: Any, py: Any, gu: Any, gv: Any, gz: Any,
+    px: Any, py: Any, gr: Any, gd: Any, want_db: int,
 ):
     """d loss / d clip (x, y, z, w) of the three corners of triangle ``t`` at one pixel.
 
-    u = e0 / s, v = e1 / s, z = sum(e z) / sum(e w) with e_k = sign(det) (c_i x c_j) . p
-    (c = (x, y, w)); returns one vec4 per corner.
+    ``gr`` = d loss / d (u, v, z, id) and ``gd`` = d loss / d (du/dX, du/dY, dv/dX, dv/dY)
+    already scaled to NDC (used when ``want_db``). With c = (x, y, w),
+    r_k = sign(det) (c_i x c_j), e_k = r_k . p, s = sum(e):
+    u = e0 / s, v = e1 / s, z = sum(e z) / sum(e w), and
+    d b_k / d p_a = (r_k[a] - b_k R[a]) / s with R = sum(r). Returns one vec4 per corner.
     """
     c0, c1, c2, zc, r0, r1, r2, det = _load_tri(pos, tri, t, nf, nv)
+    zero = type(px)(0.0)
     pv = wp.vector(px, py, type(px)(1.0))
+    gu = gr[0]
+    gv = gr[1]
+    gz = gr[2]
     e0 = _edge(r0, px, py)
     e1 = _edge(r1, px, py)
     e2 = _edge(r2, px, py)
@@ -562,14 +569,35 @@ def _pixel_grad(
     ge0 = gu / s + common + gz * (zc[0] - z * c0[2]) / den
     ge1 = gv / s + common + gz * (zc[1] - z * c1[2]) / den
     ge2 = common + gz * (zc[2] - z * c2[2]) / den
-    # d e_k / d c_i = sign * (c_j x p), d e_k / d c_j = sign * (p x c_i) for e_k = sign * (c_i x c_j) . p.
+    # d loss / d r_k beyond e_k = r_k . p: the rows' direct use in rast_db.
+    gq0 = wp.vector(zero, zero, zero)
+    gq1 = wp.vector(zero, zero, zero)
+    gq2 = wp.vector(zero, zero, zero)
+    if want_db != 0:
+        rs = r0 + r1 + r2
+        is_ = type(px)(1.0) / s
+        d0x = (r0[0] - u * rs[0]) * is_
+        d0y = (r0[1] - u * rs[1]) * is_
+        d1x = (r1[0] - v * rs[0]) * is_
+        d1y = (r1[1] - v * rs[1]) * is_
+        gb0 = -(gd[0] * rs[0] + gd[1] * rs[1]) * is_  # d loss / d u through rast_db
+        gb1 = -(gd[2] * rs[0] + gd[3] * rs[1]) * is_
+        gs = -(gd[0] * d0x + gd[1] * d0y + gd[2] * d1x + gd[3] * d1y) * is_ - (gb0 * u + gb1 * v) * is_
+        ge0 = ge0 + gb0 * is_ + gs
+        ge1 = ge1 + gb1 * is_ + gs
+        ge2 = ge2 + gs
+        g_rs = wp.vector(-(gd[0] * u + gd[2] * v) * is_, -(gd[1] * u + gd[3] * v) * is_, zero)
+        gq0 = g_rs + wp.vector(gd[0] * is_, gd[1] * is_, zero)
+        gq1 = g_rs + wp.vector(gd[2] * is_, gd[3] * is_, zero)
+        gq2 = g_rs
+    gq0 = gq0 + pv * ge0
+    gq1 = gq1 + pv * ge1
+    gq2 = gq2 + pv * ge2
+    # For r = sign * (c_i x c_j) and gradient g on r: d/dc_i = sign * (c_j x g), d/dc_j = sign * (g x c_i).
     sg = wp.sign(det)
-    q0 = wp.cross(pv, c0)
-    q1 = wp.cross(pv, c1)
-    q2 = wp.cross(pv, c2)
-    g0 = (q2 * ge1 - q1 * ge2) * sg
-    g1 = (q0 * ge2 - q2 * ge0) * sg
-    g2 = (q1 * ge0 - q0 * ge1) * sg
+    g0 = (wp.cross(gq1, c2) + wp.cross(c1, gq2)) * sg
+    g1 = (wp.cross(c2, gq0) + wp.cross(gq2, c0)) * sg
+    g2 = (wp.cross(gq0, c1) + wp.cross(c0, gq1)) * sg
     # z also depends on clip z and w directly: dz/dz_k = e_k / den, dz/dw_k = -z e_k / den.
     gzd = gz / den
     return (
@@ -577,6 +605,16 @@ def _pixel_grad(
         wp.vector(g1[0], g1[1], gzd * e1, g1[2] - gzd * e1 * z),
         wp.vector(g2[0], g2[1], gzd * e2, g2[2] - gzd * e2 * z),
     )
+
+
+@wp.func
+def _db_cotangent(gdb: wp.array(dtype=Any), p: int, want_db: int, sx: Any, sy: Any):
+    """d loss / d rast_db at pixel p, scaled from pixel to NDC units (zeros unless want_db)."""
+    zero = sx * type(sx)(0.0)
+    if want_db == 0:
+        return wp.vector(zero, zero, zero, zero)
+    g = gdb[p]
+    return wp.vector(g[0] * sx, g[1] * sy, g[2] * sx, g[3] * sy)
 
 
 @wp.func
@@ -590,6 +628,8 @@ def grad_tasks_kernel(
     xs: wp.array(dtype=Any), ys: wp.array(dtype=Any), pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32),
     rast: wp.array(dtype=Any),  # [B*H*W] vec4
     grad: wp.array(dtype=Any),  # [B*H*W] vec4 d loss / d rast (component 3 ignored)
+    gdb: wp.array(dtype=Any),  # [B*H*W] vec4 d loss / d rast_db, or [1] unused unless want_db
+    want_db: int,
     gbuf: wp.array(dtype=Any),  # [tasks * B*V] vec4, zeroed: this task's gradient w.r.t. pos
 ):
     """CPU backward: one launch per task over image rows offset, offset + stride, ...;
@@ -604,8 +644,8 @@ def grad_tasks_kernel(
     b = row // height
     i = row - b * height
     f = int(v[3]) - 1
-    gr = grad[p]
-    g0, g1, g2 = _pixel_grad(pos, tri, b * nf + f, nf, nv, xs[j], ys[i], gr[0], gr[1], gr[2])
+    gd = _db_cotangent(gdb, p, want_db, xs.dtype(2.0) / xs.dtype(width), -xs.dtype(2.0) / xs.dtype(height))
+    g0, g1, g2 = _pixel_grad(pos, tri, b * nf + f, nf, nv, xs[j], ys[i], grad[p], gd, want_db)
     base = offset * (pos.shape[0]) + b * nv
     _add4(gbuf, base + tri[f, 0], g0)
     _add4(gbuf, base + tri[f, 1], g1)
@@ -617,6 +657,7 @@ def grad_pixels_kernel(
     offset: int, base: int, height: int, width: int, nf: int, nv: int,
     xs: wp.array(dtype=Any), ys: wp.array(dtype=Any), pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32),
     rast: wp.array(dtype=Any), grad: wp.array(dtype=Any),  # [B*H*W] vec4 each
+    gdb: wp.array(dtype=Any), want_db: int,  # [B*H*W] vec4 d loss / d rast_db, or [1] unused
     gout: wp.array(dtype=Any),  # [3 * n] vec4 out: per pixel and corner
     vidx: wp.array(dtype=wp.int64),  # [3 * n] out: row of pos [B*V] for each gout row
 ):
@@ -636,8 +677,8 @@ def grad_pixels_kernel(
     i = (p - b * hw) // width
     j = p - b * hw - i * width
     f = int(v[3]) - 1
-    gr = grad[p]
-    g0, g1, g2 = _pixel_grad(pos, tri, b * nf + f, nf, nv, xs[j], ys[i], gr[0], gr[1], gr[2])
+    gd = _db_cotangent(gdb, p, want_db, xs.dtype(2.0) / xs.dtype(width), -xs.dtype(2.0) / xs.dtype(height))
+    g0, g1, g2 = _pixel_grad(pos, tri, b * nf + f, nf, nv, xs[j], ys[i], grad[p], gd, want_db)
     gout[3 * k + 0] = g0
     gout[3 * k + 1] = g1
     gout[3 * k + 2] = g2

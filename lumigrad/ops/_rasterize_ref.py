@@ -57,7 +57,7 @@ def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[tor
         b0 = u, b1 = v, b2 = 1 - u - v; zeros where empty. Differentiable in
         u, v, z w.r.t. ``pos``.
         rast_db ``[B, H, W, 4]`` = (du/dX, du/dY, dv/dX, dv/dY) in pixels
-        (X right, Y down); not differentiable.
+        (X right, Y down); differentiable w.r.t. ``pos``.
     """
     if pos.ndim == 2:
         pos = pos[None]
@@ -93,11 +93,11 @@ def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[tor
     rast = torch.stack([b[..., 0], b[..., 1], z_w, tri_id], dim=-1)
     rast = torch.where(hit[..., None], rast, torch.zeros_like(rast)).reshape(B, H, W, 4)
 
-    with torch.no_grad():
-        # d b_k / d p = (r_k - b_k * sum_j r_j) / sum(e); dp/dX = 2/W, dp/dY = -2/H.
-        rsum = r_w.sum(-2)  # [B, P, 3]
-        db_dp = (r_w[..., :2, :2] - b[..., :2, None] * rsum[..., None, :2]) / safe[..., None]  # [B,P,2(u,v),2(px,py)]
-        scale = torch.tensor([2.0 / W, -2.0 / H], dtype=pos.dtype, device=pos.device)
-        db = (db_dp.detach() * scale).reshape(B, H * W, 4)
-        db = torch.where(hit[..., None], db, torch.zeros_like(db)).reshape(B, H, W, 4)
+    # d b_k / d p = (r_k - b_k * sum_j r_j) / sum(e); dp/dX = 2/W, dp/dY = -2/H. Differentiable
+    # w.r.t. pos (nvdiffrast's grad_db): the mip level of a texture lookup depends on it.
+    rsum = r_w.sum(-2)  # [B, P, 3]
+    db_dp = (r_w[..., :2, :2] - b[..., :2, None] * rsum[..., None, :2]) / safe[..., None]  # [B,P,2(u,v),2(px,py)]
+    scale = torch.tensor([2.0 / W, -2.0 / H], dtype=pos.dtype, device=pos.device)
+    db = (db_dp * scale).reshape(B, H * W, 4)
+    db = torch.where(hit[..., None], db, torch.zeros_like(db)).reshape(B, H, W, 4)
     return rast, db

@@ -72,7 +72,9 @@ def rasterize(
         tri: ``[F, 3]`` integer vertex indices (int32 preferred, other integer
             dtypes are converted), ``0 <= tri < V``.
         resolution: ``(H, W)`` positive ints.
-        grad_db: also compute ``rast_db`` (otherwise it is ``[B, H, W, 0]``).
+        grad_db: compute ``rast_db`` and propagate its gradients to ``pos``, as
+            nvdiffrast's ``grad_db``; when False ``rast_db`` is ``[B, H, W, 0]``
+            (cheaper: use it when no mipmapped texture or ``out_da`` is needed).
 
     Returns:
         :class:`Rasterized` ``(rast, rast_db)``:
@@ -82,9 +84,11 @@ def rasterize(
         ``rast_db [B, H, W, 4]`` = (du/dX, du/dY, dv/dX, dv/dY) in pixel units
         (X right, Y down), zeros where empty. Same dtype and device as ``pos``.
 
-    Gradients: u, v and z_ndc of ``rast`` are differentiable w.r.t. ``pos``
-    (all four clip coordinates; no visibility/edge gradients here, use
-    ``antialias`` for those). ``tri_id`` and ``rast_db`` are not differentiable.
+    Gradients: u, v and z_ndc of ``rast`` and all of ``rast_db`` are
+    differentiable w.r.t. ``pos`` (all four clip coordinates; no
+    visibility/edge gradients here, use ``antialias`` for those). The
+    ``rast_db`` term is what carries a mipmapped texture's level change to the
+    positions. ``tri_id`` is not differentiable.
 
     Example:
         >>> pos = torch.tensor([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
@@ -204,8 +208,9 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     )
 
 
-def _backward(pos, tri, rast, grad_rast, mode: str | None = None) -> torch.Tensor:
-    """d loss / d pos ``[B, V, 4]`` from d loss / d rast (channels u, v, z).
+def _backward(pos, tri, rast, grad_rast, grad_db=None, mode: str | None = None) -> torch.Tensor:
+    """d loss / d pos ``[B, V, 4]`` from d loss / d rast (channels u, v, z) and, when given,
+    d loss / d rast_db ``[B, H, W, 4]``.
 
     ``mode`` "tasks" (CPU default): each thread task accumulates into its own
     ``[B*V, 4]`` buffer, summed in torch. "pixels" (CUDA default): per-pixel,
@@ -222,6 +227,8 @@ def _backward(pos, tri, rast, grad_rast, mode: str | None = None) -> torch.Tenso
     common = [
         height, width, nf, nv, to_warp(xs), to_warp(ys), to_warp(pos.view(batch * nv, 4)), to_warp(tri),
         to_warp(rast.view(n_pix, 4), vec4), to_warp(grad_rast.contiguous().view(n_pix, 4), vec4),
+        to_warp(grad_db.contiguous().view(n_pix, 4) if grad_db is not None else rast.new_zeros(1, 4), vec4),
+        int(grad_db is not None),
     ]  # fmt: skip
     if mode == "tasks":
         rows = batch * height
@@ -252,13 +259,18 @@ class _RasterizeFn(torch.autograd.Function):
     def forward(ctx, pos, tri, height, width, grad_db):
         rast, db = _forward(pos.detach(), tri, height, width, grad_db)
         ctx.save_for_backward(pos, tri, rast)
-        ctx.mark_non_differentiable(db)
+        ctx.with_db = grad_db
+        if not grad_db:
+            ctx.mark_non_differentiable(db)
         return rast, db
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_rast, grad_db):
-        if not ctx.needs_input_grad[0] or grad_rast is None:
+        if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
         pos, tri, rast = ctx.saved_tensors
-        return _backward(pos.detach(), tri, rast, grad_rast), None, None, None, None
+        if grad_rast is None:
+            grad_rast = torch.zeros_like(rast)
+        grad_db = grad_db if ctx.with_db else None
+        return _backward(pos.detach(), tri, rast, grad_rast, grad_db), None, None, None, None

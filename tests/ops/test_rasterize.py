@@ -226,17 +226,30 @@ def test_backward_matches_reference(dtype, mode):
     pos.requires_grad_(True)
     res = (29, 31)
     rast, db = rasterize(pos, tri, res)
-    rast_r, _ = rasterize_ref(pos, tri, res)
+    rast_r, db_r = rasterize_ref(pos, tri, res)
     cot = torch.randn_like(rast)
-    (g_ref,) = torch.autograd.grad(rast_r, pos, cot)
-    with torch.no_grad():
-        g = _backward(pos.detach(), tri, rast.detach(), cot, mode=mode)
+    cot_db = torch.randn_like(db)
     tol = 1e-9 if dtype == torch.float64 else 2e-3
-    torch.testing.assert_close(g, g_ref, atol=tol, rtol=tol)
-    if mode == "tasks":
-        (g_auto,) = torch.autograd.grad(rast, pos, cot)
-        assert torch.equal(g_auto, g)
-    assert not db.requires_grad
+    # rast alone, rast_db alone, and both together (every backward branch).
+    for cr, cd in ((cot, None), (torch.zeros_like(cot), cot_db), (cot, cot_db)):
+        outs, cots = ([rast_r], [cr]) if cd is None else ([rast_r, db_r], [cr, cd])
+        (g_ref,) = torch.autograd.grad(outs, pos, cots, retain_graph=True)
+        with torch.no_grad():
+            g = _backward(pos.detach(), tri, rast.detach(), cr, cd, mode=mode)
+        assert g.abs().max() > 1e-3
+        torch.testing.assert_close(g, g_ref, atol=tol, rtol=tol)
+        if mode == "tasks":
+            outs = [rast] if cd is None else [rast, db]
+            (g_auto,) = torch.autograd.grad(outs, pos, cots, retain_graph=True)
+            assert torch.equal(g_auto, g)
+    assert db.requires_grad
+
+
+def test_no_db_is_not_differentiable():
+    pos, tri = _random_scene(torch.float64, batch=1, seed=11)
+    pos.requires_grad_(True)
+    rast, db = rasterize(pos, tri, (9, 10), grad_db=False)
+    assert db.shape == (1, 9, 10, 0) and not db.requires_grad and rast.requires_grad
 
 
 def _gradcheck_scene():
@@ -272,6 +285,17 @@ def test_gradcheck(fn):
     pos, tri, res = _gradcheck_scene()
     pos.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: fn(p, tri, res)[0][..., :3], (pos,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [rasterize, rasterize_ref], ids=["kernel", "reference"])
+def test_gradcheck_rast_db(fn):
+    # rast_db (nvdiffrast's grad_db) vs central differences, alone and together with rast.
+    pos, tri, res = _gradcheck_scene()
+    pos.requires_grad_(True)
+    assert fn(pos, tri, res)[1].abs().max() > 0.1
+    assert torch.autograd.gradcheck(lambda p: fn(p, tri, res)[1], (pos,), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda p: torch.cat([fn(p, tri, res)[0][..., :3], fn(p, tri, res)[1]], -1),
+                                    (pos,), eps=1e-6, atol=1e-6)
 
 
 def test_runtime_helpers():
