@@ -45,6 +45,10 @@ REC = 16
 _ZMIN_TOL = 1e-5
 # Columns per tile of the per-band max-depth grid used to skip hidden triangles.
 _TILE = 32
+# Triangles whose largest |clip coordinate| lies outside [_NORM_LO, _NORM_HI] are rescaled
+# by a power of two in _load_tri, so edge rows and det neither overflow nor underflow.
+_NORM_HI = 2.0**20
+_NORM_LO = 2.0**-20
 
 
 @wp.func
@@ -53,6 +57,11 @@ def _cross_canon(ci: Any, cj: Any, vi: int, vj: int):
     # exactly negated rows even when the compiler contracts to FMA (CUDA).
     # A select, not a branch: the order is data dependent and would mispredict.
     return wp.where(vi <= vj, wp.cross(ci, cj), -wp.cross(cj, ci))
+
+
+@wp.func
+def _vmax_abs(c: Any):
+    return wp.max(wp.abs(c[0]), wp.max(wp.abs(c[1]), wp.abs(c[2])))
 
 
 @wp.func
@@ -70,12 +79,25 @@ def _load_tri(pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: in
     c1 = wp.vector(pos[i1, 0], pos[i1, 1], pos[i1, 3])
     c2 = wp.vector(pos[i2, 0], pos[i2, 1], pos[i2, 3])
     zc = wp.vector(pos[i0, 2], pos[i1, 2], pos[i2, 2])
+    # Edge rows are quadratic and det cubic in the coordinates: far from 1 they overflow
+    # (float32: |coord| ~ 1e13) or underflow. Rasterization is invariant under scaling a
+    # triangle's corners by one factor, so such triangles are scaled by a power of two
+    # (exact: in range the results are bitwise those of the unscaled triangle).
+    m = wp.max(wp.max(_vmax_abs(c0), _vmax_abs(c1)), wp.max(_vmax_abs(c2), _vmax_abs(zc)))
+    scale = type(m)(1.0)
+    if m > type(m)(_NORM_HI) or (m < type(m)(_NORM_LO) and m > type(m)(0.0)):
+        scale = type(m)(wp.pow(wp.float64(2.0), -wp.floor(wp.log2(wp.float64(m)))))
+        c0 = c0 * scale
+        c1 = c1 * scale
+        c2 = c2 * scale
+        zc = zc * scale
     r0 = _cross_canon(c1, c2, v1, v2)
     r1 = _cross_canon(c2, c0, v2, v0)
     r2 = _cross_canon(c0, c1, v0, v1)
     det = c0[0] * r0[0] + c0[1] * r0[1] + c0[2] * r0[2]
     s = wp.sign(det)
-    return c0, c1, c2, zc, r0 * s, r1 * s, r2 * s, det
+    return c0, c1, c2, zc, r0 * s, r1 * s, r2 * s, det, scale
+
 
 
 @wp.func
@@ -242,7 +264,7 @@ def _setup_tri(
     width: int, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
 ):
     """Write triangle t's pixel bbox (empty when y0 > y1) and record; return (y0, y1)."""
-    c0, c1, c2, zc, r0, r1, r2, det = _load_tri(pos, tri, t, nf, nv)
+    c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
     zero = pos.dtype(0.0)
     x0 = int(0)
     x1 = width - 1
@@ -550,7 +572,7 @@ def _pixel_grad(
     u = e0 / s, v = e1 / s, z = sum(e z) / sum(e w), and
     d b_k / d p_a = (r_k[a] - b_k R[a]) / s with R = sum(r). Returns one vec4 per corner.
     """
-    c0, c1, c2, zc, r0, r1, r2, det = _load_tri(pos, tri, t, nf, nv)
+    c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
     zero = type(px)(0.0)
     pv = wp.vector(px, py, type(px)(1.0))
     gu = gr[0]
@@ -599,11 +621,12 @@ def _pixel_grad(
     g1 = (wp.cross(c2, gq0) + wp.cross(gq2, c0)) * sg
     g2 = (wp.cross(gq0, c1) + wp.cross(c0, gq1)) * sg
     # z also depends on clip z and w directly: dz/dz_k = e_k / den, dz/dw_k = -z e_k / den.
+    # The outputs do not change with the triangle's scale, so d/d pos = scale * d/d (scaled corners).
     gzd = gz / den
     return (
-        wp.vector(g0[0], g0[1], gzd * e0, g0[2] - gzd * e0 * z),
-        wp.vector(g1[0], g1[1], gzd * e1, g1[2] - gzd * e1 * z),
-        wp.vector(g2[0], g2[1], gzd * e2, g2[2] - gzd * e2 * z),
+        wp.vector(g0[0], g0[1], gzd * e0, g0[2] - gzd * e0 * z) * scale,
+        wp.vector(g1[0], g1[1], gzd * e1, g1[2] - gzd * e1 * z) * scale,
+        wp.vector(g2[0], g2[1], gzd * e2, g2[2] - gzd * e2 * z) * scale,
     )
 
 

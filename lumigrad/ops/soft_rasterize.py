@@ -216,6 +216,9 @@ def soft_rasterize(
             raise ValueError(f"{_FN}(): background must broadcast to [B, H, W, C] = {[B, H, W, C]}, "
                              f"got {list(background.shape)}")
         check_finite(_FN, "background", background)
+    if B * H * W >= 2**31 or B * H * W * (C + 5) * pos.element_size() >= 2**40:
+        # Refused before any allocation (the outputs alone would need B*H*W*(C+5) values).
+        raise ValueError(f"{_FN}(): B*H*W must be < 2**31 pixels, got B={B}, H={H}, W={W}")
     check_same_device(_FN, pos=pos, tri=tri, colors=colors, background=background)
     check_finite(_FN, "pos", pos)
     if colors is not None:

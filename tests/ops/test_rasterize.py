@@ -307,3 +307,24 @@ def test_runtime_helpers():
     t.fill_(3.0)
     assert float(t.sum()) == 3.0 * 1000 * 1024
     assert empty((3, 4), torch.int32, "cpu").shape == (3, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [1e20, 1e-20, 1e35, 2.0**40])
+def test_projectively_equal_triangles_rasterize_the_same(dtype, scale):
+    # issue 13: a float32 triangle scaled by 1e20 (the same triangle projectively) gave NaN
+    # barycentrics. Each triangle is rescaled by a power of two: same rast, rast_db and gradients.
+    pos, tri = _random_scene(dtype, batch=1, seed=3, behind=True)
+    res = (17, 19)
+    p0 = pos.clone().requires_grad_(True)
+    p1 = (pos * scale).requires_grad_(True)
+    for fn in (rasterize, rasterize_ref):
+        (r0, d0), (r1, d1) = fn(p0, tri, res), fn(p1, tri, res)
+        assert torch.isfinite(r1).all() and torch.isfinite(d1).all()
+        assert torch.equal(r1[..., 3], r0[..., 3])
+        torch.testing.assert_close(r1, r0, atol=ATOL[dtype] * 10, rtol=1e-4)
+        torch.testing.assert_close(d1, d0, atol=ATOL[dtype] * 10, rtol=1e-4)
+        (g0,) = torch.autograd.grad((r0[..., :3] * r0[..., :3]).sum() + d0.sum(), p0)
+        (g1,) = torch.autograd.grad((r1[..., :3] * r1[..., :3]).sum() + d1.sum(), p1)
+        assert torch.isfinite(g1).all()
+        torch.testing.assert_close(g1 * scale, g0, atol=1e-3 if dtype == torch.float32 else 1e-8, rtol=1e-3)

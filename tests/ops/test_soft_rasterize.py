@@ -285,3 +285,13 @@ def test_visibility_closed_mesh_fd_supersampled():
     g_fd = ((cov[:n] - cov[n:]) / (2 * h)).reshape(verts.shape)
     g = _soft_grad(_to_clip, verts, _OCTA_TRI, res)
     assert _rel_err(g, g_fd) < 0.05
+
+
+def test_huge_resolution_is_refused_up_front():
+    # issue 13: 100000^2 used to run for tens of seconds before failing to allocate.
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"soft_rasterize\(\): B\*H\*W"):
+        soft_rasterize(_P, _T, (100000, 100000), torch.zeros(3, 2))
+    assert time.perf_counter() - t0 < 5.0
