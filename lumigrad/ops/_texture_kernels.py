@@ -21,6 +21,9 @@ import warp as wp
 
 __all__ = ["texture_fwd", "texture_bwd"]
 
+# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
+wp.set_module_options({"enable_backward": False})
+
 
 @wp.func
 def _mip_level(dudx: Any, dudy: Any, dvdx: Any, dvdy: Any, tex_w: int, tex_h: int, max_level: int):

@@ -72,7 +72,7 @@ def render_silhouette(
     pos = camera.project(verts)
     res = (camera.height, camera.width)
     if settings.visibility == "soft":
-        return soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma)[..., -1:]
+        return soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma).alpha
     rast, _ = rasterize(pos, faces, res)
     alpha = (rast[..., 3:4] > 0).to(pos.dtype)
     if settings.visibility == "antialias":
@@ -134,7 +134,7 @@ def render_mesh(
     normals = normals * mask
 
     if settings.visibility == "soft":
-        alpha = soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma)[..., -1:]
+        alpha = soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma).alpha
         rgba = torch.cat([rgb, alpha], dim=-1)
     else:
         rgba = torch.cat([rgb, mask], dim=-1)

@@ -328,3 +328,47 @@ def test_projectively_equal_triangles_rasterize_the_same(dtype, scale):
         (g1,) = torch.autograd.grad((r1[..., :3] * r1[..., :3]).sum() + d1.sum(), p1)
         assert torch.isfinite(g1).all()
         torch.testing.assert_close(g1 * scale, g0, atol=1e-3 if dtype == torch.float32 else 1e-8, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- workspace (buffer reuse)
+
+
+def test_workspace_reuses_buffers_and_matches():
+    from lumigrad.ops.rasterize import RasterizeWorkspace
+
+    ws = RasterizeWorkspace()
+    for seed, res, batch in [(0, (20, 24), 2), (1, (20, 24), 2), (2, (33, 17), 1), (3, (40, 50), 3)]:
+        pos, tri = _random_scene(torch.float32, batch=batch, seed=seed, behind=True)
+        pos.requires_grad_(True)
+        rast, db = rasterize(pos, tri, res, workspace=ws)
+        rast0, db0 = rasterize(pos, tri, res)
+        assert torch.equal(rast, rast0) and torch.equal(db, db0)
+        cot = torch.randn_like(rast)
+        (g,) = torch.autograd.grad((rast * cot).sum() + db.sum(), pos)
+        (g0,) = torch.autograd.grad((rast0 * cot).sum() + db0.sum(), pos)
+        assert torch.equal(g, g0)
+    ptr = ws._buffers["rast"].data_ptr()
+    rasterize(pos, tri, (10, 10), workspace=ws)  # smaller: same storage
+    assert ws._buffers["rast"].data_ptr() == ptr
+
+
+def test_workspace_revalidates_changed_faces_and_flags_stale_outputs():
+    from lumigrad.ops.rasterize import RasterizeWorkspace
+
+    ws = RasterizeWorkspace()
+    pos, tri = _random_scene(torch.float64, batch=1, seed=2)
+    rasterize(pos, tri, (8, 8), workspace=ws)
+    bad = tri.clone()
+    with pytest.raises(ValueError, match="out of range"):
+        rasterize(pos, bad.fill_(pos.shape[1]), (8, 8), workspace=ws)  # another tensor
+    tri[0, 0] = pos.shape[1]  # the validated tensor, modified in place
+    with pytest.raises(ValueError, match="out of range"):
+        rasterize(pos, tri, (8, 8), workspace=ws)
+    tri[0, 0] = 0
+    p = pos.clone().requires_grad_(True)
+    first = rasterize(p, tri, (8, 8), workspace=ws).rast
+    rasterize(p, tri, (8, 8), workspace=ws)  # overwrites `first`
+    with pytest.raises(RuntimeError, match="inplace"):
+        first.sum().backward()
+    with pytest.raises(TypeError, match="workspace"):
+        rasterize(pos, tri, (8, 8), workspace={})
