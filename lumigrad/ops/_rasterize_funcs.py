@@ -306,16 +306,19 @@ def _setup_tri(
     bbox[t, 1] = x1
     bbox[t, 2] = y0
     bbox[t, 3] = y1
-    zp = _z_plane(c0, c1, c2, zc)
-    for c in range(3):
-        rec[t, c] = r0[c]
-        rec[t, 3 + c] = r1[c]
-        rec[t, 6 + c] = r2[c]
-        rec[t, 9 + c] = zp[c]
-    # A lower bound of the triangle's z_ndc (affine on screen: its minimum is at a corner),
-    # minus the rounding of the per-pixel plane evaluation; -inf-like when w crosses 0.
-    zmin = zmin - wp.float64(_ZMIN_TOL) * (wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin))
-    rec[t, 12] = pos.dtype(zmin)
-    # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
-    rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
+    # A triangle whose bbox holds no pixel centre is never read again (not binned, no fragment, never
+    # a winner): skip its record, the costly part of the setup for meshes of sub-pixel triangles.
+    if y0 <= y1:
+        zp = _z_plane(c0, c1, c2, zc)
+        for c in range(3):
+            rec[t, c] = r0[c]
+            rec[t, 3 + c] = r1[c]
+            rec[t, 6 + c] = r2[c]
+            rec[t, 9 + c] = zp[c]
+        # A lower bound of the triangle's z_ndc (affine on screen: its minimum is at a corner),
+        # minus the rounding of the per-pixel plane evaluation; -inf-like when w crosses 0.
+        zmin = zmin - wp.float64(_ZMIN_TOL) * (wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin))
+        rec[t, 12] = pos.dtype(zmin)
+        # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
+        rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
     return y0, y1
