@@ -59,8 +59,12 @@ _NORM_LO = 2.0**-20
 def _cross_canon(ci: Any, cj: Any, vi: int, vj: int):
     # Fixed operand order per vertex pair: the shared edge of two triangles gets
     # exactly negated rows even when the compiler contracts to FMA (CUDA).
-    # A select, not a branch: the order is data dependent and would mispredict.
-    return wp.where(vi <= vj, wp.cross(ci, cj), -wp.cross(cj, ci))
+    # Selects, not a branch: the order is data dependent and would mispredict. The operands
+    # are selected before one cross product (negation is exact), not after two.
+    fwd = vi <= vj
+    a = wp.where(fwd, ci, cj)
+    b = wp.where(fwd, cj, ci)
+    return wp.cross(a, b) * wp.where(fwd, type(ci[0])(1.0), type(ci[0])(-1.0))
 
 
 @wp.func
