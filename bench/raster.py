@@ -4,6 +4,8 @@ Cases: icospheres of 5k / 82k / 1.3M triangles at 512^2 and 1024^2, seen by one
 camera. Columns (medians over --reps runs after warm-up, in ms):
 
 * ``fwd``: ``rasterize(pos, tri, res)`` (defaults, so with ``rast_db``).
+* ``fwd+ws``: the same with a caller-held ``RasterizeWorkspace`` (buffers reused,
+  faces validated once), as a render loop would call it.
 * ``fwd+bwd``: rasterize -> interpolate(vertex colours) -> antialias -> MSE, then
   ``backward()`` to the clip positions and colours (only when the interpolate and
   antialias ops import).
@@ -63,7 +65,7 @@ import trimesh  # noqa: E402
 torch.set_num_threads(ARGS.torch_threads or ARGS.threads)
 
 from lumigrad.ops._rasterize_ref import rasterize_ref  # noqa: E402
-from lumigrad.ops.rasterize import rasterize  # noqa: E402
+from lumigrad.ops.rasterize import RasterizeWorkspace, rasterize  # noqa: E402
 
 try:
     from lumigrad.ops.interpolate import interpolate
@@ -151,7 +153,8 @@ def bench_case(subdiv: int, res: int, mi, dr) -> dict:
     verts, faces = np.asarray(m.vertices), np.asarray(m.faces)
     pos = clip_positions(verts)
     tri = torch.tensor(faces, dtype=torch.int32)
-    fns = {"fwd": lambda: rasterize(pos, tri, (res, res))}
+    ws = RasterizeWorkspace()
+    fns = {"fwd": lambda: rasterize(pos, tri, (res, res)), "fwd+ws": lambda: rasterize(pos, tri, (res, res), workspace=ws)}
     if interpolate is not None:
         col = torch.tensor(np.abs(verts), dtype=torch.float32)
         topo = prepare_topology(tri, len(verts))
@@ -173,6 +176,7 @@ def bench_case(subdiv: int, res: int, mi, dr) -> dict:
     row.update(timed(fns, ARGS.reps))
     if "mitsuba" in row:
         row["fwd/mitsuba"] = row["fwd"] / row["mitsuba"]
+        row["ws/mitsuba"] = row["fwd+ws"] / row["mitsuba"]
     return row
 
 
@@ -186,17 +190,18 @@ def bench_reference(res: int) -> dict:
     return row
 
 
-COLUMNS = ["case", "F", "res", "fwd", "fwd+bwd", "mitsuba", "fwd/mitsuba", "ref", "fwd/ref"]
+# W1 (rasterize) columns; further sections (e.g. W2) add their own column lists and row builders.
+COLUMNS = ["case", "F", "res", "fwd", "fwd+ws", "fwd+bwd", "mitsuba", "fwd/mitsuba", "ws/mitsuba", "ref", "fwd/ref"]
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], columns: list[str] = COLUMNS) -> str:
     def fmt(v):
         if isinstance(v, float):
             return f"{v:.3f}" if v < 10 else f"{v:.1f}"
         return str(v)
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 

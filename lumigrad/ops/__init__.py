@@ -3,10 +3,10 @@ from lumigrad.ops.antialias import AntialiasTopology, antialias, prepare_topolog
 from lumigrad.ops.edge_grad import edge_grad
 from lumigrad.ops.interpolate import Interpolated, interpolate
 from lumigrad.ops.rasterize import Rasterized, rasterize
-from lumigrad.ops.soft_rasterize import soft_rasterize
+from lumigrad.ops.soft_rasterize import SoftRasterized, soft_rasterize
 from lumigrad.ops.texture import build_mip, texture
 
 __all__ = [
     "rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip",
-    "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "edge_grad",
+    "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "SoftRasterized", "edge_grad",
 ]

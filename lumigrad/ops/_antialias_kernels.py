@@ -25,6 +25,9 @@ import warp as wp
 
 __all__ = ["antialias_bwd", "antialias_fwd"]
 
+# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
+wp.set_module_options({"enable_backward": False})
+
 # Tolerated mismatch between rasterized coverage and the analytic edge (pixels),
 # as in nvdiffrast: a crossing at t in (-EPS, 1 + EPS) is clamped to [0, 1].
 _EPS = 0.0625

@@ -15,6 +15,9 @@ import warp as wp
 
 __all__ = ["interpolate_fwd", "interpolate_bwd"]
 
+# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
+wp.set_module_options({"enable_backward": False})
+
 
 @wp.func
 def _corner_rows(p: int, f: int, tri: wp.array2d(dtype=wp.int32), pix_per_batch: int, num_verts: int, attr_batched: int):

@@ -44,6 +44,16 @@ def edge_rows(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return r * s[..., None, None], det
 
 
+def normalize_corners(v: torch.Tensor) -> torch.Tensor:
+    """Scale each triangle's corners ``v [..., 3, 4]`` by a power of two so the largest
+    |coordinate| is in [0.5, 1): exact, and rasterization does not change under a common
+    scale of a triangle's corners, but the edge rows (quadratic) and det (cubic) no longer
+    overflow or underflow (e.g. a float32 triangle scaled by 1e20)."""
+    m = v.detach().abs().amax(dim=(-1, -2), keepdim=True)
+    _, e = torch.frexp(torch.where(m > 0, m, torch.ones_like(m)))
+    return v * torch.ldexp(torch.ones_like(m), -e)
+
+
 def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference rasterizer. Same contract as :func:`lumigrad.ops.rasterize`.
 
@@ -57,7 +67,7 @@ def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[tor
         b0 = u, b1 = v, b2 = 1 - u - v; zeros where empty. Differentiable in
         u, v, z w.r.t. ``pos``.
         rast_db ``[B, H, W, 4]`` = (du/dX, du/dY, dv/dX, dv/dY) in pixels
-        (X right, Y down); not differentiable.
+        (X right, Y down); differentiable w.r.t. ``pos``.
     """
     if pos.ndim == 2:
         pos = pos[None]
@@ -67,7 +77,7 @@ def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[tor
     p = pixel_centers_ndc(H, W, pos.dtype, pos.device).reshape(-1, 3)  # [P, 3]
 
     with torch.no_grad():
-        v = pos.detach()[:, tri]  # [B, F, 3, 4]
+        v = normalize_corners(pos.detach()[:, tri])  # [B, F, 3, 4]
         r, det = edge_rows(v[..., [0, 1, 3]])  # [B, F, 3, 3], [B, F]
         e = torch.einsum("bfkc,pc->bpfk", r, p)  # [B, P, F, 3]
         a, bcoef = r[..., 0], r[..., 1]  # [B, F, 3]
@@ -82,7 +92,7 @@ def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[tor
 
     # Recompute the winner's barycentrics with autograd on.
     bidx = torch.arange(B, device=pos.device)[:, None]
-    corner = pos[bidx[..., None], tri[best]]  # [B, P, 3, 4]
+    corner = normalize_corners(pos[bidx[..., None], tri[best]])  # [B, P, 3, 4]
     r_w, _ = edge_rows(corner[..., [0, 1, 3]])  # [B, P, 3, 3]
     e_w = (r_w * p[None, :, None, :]).sum(-1)  # [B, P, 3]
     sum_e = e_w.sum(-1, keepdim=True)
@@ -93,11 +103,11 @@ def rasterize_ref(pos: torch.Tensor, tri: torch.Tensor, resolution) -> tuple[tor
     rast = torch.stack([b[..., 0], b[..., 1], z_w, tri_id], dim=-1)
     rast = torch.where(hit[..., None], rast, torch.zeros_like(rast)).reshape(B, H, W, 4)
 
-    with torch.no_grad():
-        # d b_k / d p = (r_k - b_k * sum_j r_j) / sum(e); dp/dX = 2/W, dp/dY = -2/H.
-        rsum = r_w.sum(-2)  # [B, P, 3]
-        db_dp = (r_w[..., :2, :2] - b[..., :2, None] * rsum[..., None, :2]) / safe[..., None]  # [B,P,2(u,v),2(px,py)]
-        scale = torch.tensor([2.0 / W, -2.0 / H], dtype=pos.dtype, device=pos.device)
-        db = (db_dp.detach() * scale).reshape(B, H * W, 4)
-        db = torch.where(hit[..., None], db, torch.zeros_like(db)).reshape(B, H, W, 4)
+    # d b_k / d p = (r_k - b_k * sum_j r_j) / sum(e); dp/dX = 2/W, dp/dY = -2/H. Differentiable
+    # w.r.t. pos (nvdiffrast's grad_db): the mip level of a texture lookup depends on it.
+    rsum = r_w.sum(-2)  # [B, P, 3]
+    db_dp = (r_w[..., :2, :2] - b[..., :2, None] * rsum[..., None, :2]) / safe[..., None]  # [B,P,2(u,v),2(px,py)]
+    scale = torch.tensor([2.0 / W, -2.0 / H], dtype=pos.dtype, device=pos.device)
+    db = (db_dp * scale).reshape(B, H * W, 4)
+    db = torch.where(hit[..., None], db, torch.zeros_like(db)).reshape(B, H, W, 4)
     return rast, db

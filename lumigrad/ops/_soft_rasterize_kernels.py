@@ -21,6 +21,9 @@ import warp as wp
 
 __all__ = ["soft_fwd_kernel", "soft_bwd_kernel"]
 
+# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
+wp.set_module_options({"enable_backward": False})
+
 
 @wp.func
 def _sel3(k: int, a0: Any, a1: Any, a2: Any):

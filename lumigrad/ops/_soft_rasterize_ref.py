@@ -73,8 +73,7 @@ def soft_rasterize_ref(
     """Reference soft rasterizer; same contract as :func:`lumigrad.ops.soft_rasterize`.
 
     Returns:
-        ``[B, H, W, C + 1]`` (blended colours, then alpha), or ``[B, H, W, 1]``
-        when ``colors`` is None.
+        ``SoftRasterized(color [B, H, W, C] or None, alpha [B, H, W, 1])``.
     """
     if pos.ndim == 2:
         pos = pos[None]
@@ -113,8 +112,10 @@ def soft_rasterize_ref(
     x = torch.where(inside, d2, -d2) / sigma
     alpha = 1.0 - torch.exp(-torch.where(keep, tnf.softplus(x), torch.zeros_like(x)).sum(-1))  # [B, P]
     alpha = alpha.reshape(B, H, W, 1)
+    from lumigrad.ops.soft_rasterize import SoftRasterized  # here: soft_rasterize imports this module
+
     if colors is None:
-        return alpha
+        return SoftRasterized(None, alpha)
 
     z = (bs * zs[:, None]).sum(-1)
     zp = (1.0 - z) * 0.5
@@ -133,4 +134,4 @@ def soft_rasterize_ref(
     rgb = fg.reshape(B, H, W, -1)
     if background is not None:
         rgb = rgb + (w_bg / norm).reshape(B, H, W, 1) * background
-    return torch.cat([rgb, alpha], dim=-1)
+    return SoftRasterized(rgb, alpha)

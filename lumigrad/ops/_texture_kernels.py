@@ -21,6 +21,9 @@ import warp as wp
 
 __all__ = ["texture_fwd", "texture_bwd"]
 
+# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
+wp.set_module_options({"enable_backward": False})
+
 
 @wp.func
 def _mip_level(dudx: Any, dudy: Any, dvdx: Any, dvdy: Any, tex_w: int, tex_h: int, max_level: int):
@@ -28,10 +31,17 @@ def _mip_level(dudx: Any, dudy: Any, dvdx: Any, dvdy: Any, tex_w: int, tex_h: in
     to [0, max_level] (as nvdiffrast); also d level / d(dudx, dudy, dvdx, dvdy), 0 when clamped."""
     zero = type(dudx)(0.0)
     half = type(dudx)(0.5)
-    a = dudx * type(dudx)(tex_w)
-    b = dudy * type(dudx)(tex_w)
-    c = dvdx * type(dudx)(tex_h)
-    d = dvdy * type(dudx)(tex_h)
+    # The footprint is quadratic in the derivatives: divide them by their largest magnitude m
+    # (level = 0.5 log2(major of the scaled footprint) + log2(m)), so huge or tiny ones neither
+    # overflow nor underflow.
+    m = wp.max(wp.max(wp.abs(dudx), wp.abs(dudy)), wp.max(wp.abs(dvdx), wp.abs(dvdy)))
+    if m == zero:
+        return zero, zero, zero, zero, zero
+    im = type(dudx)(1.0) / m
+    a = dudx * im * type(dudx)(tex_w)
+    b = dudy * im * type(dudx)(tex_w)
+    c = dvdx * im * type(dudx)(tex_h)
+    d = dvdy * im * type(dudx)(tex_h)
     qa = a * a + c * c  # |d uv / dX|^2 in texels
     qb = b * b + d * d
     qc = a * b + c * d
@@ -44,13 +54,14 @@ def _mip_level(dudx: Any, dudy: Any, dvdx: Any, dvdy: Any, tex_w: int, tex_h: in
     g2 = zero
     g3 = zero
     if major > zero:
-        lev = half * wp.log2(major)
+        lev = half * wp.log2(major) + wp.log2(m)
         if lev <= zero:
             lev = zero
         elif lev >= type(dudx)(max_level):
             lev = type(dudx)(max_level)
         else:
-            k = half / (major * type(dudx)(0.6931471805599453))  # d lev / d major
+            # d lev / d major, with the 1/m of the chain rule back to the unscaled derivatives.
+            k = half * im / (major * type(dudx)(0.6931471805599453))
             da = half
             db = half
             dc = zero

@@ -63,14 +63,17 @@ def _sample(tex: torch.Tensor, uv: torch.Tensor, nearest: bool, boundary: str) -
 def mip_level_ref(uv_da: torch.Tensor, height: int, width: int, max_level: int) -> torch.Tensor:
     """``[B, H, W]`` continuous mip level: 0.5 * log2(squared major axis of the
     texel-space footprint), clamped to [0, max_level] (as nvdiffrast)."""
-    a, b = uv_da[..., 0] * width, uv_da[..., 1] * width
-    c, d = uv_da[..., 2] * height, uv_da[..., 3] * height
+    # Scaled by the largest |derivative| m, so huge or tiny ones neither overflow nor underflow.
+    m = uv_da.abs().amax(-1)
+    m = torch.where(m > 0, m, torch.ones_like(m))
+    a, b = uv_da[..., 0] / m * width, uv_da[..., 1] / m * width
+    c, d = uv_da[..., 2] / m * height, uv_da[..., 3] / m * height
     qa, qb, qc = a * a + c * c, b * b + d * d, a * b + c * d
     s2 = ((qa - qb) * 0.5) ** 2 + qc**2
     s = torch.where(s2 > 0, torch.sqrt(torch.where(s2 > 0, s2, torch.ones_like(s2))), torch.zeros_like(s2))
     major = (qa + qb) * 0.5 + s
     safe = torch.where(major > 0, major, torch.ones_like(major))
-    lev = torch.where(major > 0, 0.5 * torch.log2(safe), torch.zeros_like(major))
+    lev = torch.where(major > 0, 0.5 * torch.log2(safe) + torch.log2(m), torch.zeros_like(major))
     return lev.clamp(0.0, float(max_level))
 
 

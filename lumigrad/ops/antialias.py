@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
-from lumigrad._runtime.launch import launch, to_warp, warp_device
+from lumigrad.ops._common import first_order, launch, reduce_rows, to_warp, warp_device
 from lumigrad.ops import _antialias_kernels as _k
 
 __all__ = ["AntialiasTopology", "antialias", "prepare_topology"]
@@ -302,6 +302,7 @@ class _AntialiasAlphaFn(torch.autograd.Function):
         return alpha.view(-1)[pairs], pairs
 
     @staticmethod
+    @first_order
     def backward(ctx, grad_alpha, grad_pairs):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
@@ -328,7 +329,7 @@ class _AntialiasAlphaFn(torch.autograd.Function):
             ],
             warp_device(pos_flat),
         )
-        grad_pos = torch.zeros_like(pos_flat).index_add_(0, rows.long(), grad_buf)
+        grad_pos = reduce_rows(grad_buf, rows, pos_flat.shape[0])
         if ctx.boost != 1.0:
             grad_pos = grad_pos * ctx.boost
         return grad_pos.view(Bp, V, 4), None, None, None, None

@@ -49,10 +49,9 @@ from __future__ import annotations
 
 import torch
 import warp as wp
-from torch.autograd.function import once_differentiable
 
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
-from lumigrad._runtime.launch import launch, to_warp, warp_device
+from lumigrad.ops._common import first_order, launch, reduce_rows, to_warp, warp_device
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
 
@@ -224,7 +223,7 @@ class _EdgeGradFn(torch.autograd.Function):
         return color.view_as(color)
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, grad_out):
         grad_pos = None
         if ctx.needs_input_grad[1]:
@@ -235,7 +234,7 @@ class _EdgeGradFn(torch.autograd.Function):
         return grad_color, grad_pos, None, None, None
 
 
-def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, walk: bool = True) -> torch.Tensor:
+def _pos_grad(color, grad_out, pos3, ids, tri, neighbor) -> torch.Tensor:
     B, H, W, C = color.shape
     Bp, V, _ = pos3.shape
     dev = warp_device(pos3)
@@ -246,8 +245,8 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, walk: bool = True) -> t
     launch(_k.edge_classify, B * H * W, [*common, *dims, _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL), to_warp(code)], dev)
     flat_code = code.view(-1)
     pairs = torch.nonzero(flat_code).flatten()
-    grad_scr = torch.zeros(Bp * V + 1, 3, dtype=pos3.dtype, device=pos3.device)
     n = pairs.shape[0]
+    grad_scr = None
     if n:
         p0, p1 = pair_geometry(pairs, W)
         c = color.reshape(B * H * W, C)
@@ -258,12 +257,14 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, walk: bool = True) -> t
         launch(
             _k.edge_rows,
             n,
-            [*common, to_warp(neighbor), MAX_WALK if walk else 0, to_warp(pairs.to(torch.int32)), to_warp(flat_code[pairs].contiguous()), to_warp(dldb), *dims,
+            [*common, to_warp(neighbor), MAX_WALK, to_warp(pairs.to(torch.int32)), to_warp(flat_code[pairs].contiguous()), to_warp(dldb), *dims,
              _scalar(scr, MAX_SLOPE_RATIO), to_warp(rows), to_warp(vals)],
             dev,
         )
-        grad_scr.index_add_(0, rows.long(), vals)
-    return _clip_grad(pos3, grad_scr[:-1].view(Bp, V, 3), H, W)
+        grad_scr = reduce_rows(vals, rows, Bp * V + 1)[:-1]  # the last row collects unused slots
+    if grad_scr is None:
+        return torch.zeros_like(pos3)
+    return _clip_grad(pos3, grad_scr.view(Bp, V, 3), H, W)
 
 
 def _scalar(t: torch.Tensor, value: float):

@@ -11,7 +11,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
-from lumigrad._runtime.launch import launch, to_warp, warp_device
+from lumigrad.ops._common import first_order, launch, placeholder, reduce_rows, to_warp, warp_device
 from lumigrad.ops import _interpolate_kernels as _k
 
 __all__ = ["Interpolated", "interpolate"]
@@ -134,8 +134,8 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     dev = warp_device(rast)
     opts = dict(dtype=attr3.dtype, device=rast.device)
     has_da = rast_db is not None
-    db = rast_db.contiguous().view(P, 4) if has_da else torch.zeros(1, 4, **opts)
-    diff = diff if has_da else torch.zeros(1, dtype=torch.int32, device=rast.device)
+    db = rast_db.contiguous().view(P, 4) if has_da else placeholder(rast, 1, 4)
+    diff = diff if has_da else placeholder(rast, 1, dtype=torch.int32)
     common = [
         to_warp(attr3.contiguous().view(Ba * V, C)),
         to_warp(rast.contiguous().view(P, 4)),
@@ -150,19 +150,19 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     D = diff.shape[0]
     if grad_out is None:
         out = torch.empty(P, C, **opts)
-        out_da = torch.empty(P, 2 * D, **opts) if has_da else torch.zeros(1, 1, **opts)
+        out_da = torch.empty(P, 2 * D, **opts) if has_da else placeholder(rast, 1, 1)
         launch(_k.interpolate_fwd, P, [*common, to_warp(out), to_warp(out_da)], dev)
         return out.view(B, H, W, C), (out_da.view(B, H, W, 2 * D) if has_da else None)
-    g_da = grad_out_da.contiguous().view(P, 2 * D) if has_da else torch.zeros(1, 1, **opts)
+    g_da = grad_out_da.contiguous().view(P, 2 * D) if has_da else placeholder(rast, 1, 1)
     grad_rast = torch.empty(P, 4, **opts)
-    grad_db = torch.empty(P, 4, **opts) if has_da else torch.zeros(1, 4, **opts)
-    gpix = torch.empty(3 * P, C, **opts) if want_attr else torch.zeros(1, C, **opts)
+    grad_db = torch.empty(P, 4, **opts) if has_da else placeholder(rast, 1, 4)
+    gpix = torch.empty(3 * P, C, **opts) if want_attr else placeholder(rast, 1, C)
     rows = torch.empty(3 * P if want_attr else 1, dtype=torch.int32, device=rast.device)
     inputs = [*common, int(want_attr), to_warp(grad_out.contiguous().view(P, C)), to_warp(g_da)]
     launch(_k.interpolate_bwd, P, [*inputs, to_warp(grad_rast), to_warp(grad_db), to_warp(gpix), to_warp(rows)], dev)
     grad_attr = None
     if want_attr:
-        grad_attr = torch.zeros(Ba * V, C, **opts).index_add_(0, rows.long(), gpix).view(Ba, V, C)
+        grad_attr = reduce_rows(gpix, rows, Ba * V).view(Ba, V, C)
     return grad_attr, grad_rast.view(B, H, W, 4), (grad_db.view(B, H, W, 4) if has_da else None)
 
 
@@ -174,6 +174,7 @@ class _InterpolateFn(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order
     def backward(ctx, grad_out):
         attr3, rast, tri = ctx.saved_tensors
         want_attr, want_rast = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -191,6 +192,7 @@ class _InterpolateDaFn(torch.autograd.Function):
         return out, out_da
 
     @staticmethod
+    @first_order
     def backward(ctx, grad_out, grad_out_da):
         attr3, rast, rast_db, tri, diff = ctx.saved_tensors
         want_attr, want_rast, want_db = ctx.needs_input_grad[:3]

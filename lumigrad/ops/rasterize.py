@@ -1,7 +1,9 @@
 """Triangle rasterization with perspective-correct barycentrics (Warp kernels, CPU and CUDA).
 
-The spec is :mod:`lumigrad.ops._rasterize_ref`; the kernels and the design are
-in :mod:`lumigrad.ops._rasterize_kernels`. On CPU the image is split into bands
+The spec is :mod:`lumigrad.ops._rasterize_ref`; the design and the shared Warp
+functions are in :mod:`lumigrad.ops._rasterize_funcs`, the forward kernels in
+:mod:`lumigrad.ops._rasterize_kernels`, the backward in
+:mod:`lumigrad.ops._rasterize_grad_kernels`. On CPU the image is split into bands
 of rows that run in parallel on the thread pool with no atomics (``bands``); on
 CUDA one thread per triangle uses atomics (``atomic``). Both give bitwise equal
 results. Memory: besides the outputs, a ``[B*F, 16]`` per-triangle record and,
@@ -15,8 +17,6 @@ from typing import NamedTuple
 
 import torch
 import warp as wp
-from torch.autograd.function import once_differentiable
-
 from lumigrad._runtime.checks import (
     check_faces,
     check_finite,
@@ -24,10 +24,23 @@ from lumigrad._runtime.checks import (
     check_resolution,
     check_same_device,
 )
-from lumigrad._runtime.launch import empty, launch, launch_chunks, num_threads, to_warp, warp_device
+from lumigrad._runtime.launch import empty
+from lumigrad.ops._common import (
+    first_order,
+    launch,
+    launch_chunks,
+    num_threads,
+    placeholder,
+    reduce_rows,
+    reduce_tasks,
+    to_warp,
+    warp_device,
+    zeros_if_none,
+)
+from lumigrad.ops import _rasterize_grad_kernels as _kg
 from lumigrad.ops import _rasterize_kernels as _k
 
-__all__ = ["Rasterized", "rasterize"]
+__all__ = ["Rasterized", "RasterizeWorkspace", "rasterize"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,12 +62,72 @@ class Rasterized(NamedTuple):
     rast_db: torch.Tensor  # [B, H, W, 4] (du/dX, du/dY, dv/dX, dv/dY) in pixels, or [B, H, W, 0]
 
 
+class RasterizeWorkspace:
+    """Buffers and validation results that :func:`rasterize` reuses across calls.
+
+    Hold one per render loop and pass it as ``workspace=``: outputs and scratch
+    are allocated once and reused (a fresh multi-megabyte buffer costs page
+    faults on every call), and ``tri`` is validated once while the same,
+    unmodified tensor is passed again (no per-call scan of the faces).
+
+    The returned ``rast`` and ``rast_db`` alias the workspace: the next call
+    with it overwrites them. A backward through an overwritten output raises
+    torch's "modified by an inplace operation" error; it never returns a wrong
+    gradient. Use one workspace per thread. Memory: the outputs plus about
+    ``B*F*80`` bytes (float32) of per-triangle records, kept until the
+    workspace is dropped.
+
+    Example:
+        >>> ws = RasterizeWorkspace()
+        >>> pos = torch.tensor([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
+        >>> tri = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+        >>> for _ in range(2):
+        ...     rast, rast_db = rasterize(pos, tri, (8, 8), workspace=ws)
+        >>> int(rast[0, 4, 4, 3])
+        1
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._tri: torch.Tensor | None = None  # the validated tensor itself, so its id stays unique
+        self._tri_state: tuple | None = None
+        self._tri32: torch.Tensor | None = None
+
+    def _faces(self, fn: str, tri: torch.Tensor, num_verts: int) -> torch.Tensor:
+        state = (tri._version, tri.data_ptr(), tuple(tri.shape), tri.dtype, tri.device, num_verts)
+        if tri is not self._tri or state != self._tri_state:
+            self._tri32 = check_faces(fn, tri, num_verts)
+            self._tri, self._tri_state = tri, state
+        return self._tri32
+
+    def _buffer(self, name: str, shape: tuple, dtype: torch.dtype, device) -> torch.Tensor:
+        numel = 1
+        for n in shape:
+            numel *= int(n)
+        buf = self._buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.device != torch.device(device) or buf.numel() < numel:
+            buf = empty((max(numel, 1),), dtype, device)
+            self._buffers[name] = buf
+        else:
+            # Outputs saved for a backward by an earlier call are overwritten now: make autograd notice.
+            torch.autograd.graph.increment_version(buf)
+        return buf[:numel].view(shape)
+
+
+def _alloc(ws: RasterizeWorkspace | None, name: str, shape: tuple, dtype: torch.dtype, device) -> torch.Tensor:
+    """An uninitialised buffer: from the caller's workspace when there is one, else fresh."""
+    if ws is None:
+        return empty(shape, dtype, device)
+    return ws._buffer(name, shape, dtype, device)
+
+
 def rasterize(
     pos: torch.Tensor,  # [B, V, 4] or [V, 4] clip space
     tri: torch.Tensor,  # [F, 3] int
     resolution,  # (H, W)
     *,
     grad_db: bool = True,
+    workspace: RasterizeWorkspace | None = None,
 ) -> Rasterized:
     """Rasterize triangles into per-pixel barycentrics, depth and triangle ids.
 
@@ -72,7 +145,11 @@ def rasterize(
         tri: ``[F, 3]`` integer vertex indices (int32 preferred, other integer
             dtypes are converted), ``0 <= tri < V``.
         resolution: ``(H, W)`` positive ints.
-        grad_db: also compute ``rast_db`` (otherwise it is ``[B, H, W, 0]``).
+        workspace: a :class:`RasterizeWorkspace` to reuse buffers and the
+            validation of ``tri`` across calls (outputs then alias it).
+        grad_db: compute ``rast_db`` and propagate its gradients to ``pos``, as
+            nvdiffrast's ``grad_db``; when False ``rast_db`` is ``[B, H, W, 0]``
+            (cheaper: use it when no mipmapped texture or ``out_da`` is needed).
 
     Returns:
         :class:`Rasterized` ``(rast, rast_db)``:
@@ -82,9 +159,11 @@ def rasterize(
         ``rast_db [B, H, W, 4]`` = (du/dX, du/dY, dv/dX, dv/dY) in pixel units
         (X right, Y down), zeros where empty. Same dtype and device as ``pos``.
 
-    Gradients: u, v and z_ndc of ``rast`` are differentiable w.r.t. ``pos``
-    (all four clip coordinates; no visibility/edge gradients here, use
-    ``antialias`` for those). ``tri_id`` and ``rast_db`` are not differentiable.
+    Gradients: u, v and z_ndc of ``rast`` and all of ``rast_db`` are
+    differentiable w.r.t. ``pos`` (all four clip coordinates; no
+    visibility/edge gradients here, use ``antialias`` for those). The
+    ``rast_db`` term is what carries a mipmapped texture's level change to the
+    positions. ``tri_id`` is not differentiable.
 
     Example:
         >>> pos = torch.tensor([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
@@ -103,7 +182,9 @@ def rasterize(
     pos3 = pos[None] if pos.ndim == 2 else pos
     if pos3.shape[0] == 0:
         raise ValueError(f"{fn}(): pos has batch size 0, got {list(pos.shape)}")
-    tri32 = check_faces(fn, tri, pos3.shape[1])
+    if workspace is not None and not isinstance(workspace, RasterizeWorkspace):
+        raise TypeError(f"{fn}(): workspace must be a RasterizeWorkspace or None, got {type(workspace).__name__}")
+    tri32 = check_faces(fn, tri, pos3.shape[1]) if workspace is None else workspace._faces(fn, tri, pos3.shape[1])
     height, width = check_resolution(fn, resolution)
     check_finite(fn, "pos", pos)
     if not isinstance(grad_db, bool):
@@ -115,7 +196,7 @@ def rasterize(
         raise ValueError(
             f"{fn}(): tri has {tri32.shape[0]} faces, more than float32 rast can index exactly (2**24); use float64 pos"
         )
-    rast, rast_db = _RasterizeFn.apply(pos3.contiguous(), tri32, height, width, grad_db)
+    rast, rast_db = _RasterizeFn.apply(pos3.contiguous(), tri32, height, width, grad_db, workspace)
     if not grad_db:
         rast_db = rast.new_zeros(batch, height, width, 0)
     return Rasterized(rast, rast_db)
@@ -128,7 +209,10 @@ def _pixel_centres(height: int, width: int, dtype, device) -> tuple[torch.Tensor
     return xs, ys
 
 
-def _forward(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad_db: bool, mode: str | None = None):
+def _forward(
+    pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad_db: bool, mode: str | None = None,
+    ws: RasterizeWorkspace | None = None,
+):
     """Kernel forward on detached ``pos [B, V, 4]``; ``mode`` is "bands" (CPU default) or "atomic"."""
     batch, nv = pos.shape[0], pos.shape[1]
     nf = tri.shape[0]
@@ -139,15 +223,15 @@ def _forward(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad
     _log.debug("rasterize: %s path, B=%d V=%d F=%d, %dx%d", mode, batch, nv, nf, height, width)
     vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
     xs, ys = _pixel_centres(height, width, pos.dtype, pos.device)
-    rast = empty((batch * height * width, 4), pos.dtype, pos.device)
-    db = empty((batch * height * width, 4), pos.dtype, pos.device) if grad_db else rast.new_empty(1, 4)
-    bbox = empty((batch * nf, 4), torch.int32, pos.device)
-    rec = empty((batch * nf, _k.REC), pos.dtype, pos.device)
+    rast = _alloc(ws, "rast", (batch * height * width, 4), pos.dtype, pos.device)
+    db = _alloc(ws, "db", (batch * height * width, 4), pos.dtype, pos.device) if grad_db else rast.new_empty(1, 4)
+    bbox = _alloc(ws, "bbox", (batch * nf, 4), torch.int32, pos.device)
+    rec = _alloc(ws, "rec", (batch * nf, _k.REC), pos.dtype, pos.device)
     bbox_w, rec_w = to_warp(bbox), to_warp(rec)
     xs_w, ys_w, rast_w, db_w = to_warp(xs), to_warp(ys), to_warp(rast, vec4), to_warp(db, vec4)
     setup_args = [to_warp(pos.view(batch * nv, 4)), to_warp(tri), nf, nv, height, width, bbox_w, rec_w]
     if mode == "bands":
-        _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, pos.dtype, device)
+        _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, pos.dtype, device, ws)
     else:
         launch(_k.setup_kernel, batch * nf, setup_args, device)
         rast[:, :2] = 0
@@ -164,7 +248,7 @@ def _forward(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad
     return rast, db
 
 
-def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, dtype, device):
+def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, dtype, device, ws=None):
     """CPU path: set up and bin triangles to row bands (CSR), then rasterize the bands in parallel.
 
     Three parallel phases (each a barrier, so few of them): setup + count per chunk
@@ -176,7 +260,7 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     n_tris = batch * nf
     n_chunks = max(1, min(threads, n_tris // 4096))
     bbox_w, rec_w = setup_args[-2], setup_args[-1]
-    counts = torch.zeros(n_bands, n_chunks, dtype=torch.int32)
+    counts = _alloc(ws, "counts", (n_bands, n_chunks), torch.int32, "cpu").zero_()
     head = [n_chunks, n_tris, _BAND_ROWS, bands_per_img]
     launch_chunks(
         [(_k.setup_count_kernel, 1, [c, *head, *setup_args, to_warp(counts)]) for c in range(n_chunks)], device
@@ -186,14 +270,14 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     total = int(csum[-1])
     cursor = (csum - counts.view(-1)).to(torch.int32).view(n_bands, n_chunks)
     band_start = torch.cat([cursor[:, 0], cursor.new_tensor([total])])
-    tlist = empty((max(total, 1),), torch.int32, "cpu")
+    tlist = _alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu")
     fill_args = [n_chunks, n_tris, nf, _BAND_ROWS, bands_per_img, bbox_w, to_warp(cursor), to_warp(tlist)]
     launch_chunks([(_k.bin_fill_kernel, 1, [c, *fill_args]) for c in range(n_chunks)], device)
     tasks = min(n_bands, threads * _TASKS_PER_THREAD)
     # Per-task depth / id scratch for one band: small enough to stay in cache.
-    zbuf = torch.empty(tasks, _BAND_ROWS * width, dtype=dtype)
-    ibuf = torch.empty(tasks, _BAND_ROWS * width, dtype=torch.int32)
-    tmax = torch.empty(tasks, (width + _k._TILE - 1) // _k._TILE, dtype=dtype)
+    zbuf = _alloc(ws, "zbuf", (tasks, _BAND_ROWS * width), dtype, "cpu")
+    ibuf = _alloc(ws, "ibuf", (tasks, _BAND_ROWS * width), torch.int32, "cpu")
+    tmax = _alloc(ws, "tmax", (tasks, (width + _k._TILE - 1) // _k._TILE), dtype, "cpu")
     args = [
         n_bands, _BAND_ROWS, bands_per_img, height, width, nf, xs_w, ys_w, rec_w, bbox_w,
         to_warp(band_start), to_warp(tlist), to_warp(zbuf), to_warp(ibuf), to_warp(tmax), rast_w, db_w, int(grad_db),
@@ -204,8 +288,9 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     )
 
 
-def _backward(pos, tri, rast, grad_rast, mode: str | None = None) -> torch.Tensor:
-    """d loss / d pos ``[B, V, 4]`` from d loss / d rast (channels u, v, z).
+def _backward(pos, tri, rast, grad_rast, grad_db=None, mode: str | None = None) -> torch.Tensor:
+    """d loss / d pos ``[B, V, 4]`` from d loss / d rast (channels u, v, z) and, when given,
+    d loss / d rast_db ``[B, H, W, 4]``.
 
     ``mode`` "tasks" (CPU default): each thread task accumulates into its own
     ``[B*V, 4]`` buffer, summed in torch. "pixels" (CUDA default): per-pixel,
@@ -222,6 +307,8 @@ def _backward(pos, tri, rast, grad_rast, mode: str | None = None) -> torch.Tenso
     common = [
         height, width, nf, nv, to_warp(xs), to_warp(ys), to_warp(pos.view(batch * nv, 4)), to_warp(tri),
         to_warp(rast.view(n_pix, 4), vec4), to_warp(grad_rast.contiguous().view(n_pix, 4), vec4),
+        to_warp(grad_db.contiguous().view(n_pix, 4) if grad_db is not None else placeholder(rast, 1, 4), vec4),
+        int(grad_db is not None),
     ]  # fmt: skip
     if mode == "tasks":
         rows = batch * height
@@ -229,11 +316,11 @@ def _backward(pos, tri, rast, grad_rast, mode: str | None = None) -> torch.Tenso
         gbuf = torch.zeros(tasks, batch * nv, 4, dtype=pos.dtype, device=pos.device)
         gbuf_w = to_warp(gbuf.view(-1, 4), vec4)
         launch_chunks(
-            [(_k.grad_tasks_kernel, ((rows - w + tasks - 1) // tasks) * width, [w, tasks, *common, gbuf_w])
+            [(_kg.grad_tasks_kernel, ((rows - w + tasks - 1) // tasks) * width, [w, tasks, *common, gbuf_w])
              for w in range(tasks)],
             device,
         )  # fmt: skip
-        return gbuf.sum(0).view(batch, nv, 4)
+        return reduce_tasks(gbuf).view(batch, nv, 4)
     if mode != "pixels":
         raise ValueError(f"rasterize(): unknown backward mode {mode!r}")
     grad_pos = torch.zeros(batch * nv, 4, dtype=pos.dtype, device=pos.device)
@@ -242,23 +329,27 @@ def _backward(pos, tri, rast, grad_rast, mode: str | None = None) -> torch.Tenso
     vidx = torch.empty(3 * chunk, dtype=torch.int64, device=pos.device)
     for start in range(0, n_pix, chunk):
         n = min(chunk, n_pix - start)
-        launch(_k.grad_pixels_kernel, n, [start, *common, to_warp(gout, vec4), to_warp(vidx)], device)
-        grad_pos.index_add_(0, vidx[: 3 * n], gout[: 3 * n])
+        launch(_kg.grad_pixels_kernel, n, [start, *common, to_warp(gout, vec4), to_warp(vidx)], device)
+        reduce_rows(gout[: 3 * n], vidx[: 3 * n], batch * nv, out=grad_pos)
     return grad_pos.view(batch, nv, 4)
 
 
 class _RasterizeFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pos, tri, height, width, grad_db):
-        rast, db = _forward(pos.detach(), tri, height, width, grad_db)
+    def forward(ctx, pos, tri, height, width, grad_db, ws):
+        rast, db = _forward(pos.detach(), tri, height, width, grad_db, ws=ws)
         ctx.save_for_backward(pos, tri, rast)
-        ctx.mark_non_differentiable(db)
+        ctx.with_db = grad_db
+        if not grad_db:
+            ctx.mark_non_differentiable(db)
         return rast, db
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, grad_rast, grad_db):
-        if not ctx.needs_input_grad[0] or grad_rast is None:
-            return None, None, None, None, None
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
         pos, tri, rast = ctx.saved_tensors
-        return _backward(pos.detach(), tri, rast, grad_rast), None, None, None, None
+        grad_rast = zeros_if_none(grad_rast, rast)
+        grad_db = grad_db if ctx.with_db else None
+        return _backward(pos.detach(), tri, rast, grad_rast, grad_db), None, None, None, None, None

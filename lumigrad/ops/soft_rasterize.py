@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+from typing import NamedTuple
 
 import torch
 
@@ -19,16 +20,23 @@ from lumigrad._runtime.checks import (
     check_resolution,
     check_same_device,
 )
-from lumigrad._runtime.launch import launch, to_warp, warp_device
+from lumigrad.ops._common import first_order, launch, placeholder, reduce_rows, to_warp, warp_device
 from lumigrad.ops._soft_rasterize_kernels import soft_bwd_kernel, soft_fwd_kernel
 from lumigrad.ops._soft_rasterize_ref import default_dist_cutoff, screen_vertices
 
-__all__ = ["soft_rasterize"]
+__all__ = ["SoftRasterized", "soft_rasterize"]
 
 log = logging.getLogger(__name__)
 
 _FN = "soft_rasterize"
 _TILE = 8  # tile side in pixels for binning
+
+
+class SoftRasterized(NamedTuple):
+    """Output of :func:`soft_rasterize`."""
+
+    color: torch.Tensor | None  # [B, H, W, C] blended colours (background included), None without colors
+    alpha: torch.Tensor  # [B, H, W, 1] soft coverage 1 - prod(1 - D_j)
 
 
 def _real(name: str, value, positive: bool) -> float:
@@ -82,7 +90,7 @@ class _SoftRasterizeFn(torch.autograd.Function):
         B, H, W, F, C, ntx, nty = dims
         dev = warp_device(ts)
         ts = ts.detach().contiguous()
-        tc_k = tc.detach().contiguous() if tc is not None else ts.new_zeros(1, 1)
+        tc_k = tc.detach().contiguous() if tc is not None else placeholder(ts, 1, 1)
         out = ts.new_empty(B * H * W, C + 2)
         aux = ts.new_empty(B * H * W, 3)
         launch(
@@ -99,6 +107,7 @@ class _SoftRasterizeFn(torch.autograd.Function):
         return out.reshape(B, H, W, C + 2)
 
     @staticmethod
+    @first_order
     def backward(ctx, grad_out):
         ts, tc_k, entry_tri, entry_tile, prm, out, aux = ctx.saved_tensors
         B, H, W, F, C, ntx, nty = ctx.dims
@@ -109,7 +118,7 @@ class _SoftRasterizeFn(torch.autograd.Function):
             return grad_ts, grad_tc, None, None, None, None, None
         E = entry_tri.numel()
         g_ts = ts.new_zeros(E, 12)
-        g_tc = ts.new_zeros(E, 3 * C) if C > 0 else ts.new_zeros(1, 1)
+        g_tc = ts.new_zeros(E, 3 * C) if C > 0 else placeholder(ts, 1, 1)
         gout = grad_out.reshape(B * H * W, C + 2).contiguous()
         launch(
             soft_bwd_kernel,
@@ -120,8 +129,8 @@ class _SoftRasterizeFn(torch.autograd.Function):
             min_chunk=16,
         )
         owner = (entry_tile.long() // (ntx * nty)) * F + entry_tri.long()
-        grad_ts = ts.new_zeros(B * F, 12).index_add_(0, owner, g_ts) if need_ts else None
-        grad_tc = tc_k.new_zeros(B * F, 3 * C).index_add_(0, owner, g_tc) if need_tc else None
+        grad_ts = reduce_rows(g_ts, owner, B * F) if need_ts else None
+        grad_tc = reduce_rows(g_tc, owner, B * F) if need_tc else None
         return grad_ts, grad_tc, None, None, None, None, None
 
 
@@ -136,7 +145,7 @@ def soft_rasterize(
     background: torch.Tensor | None = None,  # [C] or broadcastable to [B, H, W, C]
     dist_cutoff: float | None = None,
     z_eps: float = 1e-3,
-) -> torch.Tensor:
+) -> SoftRasterized:
     """Soft Rasterizer silhouette and colour (SoftRas, Liu et al. 2019).
 
     Per pixel and triangle j: D_j = sigmoid(sign_j * d_j^2 / sigma) with d_j the
@@ -166,15 +175,17 @@ def soft_rasterize(
         z_eps: normalised depth of the background in the softmax (SoftRas ``eps``).
 
     Returns:
-        ``[B, H, W, C + 1]`` blended colours then alpha; ``[B, H, W, 1]`` (alpha)
-        when ``colors`` is None. Differentiable w.r.t. ``pos`` (x, y, w through
+        :class:`SoftRasterized` ``(color, alpha)``: ``color [B, H, W, C]`` blended
+        colours (None when ``colors`` is None) and ``alpha [B, H, W, 1]``.
+        Differentiable w.r.t. ``pos`` (x, y, w through
         distances and barycentrics, z through depth), ``colors`` and ``background``.
 
     Example:
         >>> pos = torch.tensor([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
         >>> tri = torch.tensor([[0, 1, 2]], dtype=torch.int32)
-        >>> soft_rasterize(pos, tri, (16, 16), torch.eye(3), sigma=1e-3).shape
-        torch.Size([1, 16, 16, 4])
+        >>> out = soft_rasterize(pos, tri, (16, 16), torch.eye(3), sigma=1e-3)
+        >>> out.color.shape, out.alpha.shape
+        (torch.Size([1, 16, 16, 3]), torch.Size([1, 16, 16, 1]))
     """
     check_float_tensor(_FN, "pos", pos, (2, 3), 4, "float [B, V, 4] or [V, 4] clip positions")
     if pos.shape[-2] == 0 or (pos.ndim == 3 and pos.shape[0] == 0):
@@ -216,6 +227,9 @@ def soft_rasterize(
             raise ValueError(f"{_FN}(): background must broadcast to [B, H, W, C] = {[B, H, W, C]}, "
                              f"got {list(background.shape)}")
         check_finite(_FN, "background", background)
+    if B * H * W >= 2**31 or B * H * W * (C + 5) * pos.element_size() >= 2**40:
+        # Refused before any allocation (the outputs alone would need B*H*W*(C+5) values).
+        raise ValueError(f"{_FN}(): B*H*W must be < 2**31 pixels, got B={B}, H={H}, W={W}")
     check_same_device(_FN, pos=pos, tri=tri, colors=colors, background=background)
     check_finite(_FN, "pos", pos)
     if colors is not None:
@@ -236,8 +250,8 @@ def soft_rasterize(
     out = _SoftRasterizeFn.apply(ts, tc, tile_start, entry_tri, entry_tile, dims, prm)
     alpha = out[..., C + 1:]
     if colors is None:
-        return alpha
+        return SoftRasterized(None, alpha)
     rgb = out[..., :C]
     if background is not None:
         rgb = rgb + out[..., C:C + 1] * background
-    return torch.cat([rgb, alpha], dim=-1)
+    return SoftRasterized(rgb, alpha)

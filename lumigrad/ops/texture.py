@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lumigrad._runtime.checks import check_finite, check_float_tensor, check_same_device
-from lumigrad._runtime.launch import launch, to_warp, warp_device
+from lumigrad.ops._common import first_order, launch, placeholder, reduce_rows, to_warp, warp_device
 from lumigrad.ops import _texture_kernels as _k
 
 __all__ = ["build_mip", "texture", "FILTER_MODES", "BOUNDARY_MODES"]
@@ -218,7 +218,7 @@ def _launch(packed, uv, uv_da, lvl, meta, grad_out=None, want_tex=False):
     B, H, W, _ = uv.shape
     P, C = B * H * W, packed.shape[1]
     opts = dict(dtype=packed.dtype, device=packed.device)
-    da = uv_da.contiguous().view(P, 4) if uv_da is not None else torch.zeros(1, 4, **opts)
+    da = uv_da.contiguous().view(P, 4) if uv_da is not None else placeholder(packed, 1, 4)
     lvl = lvl.contiguous()
     inputs = [
         to_warp(packed.contiguous()),
@@ -241,7 +241,7 @@ def _launch(packed, uv, uv_da, lvl, meta, grad_out=None, want_tex=False):
     S = _TAP_SLOTS[mode]
     g = grad_out.contiguous().view(P, C)
     grad_uv = torch.empty(P, 2, **opts)
-    grad_da = torch.empty(P, 4, **opts) if mode == 3 else torch.zeros(1, 4, **opts)
+    grad_da = torch.empty(P, 4, **opts) if mode == 3 else placeholder(packed, 1, 4)
     # The kernel always records its taps (cheap); they are reduced only when tex needs a gradient.
     rows = torch.empty(P, S, dtype=torch.int32, device=packed.device)
     wts = torch.empty(P, S, **opts)
@@ -250,7 +250,7 @@ def _launch(packed, uv, uv_da, lvl, meta, grad_out=None, want_tex=False):
     grad_packed = None
     if want_tex:
         contrib = (wts[:, :, None] * g[:, None, :]).view(-1, C)
-        grad_packed = torch.zeros_like(packed).index_add_(0, rows.view(-1).long(), contrib)
+        grad_packed = reduce_rows(contrib, rows, packed.shape[0])
     return grad_packed, grad_uv.view(B, H, W, 2), (grad_da.view(B, H, W, 4) if mode == 3 else None)
 
 
@@ -264,6 +264,7 @@ class _TextureFn(torch.autograd.Function):
         return _launch(packed.detach(), uv.detach(), None, lvl, meta)
 
     @staticmethod
+    @first_order
     def backward(ctx, grad_out):
         packed, uv, lvl = ctx.saved_tensors
         want_tex, want_uv = ctx.needs_input_grad[:2]
@@ -283,6 +284,7 @@ class _TextureMipFn(torch.autograd.Function):
         return _launch(packed.detach(), uv.detach(), uv_da.detach(), lvl, meta)
 
     @staticmethod
+    @first_order
     def backward(ctx, grad_out):
         packed, uv, uv_da, lvl = ctx.saved_tensors
         want_tex, want_uv, want_da = ctx.needs_input_grad[:3]

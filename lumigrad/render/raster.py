@@ -88,7 +88,7 @@ def render_silhouette(
     pos = camera.project(verts)
     res = (camera.height, camera.width)
     if settings.visibility == "soft":
-        return soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma)[..., -1:]
+        return soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma).alpha
     rast, _ = rasterize(pos, faces, res)
     alpha = (rast[..., 3:4] > 0).to(pos.dtype)
     if settings.visibility == "antialias":
@@ -153,7 +153,7 @@ def render_mesh(
 
     bg = torch.tensor(settings.background, dtype=rgb.dtype, device=rgb.device)
     if settings.visibility == "soft":
-        alpha = soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma)[..., -1:]
+        alpha = soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma).alpha
         # Unpremultiplied colour wherever the soft edge reaches, so d image / d alpha = colour - background.
         reach = math.ceil(_soft_reach_pixels(settings.sigma, res)) + 1
         image = alpha * _extend_colors(rgb, mask, reach) + (1 - alpha) * bg

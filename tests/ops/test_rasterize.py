@@ -226,17 +226,30 @@ def test_backward_matches_reference(dtype, mode):
     pos.requires_grad_(True)
     res = (29, 31)
     rast, db = rasterize(pos, tri, res)
-    rast_r, _ = rasterize_ref(pos, tri, res)
+    rast_r, db_r = rasterize_ref(pos, tri, res)
     cot = torch.randn_like(rast)
-    (g_ref,) = torch.autograd.grad(rast_r, pos, cot)
-    with torch.no_grad():
-        g = _backward(pos.detach(), tri, rast.detach(), cot, mode=mode)
+    cot_db = torch.randn_like(db)
     tol = 1e-9 if dtype == torch.float64 else 2e-3
-    torch.testing.assert_close(g, g_ref, atol=tol, rtol=tol)
-    if mode == "tasks":
-        (g_auto,) = torch.autograd.grad(rast, pos, cot)
-        assert torch.equal(g_auto, g)
-    assert not db.requires_grad
+    # rast alone, rast_db alone, and both together (every backward branch).
+    for cr, cd in ((cot, None), (torch.zeros_like(cot), cot_db), (cot, cot_db)):
+        outs, cots = ([rast_r], [cr]) if cd is None else ([rast_r, db_r], [cr, cd])
+        (g_ref,) = torch.autograd.grad(outs, pos, cots, retain_graph=True)
+        with torch.no_grad():
+            g = _backward(pos.detach(), tri, rast.detach(), cr, cd, mode=mode)
+        assert g.abs().max() > 1e-3
+        torch.testing.assert_close(g, g_ref, atol=tol, rtol=tol)
+        if mode == "tasks":
+            outs = [rast] if cd is None else [rast, db]
+            (g_auto,) = torch.autograd.grad(outs, pos, cots, retain_graph=True)
+            assert torch.equal(g_auto, g)
+    assert db.requires_grad
+
+
+def test_no_db_is_not_differentiable():
+    pos, tri = _random_scene(torch.float64, batch=1, seed=11)
+    pos.requires_grad_(True)
+    rast, db = rasterize(pos, tri, (9, 10), grad_db=False)
+    assert db.shape == (1, 9, 10, 0) and not db.requires_grad and rast.requires_grad
 
 
 def _gradcheck_scene():
@@ -274,6 +287,17 @@ def test_gradcheck(fn):
     assert torch.autograd.gradcheck(lambda p: fn(p, tri, res)[0][..., :3], (pos,), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("fn", [rasterize, rasterize_ref], ids=["kernel", "reference"])
+def test_gradcheck_rast_db(fn):
+    # rast_db (nvdiffrast's grad_db) vs central differences, alone and together with rast.
+    pos, tri, res = _gradcheck_scene()
+    pos.requires_grad_(True)
+    assert fn(pos, tri, res)[1].abs().max() > 0.1
+    assert torch.autograd.gradcheck(lambda p: fn(p, tri, res)[1], (pos,), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda p: torch.cat([fn(p, tri, res)[0][..., :3], fn(p, tri, res)[1]], -1),
+                                    (pos,), eps=1e-6, atol=1e-6)
+
+
 def test_runtime_helpers():
     # launch.empty (huge-page CPU buffers) and launch_chunks, added for this op.
     from lumigrad._runtime.launch import empty
@@ -283,3 +307,68 @@ def test_runtime_helpers():
     t.fill_(3.0)
     assert float(t.sum()) == 3.0 * 1000 * 1024
     assert empty((3, 4), torch.int32, "cpu").shape == (3, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [1e20, 1e-20, 1e35, 2.0**40])
+def test_projectively_equal_triangles_rasterize_the_same(dtype, scale):
+    # issue 13: a float32 triangle scaled by 1e20 (the same triangle projectively) gave NaN
+    # barycentrics. Each triangle is rescaled by a power of two: same rast, rast_db and gradients.
+    pos, tri = _random_scene(dtype, batch=1, seed=3, behind=True)
+    res = (17, 19)
+    p0 = pos.clone().requires_grad_(True)
+    p1 = (pos * scale).requires_grad_(True)
+    for fn in (rasterize, rasterize_ref):
+        (r0, d0), (r1, d1) = fn(p0, tri, res), fn(p1, tri, res)
+        assert torch.isfinite(r1).all() and torch.isfinite(d1).all()
+        assert torch.equal(r1[..., 3], r0[..., 3])
+        torch.testing.assert_close(r1, r0, atol=ATOL[dtype] * 10, rtol=1e-4)
+        torch.testing.assert_close(d1, d0, atol=ATOL[dtype] * 10, rtol=1e-4)
+        (g0,) = torch.autograd.grad((r0[..., :3] * r0[..., :3]).sum() + d0.sum(), p0)
+        (g1,) = torch.autograd.grad((r1[..., :3] * r1[..., :3]).sum() + d1.sum(), p1)
+        assert torch.isfinite(g1).all()
+        torch.testing.assert_close(g1 * scale, g0, atol=1e-3 if dtype == torch.float32 else 1e-8, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- workspace (buffer reuse)
+
+
+def test_workspace_reuses_buffers_and_matches():
+    from lumigrad.ops.rasterize import RasterizeWorkspace
+
+    ws = RasterizeWorkspace()
+    for seed, res, batch in [(0, (20, 24), 2), (1, (20, 24), 2), (2, (33, 17), 1), (3, (40, 50), 3)]:
+        pos, tri = _random_scene(torch.float32, batch=batch, seed=seed, behind=True)
+        pos.requires_grad_(True)
+        rast, db = rasterize(pos, tri, res, workspace=ws)
+        rast0, db0 = rasterize(pos, tri, res)
+        assert torch.equal(rast, rast0) and torch.equal(db, db0)
+        cot = torch.randn_like(rast)
+        (g,) = torch.autograd.grad((rast * cot).sum() + db.sum(), pos)
+        (g0,) = torch.autograd.grad((rast0 * cot).sum() + db0.sum(), pos)
+        assert torch.equal(g, g0)
+    ptr = ws._buffers["rast"].data_ptr()
+    rasterize(pos, tri, (10, 10), workspace=ws)  # smaller: same storage
+    assert ws._buffers["rast"].data_ptr() == ptr
+
+
+def test_workspace_revalidates_changed_faces_and_flags_stale_outputs():
+    from lumigrad.ops.rasterize import RasterizeWorkspace
+
+    ws = RasterizeWorkspace()
+    pos, tri = _random_scene(torch.float64, batch=1, seed=2)
+    rasterize(pos, tri, (8, 8), workspace=ws)
+    bad = tri.clone()
+    with pytest.raises(ValueError, match="out of range"):
+        rasterize(pos, bad.fill_(pos.shape[1]), (8, 8), workspace=ws)  # another tensor
+    tri[0, 0] = pos.shape[1]  # the validated tensor, modified in place
+    with pytest.raises(ValueError, match="out of range"):
+        rasterize(pos, tri, (8, 8), workspace=ws)
+    tri[0, 0] = 0
+    p = pos.clone().requires_grad_(True)
+    first = rasterize(p, tri, (8, 8), workspace=ws).rast
+    rasterize(p, tri, (8, 8), workspace=ws)  # overwrites `first`
+    with pytest.raises(RuntimeError, match="inplace"):
+        first.sum().backward()
+    with pytest.raises(TypeError, match="workspace"):
+        rasterize(pos, tri, (8, 8), workspace={})

@@ -7,9 +7,27 @@ import pytest
 import torch
 from scipy.spatial import ConvexHull
 
+import importlib
+
+from lumigrad.ops import _soft_rasterize_ref
 from lumigrad.ops._rasterize_ref import rasterize_ref
-from lumigrad.ops._soft_rasterize_ref import soft_rasterize_ref
-from lumigrad.ops.soft_rasterize import soft_rasterize
+from lumigrad.ops.soft_rasterize import SoftRasterized
+
+_soft_module = importlib.import_module("lumigrad.ops.soft_rasterize")  # the package exports a function of that name
+
+
+def _flat(out: SoftRasterized) -> torch.Tensor:
+    """``[B, H, W, C + 1]`` colours then alpha (``[B, H, W, 1]`` without colours), for comparisons."""
+    assert isinstance(out, SoftRasterized)
+    return out.alpha if out.color is None else torch.cat([out.color, out.alpha], -1)
+
+
+def soft_rasterize(*args, **kwargs):
+    return _flat(_soft_module.soft_rasterize(*args, **kwargs))
+
+
+def soft_rasterize_ref(*args, **kwargs):
+    return _flat(_soft_rasterize_ref.soft_rasterize_ref(*args, **kwargs))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 F64 = torch.float64
@@ -285,3 +303,22 @@ def test_visibility_closed_mesh_fd_supersampled():
     g_fd = ((cov[:n] - cov[n:]) / (2 * h)).reshape(verts.shape)
     g = _soft_grad(_to_clip, verts, _OCTA_TRI, res)
     assert _rel_err(g, g_fd) < 0.05
+
+
+def test_huge_resolution_is_refused_up_front():
+    # issue 13: 100000^2 used to run for tens of seconds before failing to allocate.
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"soft_rasterize\(\): B\*H\*W"):
+        soft_rasterize(_P, _T, (100000, 100000), torch.zeros(3, 2))
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_returns_named_tuple():
+    pos, tri, col = _scene(B=2, seed=5)
+    out = _soft_module.soft_rasterize(pos, tri, (6, 7), col, sigma=1e-3, gamma=0.1)
+    assert isinstance(out, SoftRasterized) and out._fields == ("color", "alpha")
+    assert out.color.shape == (2, 6, 7, 3) and out.alpha.shape == (2, 6, 7, 1)
+    color, alpha = _soft_module.soft_rasterize(pos, tri, (6, 7), sigma=1e-3)
+    assert color is None and torch.equal(alpha, out.alpha)

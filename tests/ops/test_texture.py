@@ -224,3 +224,22 @@ def test_batched_equals_looped():
         torch.testing.assert_close(out[b : b + 1], ob)
     shared = texture(tex[0], uv, uv_da)
     torch.testing.assert_close(shared, texture(tex[:1].expand(3, -1, -1, -1), uv, uv_da))
+
+
+@pytest.mark.parametrize("fn", [texture, texture_ref], ids=["kernel", "reference"])
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e30), (torch.float32, 2e38), (torch.float64, 1e300)])
+def test_huge_uv_da_selects_coarsest_level(fn, dtype, scale):
+    # issue 13: the footprint (quadratic in uv_da) overflowed and gave level 0 (0.49 off); a
+    # huge footprint is the 1x1 level, i.e. the texture's mean, and its level gradient is 0.
+    g = torch.Generator().manual_seed(4)
+    tex = torch.rand(16, 8, 3, generator=g, dtype=dtype)
+    uv = torch.rand(1, 3, 4, 2, generator=g, dtype=dtype)
+    da = (torch.rand(1, 3, 4, 4, generator=g, dtype=dtype) + 0.5) * scale
+    da.requires_grad_(True)
+    out = fn(tex, uv, da, filter_mode="linear-mipmap-linear")
+    torch.testing.assert_close(out, tex.mean((0, 1)).expand_as(out), atol=1e-6, rtol=1e-6)
+    (g_da,) = torch.autograd.grad(out.sum(), da)
+    assert torch.equal(g_da, torch.zeros_like(g_da))
+    # Tiny derivatives are level 0 (plain bilinear), not NaN.
+    tiny = fn(tex, uv, da.detach() / scale * 1e-30, filter_mode="linear-mipmap-linear")
+    torch.testing.assert_close(tiny, fn(tex, uv, filter_mode="linear"))

@@ -1,0 +1,74 @@
+"""Plumbing shared by every op in :mod:`lumigrad.ops`: one way to launch, one way to reduce.
+
+Each op is a public function (validation, defaults) over a private
+``torch.autograd.Function`` whose forward and backward are Warp kernels. The
+kernels never scatter into shared memory with races: a backward kernel writes
+its contributions as *rows* (one or a few per pixel, tap or pair) together with
+the destination row of each, and torch sums them, here in :func:`reduce_rows`,
+or each CPU task writes its own buffer that :func:`reduce_tasks` sums. Unused
+kernel arguments get a tiny :func:`placeholder`. Backwards are first order only:
+:func:`first_order` marks them (``once_differentiable``), so differentiating a
+gradient raises a clear error instead of silently dropping second-order terms.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from lumigrad._runtime.launch import launch, launch_chunks, num_threads, to_warp, warp_device
+
+__all__ = [
+    "first_order",
+    "launch",
+    "launch_chunks",
+    "num_threads",
+    "placeholder",
+    "reduce_rows",
+    "reduce_tasks",
+    "to_warp",
+    "warp_device",
+    "zeros_if_none",
+]
+
+
+def first_order(backward):
+    """Decorate an ``autograd.Function.backward`` that has no double backward.
+
+    The gradients it returns still flow (``create_graph=True`` works), but
+    differentiating them raises ``RuntimeError: trying to differentiate twice a
+    function that was marked with @once_differentiable``.
+    """
+    return once_differentiable(backward)
+
+
+def placeholder(like: torch.Tensor, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A small zero tensor (default ``[1]``) for a kernel argument the launch does not use."""
+    return torch.zeros(shape or (1,), dtype=dtype or like.dtype, device=like.device)
+
+
+def reduce_rows(
+    values: torch.Tensor, rows: torch.Tensor, num_rows: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sum kernel-written rows into their destinations: ``out[rows[i]] += values[i]``.
+
+    ``values [N, ...]`` and ``rows [N]`` (any integer dtype) come from a backward
+    kernel that wrote one row per contribution (0-weight rows for unused slots);
+    returns ``[num_rows, ...]`` (accumulated into ``out`` when given, e.g. over
+    chunks). This is the single "kernel writes rows, torch reduces" step of the
+    ops layer.
+    """
+    if out is None:
+        out = values.new_zeros((num_rows, *values.shape[1:]))
+    if values.shape[0]:
+        out.index_add_(0, rows.reshape(-1).long(), values)
+    return out
+
+
+def reduce_tasks(buffers: torch.Tensor) -> torch.Tensor:
+    """Sum per-task accumulation buffers ``[tasks, ...]`` (CPU backwards) into one ``[...]``."""
+    return buffers[0] if buffers.shape[0] == 1 else buffers.sum(0)
+
+
+def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """An output gradient autograd passed as None (output unused) as explicit zeros."""
+    return torch.zeros_like(like) if grad is None else grad

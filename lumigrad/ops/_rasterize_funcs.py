@@ -1,0 +1,328 @@
+"""Shared Warp functions and constants of the rasterizer (no kernels: they compile into the
+kernel modules that use them, :mod:`lumigrad.ops._rasterize_kernels` and
+:mod:`lumigrad.ops._rasterize_grad_kernels`).
+
+Warp kernels for :func:`lumigrad.ops.rasterize` (generic over float32 / float64).
+
+Per triangle, ``setup_kernel`` writes a pixel bounding box and a record: the
+sign-normalised edge rows r_k (coverage test e_k = r_k . (x, y, 1) >= 0 with the
+top-left rule, as in the reference) and the plane of z_ndc over the screen.
+
+Two forward paths share the per-triangle and per-pixel functions, so their
+results are bitwise identical:
+
+* ``bands`` (CPU): triangles are binned to bands of image rows (CSR lists), and
+  each thread task runs whole bands one after another: clear a cache-sized
+  depth / id scratch, walk every binned triangle row by row over a conservative
+  span (exact edge tests only near the span ends), keep the nearest fragment
+  with a plain compare-and-write, then resolve (u, v) and ``rast_db`` once per
+  pixel. Bands write disjoint rows, so there are no atomics and no races.
+* ``atomic`` (CUDA): one thread per triangle, ``atomic_min`` on z, then on the id
+  among equal z, then a per-pixel resolve. It also runs (single-threaded) on CPU
+  for the tests.
+
+Layouts: ``pos [B*V, 4]``; ``rast``/``db`` ``[B*H*W]`` of vec4; a global triangle
+index is ``t = b * F + f``; ``bbox [B*F, 4]`` = (x0, x1, y0, y1) inclusive pixel
+ranges, empty when ``y0 > y1``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+__all__: list[str] = []  # private module
+
+# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
+wp.set_module_options({"enable_backward": False})
+
+# Pixels whose centre is this close (in pixels) outside a triangle's projected
+# bounding box are still tested, so edge-function rounding never loses a pixel.
+_BBOX_MARGIN = 0.01
+# Extra columns added to each row span (on top of the rounding bound) for safety.
+_SPAN_SLACK = 1e-3
+# Depth written before the atomic depth test; any accepted z_ndc is <= 1.
+_EMPTY_Z = 3.0
+# Per-triangle record width: edge rows (9), z plane (3), z lower bound, draw phase, padding.
+REC = 16
+# Relative rounding allowance of the z lower bound (above float32 epsilon).
+_ZMIN_TOL = 1e-5
+# Columns per tile of the per-band max-depth grid used to skip hidden triangles.
+_TILE = 32
+# Triangles whose largest |clip coordinate| lies outside [_NORM_LO, _NORM_HI] are rescaled
+# by a power of two in _load_tri, so edge rows and det neither overflow nor underflow.
+_NORM_HI = 2.0**20
+_NORM_LO = 2.0**-20
+
+
+@wp.func
+def _cross_canon(ci: Any, cj: Any, vi: int, vj: int):
+    # Fixed operand order per vertex pair: the shared edge of two triangles gets
+    # exactly negated rows even when the compiler contracts to FMA (CUDA).
+    # Selects, not a branch: the order is data dependent and would mispredict. The operands
+    # are selected before one cross product (negation is exact), not after two.
+    fwd = vi <= vj
+    a = wp.where(fwd, ci, cj)
+    b = wp.where(fwd, cj, ci)
+    return wp.cross(a, b) * wp.where(fwd, type(ci[0])(1.0), type(ci[0])(-1.0))
+
+
+@wp.func
+def _vmax_abs(c: Any):
+    return wp.max(wp.abs(c[0]), wp.max(wp.abs(c[1]), wp.abs(c[2])))
+
+
+@wp.func
+def _load_tri(pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int):
+    """Homogeneous 2D corners (x, y, w), clip z, and sign-normalised edge rows of triangle ``t``."""
+    b = t // nf
+    f = t - b * nf
+    v0 = tri[f, 0]
+    v1 = tri[f, 1]
+    v2 = tri[f, 2]
+    i0 = b * nv + v0
+    i1 = b * nv + v1
+    i2 = b * nv + v2
+    c0 = wp.vector(pos[i0, 0], pos[i0, 1], pos[i0, 3])
+    c1 = wp.vector(pos[i1, 0], pos[i1, 1], pos[i1, 3])
+    c2 = wp.vector(pos[i2, 0], pos[i2, 1], pos[i2, 3])
+    zc = wp.vector(pos[i0, 2], pos[i1, 2], pos[i2, 2])
+    # Edge rows are quadratic and det cubic in the coordinates: far from 1 they overflow
+    # (float32: |coord| ~ 1e13) or underflow. Rasterization is invariant under scaling a
+    # triangle's corners by one factor, so such triangles are scaled by a power of two
+    # (exact: in range the results are bitwise those of the unscaled triangle).
+    m = wp.max(wp.max(_vmax_abs(c0), _vmax_abs(c1)), wp.max(_vmax_abs(c2), _vmax_abs(zc)))
+    scale = type(m)(1.0)
+    if m > type(m)(_NORM_HI) or (m < type(m)(_NORM_LO) and m > type(m)(0.0)):
+        scale = type(m)(wp.pow(wp.float64(2.0), -wp.floor(wp.log2(wp.float64(m)))))
+        c0 = c0 * scale
+        c1 = c1 * scale
+        c2 = c2 * scale
+        zc = zc * scale
+    r0 = _cross_canon(c1, c2, v1, v2)
+    r1 = _cross_canon(c2, c0, v2, v0)
+    r2 = _cross_canon(c0, c1, v0, v1)
+    det = c0[0] * r0[0] + c0[1] * r0[1] + c0[2] * r0[2]
+    s = wp.sign(det)
+    return c0, c1, c2, zc, r0 * s, r1 * s, r2 * s, det, scale
+
+
+
+@wp.func
+def _edge(r: Any, px: Any, py: Any):
+    return r[0] * px + r[1] * py + r[2]
+
+
+@wp.func
+def _top_left(r: Any):
+    zero = type(r[0])(0.0)
+    return r[0] > zero or (r[0] == zero and r[1] > zero)
+
+
+@wp.func
+def _load_rec(rec: wp.array2d(dtype=Any), t: int):
+    """Per-triangle record from ``setup_kernel``: sign-normalised edge rows and the z_ndc plane."""
+    r0 = wp.vector(rec[t, 0], rec[t, 1], rec[t, 2])
+    r1 = wp.vector(rec[t, 3], rec[t, 4], rec[t, 5])
+    r2 = wp.vector(rec[t, 6], rec[t, 7], rec[t, 8])
+    zp = wp.vector(rec[t, 9], rec[t, 10], rec[t, 11])
+    return r0, r1, r2, zp
+
+
+@wp.func
+def _inside(e0: Any, e1: Any, e2: Any, r0: Any, r1: Any, r2: Any):
+    """Top-left fill rule: every e_k > 0, or e_k == 0 on a top-left edge."""
+    zero = type(e0)(0.0)
+    m = wp.min(e0, wp.min(e1, e2))
+    if m > zero:
+        return True
+    if m < zero:
+        return False
+    return (e0 > zero or _top_left(r0)) and (e1 > zero or _top_left(r1)) and (e2 > zero or _top_left(r2))
+
+
+@wp.func
+def _fragment(px: Any, py: Any, r0: Any, r1: Any, r2: Any, zp: Any):
+    """Coverage and z_ndc of one pixel centre; returns (hit, z)."""
+    e0 = _edge(r0, px, py)
+    e1 = _edge(r1, px, py)
+    e2 = _edge(r2, px, py)
+    one = type(px)(1.0)
+    if not _inside(e0, e1, e2, r0, r1, r2):
+        return False, one
+    z = zp[0] * px + (zp[1] * py + zp[2])  # same order as the row-wise form in raster_bands_kernel
+    return z >= -one and z <= one, z
+
+
+@wp.func
+def _resolve(
+    rast: wp.array(dtype=Any), db: wp.array(dtype=Any), p: int, px: Any, py: Any,
+    rec: wp.array2d(dtype=Any), t: int, z: Any, fid: Any, want_db: int, sx: Any, sy: Any,
+):
+    """Write (u, v, z, id) and (du/dX, du/dY, dv/dX, dv/dY) for a covered pixel."""
+    r0, r1, r2, zp = _load_rec(rec, t)
+    e0 = _edge(r0, px, py)
+    e1 = _edge(r1, px, py)
+    e2 = _edge(r2, px, py)
+    inv = type(px)(1.0) / (e0 + e1 + e2)
+    b0 = e0 * inv
+    b1 = e1 * inv
+    rast[p] = wp.vector(b0, b1, z, fid)
+    if want_db != 0:
+        # d b_k / d p = (r_k - b_k * sum_j r_j) / sum(e), then NDC -> pixels.
+        rsum = r0 + r1 + r2
+        db[p] = wp.vector(
+            (r0[0] - b0 * rsum[0]) * inv * sx,
+            (r0[1] - b0 * rsum[1]) * inv * sy,
+            (r1[0] - b1 * rsum[0]) * inv * sx,
+            (r1[1] - b1 * rsum[1]) * inv * sy,
+        )
+
+
+@wp.func
+def _edge_lines(r: Any, tol: float):
+    """Row bounds of one edge as lines in y, for the row spans of ``raster_bands_kernel``.
+
+    An edge with a > 0 bounds x from the left (x >= lb*y + c), one with a < 0 from
+    the right (x <= hb*y + c). Returns (lb, lo, li, hb, ho, hi): slope and outer /
+    inner offsets for each side; the side an edge does not bound gets a constant
+    outside the image. Outer lines admit every pixel the exact test can accept,
+    inner lines only pixels it surely accepts: the margin m bounds the rounding of
+    e = a*px + b*py + c for |px|, |py| <= 1. Selects instead of branches, since the
+    signs are data dependent.
+    """
+    a = wp.float64(r[0])
+    b = wp.float64(r[1])
+    c = wp.float64(r[2])
+    zero = wp.float64(0.0)
+    one = wp.float64(1.0)
+    far = wp.float64(4.0)
+    ia = one / wp.where(a == zero, one, a)
+    m = wp.float64(tol) * (wp.abs(a) + wp.abs(b) + wp.abs(c)) * wp.abs(ia)
+    sb = -b * ia
+    sc = -c * ia
+    left = a > zero
+    right = a < zero
+    return (
+        wp.where(left, sb, zero), wp.where(left, sc - m, -far), wp.where(left, sc + m, -far),
+        wp.where(right, sb, zero), wp.where(right, sc + m, far), wp.where(right, sc - m, far),
+    )  # fmt: skip
+
+
+@wp.func
+def _flat_edge(r: Any, py: Any):
+    """For an edge with a == 0, e == b*py + c exactly on the whole row: 2 all pass, 1 test needed, 0 none pass."""
+    zero = type(py)(0.0)
+    if r[0] != zero:
+        return 2
+    d = r[1] * py + r[2]
+    if d > zero:
+        return 2
+    if d == zero:
+        return 1
+    return 0
+
+
+@wp.func
+def _z_plane(c0: Any, c1: Any, c2: Any, zc: Any):
+    """z_ndc as an affine function of (x_ndc, y_ndc): z = zp . (x, y, 1).
+
+    sum_k e_k w_k == |det| at every pixel (e_k = |det| alpha_k and sum_k alpha_k w_k = 1),
+    so z = sum_k e_k z_k / |det| = sum_k (z_k / det) (c_i x c_j) . p (unnormalised rows).
+    The terms cancel heavily for small triangles, so this runs in float64 and rounds once.
+    """
+    d0 = wp.vec3d(wp.float64(c0[0]), wp.float64(c0[1]), wp.float64(c0[2]))
+    d1 = wp.vec3d(wp.float64(c1[0]), wp.float64(c1[1]), wp.float64(c1[2]))
+    d2 = wp.vec3d(wp.float64(c2[0]), wp.float64(c2[1]), wp.float64(c2[2]))
+    r0 = wp.cross(d1, d2)
+    det = wp.dot(d0, r0)
+    zero = wp.float64(0.0)
+    if det == zero:
+        return zc * type(zc[0])(0.0)
+    inv = wp.float64(1.0) / det
+    zp = (r0 * wp.float64(zc[0]) + wp.cross(d2, d0) * wp.float64(zc[1]) + wp.cross(d0, d1) * wp.float64(zc[2])) * inv
+    return wp.vector(type(zc[0])(zp[0]), type(zc[0])(zp[1]), type(zc[0])(zp[2]))
+
+
+@wp.func
+def _floor_i(x: wp.float64, k: wp.float64):
+    """floor(x) for -k < x, with k a positive integer: a truncation instead of a libm call."""
+    return int(x + k) - int(k)
+
+
+@wp.func
+def _ceil_i(x: wp.float64, k: wp.float64):
+    """ceil(x) for x < k, with k a positive integer."""
+    return int(k) - int(k - x)
+
+
+@wp.func
+def _to_pixels(c: Any, iw: wp.float64, width: int, height: int):
+    """Pixel-centre coordinates (column, row) of a homogeneous point (x, y, w) with iw = 1 / w > 0."""
+    half = wp.float64(0.5)
+    one = wp.float64(1.0)
+    x = (wp.float64(c[0]) * iw + one) * wp.float64(width) * half - half
+    y = (one - wp.float64(c[1]) * iw) * wp.float64(height) * half - half
+    return x, y
+
+
+@wp.func
+def _setup_tri(
+    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int, height: int,
+    width: int, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
+):
+    """Write triangle t's pixel bbox (empty when y0 > y1) and record; return (y0, y1)."""
+    c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
+    zero = pos.dtype(0.0)
+    x0 = int(0)
+    x1 = width - 1
+    y0 = int(0)
+    y1 = height - 1
+    all_front = c0[2] > zero and c1[2] > zero and c2[2] > zero
+    all_behind = c0[2] <= zero and c1[2] <= zero and c2[2] <= zero
+    zmin = wp.float64(-8.0)  # lower bound of the triangle's z_ndc; none when w crosses 0
+    if det == zero or all_behind:
+        # No pixel ray can hit a triangle with every w <= 0 (see the reference).
+        y0 = 1
+        y1 = 0
+    elif all_front:
+        # Pixel-centre units (column j has its centre at tx = j, row i at ty = i), widened by a margin.
+        iw0 = wp.float64(1.0) / wp.float64(c0[2])
+        iw1 = wp.float64(1.0) / wp.float64(c1[2])
+        iw2 = wp.float64(1.0) / wp.float64(c2[2])
+        tx0, ty0 = _to_pixels(c0, iw0, width, height)
+        tx1, ty1 = _to_pixels(c1, iw1, width, height)
+        tx2, ty2 = _to_pixels(c2, iw2, width, height)
+        m = wp.float64(_BBOX_MARGIN)
+        lo = wp.float64(-2.0)
+        xmax = wp.float64(width + 1)
+        ymax = wp.float64(height + 1)
+        k = wp.float64(width + height + 8)
+        x0 = wp.max(_ceil_i(wp.clamp(wp.min(tx0, wp.min(tx1, tx2)) - m, lo, xmax), k), 0)
+        x1 = wp.min(_floor_i(wp.clamp(wp.max(tx0, wp.max(tx1, tx2)) + m, lo, xmax), k), width - 1)
+        y0 = wp.max(_ceil_i(wp.clamp(wp.min(ty0, wp.min(ty1, ty2)) - m, lo, ymax), k), 0)
+        y1 = wp.min(_floor_i(wp.clamp(wp.max(ty0, wp.max(ty1, ty2)) + m, lo, ymax), k), height - 1)
+        if x0 > x1:
+            y0 = 1
+            y1 = 0
+        zmin = wp.min(wp.float64(zc[0]) * iw0, wp.min(wp.float64(zc[1]) * iw1, wp.float64(zc[2]) * iw2))
+    bbox[t, 0] = x0
+    bbox[t, 1] = x1
+    bbox[t, 2] = y0
+    bbox[t, 3] = y1
+    # A triangle whose bbox holds no pixel centre is never read again (not binned, no fragment, never
+    # a winner): skip its record, the costly part of the setup for meshes of sub-pixel triangles.
+    if y0 <= y1:
+        zp = _z_plane(c0, c1, c2, zc)
+        for c in range(3):
+            rec[t, c] = r0[c]
+            rec[t, 3 + c] = r1[c]
+            rec[t, 6 + c] = r2[c]
+            rec[t, 9 + c] = zp[c]
+        # A lower bound of the triangle's z_ndc (affine on screen: its minimum is at a corner),
+        # minus the rounding of the per-pixel plane evaluation; -inf-like when w crosses 0.
+        zmin = zmin - wp.float64(_ZMIN_TOL) * (wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin))
+        rec[t, 12] = pos.dtype(zmin)
+        # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
+        rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
+    return y0, y1
