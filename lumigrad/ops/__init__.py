@@ -1,5 +1,6 @@
 """Differentiable rendering ops on raw tensors (clip-space positions in, images out)."""
 from lumigrad.ops.antialias import AntialiasTopology, antialias, prepare_topology
+from lumigrad.ops.edge_grad import edge_grad
 from lumigrad.ops.interpolate import Interpolated, interpolate
 from lumigrad.ops.rasterize import Rasterized, rasterize
 from lumigrad.ops.soft_rasterize import soft_rasterize
@@ -7,5 +8,5 @@ from lumigrad.ops.texture import build_mip, texture
 
 __all__ = [
     "rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip",
-    "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize",
+    "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "edge_grad",
 ]

@@ -1,0 +1,135 @@
+"""Pure-torch reference for :func:`lumigrad.ops.edge_grad` (the spec; vectorised over all pixel pairs).
+
+The forward value is ``color``. The visibility gradient is produced by adding,
+at both pixels of every active pair, ``0.5 * (c0 - c1) * (b(pos) - b(pos).detach())``:
+zero in value, and its derivative w.r.t. ``pos`` is ``dL/db * db/dpos`` with
+``b`` the boundary position along the pair axis as the owning surface moves
+(see :mod:`lumigrad.ops.edge_grad` for the rules). Plain autograd does the rest.
+"""
+from __future__ import annotations
+
+import torch
+
+from lumigrad.ops.edge_grad import MAX_SLOPE_RATIO, TAU, pair_geometry, screen_vertices
+
+NONE, OWNER_FIRST, OWNER_SECOND, INTERSECT = 0, 1, 2, 3
+
+
+def _bary(v: torch.Tensor, p: torch.Tensor):
+    """Affine barycentrics ``[N, 3]`` and signed doubled area ``[N]`` of points ``p [N, 2]`` in triangles ``v [N, 3, 2+]``."""
+    x0, y0 = v[:, 0, 0], v[:, 0, 1]
+    x1, y1 = v[:, 1, 0], v[:, 1, 1]
+    x2, y2 = v[:, 2, 0], v[:, 2, 1]
+    px, py = p[:, 0], p[:, 1]
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    safe = torch.where(area == 0, torch.ones_like(area), area)
+    l0 = ((x1 - px) * (y2 - py) - (y1 - py) * (x2 - px)) / safe
+    l1 = ((x2 - px) * (y0 - py) - (y2 - py) * (x0 - px)) / safe
+    lam = torch.stack([l0, l1, 1 - l0 - l1], -1)
+    return torch.where((area == 0)[:, None], torch.zeros_like(lam), lam), area
+
+
+def _pair_tables(B: int, H: int, W: int, device):
+    """All pairs ``2 * pixel + slot`` inside the image, and their first-pixel (x, y)."""
+    pix = torch.arange(B * H * W, device=device)
+    x, y = pix % W, (pix // W) % H
+    right = 2 * pix[x + 1 < W]
+    below = 2 * pix[y + 1 < H] + 1
+    pairs = torch.cat([right, below])
+    return pairs, x, y
+
+
+def classify_ref(scr: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H: int, W: int, vbase: torch.Tensor):
+    """Codes ``[N]`` of all pairs (see the kernel module) and the pairs ``[N]``."""
+    pairs, px, py = _pair_tables(B, H, W, ids.device)
+    p0, p1 = pair_geometry(pairs, W)
+    d = pairs % 2
+    fa, fb = ids[p0].long(), ids[p1].long()
+    dt = scr.dtype
+    pa = torch.stack([px[p0], py[p0]], -1).to(dt) + 0.5
+    pb = pa + torch.stack([1 - d, d], -1).to(dt)
+    ra = vbase[p0, None] + tri[fa.clamp(min=0)].long()  # [N, 3] rows
+    rb = vbase[p0, None] + tri[fb.clamp(min=0)].long()
+    va, vb = scr[ra], scr[rb]  # [N, 3, 4]
+    valid_a = (fa >= 0) & (va[..., 3] > 0).all(-1)
+    valid_b = (fb >= 0) & (vb[..., 3] > 0).all(-1)
+    la, area_a = _bary(va, pa)
+    ma, _ = _bary(va, pb)
+    lb, area_b = _bary(vb, pb)
+    mb, _ = _bary(vb, pa)
+    shared = (tri[fa.clamp(min=0)].long()[:, :, None] == tri[fb.clamp(min=0)].long()[:, None, :]).sum((1, 2))
+    continuous_edge = (shared == 2) & ((area_a > 0) == (area_b > 0))
+    b_in_a, a_in_b = (ma > 0).all(-1), (mb > 0).all(-1)
+    za, zb = (la * va[..., 2]).sum(-1), (lb * vb[..., 2]).sum(-1)
+    gap_b = ((ma * va[..., 2]).sum(-1) - zb).abs()
+    gap_a = ((mb * vb[..., 2]).sum(-1) - za).abs()
+    continuous_depth = torch.maximum(gap_a, gap_b) <= TAU * (zb - za).abs()
+    near = torch.where(za <= zb, OWNER_FIRST, OWNER_SECOND)
+    both = torch.where(
+        b_in_a & a_in_b, INTERSECT,
+        torch.where(a_in_b, OWNER_FIRST, torch.where(b_in_a, OWNER_SECOND, torch.where(continuous_depth, NONE, near))),
+    )
+    both = torch.where(continuous_edge | (area_a == 0) | (area_b == 0) | ~valid_a | ~valid_b, NONE, both)
+    code = torch.where(fb < 0, torch.where(valid_a, OWNER_FIRST, NONE), torch.where(fa < 0, torch.where(valid_b, OWNER_SECOND, NONE), both))
+    code = torch.where(fa == fb, NONE, code)
+    return code, pairs
+
+
+def _slope(v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """d z / d(axis) of planes through ``v [N, 3, 3]`` (X, Y, z)."""
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
+    sx = (z[:, 0] * (y[:, 1] - y[:, 2]) + z[:, 1] * (y[:, 2] - y[:, 0]) + z[:, 2] * (y[:, 0] - y[:, 1])) / area
+    sy = (z[:, 0] * (x[:, 2] - x[:, 1]) + z[:, 1] * (x[:, 0] - x[:, 2]) + z[:, 2] * (x[:, 1] - x[:, 0])) / area
+    return torch.where(d == 0, sx, sy)
+
+
+def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+    """Reference :func:`lumigrad.ops.edge_grad` (same contract)."""
+    B, H, W, C = color.shape
+    pos3 = pos if pos.ndim == 3 else pos[None]
+    Bp, V, _ = pos3.shape
+    tri = tri.long()
+    scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4)
+    ids = rast[..., 3].detach().reshape(-1).long() - 1
+    pix = torch.arange(B * H * W, device=color.device)
+    vbase = (pix // (H * W)) * V * int(Bp > 1)
+    with torch.no_grad():
+        code, pairs = classify_ref(scr.detach(), ids, tri, B, H, W, vbase)
+    keep = code != NONE
+    code, pairs = code[keep], pairs[keep]
+    p0, p1 = pair_geometry(pairs, W)
+    d = pairs % 2
+    pa = torch.stack([p0 % W, (p0 // W) % H], -1).to(color.dtype) + 0.5
+    pb = pa + torch.stack([1 - d, d], -1).to(color.dtype)
+    fa, fb = ids[p0], ids[p1]
+    owner_first = code != OWNER_SECOND
+    # Owner (intersections: the first triangle) at its own pixel.
+    f1 = torch.where(owner_first, fa, fb)
+    q1 = torch.where(owner_first[:, None], pa, pb)
+    r1 = vbase[p0, None] + tri[f1]
+    v1 = scr[r1][..., :3]  # [N, 3, 3] differentiable
+    lam1, _ = _bary(v1.detach(), q1)
+    b1 = (lam1[..., None] * v1).sum(1)  # fragment (X, Y, z) at fixed barycentrics
+    axis1 = torch.where(d == 0, b1[:, 0], b1[:, 1])
+    shift = torch.where(code == INTERSECT, torch.zeros_like(axis1), axis1 - axis1.detach())
+    inter = code == INTERSECT
+    if inter.any():
+        r2 = vbase[p0, None] + tri[fb.clamp(min=0)]
+        v2 = scr[r2][..., :3]
+        lam2, _ = _bary(v2.detach(), pb)
+        b2 = (lam2[..., None] * v2).sum(1)
+        axis2 = torch.where(d == 0, b2[:, 0], b2[:, 1])
+        ga, gb = _slope(v1.detach(), d), _slope(v2.detach(), d)
+        den = ga - gb
+        ok = inter & (den.abs() * MAX_SLOPE_RATIO > torch.maximum(ga.abs(), gb.abs()))
+        den = torch.where(ok, den, torch.ones_like(den))
+        da, za = axis1 - axis1.detach(), b1[:, 2] - b1[:, 2].detach()
+        db, zb = axis2 - axis2.detach(), b2[:, 2] - b2[:, 2].detach()
+        cross = (ga * da - za + zb - gb * db) / den
+        shift = torch.where(ok, cross, shift)
+    flat = color.reshape(B * H * W, C)
+    jump = (flat[p0] - flat[p1]).detach()
+    delta = 0.5 * jump * shift[:, None]
+    out = flat.index_add(0, p0, delta).index_add(0, p1, delta)
+    return out.view(B, H, W, C)

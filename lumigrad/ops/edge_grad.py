@@ -1,0 +1,214 @@
+"""Visibility gradients at every pixel-pair discontinuity (edge-gradient estimator).
+
+Pidhorskyi et al. 2024, "Rasterized Edge Gradients: Handling Discontinuities
+Differentiably" (DRTK). ``edge_grad(color, rast, pos, tri)`` returns ``color``
+unchanged; its backward adds the gradient of the loss w.r.t. ``pos`` that comes
+from moving the discontinuities between neighbouring pixels.
+
+Method. For each horizontally or vertically adjacent pixel pair (p0, p1) that
+sees different triangles, a boundary lies between the centres. Moving it by db
+along the pair axis switches an area db (pixel units) from p1's colour to p0's,
+so ``dL/db = sum_c (c0 - c1) * (g0 + g1) / 2``. The boundary moves with the
+surface that *owns* it: the fragment of that surface at its own pixel centre is
+held at fixed screen-space barycentrics, and its motion along the axis is the
+boundary's. Horizontal pairs carry the X motion and vertical pairs the Y motion,
+each a complete sampling of the boundary (no edge normal needed). Ownership:
+  * against the background, the mesh pixel owns it;
+  * two triangles sharing an edge and facing the same way are one continuous
+    surface: no discontinuity;
+  * if one triangle, extended, reaches under the other pixel, the other pixel's
+    triangle occludes it there and owns the boundary; if both reach, the
+    triangles intersect and the boundary is their crossing line, which both move
+    (the sliding-boundary derivative of the paper, eq. 14, in (axis, z_ndc));
+  * else (triangles smaller than a pixel: dense meshes) the planes are
+    extrapolated across the pair: if each meets the other surface's depth to
+    within ``tau`` of the depth step, the surface is continuous; otherwise the
+    nearer side owns the boundary.
+
+Why this and not the alternatives (measured, see tests/ops/test_edge_grad.py and
+the bench): nvdiffrast's ``antialias`` blends only across an outline edge of the
+triangle covering a pixel centre, and on smooth dense meshes the outline belongs
+to sub-pixel rim triangles, so it loses 40 % (1.3k triangles) to 100 % (1.3M) of
+a sphere's silhouette gradient; this estimator needs no edge of the covering
+triangle and stays within 1-2 % at every density. Silhouette-edge sampling
+(Li et al. 2018) is exact per edge but needs the contour edges and a visibility
+test per sample, whose zig-zag contours on dense meshes cost more than the whole
+rasterization; the pixel-pair estimator costs one pass over the pixels in the
+backward and nothing in the forward.
+
+Limits: the colour passed in must be the final per-pixel colour of the fragment
+that ``rast`` records (shade, texture, composite the background *before* this
+op; blur, warp or mask after). Triangles with a vertex at ``w <= 0`` give no
+visibility gradient. Pure-torch spec: :mod:`lumigrad.ops._edge_grad_ref`.
+"""
+from __future__ import annotations
+
+import torch
+import warp as wp
+from torch.autograd.function import once_differentiable
+
+from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
+from lumigrad._runtime.launch import launch, to_warp, warp_device
+from lumigrad.ops import _edge_grad_kernels as _k
+
+__all__ = ["edge_grad"]
+
+_FN = "edge_grad"
+# Extrapolated planes that miss the other surface's depth by more than this
+# fraction of the depth step across the pair mark a depth discontinuity.
+TAU = 0.5
+# Intersections of planes whose depth slopes differ by less than 1/this of the
+# larger slope are ill-conditioned and give no gradient.
+MAX_SLOPE_RATIO = 1.0e3
+
+
+def edge_grad(
+    color: torch.Tensor,  # [B, H, W, C]
+    rast: torch.Tensor,  # [B, H, W, 4] (u, v, z_ndc, tri_id + 1)
+    pos: torch.Tensor,  # [B, V, 4] or [V, 4] clip
+    tri: torch.Tensor,  # [F, 3] int
+) -> torch.Tensor:
+    """Identity on ``color`` whose backward adds visibility gradients to ``pos``.
+
+    Args:
+        color: ``[B, H, W, C]`` float32/float64 final pixel colours (shaded,
+            composited over the background), computed from ``rast``'s fragments.
+        rast: ``[B, H, W, 4]`` from :func:`lumigrad.ops.rasterize` of the same
+            ``pos`` and ``tri``. Only the triangle ids are used.
+        pos: ``[B, V, 4]`` or ``[V, 4]`` clip-space positions (``[V, 4]`` and
+            ``[1, V, 4]`` broadcast over the batch), same dtype as ``color``.
+        tri: ``[F, 3]`` integer vertex indices.
+
+    Returns:
+        ``color`` (same values). Gradients flow to ``color`` unchanged and, from
+        every discontinuity between neighbouring pixels, to ``pos`` (x, y, w;
+        z too where two triangles intersect).
+
+    Example:
+        >>> import torch
+        >>> from lumigrad.ops import rasterize, edge_grad
+        >>> pos = torch.tensor([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]], requires_grad=True)
+        >>> tri = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+        >>> rast, _ = rasterize(pos, tri, (16, 16))
+        >>> cover = edge_grad((rast[..., 3:] > 0).float(), rast, pos, tri)
+        >>> cover.sum().backward()  # d(area in pixels) / d(pos)
+        >>> bool(pos.grad[:, 0].abs().sum() > 0)
+        True
+    """
+    check_float_tensor(_FN, "color", color, (4,), expected="float [B, H, W, C]")
+    check_float_tensor(_FN, "rast", rast, (4,), 4, expected="float [B, H, W, 4]")
+    check_float_tensor(_FN, "pos", pos, (2, 3), 4, expected="float [B, V, 4] or [V, 4]")
+    if rast.dtype != color.dtype or pos.dtype != color.dtype:
+        raise ValueError(f"{_FN}(): color, rast and pos must share one dtype, got {color.dtype}, {rast.dtype}, {pos.dtype}")
+    check_same_device(_FN, color=color, rast=rast, pos=pos, tri=tri)
+    B, H, W, C = color.shape
+    if rast.shape[:3] != color.shape[:3]:
+        raise ValueError(f"{_FN}(): rast must be [B, H, W, 4] matching color [{B}, {H}, {W}, {C}], got {list(rast.shape)}")
+    if B * H * W * C == 0:
+        raise ValueError(f"{_FN}(): color must be non-empty [B, H, W, C], got {list(color.shape)}")
+    if 2 * B * H * W >= 2**31:
+        raise ValueError(f"{_FN}(): at most 2**30 pixels (B*H*W) are supported, got {B * H * W}")
+    pos3 = pos if pos.ndim == 3 else pos[None]
+    if pos3.shape[0] not in (1, B):
+        raise ValueError(f"{_FN}(): pos batch must be 1 or color's batch {B}, got pos {list(pos.shape)}")
+    tri = check_faces(_FN, tri, pos3.shape[1])
+    if not (torch.is_grad_enabled() and (pos.requires_grad or color.requires_grad)):
+        return color
+    check_finite(_FN, "pos", pos)
+    ids = _triangle_ids(rast, tri.shape[0])
+    return _EdgeGradFn.apply(color, pos3, ids, tri)
+
+
+def _triangle_ids(rast: torch.Tensor, num_faces: int) -> torch.Tensor:
+    """``[P]`` int32 triangle index per pixel, -1 where empty; validated against ``num_faces``."""
+    ids = rast[..., 3].detach().reshape(-1)
+    lo, hi = float(ids.min()), float(ids.max())
+    if lo < 0 or hi > num_faces or not float(ids.sum()) == float(ids.sum()):
+        raise ValueError(
+            f"{_FN}(): rast[..., 3] (tri_id + 1) must be in [0, {num_faces}] for {num_faces} faces, got range [{lo:g}, {hi:g}]"
+        )
+    return ids.to(torch.int32) - 1
+
+
+def screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``[Bp, V, 4]`` = (X, Y, z_ndc, valid): pixel coordinates (X right, Y down), NDC depth, 1 if w > 0."""
+    x, y, z, w = pos3.unbind(-1)
+    valid = w > 0
+    w = torch.where(valid, w, torch.ones_like(w))
+    sx = (x / w + 1) * (0.5 * width)
+    sy = (1 - y / w) * (0.5 * height)
+    return torch.stack([sx, sy, z / w, valid.to(pos3.dtype)], dim=-1)
+
+
+def pair_geometry(pairs: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and second pixel indices of pairs ``2 * pixel + slot`` (slot 0: right, 1: below)."""
+    p0 = pairs // 2
+    return p0, p0 + torch.where(pairs % 2 == 0, 1, width)
+
+
+def _clip_grad(pos3: torch.Tensor, grad_scr: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Chain ``dL/d(X, Y, z_ndc)`` per vertex to ``dL/d(x, y, z, w)`` clip."""
+    x, y, z, w = pos3.unbind(-1)
+    gx, gy, gz = grad_scr.unbind(-1)
+    valid = w > 0
+    w = torch.where(valid, w, torch.ones_like(w))
+    ax = gx * (0.5 * width) / w
+    ay = -gy * (0.5 * height) / w
+    az = gz / w
+    aw = -(ax * x + ay * y + az * z) / w
+    out = torch.stack([ax, ay, az, aw], dim=-1)
+    return torch.where(valid[..., None], out, torch.zeros_like(out))
+
+
+class _EdgeGradFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, color, pos3, ids, tri):
+        ctx.save_for_backward(color.detach(), pos3.detach(), ids, tri)
+        ctx.mark_non_differentiable(ids)
+        return color.view_as(color)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        grad_pos = None
+        if ctx.needs_input_grad[1]:
+            color, pos3, ids, tri = ctx.saved_tensors
+            grad_pos = _pos_grad(color, grad_out, pos3, ids, tri)
+        grad_color = grad_out if ctx.needs_input_grad[0] else None
+        return grad_color, grad_pos, None, None
+
+
+def _pos_grad(color, grad_out, pos3, ids, tri) -> torch.Tensor:
+    B, H, W, C = color.shape
+    Bp, V, _ = pos3.shape
+    dev = warp_device(pos3)
+    scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
+    code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
+    common = [to_warp(scr), to_warp(ids), to_warp(tri)]
+    dims = [W, H, V, int(Bp > 1)]
+    launch(_k.edge_classify, B * H * W, [*common, *dims, _scalar(scr, TAU), to_warp(code)], dev)
+    flat_code = code.view(-1)
+    pairs = torch.nonzero(flat_code).flatten()
+    grad_scr = torch.zeros(Bp * V + 1, 3, dtype=pos3.dtype, device=pos3.device)
+    n = pairs.shape[0]
+    if n:
+        p0, p1 = pair_geometry(pairs, W)
+        c = color.reshape(B * H * W, C)
+        g = grad_out.reshape(B * H * W, C)
+        dldb = (((c[p0] - c[p1]) * (g[p0] + g[p1])).sum(-1) * 0.5).contiguous()
+        rows = torch.full((6 * n,), Bp * V, dtype=torch.int32, device=pos3.device)
+        vals = torch.zeros(6 * n, 3, dtype=pos3.dtype, device=pos3.device)
+        launch(
+            _k.edge_rows,
+            n,
+            [*common, to_warp(pairs.to(torch.int32)), to_warp(flat_code[pairs].contiguous()), to_warp(dldb), *dims,
+             _scalar(scr, MAX_SLOPE_RATIO), to_warp(rows), to_warp(vals)],
+            dev,
+        )
+        grad_scr.index_add_(0, rows.long(), vals)
+    return _clip_grad(pos3, grad_scr[:-1].view(Bp, V, 3), H, W)
+
+
+def _scalar(t: torch.Tensor, value: float):
+    """A Warp scalar of ``t``'s float type (selects the kernel overload)."""
+    return wp.float64(value) if t.dtype == torch.float64 else wp.float32(value)
