@@ -8,6 +8,7 @@ mesh file changes the folder's :func:`state_version`, and the page reloads.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -79,6 +80,10 @@ def load_cameras(path: str | os.PathLike) -> Camera:
         raise ValueError(f"load_cameras(): {p} is not a cameras.json written by save_cameras ({exc})") from None
 
 
+def _b64(array) -> str:
+    return base64.b64encode(array.tobytes()).decode("ascii")
+
+
 def _camera_entries(cam: Camera) -> list[dict]:
     c2w = cam.cam_to_world().detach().cpu().double()
     K = cam.K.detach().cpu().double()
@@ -90,7 +95,9 @@ def _camera_entries(cam: Camera) -> list[dict]:
 def scene_payload(root: str | os.PathLike) -> dict:
     """The JSON document the page draws: ``{"version", "meshes", "cameras", "errors"}``.
 
-    Each mesh is ``{"name", "verts": [3V floats], "faces": [3F ints]}``; each
+    Each mesh is ``{"name", "num_verts", "num_faces", "verts", "faces"}`` with
+    ``verts`` the base64 of little-endian float32 ``[V, 3]`` and ``faces`` of
+    uint32 ``[F, 3]`` (compact and fast for large meshes); each
     camera ``{"cam_to_world": 4x4 OpenCV, "fx", "fy", "cx", "cy", "width", "height"}``.
     A file that cannot be read (e.g. mid-write by another program) is listed in
     ``errors`` and skipped; the page keeps drawing the rest.
@@ -103,8 +110,10 @@ def scene_payload(root: str | os.PathLike) -> dict:
                 mesh = read_mesh(p, dtype=torch.float32)
                 payload["meshes"].append({
                     "name": p.name,
-                    "verts": [round(x, 6) for x in mesh.verts.reshape(-1).tolist()],
-                    "faces": mesh.faces.reshape(-1).tolist(),
+                    "num_verts": mesh.num_verts,
+                    "num_faces": mesh.num_faces,
+                    "verts": _b64(mesh.verts.detach().cpu().numpy().astype("<f4")),
+                    "faces": _b64(mesh.faces.cpu().numpy().astype("<u4")),
                 })
             else:
                 payload["cameras"].extend(_camera_entries(load_cameras(p)))

@@ -1,6 +1,7 @@
 """`lumigrad view`: the server's routes, live updates, CLI errors, and a headless-Chromium screenshot."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -29,6 +30,12 @@ def _get(url: str):
         return r.status, r.headers.get("Content-Type"), r.read()
 
 
+def _decode(mesh: dict) -> tuple[np.ndarray, np.ndarray]:
+    verts = np.frombuffer(base64.b64decode(mesh["verts"]), dtype="<f4").reshape(mesh["num_verts"], 3)
+    faces = np.frombuffer(base64.b64decode(mesh["faces"]), dtype="<u4").reshape(mesh["num_faces"], 3)
+    return verts, faces
+
+
 def _cameras(n: int = 3) -> Camera:
     ang = torch.arange(n, dtype=torch.float32) * (6.2832 / n)
     eye = torch.stack([3 * torch.sin(ang), torch.full_like(ang, 0.5), 3 * torch.cos(ang)], -1)
@@ -53,7 +60,9 @@ def test_server_routes_and_live_update(scene_dir):
         assert status == 200 and b"WebGL" in body
         scene = json.loads(_get(server.url + "api/scene")[2])
         assert [m["name"] for m in scene["meshes"]] == ["current.obj"]
-        assert len(scene["meshes"][0]["verts"]) == 162 * 3 and len(scene["meshes"][0]["faces"]) == 320 * 3
+        verts, faces = _decode(scene["meshes"][0])
+        assert verts.shape == (162, 3) and faces.shape == (320, 3) and faces.max() == 161
+        assert np.allclose(np.linalg.norm(verts, axis=1), 1.0, atol=1e-5)
         assert len(scene["cameras"]) == 3 and scene["errors"] == []
         # The camera frame survives the JSON round trip: camera 0 sits at (0, 0.5, 3).
         c2w = np.array(scene["cameras"][0]["cam_to_world"])
@@ -68,8 +77,9 @@ def test_server_routes_and_live_update(scene_dir):
         v1 = json.loads(_get(server.url + "api/version")[2])["version"]
         assert v1 != v0
         scene = json.loads(_get(server.url + "api/scene")[2])
-        assert scene["version"] == v1 and len(scene["meshes"][0]["faces"]) == 80 * 3
-        assert max(abs(x) for x in scene["meshes"][0]["verts"]) == pytest.approx(2.0, rel=1e-4)
+        verts, faces = _decode(scene["meshes"][0])
+        assert scene["version"] == v1 and faces.shape == (80, 3)
+        assert np.allclose(np.linalg.norm(verts, axis=1), 2.0, atol=1e-5)
 
         # Half-written or broken files are reported, not fatal; hidden temporaries are ignored.
         (scene_dir / "broken.obj").write_text("v 1 2\nf 1 2 9\n")

@@ -49,11 +49,16 @@
 
   // ---- scene -> triangle soup and line lists -----------------------------------------
   let scene = { tris: [], lines: null, version: null };
+  function decode(b64, Type) {  // base64 little-endian -> typed array
+    const bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return new Type(bytes.buffer);
+  }
   function buildScene(data) {
     const tris = [];
     let lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
     data.meshes.forEach(function (m, mi) {
-      const v = m.verts, f = m.faces, n = f.length / 3;
+      const v = decode(m.verts, Float32Array), f = decode(m.faces, Uint32Array), n = f.length / 3;
       const pos = new Float32Array(n * 9), nrm = new Float32Array(n * 9);
       for (let t = 0; t < n; t++) {
         const a = f[3 * t] * 3, b = f[3 * t + 1] * 3, c = f[3 * t + 2] * 3;
@@ -87,7 +92,7 @@
     scene = { tris: tris, lines: lines.length ? new Float32Array([].concat.apply([], lines)) : null, version: data.version };
     if (isFinite(lo[0]) && !orbit.framed) frame(lo, hi);
     const nt = tris.reduce(function (s, t) { return s + t.count / 3; }, 0);
-    info.textContent = data.meshes.map(function (m) { return m.name + ": " + m.verts.length / 3 + " verts, " + m.faces.length / 3 + " faces"; }).join("\n") +
+    info.textContent = data.meshes.map(function (m) { return m.name + ": " + m.num_verts + " verts, " + m.num_faces + " faces"; }).join("\n") +
       (data.cameras.length ? "\n" + data.cameras.length + " cameras" : "") +
       (data.meshes.length || data.cameras.length ? "" : "nothing to show yet (waiting for meshes)") +
       (data.errors.length ? "\n" + data.errors.join("\n") : "") + "\nrenderer: " + renderer.kind;
