@@ -31,7 +31,7 @@ def test_fit_silhouette(tmp_path):
 
 
 def test_fit_pose():
-    r = _load("fit_pose").run(resolution=32, views=2, iterations=25)
+    r = _load("fit_pose").run(resolution=32, views=2, iterations=40)
     assert r["final_loss"] < 0.3 * r["initial_loss"]
     assert r["rotation_error_deg_after"] < 0.5 * r["rotation_error_deg_before"]
     assert r["translation_error_after"] < 0.5 * r["translation_error_before"]
