@@ -33,7 +33,7 @@ def register(sub) -> None:
         "view",
         help="open a live browser view of a mesh, or of an output folder's meshes and cameras",
         description="Serve a local WebGL page showing the meshes (.obj, .ply, .glb, .gltf) and cameras "
-                    "(cameras.json, transforms.json) of PATH; the page redraws when the files change, "
+                    "(cameras.json, transforms.json) of MESH_OR_OUTPUT_DIR; the page redraws when the files change, "
                     "so pointing it at a running fit's output folder shows the current state.",
     )
     view.add_argument("path", metavar="MESH_OR_OUTPUT_DIR", help="a mesh file or a folder to watch")
