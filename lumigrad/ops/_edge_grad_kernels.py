@@ -1,7 +1,7 @@
 """Warp kernels for :func:`lumigrad.ops.edge_grad.edge_grad` (one Warp module, hand-written backward only).
 
-Inputs are screen-space vertices ``scr [Bp*V, 4] = (X, Y, z_ndc, valid)`` (X right,
-Y down, pixels; valid = 1 when w > 0) and per-pixel triangle ids ``ids [P]``
+Inputs are screen-space vertices ``scr [Bp*V, 4] = (X, Y, z_ndc, w)`` (X right,
+Y down, pixels; clip w, the vertex is usable when w > 0) and per-pixel triangle ids ``ids [P]``
 (-1 = background), P = B*H*W. Each pixel forms a pair with its right neighbour
 (slot 0, axis X) and the pixel below (slot 1, axis Y).
 
@@ -49,6 +49,18 @@ def _bary(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, px: Any, py: An
 
 
 @wp.func
+def _inv_depth(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, l0: Any, l1: Any, l2: Any):
+    """1 / w at a point of the triangle's plane (affine in screen space under perspective)."""
+    return l0 / scr[r0, 3] + l1 / scr[r1, 3] + l2 / scr[r2, 3]
+
+
+@wp.func
+def _perspective(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int):
+    one = scr.dtype(1.0)
+    return scr[r0, 3] != one or scr[r1, 3] != one or scr[r2, 3] != one
+
+
+@wp.func
 def _valid(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int):
     z = scr.dtype(0.0)
     return scr[r0, 3] > z and scr[r1, 3] > z and scr[r2, 3] > z
@@ -87,6 +99,7 @@ def _classify(
     d: int,
     vbase: int,
     tau: Any,
+    rel_tol: Any,
 ):
     fa = ids[p0]
     fb = ids[p1]
@@ -139,6 +152,15 @@ def _classify(
     gap_a = wp.abs(_depth(scr, b0, b1, b2, mb0, mb1, mb2) - za)
     if wp.max(gap_a, gap_b) <= tau * wp.abs(zb - za):
         return NONE
+    if _perspective(scr, a0, a1, a2) or _perspective(scr, b0, b1, b2):
+        # Relative gap in linear depth (1/w is affine in screen space): a surface
+        # curving away from its tangent plane stays far below a real depth step.
+        qa = _inv_depth(scr, a0, a1, a2, la0, la1, la2)
+        qb = _inv_depth(scr, b0, b1, b2, lb0, lb1, lb2)
+        rel_b = wp.abs(_inv_depth(scr, a0, a1, a2, ma0, ma1, ma2) / qb - scr.dtype(1.0))
+        rel_a = wp.abs(_inv_depth(scr, b0, b1, b2, mb0, mb1, mb2) / qa - scr.dtype(1.0))
+        if wp.max(rel_a, rel_b) <= rel_tol:
+            return NONE
     if za <= zb:
         return OWNER_FIRST
     return OWNER_SECOND
@@ -155,6 +177,7 @@ def edge_classify(
     num_verts: int,
     pos_batched: int,
     tau: Any,
+    rel_tol: Any,
     code: wp.array2d(dtype=wp.int32),  # [P, 2] out
 ):
     p = wp.tid() + offset
@@ -164,11 +187,11 @@ def edge_classify(
     y = (p % hw) // width
     c = int(NONE)
     if x + 1 < width:
-        c = _classify(scr, ids, tri, p, p + 1, x, y, 0, vbase, tau)
+        c = _classify(scr, ids, tri, p, p + 1, x, y, 0, vbase, tau, rel_tol)
     code[p, 0] = c
     c = int(NONE)
     if y + 1 < height:
-        c = _classify(scr, ids, tri, p, p + width, x, y, 1, vbase, tau)
+        c = _classify(scr, ids, tri, p, p + width, x, y, 1, vbase, tau, rel_tol)
     code[p, 1] = c
 
 
@@ -252,15 +275,17 @@ def edge_rows(
     ay = scr.dtype(y) + scr.dtype(0.5)
     bx = ax + scr.dtype(1 - d)
     by = ay + scr.dtype(d)
+    mx = (ax + bx) * scr.dtype(0.5)
+    my = (ay + by) * scr.dtype(0.5)
     g = dldb[i]
     c = codes[i]
     zero = scr.dtype(0.0)
     if c == OWNER_FIRST:
         f = ids[p0]
-        _write_owner(scr, vbase + tri[f, 0], vbase + tri[f, 1], vbase + tri[f, 2], ax, ay, d, g, zero, 6 * i, rows, vals)
+        _write_owner(scr, vbase + tri[f, 0], vbase + tri[f, 1], vbase + tri[f, 2], mx, my, d, g, zero, 6 * i, rows, vals)
     elif c == OWNER_SECOND:
         f = ids[p1]
-        _write_owner(scr, vbase + tri[f, 0], vbase + tri[f, 1], vbase + tri[f, 2], bx, by, d, g, zero, 6 * i, rows, vals)
+        _write_owner(scr, vbase + tri[f, 0], vbase + tri[f, 1], vbase + tri[f, 2], mx, my, d, g, zero, 6 * i, rows, vals)
     elif c == INTERSECT:
         fa = ids[p0]
         fb = ids[p1]
@@ -276,6 +301,11 @@ def edge_rows(
         # Nearly parallel planes: the crossing is ill-conditioned, give no gradient.
         if wp.abs(den) * max_slope_ratio <= wp.max(wp.abs(ga), wp.abs(gb)):
             return
+        # The crossing shift along this axis alone already accounts for the whole
+        # area swept by the line; weight it by n_axis^2 (n: the line's unit normal,
+        # along grad(zA - zB)) so that horizontal and vertical pairs add up to it once.
+        across = _slope(scr, a0, a1, a2, 1 - d) - _slope(scr, b0, b1, b2, 1 - d)
+        g = g * den * den / (den * den + across * across)
         # Crossing b* of z = zA(a) and z = zB(a): moving A by (da, dz) shifts it by
         # (gA da - dz) / den, moving B by (da, dz) by (dz - gB da) / den.
         _write_owner(scr, a0, a1, a2, ax, ay, d, g * ga / den, -g / den, 6 * i, rows, vals)
@@ -285,5 +315,5 @@ def edge_rows(
 # Both float overloads up front, so the module hash does not depend on first use.
 for _scalar in (wp.float32, wp.float64):
     _arr = wp.array2d(dtype=_scalar)
-    wp.overload(edge_classify, {"scr": _arr, "tau": _scalar})
+    wp.overload(edge_classify, {"scr": _arr, "tau": _scalar, "rel_tol": _scalar})
     wp.overload(edge_rows, {"scr": _arr, "dldb": wp.array(dtype=_scalar), "max_slope_ratio": _scalar, "vals": _arr})

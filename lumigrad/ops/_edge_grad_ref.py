@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lumigrad.ops.edge_grad import MAX_SLOPE_RATIO, TAU, pair_geometry, screen_vertices
+from lumigrad.ops.edge_grad import MAX_SLOPE_RATIO, REL_DEPTH_TOL, TAU, pair_geometry, screen_vertices
 
 NONE, OWNER_FIRST, OWNER_SECOND, INTERSECT = 0, 1, 2, 3
 
@@ -64,6 +64,12 @@ def classify_ref(scr: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int
     gap_b = ((ma * va[..., 2]).sum(-1) - zb).abs()
     gap_a = ((mb * vb[..., 2]).sum(-1) - za).abs()
     continuous_depth = torch.maximum(gap_a, gap_b) <= TAU * (zb - za).abs()
+    # Under perspective also a small relative gap in linear depth (1/w is affine in screen space).
+    inv = lambda lam, v: (lam / torch.where(v[..., 3] > 0, v[..., 3], torch.ones_like(v[..., 3]))).sum(-1)
+    qa, qb = inv(la, va), inv(lb, vb)
+    rel = torch.maximum((inv(ma, va) / qb - 1).abs(), (inv(mb, vb) / qa - 1).abs())
+    perspective = (va[..., 3] != 1).any(-1) | (vb[..., 3] != 1).any(-1)
+    continuous_depth |= perspective & (rel <= REL_DEPTH_TOL)
     near = torch.where(za <= zb, OWNER_FIRST, OWNER_SECOND)
     both = torch.where(
         b_in_a & a_in_b, INTERSECT,
@@ -106,7 +112,9 @@ def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tr
     owner_first = code != OWNER_SECOND
     # Owner (intersections: the first triangle) at its own pixel.
     f1 = torch.where(owner_first, fa, fb)
-    q1 = torch.where(owner_first[:, None], pa, pb)
+    mid = 0.5 * (pa + pb)
+    # Single owners move with their plane extrapolated to the pair midpoint; intersections at own pixels.
+    q1 = torch.where((code == INTERSECT)[:, None], pa, mid)
     r1 = vbase[p0, None] + tri[f1]
     v1 = scr[r1][..., :3]  # [N, 3, 3] differentiable
     lam1, _ = _bary(v1.detach(), q1)
@@ -126,7 +134,9 @@ def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tr
         den = torch.where(ok, den, torch.ones_like(den))
         da, za = axis1 - axis1.detach(), b1[:, 2] - b1[:, 2].detach()
         db, zb = axis2 - axis2.detach(), b2[:, 2] - b2[:, 2].detach()
-        cross = (ga * da - za + zb - gb * db) / den
+        across = _slope(v1.detach(), 1 - d) - _slope(v2.detach(), 1 - d)
+        weight = den**2 / (den**2 + across**2)  # n_axis^2 of the intersection line
+        cross = weight * (ga * da - za + zb - gb * db) / den
         shift = torch.where(ok, cross, shift)
     flat = color.reshape(B * H * W, C)
     jump = (flat[p0] - flat[p1]).detach()

@@ -9,9 +9,11 @@ Method. For each horizontally or vertically adjacent pixel pair (p0, p1) that
 sees different triangles, a boundary lies between the centres. Moving it by db
 along the pair axis switches an area db (pixel units) from p1's colour to p0's,
 so ``dL/db = sum_c (c0 - c1) * (g0 + g1) / 2``. The boundary moves with the
-surface that *owns* it: the fragment of that surface at its own pixel centre is
-held at fixed screen-space barycentrics, and its motion along the axis is the
-boundary's. Horizontal pairs carry the X motion and vertical pairs the Y motion,
+surface that *owns* it: the owner's plane point under the pair midpoint (screen-
+space barycentrics extrapolated from its pixel, held fixed) moves like the
+boundary. The midpoint rather than the pixel centre matters under perspective:
+near a silhouette the surface recedes fast, and the motion of a point scales
+with 1/depth. Horizontal pairs carry the X motion and vertical pairs the Y motion,
 each a complete sampling of the boundary (no edge normal needed). Ownership:
   * against the background, the mesh pixel owns it;
   * two triangles sharing an edge and facing the same way are one continuous
@@ -19,7 +21,9 @@ each a complete sampling of the boundary (no edge normal needed). Ownership:
   * if one triangle, extended, reaches under the other pixel, the other pixel's
     triangle occludes it there and owns the boundary; if both reach, the
     triangles intersect and the boundary is their crossing line, which both move
-    (the sliding-boundary derivative of the paper, eq. 14, in (axis, z_ndc));
+    (the sliding-boundary derivative of the paper, eq. 14, in (axis, z_ndc)),
+    weighted by the squared axis component of the line's normal so that the
+    horizontal and vertical pairs together count the swept area once;
   * else (triangles smaller than a pixel: dense meshes) the planes are
     extrapolated across the pair: if each meets the other surface's depth to
     within ``tau`` of the depth step, the surface is continuous; otherwise the
@@ -57,6 +61,8 @@ _FN = "edge_grad"
 # Extrapolated planes that miss the other surface's depth by more than this
 # fraction of the depth step across the pair mark a depth discontinuity.
 TAU = 0.5
+# ... or, under perspective, by more than this relative linear depth.
+REL_DEPTH_TOL = 0.01
 # Intersections of planes whose depth slopes differ by less than 1/this of the
 # larger slope are ill-conditioned and give no gradient.
 MAX_SLOPE_RATIO = 1.0e3
@@ -131,13 +137,12 @@ def _triangle_ids(rast: torch.Tensor, num_faces: int) -> torch.Tensor:
 
 
 def screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``[Bp, V, 4]`` = (X, Y, z_ndc, valid): pixel coordinates (X right, Y down), NDC depth, 1 if w > 0."""
+    """``[Bp, V, 4]`` = (X, Y, z_ndc, w): pixel coordinates (X right, Y down), NDC depth, clip w (usable if > 0)."""
     x, y, z, w = pos3.unbind(-1)
-    valid = w > 0
-    w = torch.where(valid, w, torch.ones_like(w))
-    sx = (x / w + 1) * (0.5 * width)
-    sy = (1 - y / w) * (0.5 * height)
-    return torch.stack([sx, sy, z / w, valid.to(pos3.dtype)], dim=-1)
+    safe = torch.where(w > 0, w, torch.ones_like(w))
+    sx = (x / safe + 1) * (0.5 * width)
+    sy = (1 - y / safe) * (0.5 * height)
+    return torch.stack([sx, sy, z / safe, w], dim=-1)
 
 
 def pair_geometry(pairs: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +191,7 @@ def _pos_grad(color, grad_out, pos3, ids, tri) -> torch.Tensor:
     code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
     common = [to_warp(scr), to_warp(ids), to_warp(tri)]
     dims = [W, H, V, int(Bp > 1)]
-    launch(_k.edge_classify, B * H * W, [*common, *dims, _scalar(scr, TAU), to_warp(code)], dev)
+    launch(_k.edge_classify, B * H * W, [*common, *dims, _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL), to_warp(code)], dev)
     flat_code = code.view(-1)
     pairs = torch.nonzero(flat_code).flatten()
     grad_scr = torch.zeros(Bp * V + 1, 3, dtype=pos3.dtype, device=pos3.device)
