@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -132,38 +133,49 @@ def test_cli_exits_after(tmp_path, capsys):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def _screenshot(url: str, folder: Path) -> np.ndarray:
+    folder.mkdir()
+    shot = folder / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={folder / 'profile'}", f"--screenshot={shot}", "--window-size=640,480",
+           "--virtual-time-budget=5000", url]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert shot.is_file(), run.stderr[-2000:]
+    return iio.imread(shot)[..., :3].astype(int)
+
+
+def _check_screenshot(img: np.ndarray, name: str) -> None:
+    assert img.shape[:2] == (480, 640), name
+    far = np.abs(img - BG).sum(-1) > 60
+    # The sphere is framed at the centre: the centre patch is shaded mesh (orange: R > G > B).
+    centre = img[220:260, 300:340]
+    assert far[220:260, 300:340].mean() > 0.95, name
+    assert (centre[..., 0] > centre[..., 1]).all() and (centre[..., 1] > centre[..., 2]).all(), name
+    # Away from the mesh and the text overlays the page is background.
+    assert not far[120:140, 20:60].any() and not far[400:440, 20:60].any(), name
+    # Camera frusta are drawn in yellow (high R and G, low B).
+    yellow = (img[..., 0] > 150) & (img[..., 1] > 150) & (img[..., 2] < 120)
+    assert yellow.sum() > 50, name
+    # The mesh covers a plausible share of the picture (not blank, not a full-screen fill).
+    assert 0.02 < far.mean() < 0.6, name
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 def test_page_draws_mesh_in_headless_chromium(scene_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lumigrad.cli.main", "view", str(scene_dir), "--port", "0", "--no-browser", "--exit-after", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        [sys.executable, "-m", "lumigrad.cli.main", "view", str(scene_dir), "--port", "0", "--no-browser", "--exit-after", "600"],
+        stdout=subprocess.PIPE, stderr=(tmp_path / "server.err").open("w"), text=True, env=env, cwd=REPO,
     )
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], 180)  # startup imports torch and warp
+        assert ready, "lumigrad view printed nothing within 180 s"
         line = proc.stdout.readline()  # "lumigrad view: serving DIR at URL (Ctrl-C to stop)"
-        assert " at http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert " at http://127.0.0.1:" in line, (line, (tmp_path / "server.err").read_text()[-2000:])
         url = line.split(" at ", 1)[1].split()[0]
-        shot = tmp_path / "shot.png"
-        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=640,480",
-               "--virtual-time-budget=5000", url]
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        assert shot.is_file(), run.stderr[-2000:]
-        img = iio.imread(shot)[..., :3].astype(int)
-        assert img.shape[:2] == (480, 640)
-        far = np.abs(img - BG).sum(-1) > 60
-        # The sphere is framed at the centre: the centre patch is shaded mesh (orange: R > G > B).
-        centre = img[220:260, 300:340]
-        assert far[220:260, 300:340].mean() > 0.95
-        assert (centre[..., 0] > centre[..., 1]).all() and (centre[..., 1] > centre[..., 2]).all()
-        # Away from the mesh and the text overlays the page is background.
-        assert not far[120:140, 20:60].any() and not far[400:440, 20:60].any()
-        # Camera frusta are drawn in yellow (high R and G, low B).
-        yellow = (img[..., 0] > 150) & (img[..., 1] > 150) & (img[..., 2] < 120)
-        assert yellow.sum() > 50
-        # The mesh covers a plausible share of the picture (not blank, not a full-screen fill).
-        assert 0.02 < far.mean() < 0.6
+        for query, name in (("", "webgl"), ("?renderer=2d", "canvas2d")):
+            _check_screenshot(_screenshot(url + query, tmp_path / name), name)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

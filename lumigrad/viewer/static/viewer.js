@@ -215,7 +215,8 @@
   }
 
   let renderer = null;
-  try { renderer = makeGL(); } catch (e) { console.warn("lumigrad view: WebGL failed, using canvas 2D:", e); renderer = null; }
+  const force2d = /[?&]renderer=2d/.test(location.search);  // ?renderer=2d: the fallback, on purpose
+  try { renderer = force2d ? null : makeGL(); } catch (e) { console.warn("lumigrad view: WebGL failed, using canvas 2D:", e); renderer = null; }
   if (!renderer) renderer = make2D();
 
   let pending = false;
