@@ -73,7 +73,7 @@ def camera_from_pytorch3d(R: torch.Tensor, T: torch.Tensor, fov_deg: float, size
     w2c[:, 3, 3] = 1
     if flip:  # PyTorch3D view (+X left, +Y up) -> OpenCV camera (+X right, +Y down)
         w2c = torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=R.dtype)) @ w2c
-    # FoVPerspectiveCameras' fov is vertical (and horizontal, for a square image); principal point centred.
+    # With aspect_ratio=1, FoVPerspectiveCameras' fov spans the shorter image side (both, when square); principal point centred.
     return Camera.from_fov(fov_deg, size, size, w2c)
 
 
