@@ -38,8 +38,8 @@ def icosphere(
     """
     import trimesh  # local: trimesh is slow to import and only needed here and in scene.io
 
-    if not isinstance(subdivisions, int) or isinstance(subdivisions, bool) or not 0 <= subdivisions <= 7:
-        raise ValueError(f"icosphere(): subdivisions must be an int in [0, 7], got {subdivisions!r}")
+    if not isinstance(subdivisions, int) or isinstance(subdivisions, bool) or not 0 <= subdivisions <= 8:
+        raise ValueError(f"icosphere(): subdivisions must be an int in [0, 8], got {subdivisions!r}")
     r = _check_positive("icosphere", "radius", radius)
     m = trimesh.creation.icosphere(subdivisions=subdivisions, radius=r)
     verts = torch.as_tensor(m.vertices, dtype=dtype, device=device)

@@ -227,6 +227,94 @@ def _write_owner(
 
 
 @wp.func
+def _coord(scr: wp.array2d(dtype=Any), r: int, axis: int):
+    return scr[r, axis]
+
+
+@wp.func
+def _facing(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int):
+    area = (scr[r1, 0] - scr[r0, 0]) * (scr[r2, 1] - scr[r0, 1]) - (scr[r1, 1] - scr[r0, 1]) * (scr[r2, 0] - scr[r0, 0])
+    return area > scr.dtype(0.0)
+
+
+@wp.func
+def _walk_to_contour(
+    scr: wp.array2d(dtype=Any),
+    tri: wp.array2d(dtype=wp.int32),
+    neighbor: wp.array2d(dtype=wp.int32),
+    face: int,
+    vbase: int,
+    start: Any,
+    across: Any,
+    dirn: Any,
+    d: int,
+    max_walk: int,
+    g: Any,
+    base: int,
+    rows: wp.array(dtype=wp.int32),
+    vals: wp.array2d(dtype=Any),
+):
+    """Walk from ``face`` along the pair axis (line ``across`` = const, from ``start``
+    in direction ``dirn``) across same-facing neighbours until an edge with no
+    same-facing neighbour (a contour or mesh border) is crossed within one pixel.
+    There the boundary is that edge's crossing point, whose motion is exact: write
+    its two vertices' rows and return True. False if none is found."""
+    cur = face
+    zero = scr.dtype(0.0)
+    one = scr.dtype(1.0)
+    for _step in range(max_walk):
+        r0 = vbase + tri[cur, 0]
+        r1 = vbase + tri[cur, 1]
+        r2 = vbase + tri[cur, 2]
+        facing = _facing(scr, r0, r1, r2)
+        # Exit edge: of the (two) edges the line crosses, the farthest along dirn.
+        best_k = int(-1)
+        best_t = scr.dtype(-1.0e30)
+        for k in range(3):
+            ra = vbase + tri[cur, (k + 1) % 3]
+            rb = vbase + tri[cur, (k + 2) % 3]
+            ca = _coord(scr, ra, 1 - d) - across
+            cb = _coord(scr, rb, 1 - d) - across
+            if (ca < zero) != (cb < zero):
+                ax = (_coord(scr, ra, d) * cb - _coord(scr, rb, d) * ca) / (cb - ca)
+                t = (ax - start) * dirn
+                if t > best_t:
+                    best_t = t
+                    best_k = k
+        if best_k < 0 or best_t > one:
+            return False  # the surface reaches past the other pixel centre: no contour here
+        nb = neighbor[cur, best_k]
+        contour = nb < 0
+        if not contour:
+            n0 = vbase + tri[nb, 0]
+            n1 = vbase + tri[nb, 1]
+            n2 = vbase + tri[nb, 2]
+            if not _valid(scr, n0, n1, n2):
+                return False
+            contour = _facing(scr, n0, n1, n2) != facing
+        if contour:
+            if best_t < zero:
+                return False
+            ra = vbase + tri[cur, (best_k + 1) % 3]
+            rb = vbase + tri[cur, (best_k + 2) % 3]
+            c1 = _coord(scr, ra, 1 - d) - across
+            c2 = _coord(scr, rb, 1 - d) - across
+            den = c2 - c1
+            # The crossing a* = (a1 c2 - a2 c1) / (c2 - c1) is the edge point at
+            # fraction s = -c1 / (c2 - c1). Like a fragment, it reports only its
+            # velocity along the axis: (1 - s) da1 + s da2. The across motion is
+            # the other pair direction's share (the full crossing shift would count
+            # the swept area twice over both directions).
+            rows[base] = ra
+            rows[base + 1] = rb
+            vals[base, d] = g * c2 / den
+            vals[base + 1, d] = -g * c1 / den
+            return True
+        cur = nb
+    return False
+
+
+@wp.func
 def _slope(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, d: int):
     """d z_ndc / d(axis) of the triangle's plane (axis X for d = 0, Y for d = 1)."""
     x0 = scr[r0, 0]
@@ -250,6 +338,8 @@ def edge_rows(
     scr: wp.array2d(dtype=Any),  # [Bp*V, 4]
     ids: wp.array(dtype=wp.int32),  # [P]
     tri: wp.array2d(dtype=wp.int32),  # [F, 3]
+    neighbor: wp.array2d(dtype=wp.int32),  # [F, 3] face across each edge, -1 on borders
+    max_walk: int,  # 0: never walk to the contour edge
     pairs: wp.array(dtype=wp.int32),  # [N] 2 * pixel + slot
     codes: wp.array(dtype=wp.int32),  # [N]
     dldb: wp.array(dtype=Any),  # [N] dL / d(boundary position along the axis), pixels
@@ -280,11 +370,24 @@ def edge_rows(
     g = dldb[i]
     c = codes[i]
     zero = scr.dtype(0.0)
-    if c == OWNER_FIRST:
+    if c == OWNER_FIRST or c == OWNER_SECOND:
         f = ids[p0]
-        _write_owner(scr, vbase + tri[f, 0], vbase + tri[f, 1], vbase + tri[f, 2], mx, my, d, g, zero, 6 * i, rows, vals)
-    elif c == OWNER_SECOND:
-        f = ids[p1]
+        start = ax
+        dirn = scr.dtype(1.0)
+        if c == OWNER_SECOND:
+            f = ids[p1]
+            start = bx
+            dirn = scr.dtype(-1.0)
+        across = ay
+        if d == 1:
+            start = ay
+            across = ax
+            if c == OWNER_SECOND:
+                start = by
+        if max_walk > 0:
+            if _walk_to_contour(scr, tri, neighbor, f, vbase, start, across, dirn, d, max_walk, g, 6 * i, rows, vals):
+                return
+        # No contour edge within reach: the owner's plane, extrapolated to the midpoint, moves the boundary.
         _write_owner(scr, vbase + tri[f, 0], vbase + tri[f, 1], vbase + tri[f, 2], mx, my, d, g, zero, 6 * i, rows, vals)
     elif c == INTERSECT:
         fa = ids[p0]

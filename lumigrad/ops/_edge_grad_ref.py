@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from lumigrad.ops.edge_grad import MAX_SLOPE_RATIO, REL_DEPTH_TOL, TAU, pair_geometry, screen_vertices
+from lumigrad.ops.antialias import _build_topology
+from lumigrad.ops.edge_grad import MAX_SLOPE_RATIO, MAX_WALK, REL_DEPTH_TOL, TAU, colour_jump, pair_geometry, screen_vertices
 
 NONE, OWNER_FIRST, OWNER_SECOND, INTERSECT = 0, 1, 2, 3
 
@@ -81,6 +82,57 @@ def classify_ref(scr: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int
     return code, pairs
 
 
+def walk_to_contour(scr, tri, neighbor, face, vbase, start, across, dirn, d):
+    """Vectorised :func:`_walk_to_contour` of the kernels: for each pair, walk from ``face``
+    along the axis to the first edge without a same-facing neighbour within one pixel.
+
+    Returns ``found [N]`` bool, the edge's vertex rows ``[N, 2]`` and the crossing's
+    fraction ``s [N]`` along the edge (the edge point that moves the boundary).
+    """
+    n = face.shape[0]
+    dev = face.device
+    cur = face.clone()
+    active = torch.ones(n, dtype=torch.bool, device=dev)
+    found = torch.zeros(n, dtype=torch.bool, device=dev)
+    rows = torch.zeros(n, 2, dtype=torch.long, device=dev)
+    frac = torch.zeros(n, dtype=scr.dtype, device=dev)
+    ar = torch.arange(n, device=dev)
+    facing = lambda r: _bary(scr[r], torch.zeros(len(r), 2, dtype=scr.dtype, device=dev))[1] > 0  # noqa: E731
+    for _ in range(MAX_WALK):
+        r = vbase[:, None] + tri[cur]  # [N, 3]
+        best_t = torch.full((n,), -1e30, dtype=scr.dtype, device=dev)
+        best_k = torch.full((n,), -1, dtype=torch.long, device=dev)
+        for k in range(3):
+            ra, rb = r[:, (k + 1) % 3], r[:, (k + 2) % 3]
+            ca = torch.where(d == 0, scr[ra, 1], scr[ra, 0]) - across
+            cb = torch.where(d == 0, scr[rb, 1], scr[rb, 0]) - across
+            crosses = (ca < 0) != (cb < 0)
+            aa = torch.where(d == 0, scr[ra, 0], scr[ra, 1])
+            ab = torch.where(d == 0, scr[rb, 0], scr[rb, 1])
+            den = torch.where(crosses, cb - ca, torch.ones_like(ca))
+            t = ((aa * cb - ab * ca) / den - start) * dirn
+            better = crosses & (t > best_t)
+            best_t = torch.where(better, t, best_t)
+            best_k = torch.where(better, k, best_k)
+        active &= (best_k >= 0) & (best_t <= 1)
+        k = best_k.clamp(min=0)
+        nb = neighbor[cur, k].long()
+        rn = vbase[:, None] + tri[nb.clamp(min=0)]
+        nb_valid = (scr[rn][..., 3] > 0).all(-1)
+        active &= (nb < 0) | nb_valid
+        contour = (nb < 0) | (facing(rn) != facing(r))
+        hit = active & contour & (best_t >= 0)
+        ra, rb = r[ar, (k + 1) % 3], r[ar, (k + 2) % 3]
+        c1 = torch.where(d == 0, scr[ra, 1], scr[ra, 0]) - across
+        c2 = torch.where(d == 0, scr[rb, 1], scr[rb, 0]) - across
+        rows = torch.where(hit[:, None], torch.stack([ra, rb], -1), rows)
+        frac = torch.where(hit, -c1 / torch.where(hit, c2 - c1, torch.ones_like(c1)), frac)
+        found |= hit
+        active &= ~contour
+        cur = torch.where(active, nb, cur)
+    return found, rows, frac
+
+
 def _slope(v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """d z / d(axis) of planes through ``v [N, 3, 3]`` (X, Y, z)."""
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
@@ -90,7 +142,7 @@ def _slope(v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return torch.where(d == 0, sx, sy)
 
 
-def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, *, topology=None) -> torch.Tensor:
     """Reference :func:`lumigrad.ops.edge_grad` (same contract)."""
     B, H, W, C = color.shape
     pos3 = pos if pos.ndim == 3 else pos[None]
@@ -102,6 +154,8 @@ def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tr
     vbase = (pix // (H * W)) * V * int(Bp > 1)
     with torch.no_grad():
         code, pairs = classify_ref(scr.detach(), ids, tri, B, H, W, vbase)
+    all_codes = torch.zeros(B * H * W, 2, dtype=torch.long, device=color.device)
+    all_codes.view(-1)[pairs] = code
     keep = code != NONE
     code, pairs = code[keep], pairs[keep]
     p0, p1 = pair_geometry(pairs, W)
@@ -120,6 +174,18 @@ def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tr
     lam1, _ = _bary(v1.detach(), q1)
     b1 = (lam1[..., None] * v1).sum(1)  # fragment (X, Y, z) at fixed barycentrics
     axis1 = torch.where(d == 0, b1[:, 0], b1[:, 1])
+    # Single owners: walk to the contour edge; its crossing point moves the boundary.
+    neighbor = (topology or _build_topology(tri, V)).neighbor
+    start = torch.where(owner_first[:, None], pa, pb)
+    start_axis = torch.where(d == 0, start[:, 0], start[:, 1])
+    across = torch.where(d == 0, pa[:, 1], pa[:, 0])
+    dirn = torch.where(owner_first, 1.0, -1.0).to(color.dtype)
+    with torch.no_grad():
+        found, erows, frac = walk_to_contour(scr.detach(), tri, neighbor, f1, vbase[p0], start_axis, across, dirn, d)
+    found &= code != INTERSECT
+    ev = scr[erows]  # [N, 2, 4]
+    edge_axis = torch.where(d == 0, (1 - frac) * ev[:, 0, 0] + frac * ev[:, 1, 0], (1 - frac) * ev[:, 0, 1] + frac * ev[:, 1, 1])
+    axis1 = torch.where(found, edge_axis, axis1)
     shift = torch.where(code == INTERSECT, torch.zeros_like(axis1), axis1 - axis1.detach())
     inter = code == INTERSECT
     if inter.any():
@@ -139,7 +205,7 @@ def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tr
         cross = weight * (ga * da - za + zb - gb * db) / den
         shift = torch.where(ok, cross, shift)
     flat = color.reshape(B * H * W, C)
-    jump = (flat[p0] - flat[p1]).detach()
+    jump = colour_jump(flat.detach(), all_codes, pairs, H, W)
     delta = 0.5 * jump * shift[:, None]
     out = flat.index_add(0, p0, delta).index_add(0, p1, delta)
     return out.view(B, H, W, C)

@@ -46,10 +46,14 @@ class AntialiasTopology:
             boundary, is shared by 3+ faces, or the face is degenerate. Edges
             with -1 are always silhouettes.
         num_verts: V the topology was built for.
+        neighbor: ``[F, 3]`` int32, the face across edge k of face f (-1 where
+            ``opposite`` is -1); :func:`lumigrad.ops.edge_grad` walks it to
+            find silhouette edges.
     """
 
     opposite: torch.Tensor  # [F, 3] int32
     num_verts: int
+    neighbor: torch.Tensor | None = None  # [F, 3] int32
 
 
 def prepare_topology(
@@ -103,7 +107,14 @@ def _build_topology(tri: torch.Tensor, num_verts: int) -> AntialiasTopology:
     opp_sorted = torch.where(partner >= 0, flat[order[partner.clamp(min=0)]], torch.full_like(order, -1))
     opposite = torch.empty_like(opp_sorted)
     opposite[order] = opp_sorted
-    return AntialiasTopology(opposite=opposite.view(nf, 3).to(torch.int32).contiguous(), num_verts=num_verts)
+    nb_sorted = torch.where(partner >= 0, order[partner.clamp(min=0)] // 3, torch.full_like(order, -1))
+    neighbor = torch.empty_like(nb_sorted)
+    neighbor[order] = nb_sorted
+    return AntialiasTopology(
+        opposite=opposite.view(nf, 3).to(torch.int32).contiguous(),
+        num_verts=num_verts,
+        neighbor=neighbor.view(nf, 3).to(torch.int32).contiguous(),
+    )
 
 
 def antialias(

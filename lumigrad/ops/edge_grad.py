@@ -54,6 +54,7 @@ from torch.autograd.function import once_differentiable
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
 from lumigrad._runtime.launch import launch, to_warp, warp_device
 from lumigrad.ops import _edge_grad_kernels as _k
+from lumigrad.ops.antialias import AntialiasTopology, _build_topology
 
 __all__ = ["edge_grad"]
 
@@ -66,6 +67,8 @@ REL_DEPTH_TOL = 0.01
 # Intersections of planes whose depth slopes differ by less than 1/this of the
 # larger slope are ill-conditioned and give no gradient.
 MAX_SLOPE_RATIO = 1.0e3
+# Faces walked from the owner towards the boundary in search of the contour edge.
+MAX_WALK = 16
 
 
 def edge_grad(
@@ -73,6 +76,8 @@ def edge_grad(
     rast: torch.Tensor,  # [B, H, W, 4] (u, v, z_ndc, tri_id + 1)
     pos: torch.Tensor,  # [B, V, 4] or [V, 4] clip
     tri: torch.Tensor,  # [F, 3] int
+    *,
+    topology: AntialiasTopology | None = None,
 ) -> torch.Tensor:
     """Identity on ``color`` whose backward adds visibility gradients to ``pos``.
 
@@ -84,6 +89,9 @@ def edge_grad(
         pos: ``[B, V, 4]`` or ``[V, 4]`` clip-space positions (``[V, 4]`` and
             ``[1, V, 4]`` broadcast over the batch), same dtype as ``color``.
         tri: ``[F, 3]`` integer vertex indices.
+        topology: cached :func:`lumigrad.ops.prepare_topology` of ``tri`` (its
+            face adjacency lets the backward walk to the exact contour edge);
+            built in every backward when None.
 
     Returns:
         ``color`` (same values). Gradients flow to ``color`` unchanged and, from
@@ -118,11 +126,29 @@ def edge_grad(
     if pos3.shape[0] not in (1, B):
         raise ValueError(f"{_FN}(): pos batch must be 1 or color's batch {B}, got pos {list(pos.shape)}")
     tri = check_faces(_FN, tri, pos3.shape[1])
+    if topology is not None:
+        _check_topology(topology, tri.shape[0], pos3.shape[1], tri.device)
     if not (torch.is_grad_enabled() and (pos.requires_grad or color.requires_grad)):
         return color
     check_finite(_FN, "pos", pos)
     ids = _triangle_ids(rast, tri.shape[0])
-    return _EdgeGradFn.apply(color, pos3, ids, tri)
+    return _EdgeGradFn.apply(color, pos3, ids, tri, topology)
+
+
+def _check_topology(topology, nf: int, num_verts: int, device) -> None:
+    if not isinstance(topology, AntialiasTopology):
+        raise TypeError(f"{_FN}(): topology must come from prepare_topology(tri, V), got {type(topology).__name__}")
+    nb = topology.neighbor
+    if (
+        not isinstance(nb, torch.Tensor) or nb.dtype != torch.int32 or nb.shape != (nf, 3)
+        or nb.device != device or topology.num_verts != num_verts
+    ):
+        raise ValueError(
+            f"{_FN}(): topology must come from prepare_topology(tri, {num_verts}) with neighbor int32 [{nf}, 3] on {device}"
+        )
+    # A hand-made table could index out of bounds in the kernel.
+    if nf and (int(nb.min()) < -1 or int(nb.max()) >= nf):
+        raise ValueError(f"{_FN}(): topology.neighbor must be in [-1, {nf}), got out-of-range entries")
 
 
 def _triangle_ids(rast: torch.Tensor, num_faces: int) -> torch.Tensor:
@@ -151,6 +177,30 @@ def pair_geometry(pairs: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.
     return p0, p0 + torch.where(pairs % 2 == 0, 1, width)
 
 
+def colour_jump(color: torch.Tensor, code: torch.Tensor, pairs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``c0 - c1 [N, C]`` at the boundary of each pair, from flattened ``color [P, C]`` and all codes ``[P, 2]``.
+
+    Each side's colour is extrapolated half a pixel towards the boundary (its
+    expected place) from the next pixel out along the axis, when that pixel lies
+    on the same continuous surface (its pair code is 0); else the pixel's own
+    colour is used. Shading often changes fastest at silhouettes, where the
+    pixel-centre colour would misstate the jump.
+    """
+    p0, p1 = pair_geometry(pairs, width)
+    slot = pairs % 2
+    step = torch.where(slot == 0, 1, width)
+    along0 = torch.where(slot == 0, p0 % width, (p0 // width) % height)
+    along1 = along0 + 1
+    prev = (p0 - step).clamp(min=0)
+    nxt = (p1 + step).clamp(max=color.shape[0] - 1)
+    use_prev = (along0 > 0) & (code[prev, slot] == 0)
+    use_next = (along1 < torch.where(slot == 0, width, height) - 1) & (code[p1, slot] == 0)
+    c0, c1 = color[p0], color[p1]
+    c0 = torch.where(use_prev[:, None], 1.5 * c0 - 0.5 * color[prev], c0)
+    c1 = torch.where(use_next[:, None], 1.5 * c1 - 0.5 * color[nxt], c1)
+    return c0 - c1
+
+
 def _clip_grad(pos3: torch.Tensor, grad_scr: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Chain ``dL/d(X, Y, z_ndc)`` per vertex to ``dL/d(x, y, z, w)`` clip."""
     x, y, z, w = pos3.unbind(-1)
@@ -167,8 +217,9 @@ def _clip_grad(pos3: torch.Tensor, grad_scr: torch.Tensor, height: int, width: i
 
 class _EdgeGradFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, color, pos3, ids, tri):
+    def forward(ctx, color, pos3, ids, tri, topology):
         ctx.save_for_backward(color.detach(), pos3.detach(), ids, tri)
+        ctx.topology = topology
         ctx.mark_non_differentiable(ids)
         return color.view_as(color)
 
@@ -178,12 +229,13 @@ class _EdgeGradFn(torch.autograd.Function):
         grad_pos = None
         if ctx.needs_input_grad[1]:
             color, pos3, ids, tri = ctx.saved_tensors
-            grad_pos = _pos_grad(color, grad_out, pos3, ids, tri)
+            topology = ctx.topology or _build_topology(tri, pos3.shape[1])
+            grad_pos = _pos_grad(color, grad_out, pos3, ids, tri, topology.neighbor)
         grad_color = grad_out if ctx.needs_input_grad[0] else None
-        return grad_color, grad_pos, None, None
+        return grad_color, grad_pos, None, None, None
 
 
-def _pos_grad(color, grad_out, pos3, ids, tri) -> torch.Tensor:
+def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, walk: bool = True) -> torch.Tensor:
     B, H, W, C = color.shape
     Bp, V, _ = pos3.shape
     dev = warp_device(pos3)
@@ -200,13 +252,13 @@ def _pos_grad(color, grad_out, pos3, ids, tri) -> torch.Tensor:
         p0, p1 = pair_geometry(pairs, W)
         c = color.reshape(B * H * W, C)
         g = grad_out.reshape(B * H * W, C)
-        dldb = (((c[p0] - c[p1]) * (g[p0] + g[p1])).sum(-1) * 0.5).contiguous()
+        dldb = ((colour_jump(c, code, pairs, H, W) * (g[p0] + g[p1])).sum(-1) * 0.5).contiguous()
         rows = torch.full((6 * n,), Bp * V, dtype=torch.int32, device=pos3.device)
         vals = torch.zeros(6 * n, 3, dtype=pos3.dtype, device=pos3.device)
         launch(
             _k.edge_rows,
             n,
-            [*common, to_warp(pairs.to(torch.int32)), to_warp(flat_code[pairs].contiguous()), to_warp(dldb), *dims,
+            [*common, to_warp(neighbor), MAX_WALK if walk else 0, to_warp(pairs.to(torch.int32)), to_warp(flat_code[pairs].contiguous()), to_warp(dldb), *dims,
              _scalar(scr, MAX_SLOPE_RATIO), to_warp(rows), to_warp(vals)],
             dev,
         )

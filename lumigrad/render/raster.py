@@ -94,7 +94,7 @@ def render_silhouette(
     if settings.visibility == "antialias":
         alpha = antialias(alpha, rast, pos, faces, topology=topology)
     elif settings.visibility == "edge":
-        alpha = edge_grad(alpha, rast, pos, faces)
+        alpha = edge_grad(alpha, rast, pos, faces, topology=topology)
     return alpha
 
 
@@ -118,7 +118,7 @@ def render_mesh(
         settings: visibility mode and background.
         verts: optional vertex positions replacing ``mesh.verts`` (for fitting).
         topology: cached :func:`lumigrad.ops.prepare_topology` of ``mesh.faces``
-            for antialiasing (built on every call when None).
+            for the "edge" and "antialias" methods (built on every call when None).
 
     Returns:
         :class:`RenderOutput`; ``image`` receives gradients w.r.t. vertices,
@@ -165,7 +165,7 @@ def render_mesh(
         alpha = rgba[..., 3:4]
         image = rgba[..., :3] + (1 - alpha) * bg
     elif settings.visibility == "edge":
-        rgba = edge_grad(torch.cat([image, mask], dim=-1), rast, pos, faces)
+        rgba = edge_grad(torch.cat([image, mask], dim=-1), rast, pos, faces, topology=topology)
         image, alpha = rgba[..., :3], rgba[..., 3:4]
     else:
         alpha = mask

@@ -1,0 +1,157 @@
+"""W2: a whole differentiable raster step with visibility gradients, lumigrad vs DRTK, in one run.
+
+project -> rasterize -> interpolate vertex normals -> Lambert (albedo 0.7, one
+directional light) -> visibility method -> MSE vs a constant 0.25 image ->
+backward to the vertex positions. Icospheres 4 / 6 / 8 (5k / 82k / 1.3M
+triangles) at 256^2 / 512^2 / 512^2, camera at distance 3, 45 degree FoV.
+
+Columns (median ms): ``edge`` (lumigrad's default visibility, ``edge_grad``),
+``antialias`` (lumigrad's nvdiffrast-style op), ``drtk`` (DRTK's CPU kernels:
+rasterize -> render -> interpolate -> ``edge_grad_estimator``), and the ratio
+edge / drtk. DRTK is used when ``import drtk`` works; build its CPU kernels with
+``../shared/peers/drtk_build_cpu.py`` and point ``DRTK_PATH`` at the checkout.
+The gradient of the scale of the sphere (d loss / d s, s = 1) is printed for
+each method too, so that speed is compared at known accuracy.
+
+Usage: ``python bench/raster_w2.py [--threads 2] [--reps 7] [--quick]``; also
+called from ``bench/raster.py``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import time
+
+CASES = [(4, 256), (6, 512), (8, 512)]
+FOV_Y_DEG, DIST = 45.0, 3.0
+
+
+def _drtk():
+    path = os.environ.get("DRTK_PATH")
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        import drtk
+
+        return drtk
+    except Exception as e:  # noqa: BLE001 - no DRTK column when it does not import
+        print(f"note: no DRTK column ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+
+
+def _timed(fns: dict, reps: int) -> dict:
+    for f in fns.values():
+        f()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def _scene(subdiv: int):
+    import torch
+
+    from lumigrad.geometry import icosphere
+
+    verts, faces = icosphere(subdiv)
+    light = torch.nn.functional.normalize(torch.tensor([0.3, 0.5, 1.0]), dim=0)
+    return verts.float(), faces.int(), light
+
+
+def lumigrad_step(verts, faces, light, res: int, visibility: str):
+    """One W2 step with lumigrad ops; returns d loss / d scale."""
+    import torch
+
+    from lumigrad.geometry.normals import vertex_normals
+    from lumigrad.ops import antialias, edge_grad, interpolate, rasterize
+    from lumigrad.scene.camera import Camera
+
+    cam = Camera.look_at(torch.tensor([0.0, 0.0, DIST]), torch.zeros(3), width=res, height=res, fov_y_deg=FOV_Y_DEG)
+    scale = torch.ones((), requires_grad=True)
+    v = verts * scale
+    pos = cam.project(v)
+    rast, _ = rasterize(pos, faces, (res, res))
+    normals = interpolate(vertex_normals(v, faces)[None], rast, faces).out
+    mask = (rast[..., 3:] > 0).float()
+    shade = 0.7 * (torch.nn.functional.normalize(normals, dim=-1) @ light).clamp(min=0)[..., None] * mask
+    if visibility == "edge":
+        shade = edge_grad(shade, rast, pos, faces)
+    else:
+        shade = antialias(shade, rast, pos, faces)
+    ((shade - 0.25) ** 2).mean().backward()
+    return float(scale.grad)
+
+
+def drtk_step(drtk, verts, faces, light, res: int):
+    """The same step with DRTK (pixel space: x right, y down, pixel centres at integers, z = depth)."""
+    import torch
+
+    from lumigrad.geometry.normals import vertex_normals
+
+    f = (res / 2) / math.tan(math.radians(FOV_Y_DEG) / 2)
+    scale = torch.ones((), requires_grad=True)
+    v = verts * scale
+    depth = DIST - v[:, 2]
+    v_pix = torch.stack([f * v[:, 0] / depth + res / 2 - 0.5, -f * v[:, 1] / depth + res / 2 - 0.5, depth], -1)[None]
+    vi = faces
+    index_img = drtk.rasterize(v_pix, vi, res, res)
+    _, bary = drtk.render(v_pix, vi, index_img)
+    normals = drtk.interpolate(vertex_normals(v, faces)[None], vi, index_img, bary)  # [1, 3, H, W]
+    mask = (index_img != -1)[:, None].float()
+    shade = 0.7 * (torch.nn.functional.normalize(normals, dim=1) * light[None, :, None, None]).sum(1, keepdim=True).clamp(min=0) * mask
+    shade = drtk.edge_grad_estimator(v_pix, vi, bary, shade, index_img)
+    ((shade - 0.25) ** 2).mean().backward()
+    return float(scale.grad)
+
+
+def run(reps: int = 7, quick: bool = False) -> list[dict]:
+    drtk = _drtk()
+    rows = []
+    for subdiv, res in CASES[:2] if quick else CASES:
+        verts, faces, light = _scene(subdiv)
+        fns = {
+            "edge": lambda: lumigrad_step(verts, faces, light, res, "edge"),
+            "antialias": lambda: lumigrad_step(verts, faces, light, res, "antialias"),
+        }
+        if drtk is not None:
+            fns["drtk"] = lambda: drtk_step(drtk, verts, faces, light, res)
+        row = {"case": f"icosphere-{subdiv}", "F": int(faces.shape[0]), "res": f"{res}^2"}
+        row.update({f"d/ds {k}": fn() for k, fn in fns.items()})
+        row.update(_timed(fns, reps))
+        if "drtk" in row:
+            row["edge/drtk"] = row["edge"] / row["drtk"]
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+COLUMNS = ["case", "F", "res", "edge", "antialias", "drtk", "edge/drtk", "d/ds edge", "d/ds antialias", "d/ds drtk"]
+
+
+def table(rows: list[dict]) -> str:
+    def fmt(v):
+        return (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}") if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="skip the 1.3M-triangle case")
+    a = p.parse_args()
+    os.environ["LUMIGRAD_NUM_THREADS"] = str(a.threads)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    print(table(run(a.reps, a.quick)))
