@@ -66,7 +66,7 @@ def run(resolution: int = 128, views: int = 12, iterations: int = 300, out: str 
     verts0, faces = icosphere(3, radius=0.6)
     M = compute_matrix(verts0, faces, lambda_=smoothness)
     solver = CholeskySolver(M)
-    topology = prepare_topology(faces, verts0.shape[0])  # edge adjacency for visibility="antialias", built once
+    topology = prepare_topology(faces, verts0.shape[0])  # edge and face adjacency for the visibility gradients, built once
     params = {"u": to_differential(M, verts0).requires_grad_()}
 
     def current_verts() -> torch.Tensor:
