@@ -1,6 +1,6 @@
 """Warp kernels for :func:`lumigrad.ops.hashgrid.hash_encode` (one Warp module).
 
-Forward: one thread per (point, level), trilinear interpolation of the level's
+Forward: one thread per (level, point), level-major, trilinear interpolation of the level's
 8 corner features. Backward: the same threads scatter ``weight * grad`` into a
 gradient table. Points share table entries, so the wrapper gives every CPU
 chunk its own table copy (reduced in torch afterwards); within one launch CPU
@@ -36,9 +36,10 @@ def hash_fwd(
     out: wp.array2d(dtype=Any),  # [N, L*F]
 ):
     tid = wp.tid() + offset
-    L = table.shape[0]
-    n = tid // L
-    lvl = tid - n * L
+    # Level-major thread order: consecutive threads read one level's table (cache-friendly).
+    N = x.shape[0]
+    lvl = tid // N
+    n = tid - lvl * N
     r = res[lvl]
     T = table.shape[1]
     F = table.shape[2]
@@ -86,8 +87,9 @@ def hash_bwd(
 ):
     tid = wp.tid() + offset
     L = res.shape[0]
-    n = tid // L
-    lvl = tid - n * L
+    N = x.shape[0]
+    lvl = tid // N
+    n = tid - lvl * N
     r = res[lvl]
     T = grad_table.shape[1]
     F = grad_table.shape[2]
