@@ -215,7 +215,7 @@ def train_nerf(
                 history["step"].append(step)
                 history["psnr"].append(sum(p) / len(p))
                 history["ssim"].append(sum(s) / len(s))
-                history["loss"].append(float(loss))
+                history["loss"].append(float(loss.detach()))
                 info["eval_psnr"] = history["psnr"][-1]
                 log.info("train_nerf(): step %d eval PSNR %.2f", step, history["psnr"][-1])
             if step % config.checkpoint_every == 0:

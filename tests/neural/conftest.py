@@ -1,4 +1,4 @@
-"""A tiny NeRF-synthetic-style dataset written on the fly (RGBA PNGs of a coloured blob)."""
+"""Fixtures for the neural tests: a tiny NeRF-synthetic-style dataset written on the fly."""
 import json
 import math
 
@@ -31,3 +31,12 @@ def write_tiny_dataset(root, n=6, size=16, split="train", camera_angle_x=0.69, s
         meta["camera_angle_x"] = camera_angle_x
     (root / f"transforms_{split}.json").write_text(json.dumps(meta))
     return root
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def tiny_dataset():
+    """``write_tiny_dataset(root, n=..., ...)`` (see above)."""
+    return write_tiny_dataset
