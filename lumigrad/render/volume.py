@@ -64,6 +64,7 @@ def occupancy_samples(
     near: float = 0.0,
     generator: torch.Generator | None = None,
     jitter: bool = True,
+    offsets: torch.Tensor | None = None,  # [R, 1] in [0, 1): explicit start offsets (overrides jitter)
 ) -> RaySamples:
     """March each ray through the AABB with a fixed step; keep the steps whose midpoint is occupied.
 
@@ -74,7 +75,10 @@ def occupancy_samples(
     t_far = torch.where(hit, t_far, t_near)
     R = origins.shape[0]
     n_max = max(int(torch.ceil(((t_far - t_near).max() / step_size))) if R else 0, 1)
-    off = torch.rand(R, 1, generator=generator, dtype=origins.dtype) if jitter else torch.full((R, 1), 0.5)
+    if offsets is not None:
+        off = offsets
+    else:
+        off = torch.rand(R, 1, generator=generator, dtype=origins.dtype) if jitter else torch.full((R, 1), 0.5)
     t0 = t_near[:, None] + (torch.arange(n_max, dtype=origins.dtype) + off.to(origins.dtype)) * step_size
     t1 = t0 + step_size
     mid = 0.5 * (t0 + t1)

@@ -24,6 +24,7 @@ from lumigrad.optim.checkpoint import CheckpointConfig, load_checkpoint, save_ch
 from lumigrad.render.volume import occupancy_samples, render_rays
 from lumigrad.report import save_turntable_gif
 from lumigrad.scene.camera import Camera
+from lumigrad.tasks import _distributed as dist_helpers
 from lumigrad.tasks import _neural_common as common
 from lumigrad.tasks.nerf_data import load_dataset, orbit_cameras
 
@@ -175,6 +176,8 @@ def train_nerf(
     t_start = time.perf_counter() - elapsed
 
     def save():
+        if dist_helpers.rank_world()[0] != 0:
+            return
         save_checkpoint(ck_cfg, _payload(field, grid, opt, step, time.perf_counter() - t_start, history, config, data_dir))
 
     def evaluate(views: int | None):
@@ -185,32 +188,46 @@ def train_nerf(
         p, s = common.image_metrics(pred, eval_targets[: pred.shape[0]])
         return pred, p, s
 
+    distributed = dist_helpers.init_from_env()
+    rank, world = dist_helpers.rank_world()
+    params = list(field.parameters())
     try:
         while step < config.iterations:
             elapsed = time.perf_counter() - t_start
             frac = common.progress_fraction(step, config.iterations, elapsed, config.minutes)
+            frac = dist_helpers.broadcast_float(frac) if distributed else frac
             if frac >= 1.0:
                 break
             for i, g in enumerate(opt.param_groups):
                 g["lr"] = common.cosine_lr(config.lr, frac)
             if step % config.occ_every == 0:
                 grid.update(field.density, config.step_size, warmup=step < 256, generator=gen)
+            # Every rank draws the same global batch and keeps its slice (data parallel over rays).
             idx = torch.randint(0, origins.shape[0], (n_rays,), generator=gen)
-            o, d, rgba = origins[idx], dirs[idx], target[idx]
             bg = torch.rand(n_rays, 3, generator=gen)
+            offsets = torch.rand(n_rays, 1, generator=gen)
+            mine = dist_helpers.rank_slice(n_rays)
+            idx, bg, offsets = idx[mine], bg[mine], offsets[mine]
+            o, d, rgba = origins[idx], dirs[idx], target[idx]
             gt = rgba[:, :3] * rgba[:, 3:] + bg * (1 - rgba[:, 3:])
-            smp = occupancy_samples(o, d, field.aabb, grid.query, config.step_size, generator=gen)
+            smp = occupancy_samples(o, d, field.aabb, grid.query, config.step_size, offsets=offsets)
             rend = render_rays(field, o, d, smp, bg)
-            loss = torch.nn.functional.mse_loss(rend.colors, gt)
+            # Sum over this rank's rays / the global count: summed gradients = the global mean's.
+            loss = ((rend.colors - gt) ** 2).sum() / (3 * n_rays)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            n_samples = rend.n_samples
+            if distributed:
+                dist_helpers.allreduce_grads(params)
+                n_samples = int(dist_helpers.allreduce_sum(n_samples))
+                loss = torch.tensor(dist_helpers.allreduce_sum(float(loss.detach())))
             opt.step()
             step += 1
             # Keep the composited sample count near the target (nerfacc's dynamic batch).
-            if rend.n_samples > 0:
-                n_rays = int(min(config.max_rays, max(256, n_rays * config.samples_per_batch / rend.n_samples)))
-            info = {"loss": float(loss.detach()), "rays": n_rays, "samples": rend.n_samples}
-            if step % config.eval_every == 0:
+            if n_samples > 0:
+                n_rays = int(min(config.max_rays, max(256, n_rays * config.samples_per_batch / n_samples)))
+            info = {"loss": float(loss.detach()), "rays": n_rays, "samples": n_samples}
+            if step % config.eval_every == 0 and rank == 0:
                 _, p, s = evaluate(config.eval_views_periodic)
                 history["step"].append(step)
                 history["psnr"].append(sum(p) / len(p))
@@ -227,6 +244,8 @@ def train_nerf(
         raise
     save()
     train_seconds = time.perf_counter() - t_start
+    if rank != 0:  # rank 0 evaluates and writes the reports
+        return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds}
     pred, p, s = evaluate(None)
     history["step"].append(step)
     history["psnr"].append(sum(p) / len(p))
@@ -249,6 +268,7 @@ def train_nerf(
         "history": history,
         "config": dataclasses.asdict(config),
         "threads": torch.get_num_threads(),
+        "world_size": world,
     }
     common.write_metrics(out / "metrics.json", metrics)
     return metrics
