@@ -16,13 +16,16 @@ wp.set_module_options({"enable_backward": False})
 
 __all__ = ["hash_fwd", "hash_bwd"]
 
+_PRIME_Y = wp.constant(wp.uint32(2654435761))
+_PRIME_Z = wp.constant(wp.uint32(805459861))
+
 
 @wp.func
 def _corner_index(ix: int, iy: int, iz: int, res: int, dense: int, table_size: int):
     if dense != 0:
         v = res + 1
         return ix + iy * v + iz * v * v
-    h = wp.uint32(ix) ^ (wp.uint32(iy) * wp.uint32(2654435761)) ^ (wp.uint32(iz) * wp.uint32(805459861))
+    h = wp.uint32(ix) ^ (wp.uint32(iy) * _PRIME_Y) ^ (wp.uint32(iz) * _PRIME_Z)
     return int(h % wp.uint32(table_size))
 
 
