@@ -7,7 +7,7 @@ import torch
 
 from lumigrad.cli.main import main
 from lumigrad.fields.gaussians import GaussianModel
-from lumigrad.tasks.nerf import NerfConfig, train_nerf
+from lumigrad.tasks.nerf import NerfConfig, extract_mesh, load_nerf, render_nerf_outputs, train_nerf
 from lumigrad.tasks.nerf_data import load_dataset, load_split
 from lumigrad.tasks.splat import SplatConfig, train_splat
 
@@ -83,6 +83,15 @@ def test_nerf_task_interrupt_and_resume(tiny_dataset, tmp_path):
     for f in ("metrics.json", "psnr.png", "eval_grid.png"):
         assert (out / f).is_file()
     assert json.loads((out / "metrics.json").read_text())["psnr"] > 0
+    # render: held-out views + turntable, and a marching-cubes OBJ at a level inside the field's range
+    res = render_nerf_outputs(out / "checkpoint.pt", tmp_path / "r", turntable_frames=2)
+    assert (tmp_path / "r" / "turntable.gif").is_file() and res["views"] == 1
+    field, grid, _, _ = load_nerf(out / "checkpoint.pt")
+    grid.occupied.fill_(True)
+    with torch.no_grad():
+        level = float(field.density(torch.rand(4096, 3) * 2 - 1).median())
+    mesh = extract_mesh(field, grid, tmp_path / "r" / "mesh.obj", resolution=24, level=level)
+    assert len(mesh.faces) > 0 and (tmp_path / "r" / "mesh.obj").read_text().startswith(("v ", "#"))
 
 
 def test_splat_task_and_cli(tiny_dataset, tmp_path, capsys):
