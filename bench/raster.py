@@ -14,6 +14,8 @@ camera. Columns (medians over --reps runs after warm-up, in ms):
 * ``ref``: ``rasterize_ref``, brute force O(pixels x faces): only in the extra
   row on the 5k mesh at reduced resolution, next to ``fwd`` at that size.
 
+W2 (visibility gradients, lumigrad vs DRTK) comes from bench/raster_w2.py.
+
 Usage: ``python bench/raster.py [--quick] [--threads 2] [--reps 7] [--out table.md]``.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=7, help="timed runs per measurement (median reported)")
     p.add_argument("--quick", action="store_true", help="skip the 1.3M-triangle mesh")
     p.add_argument("--no-mitsuba", action="store_true", help="do not run Mitsuba even if it imports")
+    p.add_argument("--no-w2", action="store_true", help="skip the W2 (visibility fwd+bwd) table")
     p.add_argument("--out", help="also write the table as markdown to this file")
     return p.parse_args()
 
@@ -75,6 +78,10 @@ except ImportError as e:  # other ops may not exist yet
     print(f"note: no fwd+bwd column ({e})", file=sys.stderr)
 
 FOV_Y_DEG, DIST, NEAR, FAR = 45.0, 3.0, 0.1, 10.0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import raster_w2  # noqa: E402
+
+DRTK = raster_w2._drtk()
 
 
 def _mitsuba():
@@ -172,12 +179,26 @@ def bench_case(subdiv: int, res: int, mi, dr) -> dict:
     if mi is not None:
         scene = mitsuba_scene(mi, verts, faces, res)
         fns["mitsuba"] = lambda: np.asarray(mi.render(scene, spp=1))
+    if DRTK is not None:
+        v_pix = drtk_pixels(verts, res)
+        fns["drtk"] = lambda: DRTK.rasterize(v_pix, tri, res, res)
     row = {"case": f"icosphere-{subdiv}", "F": len(faces), "res": f"{res}^2"}
     row.update(timed(fns, ARGS.reps))
     if "mitsuba" in row:
         row["fwd/mitsuba"] = row["fwd"] / row["mitsuba"]
         row["ws/mitsuba"] = row["fwd+ws"] / row["mitsuba"]
+    peers = [row[k] for k in ("mitsuba", "drtk") if k in row]
+    if peers:
+        row["ws/best peer"] = row["fwd+ws"] / min(peers)
     return row
+
+
+def drtk_pixels(verts: np.ndarray, res: int) -> torch.Tensor:
+    """DRTK's pixel space for the same camera: x right, y down, pixel centres at integers, z = depth."""
+    f = (res / 2) / math.tan(math.radians(FOV_Y_DEG) / 2)
+    v = torch.tensor(verts, dtype=torch.float32)
+    depth = DIST - v[:, 2]
+    return torch.stack([f * v[:, 0] / depth + res / 2 - 0.5, -f * v[:, 1] / depth + res / 2 - 0.5, depth], -1)[None].contiguous()
 
 
 def bench_reference(res: int) -> dict:
@@ -191,7 +212,7 @@ def bench_reference(res: int) -> dict:
 
 
 # W1 (rasterize) columns; further sections (e.g. W2) add their own column lists and row builders.
-COLUMNS = ["case", "F", "res", "fwd", "fwd+ws", "fwd+bwd", "mitsuba", "fwd/mitsuba", "ws/mitsuba", "ref", "fwd/ref"]
+COLUMNS = ["case", "F", "res", "fwd", "fwd+ws", "fwd+bwd", "mitsuba", "drtk", "fwd/mitsuba", "ws/mitsuba", "ws/best peer", "ref", "fwd/ref"]
 
 
 def table(rows: list[dict], columns: list[str] = COLUMNS) -> str:
@@ -220,7 +241,10 @@ def main() -> None:
         f"torch {torch.__version__}, {os.cpu_count()} CPUs"
         + (f", Mitsuba {mi.__version__} ({mi.variant()})" if mi is not None else ", no Mitsuba")
     )
-    text = header + "\n\n" + table(rows) + "\n"
+    text = header + "\n\nW1 (rasterize alone)\n\n" + table(rows) + "\n"
+    if not ARGS.no_w2:
+        w2 = raster_w2.run(ARGS.reps, ARGS.quick)
+        text += "\nW2 (rasterize -> normals -> Lambert -> visibility -> MSE -> backward)\n\n" + raster_w2.table(w2) + "\n"
     print("\n" + text)
     if ARGS.out:
         from lumigrad._runtime.files import write_text_atomic
