@@ -125,31 +125,31 @@ def test_shadow_boundary_gradient_matches_fd():
     interior_only = _grad(lambda x: loss(x, TraceSettings(spp=4, boundary="none")), 0.0)
     assert interior_only == 0.0
     g = _grad(lambda x: loss(x, TraceSettings(spp=1, edge_samples=8000)), 0.0)
-    fd = _fd(lambda x: loss(x, TraceSettings(spp=144, boundary="none")), 0.0, 0.03)
+    fd = _fd(lambda x: loss(x, TraceSettings(spp=100, boundary="none")), 0.0, 0.03)
     assert abs(fd) > 10
     assert abs(g - fd) < 0.1 * abs(fd), (g, fd)
 
 
 @pytest.mark.parametrize("which", ["vertex", "camera"])
 def test_silhouette_gradient_matches_fd(which):
-    res = 16
+    res = 12
     # A left-to-right ramp: the two sides of the outline do not cancel.
     w = torch.linspace(0.0, 1.0, res, dtype=DT)[None, None, :, None].expand(1, res, res, 3)
     light = [DirectionalLight(_t(0.3, 0.5, 1.0), intensity=3.0)]
 
     def loss(x, st):
         if which == "vertex":
-            mesh, cam = sphere_scene(res, level=3, shift=torch.stack([x, x * 0, x * 0]))
+            mesh, cam = sphere_scene(res, level=1, shift=torch.stack([x, x * 0, x * 0]))
         else:
-            mesh, cam = sphere_scene(res, level=3, eye_x=x)
+            mesh, cam = sphere_scene(res, level=1, eye_x=x)
         st = TraceSettings(spp=st.spp, boundary=st.boundary, edge_samples=st.edge_samples, background=(0.2, 0.3, 0.4))
         return (render_trace([Shape(mesh, LambertMaterial(0.8))], cam, light, st).image * w).sum()
 
     # Interior derivatives at grazing hits next to an outline are heavy-tailed (they scale as
     # 1 / cos of the hit angle): 64 spp keeps this test's error near 6 %.
-    g = _grad(lambda x: loss(x, TraceSettings(spp=64, edge_samples=6000)), 0.0)
+    g = _grad(lambda x: loss(x, TraceSettings(spp=64, edge_samples=4000)), 0.0)
     g_int = _grad(lambda x: loss(x, TraceSettings(spp=64, boundary="none")), 0.0)
-    fd = _fd(lambda x: loss(x, TraceSettings(spp=256, boundary="none")), 0.0, 0.02)
+    fd = _fd(lambda x: loss(x, TraceSettings(spp=196, boundary="none")), 0.0, 0.02)
     assert abs(g - fd) < 0.1 * abs(fd), (g, fd)
     assert abs(g_int - fd) > 0.2 * abs(fd)  # the edge term matters here
 
