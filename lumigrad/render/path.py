@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -36,7 +35,7 @@ from lumigrad.ops.trace import TraceBVH, intersect, occluded, reattach
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
-from lumigrad.scene.trace_types import MirrorMaterial, Shape
+from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
 from lumigrad.shade.lighting import _eval_light, _sh_irradiance
 
@@ -44,51 +43,6 @@ __all__ = ["TraceSettings", "TraceOutput", "TraceAccel", "prepare_trace", "rende
 
 log = logging.getLogger(__name__)
 _FN = "render_trace"
-
-
-@dataclass(frozen=True)
-class TraceSettings:
-    """How :func:`render_trace` integrates.
-
-    Attributes:
-        spp: samples per pixel (stratified when a perfect square).
-        max_bounces: 1 = direct illumination only; ``n`` = paths of up to n
-            surface interactions (Mitsuba's ``max_depth = n + 1``).
-        shadows: trace shadow rays (False: every light is visible).
-        boundary: ``"edge"`` adds edge-sampled visibility gradients for
-            primary silhouettes and point/directional-light shadow boundaries;
-            ``"none"`` gives interior (re-attached) gradients only.
-        edge_samples: boundary samples per view and per discontinuity type
-            (default ``H * W``).
-        rr_depth: bounce from which Russian roulette may stop paths.
-        background: RGB of camera rays that hit nothing.
-        seed: random seed (renders are deterministic given the seed).
-        ray_eps: ray offset, relative to the scene's bounding-box diagonal.
-    """
-
-    spp: int = 4
-    max_bounces: int = 1
-    shadows: bool = True
-    boundary: Literal["edge", "none"] = "edge"
-    edge_samples: int | None = None
-    rr_depth: int = 3
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    seed: int = 0
-    ray_eps: float = 1e-4
-
-    def __post_init__(self) -> None:
-        for name in ("spp", "max_bounces", "rr_depth"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"TraceSettings(): {name} must be a positive int, got {v!r}")
-        if self.boundary not in ("edge", "none"):
-            raise ValueError(f"TraceSettings(): boundary must be 'edge' or 'none', got {self.boundary!r}")
-        if self.edge_samples is not None and (not isinstance(self.edge_samples, int) or self.edge_samples < 1):
-            raise ValueError(f"TraceSettings(): edge_samples must be None or a positive int, got {self.edge_samples!r}")
-        if len(self.background) != 3:
-            raise ValueError(f"TraceSettings(): background must be 3 floats, got {self.background!r}")
-        if not (0 < self.ray_eps < 0.1):
-            raise ValueError(f"TraceSettings(): ray_eps must be in (0, 0.1), got {self.ray_eps!r}")
 
 
 class TraceOutput(NamedTuple):
