@@ -31,6 +31,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3, help="timed runs per measurement (median reported)")
     p.add_argument("--quick", action="store_true", help="skip the 1.3M-triangle mesh and 512^2")
     p.add_argument("--no-mitsuba", action="store_true", help="do not run Mitsuba even if it imports")
+    p.add_argument("--levels", type=int, nargs="+", help="icosphere subdivisions to run (default 4 6 8; --quick: 4 6)")
+    p.add_argument("--resolutions", type=int, nargs="+", help="image sizes (default 256 512; --quick: 256)")
     p.add_argument("--out", help="also write the table as markdown to this file")
     return p.parse_args()
 
@@ -83,7 +85,14 @@ def timed(fns: dict, reps: int) -> dict:
 
 
 def scene(level: int, res: int):
-    v, f = icosphere(level)
+    if level <= 7:
+        v, f = icosphere(level)
+    else:  # lumigrad's icosphere stops at 7 subdivisions; trimesh builds the same sphere further
+        import trimesh
+
+        m = trimesh.creation.icosphere(subdivisions=level)
+        v = torch.tensor(np.asarray(m.vertices), dtype=torch.float32)
+        f = torch.tensor(np.asarray(m.faces), dtype=torch.int32)
     pv, pf = plane(6.0)
     pv = pv - torch.tensor([0.0, 1.0, 0.0])
     cam = Camera.look_at(torch.tensor([0.0, 1.5, 4.0]), torch.tensor([0.0, -0.3, 0.0]), width=res, height=res)
@@ -159,8 +168,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     mi, dr = _mitsuba()
-    levels = [4, 6] if ARGS.quick else [4, 6, 8]
-    resolutions = [256] if ARGS.quick else [256, 512]
+    levels = ARGS.levels or ([4, 6] if ARGS.quick else [4, 6, 8])
+    resolutions = ARGS.resolutions or ([256] if ARGS.quick else [256, 512])
     rows = []
     print(table([]), flush=True)
     for level in levels:
