@@ -5,8 +5,10 @@ from lumigrad.ops.interpolate import Interpolated, interpolate
 from lumigrad.ops.rasterize import Rasterized, rasterize
 from lumigrad.ops.soft_rasterize import SoftRasterized, soft_rasterize
 from lumigrad.ops.texture import build_mip, texture
+from lumigrad.ops.trace import RayHits, Reattached, TraceBVH, intersect, occluded, reattach
 
 __all__ = [
     "rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip",
     "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "SoftRasterized", "edge_grad",
+    "TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach",
 ]

@@ -1,0 +1,191 @@
+"""Ray tracing benchmark: lumigrad's tracer vs Mitsuba 3 (``llvm_ad_rgb``), side by side in one run.
+
+Scene: an icosphere (5k / 82k / 1.3M triangles) over a floor plane, one point
+light, one camera. Columns (medians over --reps runs after warm-up):
+
+* ``lg Mray/s``, ``mi Mray/s``: primary visibility, closest hits of res^2 camera
+  rays (lumigrad: :func:`lumigrad.ops.trace.intersect` on a :class:`TraceBVH`;
+  Mitsuba: ``scene.ray_intersect`` on the same rays, evaluated).
+* ``lg fb ms``, ``mi fb ms``: direct lighting with shadows, 4 spp, forward +
+  backward of the mean image w.r.t. all vertex positions (lumigrad:
+  ``render_trace`` with edge-sampled boundaries, one edge sample per pixel;
+  Mitsuba: ``direct_projective`` with sppc = sppp = sppi = 4).
+* ``refit ms``: ``TraceBVH.refit`` after the vertices move (lumigrad).
+* ratios are lumigrad / Mitsuba for time (< 1: lumigrad faster) and
+  Mitsuba / lumigrad for rays/s inverted likewise.
+
+Usage: ``python bench/raytrace.py [--quick] [--threads 2] [--reps 3] [--out table.md]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="threads for lumigrad, torch and Mitsuba (default 2)")
+    p.add_argument("--reps", type=int, default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--quick", action="store_true", help="skip the 1.3M-triangle mesh and 512^2")
+    p.add_argument("--no-mitsuba", action="store_true", help="do not run Mitsuba even if it imports")
+    p.add_argument("--levels", type=int, nargs="+", help="icosphere subdivisions to run (default 4 6 8; --quick: 4 6)")
+    p.add_argument("--resolutions", type=int, nargs="+", help="image sizes (default 256 512; --quick: 256)")
+    p.add_argument("--out", help="also write the table as markdown to this file")
+    return p.parse_args()
+
+
+ARGS = _parse()
+os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+
+from lumigrad.geometry.primitives import icosphere, plane  # noqa: E402
+from lumigrad.ops.trace import TraceBVH, intersect  # noqa: E402
+from lumigrad.render.path import _camera_rays, prepare_trace, render_trace  # noqa: E402
+from lumigrad.scene import Mesh  # noqa: E402
+from lumigrad.scene.camera import Camera  # noqa: E402
+from lumigrad.scene.lights import PointLight  # noqa: E402
+from lumigrad.scene.materials import LambertMaterial  # noqa: E402
+from lumigrad.scene.trace_types import Shape, TraceSettings  # noqa: E402
+
+
+def _mitsuba():
+    if ARGS.no_mitsuba:
+        return None, None
+    try:
+        from lumigrad._mitsuba import import_mitsuba
+
+        mi, dr = import_mitsuba("llvm_ad_rgb")
+    except ImportError as e:
+        print(f"(no Mitsuba: {e})", file=sys.stderr)
+        return None, None
+    dr.set_thread_count(ARGS.threads)
+    mi.set_log_level(mi.LogLevel.Error)
+    return mi, dr
+
+
+def timed(fns: dict, reps: int) -> dict:
+    """Median seconds of each callable (one warm-up run each, then blocks of runs)."""
+    for f in fns.values():
+        f()
+    times = {k: [] for k in fns}
+    for k, f in fns.items():
+        for _ in range(reps):
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def scene(level: int, res: int):
+    if level <= 7:
+        v, f = icosphere(level)
+    else:  # lumigrad's icosphere stops at 7 subdivisions; trimesh builds the same sphere further
+        import trimesh
+
+        m = trimesh.creation.icosphere(subdivisions=level)
+        v = torch.tensor(np.asarray(m.vertices), dtype=torch.float32)
+        f = torch.tensor(np.asarray(m.faces), dtype=torch.int32)
+    pv, pf = plane(6.0)
+    pv = pv - torch.tensor([0.0, 1.0, 0.0])
+    cam = Camera.look_at(torch.tensor([0.0, 1.5, 4.0]), torch.tensor([0.0, -0.3, 0.0]), width=res, height=res)
+    shapes = [Shape(Mesh(v, f), LambertMaterial(torch.tensor([0.8, 0.5, 0.3]))), Shape(Mesh(pv, pf), LambertMaterial(0.6))]
+    return shapes, cam, [PointLight(torch.tensor([1.5, 3.0, 1.0]), intensity=25.0)]
+
+
+def bench_case(level: int, res: int, mi, dr) -> dict:
+    shapes, cam, lights = scene(level, res)
+    nf = sum(int(s.mesh.faces.shape[0]) for s in shapes)
+    row = {"case": f"icosphere-{level}", "F": nf, "res": f"{res}^2"}
+    accel = prepare_trace(shapes)
+    g = torch.Generator().manual_seed(0)
+    pix = torch.rand(res * res, 2, generator=g) * torch.tensor([float(res), float(res)])
+    o, d = _camera_rays(cam, torch.zeros(res * res, dtype=torch.long), pix)
+    verts = torch.cat([s.mesh.verts for s in shapes])
+    fns = {"lg_rays": lambda: intersect(accel.bvh, o, d), "refit": lambda: accel.bvh.refit(verts)}
+
+    def lg_fb():
+        v0 = shapes[0].mesh.verts.detach().requires_grad_(True)
+        sh = [Shape(shapes[0].mesh.with_verts(v0), shapes[0].material), shapes[1]]
+        img = render_trace(sh, cam, lights, TraceSettings(spp=4), accel=accel).image
+        img.mean().backward()
+
+    fns["lg_fb"] = lg_fb
+    if mi is not None:
+        from lumigrad._mitsuba import mitsuba_scene
+
+        integ = {"type": "direct_projective", "sppc": 4, "sppp": 4, "sppi": 4}
+        msc = mitsuba_scene(mi, shapes, cam, lights, spp=4, integrator=integ)
+        on, dn = o.numpy(), d.numpy()
+        ray = mi.Ray3f(mi.Point3f(*[mi.Float(on[:, i]) for i in range(3)]), mi.Vector3f(*[mi.Float(dn[:, i]) for i in range(3)]))
+
+        def mi_rays():
+            si = msc.ray_intersect(ray)
+            dr.eval(si.t, si.prim_index)
+
+        params = mi.traverse(msc)
+        key = "shape0.vertex_positions"
+
+        def mi_fb():
+            dr.enable_grad(params[key])
+            params.update()
+            img = mi.render(msc, params, spp=4, seed=0)
+            dr.backward(dr.mean(img, axis=None))
+            dr.eval(dr.grad(params[key]))
+            dr.disable_grad(params[key])
+
+        fns["mi_rays"], fns["mi_fb"] = mi_rays, mi_fb
+    t = timed(fns, ARGS.reps)
+    rays = res * res
+    row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"]})
+    if mi is not None:
+        row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"]})
+        row["rays time lg/mi"] = t["lg_rays"] / t["mi_rays"]
+        row["fb time lg/mi"] = t["lg_fb"] / t["mi_fb"]
+    return row
+
+
+COLUMNS = ["case", "F", "res", "lg Mray/s", "mi Mray/s", "rays time lg/mi", "lg fb ms", "mi fb ms", "fb time lg/mi", "refit ms"]
+
+
+def table(rows: list[dict]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    mi, dr = _mitsuba()
+    levels = ARGS.levels or ([4, 6] if ARGS.quick else [4, 6, 8])
+    resolutions = ARGS.resolutions or ([256] if ARGS.quick else [256, 512])
+    rows = []
+    print(table([]), flush=True)
+    for level in levels:
+        for res in resolutions:
+            rows.append(bench_case(level, res, mi, dr))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    header = (f"ray tracing benchmark: {ARGS.threads} threads, median of {ARGS.reps} runs; torch {torch.__version__}, "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+              + (f", Mitsuba {mi.__version__} ({mi.variant()})" if mi is not None else ", no Mitsuba"))
+    text = header + "\n\n" + table(rows) + "\n"
+    print("\n" + text)
+    if ARGS.out:
+        from lumigrad._runtime.files import write_text_atomic
+
+        write_text_atomic(ARGS.out, text)
+
+
+if __name__ == "__main__":
+    main()

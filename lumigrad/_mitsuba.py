@@ -1,0 +1,129 @@
+"""Mitsuba 3 glue shared by ``tests/validation`` and ``bench/raytrace.py`` (optional dependency).
+
+Dr.Jit's LLVM backend needs a recent libLLVM (19 here; the system default
+aborts), found through ``DRJIT_LIBLLVM_PATH``. :func:`import_mitsuba` sets it
+from :func:`find_libllvm` when unset, imports Mitsuba and selects a variant.
+:func:`mitsuba_scene` converts a lumigrad tracer scene (Lambertian shapes,
+emitters, point and directional lights, one camera) to a Mitsuba scene with
+the same conventions: box pixel filter, the same vertex normals.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import re
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = ["find_libllvm", "import_mitsuba", "mitsuba_scene"]
+
+_LLVM_GLOBS = ("/usr/lib/x86_64-linux-gnu/libLLVM.so.*", "/usr/lib/x86_64-linux-gnu/libLLVM-*.so*",
+               "/usr/lib/llvm-*/lib/libLLVM*.so*", "/usr/lib64/libLLVM*.so*", "/usr/lib/aarch64-linux-gnu/libLLVM*.so*")
+
+
+def find_libllvm(min_version: int = 19) -> str | None:
+    """Path of the newest ``libLLVM`` shared library with major version >= ``min_version``, or None."""
+    best = None
+    for pat in _LLVM_GLOBS:
+        for path in glob.glob(pat):
+            m = re.search(r"libLLVM(?:-|\.so\.)(\d+)", os.path.basename(path))
+            if m and int(m.group(1)) >= min_version and (best is None or int(m.group(1)) > best[0]):
+                best = (int(m.group(1)), path)
+    return best[1] if best else None
+
+
+def import_mitsuba(variant: str = "llvm_ad_rgb"):
+    """``(mitsuba, drjit)`` with ``variant`` set; ImportError (with the reason) when unavailable."""
+    if "DRJIT_LIBLLVM_PATH" not in os.environ:
+        path = find_libllvm()
+        if path is None and variant.startswith("llvm"):
+            raise ImportError("import_mitsuba(): no libLLVM >= 19 found (apt-get install libllvm19)")
+        if path is not None:
+            os.environ["DRJIT_LIBLLVM_PATH"] = path
+    try:
+        import drjit as dr
+        import mitsuba as mi
+    except Exception as e:  # noqa: BLE001 - any failure means "no Mitsuba here"
+        raise ImportError(f"import_mitsuba(): mitsuba failed to import: {e}") from e
+    try:
+        mi.set_variant(variant)
+    except Exception as e:  # noqa: BLE001
+        raise ImportError(f"import_mitsuba(): variant {variant!r} unavailable: {e}") from e
+    return mi, dr
+
+
+def _rgb(v) -> list[float]:
+    t = torch.as_tensor(v, dtype=torch.float64).detach().cpu().reshape(-1)
+    return (t.expand(3) if t.numel() == 1 else t).tolist()
+
+
+def mitsuba_mesh(mi, name: str, verts: torch.Tensor, faces: torch.Tensor, bsdf: dict, emission=None):
+    """A ``mi.Mesh`` with lumigrad's (area-weighted) vertex normals, a BSDF and optional area emitter."""
+    from lumigrad.geometry.normals import vertex_normals
+
+    props = mi.Properties()
+    props["bsdf"] = mi.load_dict(bsdf)
+    if emission is not None:
+        props["emitter"] = mi.load_dict({"type": "area", "radiance": {"type": "rgb", "value": _rgb(emission)}})
+    v = verts.detach().cpu().double()
+    m = mi.Mesh(name, v.shape[0], faces.shape[0], props=props, has_vertex_normals=True)
+    p = mi.traverse(m)
+    p["vertex_positions"] = mi.Float(v.numpy().astype(np.float32).ravel())
+    p["faces"] = mi.UInt32(faces.cpu().numpy().astype(np.uint32).ravel())
+    p["vertex_normals"] = mi.Float(vertex_normals(v, faces.cpu()).numpy().astype(np.float32).ravel())
+    p.update()
+    return m
+
+
+def mitsuba_scene(mi, shapes, camera, lights, *, spp: int, integrator: dict | None = None, seed_sampler: str = "independent"):
+    """Mitsuba scene equal to lumigrad's ``render_trace(shapes, camera, lights)`` (view 0).
+
+    Shapes must be Lambertian; shape ``i`` is named ``shape{i}`` (so its vertices are
+    ``shape{i}.vertex_positions`` in ``mi.traverse``), lights ``light{i}``. The camera
+    must have square pixels and a centred principal point.
+    """
+    from lumigrad.scene.lights import DirectionalLight, PointLight
+    from lumigrad.scene.materials import LambertMaterial
+
+    k = camera.K[0].detach().double().cpu()
+    h, w = camera.height, camera.width
+    if abs(float(k[0, 2]) - w / 2) > 1e-3 or abs(float(k[1, 2]) - h / 2) > 1e-3 or abs(float(k[0, 0] - k[1, 1])) > 1e-6:
+        raise ValueError("mitsuba_scene(): camera needs square pixels and a centred principal point")
+    fov_y = math.degrees(2 * math.atan(h / (2 * float(k[1, 1]))))
+    c2w = torch.linalg.inv(camera.world_to_cam[0].detach().double().cpu())
+    # Mitsuba's camera frame: x left, y up, z forward; OpenCV's: x right, y down, z forward.
+    c2w_mi = c2w @ torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=torch.float64))
+    d = {
+        "type": "scene",
+        "integrator": integrator or {"type": "direct"},
+        "sensor": {
+            "type": "perspective", "fov": fov_y, "fov_axis": "y", "near_clip": camera.near, "far_clip": camera.far,
+            "to_world": mi.ScalarTransform4f(c2w_mi.numpy().tolist()),
+            "film": {"type": "hdrfilm", "width": w, "height": h, "rfilter": {"type": "box"}, "pixel_format": "rgb"},
+            "sampler": {"type": seed_sampler, "sample_count": spp},
+        },
+    }
+    for i, s in enumerate(shapes):
+        if not isinstance(s.material, LambertMaterial):
+            raise ValueError(f"mitsuba_scene(): shapes[{i}] must be Lambertian, got {type(s.material).__name__}")
+        bsdf = {"type": "diffuse", "reflectance": {"type": "rgb", "value": _rgb(s.material.albedo)}}
+        d[f"shape{i}"] = mitsuba_mesh(mi, f"shape{i}", s.mesh.verts, s.mesh.faces, bsdf, s.emission)
+    for i, l in enumerate(lights):
+        col = _rgb(l.color)
+        inten = float(l.intensity)
+        if isinstance(l, PointLight):
+            if l.falloff != "inverse_square":
+                raise ValueError("mitsuba_scene(): point lights must use inverse_square falloff")
+            d[f"light{i}"] = {"type": "point", "position": _rgb(l.position),
+                              "intensity": {"type": "rgb", "value": [c * inten for c in col]}}
+        elif isinstance(l, DirectionalLight):
+            d[f"light{i}"] = {"type": "directional", "direction": [-x for x in _rgb(l.to_light)],
+                              "irradiance": {"type": "rgb", "value": [c * inten for c in col]}}
+        else:
+            raise ValueError(f"mitsuba_scene(): lights[{i}] must be a point or directional light")
+    return mi.load_dict(d)

@@ -1,0 +1,44 @@
+"""`lumigrad trace`: render a JSON scene with the ray tracer, or fit a light to a target shadow."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lumigrad.cli.common import positive_int
+
+
+def register(sub) -> None:
+    trace = sub.add_parser("trace", help="physically based ray tracing (render a scene file, shadow fit demo)")
+    tsub = trace.add_subparsers(dest="trace_command", required=True)
+    render = tsub.add_parser("render", help="render a JSON scene file (format: lumigrad.scene.scene_file)")
+    render.add_argument("scene", help="scene .json file")
+    render.add_argument("--out", default="out/trace", help="output folder (default: out/trace)")
+    render.add_argument("--spp", type=positive_int, help="samples per pixel (default: the scene's integrator spp)")
+    render.set_defaults(func=_render)
+    shadow = tsub.add_parser("shadow", help="move a point light until its shadow matches a target image")
+    shadow.add_argument("--out", default="out/shadow", help="output folder (default: out/shadow)")
+    shadow.add_argument("--resolution", type=positive_int, default=48, help="image width and height (default: 48)")
+    shadow.add_argument("--iterations", type=positive_int, default=60, help="optimisation steps (default: 60)")
+    shadow.add_argument("--spp", type=positive_int, default=4, help="samples per pixel (default: 4)")
+    shadow.add_argument("--quiet", action="store_true", help="no progress bar")
+    shadow.set_defaults(func=_shadow)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from lumigrad.tasks.shadow import render_scene_file
+
+    metrics = render_scene_file(args.scene, args.out, spp=args.spp)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {args.out}/ (image.png, metrics.json)")
+    return 0
+
+
+def _shadow(args: argparse.Namespace) -> int:
+    from lumigrad.tasks.shadow import ShadowConfig, run_shadow_demo
+
+    config = ShadowConfig(resolution=args.resolution, iterations=args.iterations, spp=args.spp)
+    metrics = run_shadow_demo(args.out, config, progress=not args.quiet and sys.stderr.isatty())
+    print(json.dumps({k: metrics[k] for k in ("start_error", "final_error", "first_loss", "final_loss", "seconds")}, indent=2))
+    print(f"wrote {args.out}/ (images.png, loss.png, metrics.json)")
+    return 0

@@ -1,0 +1,52 @@
+"""Pure-torch reference for :mod:`lumigrad.ops.trace`: brute-force ray/triangle tests.
+
+``O(R * F)`` memory and time: the spec, for tests on tiny scenes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["intersect_ref", "occluded_ref", "ray_triangle"]
+
+
+def ray_triangle(origins: Tensor, dirs: Tensor, p0: Tensor, p1: Tensor, p2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Moller-Trumbore for broadcast rays ``[..., 3]`` and triangles ``[..., 3]``.
+
+    Returns ``(t, b1, b2)`` with hit = ``(1 - b1 - b2) p0 + b1 p1 + b2 p2 = o + t d``.
+    Differentiable; the caller decides what counts as a hit (``t > 0``, ``b >= 0``).
+    Parallel rays give huge values, not NaN (the determinant is guarded).
+    """
+    e1, e2 = p1 - p0, p2 - p0
+    pvec = torch.linalg.cross(dirs, e2, dim=-1)
+    det = (e1 * pvec).sum(-1)
+    tiny = torch.finfo(det.dtype).tiny ** 0.5
+    det = torch.where(det.abs() < tiny, torch.full_like(det, tiny), det)
+    inv = 1.0 / det
+    tvec = origins - p0
+    b1 = (tvec * pvec).sum(-1) * inv
+    qvec = torch.linalg.cross(tvec, e1, dim=-1)
+    b2 = (dirs * qvec).sum(-1) * inv
+    t = (e2 * qvec).sum(-1) * inv
+    return t, b1, b2
+
+
+def _all_hits(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tmax: Tensor) -> tuple[Tensor, Tensor]:
+    tri = verts[faces.long()]  # [F, 3, 3]
+    t, b1, b2 = ray_triangle(origins[:, None], dirs[:, None], tri[None, :, 0], tri[None, :, 1], tri[None, :, 2])
+    ok = (b1 >= 0) & (b2 >= 0) & (b1 + b2 <= 1) & (t > 0) & (t < tmax[:, None])
+    return ok, torch.where(ok, t, torch.full_like(t, float("inf")))
+
+
+def intersect_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tmax: Tensor) -> tuple[Tensor, Tensor]:
+    """Closest hit: ``(face [R] int32, -1 on a miss; t [R], tmax on a miss)``."""
+    ok, t = _all_hits(verts, faces, origins, dirs, tmax)
+    tmin, arg = t.min(dim=1)
+    hit = ok.any(dim=1)
+    face = torch.where(hit, arg, torch.full_like(arg, -1)).to(torch.int32)
+    return face, torch.where(hit, tmin, tmax)
+
+
+def occluded_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tmax: Tensor) -> Tensor:
+    """``[R]`` bool: any triangle hit with ``0 < t < tmax``."""
+    return _all_hits(verts, faces, origins, dirs, tmax)[0].any(dim=1)

@@ -1,0 +1,210 @@
+"""Ray queries against triangle meshes, and their differentiable re-attachment.
+
+A :class:`TraceBVH` wraps Warp's built-in ``wp.Mesh`` bounding-volume
+hierarchy. It is an object the caller holds: build it once, call
+:meth:`TraceBVH.refit` when the vertices move (same topology; refit is much
+cheaper than a rebuild), and pass it to :func:`intersect` and :func:`occluded`.
+The queries run one Warp kernel source on CPU (split over a thread pool by
+:func:`lumigrad._runtime.launch.launch`) and on CUDA.
+
+The queries return integer ids and distances and are **not** differentiable.
+:func:`reattach` recomputes the ray/triangle intersection of the hit triangle
+in torch (Moller-Trumbore), so distances and barycentrics are differentiable
+w.r.t. the ray origins and directions (hence the camera) and the vertices.
+This is how :mod:`lumigrad.render.path` keeps gradients while the BVH stays a
+black box. Discontinuities (which triangle is hit) are handled separately, by
+edge sampling in the renderer.
+
+Pure-torch spec: :mod:`lumigrad.ops._trace_ref`. Kernels:
+:mod:`lumigrad.ops._trace_kernels`.
+"""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import torch
+import warp as wp
+from torch import Tensor
+
+from lumigrad._runtime.checks import _desc, check_faces, check_finite, check_float_tensor, check_same_device
+from lumigrad._runtime.launch import _ensure_init, launch, to_warp, warp_device
+from lumigrad.ops import _trace_kernels as _k
+from lumigrad.ops._trace_ref import ray_triangle
+
+__all__ = ["TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach"]
+
+log = logging.getLogger(__name__)
+
+
+class TraceBVH:
+    """A BVH over one triangle mesh (``wp.Mesh``), held by the caller.
+
+    Args:
+        verts: ``[V, 3]`` float32/float64 world positions (stored as float32:
+            the queries only pick triangles; exact hits are recomputed by
+            :func:`reattach` in the input dtype).
+        faces: ``[F, 3]`` int32 vertex indices.
+
+    Example:
+        >>> from lumigrad.geometry.primitives import icosphere
+        >>> v, f = icosphere(2)
+        >>> bvh = TraceBVH(v, f)
+        >>> bvh.refit(v * 1.1)  # after the vertices move
+    """
+
+    def __init__(self, verts: Tensor, faces: Tensor) -> None:
+        fn = "TraceBVH"
+        check_float_tensor(fn, "verts", verts, (2,), 3, expected="[V, 3]")
+        check_finite(fn, "verts", verts)
+        faces = check_faces(fn, faces, verts.shape[0], name="faces")
+        check_same_device(fn, verts=verts, faces=faces)
+        _ensure_init()
+        self.device = verts.device
+        self.num_verts = int(verts.shape[0])
+        self.num_faces = int(faces.shape[0])
+        self._points = verts.detach().to(torch.float32).contiguous().clone()
+        self._indices = faces.contiguous().reshape(-1).clone()
+        self._mesh = wp.Mesh(
+            points=to_warp(self._points, dtype=wp.vec3), indices=to_warp(self._indices), bvh_constructor="sah"
+        )
+
+    @property
+    def id(self) -> int:
+        return self._mesh.id
+
+    @property
+    def wdevice(self) -> str:
+        return warp_device(self._points)
+
+    def refit(self, verts: Tensor) -> None:
+        """Move the vertices (same count and topology) and refit the hierarchy in place."""
+        fn = "TraceBVH.refit"
+        check_float_tensor(fn, "verts", verts, (2,), 3, expected="[V, 3]")
+        if verts.shape[0] != self.num_verts or verts.device != self.device:
+            raise ValueError(f"{fn}(): verts must be [{self.num_verts}, 3] on {self.device} (the BVH's), got "
+                             f"{_desc(verts)} on {verts.device}; build a new TraceBVH for a new topology")
+        check_finite(fn, "verts", verts)
+        self._points.copy_(verts.detach())
+        self._mesh.refit()
+
+
+class RayHits(NamedTuple):
+    """Result of :func:`intersect` (non-differentiable)."""
+
+    face: Tensor  # [R] int32 triangle index, -1 on a miss
+    t: Tensor  # [R] float32 distance in units of |dirs|, tmax on a miss
+
+
+class Reattached(NamedTuple):
+    """Result of :func:`reattach` (differentiable)."""
+
+    t: Tensor  # [R] distance along the ray (units of |dirs|)
+    bary: Tensor  # [R, 3] barycentrics (w0, w1, w2) of the hit triangle's corners
+    points: Tensor  # [R, 3] origins + t * dirs
+
+
+def _rays(fn: str, bvh, origins, dirs, tmax) -> tuple[Tensor, Tensor, Tensor]:
+    if not isinstance(bvh, TraceBVH):
+        raise TypeError(f"{fn}(): bvh must be a TraceBVH, got {type(bvh).__name__}")
+    check_float_tensor(fn, "origins", origins, (2,), 3, expected="[R, 3]")
+    check_float_tensor(fn, "dirs", dirs, (2,), 3, expected="[R, 3]")
+    if origins.shape != dirs.shape:
+        raise ValueError(f"{fn}(): origins and dirs must both be [R, 3], got {_desc(origins)} and {_desc(dirs)}")
+    if origins.device != bvh.device or dirs.device != bvh.device:
+        raise ValueError(f"{fn}(): origins and dirs must be on the BVH's device {bvh.device}, got "
+                         f"{origins.device} and {dirs.device}")
+    r = origins.shape[0]
+    if isinstance(tmax, Tensor):
+        if tmax.shape != (r,) or tmax.device != bvh.device:
+            raise ValueError(f"{fn}(): tmax must be a float or [R={r}] on {bvh.device}, got {_desc(tmax)}")
+        tm = tmax.detach().to(torch.float32).contiguous()
+    else:
+        tm = torch.full((r,), float(tmax), dtype=torch.float32, device=bvh.device)
+    tm = tm.clamp(max=3.0e38)
+    o = origins.detach().to(torch.float32).contiguous()
+    d = dirs.detach().to(torch.float32).contiguous()
+    return o, d, tm
+
+
+def intersect(
+    bvh: TraceBVH,
+    origins: Tensor,  # [R, 3] world
+    dirs: Tensor,  # [R, 3] world (need not be unit)
+    tmax: Tensor | float = float("inf"),  # [R] or scalar
+) -> RayHits:
+    """Closest triangle hit along each ray ``origins + t * dirs``, ``0 < t < tmax``.
+
+    Args:
+        bvh: a :class:`TraceBVH` on the rays' device.
+        origins: ``[R, 3]`` float32/float64.
+        dirs: ``[R, 3]`` float32/float64.
+        tmax: ``[R]`` or a float upper bound on ``t``.
+
+    Returns:
+        :class:`RayHits` ``(face [R] int32, t [R] float32)``, not differentiable
+        (use :func:`reattach`).
+
+    Example:
+        >>> from lumigrad.geometry.primitives import icosphere
+        >>> v, f = icosphere(1)
+        >>> hits = intersect(TraceBVH(v, f), torch.tensor([[0., 0., 3.]]), torch.tensor([[0., 0., -1.]]))
+        >>> bool(hits.face[0] >= 0), round(float(hits.t[0]), 1)
+        (True, 2.0)
+    """
+    o, d, tm = _rays("intersect", bvh, origins, dirs, tmax)
+    r = o.shape[0]
+    face = torch.empty(r, dtype=torch.int32, device=bvh.device)
+    t = torch.empty(r, dtype=torch.float32, device=bvh.device)
+    launch(_k.trace_closest, r, [bvh.id, to_warp(o, wp.vec3), to_warp(d, wp.vec3), to_warp(tm), to_warp(face),
+                                 to_warp(t)], bvh.wdevice)
+    return RayHits(face, t)
+
+
+def occluded(
+    bvh: TraceBVH,
+    origins: Tensor,  # [R, 3]
+    dirs: Tensor,  # [R, 3]
+    tmax: Tensor | float = float("inf"),  # [R] or scalar
+) -> Tensor:
+    """``[R]`` bool: whether any triangle lies on ``origins + t * dirs`` for ``0 < t < tmax`` (shadow rays)."""
+    o, d, tm = _rays("occluded", bvh, origins, dirs, tmax)
+    r = o.shape[0]
+    hit = torch.empty(r, dtype=torch.int32, device=bvh.device)
+    launch(_k.trace_occluded, r, [bvh.id, to_warp(o, wp.vec3), to_warp(d, wp.vec3), to_warp(tm), to_warp(hit)],
+           bvh.wdevice)
+    return hit.bool()
+
+
+def reattach(
+    verts: Tensor,  # [V, 3] world
+    faces: Tensor,  # [F, 3] int32
+    face: Tensor,  # [R] int32, >= 0
+    origins: Tensor,  # [R, 3]
+    dirs: Tensor,  # [R, 3]
+) -> Reattached:
+    """Differentiable intersection of each ray with a given triangle (its plane).
+
+    Args:
+        verts: ``[V, 3]`` vertex positions (may require grad).
+        faces: ``[F, 3]`` int32.
+        face: ``[R]`` triangle index per ray, all in ``[0, F)`` (filter misses first).
+        origins: ``[R, 3]`` ray origins (may require grad).
+        dirs: ``[R, 3]`` ray directions (may require grad).
+
+    Returns:
+        :class:`Reattached` ``(t [R], bary [R, 3], points [R, 3])``. Gradients
+        flow to ``verts``, ``origins`` and ``dirs``. Barycentrics are not clamped:
+        the ray meets the triangle's *plane*, so a slightly moved triangle
+        keeps a smooth hit (the discontinuity is the renderer's business).
+    """
+    fn = "reattach"
+    check_float_tensor(fn, "verts", verts, (2,), 3, expected="[V, 3]")
+    if not isinstance(face, Tensor) or face.ndim != 1 or face.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"{fn}(): face must be an int32 [R] tensor, got {face!r:.80}")
+    if face.numel() and (int(face.min()) < 0 or int(face.max()) >= faces.shape[0]):
+        raise ValueError(f"{fn}(): face must lie in [0, {faces.shape[0]}); filter misses (-1) first")
+    tri = verts[faces[face.long()].long()]  # [R, 3, 3]
+    t, b1, b2 = ray_triangle(origins, dirs, tri[:, 0], tri[:, 1], tri[:, 2])
+    bary = torch.stack([1.0 - b1 - b2, b1, b2], dim=-1)
+    return Reattached(t, bary, origins + t[:, None] * dirs)

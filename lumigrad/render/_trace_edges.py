@@ -1,0 +1,216 @@
+"""Visibility-discontinuity gradients for :func:`lumigrad.render.path.render_trace` by edge sampling.
+
+Method (Li, Aittala, Durand, Lehtinen 2018, "Differentiable Monte Carlo ray
+tracing through edge sampling", in screen space). A pixel value is
+``I = int_pixel f(x) dx``. Where ``f`` jumps along a curve that moves with the
+parameters, ``dI/dtheta`` gains ``int_curve (f_minus - f_plus) v_n dl``, with
+``v_n`` the curve's normal velocity. We sample points on every such curve,
+measure the jump by tracing two camera rays a thousandth of a pixel either side,
+and add the term ``delta_f * w * (n . (x_b - stop_grad(x_b)))`` to the pixel
+holding ``x_b``: its value is zero and its gradient is the boundary integral.
+Two kinds of curves are sampled:
+
+* **Primary silhouettes**: mesh edges whose two faces face opposite ways
+  from the camera (and open boundary edges), projected to the screen
+  (``x_b`` is a differentiable function of the vertices *and the camera*, so
+  camera pose and intrinsics get silhouette gradients too). Edges sampled in
+  proportion to their projected length.
+* **Hard shadow boundaries** of point and directional lights: silhouette
+  edges as seen from the light; a point ``e`` on the edge is pushed along the
+  light ray ``L -> e`` onto the receiver (found by the BVH, re-attached in
+  torch) and projected to the screen. Its screen-space tangent ``dx_b/ds``
+  (central differences) gives the line element.
+
+Each sampled boundary point is tested for visibility (the edge point from the
+camera, or from the light and its receiver point from the camera), because a
+hidden edge can project onto a visible boundary (grazing back faces next to
+an outline) and would count that boundary twice.
+
+Why edge sampling and not reparameterization / projective sampling: edge
+sampling gives unbiased boundary terms for exactly the discontinuities the
+direct-illumination tracer has (silhouettes, hard shadows of point and
+directional lights), needs no tuning of warp-field kernels (Loubet et al.
+2019 are biased and their variance depends on a kernel width), and its
+boundary points are explicit functions of the camera, so camera gradients
+come for free, which Mitsuba 3's projective integrators do not give. Its
+limits here: penumbrae of area lights (the occluder-edge term inside the
+light-sampling integral) and visibility changes after the first bounce are
+*not* sampled, so those gradients are interior-only (biased). Neither is the
+shadow terminator of smooth-shaded meshes (points just past a light-silhouette
+edge are shadowed by their own mesh while the interpolated normal still faces
+the light): its jump is proportional to the angle between neighbouring faces,
+and sampling it by side rays is unreliable next to outlines, where grazing faces
+are thinner than the side-ray spacing (measured: it changed a sphere's
+gradient by 60 % instead of the 0.03 % finite differences show). """
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lumigrad.geometry.normals import face_cross, safe_normalize
+from lumigrad.ops.trace import intersect, occluded, reattach
+from lumigrad.scene.lights import PointLight
+
+__all__ = ["boundary_term"]
+
+_SIDE_PX = 1e-3  # half the distance between the two rays that measure a jump, in pixels
+_REL_TOL = 1e-4  # visibility tests stop this fraction short of the point
+_DS = 1e-3  # step in the edge parameter for the shadow curve's screen tangent
+
+
+def _project(w2c: Tensor, k: Tensor, p: Tensor, perspective: bool) -> tuple[Tensor, Tensor]:
+    c = p @ w2c[:3, :3].T + w2c[:3, 3]
+    x, y, z = c[:, 0], c[:, 1], c[:, 2]
+    if perspective:
+        x, y = x / z, y / z
+    return torch.stack([k[0, 0] * x + k[0, 1] * y + k[0, 2], k[1, 1] * y + k[1, 2]], -1), z
+
+
+def _silhouette(edge_faces: Tensor, facing: Tensor) -> Tensor:
+    a = facing[edge_faces[:, 0]]
+    f1 = edge_faces[:, 1]
+    b = torch.where(f1 >= 0, facing[f1.clamp(min=0)], ~a)
+    return a != b
+
+
+def _perp(t: Tensor) -> Tensor:
+    return safe_normalize(torch.stack([-t[:, 1], t[:, 0]], -1))
+
+
+def _seen_from_camera(sc, b: int, c2w: Tensor, pts: Tensor, persp: bool) -> Tensor:
+    """``[N]`` bool: nothing lies between view ``b``'s camera and ``pts`` (up to a relative tolerance)."""
+    if persp:
+        o = c2w[:3, 3].expand_as(pts)
+    else:
+        depth = ((pts - c2w[:3, 3]) * c2w[:3, 2]).sum(-1, keepdim=True)
+        o = pts - depth * c2w[:3, 2]
+    return ~occluded(sc.accel.bvh, o, pts - o, 1.0 - _REL_TOL)
+
+
+def _light_facing(sc, fnorm: Tensor, v0: Tensor) -> list[Tensor]:
+    out = []
+    for light in sc.point_lights:
+        if isinstance(light, PointLight):
+            out.append((fnorm * (light.position.detach() - v0)).sum(-1) > 0)
+        else:
+            out.append((fnorm * light.to_light.detach()).sum(-1) > 0)
+    return out
+
+
+def boundary_term(sc, li) -> Tensor:
+    """``[B, H, W, 3]`` zero-valued image whose gradient is the edge-sampled boundary integral.
+
+    ``sc`` is :class:`lumigrad.render.path._Scene`; ``li(view [R], pix [R, 2]) -> [R, 3]``
+    evaluates camera-ray radiance at continuous pixel positions.
+    """
+    cam, st = sc.camera, sc.settings
+    B, H, W = cam.batch_size, cam.height, cam.width
+    M = st.edge_samples or H * W
+    out = torch.zeros(B * H * W, 3, dtype=sc.dtype, device=sc.device)
+    edges, ef = sc.accel.edges, sc.accel.edge_faces
+    verts, faces = sc.verts, sc.faces
+    vd = verts.detach()
+    fnorm = face_cross(vd, faces)
+    v0 = vd[faces[:, 0].long()]
+    persp = cam.projection == "perspective"
+    c2w = torch.linalg.inv(cam.world_to_cam.detach())
+
+    def accumulate(b: int, x_b: Tensor, n: Tensor, weight: Tensor, ok: Tensor) -> None:
+        nonlocal out
+        xd = x_b.detach()
+        inside = (xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H) & ok
+        sel = torch.nonzero(inside).squeeze(1)
+        if sel.numel() == 0:
+            return
+        xd, n, weight, x_b = xd[sel], n[sel], weight[sel], x_b[sel]
+        with torch.no_grad():
+            view = torch.full((2 * sel.numel(),), b, dtype=torch.long, device=sc.device)
+            f = li(view, torch.cat([xd - _SIDE_PX * n, xd + _SIDE_PX * n], 0))
+            df = f[: sel.numel()] - f[sel.numel():]
+        contrib = (df * weight[:, None]) * (n * (x_b - xd)).sum(-1, keepdim=True)
+        pix = b * H * W + xd[:, 1].floor().long() * W + xd[:, 0].floor().long()
+        out = out.index_add(0, pix, contrib)
+
+    for b in range(B):
+        w2c, k = cam.world_to_cam[b], cam.K[b]
+        # Primary silhouettes.
+        if persp:
+            facing = (fnorm * (c2w[b, :3, 3] - v0)).sum(-1) > 0
+        else:
+            facing = (fnorm * -c2w[b, :3, 2]).sum(-1) > 0
+        sil = _silhouette(ef, facing)
+        e = edges[sil]
+        if e.shape[0]:
+            P, z = _project(w2c, k, verts, persp)
+            ok = (z[e[:, 0]].detach() > cam.near) & (z[e[:, 1]].detach() > cam.near)
+            e = e[ok]
+        if e.shape[0]:
+            P0, P1 = P[e[:, 0]], P[e[:, 1]]
+            length = (P1 - P0).detach().norm(dim=-1)
+            if float(length.sum()) > 0:
+                pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
+                s = sc.rand(M, 1)
+                x_b = P0[pick] + s * (P1[pick] - P0[pick])
+                n = _perp((P1 - P0).detach()[pick])
+                # The 3D edge point behind x_b (perspective-correct) must be seen by the camera:
+                # hidden edges can project onto visible ones (grazing back faces near an outline).
+                ep = e[pick]
+                if persp:
+                    iz0, iz1 = 1.0 / z[ep[:, 0]].detach(), 1.0 / z[ep[:, 1]].detach()
+                    t3 = s[:, 0] * iz1 / ((1 - s[:, 0]) * iz0 + s[:, 0] * iz1)
+                else:
+                    t3 = s[:, 0]
+                pts = vd[ep[:, 0]] + t3[:, None] * (vd[ep[:, 1]] - vd[ep[:, 0]])
+                ok = _seen_from_camera(sc, b, c2w[b], pts, persp)
+                accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok)
+        # Hard shadow boundaries.
+        if not st.shadows:
+            continue
+        for light, facing in zip(sc.point_lights, _light_facing(sc, fnorm, v0)):
+            point = isinstance(light, PointLight)
+            if point:
+                lp = light.position
+            else:
+                tl = safe_normalize(light.to_light)
+            e = edges[_silhouette(ef, facing)]
+            if e.shape[0] == 0:
+                continue
+            length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
+            pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
+            e = e[pick]
+            s = sc.rand(M, 1).clamp(_DS, 1 - _DS)
+            a, c = verts[e[:, 0]], verts[e[:, 1]]
+            ept = a + s * (c - a)
+
+            def ray_dir(p: Tensor) -> Tensor:
+                return safe_normalize(p - lp) if point else (-tl).expand_as(p)
+
+            w = ray_dir(ept)
+            hits = intersect(sc.accel.bvh, ept.detach() + w.detach() * sc.eps, w.detach())
+            sel = torch.nonzero(hits.face >= 0).squeeze(1)
+            if sel.numel() == 0:
+                continue
+            face = hits.face[sel]
+            r = reattach(verts, faces, face, ept[sel], w[sel])
+            x_b, z = _project(w2c, k, r.points, persp)
+            with torch.no_grad():
+                xs = []
+                for ds in (-_DS, _DS):
+                    ad, cd = a[sel].detach(), c[sel].detach()
+                    ep = ad + (s[sel] + ds) * (cd - ad)
+                    rp = reattach(vd, faces, face, ep, ray_dir(ep).detach())
+                    xs.append(_project(w2c.detach(), k.detach(), rp.points, persp)[0])
+                dxds = (xs[1] - xs[0]) / (2 * _DS)
+            weight = dxds.norm(dim=-1) * float(length.sum()) / length[pick][sel] / M
+            # The edge point must be lit (else it casts no boundary) and the receiver point seen.
+            ed = ept[sel].detach()
+            if point:
+                lpd = lp.detach().expand_as(ed)
+                lit = ~occluded(sc.accel.bvh, lpd, ed - lpd, 1.0 - _REL_TOL)
+            else:
+                far = 2.0 * float((vd.max(0).values - vd.min(0).values).norm()) + 1.0
+                src = ed + far * tl.detach()
+                lit = ~occluded(sc.accel.bvh, src, (ed - src), 1.0 - _REL_TOL)
+            ok = lit & (z.detach() > cam.near) & _seen_from_camera(sc, b, c2w[b], r.points.detach(), persp)
+            accumulate(b, x_b, _perp(dxds), weight, ok)
+    return out.reshape(B, H, W, 3)

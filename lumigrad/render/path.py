@@ -1,0 +1,417 @@
+"""Physically based ray / path tracing with visibility gradients.
+
+Pipeline per view: camera rays through jittered pixel samples -> Warp BVH
+query (:func:`lumigrad.ops.trace.intersect`, triangle ids only) -> the hit is
+re-attached in torch (:func:`lumigrad.ops.trace.reattach`), so points,
+normals and shading are differentiable w.r.t. vertices, camera, materials and
+lights -> next-event estimation with shadow rays to point, directional and
+area lights (emissive :class:`~lumigrad.scene.trace_types.Shape`), using the
+BRDFs of :mod:`lumigrad.shade.brdf` -> optional further bounces (cosine
+sampling, mirror reflection, Russian roulette).
+
+Units and BRDFs are those of :func:`lumigrad.render.render_mesh`: with
+``max_bounces=1`` and ``shadows=False``, ``render_trace`` converges to the
+rasterizer's image (box pixel filter; ambient and SH lights are evaluated
+analytically and unshadowed in that mode, as in ``shade``). With
+``max_bounces > 1`` an :class:`AmbientLight` is a constant environment seen
+by escaping rays instead.
+
+Visibility gradients (silhouettes, hard shadow boundaries) come from
+:mod:`lumigrad.render._trace_edges` (edge sampling); see its docstring for the
+method and why it was chosen. Memory: gradients keep torch's autograd graph of
+every bounce (no path replay), so memory grows with ``spp * max_bounces``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from lumigrad.geometry.normals import face_cross, safe_normalize, vertex_normals
+from lumigrad.ops.trace import TraceBVH, intersect, occluded, reattach
+from lumigrad.scene.camera import Camera
+from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
+from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
+from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
+from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
+from lumigrad.shade.lighting import _eval_light, _sh_irradiance
+
+__all__ = ["TraceSettings", "TraceOutput", "TraceAccel", "prepare_trace", "render_trace"]
+
+log = logging.getLogger(__name__)
+_FN = "render_trace"
+
+
+class TraceOutput(NamedTuple):
+    """Result of :func:`render_trace`."""
+
+    image: Tensor  # [B, H, W, 3] linear radiance, box-filtered
+    alpha: Tensor  # [B, H, W, 1] fraction of samples that hit geometry (no gradient)
+
+
+class TraceAccel:
+    """What the tracer reuses across renders of one topology: the BVH and the edge adjacency.
+
+    Build with :func:`prepare_trace`; :func:`render_trace` refits the BVH to
+    the current vertices on every call (topology must not change).
+    """
+
+    def __init__(self, verts: Tensor, faces: Tensor) -> None:
+        self.bvh = TraceBVH(verts, faces)
+        self.num_faces = int(faces.shape[0])
+        self.num_verts = int(verts.shape[0])
+        f = faces.long()
+        e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0)
+        face_of = torch.arange(f.shape[0], device=f.device).repeat(3)
+        key = e.sort(dim=1).values
+        uniq, inv, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
+        order = torch.argsort(inv, stable=True)
+        start = torch.cumsum(counts, 0) - counts
+        f0 = face_of[order[start]]
+        f1 = torch.where(counts >= 2, face_of[order[(start + 1).clamp(max=order.numel() - 1)]], -1)
+        self.edges = uniq  # [E, 2] vertex ids
+        self.edge_faces = torch.stack([f0, torch.where(counts == 2, f1, torch.full_like(f1, -1))], 1)  # [E, 2]
+
+
+def _merge(shapes: Sequence[Shape]) -> tuple[Tensor, Tensor, Tensor]:
+    verts, faces, owner, off = [], [], [], 0
+    for i, s in enumerate(shapes):
+        verts.append(s.mesh.verts)
+        faces.append(s.mesh.faces + off)
+        owner.append(torch.full((s.mesh.faces.shape[0],), i, dtype=torch.int64, device=s.mesh.verts.device))
+        off += s.mesh.verts.shape[0]
+    return torch.cat(verts, 0), torch.cat(faces, 0), torch.cat(owner, 0)
+
+
+def prepare_trace(shapes: Sequence[Shape]) -> TraceAccel:
+    """Build the caller-held :class:`TraceAccel` for ``shapes`` (reuse it while only vertices move)."""
+    shapes = _check_shapes("prepare_trace", shapes)
+    v, f, _ = _merge(shapes)
+    return TraceAccel(v, f)
+
+
+def _check_shapes(fn: str, shapes) -> list[Shape]:
+    if isinstance(shapes, Shape):
+        shapes = [shapes]
+    if not isinstance(shapes, Sequence) or not shapes:
+        raise TypeError(f"{fn}(): shapes must be a non-empty sequence of Shape, got {type(shapes).__name__}")
+    for i, s in enumerate(shapes):
+        if not isinstance(s, Shape):
+            raise TypeError(f"{fn}(): shapes[{i}] must be a Shape, got {type(s).__name__}")
+    d = shapes[0].mesh.verts
+    for i, s in enumerate(shapes):
+        if s.mesh.verts.dtype != d.dtype or s.mesh.verts.device != d.device:
+            raise ValueError(f"{fn}(): shapes[{i}] has {s.mesh.verts.dtype} on {s.mesh.verts.device}; all shapes "
+                             f"must share {d.dtype} on {d.device}")
+    return list(shapes)
+
+
+class _Scene:
+    """Merged, per-render view of the scene (differentiable tensors)."""
+
+    def __init__(self, shapes, camera, lights, settings, accel):
+        self.shapes, self.camera, self.settings = shapes, camera, settings
+        self.verts, self.faces, self.owner = _merge(shapes)
+        self.accel = accel
+        accel.bvh.refit(self.verts)
+        self.vnormals = torch.cat([vertex_normals(s.mesh.verts, s.mesh.faces) for s in shapes], 0)
+        self.dtype, self.device = self.verts.dtype, self.verts.device
+        lo, hi = self.verts.detach().min(0).values, self.verts.detach().max(0).values
+        self.eps = float((hi - lo).norm()) * settings.ray_eps + 1e-7
+        self.point_lights = [l for l in lights if isinstance(l, (PointLight, DirectionalLight))]
+        self.ambient = [l for l in lights if isinstance(l, AmbientLight)]
+        self.sh = [l for l in lights if isinstance(l, SHEnvironmentLight)]
+        self.emitters = [i for i, s in enumerate(shapes) if s.is_emitter]
+        self.gen = torch.Generator(device=self.device).manual_seed(settings.seed)
+        # Per-emitter triangle areas for light sampling.
+        self.emit_tris = []
+        for i in self.emitters:
+            m = shapes[i].mesh
+            off = int(sum(s.mesh.verts.shape[0] for s in shapes[:i]))
+            a = 0.5 * face_cross(m.verts, m.faces).norm(dim=-1)
+            self.emit_tris.append((m.faces.long() + off, a))
+
+    def rand(self, *shape) -> Tensor:
+        return torch.rand(*shape, generator=self.gen, dtype=self.dtype, device=self.device)
+
+
+def _param(v, like: Tensor) -> Tensor:
+    if isinstance(v, Tensor):
+        return v.reshape(1) if v.ndim == 0 else v
+    return torch.tensor([float(v)], dtype=like.dtype, device=like.device)
+
+
+def _brdf(material, n: Tensor, l: Tensor, v: Tensor) -> Tensor:
+    """``[R, 3]`` BRDF value (no cosine) of a constant material; 0 for a mirror (delta lobe)."""
+    if isinstance(material, LambertMaterial):
+        return _lambert(n, _param(material.albedo, n)).expand(n.shape[0], 3)
+    if isinstance(material, BlinnPhongMaterial):
+        p = [_param(getattr(material, k), n) for k in ("diffuse", "specular", "shininess")]
+        return _blinn_phong(n, l, v, *p).expand(n.shape[0], 3)
+    if isinstance(material, GGXMaterial):
+        p = [_param(getattr(material, k), n) for k in ("base_color", "roughness", "metallic")]
+        return _ggx(n, l, v, *p).expand(n.shape[0], 3)
+    return torch.zeros_like(n)
+
+
+def _kd(material, like: Tensor) -> Tensor:
+    if isinstance(material, LambertMaterial):
+        return _param(material.albedo, like)
+    if isinstance(material, BlinnPhongMaterial):
+        return _param(material.diffuse, like)
+    if isinstance(material, GGXMaterial):
+        return (1.0 - _param(material.metallic, like).clamp(0.0, 1.0)) * _param(material.base_color, like)
+    return torch.zeros(1, dtype=like.dtype, device=like.device)
+
+
+class _Hit(NamedTuple):
+    idx: Tensor  # [h] indices of rays that hit
+    shape: Tensor  # [h] shape id
+    points: Tensor  # [h, 3]
+    ns: Tensor  # [h, 3] shading normal
+    ng: Tensor  # [h, 3] geometric unit normal
+    wo: Tensor  # [h, 3] unit direction back along the ray
+
+
+def _trace(sc: _Scene, origins: Tensor, dirs: Tensor) -> _Hit:
+    hits = intersect(sc.accel.bvh, origins, dirs)
+    idx = torch.nonzero(hits.face >= 0).squeeze(1)
+    face = hits.face[idx]
+    o, d = origins[idx], dirs[idx]
+    r = reattach(sc.verts, sc.faces, face, o, d)
+    fl = sc.faces[face.long()].long()
+    ns = safe_normalize((r.bary[..., None] * sc.vnormals[fl]).sum(1))
+    tri = sc.verts[fl]
+    ng = safe_normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1))
+    return _Hit(idx, sc.owner[face.long()], r.points, ns, ng, safe_normalize(-d))
+
+
+def _visible(sc: _Scene, p: Tensor, ng: Tensor, l: Tensor, dist: Tensor) -> Tensor:
+    if not sc.settings.shadows:
+        return torch.ones_like(p[:, :1])
+    # Step off the surface *along* the shadow ray, so the ray's line (hence where a shadow
+    # boundary falls) is unchanged; grazing rays step further to clear the surface.
+    step = sc.eps / (ng * l).sum(-1).abs().clamp_min(0.05)
+    o = (p + step[:, None] * l).detach()
+    occ = occluded(sc.accel.bvh, o, l.detach(), (dist.detach() - step - sc.eps).clamp_min(0))
+    return (~occ).to(p.dtype)[:, None]
+
+
+def _direct(sc: _Scene, h: _Hit, analytic_env: bool) -> Tensor:
+    """``[h, 3]`` reflected radiance from all lights at the hits (next-event estimation)."""
+    out = torch.zeros_like(h.points)
+    if h.idx.numel() == 0:
+        return out
+    for s_id, shape in enumerate(sc.shapes):
+        sel = torch.nonzero(h.shape == s_id).squeeze(1)
+        if sel.numel() == 0 or isinstance(shape.material, MirrorMaterial):
+            continue
+        p, ns, ng, wo = h.points[sel], h.ns[sel], h.ng[sel], h.wo[sel]
+        rgb = torch.zeros_like(p)
+        for light in sc.point_lights:
+            l, e_perp = _eval_light(_FN, light, p)
+            if isinstance(light, PointLight):
+                dist = (light.position - p).norm(dim=-1)
+            else:
+                dist = torch.full_like(p[:, 0], 1e30)
+            cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+            rgb = rgb + _brdf(shape.material, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist)
+        for e_id, (tris, areas) in zip(sc.emitters, sc.emit_tris):
+            k = torch.multinomial(areas.detach(), p.shape[0], replacement=True, generator=sc.gen)
+            u1, u2 = sc.rand(p.shape[0], 1), sc.rand(p.shape[0], 1)
+            su = u1.sqrt()
+            tv = sc.verts[tris[k]]  # [n, 3, 3]
+            y = (1 - su) * tv[:, 0] + su * (1 - u2) * tv[:, 1] + su * u2 * tv[:, 2]
+            ny = safe_normalize(torch.linalg.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0], dim=-1))
+            d = y - p
+            dist2 = (d * d).sum(-1, keepdim=True).clamp_min(1e-12)
+            dist = dist2.sqrt()
+            l = d / dist
+            cos_y = (-(l * ny).sum(-1, keepdim=True)).clamp_min(0.0)
+            cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+            e_perp = sc.shapes[e_id].emission * cos_y * areas.sum() / dist2
+            rgb = rgb + _brdf(shape.material, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
+        if analytic_env:
+            kd = _kd(shape.material, p)
+            for amb in sc.ambient:
+                rgb = rgb + amb.color * kd
+            for shl in sc.sh:
+                rgb = rgb + (kd / math.pi) * _sh_irradiance(shl.coeffs, ns)
+        out = out.index_add(0, sel, rgb)
+    return out
+
+
+def _emission(sc: _Scene, h: _Hit) -> Tensor:
+    out = torch.zeros_like(h.points)
+    for e_id in sc.emitters:
+        front = ((h.shape == e_id) & ((h.ng * h.wo).sum(-1) > 0)).to(h.points.dtype)[:, None]
+        out = out + front * sc.shapes[e_id].emission
+    return out
+
+
+def _cosine_dirs(sc: _Scene, n: Tensor) -> Tensor:
+    u1, u2 = sc.rand(n.shape[0]), sc.rand(n.shape[0])
+    r, phi = u1.sqrt(), 2 * math.pi * u2
+    local = torch.stack([r * torch.cos(phi), r * torch.sin(phi), (1 - u1).clamp_min(0).sqrt()], -1)
+    a = torch.where(n[:, :1].abs() > 0.9, torch.tensor([0.0, 1.0, 0.0], dtype=n.dtype, device=n.device),
+                    torch.tensor([1.0, 0.0, 0.0], dtype=n.dtype, device=n.device))
+    t = safe_normalize(torch.linalg.cross(a, n, dim=-1))
+    b = torch.linalg.cross(n, t, dim=-1)
+    return local[:, :1] * t + local[:, 1:2] * b + local[:, 2:] * n
+
+
+def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+    """``(L [R, 3], hit [R] bool)`` along camera rays."""
+    st = sc.settings
+    R = origins.shape[0]
+    bg = torch.tensor(st.background, dtype=sc.dtype, device=sc.device)
+    h = _trace(sc, origins, dirs)
+    hit = torch.zeros(R, dtype=torch.bool, device=sc.device)
+    hit[h.idx] = True
+    L = bg.expand(R, 3) * (~hit).to(sc.dtype)[:, None]
+    contrib = _emission(sc, h) + _direct(sc, h, analytic_env=st.max_bounces == 1)
+    L = L.index_add(0, h.idx, contrib)
+    beta = torch.ones_like(h.points)
+    idx = h.idx
+    for bounce in range(1, st.max_bounces):
+        if idx.numel() == 0:
+            break
+        is_mirror = torch.zeros(idx.shape[0], dtype=torch.bool, device=sc.device)
+        weight = torch.zeros_like(h.points)
+        new_d = torch.zeros_like(h.points)
+        for s_id, shape in enumerate(sc.shapes):
+            sel = torch.nonzero(h.shape == s_id).squeeze(1)
+            if sel.numel() == 0:
+                continue
+            ns, wo = h.ns[sel], h.wo[sel]
+            if isinstance(shape.material, MirrorMaterial):
+                wi = 2 * (ns * wo).sum(-1, keepdim=True) * ns - wo
+                w = _param(shape.material.reflectance, ns).expand(sel.shape[0], 3)
+                is_mirror[sel] = True
+            else:
+                wi = _cosine_dirs(sc, ns)
+                w = _brdf(shape.material, ns, wi, wo) * math.pi  # f cos / (cos / pi)
+            weight = weight.index_add(0, sel, w)
+            new_d = new_d.index_add(0, sel, wi)
+        beta = beta * weight
+        if bounce >= st.rr_depth:
+            q = beta.detach().max(-1).values.clamp(0.05, 0.95)
+            keep = sc.rand(q.shape[0]) < q
+            beta = beta / q[:, None]
+            sel = torch.nonzero(keep).squeeze(1)
+            beta, idx, is_mirror, new_d = beta[sel], idx[sel], is_mirror[sel], new_d[sel]
+            h = _Hit(*(x[sel] for x in h))
+        side = torch.where((h.ng * new_d).sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
+        o = h.points + side * h.ng * sc.eps
+        h2 = _trace(sc, o, new_d)
+        # Escaped rays see the ambient environment.
+        if sc.ambient:
+            esc = torch.ones(idx.shape[0], dtype=torch.bool, device=sc.device)
+            esc[h2.idx] = False
+            env = sum(a.color for a in sc.ambient)
+            L = L.index_add(0, idx, beta * env * esc.to(sc.dtype)[:, None])
+        beta = beta[h2.idx]
+        spec = is_mirror[h2.idx].to(sc.dtype)[:, None]
+        idx = idx[h2.idx]
+        h = h2
+        L = L.index_add(0, idx, beta * (_emission(sc, h) * spec + _direct(sc, h, analytic_env=False)))
+    return L, hit
+
+
+def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
+    """World rays ``(origins [R, 3], dirs [R, 3] unit)`` through pixel coordinates ``pix [R, 2]`` of views ``view [R]``."""
+    c2w = torch.linalg.inv(camera.world_to_cam)[view]
+    k = camera.K[view]
+    y = (pix[:, 1] - k[:, 1, 2]) / k[:, 1, 1]
+    x = (pix[:, 0] - k[:, 0, 2] - k[:, 0, 1] * y) / k[:, 0, 0]
+    rot, t = c2w[:, :3, :3], c2w[:, :3, 3]
+    if camera.projection == "perspective":
+        d = (rot @ torch.stack([x, y, torch.ones_like(x)], -1)[..., None])[..., 0]
+        return t, safe_normalize(d)
+    o = (rot @ torch.stack([x, y, torch.zeros_like(x)], -1)[..., None])[..., 0] + t
+    return o, rot[:, :, 2]
+
+
+def _pixel_samples(sc: _Scene, B: int, H: int, W: int, spp: int) -> Tensor:
+    """``[B, H, W, S, 2]`` sample positions in pixels (stratified if ``spp`` is a square)."""
+    n = math.isqrt(spp)
+    jit = sc.rand(B, H, W, spp, 2)
+    if n * n == spp:
+        g = torch.arange(n, dtype=sc.dtype, device=sc.device)
+        cell = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(spp, 2)
+        jit = (cell + jit) / n
+    j = torch.arange(W, dtype=sc.dtype, device=sc.device)
+    i = torch.arange(H, dtype=sc.dtype, device=sc.device)
+    base = torch.stack(torch.meshgrid(i, j, indexing="ij"), -1).flip(-1)  # (u, v) = (col, row)
+    return base[None, :, :, None, :] + jit
+
+
+def render_trace(
+    shapes: Sequence[Shape] | Shape,
+    camera: Camera,
+    lights: Sequence = (),
+    settings: TraceSettings = TraceSettings(),
+    accel: TraceAccel | None = None,
+) -> TraceOutput:
+    """Ray-trace ``shapes`` from every view of ``camera``.
+
+    Args:
+        shapes: one or more :class:`Shape` (mesh + constant material +
+            optional emission); all share one dtype and device.
+        camera: batched camera (B views), as for ``render_mesh``.
+        lights: :class:`PointLight`, :class:`DirectionalLight` (shadowed),
+            :class:`AmbientLight`, :class:`SHEnvironmentLight` (see module docstring).
+            Emissive shapes are area lights.
+        settings: :class:`TraceSettings`.
+        accel: a :class:`TraceAccel` from :func:`prepare_trace` for the same
+            topology (built here when None); it is refitted to the current vertices.
+
+    Returns:
+        :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.
+        ``image`` has gradients w.r.t. vertices, camera (``world_to_cam`` and
+        ``K``), material tensors, light tensors and emission, including the
+        visibility terms described in :mod:`lumigrad.render._trace_edges`.
+
+    Example:
+        >>> from lumigrad.geometry.primitives import icosphere
+        >>> from lumigrad.scene import Mesh
+        >>> cam = Camera.look_at(torch.tensor([0., 0., 3.]), torch.zeros(3), width=16, height=16)
+        >>> out = render_trace([Shape(Mesh(*icosphere(2)))], cam, [PointLight(torch.tensor([0., 2., 3.]), intensity=10.)])
+        >>> out.image.shape
+        torch.Size([1, 16, 16, 3])
+    """
+    shapes = _check_shapes(_FN, shapes)
+    if not isinstance(camera, Camera):
+        raise TypeError(f"{_FN}(): camera must be a Camera, got {type(camera).__name__}")
+    if not isinstance(settings, TraceSettings):
+        raise TypeError(f"{_FN}(): settings must be TraceSettings, got {type(settings).__name__}")
+    lights = [lights] if isinstance(lights, (PointLight, DirectionalLight, AmbientLight, SHEnvironmentLight)) else list(lights)
+    for i, l in enumerate(lights):
+        if not isinstance(l, (PointLight, DirectionalLight, AmbientLight, SHEnvironmentLight)):
+            raise TypeError(f"{_FN}(): lights[{i}] must be a Point/Directional/Ambient/SH light, got {type(l).__name__}")
+    v0 = shapes[0].mesh.verts
+    if camera.dtype != v0.dtype or camera.device != v0.device:
+        raise ValueError(f"{_FN}(): camera must share the meshes' dtype and device ({v0.dtype}, {v0.device}), got "
+                         f"{camera.dtype} on {camera.device}")
+    nv, nf = sum(s.mesh.verts.shape[0] for s in shapes), sum(s.mesh.faces.shape[0] for s in shapes)
+    if accel is None:
+        accel = prepare_trace(shapes)
+    elif not isinstance(accel, TraceAccel) or accel.num_verts != nv or accel.num_faces != nf:
+        raise ValueError(f"{_FN}(): accel must be a TraceAccel built by prepare_trace() for these shapes "
+                         f"({nv} vertices, {nf} faces)")
+    sc = _Scene(shapes, camera, lights, settings, accel)
+    B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
+    pix = _pixel_samples(sc, B, H, W, S)
+    view = torch.arange(B, device=sc.device)[:, None, None, None].expand(B, H, W, S).reshape(-1)
+    o, d = _camera_rays(camera, view, pix.reshape(-1, 2))
+    L, hit = _radiance(sc, o, d)
+    image = L.reshape(B, H, W, S, 3).mean(3)
+    alpha = hit.to(sc.dtype).reshape(B, H, W, S, 1).mean(3)
+    if settings.boundary == "edge":
+        from lumigrad.render._trace_edges import boundary_term
+
+        image = image + boundary_term(sc, lambda vw, px: _radiance(sc, *_camera_rays(camera, vw, px))[0])
+    return TraceOutput(image, alpha)

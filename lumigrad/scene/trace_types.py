@@ -1,0 +1,125 @@
+"""Scene pieces the ray tracer needs beyond the rasterizer's: shapes with emission, and a mirror.
+
+A :class:`Shape` pairs a :class:`~lumigrad.scene.mesh.Mesh` with a material and
+an optional emitted radiance, which makes it an area light (emission leaves
+the front side, the side of the right-hand normal ``(v1-v0) x (v2-v0)``, as in
+Mitsuba's ``area`` emitter). Point, directional, ambient and SH lights are the
+ones of :mod:`lumigrad.scene.lights`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from lumigrad._runtime.checks import check_finite, check_float_tensor
+from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, MaterialParam, _check_param
+from lumigrad.scene.mesh import Mesh
+
+__all__ = ["MirrorMaterial", "Shape", "TraceSettings", "TRACE_MATERIALS"]
+
+
+@dataclass
+class MirrorMaterial:
+    """Perfect specular reflector: ``f = reflectance * delta(wi = reflect(wo))``.
+
+    Args:
+        reflectance: 1 or 3 channels in [0, 1] (float or tensor, no texture).
+    """
+
+    reflectance: MaterialParam = 1.0
+
+    def __post_init__(self):
+        self.reflectance = _check_param("MirrorMaterial", "reflectance", self.reflectance, (1, 3))
+
+
+TRACE_MATERIALS = (LambertMaterial, BlinnPhongMaterial, GGXMaterial, MirrorMaterial)
+
+
+@dataclass
+class Shape:
+    """A mesh, its material, and optionally its emitted radiance (an area light).
+
+    Args:
+        mesh: the geometry.
+        material: Lambert, Blinn-Phong, GGX or :class:`MirrorMaterial` with
+            constant (non-texture) parameters.
+        emission: optional ``[3]`` radiance leaving the front side.
+    """
+
+    mesh: Mesh
+    material: object = None
+    emission: Tensor | None = None  # [3]
+
+    def __post_init__(self):
+        if not isinstance(self.mesh, Mesh):
+            raise TypeError(f"Shape(): mesh must be a lumigrad Mesh, got {type(self.mesh).__name__}")
+        if self.material is None:
+            self.material = LambertMaterial()
+        if not isinstance(self.material, TRACE_MATERIALS):
+            raise TypeError(f"Shape(): material must be one of {[c.__name__ for c in TRACE_MATERIALS]}, "
+                            f"got {type(self.material).__name__}")
+        for v in vars(self.material).values():
+            if not isinstance(v, (float, Tensor)):
+                raise TypeError(f"Shape(): the ray tracer takes constant material parameters, got {type(v).__name__}")
+        if self.emission is not None:
+            check_float_tensor("Shape", "emission", self.emission, (1,), 3, expected="[3]")
+            check_finite("Shape", "emission", self.emission)
+            if self.emission.dtype != self.mesh.verts.dtype or self.emission.device != self.mesh.verts.device:
+                raise ValueError("Shape(): emission must share the mesh's dtype and device")
+
+    @property
+    def is_emitter(self) -> bool:
+        return self.emission is not None
+
+    def area(self) -> Tensor:
+        """Total surface area (differentiable)."""
+        v, f = self.mesh.verts, self.mesh.faces.long()
+        return 0.5 * torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1).sum()
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    """How :func:`render_trace` integrates.
+
+    Attributes:
+        spp: samples per pixel (stratified when a perfect square).
+        max_bounces: 1 = direct illumination only; ``n`` = paths of up to n
+            surface interactions (Mitsuba's ``max_depth = n + 1``).
+        shadows: trace shadow rays (False: every light is visible).
+        boundary: ``"edge"`` adds edge-sampled visibility gradients for
+            primary silhouettes and point/directional-light shadow boundaries;
+            ``"none"`` gives interior (re-attached) gradients only.
+        edge_samples: boundary samples per view and per discontinuity type
+            (default ``H * W``).
+        rr_depth: bounce from which Russian roulette may stop paths.
+        background: RGB of camera rays that hit nothing.
+        seed: random seed (renders are deterministic given the seed).
+        ray_eps: ray offset, relative to the scene's bounding-box diagonal.
+    """
+
+    spp: int = 4
+    max_bounces: int = 1
+    shadows: bool = True
+    boundary: Literal["edge", "none"] = "edge"
+    edge_samples: int | None = None
+    rr_depth: int = 3
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    seed: int = 0
+    ray_eps: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("spp", "max_bounces", "rr_depth"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TraceSettings(): {name} must be a positive int, got {v!r}")
+        if self.boundary not in ("edge", "none"):
+            raise ValueError(f"TraceSettings(): boundary must be 'edge' or 'none', got {self.boundary!r}")
+        if self.edge_samples is not None and (not isinstance(self.edge_samples, int) or self.edge_samples < 1):
+            raise ValueError(f"TraceSettings(): edge_samples must be None or a positive int, got {self.edge_samples!r}")
+        if len(self.background) != 3:
+            raise ValueError(f"TraceSettings(): background must be 3 floats, got {self.background!r}")
+        if not (0 < self.ray_eps < 0.1):
+            raise ValueError(f"TraceSettings(): ray_eps must be in (0, 0.1), got {self.ray_eps!r}")

@@ -1,0 +1,36 @@
+"""Small scenes shared by the tracer tests."""
+import torch
+
+from lumigrad.geometry.primitives import icosphere, plane
+from lumigrad.scene import Mesh
+from lumigrad.scene.camera import Camera
+from lumigrad.scene.materials import LambertMaterial
+from lumigrad.scene.trace_types import Shape
+
+DT = torch.float64
+
+
+def shadow_scene(tx, res=16):
+    """A ground plane seen from above, and a triangle occluder outside the view whose shadow is in it.
+
+    ``tx`` translates the occluder along x: the image depends on it only through the shadow boundary.
+    """
+    pv, pf = plane(4.0, dtype=DT)
+    occ = torch.tensor([[0.8, 1.5, -0.4], [1.4, 1.5, -0.4], [1.1, 1.5, 0.5]], dtype=DT)
+    occ = occ + torch.stack([tx, tx * 0, tx * 0])
+    of = torch.tensor([[0, 2, 1]], dtype=torch.int32)
+    cam = Camera.look_at(torch.tensor([0.0, 3.0, 0.0], dtype=DT), torch.zeros(3, dtype=DT), up=(0.0, 0.0, -1.0),
+                         width=res, height=res)
+    return [Shape(Mesh(pv, pf), LambertMaterial(0.7)), Shape(Mesh(occ, of), LambertMaterial(0.5))], cam
+
+
+def sphere_scene(res=16, level=2, shift=None, eye_x=None):
+    v, f = icosphere(level, dtype=DT)
+    if shift is not None:
+        v = v + shift
+    eye, target = torch.tensor([0.0, 0.4, 3.0], dtype=DT), torch.zeros(3, dtype=DT)
+    if eye_x is not None:  # the camera slides sideways
+        shift = torch.stack([eye_x, eye_x * 0, eye_x * 0])
+        eye, target = eye + shift, target + shift
+    cam = Camera.look_at(eye, target, width=res, height=res)
+    return Mesh(v, f), cam
