@@ -416,8 +416,51 @@ def _weld(verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return verts[first[order]], rank[inverse.reshape(-1)]
 
 
+_PLY_SIZES = {
+    "char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+    "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
+}
+
+
+def _check_ply_header(p: Path) -> None:
+    """Reject a PLY whose header is malformed or declares more elements than the file can hold.
+
+    Runs before trimesh, which would otherwise try to allocate whatever the
+    header claims (``element vertex 4000000000``) or fail with an OverflowError.
+    """
+    with open(p, "rb") as f:
+        head = f.read(1 << 16)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        raise ValueError(f"read_mesh(): {p}: not a PLY file, or no 'end_header' in its first 64 KiB")
+    nl = head.find(b"\n", end)
+    body = p.stat().st_size - (nl + 1 if nl >= 0 else len(head))
+    lines = head[:end].decode("ascii", errors="replace").splitlines()
+    binary = any(ln.split()[:2] in (["format", "binary_little_endian"], ["format", "binary_big_endian"]) for ln in lines)
+    elements: list[list] = []  # [name, count, min bytes per element]
+    for ln in lines:
+        tok = ln.split()
+        if tok[:1] == ["element"]:
+            if len(tok) != 3 or not tok[2].isdigit():
+                raise ValueError(f"read_mesh(): {p}: header line {ln.strip()!r}: element count "
+                                 f"{tok[2] if len(tok) > 2 else ''!r} is not a non-negative integer")
+            elements.append([tok[1], int(tok[2]), 0])
+        elif tok[:1] == ["property"] and elements:
+            # A list costs at least its count field; a scalar its size (ASCII: a digit and a separator).
+            size = _PLY_SIZES.get(tok[2] if tok[1:2] == ["list"] and len(tok) > 2 else tok[1] if len(tok) > 1 else "", 1)
+            elements[-1][2] += size if binary else 2
+    for name, count, per in elements:
+        need = count * max(per, 1 if binary else 2)
+        if need > max(body, 0) + 1:
+            raise ValueError(f"read_mesh(): {p}: header declares {count} {name} elements (at least {need} bytes) "
+                             f"but the file has {max(body, 0)} bytes of data")
+
+
 def _read_trimesh(p: Path, dtype, device) -> Mesh:
     import trimesh
+
+    if p.suffix.lower() == ".ply":
+        _check_ply_header(p)
 
     try:
         tm = trimesh.load_mesh(p, process=False)
