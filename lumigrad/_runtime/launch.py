@@ -23,7 +23,7 @@ import functools
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 import warp as wp
@@ -90,6 +90,7 @@ def _run(cmds: list, device: str) -> None:
             cmd.launch()
         return
     futures = [_pool().submit(cmd.launch) for cmd in cmds]
+    wait(futures)  # all of them, even if one failed: the caller's buffers and libraries must outlive them
     for f in futures:
         f.result()
 
@@ -141,7 +142,8 @@ def launch(kernel, n: int, inputs: list, device: str, min_chunk: int = _MIN_ITEM
     """Launch ``kernel(offset, *inputs)`` over ``n`` items.
 
     On CUDA it is one launch on torch's current stream. On CPU the range is cut
-    into chunks run in parallel on the thread pool (Warp releases the GIL). Safe to call from several threads at once.
+    into chunks run in parallel on the thread pool (Warp releases the GIL).
+    Safe to call from several threads at once.
     """
     _ensure_init()
     if n <= 0:
@@ -151,7 +153,7 @@ def launch(kernel, n: int, inputs: list, device: str, min_chunk: int = _MIN_ITEM
     items = [(kernel, bounds[c + 1] - bounds[c], [bounds[c], *inputs]) for c in range(chunks)]
     cmds, keep = _prepare(items, device)
     _run(cmds, device)
-    del keep
+    del keep  # the module libraries may be unloaded from here on
 
 
 def num_threads() -> int:
@@ -173,7 +175,7 @@ def launch_chunks(launches: list, device: str) -> None:
         return
     cmds, keep = _prepare(launches, device)
     _run(cmds, device)
-    del keep
+    del keep  # the module libraries may be unloaded from here on
 
 
 _HUGE_PAGE = 1 << 21
