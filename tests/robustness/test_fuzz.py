@@ -27,7 +27,7 @@ from lumigrad.scene.io import read_mesh, read_transforms_json, write_mesh
 from lumigrad.scene.mesh import Mesh
 
 ALLOWED = (ValueError, TypeError, FileNotFoundError)
-SHORT = settings(max_examples=int(os.environ.get("LUMIGRAD_FUZZ_SHORT", "15")), deadline=None, derandomize=True,
+SHORT = settings(max_examples=int(os.environ.get("LUMIGRAD_FUZZ_SHORT", "10")), deadline=None, derandomize=True,
                  suppress_health_check=list(HealthCheck), database=None)
 LONG = settings(max_examples=int(os.environ.get("LUMIGRAD_FUZZ_EXAMPLES", "600")), deadline=20_000,
                 suppress_health_check=list(HealthCheck), database=None)
