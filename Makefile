@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench venv clean docs
+.PHONY: demo test test-all fuzz bench venv clean docs
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "" tests
+
+# A few minutes of property-based testing of the loaders and the ops' validation
+# (LUMIGRAD_FUZZ_EXAMPLES examples per property; default 600).
+fuzz: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m fuzz tests/robustness/test_fuzz.py
 
 bench: $(STAMP)
 	$(PY) bench/raster.py

@@ -1,39 +1,28 @@
 """lumigrad: differentiable rendering for PyTorch.
 
 The top level re-exports the ops (on raw tensors) and the scene types; pipelines,
-losses and fitting live in their subpackages.
+losses and fitting live in their subpackages. The names load on first use, so
+importing a light submodule (``lumigrad._runtime.checks``, ``lumigrad.scene``'s
+IO) does not import Warp.
 """
-from lumigrad.ops import (
-    AntialiasTopology,
-    Interpolated,
-    Rasterized,
-    antialias,
-    build_mip,
-    interpolate,
-    prepare_topology,
-    rasterize,
-    soft_rasterize,
-    texture,
-)
-from lumigrad.scene import (
-    AmbientLight,
-    BlinnPhongMaterial,
-    Camera,
-    DirectionalLight,
-    GGXMaterial,
-    LambertMaterial,
-    Mesh,
-    PointLight,
-    SHEnvironmentLight,
-    TextureParam,
-    read_image,
-    read_mesh,
-    read_transforms_json,
-    write_image,
-    write_mesh,
-)
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    **dict.fromkeys(
+        ["AntialiasTopology", "Interpolated", "Rasterized", "antialias", "build_mip", "interpolate",
+         "prepare_topology", "rasterize", "soft_rasterize", "texture"],
+        "lumigrad.ops",
+    ),
+    **dict.fromkeys(
+        ["AmbientLight", "BlinnPhongMaterial", "Camera", "DirectionalLight", "GGXMaterial", "LambertMaterial", "Mesh",
+         "PointLight", "SHEnvironmentLight", "TextureParam", "read_image", "read_mesh", "read_transforms_json",
+         "write_image", "write_mesh"],
+        "lumigrad.scene",
+    ),
+}
+_SUBPACKAGES = ("geometry", "ops", "scene", "shade", "render", "losses", "optim", "testing", "report", "tasks", "cli")
 
 __all__ = [
     "rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip",
@@ -42,3 +31,17 @@ __all__ = [
     "LambertMaterial", "BlinnPhongMaterial", "GGXMaterial", "TextureParam",
     "read_mesh", "write_mesh", "read_image", "write_image", "read_transforms_json",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"lumigrad.{name}")
+    raise AttributeError(f"module 'lumigrad' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))

@@ -74,7 +74,9 @@ def check_faces(fn: str, tri, num_verts: int, name: str = "tri") -> torch.Tensor
 
 
 def check_resolution(fn: str, resolution) -> tuple[int, int]:
-    """Return ``(H, W)`` as positive ints."""
+    """Return ``(H, W)`` as positive ints (bools are refused: ``(True, True)`` is not a size)."""
+    if isinstance(resolution, (str, bytes)) or any(isinstance(r, (bool, np.bool_)) for r in _items(resolution)):
+        raise ValueError(f"{fn}(): resolution must be (height, width) positive ints, got {resolution!r}")
     try:
         h, w = (int(r) for r in resolution)
         ok = all(float(r) == int(r) for r in resolution)
@@ -83,6 +85,13 @@ def check_resolution(fn: str, resolution) -> tuple[int, int]:
     if not ok or h <= 0 or w <= 0:
         raise ValueError(f"{fn}(): resolution must be (height, width) positive ints, got {resolution!r}")
     return h, w
+
+
+def _items(seq) -> list:
+    try:
+        return list(seq)
+    except TypeError:
+        return []
 
 
 def check_same_device(fn: str, **tensors: torch.Tensor) -> torch.device:

@@ -4,6 +4,16 @@ Warp runs a CPU launch on one thread and releases the GIL, so :func:`launch`
 splits the index range into chunks and runs them on a thread pool. Every kernel
 launched through it takes ``offset: int`` as its *first* parameter and uses
 ``i = wp.tid() + offset``; chunks must write disjoint outputs.
+
+Thread safety: any number of Python threads may launch at once, first call
+included. Warp's module build and load are not safe to run concurrently (a race
+segfaults or fails with ``'Adjoint' object has no attribute ...``), and a module
+that gains a new kernel overload is rebuilt and its old library unloaded while
+another thread may still be running a kernel from it. So every launch is
+*prepared* (overload resolved, module built and loaded, arguments packed) under
+one process-wide lock, with ``record_cmd=True``, and then *run* outside the lock
+while holding a reference to the module's loaded libraries, which keeps them
+mapped until the kernel returns.
 """
 from __future__ import annotations
 
@@ -13,13 +23,16 @@ import functools
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 import warp as wp
 
 _init_lock = threading.Lock()
 _initialized = False
+# Serialises Warp module build/load and launch preparation (see the module docstring).
+_prepare_lock = threading.RLock()
+_pool_lock = threading.Lock()
 
 # Below this many work items a single launch is cheaper than the pool's overhead.
 _MIN_ITEMS_PER_CHUNK = 2048
@@ -35,12 +48,51 @@ def _ensure_init() -> None:
             if hasattr(wp, "LOG_WARNING"):  # warp >= 1.19 ignores `quiet`
                 wp.config.log_level = wp.LOG_WARNING
             wp.init()
+            wp.dtype_from_torch(torch.float32)  # builds Warp's lazy dtype table once, here
             _initialized = True
 
 
-@functools.lru_cache(maxsize=1)
+_POOL: list[ThreadPoolExecutor] = []  # the one process-wide pool, created on first use
+
+
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=_num_threads(), thread_name_prefix="lumigrad-warp")
+    if not _POOL:
+        with _pool_lock:
+            if not _POOL:
+                _POOL.append(ThreadPoolExecutor(max_workers=_num_threads(), thread_name_prefix="lumigrad-warp"))
+    return _POOL[0]
+
+
+def _prepare(items: list, device: str) -> tuple[list, tuple]:
+    """Record launches ``(kernel, dim, inputs)`` under the prepare lock.
+
+    Returns the recorded commands (``None`` dropped) and the loaded module
+    libraries they need, to be held until the commands have run.
+    """
+    cmds, keep = [], []
+    with _prepare_lock:
+        for kernel, dim, inputs in items:
+            cmds.append(wp.launch(kernel, dim=dim, inputs=inputs, device=device, record_cmd=True))
+            # Taken after each record: a later record may rebuild the module and drop this library.
+            keep.extend(kernel.module.execs.values())
+    return [c for c in cmds if c is not None], tuple(keep)
+
+
+def _run(cmds: list, device: str) -> None:
+    """Run recorded commands: in order on torch's stream (CUDA), or on the pool (CPU)."""
+    if device != "cpu":
+        stream = wp.stream_from_torch(torch.cuda.current_stream()) if device.startswith("cuda") else None
+        for cmd in cmds:
+            cmd.launch(stream) if stream is not None else cmd.launch()
+        return
+    if len(cmds) == 1 or _num_threads() == 1:
+        for cmd in cmds:
+            cmd.launch()
+        return
+    futures = [_pool().submit(cmd.launch) for cmd in cmds]
+    wait(futures)  # all of them, even if one failed: the caller's buffers and libraries must outlive them
+    for f in futures:
+        f.result()
 
 
 def _num_threads() -> int:
@@ -90,29 +142,18 @@ def launch(kernel, n: int, inputs: list, device: str, min_chunk: int = _MIN_ITEM
     """Launch ``kernel(offset, *inputs)`` over ``n`` items.
 
     On CUDA it is one launch on torch's current stream. On CPU the range is cut
-    into chunks run in parallel on a thread pool (Warp releases the GIL).
+    into chunks run in parallel on the thread pool (Warp releases the GIL).
+    Safe to call from several threads at once.
     """
     _ensure_init()
     if n <= 0:
         return
-    if device != "cpu":
-        with torch_stream(device):
-            wp.launch(kernel, dim=n, inputs=[0, *inputs], device=device)
-        return
-    threads = _num_threads()
-    chunks = min(threads * 4, max(1, n // min_chunk))
-    if chunks <= 1:
-        wp.launch(kernel, dim=n, inputs=[0, *inputs], device=device)
-        return
+    chunks = 1 if device != "cpu" else min(_num_threads() * 4, max(1, n // min_chunk))
     bounds = [n * c // chunks for c in range(chunks + 1)]
-    # Load (and maybe compile) the module once before threads race to do it.
-    wp.launch(kernel, dim=bounds[1], inputs=[0, *inputs], device=device)
-    futures = [
-        _pool().submit(wp.launch, kernel, dim=bounds[c + 1] - bounds[c], inputs=[bounds[c], *inputs], device=device)
-        for c in range(1, chunks)
-    ]
-    for f in futures:
-        f.result()
+    items = [(kernel, bounds[c + 1] - bounds[c], [bounds[c], *inputs]) for c in range(chunks)]
+    cmds, keep = _prepare(items, device)
+    _run(cmds, device)
+    del keep  # the module libraries may be unloaded from here on
 
 
 def num_threads() -> int:
@@ -125,28 +166,16 @@ def launch_chunks(launches: list, device: str) -> None:
 
     ``inputs`` is the full argument list (no implicit offset). On CPU every
     launch is prepared (module loaded, arguments packed) on the calling thread,
-    then all of them run on the thread pool at once, so, unlike :func:`launch`,
-    no chunk runs alone while the module loads. Launches must write disjoint
-    outputs. On CUDA they run in order on torch's current stream.
+    then all of them run on the thread pool at once. Launches must write
+    disjoint outputs. On CUDA they run in order on torch's current stream.
     """
     _ensure_init()
     launches = [(k, d, a) for k, d, a in launches if d > 0]
     if not launches:
         return
-    if device != "cpu":
-        with torch_stream(device):
-            for kernel, dim, inputs in launches:
-                wp.launch(kernel, dim=dim, inputs=inputs, device=device)
-        return
-    # record_cmd builds each launch (loading, maybe compiling, the module) without running it.
-    cmds = [wp.launch(k, dim=d, inputs=a, device=device, record_cmd=True) for k, d, a in launches]
-    if len(cmds) == 1 or _num_threads() == 1:
-        for cmd in cmds:
-            cmd.launch()
-        return
-    futures = [_pool().submit(cmd.launch) for cmd in cmds]
-    for f in futures:
-        f.result()
+    cmds, keep = _prepare(launches, device)
+    _run(cmds, device)
+    del keep  # the module libraries may be unloaded from here on
 
 
 _HUGE_PAGE = 1 << 21

@@ -10,6 +10,7 @@ import logging
 import sys
 
 from lumigrad.cli.commands import COMMANDS
+from lumigrad.cli.common import check_output_dir
 
 __all__ = ["main", "build_parser"]
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "out", None) is not None:  # every command's output folder flag is --out
+            check_output_dir("--out", args.out)
         return args.func(args)
     except (ValueError, OSError, RuntimeError) as exc:
         # OSError covers FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError.

@@ -20,9 +20,14 @@ import torch
 
 from lumigrad._runtime.files import atomic_path
 
-__all__ = ["CheckpointConfig", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointConfig", "save_checkpoint", "load_checkpoint", "check_optimizer_matches"]
 
 _FORMAT = "lumigrad.fit.checkpoint/1"
+# What fit() writes and reads back; a checkpoint lacking any of these cannot be resumed.
+_FIT_KEYS = (
+    "iteration", "param_names", "params", "optimizer", "scheduler", "history",
+    "best_loss", "best_iteration", "since_best", "elapsed", "rng",
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,45 @@ def load_checkpoint(config: CheckpointConfig, *, restore_rng: bool = True) -> di
         raise ValueError(f"fit(): cannot read checkpoint {str(path)!r} ({exc})") from exc
     if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
         raise ValueError(f"fit(): {str(path)!r} is not a lumigrad fit checkpoint (format {_FORMAT})")
+    missing = [k for k in _FIT_KEYS if k not in obj]
+    if missing:
+        raise ValueError(
+            f"fit(): checkpoint {str(path)!r} lacks {missing}: expected a checkpoint written by fit() with "
+            f"{list(_FIT_KEYS)}, got keys {sorted(k for k in obj if k != 'format')}"
+        )
     if restore_rng:
         _set_rng_state(obj["rng"], config.generators)
     return obj
+
+
+def _hyper_keys(state_dict: dict) -> list[str]:
+    groups = state_dict.get("param_groups") or [{}]
+    return sorted(set(groups[0]) - {"params", "name"})
+
+
+def check_optimizer_matches(path, ckpt: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """Refuse to load a checkpoint's optimizer state into a different kind of optimizer.
+
+    ``torch.optim.Optimizer.load_state_dict`` accepts any state whose parameter
+    groups line up, so e.g. Adam state loaded into SGD fails later with
+    ``KeyError: 'momentum'``. This names what the checkpoint holds and what the
+    fit uses instead.
+    """
+    saved_cls = ckpt.get("optimizer_class")
+    now_cls = type(optimizer).__name__
+    saved_keys = _hyper_keys(ckpt["optimizer"]) if isinstance(ckpt.get("optimizer"), dict) else None
+    now_keys = _hyper_keys(optimizer.state_dict())
+    if (saved_cls is not None and saved_cls != now_cls) or saved_keys != now_keys:
+        saved = saved_cls or "an optimizer"
+        raise ValueError(
+            f"fit(): checkpoint {str(path)!r} holds the state of {saved} with hyperparameters {saved_keys}, "
+            f"but this fit uses {now_cls} with {now_keys}; resume with the same optimizer, or start afresh "
+            f"(resume=False or remove the checkpoint)"
+        )
+    saved_groups = [len(g.get("params", ())) for g in ckpt["optimizer"].get("param_groups", ())]
+    now_groups = [len(g["params"]) for g in optimizer.param_groups]
+    if saved_groups != now_groups:
+        raise ValueError(
+            f"fit(): checkpoint {str(path)!r} has optimizer parameter groups of sizes {saved_groups}, "
+            f"this fit has {now_groups}; resume with the same parameters"
+        )

@@ -39,7 +39,13 @@ import torch
 from tqdm import tqdm
 
 from lumigrad.optim import _build
-from lumigrad.optim.checkpoint import CheckpointConfig, _set_rng_state, load_checkpoint, save_checkpoint
+from lumigrad.optim.checkpoint import (
+    CheckpointConfig,
+    _set_rng_state,
+    check_optimizer_matches,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lumigrad.optim.convergence import Convergence
 
 __all__ = ["fit", "LossTerms", "FitHistory", "FitState", "FitResult"]
@@ -347,6 +353,7 @@ def fit(
     history = FitHistory()
     start, best, best_it, since_best, elapsed0 = 0, math.inf, -1, 0, 0.0
     if ckpt is not None:
+        check_optimizer_matches(checkpoint.path, ckpt, opt)
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None and ckpt["scheduler"] is not None:
             sched.load_state_dict(ckpt["scheduler"])
@@ -366,7 +373,7 @@ def fit(
         return {
             "iteration": done, "param_names": [g["name"] for g in state.optimizer.param_groups],
             "params": {n: t.detach() for n, t in state.params.items()},
-            "optimizer": state.optimizer.state_dict(),
+            "optimizer": state.optimizer.state_dict(), "optimizer_class": type(state.optimizer).__name__,
             "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
             "history": history.to_dict(), "best_loss": state.best_loss, "best_iteration": state.best_iteration,
             "since_best": since_best, "elapsed": state.elapsed, "stop_reason": reason,

@@ -98,6 +98,12 @@ class Camera:
         last = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=w2c.dtype, device=w2c.device)
         if not torch.allclose(w2c[:, 3].detach(), last.expand(w2c.shape[0], 4), atol=1e-6):
             raise ValueError("Camera(): world_to_cam must have last row [0, 0, 0, 1] (an affine transform)")
+        rot = w2c[:, :3, :3].detach().double()
+        scale = rot.abs().amax(dim=(1, 2)).clamp_min(1e-300)
+        if not bool((torch.linalg.det(rot).abs() > 1e-9 * scale**3).all()):
+            bad = int((torch.linalg.det(rot).abs() <= 1e-9 * scale**3).nonzero()[0, 0])
+            raise ValueError(f"Camera(): world_to_cam[{bad}] is singular (its 3x3 part has determinant "
+                             f"{float(torch.linalg.det(rot[bad])):.3g}); a camera pose must be invertible")
         kd = k.detach()
         if bool((kd[:, 1, 0] != 0).any() | (kd[:, 2, 0] != 0).any() | (kd[:, 2, 1] != 0).any() | (kd[:, 2, 2] != 1).any()):
             raise ValueError("Camera(): K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]]")

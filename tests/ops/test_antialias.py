@@ -3,7 +3,7 @@ import math
 
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import TEST_DATA
 import torch
 
 from lumigrad.ops.rasterize import rasterize
@@ -171,12 +171,12 @@ def test_pos_gradient_boost_scales_only_pos():
 
 def test_topology_matches_reference_and_cache():
     trimesh = pytest.importorskip("trimesh")
-    mesh = trimesh.load(str(SHARED_DATA / "suzanne" / "suzanne.obj"), process=False, force="mesh")
+    mesh = trimesh.load(str(TEST_DATA / "open_shell.obj"), process=False, force="mesh")
     tri = torch.as_tensor(mesh.faces, dtype=torch.int64)
     topo = prepare_topology(tri, len(mesh.vertices))
     assert isinstance(topo, AntialiasTopology) and topo.opposite.dtype == torch.int32
     assert torch.equal(topo.opposite, opposite_vertices_ref(tri))
-    assert (topo.opposite == -1).any() and (topo.opposite >= 0).any()  # suzanne has boundaries
+    assert (topo.opposite == -1).any() and (topo.opposite >= 0).any()  # the shell has boundaries
     # Boundary, non-manifold (3 faces on edge 0-1) and degenerate faces all give -1.
     tri2 = torch.tensor([[0, 1, 2], [1, 0, 3], [0, 1, 4], [2, 1, 5], [5, 5, 2]])
     opp = prepare_topology(tri2, 6).opposite
