@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     **dict.fromkeys(
-        ["AntialiasTopology", "Interpolated", "Rasterized", "antialias", "build_mip", "interpolate",
-         "prepare_topology", "rasterize", "soft_rasterize", "texture"],
+        ["rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip", "edge_grad",
+         "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "SoftRasterized"],
         "lumigrad.ops",
     ),
     **dict.fromkeys(
@@ -24,13 +24,7 @@ _EXPORTS = {
 }
 _SUBPACKAGES = ("geometry", "ops", "scene", "shade", "render", "losses", "optim", "testing", "report", "tasks", "cli")
 
-__all__ = [
-    "rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip",
-    "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize",
-    "Mesh", "Camera", "AmbientLight", "DirectionalLight", "PointLight", "SHEnvironmentLight",
-    "LambertMaterial", "BlinnPhongMaterial", "GGXMaterial", "TextureParam",
-    "read_mesh", "write_mesh", "read_image", "write_image", "read_transforms_json",
-]
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -16,7 +16,8 @@ def test_demo_writes_all_outputs(tmp_path):
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["iterations"] == 30
-    assert 0 < metrics["chamfer_over_diagonal"] < 0.2
+    # The starting sphere scores 0.067 on this setting; 30 iterations reach 0.052.
+    assert 0 < metrics["chamfer_over_diagonal"] < 0.06
     assert metrics["final_loss"] < metrics["initial_loss"]
     mesh = read_mesh(out / "fitted.obj")
     assert mesh.num_faces > 100
