@@ -49,22 +49,17 @@ REC = 16
 _ZMIN_TOL = 1e-5
 # Columns per tile of the per-band max-depth grid used to skip hidden triangles.
 _TILE = 32
-# Triangles whose largest |clip coordinate| lies outside [_NORM_LO, _NORM_HI] are rescaled
-# by a power of two in _load_tri, so edge rows and det neither overflow nor underflow.
-_NORM_HI = 2.0**20
-_NORM_LO = 2.0**-20
+# A triangle whose edge rows or det overflow, or whose |det| is below this, is rescaled by a
+# power of two in _load_tri (float32's smallest normal is about 2**-126).
+_DET_TINY = 2.0**-100
 
 
 @wp.func
 def _cross_canon(ci: Any, cj: Any, vi: int, vj: int):
     # Fixed operand order per vertex pair: the shared edge of two triangles gets
     # exactly negated rows even when the compiler contracts to FMA (CUDA).
-    # Selects, not a branch: the order is data dependent and would mispredict. The operands
-    # are selected before one cross product (negation is exact), not after two.
-    fwd = vi <= vj
-    a = wp.where(fwd, ci, cj)
-    b = wp.where(fwd, cj, ci)
-    return wp.cross(a, b) * wp.where(fwd, type(ci[0])(1.0), type(ci[0])(-1.0))
+    # A select, not a branch: the order is data dependent and would mispredict.
+    return wp.where(vi <= vj, wp.cross(ci, cj), -wp.cross(cj, ci))
 
 
 @wp.func
@@ -87,25 +82,31 @@ def _load_tri(pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: in
     c1 = wp.vector(pos[i1, 0], pos[i1, 1], pos[i1, 3])
     c2 = wp.vector(pos[i2, 0], pos[i2, 1], pos[i2, 3])
     zc = wp.vector(pos[i0, 2], pos[i1, 2], pos[i2, 2])
-    # Edge rows are quadratic and det cubic in the coordinates: far from 1 they overflow
-    # (float32: |coord| ~ 1e13) or underflow. Rasterization is invariant under scaling a
-    # triangle's corners by one factor, so such triangles are scaled by a power of two
-    # (exact: in range the results are bitwise those of the unscaled triangle).
-    m = wp.max(wp.max(_vmax_abs(c0), _vmax_abs(c1)), wp.max(_vmax_abs(c2), _vmax_abs(zc)))
-    scale = type(m)(1.0)
-    if m > type(m)(_NORM_HI) or (m < type(m)(_NORM_LO) and m > type(m)(0.0)):
-        scale = type(m)(wp.pow(wp.float64(2.0), -wp.floor(wp.log2(wp.float64(m)))))
-        c0 = c0 * scale
-        c1 = c1 * scale
-        c2 = c2 * scale
-        zc = zc * scale
     r0 = _cross_canon(c1, c2, v1, v2)
     r1 = _cross_canon(c2, c0, v2, v0)
     r2 = _cross_canon(c0, c1, v0, v1)
     det = c0[0] * r0[0] + c0[1] * r0[1] + c0[2] * r0[2]
+    # Edge rows are quadratic and det cubic in the coordinates: far from 1 they overflow
+    # (float32: |coord| ~ 1e13) or underflow. Rasterization is invariant under scaling a
+    # triangle's corners by one factor, so such a triangle is scaled by a power of two and
+    # redone (exact: in range the results are bitwise those of the unscaled triangle). The
+    # test is on the results, so ordinary triangles pay one sum, not a scan of 12 values.
+    scale = type(det)(1.0)
+    chk = det + (r0[0] + r0[1] + r0[2]) + (r1[0] + r1[1] + r1[2]) + (r2[0] + r2[1] + r2[2])
+    if not wp.isfinite(chk) or wp.abs(det) < type(det)(_DET_TINY):
+        m = wp.max(wp.max(_vmax_abs(c0), _vmax_abs(c1)), wp.max(_vmax_abs(c2), _vmax_abs(zc)))
+        if m > type(m)(0.0):
+            scale = type(m)(wp.pow(wp.float64(2.0), -wp.floor(wp.log2(wp.float64(m)))))
+            c0 = c0 * scale
+            c1 = c1 * scale
+            c2 = c2 * scale
+            zc = zc * scale
+            r0 = _cross_canon(c1, c2, v1, v2)
+            r1 = _cross_canon(c2, c0, v2, v0)
+            r2 = _cross_canon(c0, c1, v0, v1)
+            det = c0[0] * r0[0] + c0[1] * r0[1] + c0[2] * r0[2]
     s = wp.sign(det)
     return c0, c1, c2, zc, r0 * s, r1 * s, r2 * s, det, scale
-
 
 
 @wp.func
@@ -310,19 +311,16 @@ def _setup_tri(
     bbox[t, 1] = x1
     bbox[t, 2] = y0
     bbox[t, 3] = y1
-    # A triangle whose bbox holds no pixel centre is never read again (not binned, no fragment, never
-    # a winner): skip its record, the costly part of the setup for meshes of sub-pixel triangles.
-    if y0 <= y1:
-        zp = _z_plane(c0, c1, c2, zc)
-        for c in range(3):
-            rec[t, c] = r0[c]
-            rec[t, 3 + c] = r1[c]
-            rec[t, 6 + c] = r2[c]
-            rec[t, 9 + c] = zp[c]
-        # A lower bound of the triangle's z_ndc (affine on screen: its minimum is at a corner),
-        # minus the rounding of the per-pixel plane evaluation; -inf-like when w crosses 0.
-        zmin = zmin - wp.float64(_ZMIN_TOL) * (wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin))
-        rec[t, 12] = pos.dtype(zmin)
-        # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
-        rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
+    zp = _z_plane(c0, c1, c2, zc)
+    for c in range(3):
+        rec[t, c] = r0[c]
+        rec[t, 3 + c] = r1[c]
+        rec[t, 6 + c] = r2[c]
+        rec[t, 9 + c] = zp[c]
+    # A lower bound of the triangle's z_ndc (affine on screen: its minimum is at a corner),
+    # minus the rounding of the per-pixel plane evaluation; -inf-like when w crosses 0.
+    zmin = zmin - wp.float64(_ZMIN_TOL) * (wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin))
+    rec[t, 12] = pos.dtype(zmin)
+    # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
+    rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
     return y0, y1

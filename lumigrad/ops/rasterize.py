@@ -340,6 +340,8 @@ class _RasterizeFn(torch.autograd.Function):
         rast, db = _forward(pos.detach(), tri, height, width, grad_db, ws=ws)
         ctx.save_for_backward(pos, tri, rast)
         ctx.with_db = grad_db
+        # An unused rast_db then arrives as None, not zeros, and its backward terms are skipped.
+        ctx.set_materialize_grads(False)
         if not grad_db:
             ctx.mark_non_differentiable(db)
         return rast, db
