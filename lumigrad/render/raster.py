@@ -89,7 +89,7 @@ def render_silhouette(
     res = (camera.height, camera.width)
     if settings.visibility == "soft":
         return soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma).alpha
-    rast, _ = rasterize(pos, faces, res)
+    rast, _ = rasterize(pos, faces, res, grad_db=False)
     alpha = (rast[..., 3:4] > 0).to(pos.dtype)
     if settings.visibility == "antialias":
         alpha = antialias(alpha, rast, pos, faces, topology=topology)
