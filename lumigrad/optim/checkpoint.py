@@ -24,7 +24,7 @@ __all__ = ["CheckpointConfig", "save_checkpoint", "load_checkpoint", "check_opti
 
 _FORMAT = "lumigrad.fit.checkpoint/1"
 # What fit() writes and reads back; a checkpoint lacking any of these cannot be resumed.
-_FIT_KEYS = (
+FIT_KEYS = (
     "iteration", "param_names", "params", "optimizer", "scheduler", "history",
     "best_loss", "best_iteration", "since_best", "elapsed", "rng",
 )
@@ -111,12 +111,17 @@ def save_checkpoint(config: CheckpointConfig, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(config: CheckpointConfig, *, restore_rng: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    config: CheckpointConfig, *, restore_rng: bool = True, required: tuple[str, ...] = ("rng",), writer: str = "fit()"
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (CPU tensors, ``weights_only``).
 
     Args:
         config: the checkpoint configuration (its path and generators).
         restore_rng: also restore the global and configured generator states.
+        required: keys the payload must have (``FIT_KEYS`` for :func:`fit`'s);
+            a file from another writer is refused with the keys it has.
+        writer: who writes such checkpoints, for the error message.
 
     Returns:
         The payload dict, tensors on the CPU.
@@ -131,11 +136,11 @@ def load_checkpoint(config: CheckpointConfig, *, restore_rng: bool = True) -> di
         raise ValueError(f"fit(): cannot read checkpoint {str(path)!r} ({exc})") from exc
     if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
         raise ValueError(f"fit(): {str(path)!r} is not a lumigrad fit checkpoint (format {_FORMAT})")
-    missing = [k for k in _FIT_KEYS if k not in obj]
+    missing = [k for k in required if k not in obj]
     if missing:
         raise ValueError(
-            f"fit(): checkpoint {str(path)!r} lacks {missing}: expected a checkpoint written by fit() with "
-            f"{list(_FIT_KEYS)}, got keys {sorted(k for k in obj if k != 'format')}"
+            f"checkpoint {str(path)!r} lacks {missing}: expected a checkpoint written by {writer} with "
+            f"{list(required)}, got keys {sorted(k for k in obj if k != 'format')}"
         )
     if restore_rng:
         _set_rng_state(obj["rng"], config.generators)

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from lumigrad.optim import _build
 from lumigrad.optim.checkpoint import (
+    FIT_KEYS,
     CheckpointConfig,
     _set_rng_state,
     check_optimizer_matches,
@@ -331,7 +332,7 @@ def fit(
     ckpt = None
     if resume:
         if Path(checkpoint.path).exists():
-            ckpt = load_checkpoint(checkpoint, restore_rng=False)  # RNGs last, once all checks pass
+            ckpt = load_checkpoint(checkpoint, restore_rng=False, required=FIT_KEYS)  # RNGs last, once all checks pass
         else:
             logger.info("fit(): no checkpoint at %s; starting from scratch", checkpoint.path)
     order = names

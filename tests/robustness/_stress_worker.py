@@ -30,7 +30,7 @@ def workload(seed: int) -> dict[str, torch.Tensor]:
     tex = torch.rand(16, 16, 3, generator=g, requires_grad=True)
     tcol = texture(tex, uv, uv_da, filter_mode="linear-mipmap-linear")
     aa = antialias(color, rast, pos, faces)
-    soft = soft_rasterize(pos, faces, res, col)
+    soft = soft_rasterize(pos, faces, res, col).color
     (aa.sum() + tcol.sum() + soft.sum()).backward()
     # One step of a silhouette fit: render, image + mesh losses, optimizer step.
     v = (verts * 0.8).clone().requires_grad_(True)
