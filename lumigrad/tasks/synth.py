@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from lumigrad.geometry.primitives import icosphere
-from lumigrad.geometry.rotations import matrix_to_axis_angle, random_rotation
+from lumigrad.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, random_rotation
 from lumigrad.render.raster import RasterSettings, render_mesh
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.datasets import write_dataset
@@ -41,6 +41,7 @@ class SynthScene:
     lights: list
     transform: ObjectTransform = field(default_factory=ObjectTransform)
     camera_distance: float = 3.0
+    symmetries: list | None = None  # object-frame rotations that map the mesh onto itself
 
 
 def default_lights(dtype=torch.float32) -> list:
@@ -58,9 +59,18 @@ def _spot(dtype):
     return SynthScene("spot", m, LambertMaterial(1.0), default_lights(dtype))
 
 
-def _knot(dtype):
-    return SynthScene("torus_knot", torus_knot(dtype=dtype), LambertMaterial(torch.tensor([0.8, 0.7, 0.6], dtype=dtype)),
+def _spot_grey(dtype):
+    m = spot_textured(dtype)
+    return SynthScene("spot_grey", Mesh(m.verts, m.faces), LambertMaterial(torch.tensor([0.9, 0.9, 0.9], dtype=dtype)),
                       default_lights(dtype))
+
+
+def _knot(dtype):
+    # The (2, 3) knot maps onto itself under rotations by 120 and 240 degrees about y.
+    sym = [axis_angle_to_matrix(torch.tensor([0.0, a, 0.0], dtype=torch.float64)).tolist()
+           for a in (0.0, 2 * math.pi / 3, 4 * math.pi / 3)]
+    return SynthScene("torus_knot", torus_knot(dtype=dtype, segments=162), LambertMaterial(torch.tensor([0.8, 0.7, 0.6], dtype=dtype)),
+                      default_lights(dtype), symmetries=sym)
 
 
 def _sphere(dtype):
@@ -87,7 +97,7 @@ def _spot_sh(dtype):
     return s
 
 
-SCENES: dict[str, Callable] = {"spot": _spot, "torus_knot": _knot, "sphere": _sphere, "spot_sh": _spot_sh}
+SCENES: dict[str, Callable] = {"spot": _spot, "spot_grey": _spot_grey, "torus_knot": _knot, "sphere": _sphere, "spot_sh": _spot_sh}
 
 
 def make_scene(name: str, *, random_pose: bool = False, seed: int = 0, dtype=torch.float32) -> SynthScene:
@@ -120,6 +130,7 @@ def ground_truth_json(scene: SynthScene) -> dict:
         "object_pose": {"rotation": m[:3, :3].double().tolist(), "translation": m[:3, 3].double().tolist(),
                         "axis_angle": matrix_to_axis_angle(m[:3, :3].double()).tolist()},
         "textured": scene.mesh.texture is not None,
+        **({"symmetries": scene.symmetries} if scene.symmetries else {}),
     }
 
 

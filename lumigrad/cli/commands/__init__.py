@@ -3,4 +3,4 @@
 Adding a command means adding a module here and its name to ``COMMANDS``; the
 modules stay independent so that they can grow without touching each other.
 """
-COMMANDS = ["demo"]
+COMMANDS = ["demo", "synth", "fit"]
