@@ -148,6 +148,12 @@ def fit_shape(data, config: ShapeConfig = ShapeConfig(), progress: bool = False)
     if gt is not None:
         gt_world = Mesh(pose.apply(gt.verts) if pose is not None else gt.verts, gt.faces)
         metrics.update(shape_metrics(mesh, gt_world))
+    if train.masks is not None:
+        with torch.no_grad():
+            a = render_silhouette(mesh.verts, mesh.faces, train.camera)
+            a0 = render_silhouette(verts, faces, train.camera)
+        metrics["train_silhouette_iou"] = silhouette_iou(a, train.masks)
+        metrics["initial_train_silhouette_iou"] = silhouette_iou(a0, train.masks)
     if held is not None and held.masks is not None:
         with torch.no_grad():
             a = render_silhouette(mesh.verts, mesh.faces, held.camera)
