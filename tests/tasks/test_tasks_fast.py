@@ -107,3 +107,13 @@ def test_fit_garment_matches_better_and_stays_outside_the_body():
     r = fit_garment(None, GarmentConfig(iterations=30, views=4, resolution=32, views_per_step=2, lr=0.006))
     assert r.metrics["silhouette_iou"] > r.metrics["initial_silhouette_iou"] + 0.05
     assert r.metrics["verts_inside_body"] == 0
+
+
+def test_fit_inverse_fits_albedo_and_light_on_the_recovered_shape(spot_data):
+    from lumigrad.tasks.inverse import InverseConfig, fit_inverse
+
+    r = fit_inverse(spot_data, InverseConfig(shape_iterations=10, appearance_iterations=20, joint_iterations=5,
+                                             views_per_step=3, holdout_every=0, lr=0.05))
+    h = r.history["appearance"]
+    assert h[-1] < 0.8 * h[0]
+    assert r.mesh.vert_colors is not None and r.metrics["train_psnr_db"] > 15.0

@@ -1,4 +1,4 @@
-"""`lumigrad fit TASK DATA ...`: inverse-rendering tasks (shape, pose, texture, material, lighting, garment).
+"""`lumigrad fit TASK DATA ...`: inverse-rendering tasks (shape, pose, texture, material, lighting, garment, inverse).
 
 Every task takes its settings as flags or from a TOML file (``--config``; flags
 win), shows a progress bar on a terminal, and writes one output folder with
@@ -22,6 +22,7 @@ TASKS = {
     "material": ("lumigrad.tasks.material", "MaterialConfig", "run_material", "constant GGX base colour, roughness, metallic under known lights", True),
     "lighting": ("lumigrad.tasks.lighting", "LightingConfig", "run_lighting", "directional + ambient lights or SH environment from images", True),
     "garment": ("lumigrad.tasks.garment", "GarmentConfig", "run_garment", "fit a template garment to target silhouettes of a body", False),
+    "inverse": ("lumigrad.tasks.inverse", "InverseConfig", "run_inverse", "joint shape + per-vertex albedo + lighting, staged", False),
 }
 
 
@@ -59,7 +60,7 @@ def _add_config_flags(p: argparse.ArgumentParser, cls) -> list[str]:
 
 
 def register(sub) -> None:
-    fit = sub.add_parser("fit", help="inverse-rendering tasks: shape, pose, texture, material, lighting, garment",
+    fit = sub.add_parser("fit", help="inverse-rendering tasks: shape, pose, texture, material, lighting, garment, inverse",
                          description=__doc__.split("\n\n")[1] if __doc__ else None)
     tasks = fit.add_subparsers(dest="task", required=True, metavar="TASK")
     for task, (mod, cfg_name, run_name, help_, needs_mesh) in TASKS.items():
