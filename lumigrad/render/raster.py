@@ -12,7 +12,6 @@ from typing import Literal, NamedTuple, Sequence
 import torch
 
 from lumigrad.ops.antialias import AntialiasTopology, antialias
-from lumigrad.ops.interpolate import interpolate
 from lumigrad.ops.rasterize import rasterize
 from lumigrad.ops.soft_rasterize import soft_rasterize
 from lumigrad.scene.camera import Camera

@@ -9,9 +9,7 @@ OBJ and GLB.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 

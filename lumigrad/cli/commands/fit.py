@@ -12,7 +12,6 @@ import json
 import sys
 import typing
 
-from lumigrad.cli.common import positive_int
 
 # task name -> (module, config class, run function, help, needs a --mesh)
 TASKS = {
