@@ -49,14 +49,14 @@ def bench_pose(out: Path, q: bool) -> list[tuple]:
     from lumigrad.tasks.pose import PoseConfig, fit_pose
 
     rows = []
-    trials = 10 if q else 50
+    trials = 6 if q else 50
     for scene in ("spot", "torus_knot"):
         data = out / f"data_pose_{scene}"
         synthesize(scene, data, views=2, resolution=64, random_pose=True, seed=5)
         ds = as_dataset(data)
         Rg = gt_pose(ds).matrix()[:3, :3]
         errs, secs = [], []
-        n = trials if scene == "spot" else max(3, trials // 5)
+        n = trials if scene == "spot" else (2 if q else 10)
         for k in range(n):
             R0 = Rg @ random_rotation_near(1, 90.0, generator=torch.Generator().manual_seed(100 + k))[0]
             t0 = time.perf_counter()
@@ -85,12 +85,12 @@ def bench_lighting(out: Path, q: bool) -> list[tuple]:
     from lumigrad.tasks.lighting import LightingConfig, run_lighting
 
     data = out / "data_spot_grey_light"
-    synthesize("spot_grey", data, views=12, resolution=64 if q else 128)
-    m = run_lighting(data, out / "lighting_dir", LightingConfig(iterations=300))
+    synthesize("spot_grey", data, views=12, resolution=48 if q else 128)
+    m = run_lighting(data, out / "lighting_dir", LightingConfig(iterations=200 if q else 300, views_per_step=4 if q else 6))
     rows = [("lighting Spot 2 directional + ambient", "max direction error (deg)", m["direction_error_deg_max"], "< 1", m["seconds_total"])]
     data = out / "data_spot_sh"
-    synthesize("spot_sh", data, views=12, resolution=64 if q else 128)
-    m = run_lighting(data, out / "lighting_sh", LightingConfig(model="sh", iterations=300))
+    synthesize("spot_sh", data, views=12, resolution=48 if q else 128)
+    m = run_lighting(data, out / "lighting_sh", LightingConfig(model="sh", iterations=200 if q else 300, views_per_step=4 if q else 6))
     rows.append(("lighting Spot SH order 2", "relative coefficient error", m["sh_relative_error"], "<= 0.05", m["seconds_total"]))
     return rows
 
@@ -99,8 +99,8 @@ def bench_material(out: Path, q: bool) -> list[tuple]:
     from lumigrad.tasks.material import MaterialConfig, run_material
 
     data = out / "data_sphere"
-    synthesize("sphere", data, views=12, resolution=64 if q else 128)
-    m = run_material(data, out / "material", MaterialConfig(iterations=300))
+    synthesize("sphere", data, views=12, resolution=48 if q else 128)
+    m = run_material(data, out / "material", MaterialConfig(iterations=200 if q else 300, views_per_step=3 if q else 4))
     return [("material GGX sphere", "roughness error", m["roughness_error"], "<= 0.05", m["seconds_total"]),
             ("", "metallic error", m["metallic_error"], "<= 0.05", None),
             ("", "base colour max error", m["base_color_error_max"], "", None)]
