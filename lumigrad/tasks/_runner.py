@@ -188,7 +188,7 @@ class TaskOutput:
 <html lang="en"><head><meta charset="utf-8"><title>lumigrad {html.escape(self.task)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}figure{{display:inline-block;margin:1em}}
-img{{max-width:100%;image-rendering:pixelated}}</style></head>
+img{{min-width:320px;max-width:100%;image-rendering:pixelated}}</style></head>
 <body><h1>lumigrad {html.escape(self.task)}</h1><p>{html.escape(summary)}</p>
 <h2>Metrics</h2><table>{''.join(rows)}</table>
 <h2>Figures</h2>{figs}
