@@ -127,7 +127,8 @@ def fit_inverse(data, config: InverseConfig = InverseConfig(), progress: bool = 
                 continue
             out = render_mesh(final, s.camera, LambertMaterial(1.0), fitted_lights, RasterSettings(), topology=topo)
             metrics[f"{label}_psnr_db"] = psnr(out.image, s.images)
-    history = {"shape": shape.history.loss, "appearance": h2.history.loss, "joint": h3.history.loss}
+    history = {"shape": shape.history.loss, "appearance": h2.history.loss, "joint": h3.history.loss,
+               "appearance_image": h2.history.terms["image"]}
     return InverseResult(final, fitted_lights, metrics, history, train, held)
 
 
@@ -146,6 +147,6 @@ def run_inverse(data, out_dir, config: InverseConfig = InverseConfig(), progress
         got = render_mesh(r.mesh, views.camera[torch.tensor(idx)], LambertMaterial(1.0), r.lights, RasterSettings()).image
     out.grid([[views.images[i], got[i], (views.images[i] - got[i]).abs() * 4] for i in idx],
              ["target" + (" (held out)" if r.held is not None else ""), "result", "|diff| x4"])
-    out.loss_curve({f"{k} loss": v for k, v in r.history.items()}, "fit inverse loss (per stage)")
+    out.loss_curve({f"{k} loss": r.history[k] for k in ("shape", "appearance", "joint")}, "fit inverse loss (per stage)")
     out.turntable(turntable_frames([r.mesh], [LambertMaterial(1.0)], r.lights, n=16, resolution=80))
     return out.finish(r.metrics, config, "Recovered shape, per-vertex albedo and lighting.")
