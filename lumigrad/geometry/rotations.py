@@ -7,6 +7,8 @@ of Rotation Representations in Neural Networks", CVPR 2019) is the first two
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -18,6 +20,13 @@ __all__ = [
     "axis_angle_to_matrix",
     "rotation_6d_to_matrix",
     "matrix_to_rotation_6d",
+    "matrix_to_axis_angle",
+    "quaternion_multiply",
+    "quaternion_invert",
+    "rotation_angle",
+    "random_rotation",
+    "random_rotation_near",
+    "rotation_to_matrix",
 ]
 
 
@@ -146,3 +155,157 @@ def matrix_to_rotation_6d(matrix: Tensor) -> Tensor:
     check_trailing("matrix_to_rotation_6d", "matrix", matrix, (3, 3), "[..., 3, 3]")
     return matrix[..., :2, :].reshape(matrix.shape[:-2] + (6,))
 
+
+
+def matrix_to_axis_angle(matrix: Tensor) -> Tensor:
+    """Rotation vectors (axis * angle, angle in ``[0, pi]``) from rotation matrices.
+
+    Goes through :func:`matrix_to_quaternion` (stable near 0 and 180 degrees);
+    inverse of :func:`axis_angle_to_matrix` for angles below pi.
+
+    Args:
+        matrix: ``[..., 3, 3]`` rotation matrices.
+
+    Returns:
+        ``[..., 3]`` rotation vectors (radians). Differentiable.
+    """
+    check_trailing("matrix_to_axis_angle", "matrix", matrix, (3, 3), "[..., 3, 3]")
+    q = matrix_to_quaternion(matrix)
+    w, xyz = q[..., :1], q[..., 1:]
+    s2 = (xyz * xyz).sum(-1, keepdim=True)
+    small = s2 < 1e-12
+    s = torch.sqrt(torch.where(small, torch.ones_like(s2), s2))
+    angle = 2.0 * torch.atan2(s, w)
+    # angle / sin(angle / 2) -> 2 (1 + s^2 / 6) as s -> 0.
+    factor = torch.where(small, 2.0 / w.clamp_min(1e-12) * (1 + s2 / 6), angle / s)
+    return xyz * factor
+
+
+def quaternion_multiply(a: Tensor, b: Tensor) -> Tensor:
+    """Hamilton product ``a * b`` of ``(w, x, y, z)`` quaternions (rotation ``b`` first, then ``a``).
+
+    ``quaternion_to_matrix(quaternion_multiply(a, b)) == quaternion_to_matrix(a) @ quaternion_to_matrix(b)``.
+
+    Args:
+        a: ``[..., 4]``.
+        b: ``[..., 4]`` (broadcast against ``a``).
+
+    Returns:
+        ``[..., 4]`` (not re-normalised). Differentiable.
+    """
+    check_trailing("quaternion_multiply", "a", a, (4,), "[..., 4] (w, x, y, z)")
+    check_trailing("quaternion_multiply", "b", b, (4,), "[..., 4] (w, x, y, z)")
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )
+
+
+def quaternion_invert(quat: Tensor) -> Tensor:
+    """Inverse rotation of unit quaternions: the conjugate ``(w, -x, -y, -z)``."""
+    check_trailing("quaternion_invert", "quat", quat, (4,), "[..., 4] (w, x, y, z)")
+    return quat * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=quat.dtype, device=quat.device)
+
+
+def rotation_angle(r1: Tensor, r2: Tensor | None = None, *, degrees: bool = False) -> Tensor:
+    """Geodesic angle between rotations: the angle of ``r1^T r2`` (or of ``r1`` alone).
+
+    Computed as ``2 atan2(|xyz|, |w|)`` of the relative quaternion, which is
+    accurate for tiny angles (unlike ``acos((tr - 1) / 2)``).
+
+    Args:
+        r1: ``[..., 3, 3]`` rotation matrices.
+        r2: optional ``[..., 3, 3]`` (broadcast against ``r1``).
+        degrees: return degrees instead of radians.
+
+    Returns:
+        ``[...]`` angles in ``[0, pi]`` (or ``[0, 180]``).
+    """
+    check_trailing("rotation_angle", "r1", r1, (3, 3), "[..., 3, 3]")
+    rel = r1
+    if r2 is not None:
+        check_trailing("rotation_angle", "r2", r2, (3, 3), "[..., 3, 3]")
+        rel = r1.transpose(-1, -2) @ r2
+    q = matrix_to_quaternion(rel)
+    ang = 2.0 * torch.atan2(q[..., 1:].norm(dim=-1), q[..., 0].abs())
+    return torch.rad2deg(ang) if degrees else ang
+
+
+def _check_n(fn: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{fn}(): n must be a positive int, got {n!r}")
+    return n
+
+
+def random_rotation(
+    n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32, device=None
+) -> Tensor:
+    """``n`` rotation matrices drawn uniformly (Haar measure) from SO(3).
+
+    Uses normalised 4D Gaussian quaternions, which are uniform on the 3-sphere.
+
+    Returns:
+        ``[n, 3, 3]``.
+    """
+    _check_n("random_rotation", n)
+    q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
+    return quaternion_to_matrix(q).to(dtype=dtype, device=device)
+
+
+def random_rotation_near(
+    n: int, max_angle_deg: float, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+    device=None,
+) -> Tensor:
+    """``n`` rotations drawn uniformly (Haar measure) from the ball of angle <= ``max_angle_deg`` about identity.
+
+    Rejection sampling from :func:`random_rotation` would waste most samples
+    for small balls, so the angle is drawn from the Haar density restricted to
+    the ball, ``p(t) ~ 1 - cos t``, by inverse-CDF on a fine grid, and the
+    axis uniformly.
+
+    Returns:
+        ``[n, 3, 3]``; ``R0 @ random_rotation_near(...)`` perturbs ``R0``.
+    """
+    fn = "random_rotation_near"
+    _check_n(fn, n)
+    if not (0.0 < float(max_angle_deg) <= 180.0):
+        raise ValueError(f"{fn}(): max_angle_deg must be in (0, 180], got {max_angle_deg!r}")
+    tmax = math.radians(float(max_angle_deg))
+    grid = torch.linspace(0.0, tmax, 4097, dtype=torch.float64)
+    cdf = grid - torch.sin(grid)  # integral of 1 - cos t
+    u = torch.rand(n, generator=generator, dtype=torch.float64) * cdf[-1]
+    idx = torch.searchsorted(cdf, u).clamp(1, grid.numel() - 1)
+    c0, c1 = cdf[idx - 1], cdf[idx]
+    t = grid[idx - 1] + (u - c0) / (c1 - c0).clamp_min(1e-300) * (grid[idx] - grid[idx - 1])
+    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator, dtype=torch.float64), dim=-1)
+    return axis_angle_to_matrix(axis * t[:, None]).to(dtype=dtype, device=device)
+
+
+def rotation_to_matrix(rotation: Tensor) -> Tensor:
+    """Any supported rotation parameterisation, told apart by its trailing shape, to matrices.
+
+    ``[..., 3, 3]`` matrix (returned as is), ``[..., 4]`` quaternion ``(w, x, y, z)``,
+    ``[..., 3]`` axis-angle, ``[..., 6]`` 6D representation.
+    """
+    if not isinstance(rotation, Tensor):
+        raise TypeError(f"rotation_to_matrix(): rotation must be a torch.Tensor, got {type(rotation).__name__}")
+    if rotation.ndim >= 2 and tuple(rotation.shape[-2:]) == (3, 3):
+        return rotation
+    last = rotation.shape[-1] if rotation.ndim else 0
+    if last == 4:
+        return quaternion_to_matrix(rotation)
+    if last == 3:
+        return axis_angle_to_matrix(rotation)
+    if last == 6:
+        return rotation_6d_to_matrix(rotation)
+    raise ValueError(
+        "rotation_to_matrix(): rotation must be [..., 3, 3] (matrix), [..., 4] (quaternion w, x, y, z), "
+        f"[..., 3] (axis-angle) or [..., 6] (6D), got {list(rotation.shape)}"
+    )

@@ -235,9 +235,29 @@ def _host_values(total, terms, params):
         vals.append(torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else v, dtype=torch.float64).reshape(()).to(dev))
     grad_names = [n for n, p in params.items() if p.grad is not None]
     vals += [torch.isfinite(params[n].grad).all().to(device=dev, dtype=torch.float64) for n in grad_names]
+    # Whether each gradient has any non-zero entry (for the zero-gradient warning; same sync).
+    vals += [(params[n].grad != 0).any().to(device=dev, dtype=torch.float64) for n in grad_names]
     host = torch.stack(vals).tolist()
     k = 1 + len(term_names)
-    return host[0], dict(zip(term_names, host[1:k])), dict(zip(grad_names, host[k:])), grad_names
+    g = len(grad_names)
+    nonzero = dict(zip(grad_names, host[k + g:]))
+    return host[0], dict(zip(term_names, host[1:k])), dict(zip(grad_names, host[k:k + g])), grad_names, nonzero
+
+
+def _warn_gradless(params, grad_names, nonzero, warned: set) -> None:
+    """Warn once per parameter that gets no gradient or an all-zero one."""
+    for name in params:
+        if name in warned:
+            continue
+        if name not in grad_names:
+            warned.add(name)
+            logger.warning("fit(): parameter %r received no gradient: it does not reach the loss "
+                           "(detached, unused, or a copy of it is used instead)", name)
+        elif nonzero.get(name, 1.0) == 0.0:
+            warned.add(name)
+            logger.warning("fit(): parameter %r has an all-zero gradient: it is unused, or clamped where the clamp "
+                           "has zero slope (e.g. GGX roughness < 0.02, metallic outside [0, 1]); it will not move",
+                           name)
 
 
 def fit(
@@ -380,6 +400,7 @@ def fit(
             "since_best": since_best, "elapsed": state.elapsed, "stop_reason": reason,
         }
 
+    warned: set[str] = set()
     t0 = time.perf_counter()
     # A resumed fit that already meets the stopping rule (e.g. re-running a finished script) does nothing.
     reason = stop.reason(start, history.loss[-1], since_best) if ckpt is not None and history.loss else None
@@ -392,7 +413,7 @@ def fit(
             opt.zero_grad(set_to_none=True)
             total, terms = _split_loss(closure(it), it)
             total.backward()
-            loss, term_vals, grad_ok, grad_names = _host_values(total, terms, state.params)
+            loss, term_vals, grad_ok, grad_names, nonzero = _host_values(total, terms, state.params)
             if not math.isfinite(loss):
                 raise RuntimeError(_nan_message(f"loss is {loss}", it, checkpoint, last_saved))
             bad = [n for n in grad_names if grad_ok[n] != 1.0]
@@ -402,6 +423,8 @@ def fit(
                 )
             if it == start and not grad_names:
                 logger.warning("fit(): no parameter received a gradient at iteration %d", it)
+            elif it == start:
+                _warn_gradless(state.params, grad_names, nonzero, warned)
             lrs_used = {g["name"]: float(g["lr"]) for g in opt.param_groups}
             opt.step()
             if state.scheduler is not None:

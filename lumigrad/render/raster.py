@@ -21,15 +21,14 @@ from typing import Literal, NamedTuple, Sequence
 
 import torch
 
-from lumigrad.geometry.normals import safe_normalize, vertex_normals
 from lumigrad.ops.antialias import AntialiasTopology, antialias
 from lumigrad.ops.edge_grad import edge_grad
-from lumigrad.ops.interpolate import interpolate
 from lumigrad.ops.rasterize import rasterize
 from lumigrad.ops.soft_rasterize import soft_rasterize
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.mesh import Mesh
-from lumigrad.shade import shade
+from lumigrad.scene.scene import ObjectTransform
+from lumigrad.render._shading import check_shading, default_material, shade_pixels
 
 __all__ = ["RasterSettings", "RenderOutput", "render_mesh", "render_silhouette", "VISIBILITY_METHODS"]
 
@@ -101,75 +100,91 @@ def render_silhouette(
 def render_mesh(
     mesh: Mesh,
     camera: Camera,
-    material,
-    lights: Sequence,
+    material=None,
+    lights: Sequence = (),
     settings: RasterSettings = RasterSettings(),
-    verts: torch.Tensor | None = None,  # [V, 3] or [B, V, 3] world; overrides mesh.verts (same topology)
+    verts: torch.Tensor | None = None,  # [V, 3] or [B, V, 3] object frame; overrides mesh.verts (same topology)
     topology: AntialiasTopology | None = None,
+    *,
+    transform: ObjectTransform | None = None,
+    shading: str = "phong",
 ) -> RenderOutput:
     """Render a shaded mesh from every view of ``camera``.
 
     Args:
-        mesh: geometry, topology, optional UVs (``mesh.uvs``/``mesh.faces_uvs``)
-            and optional vertex colours, which multiply the shaded colour.
+        mesh: geometry, topology, optional UVs (``mesh.uvs``/``mesh.faces_uvs``),
+            optional ``texture`` and vertex colours; the texture (sampled at the
+            pixel UVs) and the vertex colours multiply the shaded colour.
         camera: batched camera (B views).
-        material: a material from :mod:`lumigrad.scene.materials`.
+        material: a material from :mod:`lumigrad.scene.materials` or
+            :class:`lumigrad.shade.PhongMaterial`; ``None`` is Lambert with
+            albedo 1, so a textured OBJ/GLB renders with its own colours.
         lights: lights from :mod:`lumigrad.scene.lights`.
         settings: visibility mode and background.
         verts: optional vertex positions replacing ``mesh.verts`` (for fitting).
         topology: cached :func:`lumigrad.ops.prepare_topology` of ``mesh.faces``
             for the "edge" and "antialias" methods (built on every call when None).
+        transform: optional object-to-world :class:`lumigrad.scene.ObjectTransform`
+            applied to the vertices before projection (batched transforms give
+            one pose per view).
+        shading: ``"phong"`` (per-pixel, interpolated normals), ``"flat"``
+            (per-face normals) or ``"gouraud"`` (per-vertex, interpolated colour).
 
     Returns:
         :class:`RenderOutput`; ``image`` receives gradients w.r.t. vertices,
-        camera, material, lights and textures.
+        transform, camera, material, lights and textures.
     """
+    check_shading("render_mesh", shading)
+    material = default_material(material, mesh.dtype)
     verts = mesh.verts if verts is None else verts
+    if transform is not None:
+        verts = transform.apply(verts)
     faces = mesh.faces
     res = (camera.height, camera.width)
     pos = camera.project(verts)  # [B, V, 4]
     rast, rast_db = rasterize(pos, faces, res)
     B = rast.shape[0]
     verts_b = verts if verts.ndim == 3 else verts[None].expand(B, -1, -1)
+    textures = [(mesh.texture, 0, mesh.num_faces)] if mesh.texture is not None else []
+    rgb, normals, mask = shade_pixels(
+        "render_mesh", verts_b, faces, rast, rast_db, camera, [(material, 0, mesh.num_faces)], lights,
+        shading=shading, uvs=mesh.uvs, faces_uvs=mesh.faces_uvs, textures=textures, vert_colors=mesh.vert_colors,
+    )
 
-    # One interpolation pass for every per-vertex attribute.
-    attrs = [verts_b, vertex_normals(verts_b, faces)]
-    if mesh.vert_colors is not None:
-        attrs.append(mesh.vert_colors[..., :3].expand(B, -1, -1) if mesh.vert_colors.ndim == 2 else mesh.vert_colors[..., :3])
-    gbuf, _ = interpolate(torch.cat(attrs, dim=-1), rast, faces)
-    points, normals = gbuf[..., 0:3], safe_normalize(gbuf[..., 3:6])
-    uv = uv_da = None
-    if mesh.uvs is not None:
-        uv, uv_da = interpolate(mesh.uvs, rast, mesh.faces_uvs, rast_db=rast_db, diff_attrs="all")
-    mask = (rast[..., 3:4] > 0).to(verts.dtype)
-    eye = camera.camera_center()[:, None, None, :]  # [B, 1, 1, 3]
-    view_dirs = safe_normalize(eye - points)
-    rgb = shade(material, lights, points=points, normals=normals, view_dirs=view_dirs, uv=uv, uv_da=uv_da, mask=mask)
-    if mesh.vert_colors is not None:
-        # Vertex colours modulate the shaded colour (e.g. baked albedo variation).
-        rgb = rgb * gbuf[..., 6:9]
-    rgb = rgb * mask
-    normals = normals * mask
+    image, alpha = composite(rgb, mask, rast, pos, faces, settings, topology)
+    return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
 
+
+def composite(
+    rgb: torch.Tensor,  # [B, H, W, 3] shaded colour, premultiplied by mask
+    mask: torch.Tensor,  # [B, H, W, 1] hard coverage
+    rast: torch.Tensor,  # [B, H, W, 4]
+    pos: torch.Tensor,  # [B, V, 4] clip
+    faces: torch.Tensor,  # [F, 3]
+    settings: RasterSettings,
+    topology: AntialiasTopology | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Composite over the background with the visibility method of ``settings``: ``(image, alpha)``.
+
+    The one place where a visibility method meets a shaded G-buffer, shared by
+    :func:`render_mesh` and :func:`lumigrad.render.scene.render_scene`.
+    """
     bg = torch.tensor(settings.background, dtype=rgb.dtype, device=rgb.device)
     if settings.visibility == "soft":
+        res = tuple(rast.shape[1:3])
         alpha = soft_rasterize(pos, faces, res, sigma=settings.sigma, gamma=settings.gamma).alpha
         # Unpremultiplied colour wherever the soft edge reaches, so d image / d alpha = colour - background.
         reach = math.ceil(_soft_reach_pixels(settings.sigma, res)) + 1
-        image = alpha * _extend_colors(rgb, mask, reach) + (1 - alpha) * bg
-        return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
-    # Colours are premultiplied by coverage (rgb was masked above).
+        return alpha * _extend_colors(rgb, mask, reach) + (1 - alpha) * bg, alpha
     image = rgb + (1 - mask) * bg
     if settings.visibility == "antialias":
         rgba = antialias(torch.cat([rgb, mask], dim=-1), rast, pos, faces, topology=topology)
         alpha = rgba[..., 3:4]
-        image = rgba[..., :3] + (1 - alpha) * bg
-    elif settings.visibility == "edge":
+        return rgba[..., :3] + (1 - alpha) * bg, alpha
+    if settings.visibility == "edge":
         rgba = edge_grad(torch.cat([image, mask], dim=-1), rast, pos, faces, topology=topology)
-        image, alpha = rgba[..., :3], rgba[..., 3:4]
-    else:
-        alpha = mask
-    return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
+        return rgba[..., :3], rgba[..., 3:4]
+    return image, mask
 
 
 def _soft_reach_pixels(sigma: float, resolution: tuple[int, int]) -> float:

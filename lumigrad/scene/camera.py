@@ -18,7 +18,7 @@ from lumigrad.geometry.conventions import opencv_to_opengl_cam_to_world, opengl_
 from lumigrad.geometry.projection import intrinsics_from_fov, orthographic_clip_from_K, perspective_clip_from_K
 from lumigrad.geometry.transforms import look_at_world_to_cam, transform_points
 
-__all__ = ["Camera", "Rays"]
+__all__ = ["Camera", "Rays", "PyTorch3DCameraParams"]
 
 _PROJECTIONS = ("perspective", "orthographic")
 
@@ -47,6 +47,26 @@ class Rays(NamedTuple):
 
     origins: Tensor
     dirs: Tensor
+
+
+class PyTorch3DCameraParams(NamedTuple):
+    """PyTorch3D ``PerspectiveCameras`` / ``OrthographicCameras`` arguments (``in_ndc=True``).
+
+    Attributes:
+        R: ``[B, 3, 3]`` row-vector world-to-view rotation.
+        T: ``[B, 3]`` translation (``X_view = X_world @ R + T``).
+        focal_length: ``[B, 2]`` NDC focal lengths.
+        principal_point: ``[B, 2]`` NDC principal point.
+        image_size: ``(H, W)``.
+        orthographic: True for ``OrthographicCameras``.
+    """
+
+    R: Tensor
+    T: Tensor
+    focal_length: Tensor
+    principal_point: Tensor
+    image_size: tuple[int, int]
+    orthographic: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,6 +252,152 @@ class Camera:
         if K is None:
             return cls.from_fov(fov_y_deg, width, height, w2c, near, far)
         return cls(w2c, K, width, height, near, far)
+
+    @classmethod
+    def from_pytorch3d(
+        cls,
+        R: Tensor,
+        T: Tensor,
+        *,
+        image_size: tuple[int, int],
+        camera_type: Literal["fov_perspective", "perspective", "fov_orthographic", "orthographic"] = "fov_perspective",
+        fov_deg=60.0,
+        aspect_ratio: float = 1.0,
+        focal_length=1.0,
+        principal_point=(0.0, 0.0),
+        in_ndc: bool = True,
+        min_x: float = -1.0,
+        max_x: float = 1.0,
+        min_y: float = -1.0,
+        max_y: float = 1.0,
+        scale_xyz=(1.0, 1.0, 1.0),
+        near: float = 0.01,
+        far: float = 100.0,
+    ) -> "Camera":
+        """From PyTorch3D camera parameters (conventions in docs/conventions.md, "PyTorch3D").
+
+        PyTorch3D's ``R [B, 3, 3]``, ``T [B, 3]`` act on row vectors,
+        ``X_view = X_world @ R + T``, in a view frame with +X left, +Y up, +Z
+        forward; its NDC has the shorter image side spanning [-1, 1], +X left,
+        +Y up. So ``world_to_cam`` (OpenCV) is ``diag(-1, -1, 1) @ [R^T | T]``
+        and, with ``s = min(H, W) / 2``:
+
+        * ``"fov_perspective"`` (``FoVPerspectiveCameras``): ``fy = s / tan(fov / 2)``,
+          ``fx = fy / aspect_ratio``, principal point at the image centre.
+        * ``"perspective"`` (``PerspectiveCameras``): with ``in_ndc=True``,
+          ``fx = s * focal_x``, ``cx = W/2 - s * px`` (same for y); with
+          ``in_ndc=False`` ``focal_length`` and ``principal_point`` are already
+          pixels (``fx``, ``cx``).
+        * ``"fov_orthographic"`` (``FoVOrthographicCameras``): ``fx = 2 s
+          scale_x / (max_x - min_x)``, ``cx = W/2 + s (max_x + min_x) / (max_x - min_x)``.
+        * ``"orthographic"`` (``OrthographicCameras``): as ``"perspective"``
+          without the division by depth.
+
+        Args:
+            R: ``[B, 3, 3]`` or ``[3, 3]`` PyTorch3D rotation (row-vector convention).
+            T: ``[B, 3]`` or ``[3]`` PyTorch3D translation.
+            image_size: ``(H, W)`` in pixels, PyTorch3D's order.
+            camera_type: which PyTorch3D camera class the parameters belong to.
+            fov_deg: field of view in degrees (FoV perspective).
+            aspect_ratio: FoV perspective aspect ratio (PyTorch3D's default 1).
+            focal_length: float, ``[B]`` or ``[B, 2]`` (NDC units when ``in_ndc``).
+            principal_point: ``(px, py)`` or ``[B, 2]`` (NDC units when ``in_ndc``).
+            in_ndc: whether ``focal_length``/``principal_point`` are in NDC.
+            min_x, max_x, min_y, max_y: FoV orthographic view-volume bounds.
+            scale_xyz: FoV orthographic per-axis scale (z is ignored).
+            near: near plane (camera z).
+            far: far plane.
+
+        Returns:
+            A :class:`Camera`; ``project_to_pixels`` gives the pixels PyTorch3D's
+            ``transform_points_screen`` gives (with +0.5 pixel centres).
+        """
+        fn = "Camera.from_pytorch3d"
+        for name, t in (("R", R), ("T", T)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{fn}(): {name} must be a torch.Tensor, got {type(t).__name__}")
+        rot = _batched("R", R, (3, 3))
+        trans = _batched("T", T, (3,))
+        if trans.dtype != rot.dtype or trans.device != rot.device:
+            raise ValueError(f"{fn}(): R and T must share dtype and device, got {_desc(rot)} and {_desc(trans)}")
+        try:
+            h, w = (int(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"{fn}(): image_size must be (H, W) ints, got {image_size!r}") from None
+        if h <= 0 or w <= 0:
+            raise ValueError(f"{fn}(): image_size must be positive (H, W), got {image_size!r}")
+        types = ("fov_perspective", "perspective", "fov_orthographic", "orthographic")
+        if camera_type not in types:
+            raise ValueError(f"{fn}(): camera_type must be one of {types}, got {camera_type!r}")
+        b = max(rot.shape[0], trans.shape[0])
+        rot, trans = rot.expand(b, 3, 3), trans.expand(b, 3)
+        dt, dev = rot.dtype, rot.device
+        flip = torch.tensor([-1.0, -1.0, 1.0], dtype=dt, device=dev)
+        top = torch.cat([flip[:, None] * rot.transpose(1, 2), (flip * trans)[..., None]], dim=-1)
+        last = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dt, device=dev).expand(b, 1, 4)
+        w2c = torch.cat([top, last], dim=1)
+        s = min(h, w) / 2.0
+
+        def pair(v, name):
+            t = torch.as_tensor(v, dtype=dt, device=dev)
+            if t.ndim == 0:
+                t = t.reshape(1, 1).expand(b, 2)
+            elif t.ndim == 1:
+                t = t.reshape(1, 2) if name != "focal_length" else t[:, None].expand(-1, 2)
+            if t.shape[-1] != 2 or t.shape[0] not in (1, b):
+                raise ValueError(f"{fn}(): {name} must be a float, [B] or [B, 2], got {list(t.shape)}")
+            return t.expand(b, 2)
+
+        projection = "orthographic" if camera_type.endswith("orthographic") else "perspective"
+        if camera_type == "fov_perspective":
+            fov = torch.as_tensor(fov_deg, dtype=dt, device=dev).reshape(-1).expand(b)
+            if not bool(((fov > 0) & (fov < 180)).all()):
+                raise ValueError(f"{fn}(): fov_deg must be in (0, 180), got {fov_deg!r}")
+            fy = s / torch.tan(torch.deg2rad(fov) / 2)
+            fx = fy / float(aspect_ratio)
+            cx, cy = torch.full_like(fx, w / 2), torch.full_like(fx, h / 2)
+        elif camera_type == "fov_orthographic":
+            if not (max_x > min_x and max_y > min_y):
+                raise ValueError(f"{fn}(): need max_x > min_x and max_y > min_y, got x [{min_x}, {max_x}], "
+                                 f"y [{min_y}, {max_y}]")
+            sc = pair(torch.as_tensor(scale_xyz, dtype=dt, device=dev)[..., :2], "scale_xyz")
+            fx = 2 * s * sc[:, 0] / (max_x - min_x)
+            fy = 2 * s * sc[:, 1] / (max_y - min_y)
+            cx = torch.full_like(fx, w / 2 + s * (max_x + min_x) / (max_x - min_x))
+            cy = torch.full_like(fy, h / 2 + s * (max_y + min_y) / (max_y - min_y))
+        else:
+            f, pp = pair(focal_length, "focal_length"), pair(principal_point, "principal_point")
+            if in_ndc:
+                fx, fy = s * f[:, 0], s * f[:, 1]
+                cx, cy = w / 2 - s * pp[:, 0], h / 2 - s * pp[:, 1]
+            else:
+                fx, fy, cx, cy = f[:, 0], f[:, 1], pp[:, 0], pp[:, 1]
+        zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+        k = torch.stack([torch.stack([fx, zero, cx], -1), torch.stack([zero, fy, cy], -1),
+                         torch.stack([zero, zero, one], -1)], dim=-2)
+        return cls(w2c, k, w, h, near, far, projection)
+
+    def to_pytorch3d(self) -> "PyTorch3DCameraParams":
+        """Inverse of :meth:`from_pytorch3d` as ``PerspectiveCameras`` / ``OrthographicCameras`` NDC parameters.
+
+        Returns:
+            :class:`PyTorch3DCameraParams` ``(R [B,3,3], T [B,3], focal_length [B,2],
+            principal_point [B,2], image_size (H, W), orthographic)``, in NDC
+            (``in_ndc=True``). Needs a rigid ``world_to_cam`` and zero skew.
+        """
+        fn = "Camera.to_pytorch3d"
+        if bool((self.K[:, 0, 1].detach() != 0).any()):
+            raise ValueError(f"{fn}(): PyTorch3D cameras have no skew; K[0, 1] must be 0")
+        flip = torch.tensor([-1.0, -1.0, 1.0], dtype=self.dtype, device=self.device)
+        m, t = self.world_to_cam[:, :3, :3], self.world_to_cam[:, :3, 3]
+        rot = (flip[:, None] * m).transpose(1, 2)
+        trans = flip * t
+        s = min(self.height, self.width) / 2.0
+        k = self.K
+        focal = torch.stack([k[:, 0, 0], k[:, 1, 1]], -1) / s
+        pp = torch.stack([(self.width / 2 - k[:, 0, 2]) / s, (self.height / 2 - k[:, 1, 2]) / s], -1)
+        return PyTorch3DCameraParams(rot, trans, focal, pp, (self.height, self.width),
+                                     self.projection == "orthographic")
 
     # -- basic properties ------------------------------------------------------
 

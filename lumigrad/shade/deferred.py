@@ -13,6 +13,7 @@ from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SH
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert, _normalize
 from lumigrad.shade.lighting import _eval_light, _match, _sh_irradiance
+from lumigrad.shade.phong import PhongMaterial, _phong_specular
 
 __all__ = ["shade", "sample_param"]
 
@@ -84,7 +85,7 @@ def _as_light_list(fn: str, lights) -> list:
 
 
 def shade(
-    material: LambertMaterial | BlinnPhongMaterial | GGXMaterial,
+    material: LambertMaterial | BlinnPhongMaterial | GGXMaterial | PhongMaterial,
     lights,  # a light or a sequence of lights
     *,
     points: Tensor,  # [B, H, W, 3] world
@@ -155,6 +156,8 @@ def shade(
 
     n = _normalize(normals)
     v = _normalize(view_dirs)
+    ka = None  # ambient reflectance when it differs from kd (PhongMaterial)
+    direct = None  # radiance per unit irradiance, given l and max(n.l, 0), when not brdf(l) * cos
     if isinstance(material, LambertMaterial):
         albedo = param("albedo", material.albedo)
         kd = albedo
@@ -168,23 +171,29 @@ def shade(
         r, m = param("roughness", material.roughness), param("metallic", material.metallic)
         kd = (1.0 - m.clamp(0.0, 1.0)) * c
         brdf = lambda l: _ggx(n, l, v, c, r, m)  # noqa: E731
+    elif isinstance(material, PhongMaterial):
+        kd, ks = param("diffuse", material.diffuse), param("specular", material.specular)
+        s, ka = param("shininess", material.shininess), param("ambient", material.ambient)
+        direct = lambda l, cos: kd * cos + ks * _phong_specular(n, l, v, s)  # noqa: E731
+        brdf = None
     else:
         raise TypeError(
-            f"{fn}(): material must be LambertMaterial, BlinnPhongMaterial or GGXMaterial, got {type(material).__name__}"
+            f"{fn}(): material must be LambertMaterial, BlinnPhongMaterial, GGXMaterial or PhongMaterial, "
+            f"got {type(material).__name__}"
         )
 
     rgb = torch.zeros_like(points)
     for i, light in enumerate(light_list):
         name = f"lights[{i}]"
         if isinstance(light, AmbientLight):
-            rgb = rgb + _match(fn, f"{name}.color", light.color, points) * kd
+            rgb = rgb + _match(fn, f"{name}.color", light.color, points) * (kd if ka is None else ka)
         elif isinstance(light, SHEnvironmentLight):
             coeffs = _match(fn, f"{name}.coeffs", light.coeffs, points)
             rgb = rgb + (kd / math.pi) * _sh_irradiance(coeffs, n)
         else:
             l, e_perp = _eval_light(fn, light, points, name=name)
             cos = (n * l).sum(-1, keepdim=True).clamp_min(0.0)
-            rgb = rgb + brdf(l) * e_perp * cos
+            rgb = rgb + (brdf(l) * cos if direct is None else direct(l, cos)) * e_perp
     if not light_list:
         _log.debug("shade(): no lights given; returning black")
     if mask is not None:

@@ -7,7 +7,6 @@ rendered with analytic edge antialiasing, so silhouette gradients move vertices.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -26,6 +25,7 @@ from lumigrad.scene.io import read_mesh, write_mesh
 from lumigrad.scene.lights import AmbientLight, DirectionalLight
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.mesh import Mesh
+from lumigrad.scene.rigs import orbit_cameras, turntable_cameras
 
 __all__ = ["ReconstructConfig", "ReconstructResult", "reconstruct", "spot_mesh", "orbit_cameras", "run_demo"]
 
@@ -65,19 +65,6 @@ def spot_mesh(dtype=torch.float32) -> Mesh:
     verts = verts - (lo + hi) / 2
     verts = verts / verts.norm(dim=-1).max()
     return Mesh(verts=verts, faces=mesh.faces)
-
-
-def orbit_cameras(n: int, resolution: int, distance: float = 3.0, fov_y_deg: float = 40.0, dtype=torch.float32) -> Camera:
-    """``n`` cameras on a Fibonacci sphere looking at the origin."""
-    i = torch.arange(n, dtype=torch.float64) + 0.5
-    phi = torch.acos(1 - 2 * i / n)
-    theta = math.pi * (1 + 5**0.5) * i
-    eye = torch.stack([torch.sin(phi) * torch.cos(theta), torch.cos(phi), torch.sin(phi) * torch.sin(theta)], -1)
-    eye = (eye * distance).to(dtype)
-    target = torch.zeros_like(eye)
-    # An up vector never parallel to the view direction.
-    up = torch.where(eye[:, 1:2].abs() > 0.9 * distance, torch.tensor([[0.0, 0.0, 1.0]], dtype=dtype), torch.tensor([[0.0, 1.0, 0.0]], dtype=dtype))
-    return Camera.look_at(eye, target, up=up, fov_y_deg=fov_y_deg, width=resolution, height=resolution)
 
 
 def _scene(dtype):
@@ -209,8 +196,5 @@ def run_demo(out_dir: str | Path = "out/demo", views: int = 16, resolution: int 
 
 
 def orbit_turntable(n: int, resolution: int, distance: float = 3.0, elevation_deg: float = 20.0) -> Camera:
-    """``n`` cameras circling the origin at a fixed elevation."""
-    a = torch.linspace(0, 2 * math.pi, n + 1)[:-1]
-    el = math.radians(elevation_deg)
-    eye = torch.stack([torch.sin(a) * math.cos(el), torch.full_like(a, math.sin(el)), torch.cos(a) * math.cos(el)], -1) * distance
-    return Camera.look_at(eye, torch.zeros_like(eye), up=torch.tensor([[0.0, 1.0, 0.0]]).expand(n, 3), fov_y_deg=40.0, width=resolution, height=resolution)
+    """``n`` cameras circling the origin at a fixed elevation (see :func:`lumigrad.scene.rigs.turntable_cameras`)."""
+    return turntable_cameras(n, resolution, distance=distance, elevation_deg=elevation_deg)

@@ -3,4 +3,4 @@
 Adding a command means adding a module here and its name to ``COMMANDS``; the
 modules stay independent so that they can grow without touching each other.
 """
-COMMANDS = ["demo", "view", "nerf", "splat", "trace"]
+COMMANDS = ["demo", "synth", "fit", "view", "nerf", "splat", "trace"]

@@ -1,0 +1,151 @@
+"""Full-quality runs of the inverse-rendering tasks on synthetic data with known ground truth; prints a table.
+
+    PYTHONPATH=. python bench/tasks.py                 # full quality (slow on a CPU)
+    PYTHONPATH=. python bench/tasks.py --quick         # smaller images / fewer trials
+    PYTHONPATH=. python bench/tasks.py --only pose,lighting
+
+Targets (issue 10): shape Chamfer <= 1 % of the diagonal and normal consistency >= 0.95 (Spot, 24 views,
+256^2); DTU held-out silhouette IoU >= 0.95; pose >= 90 % of trials below 2 degrees from within 90 degrees;
+texture >= 30 dB on visible texels, >= 32 dB held out; lighting direction error < 1 degree, SH within 5 %;
+material within 0.05; garment IoU >= 0.95 with no vertex inside the body.
+Results are also written to out/bench_tasks/results.json (and each task's output folder).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lumigrad.geometry.rotations import random_rotation_near
+from lumigrad.tasks._common import as_dataset, gt_pose
+from lumigrad.tasks.synth import synthesize
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def bench_shape(out: Path, q: bool) -> list[tuple]:
+    from lumigrad.tasks.shape import ShapeConfig, run_shape
+
+    res = 96 if q else 256
+    data = out / "data_spot_grey"
+    synthesize("spot_grey", data, views=24, resolution=res)
+    m = run_shape(data, out / "shape_spot", ShapeConfig(iterations=400))
+    rows = [("shape Spot 24 views %d^2" % res, "Chamfer/diag", m["chamfer_over_diagonal"], "<= 0.01", m["seconds_total"]),
+            ("", "normal consistency", m["normal_consistency"], ">= 0.95", None)]
+    dtu = SHARED / "dtu_scan65_neus_400x300"
+    if dtu.is_dir():
+        m = run_shape(dtu, out / "shape_dtu", ShapeConfig(iterations=300, downscale=4 if q else 2, holdout_every=7,
+                                                          init_radius=0.5))
+        rows.append(("shape DTU65 held-out (every 7th)", "silhouette IoU", m["heldout_silhouette_iou"], ">= 0.95", m["seconds_total"]))
+    return rows
+
+
+def bench_pose(out: Path, q: bool) -> list[tuple]:
+    from lumigrad.tasks.pose import PoseConfig, fit_pose
+
+    rows = []
+    trials = 6 if q else 50
+    for scene in ("spot", "torus_knot"):
+        data = out / f"data_pose_{scene}"
+        synthesize(scene, data, views=2, resolution=64, random_pose=True, seed=5)
+        ds = as_dataset(data)
+        Rg = gt_pose(ds).matrix()[:3, :3]
+        errs, secs = [], []
+        n = trials if scene == "spot" else (2 if q else 10)
+        for k in range(n):
+            R0 = Rg @ random_rotation_near(1, 90.0, generator=torch.Generator().manual_seed(100 + k))[0]
+            t0 = time.perf_counter()
+            r = fit_pose(ds, None, PoseConfig(seed=k), init=(R0, torch.zeros(3)))
+            secs.append(time.perf_counter() - t0)
+            errs.append(r.metrics["rotation_error_deg"])
+            print(f"  pose {scene} trial {k}: init {r.metrics['initial_rotation_error_deg']:.1f} deg -> "
+                  f"{errs[-1]:.3f} deg ({secs[-1]:.0f} s)", flush=True)
+        frac = sum(e < 2.0 for e in errs) / len(errs)
+        rows.append((f"pose {scene} ({n} trials, 2 views 64^2)", "fraction < 2 deg", frac, ">= 0.90", statistics.median(secs)))
+        rows.append(("", "median rotation error (deg)", statistics.median(errs), "", None))
+    return rows
+
+
+def bench_texture(out: Path, q: bool) -> list[tuple]:
+    from lumigrad.tasks.texture import TextureConfig, run_texture
+
+    data = out / "data_spot"
+    synthesize("spot", data, views=24, resolution=96 if q else 128)
+    m = run_texture(data, out / "texture", TextureConfig(iterations=200 if q else 400))
+    return [("texture Spot 128^2 texels", "PSNR visible texels (dB)", m["texture_psnr_visible_db"], ">= 30", m["seconds_total"]),
+            ("", "PSNR held-out views (dB)", m["heldout_psnr_db"], ">= 32", None)]
+
+
+def bench_lighting(out: Path, q: bool) -> list[tuple]:
+    from lumigrad.tasks.lighting import LightingConfig, run_lighting
+
+    data = out / "data_spot_grey_light"
+    synthesize("spot_grey", data, views=12, resolution=48 if q else 128)
+    m = run_lighting(data, out / "lighting_dir", LightingConfig(iterations=200 if q else 300, views_per_step=4 if q else 6))
+    rows = [("lighting Spot 2 directional + ambient", "max direction error (deg)", m["direction_error_deg_max"], "< 1", m["seconds_total"])]
+    data = out / "data_spot_sh"
+    synthesize("spot_sh", data, views=12, resolution=48 if q else 128)
+    m = run_lighting(data, out / "lighting_sh", LightingConfig(model="sh", iterations=200 if q else 300, views_per_step=4 if q else 6))
+    rows.append(("lighting Spot SH order 2", "relative coefficient error", m["sh_relative_error"], "<= 0.05", m["seconds_total"]))
+    return rows
+
+
+def bench_material(out: Path, q: bool) -> list[tuple]:
+    from lumigrad.tasks.material import MaterialConfig, run_material
+
+    data = out / "data_sphere"
+    synthesize("sphere", data, views=12, resolution=48 if q else 128)
+    m = run_material(data, out / "material", MaterialConfig(iterations=200 if q else 300, views_per_step=3 if q else 4))
+    return [("material GGX sphere", "roughness error", m["roughness_error"], "<= 0.05", m["seconds_total"]),
+            ("", "metallic error", m["metallic_error"], "<= 0.05", None),
+            ("", "base colour max error", m["base_color_error_max"], "", None)]
+
+
+def bench_garment(out: Path, q: bool) -> list[tuple]:
+    from lumigrad.tasks.garment import GarmentConfig, run_garment
+
+    m = run_garment(None, out / "garment", GarmentConfig(iterations=300, resolution=64 if q else 96))
+    return [("garment (procedural body)", "silhouette IoU", m["silhouette_iou"], ">= 0.95", m["seconds_total"]),
+            ("", "vertices inside the body", m["verts_inside_body"], "0", None)]
+
+
+BENCHES = {"shape": bench_shape, "pose": bench_pose, "texture": bench_texture, "lighting": bench_lighting,
+           "material": bench_material, "garment": bench_garment}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller images and fewer pose trials")
+    ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES))
+    ap.add_argument("--out", default="out/bench_tasks", help="output folder")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    results_path = out / "results.json"
+    for name in args.only.split(","):
+        if name not in BENCHES:
+            print(f"bench/tasks.py: unknown task {name!r}", file=sys.stderr)
+            return 2
+        t0 = time.perf_counter()
+        print(f"== {name}", flush=True)
+        new = BENCHES[name](out, args.quick)
+        rows += new
+        prev = json.loads(results_path.read_text()) if results_path.exists() else {}
+        prev[name] = {"rows": [list(r) for r in new], "seconds": time.perf_counter() - t0, "quick": args.quick}
+        results_path.write_text(json.dumps(prev, indent=2))
+    print(f"\n{'case':44s} {'metric':30s} {'value':>10s} {'target':>9s} {'seconds':>8s}")
+    for case, metric, value, target, secs in rows:
+        v = f"{value:.4g}" if isinstance(value, float) else str(value)
+        s = f"{secs:.0f}" if secs is not None else ""
+        print(f"{case:44s} {metric:30s} {v:>10s} {target:>9s} {s:>8s}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
