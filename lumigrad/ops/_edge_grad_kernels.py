@@ -31,20 +31,20 @@ INTERSECT = 3
 
 
 @wp.func
+def _area2(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int):
+    """Twice the signed screen-space area of triangle rows r0, r1, r2 (> 0: one facing)."""
+    return (scr[r1, 0] - scr[r0, 0]) * (scr[r2, 1] - scr[r0, 1]) - (scr[r1, 1] - scr[r0, 1]) * (scr[r2, 0] - scr[r0, 0])
+
+
+@wp.func
 def _bary(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, px: Any, py: Any):
     """Screen-space (affine) barycentrics of point (px, py) in triangle rows r0, r1, r2; area 0 -> all 0."""
-    x0 = scr[r0, 0]
-    y0 = scr[r0, 1]
-    x1 = scr[r1, 0]
-    y1 = scr[r1, 1]
-    x2 = scr[r2, 0]
-    y2 = scr[r2, 1]
-    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    area = _area2(scr, r0, r1, r2)
     zero = px - px
     if area == zero:
         return zero, zero, zero, zero
-    l0 = ((x1 - px) * (y2 - py) - (y1 - py) * (x2 - px)) / area
-    l1 = ((x2 - px) * (y0 - py) - (y2 - py) * (x0 - px)) / area
+    l0 = ((scr[r1, 0] - px) * (scr[r2, 1] - py) - (scr[r1, 1] - py) * (scr[r2, 0] - px)) / area
+    l1 = ((scr[r2, 0] - px) * (scr[r0, 1] - py) - (scr[r2, 1] - py) * (scr[r0, 0] - px)) / area
     return l0, l1, type(px)(1.0) - l0 - l1, area
 
 
@@ -233,8 +233,7 @@ def _coord(scr: wp.array2d(dtype=Any), r: int, axis: int):
 
 @wp.func
 def _facing(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int):
-    area = (scr[r1, 0] - scr[r0, 0]) * (scr[r2, 1] - scr[r0, 1]) - (scr[r1, 1] - scr[r0, 1]) * (scr[r2, 0] - scr[r0, 0])
-    return area > scr.dtype(0.0)
+    return _area2(scr, r0, r1, r2) > scr.dtype(0.0)
 
 
 @wp.func
@@ -316,20 +315,12 @@ def _walk_to_contour(
 
 @wp.func
 def _slope(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, d: int):
-    """d z_ndc / d(axis) of the triangle's plane (axis X for d = 0, Y for d = 1)."""
-    x0 = scr[r0, 0]
-    y0 = scr[r0, 1]
-    x1 = scr[r1, 0]
-    y1 = scr[r1, 1]
-    x2 = scr[r2, 0]
-    y2 = scr[r2, 1]
-    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-    z0 = scr[r0, 2]
-    z1 = scr[r1, 2]
-    z2 = scr[r2, 2]
-    if d == 0:
-        return (z0 * (y1 - y2) + z1 * (y2 - y0) + z2 * (y0 - y1)) / area
-    return (z0 * (x2 - x1) + z1 * (x0 - x2) + z2 * (x1 - x0)) / area
+    """d z_ndc / d(axis) of the triangle's plane (axis X for d = 0, Y for d = 1): the depth step over one pixel."""
+    # From the first vertex (barycentrics (1, 0, 0)), so float32 loses nothing to far extrapolation.
+    x = scr[r0, 0]
+    y = scr[r0, 1]
+    m0, m1, m2, area = _bary(scr, r0, r1, r2, x + scr.dtype(1 - d), y + scr.dtype(d))
+    return _depth(scr, r0, r1, r2, m0, m1, m2) - scr[r0, 2]
 
 
 @wp.kernel
