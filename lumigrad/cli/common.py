@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import os
 from pathlib import Path
 
@@ -15,6 +17,49 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def progress_bar(args: argparse.Namespace, total: int, desc: str):
+    """A tqdm bar on a terminal, None under ``--quiet`` or when stderr is not a TTY."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, dynamic_ncols=True)
+
+
+def run_training(args: argparse.Namespace, desc: str, train, summary_keys: tuple[str, ...], written: str) -> int:
+    """Run ``train(progress)`` with a progress bar; Ctrl-C exits 130 pointing at the checkpoint to resume."""
+    bar = progress_bar(args, args.iterations, desc)
+
+    def progress(step, total, info):
+        if bar is not None:
+            bar.n = step
+            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}, refresh=True)
+
+    try:
+        metrics = train(progress)
+    except KeyboardInterrupt:
+        print(f"lumigrad: interrupted; checkpoint saved to {args.out}/checkpoint.pt (continue with --resume)",
+              file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    print(json.dumps({k: metrics[k] for k in summary_keys}, indent=2))
+    print(f"wrote {args.out}/ ({written})")
+    return 0
 
 
 def check_output_dir(flag: str, path: str) -> Path:

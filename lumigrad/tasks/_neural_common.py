@@ -14,6 +14,17 @@ from lumigrad.report import image_grid, save_image, save_metrics
 __all__ = ["progress_fraction", "save_psnr_curve", "image_metrics", "save_eval_grid", "composite_white"]
 
 
+def check_config(config, int_fields: tuple[str, ...]) -> None:
+    """Validate a training config: the named fields are ints >= 1, ``minutes`` is None or > 0."""
+    cls = type(config).__name__
+    for name in int_fields:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{cls}(): {name} must be an int >= 1, got {v!r}")
+    if config.minutes is not None and not config.minutes > 0:
+        raise ValueError(f"{cls}(): minutes must be > 0, got {config.minutes!r}")
+
+
 def progress_fraction(step: int, iterations: int, elapsed_s: float, minutes: float | None) -> float:
     """How far training is, in [0, 1]: the larger of the step and wall-clock fractions."""
     frac = step / max(iterations, 1)

@@ -58,13 +58,8 @@ class NerfConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("iterations", "samples_per_batch", "init_rays", "max_rays", "occ_resolution", "occ_every",
-                     "eval_every", "checkpoint_every", "holdout_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"NerfConfig(): {name} must be an int >= 1, got {v!r}")
-        if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(f"NerfConfig(): minutes must be > 0, got {self.minutes!r}")
+        common.check_config(self, ("iterations", "samples_per_batch", "init_rays", "max_rays", "occ_resolution", "occ_every",
+                                   "eval_every", "checkpoint_every", "holdout_every"))
         if len(self.aabb) != 6 or not all(self.aabb[i] < self.aabb[i + 3] for i in range(3)):
             raise ValueError(f"NerfConfig(): aabb must be (xmin, ymin, zmin, xmax, ymax, zmax), got {self.aabb!r}")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,15 +61,10 @@ class SplatConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("iterations", "init_points", "densify_every", "eval_every", "checkpoint_every", "holdout_every",
-                     "sh_every", "reset_opacity_every", "max_gaussians"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"SplatConfig(): {name} must be an int >= 1, got {v!r}")
+        common.check_config(self, ("iterations", "init_points", "densify_every", "eval_every", "checkpoint_every",
+                                   "holdout_every", "sh_every", "reset_opacity_every", "max_gaussians"))
         if not 0 <= self.sh_degree <= 3:
             raise ValueError(f"SplatConfig(): sh_degree must be in [0, 3], got {self.sh_degree!r}")
-        if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(f"SplatConfig(): minutes must be > 0, got {self.minutes!r}")
 
 
 def _optimizer(model: GaussianModel, config: SplatConfig, extent: float) -> torch.optim.Adam:

@@ -3,19 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from lumigrad.cli.common import positive_int
+from lumigrad.cli.common import positive_float, positive_int, progress_bar, run_training
 
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
 
 
 def register(sub) -> None:
@@ -25,7 +15,7 @@ def register(sub) -> None:
     t.add_argument("data", help="dataset folder with transforms_train.json (+ val/test) and images")
     t.add_argument("--out", default="out/nerf", help="output folder (default: out/nerf)")
     t.add_argument("--iterations", type=positive_int, default=4000, help="training steps (default: 4000)")
-    t.add_argument("--minutes", type=_positive_float, default=None, help="wall-clock budget; stop when reached")
+    t.add_argument("--minutes", type=positive_float, default=None, help="wall-clock budget; stop when reached")
     t.add_argument("--eval-every", type=positive_int, default=500, help="held-out PSNR every N steps (default: 500)")
     t.add_argument("--checkpoint-every", type=positive_int, default=200, help="checkpoint every N steps (default: 200)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -38,17 +28,10 @@ def register(sub) -> None:
     r.add_argument("--frames", type=positive_int, default=24, help="turntable frames (default: 24)")
     r.add_argument("--mesh", action="store_true", help="also extract mesh.obj by marching cubes")
     r.add_argument("--mesh-resolution", type=positive_int, default=128, help="marching-cubes grid (default: 128)")
-    r.add_argument("--level", type=_positive_float, default=10.0, help="density iso-level (default: 10)")
+    r.add_argument("--level", type=positive_float, default=10.0, help="density iso-level (default: 10)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_render)
 
-
-def _bar(args, total, desc):
-    if args.quiet or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, dynamic_ncols=True)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -56,32 +39,16 @@ def _train(args: argparse.Namespace) -> int:
 
     config = NerfConfig(iterations=args.iterations, minutes=args.minutes, eval_every=args.eval_every,
                         checkpoint_every=args.checkpoint_every, seed=args.seed)
-    bar = _bar(args, args.iterations, "nerf")
-
-    def progress(step, total, info):
-        if bar is not None:
-            bar.n = step
-            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}, refresh=True)
-
-    try:
-        metrics = train_nerf(args.data, args.out, config, resume=args.resume, progress=progress)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        print(f"lumigrad: interrupted; checkpoint saved to {args.out}/checkpoint.pt (continue with --resume)",
-              file=sys.stderr)
-        return 130
-    if bar is not None:
-        bar.close()
-    print(json.dumps({k: metrics[k] for k in ("psnr", "ssim", "iterations", "train_seconds", "eval_split")}, indent=2))
-    print(f"wrote {args.out}/ (checkpoint.pt, metrics.json, psnr.png, eval_grid.png)")
-    return 0
+    return run_training(
+        args, "nerf", lambda progress: train_nerf(args.data, args.out, config, resume=args.resume, progress=progress),
+        ("psnr", "ssim", "iterations", "train_seconds", "eval_split"), "checkpoint.pt, metrics.json, psnr.png, eval_grid.png",
+    )
 
 
 def _render(args: argparse.Namespace) -> int:
     from lumigrad.tasks.nerf import render_nerf_outputs
 
-    bar = _bar(args, args.frames, "turntable")
+    bar = progress_bar(args, args.frames, "turntable")
     res = render_nerf_outputs(args.checkpoint, args.out, turntable_frames=args.frames, mesh=args.mesh,
                               mesh_resolution=args.mesh_resolution, mesh_level=args.level,
                               progress=(lambda i, n: bar.update(1)) if bar is not None else None)

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from lumigrad.cli.commands.nerf import _bar, _positive_float
-from lumigrad.cli.common import positive_int
+from lumigrad.cli.common import positive_float, positive_int, progress_bar, run_training
 
 
 def register(sub) -> None:
@@ -16,7 +14,7 @@ def register(sub) -> None:
     t.add_argument("data", help="dataset folder with transforms_train.json (+ val/test) and images")
     t.add_argument("--out", default="out/splat", help="output folder (default: out/splat)")
     t.add_argument("--iterations", type=positive_int, default=3000, help="training steps (default: 3000)")
-    t.add_argument("--minutes", type=_positive_float, default=None, help="wall-clock budget; stop when reached")
+    t.add_argument("--minutes", type=positive_float, default=None, help="wall-clock budget; stop when reached")
     t.add_argument("--init-points", type=positive_int, default=20000, help="random initial Gaussians (default: 20000)")
     t.add_argument("--eval-every", type=positive_int, default=500, help="held-out PSNR every N steps (default: 500)")
     t.add_argument("--checkpoint-every", type=positive_int, default=200, help="checkpoint every N steps (default: 200)")
@@ -38,32 +36,17 @@ def _train(args: argparse.Namespace) -> int:
 
     config = SplatConfig(iterations=args.iterations, minutes=args.minutes, init_points=args.init_points,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
-    bar = _bar(args, args.iterations, "splat")
-
-    def progress(step, total, info):
-        if bar is not None:
-            bar.n = step
-            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}, refresh=True)
-
-    try:
-        metrics = train_splat(args.data, args.out, config, resume=args.resume, progress=progress)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        print(f"lumigrad: interrupted; checkpoint saved to {args.out}/checkpoint.pt (continue with --resume)",
-              file=sys.stderr)
-        return 130
-    if bar is not None:
-        bar.close()
-    print(json.dumps({k: metrics[k] for k in ("psnr", "ssim", "iterations", "train_seconds", "gaussians")}, indent=2))
-    print(f"wrote {args.out}/ (checkpoint.pt, gaussians.ply, metrics.json, psnr.png, eval_grid.png)")
-    return 0
+    return run_training(
+        args, "splat", lambda progress: train_splat(args.data, args.out, config, resume=args.resume, progress=progress),
+        ("psnr", "ssim", "iterations", "train_seconds", "gaussians"),
+        "checkpoint.pt, gaussians.ply, metrics.json, psnr.png, eval_grid.png",
+    )
 
 
 def _render(args: argparse.Namespace) -> int:
     from lumigrad.tasks.splat import render_splat_outputs
 
-    bar = _bar(args, args.frames, "turntable")
+    bar = progress_bar(args, args.frames, "turntable")
     res = render_splat_outputs(args.source, args.out, data_dir=args.data, turntable_frames=args.frames,
                                progress=(lambda i, n: bar.update(1)) if bar is not None else None)
     if bar is not None:

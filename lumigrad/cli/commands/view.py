@@ -6,6 +6,8 @@ import sys
 import threading
 import webbrowser
 
+from lumigrad.cli.common import positive_float
+
 
 
 def _port(text: str) -> int:
@@ -17,15 +19,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port in [0, 65535], got {value}")
     return value
 
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
-    return value
 
 
 def register(sub) -> None:
@@ -40,8 +33,8 @@ def register(sub) -> None:
     view.add_argument("--port", type=_port, default=8765, help="TCP port on 127.0.0.1; 0 picks a free one (default: 8765)")
     view.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     view.add_argument("--no-browser", action="store_true", help="do not open a browser; just print the URL")
-    view.add_argument("--poll", type=_seconds, default=1.0, help="seconds between the page's update checks (default: 1)")
-    view.add_argument("--exit-after", type=_seconds, default=None, metavar="SECONDS",
+    view.add_argument("--poll", type=positive_float, default=1.0, help="seconds between the page's update checks (default: 1)")
+    view.add_argument("--exit-after", type=positive_float, default=None, metavar="SECONDS",
                       help="stop the server after this many seconds (for scripts and tests; default: run until Ctrl-C)")
     view.set_defaults(func=_run)
 
