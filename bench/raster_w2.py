@@ -5,7 +5,9 @@ directional light) -> visibility method -> MSE vs a constant 0.25 image ->
 backward to the vertex positions. Icospheres 4 / 6 / 8 (5k / 82k / 1.3M
 triangles) at 256^2 / 512^2 / 512^2, camera at distance 3, 45 degree FoV.
 
-Columns (median ms): ``edge`` (lumigrad's default visibility, ``edge_grad``),
+Columns (median ms): ``edge`` (``edge_grad`` on the shading), ``edge+rim``
+(what ``render_mesh`` runs by default: ``edge_rim`` before the shading, then
+``edge_grad(..., rim=)``),
 ``antialias`` (lumigrad's nvdiffrast-style op), ``drtk`` (DRTK's CPU kernels:
 rasterize -> render -> interpolate -> ``edge_grad_estimator``), and the ratio
 edge / drtk. DRTK is used when ``import drtk`` works; build its CPU kernels with
@@ -72,19 +74,21 @@ def lumigrad_step(verts, faces, light, res: int, visibility: str, topology=None,
     import torch
 
     from lumigrad.geometry.normals import vertex_normals
-    from lumigrad.ops import antialias, edge_grad, interpolate, rasterize
+    from lumigrad.ops import antialias, edge_grad, edge_rim, interpolate, rasterize
     from lumigrad.scene.camera import Camera
 
     cam = Camera.look_at(torch.tensor([0.0, 0.0, DIST]), torch.zeros(3), width=res, height=res, fov_y_deg=FOV_Y_DEG)
     scale = torch.ones((), requires_grad=True)
     v = verts * scale
     pos = cam.project(v)
-    rast, _ = rasterize(pos, faces, (res, res), workspace=workspace)
-    normals = interpolate(vertex_normals(v, faces)[None], rast, faces).out
+    # rast_db only where edge_rim needs it (its screen-space Jacobian); DRTK computes none.
+    rast, rast_db = rasterize(pos, faces, (res, res), grad_db=visibility == "edge+rim", workspace=workspace)
+    rim = edge_rim(rast, rast_db, pos, faces) if visibility == "edge+rim" else None
+    normals = interpolate(vertex_normals(v, faces)[None], rast if rim is None else rim.rast, faces).out
     mask = (rast[..., 3:] > 0).float()
     shade = 0.7 * (torch.nn.functional.normalize(normals, dim=-1) @ light).clamp(min=0)[..., None] * mask
-    if visibility == "edge":
-        shade = edge_grad(shade, rast, pos, faces, topology=topology)
+    if visibility in ("edge", "edge+rim"):
+        shade = edge_grad(shade, rast, pos, faces, topology=topology, rim=rim)
     else:
         shade = antialias(shade, rast, pos, faces, topology=topology)
     ((shade - 0.25) ** 2).mean().backward()
@@ -124,6 +128,7 @@ def run(reps: int = 7, quick: bool = False) -> list[dict]:
         topo, ws = prepare_topology(faces, verts.shape[0]), RasterizeWorkspace()
         fns = {
             "edge": lambda: lumigrad_step(verts, faces, light, res, "edge", topo, ws),
+            "edge+rim": lambda: lumigrad_step(verts, faces, light, res, "edge+rim", topo, ws),
             "antialias": lambda: lumigrad_step(verts, faces, light, res, "antialias", topo, ws),
         }
         if drtk is not None:
@@ -133,12 +138,14 @@ def run(reps: int = 7, quick: bool = False) -> list[dict]:
         row.update(_timed(fns, reps))
         if "drtk" in row:
             row["edge/drtk"] = row["edge"] / row["drtk"]
+            row["edge+rim/drtk"] = row["edge+rim"] / row["drtk"]
         rows.append(row)
         print(row, flush=True)
     return rows
 
 
-COLUMNS = ["case", "F", "res", "edge", "antialias", "drtk", "edge/drtk", "d/ds edge", "d/ds antialias", "d/ds drtk"]
+COLUMNS = ["case", "F", "res", "edge", "edge+rim", "antialias", "drtk", "edge/drtk", "edge+rim/drtk", "d/ds edge", "d/ds edge+rim",
+           "d/ds antialias", "d/ds drtk"]
 
 
 def table(rows: list[dict]) -> str:

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     **dict.fromkeys(
-        ["rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip", "edge_grad",
+        ["rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip", "edge_grad", "edge_rim", "EdgeRim",
          "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "SoftRasterized"],
         "lumigrad.ops",
     ),

@@ -1,6 +1,6 @@
 """Differentiable rendering ops on raw tensors (clip-space positions in, images out)."""
 from lumigrad.ops.antialias import AntialiasTopology, antialias, prepare_topology
-from lumigrad.ops.edge_grad import edge_grad
+from lumigrad.ops.edge_grad import EdgeRim, edge_grad, edge_rim
 from lumigrad.ops.interpolate import Interpolated, interpolate
 from lumigrad.ops.rasterize import Rasterized, rasterize
 from lumigrad.ops.soft_rasterize import SoftRasterized, soft_rasterize
@@ -9,6 +9,6 @@ from lumigrad.ops.trace import RayHits, Reattached, TraceBVH, intersect, occlude
 
 __all__ = [
     "rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip",
-    "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "SoftRasterized", "edge_grad",
+    "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "SoftRasterized", "edge_grad", "edge_rim", "EdgeRim",
     "TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach",
 ]

@@ -142,8 +142,10 @@ def _slope(v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return torch.where(d == 0, sx, sy)
 
 
-def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, *, topology=None) -> torch.Tensor:
-    """Reference :func:`lumigrad.ops.edge_grad` (same contract)."""
+def edge_grad_ref(
+    color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, *, topology=None, rim=None
+) -> torch.Tensor:
+    """Reference :func:`lumigrad.ops.edge_grad` (same contract; ``rim`` from :func:`edge_rim_ref` or ``edge_rim``)."""
     B, H, W, C = color.shape
     pos3 = pos if pos.ndim == 3 else pos[None]
     Bp, V, _ = pos3.shape
@@ -205,7 +207,44 @@ def edge_grad_ref(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tr
         cross = weight * (ga * da - za + zb - gb * db) / den
         shift = torch.where(ok, cross, shift)
     flat = color.reshape(B * H * W, C)
-    jump = colour_jump(flat.detach(), all_codes, pairs, H, W)
+    jump = colour_jump(flat.detach(), all_codes, pairs, H, W, rim=rim is not None)
     delta = 0.5 * jump * shift[:, None]
     out = flat.index_add(0, p0, delta).index_add(0, p1, delta)
     return out.view(B, H, W, C)
+
+
+def edge_rim_ref(rast: torch.Tensor, rast_db: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor):
+    """Reference :func:`lumigrad.ops.edge_rim`: ``(rast, codes)`` from :func:`classify_ref`.
+
+    The projected backward comes from plain autograd: ``uv' = uv_0 + M (uv - uv_0)``
+    with ``M = J K J^-1`` (J = d(u, v)/d(X, Y) from ``rast_db``, K the kept
+    axes) has ``uv``'s value and pulls ``g`` back to ``M^T g = J^-T K J^T g``.
+    """
+    B, H, W, _ = rast.shape
+    pos3 = pos if pos.ndim == 3 else pos[None]
+    Bp, V, _ = pos3.shape
+    tri_l = tri.long()
+    scr = screen_vertices(pos3.detach(), H, W).reshape(Bp * V, 4)
+    ids = rast[..., 3].detach().reshape(-1).long() - 1
+    pix = torch.arange(B * H * W, device=rast.device)
+    vbase = (pix // (H * W)) * V * int(Bp > 1)
+    with torch.no_grad():
+        code, pairs = classify_ref(scr, ids, tri_l, B, H, W, vbase)
+    codes = torch.zeros(B * H * W, 2, dtype=torch.int32, device=rast.device)
+    codes.view(-1)[pairs] = code.to(torch.int32)
+    keep = torch.ones(B * H * W, 2, dtype=rast.dtype, device=rast.device)
+    active = code != NONE
+    p0, p1 = pair_geometry(pairs[active], W)
+    owner = torch.where(code[active] == OWNER_FIRST, p0, p1)
+    owns = (code[active] == OWNER_FIRST) | (code[active] == OWNER_SECOND)
+    keep[owner[owns], (pairs[active] % 2)[owns]] = 0
+    J = rast_db.detach().reshape(-1, 2, 2)  # rows (u, v), columns (X, Y)
+    det = torch.linalg.det(J)
+    ok = (keep.min(-1).values < 1) & (det.abs() > 1e-12 * J[:, 0].abs().sum(-1) * J[:, 1].abs().sum(-1))
+    eye = torch.eye(2, dtype=rast.dtype, device=rast.device).expand_as(J)
+    Jsafe = torch.where(ok[:, None, None], J, eye)
+    M = torch.where(ok[:, None, None], Jsafe @ torch.diag_embed(keep) @ torch.linalg.inv(Jsafe), eye)
+    uv = rast.reshape(-1, 4)[:, :2]
+    uv_new = uv.detach() + (M @ (uv - uv.detach())[..., None])[..., 0]
+    out = torch.cat([uv_new, rast.reshape(-1, 4)[:, 2:]], dim=-1).view_as(rast)
+    return out, codes

@@ -47,6 +47,8 @@ visibility gradient. Pure-torch spec: :mod:`lumigrad.ops._edge_grad_ref`.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import warp as wp
 
@@ -55,7 +57,7 @@ from lumigrad.ops._common import first_order, launch, reduce_rows, to_warp, warp
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
 
-__all__ = ["edge_grad"]
+__all__ = ["EdgeRim", "edge_grad", "edge_rim"]
 
 _FN = "edge_grad"
 # Extrapolated planes that miss the other surface's depth by more than this
@@ -77,6 +79,7 @@ def edge_grad(
     tri: torch.Tensor,  # [F, 3] int
     *,
     topology: AntialiasTopology | None = None,
+    rim: EdgeRim | None = None,
 ) -> torch.Tensor:
     """Identity on ``color`` whose backward adds visibility gradients to ``pos``.
 
@@ -91,6 +94,9 @@ def edge_grad(
         topology: cached :func:`lumigrad.ops.prepare_topology` of ``tri`` (its
             face adjacency lets the backward walk to the exact contour edge);
             built in every backward when None.
+        rim: the :func:`edge_rim` of ``rast`` whose ``rast`` the colours were
+            shaded from (its pair codes are reused, and the owner's colour is
+            taken at its rim pixel's inner border, see :func:`edge_rim`).
 
     Returns:
         ``color`` (same values). Gradients flow to ``color`` unchanged and, from
@@ -127,11 +133,87 @@ def edge_grad(
     tri = check_faces(_FN, tri, pos3.shape[1])
     if topology is not None:
         _check_topology(topology, tri.shape[0], pos3.shape[1], tri.device)
+    if rim is not None:
+        _check_rim(rim, B * H * W, color.device)
     if not (torch.is_grad_enabled() and (pos.requires_grad or color.requires_grad)):
         return color
     check_finite(_FN, "pos", pos)
     ids = _triangle_ids(rast, tri.shape[0])
-    return _EdgeGradFn.apply(color, pos3, ids, tri, topology)
+    codes = None if rim is None else rim.codes
+    return _EdgeGradFn.apply(color, pos3, ids, tri, topology, codes)
+
+
+class EdgeRim(NamedTuple):
+    """:func:`edge_rim`'s result: ``rast`` to shade from, and the pair codes :func:`edge_grad` reuses."""
+
+    rast: torch.Tensor  # [B, H, W, 4] same values as the input; see edge_rim for its backward
+    codes: torch.Tensor  # [B*H*W, 2] int32: per pixel, its pair to the right (0) and below (1)
+
+
+def edge_rim(
+    rast: torch.Tensor,  # [B, H, W, 4]
+    rast_db: torch.Tensor,  # [B, H, W, 4] (du/dX, du/dY, dv/dX, dv/dY)
+    pos: torch.Tensor,  # [B, V, 4] or [V, 4] clip
+    tri: torch.Tensor,  # [F, 3] int
+) -> EdgeRim:
+    """Classify the pixel pairs once, and hand the shading a ``rast`` whose rim motion :func:`edge_grad` covers.
+
+    Why: at a silhouette the surface is foreshortened, and its shading can
+    change by more than the whole jump within the rim pixel. The derivative of
+    that pixel's colour at its centre (what shading ``rast`` gives) is then far
+    from the derivative of the pixel's area average: 10x on Spot's horns at
+    128². With ``edge_rim``, every pixel that owns a boundary (the surface on
+    its side moves it) gets no motion derivative along that pair's axis from
+    the shading; instead ``edge_grad(..., rim=...)`` takes the owner's colour at
+    the pixel's inner border, (c + c_inner) / 2 (c alone when the inner
+    neighbour is on another surface), which adds the finite-difference slope
+    over the pixel. For colours linear across the rim this equals the default
+    rule (half-pixel extrapolation plus the analytic derivative); on curved
+    rims it converges with resolution where the analytic rule does not (Spot
+    at 256², shaded, pose gradients: 2-5 % of the gradient norm against 7-18 %;
+    see bench/visibility_truth.py).
+
+    Returns:
+        :class:`EdgeRim` ``(rast, codes)``. ``rast`` has the input's values; in
+        its backward the (u, v) gradient of each such rim pixel loses the
+        screen-space component along the pair axis (projected with ``rast_db``:
+        g' = J^-T K J^T g, J = d(u, v)/d(X, Y), K drops the axis). Everything
+        else passes unchanged. Use it for shading only; give the original
+        ``rast`` and this result to :func:`edge_grad`.
+    """
+    fn = "edge_rim"
+    check_float_tensor(fn, "rast", rast, (4,), 4, expected="float [B, H, W, 4]")
+    check_float_tensor(fn, "rast_db", rast_db, (4,), 4, expected="float [B, H, W, 4] (rasterize with grad_db=True)")
+    check_float_tensor(fn, "pos", pos, (2, 3), 4, expected="float [B, V, 4] or [V, 4]")
+    check_same_device(fn, rast=rast, rast_db=rast_db, pos=pos, tri=tri)
+    B, H, W, _ = rast.shape
+    if rast_db.shape != rast.shape:
+        raise ValueError(f"{fn}(): rast_db must be [B, H, W, 4] like rast {list(rast.shape)}, got {list(rast_db.shape)}")
+    if B * H * W == 0 or 2 * B * H * W >= 2**31:
+        raise ValueError(f"{fn}(): rast must have between 1 and 2**30 pixels, got {list(rast.shape)}")
+    pos3 = pos if pos.ndim == 3 else pos[None]
+    if pos3.shape[0] not in (1, B):
+        raise ValueError(f"{fn}(): pos batch must be 1 or rast's batch {B}, got pos {list(pos.shape)}")
+    if pos.dtype != rast.dtype:
+        raise ValueError(f"{fn}(): rast and pos must share one dtype, got {rast.dtype}, {pos.dtype}")
+    tri = check_faces(fn, tri, pos3.shape[1])
+    check_finite(fn, "pos", pos)
+    ids = _triangle_ids(rast, tri.shape[0])
+    codes = classify(pos3.detach(), ids, tri, B, H, W)
+    if not (torch.is_grad_enabled() and rast.requires_grad):
+        return EdgeRim(rast, codes)
+    keep = rim_keep(codes, B, H, W)
+    return EdgeRim(_RimMotionFn.apply(rast, rast_db.detach(), keep), codes)
+
+
+def _check_rim(rim, num_pixels: int, device) -> None:
+    codes = getattr(rim, "codes", None)
+    if not isinstance(rim, EdgeRim) or not isinstance(codes, torch.Tensor):
+        raise TypeError(f"{_FN}(): rim must come from edge_rim(rast, rast_db, pos, tri), got {type(rim).__name__}")
+    if codes.dtype != torch.int32 or codes.shape != (num_pixels, 2) or codes.device != device:
+        raise ValueError(f"{_FN}(): rim must come from edge_rim() of this rast: codes int32 [{num_pixels}, 2] on {device}")
+    if num_pixels and (int(codes.min()) < 0 or int(codes.max()) > _k.INTERSECT):
+        raise ValueError(f"{_FN}(): rim.codes must be in [0, {_k.INTERSECT}]")
 
 
 def _check_topology(topology, nf: int, num_verts: int, device) -> None:
@@ -176,28 +258,103 @@ def pair_geometry(pairs: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.
     return p0, p0 + torch.where(pairs % 2 == 0, 1, width)
 
 
-def colour_jump(color: torch.Tensor, code: torch.Tensor, pairs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def inner_neighbours(code: torch.Tensor, pairs: torch.Tensor, height: int, width: int):
+    """For pairs ``2 * pixel + slot``: the next pixel out on each side along the axis, and whether it
+    lies on the same continuous surface (its pair code is 0): ``(prev, use_prev, nxt, use_next)``."""
+    p0, p1 = pair_geometry(pairs, width)
+    slot = pairs % 2
+    step = torch.where(slot == 0, 1, width)
+    along0 = torch.where(slot == 0, p0 % width, (p0 // width) % height)
+    prev = (p0 - step).clamp(min=0)
+    nxt = (p1 + step).clamp(max=code.shape[0] - 1)
+    use_prev = (along0 > 0) & (code[prev, slot] == 0)
+    use_next = (along0 + 1 < torch.where(slot == 0, width, height) - 1) & (code[p1, slot] == 0)
+    return prev, use_prev, nxt, use_next
+
+
+def colour_jump(
+    color: torch.Tensor, code: torch.Tensor, pairs: torch.Tensor, height: int, width: int, rim: bool = False
+) -> torch.Tensor:
     """``c0 - c1 [N, C]`` at the boundary of each pair, from flattened ``color [P, C]`` and all codes ``[P, 2]``.
 
     Each side's colour is extrapolated half a pixel towards the boundary (its
     expected place) from the next pixel out along the axis, when that pixel lies
     on the same continuous surface (its pair code is 0); else the pixel's own
     colour is used. Shading often changes fastest at silhouettes, where the
-    pixel-centre colour would misstate the jump.
+    pixel-centre colour would misstate the jump. With ``rim`` (the shading came
+    from :func:`edge_rim`'s ``rast``), the owner side instead takes the colour at
+    its pixel's inner border, ``(c + c_inner) / 2``.
     """
     p0, p1 = pair_geometry(pairs, width)
-    slot = pairs % 2
-    step = torch.where(slot == 0, 1, width)
-    along0 = torch.where(slot == 0, p0 % width, (p0 // width) % height)
-    along1 = along0 + 1
-    prev = (p0 - step).clamp(min=0)
-    nxt = (p1 + step).clamp(max=color.shape[0] - 1)
-    use_prev = (along0 > 0) & (code[prev, slot] == 0)
-    use_next = (along1 < torch.where(slot == 0, width, height) - 1) & (code[p1, slot] == 0)
-    c0, c1 = color[p0], color[p1]
-    c0 = torch.where(use_prev[:, None], 1.5 * c0 - 0.5 * color[prev], c0)
-    c1 = torch.where(use_next[:, None], 1.5 * c1 - 0.5 * color[nxt], c1)
-    return c0 - c1
+    prev, use_prev, nxt, use_next = inner_neighbours(code, pairs, height, width)
+    c0, c1, cp, cn = color[p0], color[p1], color[prev], color[nxt]
+    e0, e1 = 1.5 * c0 - 0.5 * cp, 1.5 * c1 - 0.5 * cn
+    if rim:
+        own = code.view(-1)[pairs]
+        e0 = torch.where((own == _k.OWNER_FIRST)[:, None], 0.5 * (c0 + cp), e0)
+        e1 = torch.where((own == _k.OWNER_SECOND)[:, None], 0.5 * (c1 + cn), e1)
+    return torch.where(use_prev[:, None], e0, c0) - torch.where(use_next[:, None], e1, c1)
+
+
+def rim_keep(code: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
+    """``[P, 2]`` bool per pixel and screen axis (X, Y): False where the pixel owns a boundary along
+    that axis (:func:`edge_rim` drops its shading motion there)."""
+    keep = torch.ones(B * H * W, 2, dtype=torch.bool, device=code.device)
+    pairs = torch.nonzero(code.view(-1)).flatten()
+    if pairs.numel():
+        own = code.view(-1)[pairs]
+        p0, p1 = pair_geometry(pairs, W)
+        slot = pairs % 2
+        first, second = own == _k.OWNER_FIRST, own == _k.OWNER_SECOND
+        keep[p0[first], slot[first]] = False
+        keep[p1[second], slot[second]] = False
+    return keep
+
+
+def classify(pos3: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
+    """Pair codes ``[B*H*W, 2]`` int32 (slot 0: the pair to the right, 1: below) by the Warp kernel."""
+    Bp, V, _ = pos3.shape
+    scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
+    code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
+    args = [to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1), _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
+    launch(_k.edge_classify, B * H * W, [*args, to_warp(code)], warp_device(pos3))
+    return code
+
+
+class _RimMotionFn(torch.autograd.Function):
+    """Identity on ``rast``; the backward drops the (u, v) gradient's screen motion along flagged axes."""
+
+    @staticmethod
+    def forward(ctx, rast, rast_db, keep):
+        ctx.save_for_backward(rast_db, keep)
+        return rast.view_as(rast)
+
+    @staticmethod
+    @first_order
+    def backward(ctx, grad):
+        rast_db, keep = ctx.saved_tensors
+        return project_rim_motion(grad, rast_db, keep), None, None
+
+
+def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``g_uv' = J^-T K J^T g_uv`` on pixels with a dropped axis (J = d(u, v)/d(X, Y), K = diag(keep))."""
+    flat = grad.reshape(-1, 4)
+    rows = torch.nonzero(~keep.all(-1)).flatten()
+    if not rows.numel():
+        return grad
+    a, b, c, d = rast_db.reshape(-1, 4)[rows].unbind(-1)
+    gu, gv = flat[rows, 0], flat[rows, 1]
+    k = keep[rows].to(grad.dtype)
+    gx, gy = (a * gu + c * gv) * k[:, 0], (b * gu + d * gv) * k[:, 1]
+    det = a * d - b * c
+    # A degenerate footprint (edge-on triangle) has no screen motion to split: leave it.
+    ok = det.abs() > 1e-12 * (a.abs() + b.abs()) * (c.abs() + d.abs())
+    det = torch.where(ok, det, torch.ones_like(det))
+    new_u = torch.where(ok, (d * gx - c * gy) / det, gu)
+    new_v = torch.where(ok, (a * gy - b * gx) / det, gv)
+    out = flat.clone()
+    out[rows, 0], out[rows, 1] = new_u, new_v
+    return out.view_as(grad)
 
 
 def _clip_grad(pos3: torch.Tensor, grad_scr: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -216,8 +373,8 @@ def _clip_grad(pos3: torch.Tensor, grad_scr: torch.Tensor, height: int, width: i
 
 class _EdgeGradFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, color, pos3, ids, tri, topology):
-        ctx.save_for_backward(color.detach(), pos3.detach(), ids, tri)
+    def forward(ctx, color, pos3, ids, tri, topology, codes):
+        ctx.save_for_backward(color.detach(), pos3.detach(), ids, tri, codes)
         ctx.topology = topology
         ctx.mark_non_differentiable(ids)
         return color.view_as(color)
@@ -227,22 +384,22 @@ class _EdgeGradFn(torch.autograd.Function):
     def backward(ctx, grad_out):
         grad_pos = None
         if ctx.needs_input_grad[1]:
-            color, pos3, ids, tri = ctx.saved_tensors
+            color, pos3, ids, tri, codes = ctx.saved_tensors
             topology = ctx.topology or _build_topology(tri, pos3.shape[1])
-            grad_pos = _pos_grad(color, grad_out, pos3, ids, tri, topology.neighbor)
+            grad_pos = _pos_grad(color, grad_out, pos3, ids, tri, topology.neighbor, codes)
         grad_color = grad_out if ctx.needs_input_grad[0] else None
-        return grad_color, grad_pos, None, None, None
+        return grad_color, grad_pos, None, None, None, None
 
 
-def _pos_grad(color, grad_out, pos3, ids, tri, neighbor) -> torch.Tensor:
+def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Tensor:
+    """``dL/dpos`` from every discontinuous pair; ``codes`` from :func:`edge_rim` (then its colour rule)."""
     B, H, W, C = color.shape
     Bp, V, _ = pos3.shape
     dev = warp_device(pos3)
     scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
-    code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
+    code = classify(pos3, ids, tri, B, H, W) if codes is None else codes
     common = [to_warp(scr), to_warp(ids), to_warp(tri)]
     dims = [W, H, V, int(Bp > 1)]
-    launch(_k.edge_classify, B * H * W, [*common, *dims, _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL), to_warp(code)], dev)
     flat_code = code.view(-1)
     pairs = torch.nonzero(flat_code).flatten()
     n = pairs.shape[0]
@@ -251,7 +408,8 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor) -> torch.Tensor:
         p0, p1 = pair_geometry(pairs, W)
         c = color.reshape(B * H * W, C)
         g = grad_out.reshape(B * H * W, C)
-        dldb = ((colour_jump(c, code, pairs, H, W) * (g[p0] + g[p1])).sum(-1) * 0.5).contiguous()
+        jump = colour_jump(c, code, pairs, H, W, rim=codes is not None)
+        dldb = ((jump * (g[p0] + g[p1])).sum(-1) * 0.5).contiguous()
         rows = torch.full((6 * n,), Bp * V, dtype=torch.int32, device=pos3.device)
         vals = torch.zeros(6 * n, 3, dtype=pos3.dtype, device=pos3.device)
         launch(

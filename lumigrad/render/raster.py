@@ -22,7 +22,7 @@ from typing import Literal, NamedTuple, Sequence
 import torch
 
 from lumigrad.ops.antialias import AntialiasTopology, antialias
-from lumigrad.ops.edge_grad import edge_grad
+from lumigrad.ops.edge_grad import EdgeRim, edge_grad, edge_rim
 from lumigrad.ops.rasterize import rasterize
 from lumigrad.ops.soft_rasterize import soft_rasterize
 from lumigrad.scene.camera import Camera
@@ -143,15 +143,16 @@ def render_mesh(
     res = (camera.height, camera.width)
     pos = camera.project(verts)  # [B, V, 4]
     rast, rast_db = rasterize(pos, faces, res)
+    rim = edge_rim(rast, rast_db, pos, faces) if settings.visibility == "edge" else None
     B = rast.shape[0]
     verts_b = verts if verts.ndim == 3 else verts[None].expand(B, -1, -1)
     textures = [(mesh.texture, 0, mesh.num_faces)] if mesh.texture is not None else []
     rgb, normals, mask = shade_pixels(
-        "render_mesh", verts_b, faces, rast, rast_db, camera, [(material, 0, mesh.num_faces)], lights,
-        shading=shading, uvs=mesh.uvs, faces_uvs=mesh.faces_uvs, textures=textures, vert_colors=mesh.vert_colors,
+        "render_mesh", verts_b, faces, rast if rim is None else rim.rast, rast_db, camera, [(material, 0, mesh.num_faces)],
+        lights, shading=shading, uvs=mesh.uvs, faces_uvs=mesh.faces_uvs, textures=textures, vert_colors=mesh.vert_colors,
     )
 
-    image, alpha = composite(rgb, mask, rast, pos, faces, settings, topology)
+    image, alpha = composite(rgb, mask, rast, pos, faces, settings, topology, rim)
     return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
 
 
@@ -163,11 +164,14 @@ def composite(
     faces: torch.Tensor,  # [F, 3]
     settings: RasterSettings,
     topology: AntialiasTopology | None = None,
+    rim: EdgeRim | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite over the background with the visibility method of ``settings``: ``(image, alpha)``.
 
     The one place where a visibility method meets a shaded G-buffer, shared by
-    :func:`render_mesh` and :func:`lumigrad.render.scene.render_scene`.
+    :func:`render_mesh` and :func:`lumigrad.render.scene.render_scene`. For
+    ``"edge"``, ``rim`` is the :func:`lumigrad.ops.edge_rim` whose ``rast`` the
+    G-buffer was shaded from (the callers shade from it).
     """
     bg = torch.tensor(settings.background, dtype=rgb.dtype, device=rgb.device)
     if settings.visibility == "soft":
@@ -182,7 +186,7 @@ def composite(
         alpha = rgba[..., 3:4]
         return rgba[..., :3] + (1 - alpha) * bg, alpha
     if settings.visibility == "edge":
-        rgba = edge_grad(torch.cat([image, mask], dim=-1), rast, pos, faces, topology=topology)
+        rgba = edge_grad(torch.cat([image, mask], dim=-1), rast, pos, faces, topology=topology, rim=rim)
         return rgba[..., :3], rgba[..., 3:4]
     return image, mask
 

@@ -6,6 +6,7 @@ import logging
 import torch
 
 from lumigrad.ops.antialias import AntialiasTopology
+from lumigrad.ops.edge_grad import edge_rim
 from lumigrad.ops.rasterize import rasterize
 from lumigrad.render._shading import check_shading, default_material, shade_pixels
 from lumigrad.render.raster import RasterSettings, RenderOutput, composite
@@ -91,12 +92,13 @@ def render_scene(
     pos = camera.project(verts_b)
     res = (camera.height, camera.width)
     rast, rast_db = rasterize(pos, faces, res)
+    rim = edge_rim(rast, rast_db, pos, faces) if settings.visibility == "edge" else None
     rgb, normals, mask = shade_pixels(
-        fn, verts_b, faces, rast, rast_db, camera, parts, scene.lights, shading=shading,
+        fn, verts_b, faces, rast if rim is None else rim.rast, rast_db, camera, parts, scene.lights, shading=shading,
         uvs=torch.cat(uvs) if any_uv else None, faces_uvs=torch.cat(fuvs).to(torch.int32) if any_uv else None,
         textures=textures, vert_colors=torch.cat(colors) if any_color else None,
     )
-    image, alpha = composite(rgb, mask, rast, pos, faces, settings, topology)
+    image, alpha = composite(rgb, mask, rast, pos, faces, settings, topology, rim)
     return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
 
 def object_ids(scene: Scene, rast: torch.Tensor) -> torch.Tensor:

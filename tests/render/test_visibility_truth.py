@@ -20,23 +20,27 @@ def _check(res: int, move: str, bound: float, shaded: bool = True):
     assert torch.equal(torch.sign(grad[big]), torch.sign(fd[big])), (grad.tolist(), fd.tolist())
 
 
-@pytest.mark.parametrize("move", ["object", "camera"])
-def test_spot_pose_gradient_128(move):
-    # Measured 0.037 (object), 0.13 (camera); DRTK's estimator on the same images: 0.095, 0.55.
-    _check(128, move, 0.15)
+@pytest.mark.parametrize("move, bound", [("object", 0.2), ("camera", 0.06)])
+def test_spot_pose_gradient_128(move, bound):
+    # Measured 0.152 (object), 0.049 (camera); without edge_rim 0.037 and 0.124; DRTK's
+    # estimator on the same images 0.095 and 0.53. At 128² Spot's horns and ears are 1-3 px
+    # wide, and with the target 2-4 px away the point-sampled residuals differ from the
+    # supersampled ones that the truth uses (bench/visibility_truth.py).
+    _check(128, move, bound)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("move", ["object", "camera"])
 def test_spot_pose_gradient_256_flat(move):
-    # Flat colour: only visibility terms. Measured 0.014 (object; per component <= 2 %, one rotation 6.6 %).
+    # Flat colour: only visibility terms. Measured 0.020 (object), 0.018 (camera).
     _check(256, move, 0.05, shaded=False)
 
 
 @pytest.mark.slow
-def test_spot_pose_gradient_256_shaded():
-    # Measured 0.075 (DRTK on the same images: 0.069).
-    _check(256, "object", 0.12)
+@pytest.mark.parametrize("move", ["object", "camera"])
+def test_spot_pose_gradient_256_shaded(move):
+    # Measured 0.047 (object), 0.022 (camera); without edge_rim 0.075 and 0.18, DRTK 0.069 and 0.156.
+    _check(256, move, 0.05)
 
 
 def test_pose_case_rejects_unknown_motion():
