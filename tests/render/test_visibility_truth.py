@@ -20,9 +20,9 @@ def _check(res: int, move: str, bound: float, shaded: bool = True):
     assert torch.equal(torch.sign(grad[big]), torch.sign(fd[big])), (grad.tolist(), fd.tolist())
 
 
-@pytest.mark.parametrize("move, bound", [("object", 0.2), ("camera", 0.06)])
+@pytest.mark.parametrize("move, bound", [("object", 0.2), ("camera", 0.05)])
 def test_spot_pose_gradient_128(move, bound):
-    # Measured 0.152 (object), 0.049 (camera); without edge_rim 0.037 and 0.124; DRTK's
+    # Measured 0.152 (object), 0.032 (camera); without edge_rim 0.037 and 0.124; DRTK's
     # estimator on the same images 0.095 and 0.53. At 128² Spot's horns and ears are 1-3 px
     # wide, and with the target 2-4 px away the point-sampled residuals differ from the
     # supersampled ones that the truth uses (bench/visibility_truth.py).
