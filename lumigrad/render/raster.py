@@ -143,7 +143,7 @@ def render_mesh(
     res = (camera.height, camera.width)
     pos = camera.project(verts)  # [B, V, 4]
     rast, rast_db = rasterize(pos, faces, res)
-    rim = edge_rim(rast, rast_db, pos, faces) if settings.visibility == "edge" else None
+    rim = rim_for(settings, rast, rast_db, pos, faces)
     B = rast.shape[0]
     verts_b = verts if verts.ndim == 3 else verts[None].expand(B, -1, -1)
     textures = [(mesh.texture, 0, mesh.num_faces)] if mesh.texture is not None else []
@@ -154,6 +154,13 @@ def render_mesh(
 
     image, alpha = composite(rgb, mask, rast, pos, faces, settings, topology, rim)
     return RenderOutput(image=image, alpha=alpha, rast=rast, normals=normals)
+
+
+def rim_for(settings: RasterSettings, rast, rast_db, pos, faces) -> EdgeRim | None:
+    """:func:`lumigrad.ops.edge_rim` when the "edge" method will send gradients to ``pos`` (shade from its ``rast``)."""
+    if settings.visibility == "edge" and torch.is_grad_enabled() and pos.requires_grad:
+        return edge_rim(rast, rast_db, pos, faces)
+    return None
 
 
 def composite(

@@ -6,10 +6,9 @@ import logging
 import torch
 
 from lumigrad.ops.antialias import AntialiasTopology
-from lumigrad.ops.edge_grad import edge_rim
 from lumigrad.ops.rasterize import rasterize
 from lumigrad.render._shading import check_shading, default_material, shade_pixels
-from lumigrad.render.raster import RasterSettings, RenderOutput, composite
+from lumigrad.render.raster import RasterSettings, RenderOutput, composite, rim_for
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.scene import Scene
 
@@ -92,7 +91,7 @@ def render_scene(
     pos = camera.project(verts_b)
     res = (camera.height, camera.width)
     rast, rast_db = rasterize(pos, faces, res)
-    rim = edge_rim(rast, rast_db, pos, faces) if settings.visibility == "edge" else None
+    rim = rim_for(settings, rast, rast_db, pos, faces)
     rgb, normals, mask = shade_pixels(
         fn, verts_b, faces, rast if rim is None else rim.rast, rast_db, camera, parts, scene.lights, shading=shading,
         uvs=torch.cat(uvs) if any_uv else None, faces_uvs=torch.cat(fuvs).to(torch.int32) if any_uv else None,
