@@ -5,9 +5,12 @@ query (:func:`lumigrad.ops.trace.intersect`, triangle ids only) -> the hit is
 re-attached in torch (:func:`lumigrad.ops.trace.reattach`), so points,
 normals and shading are differentiable w.r.t. vertices, camera, materials and
 lights -> next-event estimation with shadow rays to point, directional and
-area lights (emissive :class:`~lumigrad.scene.trace_types.Shape`), using the
-BRDFs of :mod:`lumigrad.shade.brdf` -> optional further bounces (cosine
-sampling, mirror reflection, Russian roulette).
+area lights (emissive :class:`~lumigrad.scene.trace_types.Shape`) and an
+environment map (:class:`~lumigrad.scene.trace_types.EnvironmentLight`), using
+the BRDFs of :mod:`lumigrad.shade.brdf` -> one BSDF sample per vertex
+(:mod:`lumigrad.render._bsdf_sampling`), whose hits on emitters and the
+environment are MIS-weighted (power heuristic) -> further bounces with Russian
+roulette.
 
 Units and BRDFs are those of :func:`lumigrad.render.render_mesh`: with
 ``max_bounces=1`` and ``shadows=False``, ``render_trace`` converges to the
@@ -18,8 +21,10 @@ by escaping rays instead.
 
 Visibility gradients (silhouettes, hard shadow boundaries) come from
 :mod:`lumigrad.render._trace_edges` (edge sampling); see its docstring for the
-method and why it was chosen. Memory: gradients keep torch's autograd graph of
-every bounce (no path replay), so memory grows with ``spp * max_bounces``.
+method and why it was chosen. Memory: without ``TraceSettings.replay`` gradients
+keep torch's autograd graph of every bounce, so memory grows with
+``spp * max_bounces``; with it, each chunk of ``chunk_rays`` samples is re-traced
+in the backward pass (same seed, same paths) and memory is that of one chunk.
 """
 from __future__ import annotations
 
