@@ -20,7 +20,7 @@ import json, resource, sys, time, torch
 from lumigrad.tasks.gi_material import build_scene
 from lumigrad.render.path import render_trace, prepare_trace
 from lumigrad.scene.trace_types import TraceSettings
-res, spp, replay, bounces = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
+res, spp, replay, bounces, chunk = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(2)
 wall = torch.full((3,), 0.5, requires_grad=True); base = torch.full((3,), 0.5, requires_grad=True)
 rough = torch.tensor([0.4], requires_grad=True)
@@ -29,7 +29,7 @@ shapes[-1].mesh.verts.requires_grad_(True)
 accel = prepare_trace(shapes)
 base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
-img = render_trace(shapes, cam, [], TraceSettings(spp=spp, max_bounces=bounces, boundary="none", replay=replay), accel=accel).image
+img = render_trace(shapes, cam, [], TraceSettings(spp=spp, max_bounces=bounces, boundary="none", replay=replay, chunk_rays=chunk), accel=accel).image
 t_f = time.perf_counter() - t
 img.square().mean().backward()
 t_all = time.perf_counter() - t
@@ -39,8 +39,8 @@ print(json.dumps({"res": res, "spp": spp, "replay": replay, "bounces": bounces, 
 """
 
 
-def run(res, spp, replay, bounces=3):
-    out = subprocess.run([sys.executable, "-c", CHILD, str(res), str(spp), "1" if replay else "0", str(bounces)],
+def run(res, spp, replay, bounces=3, chunk=4096):
+    out = subprocess.run([sys.executable, "-c", CHILD, str(res), str(spp), "1" if replay else "0", str(bounces), str(chunk)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -49,15 +49,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    configs = [(64, 4), (64, 16), (64, 64)] if args.quick else [(128, 4), (128, 16), (128, 64), (256, 16), (512, 4)]
+    configs = [(32, 4), (32, 16), (32, 64)] if args.quick else [(64, 4), (64, 16), (64, 64), (128, 64), (512, 4)]
     rows = []
-    print("| res | spp | bounces | replay | extra peak RSS MB | fwd s | fwd+bwd s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| res | spp | bounces | chunk_rays | replay | extra peak RSS MB | fwd s | fwd+bwd s |")
+    print("|---|---|---|---|---|---|---|---|")
     for res, spp in configs:
         for replay in (False, True):
             r = run(res, spp, replay)
             rows.append(r)
-            print(f"| {res}^2 | {spp} | {r['bounces']} | {replay} | {r['peak_mb']:.0f} | {r['fwd_s']:.1f} | "
+            print(f"| {res}^2 | {spp} | {r['bounces']} | 4096 | {replay} | {r['peak_mb']:.0f} | {r['fwd_s']:.1f} | "
                   f"{r['fwd_bwd_s']:.1f} |", flush=True)
 
 

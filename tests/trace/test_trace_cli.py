@@ -51,7 +51,7 @@ def test_trace_material_fits_under_global_illumination(tmp_path, capsys):
     from lumigrad.tasks.gi_material import GIMaterialConfig
 
     out = tmp_path / "mat"
-    assert main(["trace", "material", "--out", str(out), "--resolution", "10", "--iterations", "10", "--spp", "2",
+    assert main(["trace", "material", "--out", str(out), "--resolution", "12", "--iterations", "12", "--spp", "2",
                  "--target-spp", "16", "--bounces", "2", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert (out / "report.html").stat().st_size > 0 and (out / "target_vs_result.png").stat().st_size > 0
