@@ -27,6 +27,10 @@ rough = torch.tensor([0.4], requires_grad=True)
 shapes, cam = build_scene(wall, base, rough, res)
 shapes[-1].mesh.verts.requires_grad_(True)
 accel = prepare_trace(shapes)
+# Warm-up: torch.utils.checkpoint's first call imports modules (about 70 MB of RSS); keep that out of the figure.
+from torch.utils.checkpoint import checkpoint
+x = torch.ones(2, requires_grad=True)
+checkpoint(lambda a: a * 2, x, use_reentrant=False).sum().backward()
 base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 img = render_trace(shapes, cam, [], TraceSettings(spp=spp, max_bounces=bounces, boundary="none", replay=replay, chunk_rays=chunk), accel=accel).image

@@ -60,7 +60,8 @@ def test_envmap_sampler_density():
     assert float((em.eval(ds)[:, 0] / pdf).std()) < 0.5 * float((em.eval(d)[:, 0] * 4 * math.pi).std())
 
 
-@pytest.mark.parametrize("material", [LambertMaterial(0.7), BlinnPhongMaterial(0.3, 0.5, 40.0),
+@pytest.mark.parametrize("material", [pytest.param(LambertMaterial(0.7), marks=pytest.mark.slow),
+                                      pytest.param(BlinnPhongMaterial(0.3, 0.5, 40.0), marks=pytest.mark.slow),
                                       GGXMaterial(_t(0.8, 0.6, 0.4), 0.3, 0.0), GGXMaterial(_t(0.9, 0.8, 0.7), 0.2, 1.0)])
 def test_bsdf_sampling_is_unbiased(material):
     n = torch.tensor([[0.0, 0.0, 1.0]], dtype=DT).expand(100_000, 3)
