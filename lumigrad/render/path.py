@@ -413,7 +413,7 @@ def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Ten
 
 
 def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tensor]:
-    """``(L [count, 3], hit [count])`` of camera samples ``first .. first + count`` (sample-major per pixel).
+    """``(image [P, 3], coverage [P])``: the mean over ``spp`` restricted to samples ``first .. first + count``.
 
     Sample ``r`` belongs to pixel ``r // spp`` (view-major, then row, column) and is
     stratified when ``spp`` is a square. Everything random is drawn from
@@ -430,7 +430,11 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
         jit = (torch.stack([s // n, s % n], -1).to(sc.dtype) + jit) / n
     pix = torch.stack([(p % W).to(sc.dtype), ((p // W) % H).to(sc.dtype)], -1) + jit  # (u, v) = (col, row)
     o, d = _camera_rays(cam, p // (H * W), pix)
-    return _radiance(sc, o, d, gen)
+    L, hit = _radiance(sc, o, d, gen)
+    # Per-pixel sums inside the chunk: the caller adds dense images, so no per-sample index is kept.
+    P = cam.batch_size * H * W
+    return (torch.zeros(P, 3, dtype=sc.dtype, device=sc.device).index_add(0, p, L / S),
+            torch.zeros(P, dtype=sc.dtype, device=sc.device).index_add(0, p, hit.to(sc.dtype) / S))
 
 
 def render_trace(
@@ -501,12 +505,11 @@ def render_trace(
         if replay:
             # Non-reentrant checkpoint: the forward keeps no saved tensors of the chunk; backward re-runs
             # _chunk (same generator seed, same BVH) and back-propagates through the re-traced paths.
-            L, hit = checkpoint(_chunk, sc, first, count, c, use_reentrant=False)
+            img_c, hit_c = checkpoint(_chunk, sc, first, count, c, use_reentrant=False)
         else:
-            L, hit = _chunk(sc, first, count, c)
-        pix = torch.arange(first, first + count, device=sc.device) // S
-        image = image.index_add(0, pix, L / S)
-        hits = hits.index_add(0, pix, hit.to(sc.dtype) / S)
+            img_c, hit_c = _chunk(sc, first, count, c)
+        image = image + img_c
+        hits = hits + hit_c
     image = image.reshape(B, H, W, 3)
     alpha = hits.reshape(B, H, W, 1)
     if settings.boundary == "edge":
