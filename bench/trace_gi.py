@@ -59,7 +59,8 @@ def main():
     def shapes_with(alb):
         out = []
         for i, s in enumerate(shapes64):
-            a = alb if i == 0 else s.material.albedo.float()
+            a = s.material.albedo
+            a = alb if i == 0 else (a.float() if isinstance(a, torch.Tensor) else a)
             out.append(Shape(Mesh(s.mesh.verts.float(), s.mesh.faces), LambertMaterial(a),
                              None if s.emission is None else s.emission.float()))
         return out
