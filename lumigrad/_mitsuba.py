@@ -20,7 +20,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["find_libllvm", "import_mitsuba", "mitsuba_scene"]
+__all__ = ["find_libllvm", "import_mitsuba", "mitsuba_bsdf", "mitsuba_scene"]
 
 _LLVM_GLOBS = ("/usr/lib/x86_64-linux-gnu/libLLVM.so.*", "/usr/lib/x86_64-linux-gnu/libLLVM-*.so*",
                "/usr/lib/llvm-*/lib/libLLVM*.so*", "/usr/lib64/libLLVM*.so*", "/usr/lib/aarch64-linux-gnu/libLLVM*.so*")
@@ -80,15 +80,42 @@ def mitsuba_mesh(mi, name: str, verts: torch.Tensor, faces: torch.Tensor, bsdf: 
     return m
 
 
+def mitsuba_bsdf(material, i: int = 0) -> dict:
+    """Mitsuba BSDF dict equal to a lumigrad material.
+
+    Lambert -> ``diffuse``; mirror -> ``conductor`` (``material: none``, 100 % reflecting, times the
+    reflectance); GGX with ``metallic = 1`` and ``base_color = 1`` -> ``roughconductor`` (``ggx``,
+    ``alpha = roughness^2``, ``material: none``). Mitsuba's Smith shadowing is the uncorrelated
+    ``G1 G1``, lumigrad's the height-correlated form: they differ by a few percent at
+    grazing angles (measured in ``tests/validation``). Other materials raise ``ValueError``.
+    """
+    from lumigrad.scene.materials import GGXMaterial, LambertMaterial
+    from lumigrad.scene.trace_types import MirrorMaterial
+
+    if isinstance(material, LambertMaterial):
+        return {"type": "diffuse", "reflectance": {"type": "rgb", "value": _rgb(material.albedo)}}
+    if isinstance(material, MirrorMaterial):
+        return {"type": "conductor", "material": "none",
+                "specular_reflectance": {"type": "rgb", "value": _rgb(material.reflectance)}}
+    if isinstance(material, GGXMaterial):
+        m, base = _rgb(material.metallic), _rgb(material.base_color)
+        if min(m) < 1 or min(base) < 1:
+            raise ValueError(f"mitsuba_bsdf(): shapes[{i}]: only GGX with metallic = 1 and base_color = 1 has a "
+                             "Mitsuba equivalent (roughconductor, material none)")
+        r = max(0.02, min(1.0, _rgb(material.roughness)[0]))
+        return {"type": "roughconductor", "distribution": "ggx", "alpha": r * r, "material": "none"}
+    raise ValueError(f"mitsuba_bsdf(): shapes[{i}] has no Mitsuba equivalent: {type(material).__name__}")
+
+
 def mitsuba_scene(mi, shapes, camera, lights, *, spp: int, integrator: dict | None = None, seed_sampler: str = "independent"):
     """Mitsuba scene equal to lumigrad's ``render_trace(shapes, camera, lights)`` (view 0).
 
-    Shapes must be Lambertian; shape ``i`` is named ``shape{i}`` (so its vertices are
+    Materials: see :func:`mitsuba_bsdf`; shape ``i`` is named ``shape{i}`` (so its vertices are
     ``shape{i}.vertex_positions`` in ``mi.traverse``), lights ``light{i}``. The camera
     must have square pixels and a centred principal point.
     """
     from lumigrad.scene.lights import DirectionalLight, PointLight
-    from lumigrad.scene.materials import LambertMaterial
+    from lumigrad.scene.trace_types import EnvironmentLight
 
     k = camera.K[0].detach().double().cpu()
     h, w = camera.height, camera.width
@@ -109,13 +136,10 @@ def mitsuba_scene(mi, shapes, camera, lights, *, spp: int, integrator: dict | No
         },
     }
     for i, s in enumerate(shapes):
-        if not isinstance(s.material, LambertMaterial):
-            raise ValueError(f"mitsuba_scene(): shapes[{i}] must be Lambertian, got {type(s.material).__name__}")
-        bsdf = {"type": "diffuse", "reflectance": {"type": "rgb", "value": _rgb(s.material.albedo)}}
-        d[f"shape{i}"] = mitsuba_mesh(mi, f"shape{i}", s.mesh.verts, s.mesh.faces, bsdf, s.emission)
+        d[f"shape{i}"] = mitsuba_mesh(mi, f"shape{i}", s.mesh.verts, s.mesh.faces, mitsuba_bsdf(s.material, i), s.emission)
     for i, l in enumerate(lights):
-        col = _rgb(l.color)
-        inten = float(l.intensity)
+        if isinstance(l, (PointLight, DirectionalLight)):
+            col, inten = _rgb(l.color), float(l.intensity)
         if isinstance(l, PointLight):
             if l.falloff != "inverse_square":
                 raise ValueError("mitsuba_scene(): point lights must use inverse_square falloff")
@@ -124,6 +148,9 @@ def mitsuba_scene(mi, shapes, camera, lights, *, spp: int, integrator: dict | No
         elif isinstance(l, DirectionalLight):
             d[f"light{i}"] = {"type": "directional", "direction": [-x for x in _rgb(l.to_light)],
                               "irradiance": {"type": "rgb", "value": [c * inten for c in col]}}
+        elif isinstance(l, EnvironmentLight):
+            tex = l.texels.detach().cpu().double().numpy().astype(np.float32)
+            d[f"light{i}"] = {"type": "envmap", "bitmap": mi.Bitmap(tex), "scale": float(l.scale)}
         else:
-            raise ValueError(f"mitsuba_scene(): lights[{i}] must be a point or directional light")
+            raise ValueError(f"mitsuba_scene(): lights[{i}] must be a point, directional or environment light")
     return mi.load_dict(d)

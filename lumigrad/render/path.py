@@ -5,9 +5,12 @@ query (:func:`lumigrad.ops.trace.intersect`, triangle ids only) -> the hit is
 re-attached in torch (:func:`lumigrad.ops.trace.reattach`), so points,
 normals and shading are differentiable w.r.t. vertices, camera, materials and
 lights -> next-event estimation with shadow rays to point, directional and
-area lights (emissive :class:`~lumigrad.scene.trace_types.Shape`), using the
-BRDFs of :mod:`lumigrad.shade.brdf` -> optional further bounces (cosine
-sampling, mirror reflection, Russian roulette).
+area lights (emissive :class:`~lumigrad.scene.trace_types.Shape`) and an
+environment map (:class:`~lumigrad.scene.trace_types.EnvironmentLight`), using
+the BRDFs of :mod:`lumigrad.shade.brdf` -> one BSDF sample per vertex
+(:mod:`lumigrad.render._bsdf_sampling`), whose hits on emitters and the
+environment are MIS-weighted (power heuristic) -> further bounces with Russian
+roulette.
 
 Units and BRDFs are those of :func:`lumigrad.render.render_mesh`: with
 ``max_bounces=1`` and ``shadows=False``, ``render_trace`` converges to the
@@ -18,8 +21,10 @@ by escaping rays instead.
 
 Visibility gradients (silhouettes, hard shadow boundaries) come from
 :mod:`lumigrad.render._trace_edges` (edge sampling); see its docstring for the
-method and why it was chosen. Memory: gradients keep torch's autograd graph of
-every bounce (no path replay), so memory grows with ``spp * max_bounces``.
+method and why it was chosen. Memory: without ``TraceSettings.replay`` gradients
+keep torch's autograd graph of every bounce, so memory grows with
+``spp * max_bounces``; with it, each chunk of ``chunk_rays`` samples is re-traced
+in the backward pass (same seed, same paths) and memory is that of one chunk.
 """
 from __future__ import annotations
 
@@ -29,13 +34,16 @@ from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from lumigrad.geometry.normals import face_cross, safe_normalize, vertex_normals
 from lumigrad.ops.trace import TraceBVH, intersect, occluded, reattach
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
-from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
+from lumigrad.render._bsdf_sampling import bsdf_pdf, bsdf_sample
+from lumigrad.render._envmap import EnvMap
+from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, TraceSettings
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
 from lumigrad.shade.lighting import _eval_light, _sh_irradiance
 
@@ -124,18 +132,26 @@ class _Scene:
         self.point_lights = [l for l in lights if isinstance(l, (PointLight, DirectionalLight))]
         self.ambient = [l for l in lights if isinstance(l, AmbientLight)]
         self.sh = [l for l in lights if isinstance(l, SHEnvironmentLight)]
+        envs = [l for l in lights if isinstance(l, EnvironmentLight)]
+        self.env = EnvMap(envs[0], self.dtype, self.device) if envs else None
         self.emitters = [i for i, s in enumerate(shapes) if s.is_emitter]
         self.gen = torch.Generator(device=self.device).manual_seed(settings.seed)
-        # Per-emitter triangle areas for light sampling.
+        # Per-emitter triangle areas for light sampling; total area per shape for MIS densities.
         self.emit_tris = []
+        self.emit_area = torch.zeros(len(shapes), dtype=self.dtype, device=self.device)
         for i in self.emitters:
             m = shapes[i].mesh
             off = int(sum(s.mesh.verts.shape[0] for s in shapes[:i]))
             a = 0.5 * face_cross(m.verts, m.faces).norm(dim=-1)
             self.emit_tris.append((m.faces.long() + off, a))
+            self.emit_area[i] = a.detach().sum()
 
     def rand(self, *shape) -> Tensor:
         return torch.rand(*shape, generator=self.gen, dtype=self.dtype, device=self.device)
+
+    def chunk_gen(self, chunk: int) -> torch.Generator:
+        """The generator of sample chunk ``chunk``: a fixed function of (seed, chunk), so replay re-draws it."""
+        return torch.Generator(device=self.device).manual_seed((self.settings.seed * 1_000_003 + chunk) % (2**63))
 
 
 def _param(v, like: Tensor) -> Tensor:
@@ -200,15 +216,27 @@ def _visible(sc: _Scene, p: Tensor, ng: Tensor, l: Tensor, dist: Tensor) -> Tens
     return (~occ).to(p.dtype)[:, None]
 
 
-def _direct(sc: _Scene, h: _Hit, analytic_env: bool) -> Tensor:
-    """``[h, 3]`` reflected radiance from all lights at the hits (next-event estimation)."""
+def _power(a: Tensor, b: Tensor) -> Tensor:
+    """Power-heuristic weight ``a^2 / (a^2 + b^2)`` of the strategy with density ``a`` (no gradient)."""
+    a2, b2 = a * a, b * b
+    return torch.where(a2 > 0, a2 / (a2 + b2).clamp_min(1e-300), torch.zeros_like(a))
+
+
+def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Tensor:
+    """``[h, 3]`` reflected radiance from all lights at the hits (next-event estimation, MIS-weighted)."""
     out = torch.zeros_like(h.points)
     if h.idx.numel() == 0:
         return out
+    mis = sc.settings.mis
+
+    def rand(n):
+        return torch.rand(n, 1, generator=gen, dtype=sc.dtype, device=sc.device)
+
     for s_id, shape in enumerate(sc.shapes):
         sel = torch.nonzero(h.shape == s_id).squeeze(1)
         if sel.numel() == 0 or isinstance(shape.material, MirrorMaterial):
             continue
+        mat = shape.material
         p, ns, ng, wo = h.points[sel], h.ns[sel], h.ng[sel], h.wo[sel]
         rgb = torch.zeros_like(p)
         for light in sc.point_lights:
@@ -218,10 +246,10 @@ def _direct(sc: _Scene, h: _Hit, analytic_env: bool) -> Tensor:
             else:
                 dist = torch.full_like(p[:, 0], 1e30)
             cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
-            rgb = rgb + _brdf(shape.material, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist)
+            rgb = rgb + _brdf(mat, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist)
         for e_id, (tris, areas) in zip(sc.emitters, sc.emit_tris):
-            k = torch.multinomial(areas.detach(), p.shape[0], replacement=True, generator=sc.gen)
-            u1, u2 = sc.rand(p.shape[0], 1), sc.rand(p.shape[0], 1)
+            k = torch.multinomial(areas.detach(), p.shape[0], replacement=True, generator=gen)
+            u1, u2 = rand(p.shape[0]), rand(p.shape[0])
             su = u1.sqrt()
             tv = sc.verts[tris[k]]  # [n, 3, 3]
             y = (1 - su) * tv[:, 0] + su * (1 - u2) * tv[:, 1] + su * u2 * tv[:, 2]
@@ -233,9 +261,23 @@ def _direct(sc: _Scene, h: _Hit, analytic_env: bool) -> Tensor:
             cos_y = (-(l * ny).sum(-1, keepdim=True)).clamp_min(0.0)
             cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
             e_perp = sc.shapes[e_id].emission * cos_y * areas.sum() / dist2
-            rgb = rgb + _brdf(shape.material, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
+            term = _brdf(mat, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
+            if mis:
+                with torch.no_grad():
+                    p_light = (dist2 / (cos_y.clamp_min(1e-12) * areas.sum()))[:, 0]
+                    w = _power(p_light, bsdf_pdf(mat, ns.detach(), wo.detach(), l.detach()))
+                term = term * w[:, None]
+            rgb = rgb + term
+        if sc.env is not None:
+            l, pdf = sc.env.sample(p.shape[0], gen)
+            cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+            term = _brdf(mat, ns, l, wo) * sc.env.eval(l) * cos / pdf[:, None]
+            term = term * _visible(sc, p, ng, l, torch.full_like(p[:, 0], 1e30))
+            if mis:
+                term = term * _power(pdf, bsdf_pdf(mat, ns.detach(), wo.detach(), l))[:, None]
+            rgb = rgb + term
         if analytic_env:
-            kd = _kd(shape.material, p)
+            kd = _kd(mat, p)
             for amb in sc.ambient:
                 rgb = rgb + amb.color * kd
             for shl in sc.sh:
@@ -252,72 +294,107 @@ def _emission(sc: _Scene, h: _Hit) -> Tensor:
     return out
 
 
-def _cosine_dirs(sc: _Scene, n: Tensor) -> Tensor:
-    u1, u2 = sc.rand(n.shape[0]), sc.rand(n.shape[0])
-    r, phi = u1.sqrt(), 2 * math.pi * u2
-    local = torch.stack([r * torch.cos(phi), r * torch.sin(phi), (1 - u1).clamp_min(0).sqrt()], -1)
-    a = torch.where(n[:, :1].abs() > 0.9, torch.tensor([0.0, 1.0, 0.0], dtype=n.dtype, device=n.device),
-                    torch.tensor([1.0, 0.0, 0.0], dtype=n.dtype, device=n.device))
-    t = safe_normalize(torch.linalg.cross(a, n, dim=-1))
-    b = torch.linalg.cross(n, t, dim=-1)
-    return local[:, :1] * t + local[:, 1:2] * b + local[:, 2:] * n
+def _sample_bsdf(sc: _Scene, h: _Hit, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(weight [h, 3] = f cos / pdf, wi [h, 3], pdf [h], delta [h] bool)`` of one BSDF sample per hit."""
+    weight = torch.zeros_like(h.points)
+    new_d = torch.zeros_like(h.points)
+    pdf = torch.zeros_like(h.points[:, 0])
+    delta = torch.zeros(h.points.shape[0], dtype=torch.bool, device=sc.device)
+    for s_id, shape in enumerate(sc.shapes):
+        sel = torch.nonzero(h.shape == s_id).squeeze(1)
+        if sel.numel() == 0:
+            continue
+        ns, wo = h.ns[sel], h.wo[sel]
+        if isinstance(shape.material, MirrorMaterial):
+            wi = 2 * (ns * wo).sum(-1, keepdim=True) * ns - wo
+            w = _param(shape.material.reflectance, ns).expand(sel.shape[0], 3)
+            delta[sel] = True
+            pdf[sel] = 1.0
+        else:
+            wi, pd = bsdf_sample(shape.material, ns.detach(), wo.detach(), gen)
+            cos = (ns * wi).sum(-1, keepdim=True).clamp_min(0.0)
+            ok = (pd > 0)[:, None]
+            w = torch.where(ok, _brdf(shape.material, ns, wi, wo) * cos / pd.clamp_min(1e-30)[:, None], 0.0)
+            pdf = pdf.index_put((sel,), pd)
+        weight = weight.index_add(0, sel, w)
+        new_d = new_d.index_add(0, sel, wi)
+    return weight, new_d, pdf, delta
 
 
-def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-    """``(L [R, 3], hit [R] bool)`` along camera rays."""
+def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``(L [R, 3], hit [R] bool)`` along camera rays.
+
+    Path ``camera -> x_0 -> ... -> x_k``: next-event estimation at every ``x_i``
+    with ``i < max_bounces``, and one BSDF sample from each of them; what the BSDF
+    ray finds (an emitter's front, the environment) is added with the MIS weight
+    (1 after a mirror). Paths therefore have at most ``max_bounces + 1``
+    segments, like Mitsuba's ``max_depth = max_bounces + 1``.
+    """
     st = sc.settings
     R = origins.shape[0]
-    bg = torch.tensor(st.background, dtype=sc.dtype, device=sc.device)
     h = _trace(sc, origins, dirs)
     hit = torch.zeros(R, dtype=torch.bool, device=sc.device)
     hit[h.idx] = True
-    L = bg.expand(R, 3) * (~hit).to(sc.dtype)[:, None]
-    contrib = _emission(sc, h) + _direct(sc, h, analytic_env=st.max_bounces == 1)
-    L = L.index_add(0, h.idx, contrib)
+    if sc.env is not None:
+        miss = torch.nonzero(~hit).squeeze(1)
+        L = torch.zeros_like(origins).index_add(0, miss, sc.env.eval(dirs[miss]).to(origins.dtype))
+    else:
+        bg = torch.tensor(st.background, dtype=sc.dtype, device=sc.device)
+        L = bg.expand(R, 3) * (~hit).to(sc.dtype)[:, None]
+    L = L.index_add(0, h.idx, _emission(sc, h))
+    ambient = sum(a.color for a in sc.ambient) if (sc.ambient and st.max_bounces > 1) else None
+    trace_last = bool(sc.emitters) or sc.env is not None or ambient is not None
     beta = torch.ones_like(h.points)
     idx = h.idx
-    for bounce in range(1, st.max_bounces):
+    for depth in range(st.max_bounces):
         if idx.numel() == 0:
             break
-        is_mirror = torch.zeros(idx.shape[0], dtype=torch.bool, device=sc.device)
-        weight = torch.zeros_like(h.points)
-        new_d = torch.zeros_like(h.points)
-        for s_id, shape in enumerate(sc.shapes):
-            sel = torch.nonzero(h.shape == s_id).squeeze(1)
-            if sel.numel() == 0:
-                continue
-            ns, wo = h.ns[sel], h.wo[sel]
-            if isinstance(shape.material, MirrorMaterial):
-                wi = 2 * (ns * wo).sum(-1, keepdim=True) * ns - wo
-                w = _param(shape.material.reflectance, ns).expand(sel.shape[0], 3)
-                is_mirror[sel] = True
-            else:
-                wi = _cosine_dirs(sc, ns)
-                w = _brdf(shape.material, ns, wi, wo) * math.pi  # f cos / (cos / pi)
-            weight = weight.index_add(0, sel, w)
-            new_d = new_d.index_add(0, sel, wi)
+        L = L.index_add(0, idx, beta * _direct(sc, h, gen, analytic_env=st.max_bounces == 1))
+        last = depth + 1 == st.max_bounces
+        if last and not trace_last:
+            break
+        weight, new_d, pdf, delta = _sample_bsdf(sc, h, gen)
         beta = beta * weight
-        if bounce >= st.rr_depth:
+        if depth + 1 >= st.rr_depth and not last:
             q = beta.detach().max(-1).values.clamp(0.05, 0.95)
-            keep = sc.rand(q.shape[0]) < q
+            keep = torch.rand(q.shape[0], generator=gen, dtype=sc.dtype, device=sc.device) < q
             beta = beta / q[:, None]
             sel = torch.nonzero(keep).squeeze(1)
-            beta, idx, is_mirror, new_d = beta[sel], idx[sel], is_mirror[sel], new_d[sel]
+            beta, idx, delta, new_d, pdf = beta[sel], idx[sel], delta[sel], new_d[sel], pdf[sel]
             h = _Hit(*(x[sel] for x in h))
         side = torch.where((h.ng * new_d).sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         o = h.points + side * h.ng * sc.eps
         h2 = _trace(sc, o, new_d)
-        # Escaped rays see the ambient environment.
-        if sc.ambient:
-            esc = torch.ones(idx.shape[0], dtype=torch.bool, device=sc.device)
-            esc[h2.idx] = False
-            env = sum(a.color for a in sc.ambient)
-            L = L.index_add(0, idx, beta * env * esc.to(sc.dtype)[:, None])
+        # What the BSDF ray finds: emitters, or (escaping) the environment / ambient light.
+        esc = torch.ones(idx.shape[0], dtype=torch.bool, device=sc.device)
+        esc[h2.idx] = False
+        esc = torch.nonzero(esc).squeeze(1)
+        if sc.emitters:
+            le = _emission(sc, h2)
+            with torch.no_grad():
+                if st.mis:
+                    d2 = ((h2.points - o[h2.idx]) ** 2).sum(-1)
+                    cos_y = (h2.ng * h2.wo).sum(-1).abs().clamp_min(1e-12)
+                    area = sc.emit_area[h2.shape]
+                    p_light = torch.where(area > 0, d2 / (cos_y * area.clamp_min(1e-30)), torch.zeros_like(d2))
+                    w = torch.where(delta[h2.idx], 1.0, _power(pdf[h2.idx], p_light))
+                else:
+                    w = delta[h2.idx].to(sc.dtype)
+            L = L.index_add(0, idx[h2.idx], beta[h2.idx] * le * w[:, None])
+        if sc.env is not None and esc.numel():
+            with torch.no_grad():
+                if st.mis:
+                    w = torch.where(delta[esc], 1.0, _power(pdf[esc], sc.env.pdf(new_d[esc])))
+                else:
+                    w = delta[esc].to(sc.dtype)
+            L = L.index_add(0, idx[esc], beta[esc] * sc.env.eval(new_d[esc]) * w[:, None])
+        if ambient is not None and esc.numel():
+            L = L.index_add(0, idx[esc], beta[esc] * ambient)
+        if last:
+            break
         beta = beta[h2.idx]
-        spec = is_mirror[h2.idx].to(sc.dtype)[:, None]
         idx = idx[h2.idx]
         h = h2
-        L = L.index_add(0, idx, beta * (_emission(sc, h) * spec + _direct(sc, h, analytic_env=False)))
     return L, hit
 
 
@@ -335,18 +412,29 @@ def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Ten
     return o, rot[:, :, 2]
 
 
-def _pixel_samples(sc: _Scene, B: int, H: int, W: int, spp: int) -> Tensor:
-    """``[B, H, W, S, 2]`` sample positions in pixels (stratified if ``spp`` is a square)."""
-    n = math.isqrt(spp)
-    jit = sc.rand(B, H, W, spp, 2)
-    if n * n == spp:
-        g = torch.arange(n, dtype=sc.dtype, device=sc.device)
-        cell = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(spp, 2)
-        jit = (cell + jit) / n
-    j = torch.arange(W, dtype=sc.dtype, device=sc.device)
-    i = torch.arange(H, dtype=sc.dtype, device=sc.device)
-    base = torch.stack(torch.meshgrid(i, j, indexing="ij"), -1).flip(-1)  # (u, v) = (col, row)
-    return base[None, :, :, None, :] + jit
+def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tensor]:
+    """``(image [P, 3], coverage [P])``: the mean over ``spp`` restricted to samples ``first .. first + count``.
+
+    Sample ``r`` belongs to pixel ``r // spp`` (view-major, then row, column) and is
+    stratified when ``spp`` is a square. Everything random is drawn from
+    ``sc.chunk_gen(chunk)``, so calling this twice gives the same paths (path replay).
+    """
+    cam = sc.camera
+    S, H, W = sc.settings.spp, cam.height, cam.width
+    gen = sc.chunk_gen(chunk)
+    r = torch.arange(first, first + count, device=sc.device)
+    p, s = r // S, r % S
+    jit = torch.rand(count, 2, generator=gen, dtype=sc.dtype, device=sc.device)
+    n = math.isqrt(S)
+    if n * n == S:
+        jit = (torch.stack([s // n, s % n], -1).to(sc.dtype) + jit) / n
+    pix = torch.stack([(p % W).to(sc.dtype), ((p // W) % H).to(sc.dtype)], -1) + jit  # (u, v) = (col, row)
+    o, d = _camera_rays(cam, p // (H * W), pix)
+    L, hit = _radiance(sc, o, d, gen)
+    # Per-pixel sums inside the chunk: the caller adds dense images, so no per-sample index is kept.
+    P = cam.batch_size * H * W
+    return (torch.zeros(P, 3, dtype=sc.dtype, device=sc.device).index_add(0, p, L / S),
+            torch.zeros(P, dtype=sc.dtype, device=sc.device).index_add(0, p, hit.to(sc.dtype) / S))
 
 
 def render_trace(
@@ -388,10 +476,14 @@ def render_trace(
         raise TypeError(f"{_FN}(): camera must be a Camera, got {type(camera).__name__}")
     if not isinstance(settings, TraceSettings):
         raise TypeError(f"{_FN}(): settings must be TraceSettings, got {type(settings).__name__}")
-    lights = [lights] if isinstance(lights, (PointLight, DirectionalLight, AmbientLight, SHEnvironmentLight)) else list(lights)
+    kinds = (PointLight, DirectionalLight, AmbientLight, SHEnvironmentLight, EnvironmentLight)
+    lights = [lights] if isinstance(lights, kinds) else list(lights)
     for i, l in enumerate(lights):
-        if not isinstance(l, (PointLight, DirectionalLight, AmbientLight, SHEnvironmentLight)):
-            raise TypeError(f"{_FN}(): lights[{i}] must be a Point/Directional/Ambient/SH light, got {type(l).__name__}")
+        if not isinstance(l, kinds):
+            raise TypeError(f"{_FN}(): lights[{i}] must be a Point/Directional/Ambient/SH/Environment light, got "
+                            f"{type(l).__name__}")
+    if sum(isinstance(l, EnvironmentLight) for l in lights) > 1:
+        raise ValueError(f"{_FN}(): at most one EnvironmentLight, got several (merge their texels)")
     v0 = shapes[0].mesh.verts
     if camera.dtype != v0.dtype or camera.device != v0.device:
         raise ValueError(f"{_FN}(): camera must share the meshes' dtype and device ({v0.dtype}, {v0.device}), got "
@@ -404,14 +496,24 @@ def render_trace(
                          f"({nv} vertices, {nf} faces)")
     sc = _Scene(shapes, camera, lights, settings, accel)
     B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
-    pix = _pixel_samples(sc, B, H, W, S)
-    view = torch.arange(B, device=sc.device)[:, None, None, None].expand(B, H, W, S).reshape(-1)
-    o, d = _camera_rays(camera, view, pix.reshape(-1, 2))
-    L, hit = _radiance(sc, o, d)
-    image = L.reshape(B, H, W, S, 3).mean(3)
-    alpha = hit.to(sc.dtype).reshape(B, H, W, S, 1).mean(3)
+    P, total, n = B * H * W, B * H * W * S, settings.chunk_rays
+    image = torch.zeros(P, 3, dtype=sc.dtype, device=sc.device)
+    hits = torch.zeros(P, dtype=sc.dtype, device=sc.device)
+    replay = settings.replay and torch.is_grad_enabled()
+    for c, first in enumerate(range(0, total, n)):
+        count = min(n, total - first)
+        if replay:
+            # Non-reentrant checkpoint: the forward keeps no saved tensors of the chunk; backward re-runs
+            # _chunk (same generator seed, same BVH) and back-propagates through the re-traced paths.
+            img_c, hit_c = checkpoint(_chunk, sc, first, count, c, use_reentrant=False)
+        else:
+            img_c, hit_c = _chunk(sc, first, count, c)
+        image = image + img_c
+        hits = hits + hit_c
+    image = image.reshape(B, H, W, 3)
+    alpha = hits.reshape(B, H, W, 1)
     if settings.boundary == "edge":
         from lumigrad.render._trace_edges import boundary_term
 
-        image = image + boundary_term(sc, lambda vw, px: _radiance(sc, *_camera_rays(camera, vw, px))[0])
+        image = image + boundary_term(sc, lambda vw, px: _radiance(sc, *_camera_rays(camera, vw, px), sc.gen)[0])
     return TraceOutput(image, alpha)

@@ -38,7 +38,8 @@ Format (``"format": "lumigrad-scene"``, ``"version": 1``); every field except
 * ``emission``: radiance, makes the shape an area light (front side).
 * ``lights[].type``: ``point`` (``position``, ``intensity``, ``color``,
   ``falloff``), ``directional`` (``to_light``, ``intensity``, ``color``),
-  ``ambient`` (``color``).
+  ``ambient`` (``color``), ``envmap`` (``image``: an equirectangular image path, EXR/HDR/PNG,
+  relative to the scene file, or ``texels`` ``[H][W][3]``; ``scale``), mapped as Mitsuba's ``envmap``.
 * ``integrator``: the fields of :class:`~lumigrad.scene.trace_types.TraceSettings`.
 
 :func:`save_scene` writes cameras as matrices and meshes inline, so a saved
@@ -61,7 +62,7 @@ from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
 from lumigrad.scene.mesh import Mesh
-from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
+from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, TraceSettings
 
 __all__ = ["TraceScene", "load_scene", "save_scene", "scene_from_dict", "scene_to_dict"]
 
@@ -170,7 +171,7 @@ def _shape(i: int, spec, base: Path, dtype) -> Shape:
     return Shape(mesh, cls(**params), emission)
 
 
-def _light(i: int, spec, dtype):
+def _light(i: int, spec, dtype, base: Path = Path(".")):
     ctx = f"lights[{i}]"
     if not isinstance(spec, dict):
         raise _where(ctx, "must be an object")
@@ -185,7 +186,21 @@ def _light(i: int, spec, dtype):
         return DirectionalLight(_vec(f"{ctx}.to_light", spec.get("to_light"), 3, dtype), color, intensity)
     if kind == "ambient":
         return AmbientLight(_vec(f"{ctx}.color", spec.get("color"), 3, dtype))
-    raise _where(ctx, f"type must be 'point', 'directional' or 'ambient', got {kind!r}")
+    if kind == "envmap":
+        if "texels" in spec:
+            tex = torch.as_tensor(spec["texels"], dtype=dtype)
+        elif "image" in spec:
+            from lumigrad.scene.io import read_image
+
+            img = Path(spec["image"])
+            tex = read_image(img if img.is_absolute() else base / img, dtype=dtype)[..., :3]
+        else:
+            raise _where(ctx, "an envmap needs 'image' (a path) or 'texels' ([H][W][3])")
+        try:
+            return EnvironmentLight(tex, float(spec.get("scale", 1.0)))
+        except ValueError as e:
+            raise _where(ctx, str(e)) from None
+    raise _where(ctx, f"type must be 'point', 'directional', 'ambient' or 'envmap', got {kind!r}")
 
 
 def _camera(spec, dtype) -> Camera:
@@ -226,7 +241,7 @@ def scene_from_dict(data: dict, base_dir=".", *, dtype: torch.dtype = torch.floa
     base = Path(base_dir)
     try:
         shapes = [_shape(i, s, base, dtype) for i, s in enumerate(data["shapes"])]
-        lights = [_light(i, l, dtype) for i, l in enumerate(data.get("lights", []))]
+        lights = [_light(i, l, dtype, base) for i, l in enumerate(data.get("lights", []))]
         camera = _camera(data["camera"], dtype)
         integ = dict(data.get("integrator", {}))
         if "background" in integ:
@@ -288,8 +303,10 @@ def scene_to_dict(scene: TraceScene) -> dict:
                            "intensity": float(l.intensity)})
         elif isinstance(l, AmbientLight):
             lights.append({"type": "ambient", "color": _listify(l.color)})
+        elif isinstance(l, EnvironmentLight):
+            lights.append({"type": "envmap", "texels": _listify(l.texels), "scale": float(l.scale)})
         else:
-            raise TypeError(f"save_scene(): cannot save a {type(l).__name__} (point, directional, ambient only)")
+            raise TypeError(f"save_scene(): cannot save a {type(l).__name__} (point, directional, ambient, envmap only)")
     integ = dataclasses.asdict(scene.settings)
     integ["background"] = list(integ["background"])
     return {

@@ -18,7 +18,7 @@ from lumigrad._runtime.checks import check_finite, check_float_tensor
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, MaterialParam, _check_param
 from lumigrad.scene.mesh import Mesh
 
-__all__ = ["MirrorMaterial", "Shape", "TraceSettings", "TRACE_MATERIALS"]
+__all__ = ["EnvironmentLight", "MirrorMaterial", "Shape", "TraceSettings", "TRACE_MATERIALS"]
 
 
 @dataclass
@@ -33,6 +33,39 @@ class MirrorMaterial:
 
     def __post_init__(self):
         self.reflectance = _check_param("MirrorMaterial", "reflectance", self.reflectance, (1, 3))
+
+
+@dataclass
+class EnvironmentLight:
+    """Radiance arriving from infinitely far away, stored as an equirectangular (lat-long) image.
+
+    The mapping is Mitsuba 3's ``envmap``: a world direction ``d`` (pointing
+    *towards* the environment) has ``u = atan2(d.x, -d.z) / (2 pi)`` (wrapped to
+    [0, 1)) and ``v = acos(d.y) / pi`` (``v = 0`` straight up, +y); the image is
+    looked up bilinearly at column ``u * W - 0.5`` (periodic) and row
+    ``v * (H - 1)`` (clamped). Row 0 is the top of the image (the +y pole).
+
+    Args:
+        texels: ``[H, W, 3]`` linear radiance, float (may require grad: the
+            tracer's gradients reach every texel it looks up).
+        scale: multiplies the radiance.
+
+    The tracer importance samples it by a piecewise-constant luminance
+    distribution over the ``H x W`` (u, v) cells (see :mod:`lumigrad.render._envmap`).
+    """
+
+    texels: Tensor  # [H, W, 3]
+    scale: float = 1.0
+
+    def __post_init__(self):
+        check_float_tensor("EnvironmentLight", "texels", self.texels, (3,), 3, expected="[H, W, 3]")
+        check_finite("EnvironmentLight", "texels", self.texels)
+        if self.texels.shape[0] < 2 or self.texels.shape[1] < 2:
+            raise ValueError(f"EnvironmentLight(): texels must be at least [2, 2, 3], got {list(self.texels.shape)}")
+        if bool((self.texels.detach() < 0).any()):
+            raise ValueError("EnvironmentLight(): texels must be >= 0 (radiance)")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale >= 0:
+            raise ValueError(f"EnvironmentLight(): scale must be a float >= 0, got {self.scale!r}")
 
 
 TRACE_MATERIALS = (LambertMaterial, BlinnPhongMaterial, GGXMaterial, MirrorMaterial)
@@ -95,7 +128,20 @@ class TraceSettings:
         edge_samples: boundary samples per view and per discontinuity type
             (default ``H * W``).
         rr_depth: bounce from which Russian roulette may stop paths.
-        background: RGB of camera rays that hit nothing.
+        background: RGB of camera rays that hit nothing (an
+            :class:`EnvironmentLight`, when present, replaces it).
+        mis: combine light sampling and BSDF sampling by multiple
+            importance sampling (power heuristic) for area and environment
+            lights; False: light sampling only (emitters found by BSDF rays
+            count only after a mirror bounce). Both converge to the same image.
+        replay: path replay for memory. The samples are traced in chunks of
+            ``chunk_rays`` rays; with ``replay`` the forward pass keeps no
+            autograd graph of a chunk, and the backward pass re-traces each
+            chunk (same seeds, same paths) to back-propagate it. Memory is then
+            that of one chunk whatever ``spp`` is. The BVH (``accel``) must not
+            be refitted between the render and its ``backward()``.
+        chunk_rays: camera rays per chunk (each chunk has its own seed, so a
+            render depends on ``seed`` and ``chunk_rays``, not on ``replay``).
         seed: random seed (renders are deterministic given the seed).
         ray_eps: ray offset, relative to the scene's bounding-box diagonal.
     """
@@ -109,9 +155,12 @@ class TraceSettings:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seed: int = 0
     ray_eps: float = 1e-4
+    mis: bool = True
+    replay: bool = False
+    chunk_rays: int = 1 << 16
 
     def __post_init__(self) -> None:
-        for name in ("spp", "max_bounces", "rr_depth"):
+        for name in ("spp", "max_bounces", "rr_depth", "chunk_rays"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"TraceSettings(): {name} must be a positive int, got {v!r}")
@@ -121,5 +170,8 @@ class TraceSettings:
             raise ValueError(f"TraceSettings(): edge_samples must be None or a positive int, got {self.edge_samples!r}")
         if len(self.background) != 3:
             raise ValueError(f"TraceSettings(): background must be 3 floats, got {self.background!r}")
+        for name in ("shadows", "mis", "replay"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TraceSettings(): {name} must be a bool, got {getattr(self, name)!r}")
         if not (0 < self.ray_eps < 0.1):
             raise ValueError(f"TraceSettings(): ray_eps must be in (0, 0.1), got {self.ray_eps!r}")

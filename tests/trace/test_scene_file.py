@@ -73,3 +73,22 @@ def test_bad_scene_files(tmp_path, patch, match):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_scene(tmp_path / "nope.json")
+
+
+def test_envmap_light_from_image_and_round_trip(tmp_path):
+    import numpy as np
+
+    from lumigrad.scene.io import write_image
+    from lumigrad.scene.trace_types import EnvironmentLight
+
+    write_image(tmp_path / "sky.png", torch.rand(4, 8, 3))
+    data = {**SCENE, "lights": [{"type": "envmap", "image": "sky.png", "scale": 2.0}]}
+    scene = load_scene(_write(tmp_path, data), dtype=torch.float64)
+    env = scene.lights[0]
+    assert isinstance(env, EnvironmentLight) and env.texels.shape == (4, 8, 3) and env.scale == 2.0
+    save_scene(tmp_path / "again.json", scene)
+    again = load_scene(tmp_path / "again.json", dtype=torch.float64)
+    np.testing.assert_array_equal(again.lights[0].texels.numpy(), env.texels.numpy())
+    bad = {**SCENE, "lights": [{"type": "envmap"}]}
+    with pytest.raises(ValueError, match="envmap needs"):
+        load_scene(_write(tmp_path, bad))

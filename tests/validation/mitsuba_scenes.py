@@ -10,8 +10,8 @@ from lumigrad.render.path import render_trace
 from lumigrad.scene import Mesh
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import DirectionalLight, PointLight
-from lumigrad.scene.materials import LambertMaterial
-from lumigrad.scene.trace_types import Shape, TraceSettings
+from lumigrad.scene.materials import GGXMaterial, LambertMaterial
+from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings
 
 DT = torch.float64
 
@@ -46,10 +46,77 @@ def build(name: str, res: int = 32, sphere_dx=0.0, light_dx=0.0, albedo_d=0.0):
         lamp = Shape(Mesh(qv, torch.tensor([[0, 1, 2], [1, 3, 2]], dtype=torch.int32)), LambertMaterial(0.0),
                      emission=_t(20.0, 20.0, 20.0))
         return [sphere, floor, lamp], cam, []
+    if name == "envmap":
+        return [sphere, floor], cam, [EnvironmentLight(env_texels())]
+    if name == "cornell_box":
+        return cornell_box(res, albedo_d)
+    if name == "glossy":
+        obj, is_bunny = glossy_mesh()
+        glossy = Shape(obj, GGXMaterial(1.0, 0.5, 1.0))
+        return [glossy, floor], cam, [PointLight(lpos, intensity=25.0), EnvironmentLight(env_texels() * 0.3)]
     raise ValueError(name)
 
 
-SCENES = ("diffuse_sphere", "shadow_plane", "directional_shadow", "area_light")
+def env_texels(h: int = 32, w: int = 64) -> torch.Tensor:
+    """A smooth sky (bright at the top, blue-ish) with a warm sun blob: ``[h, w, 3]``."""
+    v = (torch.arange(h, dtype=DT) + 0.5) / h
+    u = (torch.arange(w, dtype=DT) + 0.5) / w
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    sky = torch.stack([0.4 + 0.6 * (1 - vv), 0.5 + 0.6 * (1 - vv), 0.8 + 0.7 * (1 - vv)], -1) * (vv < 0.55)[..., None]
+    ground = torch.full((h, w, 3), 0.15, dtype=DT) * (vv >= 0.55)[..., None]
+    sun = 20.0 * torch.exp(-(((uu - 0.3) / 0.04) ** 2 + ((vv - 0.25) / 0.04) ** 2))
+    return sky + ground + sun[..., None] * torch.tensor([1.0, 0.85, 0.6], dtype=DT)
+
+
+def glossy_mesh() -> tuple[Mesh, bool]:
+    """The Stanford bunny (``/work/shared/data``, normalised to the sphere's place), else the sphere."""
+    import os
+
+    from lumigrad.scene.io import read_mesh
+
+    path = os.path.join(os.environ.get("LUMIGRAD_SHARED_DATA", "/work/shared/data"), "stanford_bunny",
+                        "stanford-bunny.obj")
+    if os.path.exists(path):
+        m = read_mesh(path, dtype=DT)
+        v = m.verts - (m.verts.max(0).values + m.verts.min(0).values) / 2
+        v = v / float((m.verts.max(0).values - m.verts.min(0).values).max()) * 1.6
+        v = v - _t(0.0, float(v[:, 1].min()) + 0.7, 0.0)
+        return Mesh(v, m.faces), True
+    v, f = icosphere(4, dtype=DT)
+    return Mesh(v * 0.7, f), False
+
+
+def cornell_box(res: int, albedo_d=0.0):
+    """A closed Lambertian box (white, red left, green right walls), two blocks and a ceiling light."""
+    def quad(p0, p1, p2, p3):  # corners in order; normal (p1 - p0) x (p3 - p0)
+        return torch.stack([_t(*p0), _t(*p1), _t(*p2), _t(*p3)]), torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32)
+
+    def box(cx, cz, s, h):
+        from lumigrad.geometry.primitives import cube
+
+        v, f = cube(1.0, dtype=DT)
+        v = (v * _t(s, h, s) + _t(cx, -1.0 + h / 2, cz))[f.long()].reshape(-1, 3)  # flat: no shared corners
+        return v, torch.arange(v.shape[0], dtype=torch.int32).reshape(-1, 3)
+
+    white, alb = _t(0.73, 0.71, 0.68), _t(0.73, 0.71, 0.68) + albedo_d
+    walls = [
+        (quad((-1, -1, 1), (1, -1, 1), (1, -1, -1), (-1, -1, -1)), alb),  # floor, normal +y (the differentiated albedo)
+        (quad((-1, 1, -1), (1, 1, -1), (1, 1, 1), (-1, 1, 1)), white),  # ceiling, normal -y
+        (quad((-1, -1, -1), (1, -1, -1), (1, 1, -1), (-1, 1, -1)), white),  # back, normal +z
+        (quad((-1, -1, 1), (-1, -1, -1), (-1, 1, -1), (-1, 1, 1)), _t(0.63, 0.065, 0.05)),  # left red, normal +x
+        (quad((1, -1, -1), (1, -1, 1), (1, 1, 1), (1, 1, -1)), _t(0.14, 0.45, 0.091)),  # right green, normal -x
+    ]
+    shapes = [Shape(Mesh(v, f), LambertMaterial(c)) for (v, f), c in walls]
+    shapes.append(Shape(Mesh(*box(-0.35, -0.3, 0.6, 1.2)), LambertMaterial(white)))
+    shapes.append(Shape(Mesh(*box(0.4, 0.35, 0.55, 0.55)), LambertMaterial(white)))
+    lv, lf = quad((-0.25, 0.99, -0.25), (0.25, 0.99, -0.25), (0.25, 0.99, 0.25), (-0.25, 0.99, 0.25))
+    shapes.append(Shape(Mesh(lv, lf), LambertMaterial(0.0), emission=_t(17.0, 12.0, 4.0)))
+    cam = Camera.look_at(_t(0.0, 0.0, 3.9), _t(0.0, 0.0, 0.0), fov_y_deg=39.0, width=res, height=res)
+    return shapes, cam, []
+
+
+SCENES = ("diffuse_sphere", "shadow_plane", "directional_shadow", "area_light", "envmap", "cornell_box", "glossy")
+BOUNCES = {"cornell_box": 4}
 PARAMS = ("sphere_dx", "light_dx", "albedo_d")
 
 
@@ -86,6 +153,8 @@ def mitsuba_grad_image(mi, dr, name: str, param: str, res: int, spp: int, integr
     elif param == "light_dx":
         p = [float(x) for x in np.array(params["light0.position"]).reshape(-1)]
         params["light0.position"] = mi.Point3f(mi.Float(p[0]) + theta, mi.Float(p[1]), mi.Float(p[2]))
+    elif name == "cornell_box":
+        params["shape0.bsdf.reflectance.value"] = mi.Color3f(0.73 + theta, 0.71 + theta, 0.68 + theta)
     else:
         params["shape1.bsdf.reflectance.value"] = mi.Color3f(0.6 + theta, 0.6 + theta, 0.6 + theta)
     params.update()
@@ -99,6 +168,11 @@ def _bin(a: np.ndarray, k: int) -> np.ndarray:
     return a[:h, :w].sum(-1).reshape(h // k, k, w // k, k).sum((1, 3))
 
 
+def mitsuba_integrator(name: str) -> dict:
+    """Mitsuba ``path`` with ``max_depth = max_bounces + 1`` (lumigrad's path length convention)."""
+    return {"type": "path", "max_depth": BOUNCES.get(name, 1) + 1}
+
+
 def mitsuba_fd_image(mi, name: str, param: str, res: int, spp: int, h: float) -> np.ndarray:
     """Central differences of Mitsuba ``direct`` renders (same seed), for parameters Mitsuba cannot differentiate
     (a point light's position is not a differentiable parameter in Mitsuba 3)."""
@@ -107,7 +181,8 @@ def mitsuba_fd_image(mi, name: str, param: str, res: int, spp: int, h: float) ->
     ims = []
     for s in (1, -1):
         shapes, cam, lights = build(name, res, **{param: s * h})
-        ims.append(np.asarray(mi.render(mitsuba_scene(mi, shapes, cam, lights, spp=spp), spp=spp, seed=0)))
+        sc = mitsuba_scene(mi, shapes, cam, lights, spp=spp, integrator=mitsuba_integrator(name))
+        ims.append(np.asarray(mi.render(sc, spp=spp, seed=0)))
     return (ims[0] - ims[1]) / (2 * h)
 
 

@@ -14,9 +14,11 @@ differences only. A point light's position is not differentiable in Mitsuba 3,
 so light-position gradients are compared with Mitsuba's finite differences.
 """
 import numpy as np
+import torch
 import pytest
 from mitsuba_scenes import (
-    SCENES, TraceSettings, build, compare, lumigrad_fd_image, lumigrad_grad_image, mitsuba_fd_image, mitsuba_grad_image,
+    BOUNCES, SCENES, TraceSettings, build, compare, lumigrad_fd_image, lumigrad_grad_image, mitsuba_fd_image,
+    mitsuba_grad_image, mitsuba_integrator,
 )
 
 from lumigrad._mitsuba import import_mitsuba, mitsuba_scene
@@ -35,14 +37,30 @@ def mitsuba():
         pytest.skip(f"Mitsuba unavailable: {e}")
 
 
+# Relative-MSE bounds: Monte Carlo noise of both renders at these spp, measured (docs/tracing.md) and
+# doubled; "glossy" also carries the Smith-G difference (Mitsuba uncorrelated, lumigrad height-correlated).
+REL_MSE = {"cornell_box": 1e-2, "glossy": 1e-2, "envmap": 4e-3}
+
+
+def lumigrad_image(name, spp, **kw):
+    shapes, cam, lights = build(name, RES)
+    st = TraceSettings(spp=spp, boundary="none", max_bounces=BOUNCES.get(name, 1), **kw)
+    return render_trace(shapes, cam, lights, st).image[0].numpy()
+
+
+def mitsuba_image(MI, name, spp):
+    shapes, cam, lights = build(name, RES)
+    return np.asarray(MI.render(mitsuba_scene(MI, shapes, cam, lights, spp=spp, integrator=mitsuba_integrator(name)),
+                                spp=spp, seed=0))
+
+
 @pytest.mark.parametrize("name", SCENES)
 def test_images_agree(mitsuba, name):
     MI, _ = mitsuba
-    shapes, cam, lights = build(name, RES)
-    ref = np.asarray(MI.render(mitsuba_scene(MI, shapes, cam, lights, spp=256), spp=256, seed=0))
-    img = render_trace(shapes, cam, lights, TraceSettings(spp=64, boundary="none")).image[0].numpy()
+    ref = mitsuba_image(MI, name, 1024 if name in REL_MSE else 256)
+    img = lumigrad_image(name, 256 if name in REL_MSE else 64)
     rel_mse = ((img - ref) ** 2).mean() / (ref**2).mean()
-    assert rel_mse < 2e-3, rel_mse
+    assert rel_mse < REL_MSE.get(name, 2e-3), rel_mse
     assert abs(img.mean() / ref.mean() - 1) < 0.02
 
 
@@ -52,18 +70,40 @@ def test_images_agree(mitsuba, name):
     ("shadow_plane", "albedo_d", True),
     ("shadow_plane", "sphere_dx", False),
     ("shadow_plane", "light_dx", False),
+    ("envmap", "albedo_d", True),
+    ("cornell_box", "albedo_d", True),
+    ("glossy", "light_dx", True),
 ])
 def test_gradients_agree(mitsuba, name, param, vs_mitsuba):
     MI, DR = mitsuba
-    gl = lumigrad_grad_image(name, param, RES, TraceSettings(spp=64, edge_samples=4 * RES * RES))
-    fd = lumigrad_fd_image(name, param, RES, TraceSettings(spp=256, boundary="none"), 0.02)
+    nb = BOUNCES.get(name, 1)
+    gl = lumigrad_grad_image(name, param, RES, TraceSettings(spp=64, edge_samples=4 * RES * RES, max_bounces=nb))
+    fd = lumigrad_fd_image(name, param, RES, TraceSettings(spp=256, boundary="none", max_bounces=nb), 0.02)
     c = compare(gl, fd)
     assert c["norm_rel_err"] <= 0.10 and c["sign_agree"] >= 0.9, c
     if vs_mitsuba:
         if param == "light_dx":  # not a differentiable parameter in Mitsuba: its finite differences
             gm = mitsuba_fd_image(MI, name, param, RES, 1024, 0.02)
         else:
-            integ = {"type": "direct_projective", "sppc": 64, "sppp": 64, "sppi": 0}
+            integ = ({"type": "prb", "max_depth": nb + 1} if param == "albedo_d" else
+                     {"type": "direct_projective", "sppc": 64, "sppp": 64, "sppi": 0})
             gm = mitsuba_grad_image(MI, DR, name, param, RES, 64, integ)
         c = compare(gl, gm)
         assert c["norm_rel_err"] <= 0.10 and c["sign_agree"] >= 0.9, c
+
+
+def test_xml_import_renders_like_mitsuba(mitsuba):
+    """The same XML file rendered by Mitsuba (mi.load_file) and by lumigrad after load_mitsuba_xml."""
+    from pathlib import Path
+
+    from lumigrad.scene.mitsuba_xml import load_mitsuba_xml
+
+    MI, _ = mitsuba
+    xml = Path(__file__).parents[1] / "data" / "mitsuba_box.xml"
+    ref = np.asarray(MI.render(MI.load_file(str(xml), spp=1024), seed=0))
+    sc = load_mitsuba_xml(xml, dtype=torch.float64)
+    st = TraceSettings(spp=256, max_bounces=sc.settings.max_bounces, boundary="none")
+    img = render_trace(sc.shapes, sc.camera, sc.lights, st).image[0].numpy()
+    rel_mse = ((img - ref) ** 2).mean() / (ref**2).mean()
+    assert rel_mse < 2e-2, rel_mse
+    assert abs(img.mean() / ref.mean() - 1) < 0.03

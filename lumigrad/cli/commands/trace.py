@@ -9,7 +9,7 @@ from lumigrad.cli.common import positive_int
 
 
 def register(sub) -> None:
-    trace = sub.add_parser("trace", help="physically based ray tracing (render a scene file, shadow fit demo)")
+    trace = sub.add_parser("trace", help="physically based ray tracing (render a scene file, shadow fit, GI material fit)")
     tsub = trace.add_subparsers(dest="trace_command", required=True)
     render = tsub.add_parser("render", help="render a JSON scene file (format: lumigrad.scene.scene_file)")
     render.add_argument("scene", help="scene .json file")
@@ -23,6 +23,15 @@ def register(sub) -> None:
     shadow.add_argument("--spp", type=positive_int, default=4, help="samples per pixel (default: 4)")
     shadow.add_argument("--quiet", action="store_true", help="no progress bar")
     shadow.set_defaults(func=_shadow)
+    mat = tsub.add_parser("material", help="fit albedo and roughness under global illumination (Cornell box)")
+    mat.add_argument("--out", default="out/trace_material", help="output folder (default: out/trace_material)")
+    mat.add_argument("--resolution", type=positive_int, default=32, help="image width and height (default: 32)")
+    mat.add_argument("--iterations", type=positive_int, default=40, help="optimisation steps (default: 40)")
+    mat.add_argument("--spp", type=positive_int, default=4, help="samples per pixel while fitting (default: 4)")
+    mat.add_argument("--target-spp", type=positive_int, default=64, help="samples per pixel of the target (default: 64)")
+    mat.add_argument("--bounces", type=positive_int, default=3, help="path length, 1 = direct only (default: 3)")
+    mat.add_argument("--quiet", action="store_true", help="no progress bar")
+    mat.set_defaults(func=_material)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -31,6 +40,18 @@ def _render(args: argparse.Namespace) -> int:
     metrics = render_scene_file(args.scene, args.out, spp=args.spp)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {args.out}/ (image.png, metrics.json)")
+    return 0
+
+
+def _material(args: argparse.Namespace) -> int:
+    from lumigrad.tasks.gi_material import GIMaterialConfig, run_gi_material
+
+    config = GIMaterialConfig(resolution=args.resolution, iterations=args.iterations, spp=args.spp,
+                              target_spp=args.target_spp, max_bounces=args.bounces)
+    m = run_gi_material(args.out, config, progress=not args.quiet and sys.stderr.isatty())
+    print(json.dumps({k: m[k] for k in ("fitted", "start_error_max", "final_error_max", "start_image_mse", "final_image_mse",
+                                        "seconds_total")}, indent=2))
+    print(f"wrote {args.out}/ (target_vs_result.png, loss.png, metrics.json, report.html)")
     return 0
 
 

@@ -1,0 +1,117 @@
+"""Path tracing (global illumination) vs Mitsuba 3 (``llvm_ad_rgb``), side by side in one run.
+
+Scene: the validation Cornell box (``tests/validation/mitsuba_scenes.cornell_box``: 8 Lambertian
+shapes, an emissive ceiling quad), float32. Columns (median of --reps after a warm-up):
+
+* ``fwd``: path tracing with ``max_bounces`` bounces (Mitsuba ``path``, ``max_depth = bounces + 1``).
+* ``fwd+bwd``: the same plus the gradient of the mean image w.r.t. the floor albedo (lumigrad: MIS path
+  tracer, with and without path replay; Mitsuba: ``prb``, which is path replay).
+
+Usage: ``PYTHONPATH=. python bench/trace_gi.py [--res 64] [--spp 16] [--bounces 3] [--threads 2]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+ap.add_argument("--res", type=int, default=64)
+ap.add_argument("--spp", type=int, default=16)
+ap.add_argument("--bounces", type=int, default=3)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--reps", type=int, default=2)
+ARGS = ap.parse_args()
+os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests", "validation"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+
+from mitsuba_scenes import cornell_box  # noqa: E402
+
+from lumigrad.render.path import prepare_trace, render_trace  # noqa: E402
+from lumigrad.scene import Mesh  # noqa: E402
+from lumigrad.scene.materials import LambertMaterial  # noqa: E402
+from lumigrad.scene.trace_types import Shape, TraceSettings  # noqa: E402
+
+
+def timed(fn, reps):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main():
+    shapes64, cam64, _ = cornell_box(ARGS.res)
+    cam = cam64.to(dtype=torch.float32)
+
+    def shapes_with(alb):
+        out = []
+        for i, s in enumerate(shapes64):
+            a = s.material.albedo
+            a = alb if i == 0 else (a.float() if isinstance(a, torch.Tensor) else a)
+            out.append(Shape(Mesh(s.mesh.verts.float(), s.mesh.faces), LambertMaterial(a),
+                             None if s.emission is None else s.emission.float()))
+        return out
+
+    alb0 = shapes64[0].material.albedo.float()
+    accel = prepare_trace(shapes_with(alb0))
+    rows = {}
+
+    def lg(replay, grad):
+        def run():
+            alb = alb0.clone().requires_grad_(grad)
+            st = TraceSettings(spp=ARGS.spp, max_bounces=ARGS.bounces, boundary="none", replay=replay)
+            with torch.set_grad_enabled(grad):
+                img = render_trace(shapes_with(alb), cam, [], st, accel=accel).image
+                if grad:
+                    img.mean().backward()
+        return run
+
+    rows["lumigrad fwd"] = timed(lg(False, False), ARGS.reps)
+    rows["lumigrad fwd+bwd"] = timed(lg(False, True), ARGS.reps)
+    rows["lumigrad fwd+bwd (replay)"] = timed(lg(True, True), ARGS.reps)
+    try:
+        from lumigrad._mitsuba import import_mitsuba, mitsuba_scene
+
+        mi, dr = import_mitsuba("llvm_ad_rgb")
+        dr.set_thread_count(ARGS.threads)
+        integ = {"type": "path", "max_depth": ARGS.bounces + 1}
+        sc = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator=integ)
+        rows["Mitsuba path fwd"] = timed(lambda: dr.eval(mi.render(sc, spp=ARGS.spp)), ARGS.reps)
+        scp = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator={"type": "prb", "max_depth": ARGS.bounces + 1})
+        params = mi.traverse(scp)
+        key = "shape0.bsdf.reflectance.value"
+
+        def mi_fb():
+            dr.enable_grad(params[key])
+            params.update()
+            img = mi.render(scp, params, spp=ARGS.spp)
+            dr.backward(dr.mean(img, axis=None))
+            dr.eval(dr.grad(params[key]))
+
+        rows["Mitsuba prb fwd+bwd"] = timed(mi_fb, ARGS.reps)
+    except ImportError as e:
+        print(f"Mitsuba unavailable: {e}")
+    print(f"Cornell box {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, {ARGS.threads} threads")
+    print("| run | seconds |\n|---|---|")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.2f} |")
+    if "Mitsuba path fwd" in rows:
+        print(f"\nratios lumigrad / Mitsuba: fwd {rows['lumigrad fwd'] / rows['Mitsuba path fwd']:.1f}, "
+              f"fwd+bwd (replay) vs prb {rows['lumigrad fwd+bwd (replay)'] / rows['Mitsuba prb fwd+bwd']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Import a useful subset of Mitsuba 3 XML scenes as a :class:`~lumigrad.scene.scene_file.TraceScene`.
+
+Supported (anything else raises ``ValueError`` naming the element, so nothing
+is silently dropped):
+
+* ``<default name value>`` and ``$name`` substitution; ``<ref id>`` to BSDFs
+  declared at the top level; ``<include>`` is not supported.
+* ``<integrator type="path|direct|prb|...">``: ``max_depth`` gives
+  ``max_bounces = max_depth - 1`` (``-1``, unlimited, becomes 8); ``direct``
+  is ``max_bounces = 1``.
+* ``<sensor type="perspective">``: ``fov`` and ``fov_axis`` (``x``, the
+  default, or ``y``), ``near_clip``, ``far_clip``, ``to_world``; ``<film>``
+  ``width``/``height`` (Mitsuba's defaults 768 x 576); ``<sampler>``
+  ``sample_count`` gives ``spp``.
+* Transforms: ``translate``, ``scale``, ``rotate`` (axis, degrees),
+  ``matrix``, ``lookat``, composed in document order like Mitsuba.
+* ``<shape type="obj|ply|sphere|rectangle|cube">`` with ``filename``,
+  ``center``/``radius`` (a level-4 icosphere), ``to_world``, a nested or
+  referenced BSDF, and a nested ``area`` emitter (``radiance``). Mitsuba's
+  ``rectangle`` is ``[-1, 1]^2`` in z = 0 facing +z; ``cube`` is ``[-1, 1]^3``.
+* BSDFs: ``diffuse`` -> :class:`LambertMaterial`; ``conductor`` ->
+  :class:`MirrorMaterial`; ``roughconductor`` -> :class:`GGXMaterial`
+  (``metallic = 1``, ``base_color = specular_reflectance``, ``roughness =
+  sqrt(alpha)``; the conductor's complex Fresnel becomes Schlick with that
+  ``F0``, which is exact for ``material="none"`` only at normal incidence);
+  ``plastic`` / ``roughplastic`` -> :class:`GGXMaterial` (``metallic = 0``,
+  ``base_color = diffuse_reflectance``; the 4 % dielectric coating is
+  lumigrad's ``F0 = 0.04``, which matches Mitsuba's default ``int_ior = 1.49``
+  at normal incidence; smooth ``plastic`` gets roughness 0.05); ``twosided``
+  -> its inner BSDF.
+* Emitters: ``point`` (``position`` or ``to_world``, ``intensity``),
+  ``directional`` (``direction``, ``irradiance``), ``area`` (in a shape),
+  ``envmap`` (``filename``, ``scale``; an identity ``to_world`` only),
+  ``constant`` (``radiance``, a uniform :class:`EnvironmentLight`).
+* Colours: ``rgb``, ``float`` values; ``spectrum`` with one value.
+"""
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import torch
+
+from lumigrad._runtime.files import existing_file
+from lumigrad.geometry.primitives import cube, icosphere
+from lumigrad.scene.camera import Camera
+from lumigrad.scene.lights import DirectionalLight, PointLight
+from lumigrad.scene.materials import GGXMaterial, LambertMaterial
+from lumigrad.scene.mesh import Mesh
+from lumigrad.scene.scene_file import TraceScene
+from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, TraceSettings
+
+__all__ = ["load_mitsuba_xml"]
+
+_FN = "load_mitsuba_xml"
+
+
+def _err(el, msg: str) -> ValueError:
+    tag = f"<{el.tag}" + (f" type={el.get('type')!r}" if el.get("type") else "") + (
+        f" name={el.get('name')!r}" if el.get("name") else "") + ">"
+    return ValueError(f"{_FN}(): {tag}: {msg}")
+
+
+class _Reader:
+    def __init__(self, base: Path, dtype: torch.dtype):
+        self.base, self.dtype = base, dtype
+        self.defaults: dict[str, str] = {}
+        self.bsdfs: dict[str, object] = {}
+
+    def sub(self, s: str | None) -> str | None:
+        if s is None:
+            return None
+        return re.sub(r"\$(\w+)", lambda m: self.defaults.get(m.group(1), m.group(0)), s)
+
+    def t(self, x) -> torch.Tensor:
+        return torch.tensor(x, dtype=torch.float64)
+
+    # -- values --------------------------------------------------------------------------------
+
+    def props(self, el) -> dict:
+        """``name -> element`` of an element's named children."""
+        return {self.sub(c.get("name")): c for c in el if c.get("name") is not None}
+
+    def floats(self, s: str) -> list[float]:
+        return [float(x) for x in re.split(r"[,\s]+", self.sub(s).strip()) if x]
+
+    def value(self, c):
+        tag = c.tag
+        v = self.sub(c.get("value"))
+        if tag in ("float", "integer"):
+            return float(v)
+        if tag == "boolean":
+            return v.lower() == "true"
+        if tag == "string":
+            return v
+        if tag in ("rgb", "spectrum", "color"):
+            vals = self.floats(v)
+            if tag == "spectrum" and len(vals) != 1:
+                raise _err(c, "only a constant spectrum (one value) is supported")
+            return vals * 3 if len(vals) == 1 else vals
+        if tag in ("point", "vector"):
+            if v is not None:
+                return self.floats(v)
+            return [float(self.sub(c.get(k, "0"))) for k in "xyz"]
+        if tag == "transform":
+            return self.transform(c)
+        if tag == "texture":
+            raise _err(c, "textures are not supported (constant values only)")
+        raise _err(c, "unsupported property type")
+
+    def get(self, el, name: str, default=None):
+        p = self.props(el)
+        return self.value(p[name]) if name in p else default
+
+    def color(self, el, name: str, default) -> torch.Tensor:
+        v = self.get(el, name, default)
+        v = [v] * 3 if isinstance(v, float) else v
+        return torch.tensor(v, dtype=self.dtype)
+
+    def transform(self, el) -> torch.Tensor:
+        m = torch.eye(4, dtype=torch.float64)
+        for op in el:
+            if op.tag == "translate":
+                v = self.floats(op.get("value")) if op.get("value") else [float(self.sub(op.get(k, "0"))) for k in "xyz"]
+                a = torch.eye(4, dtype=torch.float64)
+                a[:3, 3] = self.t(v)
+            elif op.tag == "scale":
+                if op.get("value"):
+                    v = self.floats(op.get("value"))
+                    v = v * 3 if len(v) == 1 else v
+                else:
+                    v = [float(self.sub(op.get(k, "1"))) for k in "xyz"]
+                a = torch.diag(self.t(v + [1.0]))
+            elif op.tag == "rotate":
+                axis = self.t(self.floats(op.get("value")) if op.get("value") else
+                              [float(self.sub(op.get(k, "0"))) for k in "xyz"])
+                axis = axis / axis.norm()
+                ang = math.radians(float(self.sub(op.get("angle"))))
+                kx = torch.tensor([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]],
+                                  dtype=torch.float64)
+                a = torch.eye(4, dtype=torch.float64)
+                a[:3, :3] = torch.eye(3, dtype=torch.float64) + math.sin(ang) * kx + (1 - math.cos(ang)) * kx @ kx
+            elif op.tag == "matrix":
+                v = self.floats(op.get("value"))
+                if len(v) == 9:
+                    a = torch.eye(4, dtype=torch.float64)
+                    a[:3, :3] = self.t(v).reshape(3, 3)
+                elif len(v) == 16:
+                    a = self.t(v).reshape(4, 4)
+                else:
+                    raise _err(op, f"matrix needs 9 or 16 values, got {len(v)}")
+            elif op.tag == "lookat":
+                o, tg = self.t(self.floats(op.get("origin"))), self.t(self.floats(op.get("target")))
+                up = self.t(self.floats(op.get("up", "0 1 0")))
+                d = (tg - o) / (tg - o).norm()
+                left = torch.linalg.cross(up, d)
+                left = left / left.norm()
+                new_up = torch.linalg.cross(d, left)
+                a = torch.eye(4, dtype=torch.float64)
+                a[:3, 0], a[:3, 1], a[:3, 2], a[:3, 3] = left, new_up, d, o
+            else:
+                raise _err(op, "unsupported transform operation")
+            m = a @ m
+        return m
+
+    # -- scene elements --------------------------------------------------------------------------
+
+    def bsdf(self, el):
+        kind = el.get("type")
+        if kind == "twosided":
+            inner = [c for c in el if c.tag == "bsdf"]
+            if len(inner) != 1:
+                raise _err(el, "twosided needs exactly one nested bsdf")
+            return self.bsdf(inner[0])
+        if kind == "diffuse":
+            return LambertMaterial(self.color(el, "reflectance", 0.5))
+        if kind == "conductor":
+            return MirrorMaterial(self.color(el, "specular_reflectance", 1.0))
+        if kind == "roughconductor":
+            alpha = float(self.get(el, "alpha", 0.1))
+            return GGXMaterial(self.color(el, "specular_reflectance", 1.0), math.sqrt(alpha), 1.0)
+        if kind in ("plastic", "roughplastic"):
+            alpha = float(self.get(el, "alpha", 0.1)) if kind == "roughplastic" else 0.0025
+            return GGXMaterial(self.color(el, "diffuse_reflectance", 0.5), math.sqrt(alpha), 0.0)
+        raise _err(el, "unsupported bsdf (diffuse, conductor, roughconductor, plastic, roughplastic, twosided)")
+
+    def material_of(self, el):
+        for c in el:
+            if c.tag == "bsdf":
+                return self.bsdf(c)
+            if c.tag == "ref":
+                rid = self.sub(c.get("id"))
+                if rid not in self.bsdfs:
+                    raise _err(c, f"no top-level bsdf with id {rid!r}")
+                return self.bsdfs[rid]
+        return LambertMaterial(torch.tensor([0.5, 0.5, 0.5], dtype=self.dtype))
+
+    def shape(self, el) -> Shape:
+        kind = el.get("type")
+        m = self.get(el, "to_world", torch.eye(4, dtype=torch.float64))
+        if kind in ("obj", "ply"):
+            from lumigrad.scene.io import read_mesh
+
+            fname = self.get(el, "filename")
+            if fname is None:
+                raise _err(el, "needs a filename")
+            p = Path(fname)
+            mesh = read_mesh(p if p.is_absolute() else self.base / p, dtype=torch.float64)
+            v, f = mesh.verts, mesh.faces
+        elif kind == "sphere":
+            v, f = icosphere(4, dtype=torch.float64)
+            v = v * float(self.get(el, "radius", 1.0)) + self.t(self.get(el, "center", [0.0, 0.0, 0.0]))
+        elif kind == "rectangle":
+            v = self.t([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]])
+            f = torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32)
+        elif kind == "cube":
+            v, f = cube(2.0, dtype=torch.float64)
+            v = v[f.long()].reshape(-1, 3)  # flat faces, like Mitsuba's cube
+            f = torch.arange(v.shape[0], dtype=torch.int32).reshape(-1, 3)
+        else:
+            raise _err(el, "unsupported shape (obj, ply, sphere, rectangle, cube)")
+        v = v @ m[:3, :3].T + m[:3, 3]
+        if float(torch.linalg.det(m[:3, :3])) < 0:
+            f = f[:, [0, 2, 1]]
+        emission = None
+        for c in el:
+            if c.tag == "emitter":
+                if c.get("type") != "area":
+                    raise _err(c, "only 'area' emitters can be attached to a shape")
+                emission = self.color(c, "radiance", 1.0)
+        return Shape(Mesh(v.to(self.dtype), f), self.material_of(el), emission)
+
+    def emitter(self, el):
+        kind = el.get("type")
+        if kind == "point":
+            pos = self.get(el, "position")
+            if pos is None:
+                pos = self.get(el, "to_world", torch.eye(4, dtype=torch.float64))[:3, 3].tolist()
+            return PointLight(torch.tensor(pos, dtype=self.dtype), self.color(el, "intensity", 1.0), 1.0)
+        if kind == "directional":
+            d = self.get(el, "direction", [0.0, 0.0, 1.0])
+            if "to_world" in self.props(el):
+                d = (self.get(el, "to_world")[:3, :3] @ self.t([0.0, 0.0, 1.0])).tolist()
+            return DirectionalLight(-torch.tensor(d, dtype=self.dtype), self.color(el, "irradiance", 1.0), 1.0)
+        if kind in ("envmap", "constant"):
+            if "to_world" in self.props(el) and not torch.allclose(self.get(el, "to_world"), torch.eye(4, dtype=torch.float64)):
+                raise _err(el, "a rotated environment (to_world) is not supported")
+            if kind == "constant":
+                tex = self.color(el, "radiance", 1.0).expand(2, 4, 3).clone()
+                return EnvironmentLight(tex)
+            from lumigrad.scene.io import read_image
+
+            fname = Path(self.get(el, "filename"))
+            tex = read_image(fname if fname.is_absolute() else self.base / fname, dtype=self.dtype)[..., :3]
+            return EnvironmentLight(tex.contiguous(), float(self.get(el, "scale", 1.0)))
+        raise _err(el, "unsupported emitter (point, directional, envmap, constant; area inside a shape)")
+
+    def sensor(self, el) -> tuple[Camera, int]:
+        if el.get("type") != "perspective":
+            raise _err(el, "only perspective sensors are supported")
+        film = next((c for c in el if c.tag == "film"), None)
+        w = int(self.get(film, "width", 768.0)) if film is not None else 768
+        h = int(self.get(film, "height", 576.0)) if film is not None else 576
+        sampler = next((c for c in el if c.tag == "sampler"), None)
+        spp = int(self.get(sampler, "sample_count", 4.0)) if sampler is not None else 4
+        fov = math.radians(float(self.get(el, "fov", 45.0)))
+        axis = self.get(el, "fov_axis", "x")
+        if axis not in ("x", "y"):
+            raise _err(el, f"fov_axis must be 'x' or 'y', got {axis!r}")
+        f = (w if axis == "x" else h) / (2 * math.tan(fov / 2))
+        k = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], dtype=self.dtype)
+        c2w_mi = self.get(el, "to_world", torch.eye(4, dtype=torch.float64))
+        # Mitsuba's camera frame is x left, y up, z forward; OpenCV's x right, y down, z forward.
+        c2w = c2w_mi @ torch.diag(self.t([-1.0, -1.0, 1.0, 1.0]))
+        w2c = torch.linalg.inv(c2w).to(self.dtype)
+        cam = Camera(w2c[None], k[None], w, h, near=float(self.get(el, "near_clip", 0.01)),
+                     far=float(self.get(el, "far_clip", 10000.0)))
+        return cam, spp
+
+
+def load_mitsuba_xml(path, *, dtype: torch.dtype = torch.float32) -> TraceScene:
+    """Read a Mitsuba 3 XML scene (subset in the module docstring) into a :class:`TraceScene`.
+
+    Args:
+        path: the ``.xml`` file; mesh and image paths are relative to its folder.
+        dtype: float dtype of every tensor.
+
+    Raises:
+        FileNotFoundError: missing scene or referenced file.
+        ValueError: malformed XML or an unsupported element (named in the message).
+    """
+    p = existing_file(_FN, path)
+    try:
+        root = ET.parse(p).getroot()
+    except ET.ParseError as e:
+        raise ValueError(f"{_FN}(): {p} is not valid XML: {e}") from None
+    if root.tag != "scene":
+        raise ValueError(f"{_FN}(): {p}: the root element must be <scene>, got <{root.tag}>")
+    r = _Reader(p.parent, dtype)
+    shapes, lights, camera, spp, bounces = [], [], None, 4, 1
+    for el in root:
+        if el.tag == "default":
+            r.defaults[el.get("name")] = el.get("value")
+    for el in root:
+        if el.tag == "bsdf":
+            if el.get("id") is None:
+                raise _err(el, "a top-level bsdf needs an id")
+            r.bsdfs[el.get("id")] = r.bsdf(el)
+    for el in root:
+        if el.tag in ("default", "bsdf"):
+            continue
+        if el.tag == "integrator":
+            kind = el.get("type")
+            if kind == "direct":
+                bounces = 1
+            else:
+                depth = int(r.get(el, "max_depth", 6.0 if kind in ("path", "prb", "prb_basic") else 2.0))
+                bounces = 8 if depth < 0 else max(1, depth - 1)
+        elif el.tag == "sensor":
+            camera, spp = r.sensor(el)
+        elif el.tag == "shape":
+            shapes.append(r.shape(el))
+        elif el.tag == "emitter":
+            lights.append(r.emitter(el))
+        else:
+            raise _err(el, "unsupported element")
+    if camera is None:
+        raise ValueError(f"{_FN}(): {p} has no <sensor>")
+    if not shapes:
+        raise ValueError(f"{_FN}(): {p} has no <shape>")
+    return TraceScene(shapes, camera, lights, TraceSettings(spp=spp, max_bounces=bounces))
