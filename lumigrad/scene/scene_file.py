@@ -259,13 +259,19 @@ def scene_from_dict(data: dict, base_dir=".", *, dtype: torch.dtype = torch.floa
 
 
 def load_scene(path, *, dtype: torch.dtype = torch.float32) -> TraceScene:
-    """Read a JSON scene file (relative mesh paths resolve against its folder).
+    """Read a JSON scene file, or a Mitsuba 3 ``.xml`` scene (the subset of
+    :func:`lumigrad.scene.mitsuba_xml.load_mitsuba_xml`); relative mesh paths
+    resolve against its folder.
 
     Example:
         >>> scene = load_scene("scene.json")  # doctest: +SKIP
         >>> image = render_trace(scene.shapes, scene.camera, scene.lights, scene.settings).image  # doctest: +SKIP
     """
     p = existing_file("load_scene", path)
+    if p.suffix.lower() == ".xml":
+        from lumigrad.scene.mitsuba_xml import load_mitsuba_xml
+
+        return load_mitsuba_xml(p, dtype=dtype)
     try:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as e:

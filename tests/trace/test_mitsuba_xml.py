@@ -51,3 +51,14 @@ def test_import_errors(tmp_path):
     bad.write_text("<scene>")
     with pytest.raises(ValueError, match="not valid XML"):
         load_mitsuba_xml(bad)
+
+
+def test_trace_render_cli_reads_mitsuba_xml(tmp_path):
+    import json
+
+    from lumigrad.cli.main import main
+
+    rc = main(["trace", "render", str(XML), "--spp", "2", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics

@@ -11,8 +11,8 @@ from lumigrad.cli.common import positive_int
 def register(sub) -> None:
     trace = sub.add_parser("trace", help="physically based ray tracing (render a scene file, shadow fit, GI material fit)")
     tsub = trace.add_subparsers(dest="trace_command", required=True)
-    render = tsub.add_parser("render", help="render a JSON scene file (format: lumigrad.scene.scene_file)")
-    render.add_argument("scene", help="scene .json file")
+    render = tsub.add_parser("render", help="render a JSON scene file (format: lumigrad.scene.scene_file) or a Mitsuba 3 XML scene")
+    render.add_argument("scene", help="scene .json file, or a Mitsuba 3 .xml scene (supported subset: lumigrad.scene.mitsuba_xml)")
     render.add_argument("--out", default="out/trace", help="output folder (default: out/trace)")
     render.add_argument("--spp", type=positive_int, help="samples per pixel (default: the scene's integrator spp)")
     render.set_defaults(func=_render)
