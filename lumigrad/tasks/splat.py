@@ -24,6 +24,7 @@ from lumigrad.render.splat import render_gaussians
 from lumigrad.report import save_turntable_gif
 from lumigrad.scene.camera import Camera
 from lumigrad.tasks import _neural_common as common
+from lumigrad.tasks._splat_init import hull_init
 from lumigrad.tasks.nerf_data import load_dataset, orbit_cameras
 
 __all__ = ["SplatConfig", "train_splat", "render_splat_views", "render_splat_outputs", "load_splat"]
@@ -37,9 +38,11 @@ class SplatConfig:
 
     iterations: int = 3000
     minutes: float | None = None
+    init: str = "auto"  # "hull" (visual hull of the alpha masks), "random" (cube), "auto": hull when the images have alpha
     init_points: int = 20000
-    init_extent: float = 1.3
+    init_extent: float = 1.3  # half-size of the random cube / the hull's carving grid
     init_opacity: float = 0.1
+    hull_grid: int = 80
     lr_means: float = 1.6e-4  # times the scene extent, decayed x0.01
     lr_sh: float = 2.5e-3
     lr_opacity: float = 0.05
@@ -48,6 +51,7 @@ class SplatConfig:
     ssim_weight: float = 0.2
     sh_degree: int = 3
     sh_every: int = 300  # raise the SH degree every this many steps
+    coarse_frac: float = 0.0  # first fraction of the run at half resolution (4x cheaper steps)
     densify_from: int = 100
     densify_until_frac: float = 0.6
     densify_every: int = 100
@@ -65,6 +69,10 @@ class SplatConfig:
                                    "holdout_every", "sh_every", "reset_opacity_every", "max_gaussians"))
         if not 0 <= self.sh_degree <= 3:
             raise ValueError(f"SplatConfig(): sh_degree must be in [0, 3], got {self.sh_degree!r}")
+        if self.init not in ("auto", "hull", "random"):
+            raise ValueError(f"SplatConfig(): init must be 'auto', 'hull' or 'random', got {self.init!r}")
+        if not 0.0 <= self.coarse_frac < 1.0:
+            raise ValueError(f"SplatConfig(): coarse_frac must be in [0, 1), got {self.coarse_frac!r}")
 
 
 def _optimizer(model: GaussianModel, config: SplatConfig, extent: float) -> torch.optim.Adam:
@@ -76,7 +84,7 @@ def _optimizer(model: GaussianModel, config: SplatConfig, extent: float) -> torc
         {"params": [model.log_scales], "lr": config.lr_scales, "name": "scales"},
         {"params": [model.quats], "lr": config.lr_quats, "name": "quats"},
     ]
-    return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+    return torch.optim.Adam(groups, lr=0.0, eps=1e-15, foreach=True)
 
 
 def _view(camera: Camera, i: int):
@@ -138,7 +146,7 @@ def train_splat(
     gen = torch.Generator().manual_seed(config.seed)
     extent = _scene_extent(train.camera)
     step, elapsed = 0, 0.0
-    history = {"step": [], "psnr": [], "ssim": [], "gaussians": []}
+    history = {"step": [], "psnr": [], "ssim": [], "gaussians": [], "seconds": []}
     ck_cfg = CheckpointConfig(out / "checkpoint.pt", generators=(gen,))
     density = DensityControl(extent, config.grad_threshold, max_gaussians=config.max_gaussians)
     if resume and (out / "checkpoint.pt").is_file():
@@ -153,15 +161,26 @@ def train_splat(
         step, elapsed, history = int(ck["step"]), float(ck["elapsed"]), ck["history"]
         log.info("train_splat(): resumed from step %d with %d Gaussians", step, len(model))
     else:
-        model = GaussianModel.random_init(config.init_points, config.init_extent, gen, config.init_opacity)
+        model = None
+        if config.init in ("auto", "hull"):
+            model = hull_init(train.camera, train.images, config.init_points, config.init_extent,
+                              config.init_opacity, config.hull_grid, gen)
+            if model is None and config.init == "hull":
+                raise ValueError(f"train_splat(): init='hull' needs RGBA training images whose alpha masks carve "
+                                 f"a non-empty hull inside [-{config.init_extent}, {config.init_extent}]^3 ({data_dir})")
+        if model is None:
+            model = GaussianModel.random_init(config.init_points, config.init_extent, gen, config.init_opacity)
         opt = _optimizer(model, config, extent)
     targets = common.composite_white(train.images)
     eval_targets = common.composite_white(evals.images)
     W, H = train.camera.width, train.camera.height
+    # half resolution for the first coarse_frac of the run: 2x2 box-filtered targets, intrinsics halved
+    coarse_targets = torch.nn.functional.avg_pool2d(targets.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1).contiguous()
+    coarse_K = train.camera.K.clone()
+    coarse_K[:, :2] *= 0.5
     white = torch.ones(3)
     n_views = train.camera.batch_size
     t_start = time.perf_counter() - elapsed
-    densify_until = int(config.densify_until_frac * config.iterations)
 
     def save():
         save_checkpoint(ck_cfg, _payload(model, opt, density, step, time.perf_counter() - t_start, history, config,
@@ -190,8 +209,13 @@ def train_splat(
             if step % n_views == n_views - 1:
                 order = torch.randperm(n_views, generator=gen)
             deg = min(config.sh_degree, step // config.sh_every)
-            r = render_gaussians(model, *_view(train.camera, v), W, H, deg, white)
-            gt = targets[v]
+            coarse = frac < config.coarse_frac and W >= 16 and H >= 16
+            if coarse:
+                w_i, h_i, gt = W // 2, H // 2, coarse_targets[v]
+                r = render_gaussians(model, train.camera.world_to_cam[v], coarse_K[v], w_i, h_i, deg, white)
+            else:
+                w_i, h_i, gt = W, H, targets[v]
+                r = render_gaussians(model, *_view(train.camera, v), W, H, deg, white)
             loss = (1 - config.ssim_weight) * (r.image - gt).abs().mean()
             if config.ssim_weight > 0:
                 loss = loss + config.ssim_weight * ssim_loss(r.image[None], gt[None])
@@ -199,9 +223,9 @@ def train_splat(
             loss.backward()
             opt.step()
             step += 1
-            in_densify = step < densify_until or frac < config.densify_until_frac
+            in_densify = frac < config.densify_until_frac
             if in_densify and r.means2d.grad is not None:
-                density.accumulate(len(model), r.visible, r.means2d.grad, W, H)
+                density.accumulate(len(model), r.visible, r.means2d.grad, w_i, h_i)
             info = {"loss": float(loss.detach()), "gaussians": len(model)}
             if in_densify and step >= config.densify_from and step % config.densify_every == 0:
                 info.update(density.densify_and_prune(model, opt, gen))
@@ -214,6 +238,7 @@ def train_splat(
                 history["psnr"].append(sum(p) / len(p))
                 history["ssim"].append(sum(s) / len(s))
                 history["gaussians"].append(len(model))
+                history.setdefault("seconds", []).append(time.perf_counter() - t_start)
                 info["eval_psnr"] = history["psnr"][-1]
             if step % config.checkpoint_every == 0:
                 save()
@@ -229,6 +254,7 @@ def train_splat(
     history["psnr"].append(sum(p) / len(p))
     history["ssim"].append(sum(s) / len(s))
     history["gaussians"].append(len(model))
+    history.setdefault("seconds", []).append(train_seconds)
     save()
     model.save_ply(out / "gaussians.ply")
     common.save_eval_grid(out / "eval_grid.png", pred, eval_targets)
