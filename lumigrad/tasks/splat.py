@@ -23,6 +23,7 @@ from lumigrad.optim.checkpoint import CheckpointConfig, load_checkpoint, save_ch
 from lumigrad.render.splat import render_gaussians
 from lumigrad.report import save_turntable_gif
 from lumigrad.scene.camera import Camera
+from lumigrad.tasks import _distributed as dist_helpers
 from lumigrad.tasks import _neural_common as common
 from lumigrad.tasks._splat_init import hull_init
 from lumigrad.tasks.nerf_data import load_dataset, orbit_cameras
@@ -52,6 +53,7 @@ class SplatConfig:
     sh_degree: int = 3
     sh_every: int = 300  # raise the SH degree every this many steps
     coarse_frac: float = 0.0  # first fraction of the run at half resolution (4x cheaper steps)
+    batch_views: int = 1  # views per step (the global batch; split across torchrun ranks)
     densify_from: int = 100
     densify_until_frac: float = 0.6
     densify_every: int = 100
@@ -66,7 +68,7 @@ class SplatConfig:
 
     def __post_init__(self):
         common.check_config(self, ("iterations", "init_points", "densify_every", "eval_every", "checkpoint_every",
-                                   "holdout_every", "sh_every", "reset_opacity_every", "max_gaussians"))
+                                   "holdout_every", "sh_every", "reset_opacity_every", "max_gaussians", "batch_views"))
         if not 0 <= self.sh_degree <= 3:
             raise ValueError(f"SplatConfig(): sh_degree must be in [0, 3], got {self.sh_degree!r}")
         if self.init not in ("auto", "hull", "random"):
@@ -183,6 +185,8 @@ def train_splat(
     t_start = time.perf_counter() - elapsed
 
     def save():
+        if dist_helpers.rank_world()[0] != 0:
+            return
         save_checkpoint(ck_cfg, _payload(model, opt, density, step, time.perf_counter() - t_start, history, config,
                                          data_dir, extent))
 
@@ -192,11 +196,30 @@ def train_splat(
         p, s = common.image_metrics(pred, eval_targets[: pred.shape[0]])
         return pred, p, s
 
-    order = torch.randperm(n_views, generator=gen)
+    distributed = dist_helpers.init_from_env()
+    rank, world = dist_helpers.rank_world()
+    if config.batch_views < world:
+        raise ValueError(f"train_splat(): batch_views={config.batch_views} must be at least the number of ranks "
+                         f"({world}); every rank renders a share of each step's views")
+    B = config.batch_views
+    order, cursor = torch.randperm(n_views, generator=gen), 0
+
+    def next_views() -> list[int]:
+        # the same stream of shuffled epochs on every rank (same seed), so ranks agree on the global batch
+        nonlocal order, cursor
+        views = []
+        for _ in range(B):
+            if cursor == n_views:
+                order, cursor = torch.randperm(n_views, generator=gen), 0
+            views.append(int(order[cursor]))
+            cursor += 1
+        return views
+
     try:
         while step < config.iterations:
             elapsed = time.perf_counter() - t_start
             frac = common.progress_fraction(step, config.iterations, elapsed, config.minutes)
+            frac = dist_helpers.broadcast_float(frac) if distributed else frac
             if frac >= 1.0:
                 break
             for g in opt.param_groups:
@@ -205,34 +228,40 @@ def train_splat(
                 else:
                     g["lr"] = {"sh_dc": config.lr_sh, "sh_rest": config.lr_sh / 20, "opacity": config.lr_opacity,
                                "scales": config.lr_scales, "quats": config.lr_quats}[g["name"]]
-            v = int(order[step % n_views])
-            if step % n_views == n_views - 1:
-                order = torch.randperm(n_views, generator=gen)
+            views = next_views()[dist_helpers.rank_slice(B)]
             deg = min(config.sh_degree, step // config.sh_every)
             coarse = frac < config.coarse_frac and W >= 16 and H >= 16
-            if coarse:
-                w_i, h_i, gt = W // 2, H // 2, coarse_targets[v]
-                r = render_gaussians(model, train.camera.world_to_cam[v], coarse_K[v], w_i, h_i, deg, white)
-            else:
-                w_i, h_i, gt = W, H, targets[v]
-                r = render_gaussians(model, *_view(train.camera, v), W, H, deg, white)
-            loss = (1 - config.ssim_weight) * (r.image - gt).abs().mean()
-            if config.ssim_weight > 0:
-                loss = loss + config.ssim_weight * ssim_loss(r.image[None], gt[None])
+            in_densify = frac < config.densify_until_frac
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum = 0.0
+            for v in views:  # one backward per view: memory of one render at a time
+                if coarse:
+                    w_i, h_i, gt = W // 2, H // 2, coarse_targets[v]
+                    r = render_gaussians(model, train.camera.world_to_cam[v], coarse_K[v], w_i, h_i, deg, white)
+                else:
+                    w_i, h_i, gt = W, H, targets[v]
+                    r = render_gaussians(model, *_view(train.camera, v), W, H, deg, white)
+                loss = (1 - config.ssim_weight) * (r.image - gt).abs().mean()
+                if config.ssim_weight > 0:
+                    loss = loss + config.ssim_weight * ssim_loss(r.image[None], gt[None])
+                (loss / B).backward()
+                loss_sum += float(loss.detach())
+                if in_densify and r.means2d.grad is not None:  # per-view screen gradient, as 3DGS
+                    density.accumulate(len(model), r.visible, r.means2d.grad * B, w_i, h_i)
+            if distributed:
+                dist_helpers.allreduce_grads([p for p in model.parameters() if p.grad is not None])
+                loss_sum = dist_helpers.allreduce_sum(loss_sum)
             opt.step()
             step += 1
-            in_densify = frac < config.densify_until_frac
-            if in_densify and r.means2d.grad is not None:
-                density.accumulate(len(model), r.visible, r.means2d.grad, w_i, h_i)
-            info = {"loss": float(loss.detach()), "gaussians": len(model)}
+            info = {"loss": loss_sum / B, "gaussians": len(model)}
             if in_densify and step >= config.densify_from and step % config.densify_every == 0:
+                if distributed and density.grad_sum is not None:
+                    density.grad_sum, density.count = dist_helpers.allreduce_tensors(density.grad_sum, density.count)
                 info.update(density.densify_and_prune(model, opt, gen))
                 log.info("train_splat(): step %d densify %s -> %d Gaussians", step, info, len(model))
             if step % config.reset_opacity_every == 0 and in_densify:
                 density.reset_opacity(model, opt)
-            if step % config.eval_every == 0:
+            if step % config.eval_every == 0 and rank == 0:
                 _, p, s = evaluate(config.eval_views_periodic)
                 history["step"].append(step)
                 history["psnr"].append(sum(p) / len(p))
@@ -249,6 +278,8 @@ def train_splat(
         raise
     train_seconds = time.perf_counter() - t_start
     save()
+    if rank != 0:  # rank 0 evaluates and writes the reports
+        return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds}
     pred, p, s = evaluate(None)
     history["step"].append(step)
     history["psnr"].append(sum(p) / len(p))
@@ -273,6 +304,7 @@ def train_splat(
         "history": history,
         "config": dataclasses.asdict(config),
         "threads": torch.get_num_threads(),
+        "world_size": world,
     }
     common.write_metrics(out / "metrics.json", metrics)
     return metrics
