@@ -98,6 +98,8 @@ def splat_fwd_tiles(
         cc = feats[g, 4]
         op = feats[g, 5]
         r = feats[g, 6]
+        # power below this gives alpha < 1/255 by a margin (e^-0.001) far above rounding: skip exp() there
+        p_min = wp.log(a_min / wp.max(op, a_min)) - feats.dtype(1e-3)
         # only pixels whose centre may lie within r of the mean (the rest have alpha < 1/255)
         xa = int(wp.max(fx_lo, wp.floor(mx - r - half)))
         xb = int(wp.min(fx_hi, wp.floor(mx + r - half) + one))
@@ -111,7 +113,7 @@ def splat_fwd_tiles(
                     continue
                 dx = feats.dtype(float(x)) + half - mx
                 power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                if power > zero:
+                if power > zero or power < p_min:
                     continue
                 alpha = wp.min(a_max, op * wp.exp(power))
                 if alpha < a_min:
@@ -184,6 +186,8 @@ def splat_bwd_tiles(
         cc = feats[g, 4]
         op = feats[g, 5]
         r = feats[g, 6]
+        # power below this gives alpha < 1/255 by a margin (e^-0.001) far above rounding: skip exp() there
+        p_min = wp.log(a_min / wp.max(op, a_min)) - feats.dtype(1e-3)
         # only pixels whose centre may lie within r of the mean (the rest have alpha < 1/255)
         xa = int(wp.max(fx_lo, wp.floor(mx - r - half)))
         xb = int(wp.min(fx_hi, wp.floor(mx + r - half) + one))
@@ -203,7 +207,7 @@ def splat_bwd_tiles(
                     continue
                 dx = feats.dtype(float(x)) + half - mx
                 power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                if power > zero:
+                if power > zero or power < p_min:
                     continue
                 vis = wp.exp(power)
                 raw = op * vis
