@@ -25,7 +25,7 @@ from lumigrad.report import save_turntable_gif
 from lumigrad.scene.camera import Camera
 from lumigrad.tasks import _distributed as dist_helpers
 from lumigrad.tasks import _neural_common as common
-from lumigrad.tasks._splat_init import hull_init
+from lumigrad.tasks._hull import hull_init
 from lumigrad.tasks.nerf_data import load_dataset, orbit_cameras
 
 __all__ = ["SplatConfig", "train_splat", "render_splat_views", "render_splat_outputs", "load_splat"]

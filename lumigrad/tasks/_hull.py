@@ -1,4 +1,4 @@
-"""Initial Gaussians for 3DGS on posed images without SfM points: a visual hull carved from the alpha masks."""
+"""Visual hulls carved from alpha masks: initial Gaussians for 3DGS and the initial occupancy grid for NeRF."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ import torch
 from lumigrad.fields.gaussians import SH_C0, GaussianModel
 from lumigrad.scene.camera import Camera
 
-__all__ = ["visual_hull", "hull_init"]
+__all__ = ["carve", "visual_hull", "hull_init"]
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +28,16 @@ def _project(camera: Camera, b: int, pts: torch.Tensor):
     return ix, iy, inside
 
 
-def visual_hull(camera: Camera, alpha: torch.Tensor, bound: float, grid: int = 80,
-                threshold: float = 0.3) -> tuple[torch.Tensor, float]:
-    """Carve a ``grid^3`` voxel grid over ``[-bound, bound]^3`` with the masks ``alpha [B, H, W]``.
+def carve(camera: Camera, alpha: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, grid: int,
+          threshold: float = 0.3) -> torch.Tensor:
+    """``[grid, grid, grid]`` bool (x-major): cells of the box ``[lo, hi]`` whose centre survives carving.
 
-    A voxel centre survives when no view sees it on a pixel with alpha below
-    ``threshold`` and at least one view sees it. Returns the centres of the
-    surviving voxels that touch a carved one (the hull's surface shell),
-    ``[M, 3]``, and the voxel edge length.
+    A centre survives when no view sees it on a pixel with alpha below
+    ``threshold`` and at least one view sees it.
     """
-    step = 2 * bound / grid
-    axis = (torch.arange(grid, dtype=torch.float32) + 0.5) * step - bound
-    pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    axes = [(torch.arange(grid, dtype=torch.float32) + 0.5) / grid * float(hi[i] - lo[i]) + float(lo[i])
+            for i in range(3)]
+    pts = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     keep = torch.ones(pts.shape[0], dtype=torch.bool)
     seen = torch.zeros(pts.shape[0], dtype=torch.bool)
     for b in range(camera.batch_size):
@@ -47,11 +45,25 @@ def visual_hull(camera: Camera, alpha: torch.Tensor, bound: float, grid: int = 8
         a = alpha[b][iy, ix]
         keep &= ~(inside & (a < threshold))
         seen |= inside
-    occ = (keep & seen).view(1, 1, grid, grid, grid).float()
-    # shell: occupied voxels with an empty 6-neighbour (3x3x3 max-pool of the empty set is close enough)
+    return (keep & seen).view(grid, grid, grid)
+
+
+def visual_hull(camera: Camera, alpha: torch.Tensor, bound: float, grid: int = 80,
+                threshold: float = 0.3) -> tuple[torch.Tensor, float]:
+    """Carve a ``grid^3`` voxel grid over ``[-bound, bound]^3`` with the masks ``alpha [B, H, W]``.
+
+    Returns the centres of the surviving voxels that touch a carved one (the
+    hull's surface shell), ``[M, 3]``, and the voxel edge length.
+    """
+    step = 2 * bound / grid
+    lo, hi = torch.full((3,), -bound), torch.full((3,), bound)
+    occ = carve(camera, alpha, lo, hi, grid, threshold).view(1, 1, grid, grid, grid).float()
+    # shell: occupied voxels with an empty neighbour (3x3x3 max-pool of the empty set)
     empty_near = torch.nn.functional.max_pool3d(1.0 - occ, 3, stride=1, padding=1) > 0
-    shell = (occ > 0) & empty_near
-    return pts[shell.flatten()], step
+    shell = ((occ > 0) & empty_near).flatten()
+    axis = (torch.arange(grid, dtype=torch.float32) + 0.5) * step - bound
+    pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    return pts[shell], step
 
 
 def hull_init(camera: Camera, images: torch.Tensor, n: int, bound: float, opacity: float = 0.3,
