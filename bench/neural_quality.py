@@ -27,10 +27,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-# The 10-minute recipes (fields of SplatConfig / NerfConfig that differ from the defaults).
-SPLAT_RECIPE = dict(init="auto", init_points=30000, init_opacity=0.3, sh_degree=1, sh_every=500, coarse_frac=0.25,
-                    densify_from=200, densify_every=150, densify_until_frac=0.55, grad_threshold=2e-4,
-                    max_gaussians=60000, eval_every=250, checkpoint_every=2000, iterations=100000)
+# The 10-minute runs: the configs' defaults, time-boxed (iterations high so --minutes decides), more evals.
+SPLAT_RECIPE = dict(iterations=100000, eval_every=250, checkpoint_every=2000)  # SplatConfig defaults otherwise
 NERF_RECIPE = dict(iterations=100000, eval_every=500, checkpoint_every=2000)
 
 

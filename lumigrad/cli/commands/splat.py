@@ -15,7 +15,13 @@ def register(sub) -> None:
     t.add_argument("--out", default="out/splat", help="output folder (default: out/splat)")
     t.add_argument("--iterations", type=positive_int, default=3000, help="training steps (default: 3000)")
     t.add_argument("--minutes", type=positive_float, default=None, help="wall-clock budget; stop when reached")
-    t.add_argument("--init-points", type=positive_int, default=20000, help="random initial Gaussians (default: 20000)")
+    t.add_argument("--init-points", type=positive_int, default=30000, help="initial Gaussians (default: 30000)")
+    t.add_argument("--init", choices=["auto", "hull", "random"], default="auto",
+                   help="initial Gaussians: on the visual hull of the alpha masks, random in a cube, or auto "
+                        "(hull when the images have alpha; default)")
+    t.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], default=1, help="spherical-harmonic degree (default: 1)")
+    t.add_argument("--batch-views", type=positive_int, default=1,
+                   help="views per step, split across ranks under torchrun (default: 1)")
     t.add_argument("--eval-every", type=positive_int, default=500, help="held-out PSNR every N steps (default: 500)")
     t.add_argument("--checkpoint-every", type=positive_int, default=200, help="checkpoint every N steps (default: 200)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -35,6 +41,7 @@ def _train(args: argparse.Namespace) -> int:
     from lumigrad.tasks.splat import SplatConfig, train_splat
 
     config = SplatConfig(iterations=args.iterations, minutes=args.minutes, init_points=args.init_points,
+                         init=args.init, sh_degree=args.sh_degree, batch_views=args.batch_views,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
     return run_training(
         args, "splat", lambda progress: train_splat(args.data, args.out, config, resume=args.resume, progress=progress),
