@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 # The 10-minute runs: the configs' defaults, time-boxed (iterations high so --minutes decides), more evals.
 SPLAT_RECIPE = dict(iterations=100000, eval_every=250, checkpoint_every=2000)  # SplatConfig defaults otherwise
-NERF_RECIPE = dict(iterations=100000, eval_every=500, checkpoint_every=2000)
+NERF_RECIPE = dict(iterations=100000, eval_every=200, eval_views_periodic=1, checkpoint_every=2000)
 
 
 def _parse():

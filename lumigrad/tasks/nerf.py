@@ -261,7 +261,8 @@ def train_nerf(
     save()
     train_seconds = time.perf_counter() - t_start
     if rank != 0:  # rank 0 evaluates and writes the reports
-        return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds}
+        return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds, "psnr": None,
+                "ssim": None, "eval_split": None}  # the CLI prints these keys on every rank
     pred, p, s = evaluate(None)
     history["step"].append(step)
     history["psnr"].append(sum(p) / len(p))

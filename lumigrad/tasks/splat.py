@@ -286,7 +286,8 @@ def train_splat(
     train_seconds = time.perf_counter() - t_start
     save()
     if rank != 0:  # rank 0 evaluates and writes the reports
-        return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds}
+        return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds, "psnr": None,
+                "ssim": None, "gaussians": len(model)}
     pred, p, s = evaluate(None)
     history["step"].append(step)
     history["psnr"].append(sum(p) / len(p))
