@@ -10,7 +10,6 @@ centres at +0.5, row 0 at the top; quaternions are ``(w, x, y, z)``.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
