@@ -18,7 +18,7 @@ from torch import nn
 
 from lumigrad._runtime.files import atomic_path
 
-__all__ = ["GaussianModel", "eval_sh", "SH_C0", "DensityControl"]
+__all__ = ["GaussianModel", "eval_sh", "sh_basis", "SH_C0", "DensityControl"]
 
 SH_C0 = 0.28209479177387814
 _C1 = 0.4886025119029199
@@ -27,26 +27,32 @@ _C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325
        1.445305721320277, -0.5900435899266435)
 
 
-def eval_sh(degree: int, sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
-    """Real spherical harmonics up to ``degree`` (<= 3): ``sh [N, >=(d+1)^2, C]``, unit ``dirs [N, 3]`` -> ``[N, C]``."""
+def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
+    """Real spherical-harmonic basis up to ``degree`` (<= 3) at unit ``dirs [N, 3]`` -> ``[N, (degree + 1)^2]``."""
     if not 0 <= degree <= 3:
-        raise ValueError(f"eval_sh(): degree must be in [0, 3], got {degree}")
-    res = SH_C0 * sh[:, 0]
-    if degree < 1:
-        return res
-    x, y, z = dirs[:, 0:1], dirs[:, 1:2], dirs[:, 2:3]
-    res = res - _C1 * y * sh[:, 1] + _C1 * z * sh[:, 2] - _C1 * x * sh[:, 3]
-    if degree < 2:
-        return res
-    xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-    res = (res + _C2[0] * xy * sh[:, 4] + _C2[1] * yz * sh[:, 5] + _C2[2] * (2 * zz - xx - yy) * sh[:, 6]
-           + _C2[3] * xz * sh[:, 7] + _C2[4] * (xx - yy) * sh[:, 8])
-    if degree < 3:
-        return res
-    return (res + _C3[0] * y * (3 * xx - yy) * sh[:, 9] + _C3[1] * xy * z * sh[:, 10]
-            + _C3[2] * y * (4 * zz - xx - yy) * sh[:, 11] + _C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * sh[:, 12]
-            + _C3[4] * x * (4 * zz - xx - yy) * sh[:, 13] + _C3[5] * z * (xx - yy) * sh[:, 14]
-            + _C3[6] * x * (xx - 3 * yy) * sh[:, 15])
+        raise ValueError(f"sh_basis(): degree must be in [0, 3], got {degree}")
+    cols = [torch.full_like(dirs[:, 0], SH_C0)]
+    if degree >= 1:
+        x, y, z = dirs.unbind(-1)
+        cols += [-_C1 * y, _C1 * z, -_C1 * x]
+    if degree >= 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        cols += [_C2[0] * xy, _C2[1] * yz, _C2[2] * (2 * zz - xx - yy), _C2[3] * xz, _C2[4] * (xx - yy)]
+    if degree >= 3:
+        cols += [_C3[0] * y * (3 * xx - yy), _C3[1] * xy * z, _C3[2] * y * (4 * zz - xx - yy),
+                 _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy), _C3[5] * z * (xx - yy),
+                 _C3[6] * x * (xx - 3 * yy)]
+    return torch.stack(cols, -1)
+
+
+def eval_sh(degree: int, sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """Real spherical harmonics up to ``degree`` (<= 3): ``sh [N, >=(d+1)^2, C]``, unit ``dirs [N, 3]`` -> ``[N, C]``.
+
+    One broadcast product of :func:`sh_basis` with the coefficients, so the
+    backward is one product too (no per-coefficient slices of ``sh``).
+    """
+    basis = sh_basis(degree, dirs)
+    return (basis[:, :, None] * sh[:, : basis.shape[1]]).sum(1)
 
 
 _NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest")

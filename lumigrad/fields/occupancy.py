@@ -29,6 +29,17 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("density", torch.zeros((resolution,) * 3))
         # every cell counts as occupied until the first update
         self.register_buffer("occupied", torch.ones((resolution,) * 3, dtype=torch.bool))
+        # cells that may ever be occupied (e.g. a visual hull from masks); all by default
+        self.register_buffer("allowed", torch.ones((resolution,) * 3, dtype=torch.bool))
+
+    def restrict(self, allowed: torch.Tensor) -> None:
+        """Never occupy cells outside ``allowed [res, res, res]`` bool (x-major, like the grid)."""
+        r = self.resolution
+        if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool or tuple(allowed.shape) != (r, r, r):
+            raise ValueError(f"OccupancyGrid.restrict(): allowed must be bool [{r}, {r}, {r}], got "
+                             f"{getattr(allowed, 'dtype', type(allowed))} {list(getattr(allowed, 'shape', []))}")
+        self.allowed.copy_(allowed)
+        self.occupied &= self.allowed
 
     def cell_of(self, pts: torch.Tensor) -> torch.Tensor:
         """``[..., 3]`` integer cell indices (clamped) of world points."""
@@ -52,11 +63,12 @@ class OccupancyGrid(nn.Module):
         one sample, to first order) exceeds ``min(threshold, mean)``.
         """
         r = self.resolution
-        n = r**3
+        cells = self.allowed.view(-1).nonzero().flatten()  # only cells that may be occupied are evaluated
+        n = cells.shape[0]
         if warmup:
-            idx = torch.arange(n)
+            idx = cells
         else:
-            idx = torch.randperm(n, generator=generator)[: n // 4]
+            idx = cells[torch.randperm(n, generator=generator)[: max(n // 4, 1)]]
         ijk = torch.stack([idx // (r * r), (idx // r) % r, idx % r], -1)
         jitter = torch.rand(idx.shape[0], 3, generator=generator)
         lo, hi = self.aabb[:3], self.aabb[3:]
@@ -66,6 +78,6 @@ class OccupancyGrid(nn.Module):
         flat.mul_(decay)
         flat[idx] = torch.maximum(flat[idx], sig)
         alpha = flat * step_size
-        thr = min(threshold, float(alpha.mean()))
-        self.occupied.copy_((alpha > thr).view(r, r, r))
+        thr = min(threshold, float(alpha[cells].mean()) if n else threshold)
+        self.occupied.copy_((alpha > thr).view(r, r, r) & self.allowed)
         return float(self.occupied.float().mean())

@@ -10,7 +10,6 @@ centres at +0.5, row 0 at the top; quaternions are ``(w, x, y, z)``.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -96,9 +95,10 @@ def project_gaussians(
     J = torch.stack([fx / zs, zero, -fx * tx / zs, zero, fy / zs, -fy * ty / zs], -1).view(N, 2, 3)
     R = _quat_to_rotmat(quats)
     M = R * scales[:, None, :]  # R S
-    cov3 = M @ M.transpose(1, 2)
-    T = J @ rot_wc
-    cov2 = T @ cov3 @ T.transpose(1, 2)
+    # cov2 = (J W R S)(J W R S)^T; broadcast products, as torch's bmm is slow on [N, 3, 3] batches on CPU
+    T = J @ rot_wc  # [N, 2, 3]
+    TM = (T[:, :, :, None] * M[:, None, :, :]).sum(2)  # [N, 2, 3]
+    cov2 = (TM[:, :, None, :] * TM[:, None, :, :]).sum(-1)  # [N, 2, 2]
     a = cov2[:, 0, 0] + _EPS_COV
     b = cov2[:, 0, 1]
     c = cov2[:, 1, 1] + _EPS_COV
@@ -123,39 +123,78 @@ def gaussian_radii(conics: torch.Tensor, opacities: torch.Tensor) -> torch.Tenso
     return torch.where((ln > 0) & (lam_min > 0), torch.sqrt(r2), torch.zeros_like(r2))
 
 
-def _bin(means2d, conics, opacities, depths, width, height, tile_size):
-    """Tile binning + depth sort in torch: ``(sorted_ids [I] int32, tile_offsets [n_tiles+1] int32)``."""
-    dev = means2d.device
+def _tile_rects(feats: torch.Tensor, tiles_x: int, tiles_y: int, tile_size: int) -> torch.Tensor:
+    """``[N, 4]`` int32 tile rectangles ``(x0, y0, x1, y1)`` (exclusive ends; empty when the radius is 0)."""
+    m, r = feats[:, :2], feats[:, 6:7]
+    lim = torch.tensor([tiles_x, tiles_y], dtype=feats.dtype, device=feats.device)
+    lo = torch.minimum(torch.floor((m - r - 0.5) / tile_size).clamp(min=0), lim)
+    hi = torch.minimum((torch.floor((m + r - 0.5) / tile_size) + 1).clamp(min=0), lim)
+    hi = torch.where(r > 0, torch.maximum(hi, lo), lo)
+    return torch.cat([lo, hi], 1).to(torch.int32)
+
+
+def _bin(feats, depths, width, height, tile_size):
+    """Tile binning + depth order: ``(sorted_ids [I] int32, tile_offsets [n_tiles+1] int32, tiles_x, tiles_y)``.
+
+    Per-tile counts come from a 2D difference image of the tile rectangles; on
+    CPU one sequential kernel then fills the lists in depth order (O(I), no sort
+    over intersections); elsewhere :func:`_bin_sort` sorts (tile, depth) keys.
+    """
+    dev = feats.device
     tiles_x = (width + tile_size - 1) // tile_size
     tiles_y = (height + tile_size - 1) // tile_size
-    r = gaussian_radii(conics, opacities)
-    m = means2d.detach()
-    # Tiles whose pixel centres may lie within r of the mean.
-    x0 = torch.floor((m[:, 0] - r - 0.5) / tile_size).clamp(0, tiles_x - 1e-3).long()
-    x1 = torch.floor((m[:, 0] + r - 0.5) / tile_size).clamp(-1, tiles_x - 1).long()
-    y0 = torch.floor((m[:, 1] - r - 0.5) / tile_size).clamp(0, tiles_y - 1e-3).long()
-    y1 = torch.floor((m[:, 1] + r - 0.5) / tile_size).clamp(-1, tiles_y - 1).long()
-    nx = (x1 - x0 + 1).clamp(min=0)
-    ny = (y1 - y0 + 1).clamp(min=0)
-    nx = torch.where(r > 0, nx, torch.zeros_like(nx))
-    counts = nx * ny
-    N = m.shape[0]
+    n_tiles = tiles_x * tiles_y
+    rect = _tile_rects(feats, tiles_x, tiles_y, tile_size)
+    if dev.type != "cpu":
+        ids, offsets = _bin_sort(rect, depths, tiles_x, n_tiles)
+        return ids, offsets, tiles_x, tiles_y
+    x0, y0, x1, y1 = rect.long().unbind(1)
+    diff = torch.zeros(tiles_y + 1, tiles_x + 1, dtype=torch.long, device=dev)
+    one = torch.ones_like(x0)
+    for yy, xx, v in ((y0, x0, one), (y0, x1, -one), (y1, x0, -one), (y1, x1, one)):
+        diff.index_put_((yy, xx), v, accumulate=True)
+    counts = diff.cumsum(0).cumsum(1)[:tiles_y, :tiles_x].reshape(-1)
+    offsets = torch.zeros(n_tiles + 1, dtype=torch.long, device=dev)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    total = int(offsets[-1])
+    sorted_ids = torch.empty(total, dtype=torch.int32, device=dev)
+    if total:
+        order = torch.argsort(depths.detach(), stable=True).to(torch.int32)
+        cursor = offsets[:-1].to(torch.int32)
+        launch(_k.bin_fill, 1, [to_warp(order), to_warp(rect), tiles_x, to_warp(cursor), to_warp(sorted_ids)],
+               warp_device(feats))
+    return sorted_ids, offsets.to(torch.int32), tiles_x, tiles_y
+
+
+def _bin_sort(rect, depths, tiles_x, n_tiles):
+    """Device-agnostic binning by sorting ``tile * N + depth_rank`` keys (torch only)."""
+    dev = rect.device
+    N = rect.shape[0]
+    x0, y0, x1, y1 = rect.long().unbind(1)
+    nx = x1 - x0
+    counts = nx * (y1 - y0)
     gid = torch.repeat_interleave(torch.arange(N, device=dev), counts)
     first = torch.cumsum(counts, 0) - counts
     local = torch.arange(gid.shape[0], device=dev) - first[gid]
-    tx = x0[gid] + local % nx[gid].clamp(min=1)
-    ty = y0[gid] + local // nx[gid].clamp(min=1)
-    tile = ty * tiles_x + tx
+    tile = (y0[gid] + local // nx[gid].clamp(min=1)) * tiles_x + x0[gid] + local % nx[gid].clamp(min=1)
     rank = torch.empty(N, dtype=torch.long, device=dev)
     rank[torch.argsort(depths.detach(), stable=True)] = torch.arange(N, device=dev)
-    key = tile * N + rank[gid]
-    order = torch.argsort(key)
-    sorted_ids = gid[order].to(torch.int32)
-    n_tiles = tiles_x * tiles_y
-    per_tile = torch.bincount(tile, minlength=n_tiles)
+    order = torch.argsort(tile * N + rank[gid])
     offsets = torch.zeros(n_tiles + 1, dtype=torch.long, device=dev)
-    offsets[1:] = torch.cumsum(per_tile, 0)
-    return sorted_ids.contiguous(), offsets.to(torch.int32), tiles_x, tiles_y
+    offsets[1:] = torch.cumsum(torch.bincount(tile, minlength=n_tiles), 0)
+    return gid[order].to(torch.int32).contiguous(), offsets.to(torch.int32)
+
+
+def _tile_chunks(offsets: torch.Tensor, n_tiles: int, parts: int) -> list[tuple[int, int]]:
+    """Split tiles into about ``parts`` contiguous runs of similar total list length."""
+    if parts <= 1 or n_tiles <= 1:
+        return [(0, n_tiles)]
+    work = (offsets[1:] - offsets[:-1]).double() + 1.0  # +1: a tile's own setup
+    cum = work.cumsum(0)
+    targets = cum[-1] * torch.arange(1, parts, dtype=torch.float64) / parts
+    cuts = [0, *(torch.searchsorted(cum, targets) + 1).tolist(), n_tiles]
+    cuts = sorted(set(min(max(int(c), 0), n_tiles) for c in cuts))
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def rasterize_gaussians(
@@ -222,64 +261,58 @@ def rasterize_gaussians(
         lo, hi = float(opacities.detach().min()), float(opacities.detach().max())
         if lo < 0 or hi > 1:
             raise ValueError(f"{_FN}(): opacities must lie in [0, 1], got range [{lo:g}, {hi:g}]")
-    sorted_ids, offsets, tiles_x, tiles_y = _bin(means2d, conics, opacities, depths, width, height, tile_size)
-    image, alpha = _SplatFn.apply(means2d, conics, colors, opacities, sorted_ids, offsets,
-                                  (width, height, tiles_x, tiles_y, tile_size))
+    image, alpha = _SplatFn.apply(means2d, conics, colors, opacities, depths, (width, height, tile_size))
     return Splatted(image.view(height, width, -1), alpha.view(height, width))
 
 
 class _SplatFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, colors, opacities, sorted_ids, offsets, geom):
-        width, height, tiles_x, tiles_y, ts = geom
+    def forward(ctx, means2d, conics, colors, opacities, depths, geom):
+        width, height, ts = geom
         P = width * height
-        C = colors.shape[1]
-        opts = dict(dtype=means2d.dtype, device=means2d.device)
+        N, C = colors.shape
+        dev = means2d.device
+        opts = dict(dtype=means2d.dtype, device=dev)
+        col = colors.detach().contiguous()
+        # one record per Gaussian: (mx, my, a, b, c, o, r)
+        feats = torch.cat([means2d.detach(), conics.detach(), opacities.detach()[:, None],
+                           gaussian_radii(conics, opacities)[:, None]], 1).contiguous()
+        sorted_ids, offsets, tiles_x, tiles_y = _bin(feats, depths, width, height, ts)
         out = torch.zeros(P, C, **opts)
         trans = torch.ones(P, **opts)
-        last = torch.zeros(P, dtype=torch.int32, device=means2d.device)
-        m, q, col, o = (t.detach().contiguous() for t in (means2d, conics, colors, opacities))
-        common = [to_warp(m), to_warp(q), to_warp(col), to_warp(o), to_warp(sorted_ids), to_warp(offsets),
-                  width, height, tiles_x, ts]
-        launch(_k.splat_fwd, tiles_x * tiles_y * ts * ts, [*common, to_warp(out), to_warp(trans), to_warp(last)],
-               warp_device(m), min_chunk=ts * ts * 4)
-        ctx.save_for_backward(m, q, col, o, sorted_ids, offsets, trans, last)
-        ctx.geom = geom
+        last = torch.empty(P, dtype=torch.int32, device=dev)
+        done = torch.zeros(P, dtype=torch.int32, device=dev)
+        wdev = warp_device(feats)
+        parts = num_threads() * 4 if wdev == "cpu" else 1
+        chunks = _tile_chunks(offsets, tiles_x * tiles_y, parts)
+        args = [to_warp(feats), to_warp(col), to_warp(sorted_ids), to_warp(offsets), width, height, tiles_x, ts,
+                to_warp(out), to_warp(trans), to_warp(last), to_warp(done)]
+        launch_chunks([(_k.splat_fwd_tiles, b - a, [a, *args]) for a, b in chunks], wdev)
+        ctx.save_for_backward(feats, col, sorted_ids, offsets, trans, last)
+        ctx.geom = (width, height, tiles_x, ts, chunks)
         return out, 1.0 - trans
 
     @staticmethod
     def backward(ctx, g_image, g_alpha):
-        m, q, col, o, sorted_ids, offsets, trans, last = ctx.saved_tensors
-        width, height, tiles_x, tiles_y, ts = ctx.geom
+        feats, col, sorted_ids, offsets, trans, last = ctx.saved_tensors
+        width, height, tiles_x, ts, chunks = ctx.geom
         N, C = col.shape
         P = width * height
-        opts = dict(dtype=m.dtype, device=m.device)
+        I = sorted_ids.shape[0]
+        opts = dict(dtype=feats.dtype, device=feats.device)
         g_image = torch.zeros(P, C, **opts) if g_image is None else g_image.contiguous().view(P, C)
         g_alpha = torch.zeros(P, **opts) if g_alpha is None else g_alpha.contiguous().view(P)
-        dev = warp_device(m)
-        n = tiles_x * tiles_y * ts * ts
-        nb = 1 if dev != "cpu" else max(1, min(num_threads(), tiles_x * tiles_y))
-        gm = torch.zeros(nb * N, 2, **opts)
-        gq = torch.zeros(nb * N, 3, **opts)
-        gc = torch.zeros(nb * N, C, **opts)
-        go = torch.zeros(nb * N, **opts)
-        args = [to_warp(m), to_warp(q), to_warp(col), to_warp(o), to_warp(sorted_ids), to_warp(offsets),
-                width, height, tiles_x, ts, to_warp(trans), to_warp(last), to_warp(g_image), to_warp(g_alpha),
-                to_warp(gm), to_warp(gq), to_warp(gc), to_warp(go)]
-        # Chunks on whole tiles, balanced by each tile's list length.
-        tiles = tiles_x * tiles_y
-        work = (offsets[1:] - offsets[:-1]).double().cumsum(0)
-        cuts = [0]
-        for c in range(1, nb):
-            cuts.append(int(torch.searchsorted(work, work[-1] * c / nb)) + 1 if float(work[-1]) > 0 else tiles * c // nb)
-        cuts.append(tiles)
-        cuts = sorted(set(min(max(x, 0), tiles) for x in cuts))
-        launches = [(_k.splat_bwd, (b - a) * ts * ts, [a * ts * ts, i, *args]) for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
-        launch_chunks(launches, dev)
-
-        def red(t):
-            return t.view(nb, N, *t.shape[1:]).sum(0) if nb > 1 else t
-
+        gf = torch.zeros(I, 6, **opts)
+        gc = torch.zeros(I, C, **opts)
+        scratch_t = torch.empty(P, **opts)
+        behind = torch.zeros(P, **opts)
+        args = [to_warp(feats), to_warp(col), to_warp(sorted_ids), to_warp(offsets), width, height, tiles_x, ts,
+                to_warp(trans), to_warp(last), to_warp(g_image), to_warp(g_alpha), to_warp(scratch_t),
+                to_warp(behind), to_warp(gf), to_warp(gc)]
+        launch_chunks([(_k.splat_bwd_tiles, b - a, [a, *args]) for a, b in chunks], warp_device(feats))
+        idx = sorted_ids.long()
         need = ctx.needs_input_grad
-        return (red(gm) if need[0] else None, red(gq) if need[1] else None, red(gc) if need[2] else None,
-                red(go) if need[3] else None, None, None, None)
+        g_feats = torch.zeros(N, 6, **opts).index_add_(0, idx, gf) if any(need[:2]) or need[3] else None
+        g_col = torch.zeros(N, C, **opts).index_add_(0, idx, gc) if need[2] else None
+        return (g_feats[:, 0:2] if need[0] else None, g_feats[:, 2:5] if need[1] else None, g_col,
+                g_feats[:, 5] if need[3] else None, None, None)

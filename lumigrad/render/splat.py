@@ -39,11 +39,14 @@ def render_gaussians(
         (m[:, 1] < height + margin)
     vis = ok.nonzero().flatten()
     cam_center = -world_to_cam[:3, :3].T @ world_to_cam[:3, 3]
-    means2d = proj.means2d[vis]
+    # All visible (the usual case for object-centric scenes): no gathers, no scatters in the backward.
+    every = vis.shape[0] == ok.shape[0]
+    sel = (lambda t: t) if every else (lambda t: t[vis])  # noqa: E731
+    means2d = sel(proj.means2d)
     if means2d.requires_grad:
         means2d.retain_grad()
-    colors = _colors(model, vis, cam_center, sh_degree)
-    out = rasterize_gaussians(means2d, proj.conics[vis], colors, model.opacities[vis], proj.depths[vis].detach(),
+    colors = _colors(model, sel, cam_center, sh_degree)
+    out = rasterize_gaussians(means2d, sel(proj.conics), colors, sel(model.opacities), sel(proj.depths).detach(),
                               width, height)
     image = out.image
     if background is not None:
@@ -51,10 +54,10 @@ def render_gaussians(
     return SplatRender(image, out.alpha, means2d, vis)
 
 
-def _colors(model, vis, cam_center, degree):
+def _colors(model, sel, cam_center, degree):
     from lumigrad.fields.gaussians import eval_sh
 
-    means = model.means[vis]
-    dirs = torch.nn.functional.normalize(means - cam_center, dim=-1)
-    sh = torch.cat([model.sh_dc[vis], model.sh_rest[vis]], 1)
+    n_coef = (degree + 1) ** 2
+    sh = sel(model.sh_dc) if degree == 0 else torch.cat([sel(model.sh_dc), sel(model.sh_rest[:, : n_coef - 1])], 1)
+    dirs = torch.nn.functional.normalize(sel(model.means) - cam_center, dim=-1)
     return torch.clamp_min(eval_sh(degree, sh, dirs) + 0.5, 0.0)

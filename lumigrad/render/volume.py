@@ -9,9 +9,10 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from lumigrad.ops.march import march_grid
 from lumigrad.ops.volume_render import packed_info_from_ray_indices, ray_aabb_intersect, volume_render
 
-__all__ = ["RaySamples", "stratified_samples", "occupancy_samples", "RenderedRays", "render_rays"]
+__all__ = ["RaySamples", "stratified_samples", "occupancy_samples", "grid_samples", "RenderedRays", "render_rays"]
 
 
 class RaySamples(NamedTuple):
@@ -88,6 +89,33 @@ def occupancy_samples(
     ray_ids, slot = valid.nonzero(as_tuple=True)
     ts, te = t0[ray_ids, slot], t1[ray_ids, slot]
     return RaySamples(ray_ids, ts, te, packed_info_from_ray_indices(ray_ids, R))
+
+
+def grid_samples(
+    origins: torch.Tensor,  # [R, 3]
+    dirs: torch.Tensor,  # [R, 3] unit
+    occupied: torch.Tensor,  # [res, res, res] bool (e.g. OccupancyGrid.occupied)
+    aabb: torch.Tensor,  # [6] the grid's box
+    step_size: float,
+    near: float = 0.0,
+    generator: torch.Generator | None = None,
+    jitter: bool = True,
+    offsets: torch.Tensor | None = None,  # [R, 1] in [0, 1): explicit start offsets (overrides jitter)
+) -> RaySamples:
+    """:func:`occupancy_samples` for a boolean grid, marched in a kernel (:func:`lumigrad.ops.march.march_grid`).
+
+    Same samples as ``occupancy_samples(origins, dirs, aabb, grid.query, ...)``
+    without materialising every candidate step of every ray in torch.
+    """
+    t_near, t_far, hit = ray_aabb_intersect(origins, dirs, aabb, near)
+    t_far = torch.where(hit, t_far, t_near)
+    R = origins.shape[0]
+    if offsets is not None:
+        off = offsets.reshape(R)
+    else:
+        off = torch.rand(R, generator=generator, dtype=origins.dtype) if jitter else torch.full((R,), 0.5)
+    s = march_grid(origins, dirs, t_near, t_far, off.to(origins.dtype), step_size, occupied, aabb.to(origins.dtype))
+    return RaySamples(s.ray_indices, s.t_starts, s.t_ends, s.packed_info)
 
 
 def render_rays(

@@ -12,7 +12,7 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_from_env", "rank_world", "rank_slice", "allreduce_grads", "allreduce_sum", "broadcast_float"]
+__all__ = ["init_from_env", "rank_world", "rank_slice", "allreduce_grads", "allreduce_sum", "allreduce_tensors", "broadcast_float"]
 
 
 def init_from_env() -> bool:
@@ -53,6 +53,15 @@ def allreduce_sum(x: float) -> float:
     t = torch.tensor([float(x)], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return float(t)
+
+
+def allreduce_tensors(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Element-wise sums over ranks of same-shaped tensors on every rank (new tensors; inputs untouched)."""
+    out = tuple(t.clone() for t in tensors)
+    if rank_world()[1] > 1:
+        for t in out:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return out
 
 
 def broadcast_float(x: float) -> float:

@@ -1,10 +1,15 @@
 """3D Gaussian splatting training and rendering on NeRF-synthetic-style datasets.
 
-``train_splat`` starts from random Gaussians in a cube (the datasets have no
-SfM points), optimises them one view per step with ``0.8 L1 + 0.2 (1 - SSIM)``
-on a white background, runs 3DGS adaptive density control, evaluates held-out
-PSNR/SSIM, checkpoints (also on Ctrl-C; ``resume=True`` continues) and exports
-the standard 3DGS PLY.
+``train_splat`` starts from Gaussians on the visual hull carved from the
+training alpha masks (random in a cube when the images have no alpha: the
+datasets have no SfM points), optimises them ``batch_views`` views per step
+with ``0.8 L1 + 0.2 (1 - SSIM)`` on a white background (the first
+``coarse_frac`` of the run at half resolution), runs 3DGS adaptive density
+control in a schedule expressed as fractions of the run (so a ``minutes``
+budget compresses it), evaluates held-out PSNR/SSIM, checkpoints (also on
+Ctrl-C; ``resume=True`` continues) and exports the standard 3DGS PLY. Under
+``torchrun`` the views of each step are split across ranks and gradients and
+densification statistics are all-reduced.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ from lumigrad.optim.checkpoint import CheckpointConfig, load_checkpoint, save_ch
 from lumigrad.render.splat import render_gaussians
 from lumigrad.report import save_turntable_gif
 from lumigrad.scene.camera import Camera
+from lumigrad.tasks import _distributed as dist_helpers
 from lumigrad.tasks import _neural_common as common
+from lumigrad.tasks._hull import hull_init
 from lumigrad.tasks.nerf_data import load_dataset, orbit_cameras
 
 __all__ = ["SplatConfig", "train_splat", "render_splat_views", "render_splat_outputs", "load_splat"]
@@ -37,23 +44,27 @@ class SplatConfig:
 
     iterations: int = 3000
     minutes: float | None = None
-    init_points: int = 20000
-    init_extent: float = 1.3
-    init_opacity: float = 0.1
+    init: str = "auto"  # "hull" (visual hull of the alpha masks), "random" (cube), "auto": hull when the images have alpha
+    init_points: int = 30000
+    init_extent: float = 1.3  # half-size of the random cube / the hull's carving grid
+    init_opacity: float = 0.3
+    hull_grid: int = 80
     lr_means: float = 1.6e-4  # times the scene extent, decayed x0.01
     lr_sh: float = 2.5e-3
     lr_opacity: float = 0.05
     lr_scales: float = 5e-3
     lr_quats: float = 1e-3
     ssim_weight: float = 0.2
-    sh_degree: int = 3
-    sh_every: int = 300  # raise the SH degree every this many steps
-    densify_from: int = 100
-    densify_until_frac: float = 0.6
-    densify_every: int = 100
+    sh_degree: int = 1  # up to 3; 1 is cheaper on CPU and enough for the 10-minute budget
+    sh_every: int = 500  # raise the SH degree every this many steps
+    coarse_frac: float = 0.25  # first fraction of the run at half resolution (4x cheaper steps)
+    batch_views: int = 1  # views per step (the global batch; split across torchrun ranks)
+    densify_from: int = 200
+    densify_until_frac: float = 0.55
+    densify_every: int = 150
     grad_threshold: float = 2e-4
     reset_opacity_every: int = 3000
-    max_gaussians: int = 200_000
+    max_gaussians: int = 60_000
     eval_every: int = 500
     eval_views_periodic: int = 3
     checkpoint_every: int = 200
@@ -62,9 +73,13 @@ class SplatConfig:
 
     def __post_init__(self):
         common.check_config(self, ("iterations", "init_points", "densify_every", "eval_every", "checkpoint_every",
-                                   "holdout_every", "sh_every", "reset_opacity_every", "max_gaussians"))
+                                   "holdout_every", "sh_every", "reset_opacity_every", "max_gaussians", "batch_views"))
         if not 0 <= self.sh_degree <= 3:
             raise ValueError(f"SplatConfig(): sh_degree must be in [0, 3], got {self.sh_degree!r}")
+        if self.init not in ("auto", "hull", "random"):
+            raise ValueError(f"SplatConfig(): init must be 'auto', 'hull' or 'random', got {self.init!r}")
+        if not 0.0 <= self.coarse_frac < 1.0:
+            raise ValueError(f"SplatConfig(): coarse_frac must be in [0, 1), got {self.coarse_frac!r}")
 
 
 def _optimizer(model: GaussianModel, config: SplatConfig, extent: float) -> torch.optim.Adam:
@@ -76,7 +91,7 @@ def _optimizer(model: GaussianModel, config: SplatConfig, extent: float) -> torc
         {"params": [model.log_scales], "lr": config.lr_scales, "name": "scales"},
         {"params": [model.quats], "lr": config.lr_quats, "name": "quats"},
     ]
-    return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+    return torch.optim.Adam(groups, lr=0.0, eps=1e-15, foreach=True)
 
 
 def _view(camera: Camera, i: int):
@@ -138,7 +153,7 @@ def train_splat(
     gen = torch.Generator().manual_seed(config.seed)
     extent = _scene_extent(train.camera)
     step, elapsed = 0, 0.0
-    history = {"step": [], "psnr": [], "ssim": [], "gaussians": []}
+    history = {"step": [], "psnr": [], "ssim": [], "gaussians": [], "seconds": []}
     ck_cfg = CheckpointConfig(out / "checkpoint.pt", generators=(gen,))
     density = DensityControl(extent, config.grad_threshold, max_gaussians=config.max_gaussians)
     if resume and (out / "checkpoint.pt").is_file():
@@ -153,17 +168,30 @@ def train_splat(
         step, elapsed, history = int(ck["step"]), float(ck["elapsed"]), ck["history"]
         log.info("train_splat(): resumed from step %d with %d Gaussians", step, len(model))
     else:
-        model = GaussianModel.random_init(config.init_points, config.init_extent, gen, config.init_opacity)
+        model = None
+        if config.init in ("auto", "hull"):
+            model = hull_init(train.camera, train.images, config.init_points, config.init_extent,
+                              config.init_opacity, config.hull_grid, gen)
+            if model is None and config.init == "hull":
+                raise ValueError(f"train_splat(): init='hull' needs RGBA training images whose alpha masks carve "
+                                 f"a non-empty hull inside [-{config.init_extent}, {config.init_extent}]^3 ({data_dir})")
+        if model is None:
+            model = GaussianModel.random_init(config.init_points, config.init_extent, gen, config.init_opacity)
         opt = _optimizer(model, config, extent)
     targets = common.composite_white(train.images)
     eval_targets = common.composite_white(evals.images)
     W, H = train.camera.width, train.camera.height
+    # half resolution for the first coarse_frac of the run: 2x2 box-filtered targets, intrinsics halved
+    coarse_targets = torch.nn.functional.avg_pool2d(targets.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1).contiguous()
+    coarse_K = train.camera.K.clone()
+    coarse_K[:, :2] *= 0.5
     white = torch.ones(3)
     n_views = train.camera.batch_size
     t_start = time.perf_counter() - elapsed
-    densify_until = int(config.densify_until_frac * config.iterations)
 
     def save():
+        if dist_helpers.rank_world()[0] != 0:
+            return
         save_checkpoint(ck_cfg, _payload(model, opt, density, step, time.perf_counter() - t_start, history, config,
                                          data_dir, extent))
 
@@ -173,11 +201,30 @@ def train_splat(
         p, s = common.image_metrics(pred, eval_targets[: pred.shape[0]])
         return pred, p, s
 
-    order = torch.randperm(n_views, generator=gen)
+    distributed = dist_helpers.init_from_env()
+    rank, world = dist_helpers.rank_world()
+    if config.batch_views < world:
+        raise ValueError(f"train_splat(): batch_views={config.batch_views} must be at least the number of ranks "
+                         f"({world}); every rank renders a share of each step's views")
+    B = config.batch_views
+    order, cursor = torch.randperm(n_views, generator=gen), 0
+
+    def next_views() -> list[int]:
+        # the same stream of shuffled epochs on every rank (same seed), so ranks agree on the global batch
+        nonlocal order, cursor
+        views = []
+        for _ in range(B):
+            if cursor == n_views:
+                order, cursor = torch.randperm(n_views, generator=gen), 0
+            views.append(int(order[cursor]))
+            cursor += 1
+        return views
+
     try:
         while step < config.iterations:
             elapsed = time.perf_counter() - t_start
             frac = common.progress_fraction(step, config.iterations, elapsed, config.minutes)
+            frac = dist_helpers.broadcast_float(frac) if distributed else frac
             if frac >= 1.0:
                 break
             for g in opt.param_groups:
@@ -186,34 +233,48 @@ def train_splat(
                 else:
                     g["lr"] = {"sh_dc": config.lr_sh, "sh_rest": config.lr_sh / 20, "opacity": config.lr_opacity,
                                "scales": config.lr_scales, "quats": config.lr_quats}[g["name"]]
-            v = int(order[step % n_views])
-            if step % n_views == n_views - 1:
-                order = torch.randperm(n_views, generator=gen)
+            views = next_views()[dist_helpers.rank_slice(B)]
             deg = min(config.sh_degree, step // config.sh_every)
-            r = render_gaussians(model, *_view(train.camera, v), W, H, deg, white)
-            gt = targets[v]
-            loss = (1 - config.ssim_weight) * (r.image - gt).abs().mean()
-            if config.ssim_weight > 0:
-                loss = loss + config.ssim_weight * ssim_loss(r.image[None], gt[None])
+            coarse = frac < config.coarse_frac and min(W, H) >= 64  # small images: SSIM window, little gain
+            in_densify = frac < config.densify_until_frac
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum = 0.0
+            for v in views:  # one backward per view: memory of one render at a time
+                if coarse:
+                    w_i, h_i, gt = W // 2, H // 2, coarse_targets[v]
+                    r = render_gaussians(model, train.camera.world_to_cam[v], coarse_K[v], w_i, h_i, deg, white)
+                else:
+                    w_i, h_i, gt = W, H, targets[v]
+                    r = render_gaussians(model, *_view(train.camera, v), W, H, deg, white)
+                loss = (1 - config.ssim_weight) * (r.image - gt).abs().mean()
+                if config.ssim_weight > 0:
+                    loss = loss + config.ssim_weight * ssim_loss(r.image[None], gt[None])
+                (loss / B).backward()
+                loss_sum += float(loss.detach())
+                if in_densify and r.means2d.grad is not None:  # per-view screen gradient, as 3DGS
+                    density.accumulate(len(model), r.visible, r.means2d.grad * B, w_i, h_i)
+            if distributed:
+                dist_helpers.allreduce_grads([p for p in model.parameters() if p.grad is not None])
+                loss_sum = dist_helpers.allreduce_sum(loss_sum)
             opt.step()
             step += 1
-            in_densify = step < densify_until or frac < config.densify_until_frac
-            if in_densify and r.means2d.grad is not None:
-                density.accumulate(len(model), r.visible, r.means2d.grad, W, H)
-            info = {"loss": float(loss.detach()), "gaussians": len(model)}
+            info = {"loss": loss_sum / B, "gaussians": len(model)}
             if in_densify and step >= config.densify_from and step % config.densify_every == 0:
+                if distributed and density.grad_sum is not None:
+                    density.grad_sum, density.count = dist_helpers.allreduce_tensors(density.grad_sum, density.count)
                 info.update(density.densify_and_prune(model, opt, gen))
                 log.info("train_splat(): step %d densify %s -> %d Gaussians", step, info, len(model))
             if step % config.reset_opacity_every == 0 and in_densify:
                 density.reset_opacity(model, opt)
-            if step % config.eval_every == 0:
+            if step % config.eval_every == 0 and rank == 0:
+                t_eval = time.perf_counter()
                 _, p, s = evaluate(config.eval_views_periodic)
+                t_start += time.perf_counter() - t_eval  # periodic evals do not count against the budget
                 history["step"].append(step)
                 history["psnr"].append(sum(p) / len(p))
                 history["ssim"].append(sum(s) / len(s))
                 history["gaussians"].append(len(model))
+                history.setdefault("seconds", []).append(time.perf_counter() - t_start)
                 info["eval_psnr"] = history["psnr"][-1]
             if step % config.checkpoint_every == 0:
                 save()
@@ -224,11 +285,15 @@ def train_splat(
         raise
     train_seconds = time.perf_counter() - t_start
     save()
+    if rank != 0:  # rank 0 evaluates and writes the reports
+        return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds, "psnr": None,
+                "ssim": None, "gaussians": len(model)}
     pred, p, s = evaluate(None)
     history["step"].append(step)
     history["psnr"].append(sum(p) / len(p))
     history["ssim"].append(sum(s) / len(s))
     history["gaussians"].append(len(model))
+    history.setdefault("seconds", []).append(train_seconds)
     save()
     model.save_ply(out / "gaussians.ply")
     common.save_eval_grid(out / "eval_grid.png", pred, eval_targets)
@@ -247,6 +312,7 @@ def train_splat(
         "history": history,
         "config": dataclasses.asdict(config),
         "threads": torch.get_num_threads(),
+        "world_size": world,
     }
     common.write_metrics(out / "metrics.json", metrics)
     return metrics

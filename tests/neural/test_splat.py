@@ -91,3 +91,17 @@ def test_bad_inputs():
         rasterize_gaussians(m, q, c, o, d, 0, H)
     with pytest.raises(ValueError, match="means2d contains"):
         rasterize_gaussians(m.detach() * float("nan"), q, c, o, d, W, H)
+
+
+def test_binning_kernel_matches_sort_path():
+    # The CPU fill kernel and the device-agnostic (tile, depth) key sort give the same lists.
+    from lumigrad.ops.splat import _bin, _bin_sort, _tile_rects, gaussian_radii
+
+    (m, q, c, o, d), W, H = _gaussians(N=80, W=50, H=37, dtype=torch.float32)
+    m = m.detach() * 1.4 - 8  # some Gaussians straddle or leave the image
+    feats = torch.cat([m, q.detach(), o.detach()[:, None], gaussian_radii(q, o)[:, None]], 1)
+    ids, offsets, tx, ty = _bin(feats, d, W, H, 8)
+    ids2, offsets2 = _bin_sort(_tile_rects(feats, tx, ty, 8), d, tx, tx * ty)
+    assert ids.numel() > 80 and int((offsets[1:] == offsets[:-1]).sum()) < tx * ty
+    torch.testing.assert_close(offsets, offsets2, atol=0, rtol=0)
+    torch.testing.assert_close(ids, ids2, atol=0, rtol=0)

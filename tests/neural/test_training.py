@@ -111,7 +111,7 @@ def test_density_control_clone_split_prune_reset():
         model.log_scales[3:] = math.log(0.05)  # large -> split
         model.opacity_logits[5] = -10.0  # transparent -> pruned
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    r = render_gaussians(model, *_camera_pair(), 16, 16, 0, torch.ones(3))
+    r = render_gaussians(model, *_camera_pair(), 16, 16, 3, torch.ones(3))  # degree 3: every parameter gets a grad
     r.image.sum().backward()
     opt.step()
     dc = DensityControl(extent=1.0, grad_threshold=0.0)

@@ -15,11 +15,20 @@ def register(sub) -> None:
     t.add_argument("--out", default="out/splat", help="output folder (default: out/splat)")
     t.add_argument("--iterations", type=positive_int, default=3000, help="training steps (default: 3000)")
     t.add_argument("--minutes", type=positive_float, default=None, help="wall-clock budget; stop when reached")
-    t.add_argument("--init-points", type=positive_int, default=20000, help="random initial Gaussians (default: 20000)")
+    t.add_argument("--init-points", type=positive_int, default=30000, help="initial Gaussians (default: 30000)")
+    t.add_argument("--init", choices=["auto", "hull", "random"], default="auto",
+                   help="initial Gaussians: on the visual hull of the alpha masks, random in a cube, or auto "
+                        "(hull when the images have alpha; default)")
+    t.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], default=1, help="spherical-harmonic degree (default: 1)")
+    t.add_argument("--batch-views", type=positive_int, default=1,
+                   help="views per step, split across ranks under torchrun (default: 1)")
     t.add_argument("--eval-every", type=positive_int, default=500, help="held-out PSNR every N steps (default: 500)")
     t.add_argument("--checkpoint-every", type=positive_int, default=200, help="checkpoint every N steps (default: 200)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--torch-threads", type=positive_int, default=None,
+                   help="torch intra-op threads (default: torch's); 1 is faster on a busy machine. Kernel threads "
+                        "stay at LUMIGRAD_NUM_THREADS, else torch's default")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
     r = ssub.add_parser("render", help="render held-out views and a turntable GIF from a checkpoint or a 3DGS .ply")
@@ -32,9 +41,11 @@ def register(sub) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    _set_torch_threads(args.torch_threads)
     from lumigrad.tasks.splat import SplatConfig, train_splat
 
     config = SplatConfig(iterations=args.iterations, minutes=args.minutes, init_points=args.init_points,
+                         init=args.init, sh_degree=args.sh_degree, batch_views=args.batch_views,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
     return run_training(
         args, "splat", lambda progress: train_splat(args.data, args.out, config, resume=args.resume, progress=progress),
@@ -54,3 +65,15 @@ def _render(args: argparse.Namespace) -> int:
     print(json.dumps(res, indent=2))
     print(f"wrote {args.out}/ (views.png, turntable.gif, render_metrics.json)")
     return 0
+
+
+def _set_torch_threads(n: int | None) -> None:
+    """Set torch's thread count for this run, keeping the kernels' thread count where it was."""
+    if n is None:
+        return
+    import os
+
+    import torch
+
+    os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(torch.get_num_threads()))
+    torch.set_num_threads(n)
