@@ -66,8 +66,9 @@ def carve(
     inside = masks.detach().cpu() >= threshold
     keep = torch.ones(pts.shape[0], dtype=torch.bool)
     seen_any = torch.zeros(pts.shape[0], dtype=torch.bool)
+    cam = camera.to(device="cpu")
     for b in range(camera.batch_size):
-        col, row, seen = project_to_mask(camera.to(device="cpu"), b, pts)
+        col, row, seen = project_to_mask(cam, b, pts)
         hit = inside[b][row, col] & seen
         keep &= hit if unseen == "carve" else (hit | ~seen)
         seen_any |= seen

@@ -26,7 +26,7 @@ from lumigrad.report import save_turntable_gif
 from lumigrad.scene.camera import Camera
 from lumigrad.tasks import _distributed as dist_helpers
 from lumigrad.tasks import _neural_common as common
-from lumigrad.tasks._hull import carve
+from lumigrad.geometry.visual_hull import carve
 from lumigrad.tasks.nerf_data import load_dataset, orbit_cameras
 
 __all__ = ["NerfConfig", "train_nerf", "load_nerf", "render_nerf_views", "render_nerf_outputs", "extract_mesh"]
@@ -131,7 +131,7 @@ def _restrict_to_hull(grid: OccupancyGrid, train, config: NerfConfig) -> None:
     if not config.hull or bool((alpha > 0.999).all()):
         return
     r = grid.resolution
-    hull = carve(train.camera, alpha, grid.aabb[:3], grid.aabb[3:], r, threshold=0.1)
+    hull = carve(train.camera, alpha, grid.aabb[:3], grid.aabb[3:], r, threshold=0.1, unseen="keep")
     hull = torch.nn.functional.max_pool3d(hull.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
     if int(hull.sum()) == 0:
         log.warning("train_nerf(): the masks carve away the whole AABB; not restricting the occupancy grid")
