@@ -34,7 +34,7 @@ class AppearanceProblem:
                            topology=self.topology)
 
     def fit(self, params: dict, make, *, iterations: int, lr, views_per_step: int, seed: int, progress: bool,
-            desc: str, post_step=None, extra_loss=None):
+            desc: str, post_step=None, extra_loss=None, schedule=None):
         """Minimise the L1 image error of ``make() -> (material, lights)`` over random training views."""
         gen = torch.Generator().manual_seed(seed)
         n = len(self.train)
@@ -48,7 +48,7 @@ class AppearanceProblem:
                 loss = loss + extra_loss()
             return loss
 
-        return fit(params, closure, lr=lr, stop=Convergence(max_iters=iterations, patience=None), post_step=post_step,
+        return fit(params, closure, lr=lr, schedule=schedule, stop=Convergence(max_iters=iterations, patience=None), post_step=post_step,
                    progress=progress, desc=desc)
 
 

@@ -135,13 +135,17 @@ def ground_truth_json(scene: SynthScene) -> dict:
 
 
 def synthesize(name: str, out_dir, *, views: int = 24, resolution: int = 128, random_pose: bool = False,
-               seed: int = 0, fov_y_deg: float = 40.0) -> dict:
+               seed: int = 0, fov_y_deg: float = 40.0, lights: list | None = None) -> dict:
     """Render scene ``name`` from ``views`` orbit cameras and write the dataset to ``out_dir``.
+
+    ``lights`` (optional) replaces the scene's lights.
 
     Returns:
         The ground-truth dict also written to ``ground_truth.json``.
     """
     scene = make_scene(name, random_pose=random_pose, seed=seed)
+    if lights is not None:
+        scene.lights = list(lights)
     cams = orbit_cameras(views, resolution, distance=scene.camera_distance, fov_y_deg=fov_y_deg)
     images, masks = render_views(scene, cams)
     gt = ground_truth_json(scene)

@@ -117,3 +117,28 @@ def test_fit_inverse_fits_albedo_and_light_on_the_recovered_shape(spot_data):
     h = r.history["appearance_image"]  # the image term (the silhouette term is fixed in this stage)
     assert h[-1] < 0.85 * h[0]
     assert r.mesh.vert_colors is not None and r.metrics["train_psnr_db"] > 15.0
+
+
+@pytest.mark.parametrize("to_light", [(0.3, -0.9, 0.2), (-0.5, 0.1, -0.85)])
+def test_fit_lighting_finds_a_directional_light_from_any_side(tmp_path, to_light):
+    # Lights from below / behind: a start on the upper hemisphere used to stall 100+ degrees off.
+    from lumigrad.scene.lights import AmbientLight, DirectionalLight
+    from lumigrad.tasks.lighting import LightingConfig, fit_lighting
+
+    lights = [AmbientLight(torch.tensor([0.2, 0.2, 0.2])), DirectionalLight(torch.tensor(to_light), color=torch.tensor([0.9, 0.8, 0.7]))]
+    synthesize("spot_grey", tmp_path, views=4, resolution=24, lights=lights)
+    r = fit_lighting(tmp_path, None, LightingConfig(iterations=8, views_per_step=4, search_candidates=200))
+    assert r.metrics["direction_error_deg_max"] < 2.0
+    assert r.metrics["ambient_error_max"] < 0.05
+
+
+def test_fit_lighting_point_light_search_and_refinement(tmp_path):
+    from lumigrad.scene.lights import AmbientLight, PointLight
+    from lumigrad.tasks.lighting import LightingConfig, fit_lighting
+
+    lights = [AmbientLight(torch.tensor([0.2, 0.2, 0.2])), PointLight(torch.tensor([1.2, -1.5, 1.0]), intensity=5.0)]
+    synthesize("spot_grey", tmp_path, views=4, resolution=24, lights=lights)
+    r0 = fit_lighting(tmp_path, None, LightingConfig(model="point", iterations=1, search_candidates=0, lr=1e-4))
+    r = fit_lighting(tmp_path, None, LightingConfig(model="point", iterations=10, views_per_step=4, search_candidates=200))
+    assert r.metrics["final_loss"] < 0.3 * r0.metrics["final_loss"]
+    assert r.metrics["position_error_over_radius_max"] < 0.5 * r0.metrics["position_error_over_radius_max"]
