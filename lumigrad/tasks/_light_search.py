@@ -59,6 +59,8 @@ def gbuffer(prob, material, max_pixels: int = 40000, seed: int = 0) -> GBuffer:
     keep = (out.alpha[..., 0] > 0.999) & (out.rast[..., 3] > 0)
     if views.masks is not None:
         keep &= views.masks[..., 0] > 0.999
+    if prob.ldr:  # clipped highlights do not follow the linear model
+        keep &= (views.images < 0.999).all(-1)
     kd, n, p, t = (x[keep] for x in (out.image, out.normals, pts, views.images))
     if kd.shape[0] > max_pixels:
         sel = torch.randperm(kd.shape[0], generator=torch.Generator().manual_seed(seed))[:max_pixels]

@@ -142,3 +142,17 @@ def test_fit_lighting_point_light_search_and_refinement(tmp_path):
     r = fit_lighting(tmp_path, None, LightingConfig(model="point", iterations=10, views_per_step=4, search_candidates=200))
     assert r.metrics["final_loss"] < 0.3 * r0.metrics["final_loss"]
     assert r.metrics["position_error_over_radius_max"] < 0.5 * r0.metrics["position_error_over_radius_max"]
+
+
+def test_appearance_loss_is_zero_at_the_truth_despite_clipped_highlights(sphere_data):
+    # The sphere's highlights exceed 1 and the PNGs store them clipped; the comparison must clip the render too
+    # (without it, the fitted roughness / metallic ended 0.1 / 0.15 off the truth).
+    from lumigrad.tasks._appearance import setup_problem
+    from lumigrad.tasks._common import gt_material
+
+    prob = setup_problem("test", sphere_data, None, max_views=0, scale=1, holdout_every=0)
+    with torch.no_grad():
+        img = prob.render(prob.train, gt_material(prob.ds), gt_lights(prob.ds)).image
+    assert prob.ldr and float(img.max()) > 1.5
+    assert float((prob.compare(img) - prob.train.images).abs().mean()) < 2e-3
+    assert float((img - prob.train.images).abs().mean()) > 5e-3
