@@ -156,3 +156,29 @@ def test_appearance_loss_is_zero_at_the_truth_despite_clipped_highlights(sphere_
     assert prob.ldr and float(img.max()) > 1.5
     assert float((prob.compare(img) - prob.train.images).abs().mean()) < 2e-3
     assert float((img - prob.train.images).abs().mean()) > 5e-3
+
+
+def test_rotation_lattice_covers_the_ball():
+    from lumigrad.tasks.pose import rotation_lattice
+
+    lat = rotation_lattice(600, 90.0, dtype=torch.float64)
+    assert 400 <= len(lat) <= 800
+    assert float(rotation_angle(lat, degrees=True).max()) <= 90.0 + 1e-6
+    probe = random_rotation_near(200, 90.0, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    nearest = rotation_angle(probe[:, None], lat[None], degrees=True).min(1).values
+    assert float(nearest.max()) < 16.0  # spacing * sqrt(3) / 2 is about 15 degrees
+
+
+def test_pose_rotation_search_ranks_a_start_near_the_truth(spot_data):
+    from lumigrad.ops import prepare_topology
+    from lumigrad.tasks.pose import _distinct_best, _search, load_task_mesh, rotation_lattice
+
+    ds = as_dataset(spot_data, max_views=2)
+    Rg = gt_pose(ds).matrix()[:3, :3]
+    mesh = load_task_mesh("test", None, ds, torch.float32)
+    R0 = Rg @ random_rotation_near(1, 90.0, generator=torch.Generator().manual_seed(4))[0]
+    assert float(rotation_angle(R0, Rg, degrees=True)) > 45.0
+    cands = R0 @ rotation_lattice(300, 90.0)
+    scores = _search(mesh, ds, cands, torch.zeros(3), None, None, False, 1.0, prepare_topology(mesh.faces, mesh.num_verts))
+    best = _distinct_best(cands, scores, 2, 20.0)
+    assert float(rotation_angle(best[0], Rg, degrees=True)) < 25.0
