@@ -48,8 +48,12 @@ class AppearanceProblem:
         return image.clamp(0.0, 1.0) if self.ldr else image
 
     def fit(self, params: dict, make, *, iterations: int, lr, views_per_step: int, seed: int, progress: bool,
-            desc: str, post_step=None, extra_loss=None, schedule=None):
-        """Minimise the L1 image error of ``make() -> (material, lights)`` over random training views."""
+            desc: str, post_step=None, extra_loss=None, schedule=None, region=None):
+        """Minimise the L1 image error of ``make() -> (material, lights)`` over random training views.
+
+        ``region``: optional ``(weights [N, H, W, 1], targets [N, H, W, 3])`` for every training view; the loss
+        is then the weighted L1 error against ``targets`` (goal-driven appearance).
+        """
         gen = torch.Generator().manual_seed(seed)
         n = len(self.train)
 
@@ -57,7 +61,11 @@ class AppearanceProblem:
             idx = torch.randperm(n, generator=gen)[:views_per_step]
             material, lights = make()
             out = self.render(self.train, material, lights, idx)
-            loss = (self.compare(out.image) - self.train.images[idx]).abs().mean()
+            if region is None:
+                loss = (self.compare(out.image) - self.train.images[idx]).abs().mean()
+            else:  # goal-driven: only the region counts, against its target look
+                w, tgt = region[0][idx], region[1][idx]
+                loss = ((self.compare(out.image) - tgt).abs() * w).sum() / (3 * w.sum().clamp_min(1))
             if extra_loss is not None:
                 loss = loss + extra_loss()
             return loss
