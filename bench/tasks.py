@@ -45,7 +45,7 @@ def bench_shape(out: Path, q: bool) -> list[tuple]:
     return rows
 
 
-def bench_pose(out: Path, q: bool, trials: int | None = None) -> list[tuple]:
+def bench_pose(out: Path, q: bool, trials: int | None = None, first: int = 0) -> list[tuple]:
     """Trials: initial rotation uniform within 90 degrees of the truth; each trial is appended to pose_trials.jsonl."""
     from lumigrad.tasks.pose import PoseConfig, fit_pose
 
@@ -61,7 +61,7 @@ def bench_pose(out: Path, q: bool, trials: int | None = None) -> list[tuple]:
         setups[scene] = (ds, gt_pose(ds).matrix()[:3, :3])
     errs = {s: [] for s in scenes}
     secs = {s: [] for s in scenes}
-    for k in range(n_trials):  # scenes interleaved, so a run cut short has trials of both
+    for k in range(first, first + n_trials):  # scenes interleaved, so a run cut short has trials of both
         for scene in scenes:
             ds, Rg = setups[scene]
             R0 = Rg @ random_rotation_near(1, 90.0, generator=torch.Generator().manual_seed(100 + k))[0]
@@ -136,6 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES))
     ap.add_argument("--out", default="out/bench_tasks", help="output folder")
     ap.add_argument("--pose-trials", type=int, default=None, help="pose trials per mesh (default 50, 6 with --quick)")
+    ap.add_argument("--pose-first", type=int, default=0, help="index of the first pose trial (to continue a run)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
             return 2
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
-        new = BENCHES[name](out, args.quick, args.pose_trials) if name == "pose" else BENCHES[name](out, args.quick)
+        new = BENCHES[name](out, args.quick, args.pose_trials, args.pose_first) if name == "pose" else BENCHES[name](out, args.quick)
         rows += new
         prev = json.loads(results_path.read_text()) if results_path.exists() else {}
         prev[name] = {"rows": [list(r) for r in new], "seconds": time.perf_counter() - t0, "quick": args.quick}
