@@ -251,3 +251,21 @@ def test_baked_vertex_colours_render_like_the_vertex_coloured_mesh_after_a_glb_r
     assert psnr(render_mesh(flat, cams, None, lights).image, ref) < 25.0  # the bound is not trivially met
     with pytest.raises(ValueError, match="no vert_colors"):
         bake_vertex_colors(Mesh(v, f))
+
+
+def test_visual_hull_init_starts_closer_than_the_sphere(spot_data):
+    from lumigrad.geometry.primitives import icosphere
+    from lumigrad.render.raster import render_silhouette
+    from lumigrad.tasks._common import silhouette_iou
+    from lumigrad.tasks._visual_hull import visual_hull
+    from lumigrad.tasks.shape import ShapeConfig, fit_shape
+
+    ds = as_dataset(spot_data)
+    hull = visual_hull(ds, 24)
+    sphere = icosphere(3, radius=ShapeConfig().init_radius)
+    with torch.no_grad():
+        iou_hull = silhouette_iou(render_silhouette(*hull, ds.camera), ds.masks)
+        iou_sphere = silhouette_iou(render_silhouette(*sphere, ds.camera), ds.masks)
+    assert iou_hull > 0.85 and iou_hull > iou_sphere + 0.1
+    with pytest.raises(ValueError, match="init must be"):
+        fit_shape(ds, ShapeConfig(init="cube"))
