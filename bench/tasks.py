@@ -93,17 +93,48 @@ def bench_texture(out: Path, q: bool) -> list[tuple]:
             ("", "PSNR held-out views (dB)", m["heldout_psnr_db"], ">= 32", None)]
 
 
+def _random_lights(kind: str, g: torch.Generator) -> list:
+    """Ambient + a key and a fill light from uniformly random directions (point lights 1.8-2.5 units out)."""
+    from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight
+
+    d1, d2 = torch.nn.functional.normalize(torch.randn(2, 3, generator=g), dim=-1)
+    key, fill = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0.3, 0.35, 0.45])
+    if kind == "directional":
+        return [AmbientLight(torch.full((3,), 0.2)), DirectionalLight(d1, color=key), DirectionalLight(d2, color=fill)]
+    return [AmbientLight(torch.full((3,), 0.2)), PointLight(d1 * 2.5, color=key, intensity=6.0),
+            PointLight(d2 * 1.8, color=fill, intensity=4.0)]
+
+
 def bench_lighting(out: Path, q: bool) -> list[tuple]:
     from lumigrad.tasks.lighting import LightingConfig, run_lighting
 
+    res = 48 if q else 128
+    its, vps = (200, 4) if q else (300, 6)
     data = out / "data_spot_grey_light"
-    synthesize("spot_grey", data, views=12, resolution=48 if q else 128)
-    m = run_lighting(data, out / "lighting_dir", LightingConfig(iterations=200 if q else 300, views_per_step=4 if q else 6))
+    synthesize("spot_grey", data, views=12, resolution=res)
+    m = run_lighting(data, out / "lighting_dir", LightingConfig(iterations=its, views_per_step=vps))
     rows = [("lighting Spot 2 directional + ambient", "max direction error (deg)", m["direction_error_deg_max"], "< 1", m["seconds_total"])]
+    # Truth directions drawn uniformly on the sphere (lights from below / behind included).
+    g = torch.Generator().manual_seed(7)
+    trials = 4 if q else 10
+    for kind, metric in (("directional", "direction_error_deg_max"), ("point", "position_error_over_radius_max")):
+        errs, t0 = [], time.perf_counter()
+        for k in range(trials if kind == "directional" else max(2, trials // 2)):
+            d = out / f"data_light_{kind}_{k}"
+            synthesize("spot_grey", d, views=8, resolution=32 if q else 64, lights=_random_lights(kind, g))
+            mk = run_lighting(d, out / f"lighting_{kind}_{k}", LightingConfig(model=kind, iterations=60 if q else 150, views_per_step=4))
+            errs.append(mk[metric])
+            print(f"  lighting {kind} trial {k}: {metric} {errs[-1]:.3f}", flush=True)
+        unit = "deg" if kind == "directional" else "x object radius"
+        rows.append((f"lighting {kind}, {len(errs)} random truths", f"worst error ({unit})", max(errs),
+                     "< 1" if kind == "directional" else "", (time.perf_counter() - t0) / len(errs)))
     data = out / "data_spot_sh"
-    synthesize("spot_sh", data, views=12, resolution=48 if q else 128)
-    m = run_lighting(data, out / "lighting_sh", LightingConfig(model="sh", iterations=200 if q else 300, views_per_step=4 if q else 6))
+    synthesize("spot_sh", data, views=12, resolution=res)
+    m = run_lighting(data, out / "lighting_sh", LightingConfig(model="sh", iterations=its, views_per_step=vps))
     rows.append(("lighting Spot SH order 2", "relative coefficient error", m["sh_relative_error"], "<= 0.05", m["seconds_total"]))
+    m = run_lighting(data, out / "lighting_envmap", LightingConfig(model="envmap", iterations=its // 2, views_per_step=vps, lr=0.05))
+    rows.append(("lighting Spot envmap 8x16 (truth: SH)", "SH-2 projection relative error", m["envmap_sh2_relative_error"], "",
+                 m["seconds_total"]))
     return rows
 
 
