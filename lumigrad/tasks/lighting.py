@@ -48,7 +48,7 @@ class LightingConfig:
     """Settings of :func:`fit_lighting`."""
 
     model: str = field(default="directional",
-                       metadata={"help": "'directional' or 'point' (ambient + N lights), or 'sh' (order 2)"})
+                       metadata={"help": "'directional' or 'point' (ambient + N lights), 'sh' (order 2) or 'envmap' (low-res map)"})
     num_lights: int = field(default=0, metadata={"help": "directional/point lights to fit (0: as many as the ground truth, else 1)"})
     envmap_height: int = field(default=8, metadata={"help": "envmap model: equirectangular map height (width = 2x)"})
     envmap_tv_weight: float = field(default=0.01, metadata={"help": "envmap model: total-variation smoothness weight"})
