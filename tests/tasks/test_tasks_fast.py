@@ -138,10 +138,10 @@ def test_fit_lighting_point_light_search_and_refinement(tmp_path):
 
     lights = [AmbientLight(torch.tensor([0.2, 0.2, 0.2])), PointLight(torch.tensor([1.2, -1.5, 1.0]), intensity=5.0)]
     synthesize("spot_grey", tmp_path, views=4, resolution=24, lights=lights)
-    r0 = fit_lighting(tmp_path, None, LightingConfig(model="point", iterations=1, search_candidates=0, lr=1e-4))
     r = fit_lighting(tmp_path, None, LightingConfig(model="point", iterations=10, views_per_step=4, search_candidates=200))
-    assert r.metrics["final_loss"] < 0.3 * r0.metrics["final_loss"]
-    assert r.metrics["position_error_over_radius_max"] < 0.5 * r0.metrics["position_error_over_radius_max"]
+    # The candidate shells lie 1.5 to 7 object radii out; the truth is 2.2 radii out.
+    assert r.metrics["position_error_over_radius_max"] < 0.6
+    assert r.metrics["search_relative_residual"] < 0.05 and r.metrics["ambient_error_max"] < 0.05
 
 
 def test_appearance_loss_is_zero_at_the_truth_despite_clipped_highlights(sphere_data):
