@@ -45,29 +45,41 @@ def bench_shape(out: Path, q: bool) -> list[tuple]:
     return rows
 
 
-def bench_pose(out: Path, q: bool) -> list[tuple]:
+def bench_pose(out: Path, q: bool, trials: int | None = None, first: int = 0) -> list[tuple]:
+    """Trials: initial rotation uniform within 90 degrees of the truth; each trial is appended to pose_trials.jsonl."""
     from lumigrad.tasks.pose import PoseConfig, fit_pose
 
     rows = []
-    trials = 6 if q else 50
-    for scene in ("spot", "torus_knot"):
+    n_trials = trials or (6 if q else 50)
+    log_path = out / "pose_trials.jsonl"
+    scenes = ("spot", "torus_knot")
+    setups = {}
+    for scene in scenes:
         data = out / f"data_pose_{scene}"
         synthesize(scene, data, views=2, resolution=64, random_pose=True, seed=5)
         ds = as_dataset(data)
-        Rg = gt_pose(ds).matrix()[:3, :3]
-        errs, secs = [], []
-        n = trials if scene == "spot" else (2 if q else 10)
-        for k in range(n):
+        setups[scene] = (ds, gt_pose(ds).matrix()[:3, :3])
+    errs = {s: [] for s in scenes}
+    secs = {s: [] for s in scenes}
+    for k in range(first, first + n_trials):  # scenes interleaved, so a run cut short has trials of both
+        for scene in scenes:
+            ds, Rg = setups[scene]
             R0 = Rg @ random_rotation_near(1, 90.0, generator=torch.Generator().manual_seed(100 + k))[0]
             t0 = time.perf_counter()
             r = fit_pose(ds, None, PoseConfig(seed=k), init=(R0, torch.zeros(3)))
-            secs.append(time.perf_counter() - t0)
-            errs.append(r.metrics["rotation_error_deg"])
-            print(f"  pose {scene} trial {k}: init {r.metrics['initial_rotation_error_deg']:.1f} deg -> "
-                  f"{errs[-1]:.3f} deg ({secs[-1]:.0f} s)", flush=True)
-        frac = sum(e < 2.0 for e in errs) / len(errs)
-        rows.append((f"pose {scene} ({n} trials, 2 views 64^2)", "fraction < 2 deg", frac, ">= 0.90", statistics.median(secs)))
-        rows.append(("", "median rotation error (deg)", statistics.median(errs), "", None))
+            secs[scene].append(time.perf_counter() - t0)
+            errs[scene].append(r.metrics["rotation_error_deg"])
+            rec = {"scene": scene, "trial": k, "init_deg": r.metrics["initial_rotation_error_deg"],
+                   "error_deg": errs[scene][-1], "translation_error": r.metrics["translation_error"], "seconds": secs[scene][-1]}
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(f"  pose {scene} trial {k}: init {rec['init_deg']:.1f} deg -> {rec['error_deg']:.3f} deg "
+                  f"({rec['seconds']:.0f} s)", flush=True)
+    for scene in scenes:
+        e, t = errs[scene], secs[scene]
+        rows.append((f"pose {scene} ({n_trials} trials, 2 views 64^2)", "fraction < 2 deg", sum(x < 2.0 for x in e) / len(e),
+                     ">= 0.90", statistics.median(t)))
+        rows.append(("", "median rotation error (deg)", statistics.median(e), "", None))
     return rows
 
 
@@ -81,17 +93,48 @@ def bench_texture(out: Path, q: bool) -> list[tuple]:
             ("", "PSNR held-out views (dB)", m["heldout_psnr_db"], ">= 32", None)]
 
 
+def _random_lights(kind: str, g: torch.Generator) -> list:
+    """Ambient + a key and a fill light from uniformly random directions (point lights 1.8-2.5 units out)."""
+    from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight
+
+    d1, d2 = torch.nn.functional.normalize(torch.randn(2, 3, generator=g), dim=-1)
+    key, fill = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0.3, 0.35, 0.45])
+    if kind == "directional":
+        return [AmbientLight(torch.full((3,), 0.2)), DirectionalLight(d1, color=key), DirectionalLight(d2, color=fill)]
+    return [AmbientLight(torch.full((3,), 0.2)), PointLight(d1 * 2.5, color=key, intensity=6.0),
+            PointLight(d2 * 1.8, color=fill, intensity=4.0)]
+
+
 def bench_lighting(out: Path, q: bool) -> list[tuple]:
     from lumigrad.tasks.lighting import LightingConfig, run_lighting
 
+    res = 48 if q else 128
+    its, vps = (200, 4) if q else (300, 6)
     data = out / "data_spot_grey_light"
-    synthesize("spot_grey", data, views=12, resolution=48 if q else 128)
-    m = run_lighting(data, out / "lighting_dir", LightingConfig(iterations=200 if q else 300, views_per_step=4 if q else 6))
+    synthesize("spot_grey", data, views=12, resolution=res)
+    m = run_lighting(data, out / "lighting_dir", LightingConfig(iterations=its, views_per_step=vps))
     rows = [("lighting Spot 2 directional + ambient", "max direction error (deg)", m["direction_error_deg_max"], "< 1", m["seconds_total"])]
+    # Truth directions drawn uniformly on the sphere (lights from below / behind included).
+    g = torch.Generator().manual_seed(7)
+    trials = 4 if q else 10
+    for kind, metric in (("directional", "direction_error_deg_max"), ("point", "position_error_over_radius_max")):
+        errs, t0 = [], time.perf_counter()
+        for k in range(trials if kind == "directional" else max(2, trials // 2)):
+            d = out / f"data_light_{kind}_{k}"
+            synthesize("spot_grey", d, views=8, resolution=32 if q else 64, lights=_random_lights(kind, g))
+            mk = run_lighting(d, out / f"lighting_{kind}_{k}", LightingConfig(model=kind, iterations=60 if q else 150, views_per_step=4))
+            errs.append(mk[metric])
+            print(f"  lighting {kind} trial {k}: {metric} {errs[-1]:.3f}", flush=True)
+        unit = "deg" if kind == "directional" else "x object radius"
+        rows.append((f"lighting {kind}, {len(errs)} random truths", f"worst error ({unit})", max(errs),
+                     "< 1" if kind == "directional" else "", (time.perf_counter() - t0) / len(errs)))
     data = out / "data_spot_sh"
-    synthesize("spot_sh", data, views=12, resolution=48 if q else 128)
-    m = run_lighting(data, out / "lighting_sh", LightingConfig(model="sh", iterations=200 if q else 300, views_per_step=4 if q else 6))
+    synthesize("spot_sh", data, views=12, resolution=res)
+    m = run_lighting(data, out / "lighting_sh", LightingConfig(model="sh", iterations=its, views_per_step=vps))
     rows.append(("lighting Spot SH order 2", "relative coefficient error", m["sh_relative_error"], "<= 0.05", m["seconds_total"]))
+    m = run_lighting(data, out / "lighting_envmap", LightingConfig(model="envmap", iterations=its // 2, views_per_step=vps, lr=0.05))
+    rows.append(("lighting Spot envmap 8x16 (truth: SH)", "SH-2 projection relative error", m["envmap_sh2_relative_error"], "",
+                 m["seconds_total"]))
     return rows
 
 
@@ -123,6 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller images and fewer pose trials")
     ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES))
     ap.add_argument("--out", default="out/bench_tasks", help="output folder")
+    ap.add_argument("--pose-trials", type=int, default=None, help="pose trials per mesh (default 50, 6 with --quick)")
+    ap.add_argument("--pose-first", type=int, default=0, help="index of the first pose trial (to continue a run)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +179,7 @@ def main(argv=None) -> int:
             return 2
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
-        new = BENCHES[name](out, args.quick)
+        new = BENCHES[name](out, args.quick, args.pose_trials, args.pose_first) if name == "pose" else BENCHES[name](out, args.quick)
         rows += new
         prev = json.loads(results_path.read_text()) if results_path.exists() else {}
         prev[name] = {"rows": [list(r) for r in new], "seconds": time.perf_counter() - t0, "quick": args.quick}

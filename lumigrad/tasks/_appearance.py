@@ -33,9 +33,27 @@ class AppearanceProblem:
         return render_mesh(mesh or self.mesh, cams, material, lights, RasterSettings(), transform=self.transform,
                            topology=self.topology)
 
+    @property
+    def ldr(self) -> bool:
+        """Whether the images are low dynamic range (PNG/JPEG: clipped to [0, 1])."""
+        return bool(self.ds.images.max() <= 1.0)
+
+    def compare(self, image: torch.Tensor) -> torch.Tensor:
+        """A render as the camera recorded it: clipped to [0, 1] for LDR images.
+
+        Without the clip, a highlight brighter than 1 that the file stores as 1
+        pulls the fit (roughness, metallic, light intensity) away from the truth;
+        with it, a saturated pixel only asks the render to be at least 1.
+        """
+        return image.clamp(0.0, 1.0) if self.ldr else image
+
     def fit(self, params: dict, make, *, iterations: int, lr, views_per_step: int, seed: int, progress: bool,
-            desc: str, post_step=None, extra_loss=None):
-        """Minimise the L1 image error of ``make() -> (material, lights)`` over random training views."""
+            desc: str, post_step=None, extra_loss=None, schedule=None, region=None):
+        """Minimise the L1 image error of ``make() -> (material, lights)`` over random training views.
+
+        ``region``: optional ``(weights [N, H, W, 1], targets [N, H, W, 3])`` for every training view; the loss
+        is then the weighted L1 error against ``targets`` (goal-driven appearance).
+        """
         gen = torch.Generator().manual_seed(seed)
         n = len(self.train)
 
@@ -43,12 +61,16 @@ class AppearanceProblem:
             idx = torch.randperm(n, generator=gen)[:views_per_step]
             material, lights = make()
             out = self.render(self.train, material, lights, idx)
-            loss = (out.image - self.train.images[idx]).abs().mean()
+            if region is None:
+                loss = (self.compare(out.image) - self.train.images[idx]).abs().mean()
+            else:  # goal-driven: only the region counts, against its target look
+                w, tgt = region[0][idx], region[1][idx]
+                loss = ((self.compare(out.image) - tgt).abs() * w).sum() / (3 * w.sum().clamp_min(1))
             if extra_loss is not None:
                 loss = loss + extra_loss()
             return loss
 
-        return fit(params, closure, lr=lr, stop=Convergence(max_iters=iterations, patience=None), post_step=post_step,
+        return fit(params, closure, lr=lr, schedule=schedule, stop=Convergence(max_iters=iterations, patience=None), post_step=post_step,
                    progress=progress, desc=desc)
 
 

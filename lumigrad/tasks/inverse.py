@@ -8,7 +8,9 @@
 
 Albedo and light intensity are only known up to a common scale; the directional
 light's colour is fixed to white so the albedo carries the scale. The result is
-a vertex-coloured mesh (OBJ and GLB; no UV unwrapping) and the lights.
+a vertex-coloured mesh (OBJ and GLB), the same mesh with its colours baked into
+a per-triangle texture atlas as a textured GLB (:mod:`lumigrad.tasks._bake`,
+no UV unwrapping needed), and the lights.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from lumigrad.scene.io import write_mesh
 from lumigrad.scene.lights import AmbientLight, DirectionalLight
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.mesh import Mesh
+from lumigrad.tasks._bake import bake_vertex_colors
 from lumigrad.tasks._common import as_dataset, downscale, gt_mesh, gt_pose, psnr, shape_metrics, turntable_frames
 from lumigrad.tasks._runner import TaskOutput
 from lumigrad.tasks._scenefile import lights_to_json
@@ -133,13 +136,15 @@ def fit_inverse(data, config: InverseConfig = InverseConfig(), progress: bool = 
 
 
 def run_inverse(data, out_dir, config: InverseConfig = InverseConfig(), progress: bool = False) -> dict:
-    """:func:`fit_inverse`, then write ``fitted.obj``/``.glb`` (vertex colours), ``lights.json``, pictures, report."""
+    """:func:`fit_inverse`, then write ``fitted.obj``/``.glb`` (vertex colours), ``fitted_textured.glb`` (baked
+    texture), ``lights.json``, pictures, report."""
     out = TaskOutput(out_dir, "fit inverse")
     r = fit_inverse(data, config, progress)
     write_mesh(out.path("fitted.obj"), r.mesh)
     write_mesh(out.path("fitted.glb"), r.mesh)
+    write_mesh(out.path("fitted_textured.glb"), bake_vertex_colors(r.mesh))
     write_text_atomic(out.path("lights.json"), json.dumps(lights_to_json(r.lights), indent=2))
-    for n_ in ("fitted.obj", "fitted.glb", "lights.json"):
+    for n_ in ("fitted.obj", "fitted.glb", "fitted_textured.glb", "lights.json"):
         out.file(out.path(n_))
     views = r.held if r.held is not None else r.train
     with torch.no_grad():

@@ -1,24 +1,26 @@
 """`lumigrad fit pose`: 6-DoF pose of a known mesh from one or more calibrated images.
 
 The rotation is optimised in the continuous 6D representation (no gimbal
-singularities) together with a translation. To escape local minima, several
-starting rotations (the initial guess composed with seeded random rotations of
-up to ``start_spread_deg``) are optimised together, batched into one render, at
-a reduced resolution for ``coarse_iterations``; the best one is refined at full
-resolution. With ground truth, the geodesic rotation error and the translation
+singularities) together with a translation. To escape local minima, a coarse
+search first scores a lattice of ``search_rotations`` rotations within
+``start_spread_deg`` of the initial guess (batched renders at a reduced
+resolution, no gradients); the ``starts`` best ones at least 20 degrees apart
+are optimised together for ``coarse_iterations`` at that resolution, and the
+best of them is refined at full resolution. With ground truth, the geodesic rotation error and the translation
 error are reported.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from lumigrad._runtime.files import write_text_atomic
 from lumigrad.geometry.rotations import (
-    matrix_to_axis_angle, matrix_to_rotation_6d, random_rotation_near, rotation_6d_to_matrix, rotation_angle,
+    axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d, random_rotation_near, rotation_6d_to_matrix, rotation_angle,
 )
 from lumigrad.ops import prepare_topology
 from lumigrad.optim import Convergence, fit
@@ -40,10 +42,14 @@ log = logging.getLogger(__name__)
 class PoseConfig:
     """Settings of :func:`fit_pose`."""
 
-    iterations: int = field(default=150, metadata={"help": "refinement steps of the best start"})
-    coarse_iterations: int = field(default=40, metadata={"help": "steps of every start in the coarse phase"})
-    starts: int = field(default=8, metadata={"help": "number of starting rotations (1: no multi-start)"})
-    start_spread_deg: float = field(default=90.0, metadata={"help": "max angle of the extra starts from the initial guess"})
+    iterations: int = field(default=60, metadata={"help": "refinement steps of the best start"})
+    coarse_iterations: int = field(default=20, metadata={"help": "steps of every start in the coarse phase"})
+    starts: int = field(default=2, metadata={"help": "number of starting rotations refined in the coarse phase (1: no multi-start)"})
+    start_spread_deg: float = field(default=90.0, metadata={"help": "max angle of the searched rotations from the initial guess"})
+    search_rotations: int = field(default=600, metadata={
+        "help": "rotations scored (no gradient) on a lattice within start_spread_deg before the coarse phase; the best "
+                "`starts` distinct ones are refined (0: random starts instead)"})
+    search_downscale: int = field(default=4, metadata={"help": "image downscale factor of the rotation search"})
     coarse_downscale: int = field(default=2, metadata={"help": "image downscale factor of the coarse phase"})
     lr_rotation: float = field(default=0.03, metadata={"help": "learning rate of the 6D rotation"})
     lr_translation: float = field(default=0.01, metadata={"help": "learning rate of the translation"})
@@ -76,21 +82,67 @@ def load_task_mesh(fn: str, mesh, ds, dtype) -> Mesh:
     return m
 
 
-def _losses(mesh, cams, r6, t, targets, masks, material, lights, shaded, sw, n_views, topology=None):
+def _losses(mesh, cams, r6, t, targets, masks, material, lights, shaded, sw, n_views, topology=None,
+            settings: RasterSettings = RasterSettings()):
     """Per-start losses ``[K]``; ``r6 [K, 6]``, ``t [K, 3]``, views repeated per start."""
     K = r6.shape[0]
     rot = rotation_6d_to_matrix(r6).repeat_interleave(n_views, 0)
     tr = ObjectTransform(rot, t.repeat_interleave(n_views, 0))
     loss = 0.0
     if shaded:
-        out = render_mesh(mesh, cams, material, lights, RasterSettings(), transform=tr, topology=topology)
+        out = render_mesh(mesh, cams, material, lights, settings, transform=tr, topology=topology)
         loss = (out.image - targets).abs().mean(dim=(1, 2, 3))
         alpha = out.alpha
     else:
-        alpha = render_silhouette(tr.apply(mesh.verts), mesh.faces, cams, topology=topology)
+        alpha = render_silhouette(tr.apply(mesh.verts), mesh.faces, cams, settings, topology=topology)
     if masks is not None:
         loss = loss + sw * (alpha - masks).abs().mean(dim=(1, 2, 3))
     return loss.reshape(K, n_views).mean(1)
+
+
+def rotation_lattice(n: int, max_angle_deg: float, dtype=torch.float32) -> torch.Tensor:
+    """About ``n`` rotations ``[M, 3, 3]`` on a cubic lattice in axis-angle space within ``max_angle_deg`` of identity.
+
+    A lattice covers the ball evenly (no gaps as with random samples): every
+    rotation of the ball lies within about ``spacing * sqrt(3) / 2`` of one.
+    Identity is always included.
+    """
+    r = math.radians(max_angle_deg)
+    spacing = (4.0 / 3.0 * math.pi * r**3 / max(n, 1)) ** (1.0 / 3.0)
+    k = int(math.ceil(r / spacing))
+    g = torch.arange(-k, k + 1, dtype=torch.float64) * spacing
+    aa = torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    aa = aa[aa.norm(dim=-1) <= r + 1e-9]
+    return axis_angle_to_matrix(aa).to(dtype)
+
+
+@torch.no_grad()
+def _search(mesh, views, rotations, t0, material, lights, shaded, sw, topology, chunk: int = 128) -> torch.Tensor:
+    """Loss ``[M]`` of each rotation (translation ``t0``) on ``views``, without gradients (silhouettes when masked)."""
+    V = len(views)
+    out = []
+    for rot in rotations.split(chunk):
+        k = rot.shape[0]
+        cams = views.camera[torch.arange(V).repeat(k)]
+        tg = views.images.repeat(k, 1, 1, 1)
+        mk = None if views.masks is None else views.masks.repeat(k, 1, 1, 1)
+        # With masks, silhouettes alone rank the rotations (shading every view costs a normal pass per view).
+        sil_only = mk is not None
+        out.append(_losses(mesh, cams, matrix_to_rotation_6d(rot), t0.expand(k, 3), tg, mk, material, lights,
+                           shaded and not sil_only, 1.0 if sil_only else sw, V, topology, RasterSettings(visibility="hard")))
+    return torch.cat(out)
+
+
+def _distinct_best(rotations: torch.Tensor, scores: torch.Tensor, k: int, min_angle_deg: float) -> list[torch.Tensor]:
+    """The ``k`` lowest-scoring rotations at least ``min_angle_deg`` apart (greedy non-maximum suppression)."""
+    chosen: list[torch.Tensor] = []
+    for i in torch.argsort(scores).tolist():
+        r = rotations[i]
+        if all(float(rotation_angle(r.double(), c.double(), degrees=True)) >= min_angle_deg for c in chosen):
+            chosen.append(r)
+            if len(chosen) == k:
+                break
+    return chosen
 
 
 def fit_pose(data, mesh=None, config: PoseConfig = PoseConfig(), progress: bool = False,
@@ -117,8 +169,6 @@ def fit_pose(data, mesh=None, config: PoseConfig = PoseConfig(), progress: bool 
     if ds.masks is None and not shaded:
         raise ValueError(f"{fn}: {ds.root} has no masks and no known lighting/material; need one of them")
     if init is None:
-        from lumigrad.geometry.rotations import axis_angle_to_matrix
-
         if len(config.init_axis_angle) != 3 or len(config.init_translation) != 3:
             raise ValueError(f"{fn}: init_axis_angle and init_translation need 3 values each")
         R0 = axis_angle_to_matrix(torch.tensor(config.init_axis_angle, dtype=torch.float64)).to(dtype)
@@ -126,11 +176,21 @@ def fit_pose(data, mesh=None, config: PoseConfig = PoseConfig(), progress: bool 
     else:
         R0, t0 = init[0].to(dtype), init[1].to(dtype)
     gen = torch.Generator().manual_seed(config.seed)
-    starts = [R0] + list(R0 @ random_rotation_near(config.starts - 1, config.start_spread_deg, generator=gen, dtype=dtype)) \
-        if config.starts > 1 else [R0]
-    K, V = len(starts), len(ds)
+    V = len(ds)
     topology = prepare_topology(mesh.faces, mesh.num_verts)
     hist_all = {}
+    search_info = {}
+    if config.starts > 1 and config.search_rotations > 0:
+        coarse = downscale(ds, config.search_downscale)
+        cands = R0 @ rotation_lattice(config.search_rotations, config.start_spread_deg, dtype)
+        scores = _search(mesh, coarse, cands, t0, material, lights, shaded, config.silhouette_weight, topology)
+        starts = _distinct_best(cands, scores, config.starts, min_angle_deg=20.0)
+        search_info = {"searched_rotations": len(cands), "search_best_loss": float(scores.min())}
+    elif config.starts > 1:
+        starts = [R0] + list(R0 @ random_rotation_near(config.starts - 1, config.start_spread_deg, generator=gen, dtype=dtype))
+    else:
+        starts = [R0]
+    K = len(starts)
 
     def run(level_ds, r6, t, iters, desc):
         cams = level_ds.camera[torch.arange(V).repeat(r6.shape[0])]
@@ -165,7 +225,7 @@ def fit_pose(data, mesh=None, config: PoseConfig = PoseConfig(), progress: bool 
     r6b, tb, per, h = run(ds, r6[best:best + 1], t[best:best + 1], config.iterations, "pose (refine)")
     hist_all["refine"] = h
     R = rotation_6d_to_matrix(r6b[0])
-    metrics = {"final_loss": float(per[0]), "starts": K, "best_start": best, "views": V,
+    metrics = {"final_loss": float(per[0]), "starts": K, "best_start": best, "views": V, **search_info,
                "rotation_axis_angle": matrix_to_axis_angle(R.double()).tolist(), "translation": tb[0].tolist()}
     if start_losses is not None:
         metrics["start_losses"] = start_losses

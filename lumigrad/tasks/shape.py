@@ -1,6 +1,6 @@
 """`lumigrad fit shape`: multi-view mesh reconstruction from images and/or masks.
 
-Starts from a sphere, optimises vertex positions in the large-steps
+Starts from a sphere or the visual hull of the masks (``init``), optimises vertex positions in the large-steps
 parameterisation (Nicolet et al. 2021) with coarse-to-fine isotropic
 remeshing, against silhouettes (masks) and, when the lighting and material
 are known (synthetic data with ``ground_truth.json``), shaded images. Exports
@@ -23,6 +23,7 @@ from lumigrad.scene.io import write_mesh
 from lumigrad.scene.mesh import Mesh
 from lumigrad.tasks._common import as_dataset, downscale, gt_lights, gt_material, gt_mesh, gt_pose, shape_metrics, silhouette_iou, turntable_frames
 from lumigrad.tasks._runner import TaskOutput
+from lumigrad.tasks._visual_hull import visual_hull
 
 __all__ = ["ShapeConfig", "ShapeResult", "fit_shape", "run_shape"]
 
@@ -37,6 +38,8 @@ class ShapeConfig:
     views_per_step: int = field(default=8, metadata={"help": "random views per step"})
     lr: float = field(default=3e-2, metadata={"help": "learning rate (AdamUniform on large-steps coordinates)"})
     lambda_: float = field(default=19.0, metadata={"help": "large-steps smoothing weight"})
+    init: str = field(default="sphere", metadata={"help": "initial mesh: 'sphere' or 'visual_hull' (carved from the masks)"})
+    hull_resolution: int = field(default=40, metadata={"help": "voxels per side of the visual-hull grid"})
     init_subdivisions: int = field(default=3, metadata={"help": "icosphere subdivisions of the initial sphere"})
     init_radius: float = field(default=0.6, metadata={"help": "initial sphere radius (world units)"})
     remesh_fractions: tuple[float, ...] = field(default=(0.3, 0.6), metadata={"help": "remesh at these fractions of the run"})
@@ -99,7 +102,15 @@ def fit_shape(data, config: ShapeConfig = ShapeConfig(), progress: bool = False)
     if train.masks is None and not shaded:
         raise ValueError(f"fit shape: {ds.root} has no masks and no known lighting/material; need one of them")
     gen = torch.Generator().manual_seed(config.seed)
-    verts, faces = icosphere(config.init_subdivisions, radius=config.init_radius, dtype=dtype)
+    if config.init not in ("sphere", "visual_hull"):
+        raise ValueError(f"fit shape: init must be 'sphere' or 'visual_hull', got {config.init!r}")
+    if config.init == "visual_hull":
+        if train.masks is None:
+            raise ValueError(f"fit shape: init='visual_hull' needs masks; {ds.root} has none")
+        verts, faces = visual_hull(train, config.hull_resolution, dtype=dtype)
+        log.info("fit shape: visual hull with %d vertices", verts.shape[0])
+    else:
+        verts, faces = icosphere(config.init_subdivisions, radius=config.init_radius, dtype=dtype)
     n = len(train)
     state: dict = {}
     remesh_at = {max(1, int(round(f * config.iterations))) for f in config.remesh_fractions}

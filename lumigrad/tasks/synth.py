@@ -66,9 +66,11 @@ def _spot_grey(dtype):
 
 
 def _knot(dtype):
-    # The (2, 3) knot maps onto itself under rotations by 120 and 240 degrees about y.
-    sym = [axis_angle_to_matrix(torch.tensor([0.0, a, 0.0], dtype=torch.float64)).tolist()
-           for a in (0.0, 2 * math.pi / 3, 4 * math.pi / 3)]
+    # The (2, 3) knot maps onto itself under rotations by 120 and 240 degrees about y, and under the half
+    # turn about x (t -> -t on the curve) composed with those: the dihedral group of order 6.
+    flip = axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0], dtype=torch.float64))
+    turns = [axis_angle_to_matrix(torch.tensor([0.0, a, 0.0], dtype=torch.float64)) for a in (0.0, 2 * math.pi / 3, 4 * math.pi / 3)]
+    sym = [r.tolist() for r in turns] + [(r @ flip).tolist() for r in turns]
     return SynthScene("torus_knot", torus_knot(dtype=dtype, segments=162), LambertMaterial(torch.tensor([0.8, 0.7, 0.6], dtype=dtype)),
                       default_lights(dtype), symmetries=sym)
 
@@ -135,13 +137,17 @@ def ground_truth_json(scene: SynthScene) -> dict:
 
 
 def synthesize(name: str, out_dir, *, views: int = 24, resolution: int = 128, random_pose: bool = False,
-               seed: int = 0, fov_y_deg: float = 40.0) -> dict:
+               seed: int = 0, fov_y_deg: float = 40.0, lights: list | None = None) -> dict:
     """Render scene ``name`` from ``views`` orbit cameras and write the dataset to ``out_dir``.
+
+    ``lights`` (optional) replaces the scene's lights.
 
     Returns:
         The ground-truth dict also written to ``ground_truth.json``.
     """
     scene = make_scene(name, random_pose=random_pose, seed=seed)
+    if lights is not None:
+        scene.lights = list(lights)
     cams = orbit_cameras(views, resolution, distance=scene.camera_distance, fov_y_deg=fov_y_deg)
     images, masks = render_views(scene, cams)
     gt = ground_truth_json(scene)
