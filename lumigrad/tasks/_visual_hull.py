@@ -1,17 +1,14 @@
-"""Visual hull from masks: voxel carving and marching cubes, as a starting mesh for `fit shape`.
+"""Visual hull of a dataset's masks as a starting mesh for `fit shape` (carving: :mod:`lumigrad.geometry.visual_hull`).
 
 A voxel centre is kept when it projects inside the mask of every view (a
-pixel with mask > 0.5; a point outside an image, or behind its camera, counts
-as outside). The kept region, padded by one empty voxel, is turned into a
-closed triangle mesh by scikit-image's marching cubes, with outward winding.
+point outside an image, or behind its camera, counts as outside); the kept
+region becomes a closed, outward-wound mesh by marching cubes.
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
+from lumigrad.geometry.visual_hull import carve, hull_mesh
 from lumigrad.scene.datasets import ImageDataset
 
 __all__ = ["visual_hull", "auto_extent"]
@@ -39,38 +36,13 @@ def visual_hull(ds: ImageDataset, resolution: int = 48, extent: float | None = N
     Raises:
         ValueError: no masks, or no voxel survives the carving (masks and cameras disagree).
     """
-    from skimage.measure import marching_cubes
-
     if ds.masks is None:
         raise ValueError("visual_hull(): the dataset has no masks")
     if not isinstance(resolution, int) or resolution < 8:
         raise ValueError(f"visual_hull(): resolution must be an int >= 8, got {resolution!r}")
     r = auto_extent(ds) if extent is None else float(extent)
-    t = (torch.arange(resolution, dtype=torch.float64) + 0.5) / resolution * 2 * r - r
-    grid = torch.stack(torch.meshgrid(t, t, t, indexing="ij"), -1).reshape(-1, 3)
-    inside = torch.ones(grid.shape[0], dtype=torch.bool)
-    cam = ds.camera.to(dtype=torch.float64)
-    masks = ds.masks[..., 0] > 0.5
-    h, w = masks.shape[1:]
-    for b in range(len(ds)):
-        c = cam[b : b + 1]
-        px = c.project_to_pixels(grid)[0]
-        zc = (grid - c.camera_center()[0]) @ c.world_to_cam[0, 2, :3]  # depth along the optical axis
-        col, row = torch.floor(px[:, 0]).long(), torch.floor(px[:, 1]).long()
-        ok = (zc > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-        hit = torch.zeros_like(ok)
-        hit[ok] = masks[b, row[ok], col[ok]]
-        inside &= hit
-    if not bool(inside.any()):
+    box = torch.full((3,), r, dtype=torch.float64)
+    occ = carve(ds.camera, ds.masks[..., 0], -box, box, resolution, threshold=0.5, unseen="carve")
+    if not bool(occ.any()):
         raise ValueError("visual_hull(): no voxel projects inside every mask; check the cameras and masks")
-    vol = np.zeros((resolution + 2,) * 3, dtype=np.float32)
-    vol[1:-1, 1:-1, 1:-1] = inside.reshape((resolution,) * 3).numpy().astype(np.float32)
-    verts, faces, _, _ = marching_cubes(vol, level=0.5)
-    step = 2 * r / resolution
-    verts = torch.from_numpy(verts.copy()).double() * step - r - 0.5 * step  # padded index -> world
-    faces = torch.from_numpy(faces.copy()).long()
-    f = faces
-    signed = (verts[f[:, 0]] * torch.linalg.cross(verts[f[:, 1]], verts[f[:, 2]])).sum()
-    if signed < 0:
-        faces = faces[:, [0, 2, 1]]
-    return verts.to(dtype), faces.to(torch.int32)
+    return hull_mesh(occ, -box, box, dtype=dtype)
