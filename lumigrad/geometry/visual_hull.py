@@ -82,6 +82,8 @@ def hull_mesh(occ: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, dtype=torch
 
     The grid is padded by one empty cell and meshed by scikit-image's marching
     cubes at level 0.5 (surfaces half-way between kept and carved centres).
+    Only the largest connected piece is kept: real masks leave small islands
+    (DTU scan 65: 7 of 8 pieces under 20 faces), which remeshing refuses.
     """
     from skimage.measure import marching_cubes
 
@@ -94,7 +96,7 @@ def hull_mesh(occ: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, dtype=torch
     lo64, hi64 = torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
     step = (hi64 - lo64) / g
     verts = lo64 + (torch.from_numpy(verts.copy()).double() - 0.5) * step  # padded index -> world
-    faces = torch.from_numpy(faces.copy()).long()
+    verts, faces = _largest_component(verts, torch.from_numpy(faces.copy()).long())
     centre = verts.mean(0)
     a, b, c = (verts[faces[:, k]] - centre for k in range(3))
     if float((a * torch.linalg.cross(b, c)).sum()) < 0:  # signed volume: make the normals point out
@@ -110,3 +112,14 @@ def hull_shell(occ: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[t
     shell = ((o > 0) & empty_near).flatten()
     lo64, hi64 = torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
     return voxel_centres(lo64, hi64, g)[shell], (hi64 - lo64) / g
+
+
+def _largest_component(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The connected piece with the most faces, its vertices renumbered."""
+    import trimesh
+
+    pieces = trimesh.Trimesh(verts.numpy(), faces.numpy(), process=False).split(only_watertight=False)
+    if len(pieces) <= 1:
+        return verts, faces
+    big = max(pieces, key=lambda m: len(m.faces))
+    return torch.from_numpy(np.asarray(big.vertices, dtype=np.float64)), torch.from_numpy(np.asarray(big.faces, dtype=np.int64))

@@ -38,7 +38,7 @@ class ShapeConfig:
     views_per_step: int = field(default=8, metadata={"help": "random views per step"})
     lr: float = field(default=3e-2, metadata={"help": "learning rate (AdamUniform on large-steps coordinates)"})
     lambda_: float = field(default=19.0, metadata={"help": "large-steps smoothing weight"})
-    init: str = field(default="sphere", metadata={"help": "initial mesh: 'sphere' or 'visual_hull' (carved from the masks)"})
+    init: str = field(default="auto", metadata={"help": "initial mesh: 'visual_hull' (carved from the masks), 'sphere', or 'auto' (the hull when there are masks)"})
     hull_resolution: int = field(default=40, metadata={"help": "voxels per side of the visual-hull grid"})
     init_subdivisions: int = field(default=3, metadata={"help": "icosphere subdivisions of the initial sphere"})
     init_radius: float = field(default=0.6, metadata={"help": "initial sphere radius (world units)"})
@@ -102,9 +102,10 @@ def fit_shape(data, config: ShapeConfig = ShapeConfig(), progress: bool = False)
     if train.masks is None and not shaded:
         raise ValueError(f"fit shape: {ds.root} has no masks and no known lighting/material; need one of them")
     gen = torch.Generator().manual_seed(config.seed)
-    if config.init not in ("sphere", "visual_hull"):
-        raise ValueError(f"fit shape: init must be 'sphere' or 'visual_hull', got {config.init!r}")
-    if config.init == "visual_hull":
+    if config.init not in ("auto", "sphere", "visual_hull"):
+        raise ValueError(f"fit shape: init must be 'auto', 'sphere' or 'visual_hull', got {config.init!r}")
+    init = config.init if config.init != "auto" else ("visual_hull" if train.masks is not None else "sphere")
+    if init == "visual_hull":
         if train.masks is None:
             raise ValueError(f"fit shape: init='visual_hull' needs masks; {ds.root} has none")
         verts, faces = visual_hull(train, config.hull_resolution, dtype=dtype)

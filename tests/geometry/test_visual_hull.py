@@ -53,3 +53,13 @@ def test_bad_inputs():
         carve(cams, masks, lo, hi, 8, unseen="maybe")
     with pytest.raises(ValueError, match="no occupied cell"):
         hull_mesh(torch.zeros(4, 4, 4, dtype=torch.bool), lo, hi)
+
+
+def test_hull_mesh_keeps_the_largest_piece():
+    occ = torch.zeros(12, 12, 12, dtype=torch.bool)
+    occ[2:8, 2:8, 2:8] = True  # a big block
+    occ[10, 10, 10] = True  # an island
+    lo, hi = torch.zeros(3), torch.ones(3)
+    verts, faces = hull_mesh(occ, lo, hi)
+    assert int(faces.max()) == verts.shape[0] - 1
+    assert float(verts.max()) < 9 / 12  # nothing of the island at cell 10

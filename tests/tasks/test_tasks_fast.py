@@ -37,7 +37,7 @@ def test_fit_shape_reduces_the_silhouette_error(spot_data):
     from lumigrad.scene import Mesh
     from lumigrad.tasks._common import gt_mesh, shape_metrics
 
-    cfg = ShapeConfig(iterations=20, views_per_step=4, init_subdivisions=2, remesh_fractions=(0.5,), lr=0.1)
+    cfg = ShapeConfig(iterations=20, views_per_step=4, init="sphere", init_subdivisions=2, remesh_fractions=(0.5,), lr=0.1)
     r = fit_shape(spot_data, cfg)
     m = r.metrics
     assert m["train_silhouette_iou"] > m["initial_train_silhouette_iou"] + 0.04
