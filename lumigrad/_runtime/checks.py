@@ -73,6 +73,22 @@ def check_faces(fn: str, tri, num_verts: int, name: str = "tri") -> torch.Tensor
     return tri.to(torch.int32).contiguous()
 
 
+def check_rast_ids(fn: str, rast: torch.Tensor, num_faces: int) -> torch.Tensor:
+    """Validate ``rast[..., 3]`` (tri_id + 1) against ``num_faces``; return it flat and contiguous.
+
+    One copy of the strided channel, then one min/max pass (numpy on CPU):
+    reducing the strided view directly cost 13-18 ms at 512².
+    """
+    ids = rast[..., 3].detach().contiguous().view(-1)
+    a = _cpu_array(ids)
+    lo, hi = (float(a.min()), float(a.max())) if a is not None else (float(x) for x in torch.aminmax(ids))
+    if not (lo >= 0 and hi <= num_faces):  # also false for NaN
+        raise ValueError(
+            f"{fn}(): rast[..., 3] (tri_id + 1) must be in [0, {num_faces}] for {num_faces} faces, got range [{lo:g}, {hi:g}]"
+        )
+    return ids
+
+
 def check_resolution(fn: str, resolution) -> tuple[int, int]:
     """Return ``(H, W)`` as positive ints (bools are refused: ``(True, True)`` is not a size)."""
     if isinstance(resolution, (str, bytes)) or any(isinstance(r, (bool, np.bool_)) for r in _items(resolution)):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
+from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
 from lumigrad.ops._common import first_order, launch, reduce_rows, to_warp, warp_device
 from lumigrad.ops import _antialias_kernels as _k
 
@@ -208,12 +208,7 @@ def antialias(
     check_finite(_FN, "color", color)
     check_finite(_FN, "rast", rast)
     check_finite(_FN, "pos", pos)
-    ids = rast[..., 3].detach()
-    lo, hi = float(ids.min()), float(ids.max())
-    if lo < 0 or hi >= nf + 1:
-        raise ValueError(
-            f"{_FN}(): rast[..., 3] (tri_id + 1) must be in [0, {nf}] for {nf} faces, got range [{lo:g}, {hi:g}]"
-        )
+    check_rast_ids(_FN, rast, nf)
     alpha, pairs = _AntialiasAlphaFn.apply(pos3, rast, tri, topology.opposite.contiguous(), boost)
     return _blend(color, alpha, pairs)
 

@@ -52,7 +52,7 @@ from typing import NamedTuple
 import torch
 import warp as wp
 
-from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
+from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
 from lumigrad.ops._common import first_order, launch, reduce_rows, to_warp, warp_device
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
@@ -234,13 +234,7 @@ def _check_topology(topology, nf: int, num_verts: int, device) -> None:
 
 def _triangle_ids(rast: torch.Tensor, num_faces: int) -> torch.Tensor:
     """``[P]`` int32 triangle index per pixel, -1 where empty; validated against ``num_faces``."""
-    ids = rast[..., 3].detach().reshape(-1)
-    lo, hi = float(ids.min()), float(ids.max())
-    if lo < 0 or hi > num_faces or not float(ids.sum()) == float(ids.sum()):
-        raise ValueError(
-            f"{_FN}(): rast[..., 3] (tri_id + 1) must be in [0, {num_faces}] for {num_faces} faces, got range [{lo:g}, {hi:g}]"
-        )
-    return ids.to(torch.int32) - 1
+    return check_rast_ids(_FN, rast, num_faces).to(torch.int32) - 1
 
 
 def screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor:

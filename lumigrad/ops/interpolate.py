@@ -10,7 +10,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_same_device
+from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
 from lumigrad.ops._common import first_order, launch, placeholder, reduce_rows, to_warp, warp_device
 from lumigrad.ops import _interpolate_kernels as _k
 
@@ -80,11 +80,7 @@ def interpolate(
     F = tri.shape[0]
     check_finite(_FN, "attr", attr)
     check_finite(_FN, "rast", rast)
-    lo, hi = (float(x) for x in torch.aminmax(rast[..., 3].detach()))
-    if lo < 0 or hi > F:
-        raise ValueError(
-            f"{_FN}(): rast[..., 3] (tri_id + 1) must be in [0, {F}] for {F} faces, got range [{lo:g}, {hi:g}]"
-        )
+    check_rast_ids(_FN, rast, F)
     diff = _diff_channels(diff_attrs, C, rast_db is not None)
     if diff is None:
         out = _InterpolateFn.apply(attr3, rast, tri)
