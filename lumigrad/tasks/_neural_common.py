@@ -76,3 +76,32 @@ def save_eval_grid(path, preds: torch.Tensor, targets: torch.Tensor, max_rows: i
 
 def write_metrics(path, metrics: dict) -> Path:
     return save_metrics(path, metrics)
+
+
+def record_eval(history: dict, step: int, psnr_views: list[float], ssim_views: list[float], **extra) -> float:
+    """Append one evaluation (means over views, plus ``extra`` series) to ``history``; return the mean PSNR."""
+    history.setdefault("step", []).append(step)
+    history.setdefault("psnr", []).append(sum(psnr_views) / len(psnr_views))
+    history.setdefault("ssim", []).append(sum(ssim_views) / len(ssim_views))
+    for key, value in extra.items():
+        history.setdefault(key, []).append(value)
+    return history["psnr"][-1]
+
+
+def write_final_report(out: Path, method: str, title: str, pred: torch.Tensor, targets: torch.Tensor,
+                       psnr_views: list[float], ssim_views: list[float], history: dict, **fields) -> dict:
+    """The held-out eval grid, PSNR curve and ``metrics.json`` of a finished NeRF / 3DGS run; returns the metrics."""
+    save_eval_grid(out / "eval_grid.png", pred, targets)
+    save_psnr_curve(out / "psnr.png", history["step"], history["psnr"], title)
+    metrics = {
+        "method": method,
+        "eval_views": int(pred.shape[0]),
+        "psnr": sum(psnr_views) / len(psnr_views),
+        "ssim": sum(ssim_views) / len(ssim_views),
+        "psnr_per_view": psnr_views,
+        **fields,
+        "history": history,
+        "threads": torch.get_num_threads(),
+    }
+    write_metrics(out / "metrics.json", metrics)
+    return metrics

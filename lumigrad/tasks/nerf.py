@@ -245,12 +245,8 @@ def train_nerf(
                 t_eval = time.perf_counter()
                 _, p, s = evaluate(config.eval_views_periodic)
                 t_start += time.perf_counter() - t_eval  # periodic evals do not count against the budget
-                history["step"].append(step)
-                history["psnr"].append(sum(p) / len(p))
-                history["ssim"].append(sum(s) / len(s))
-                history["loss"].append(float(loss.detach()))
-                info["eval_psnr"] = history["psnr"][-1]
-                log.info("train_nerf(): step %d eval PSNR %.2f", step, history["psnr"][-1])
+                info["eval_psnr"] = common.record_eval(history, step, p, s, loss=float(loss.detach()))
+                log.info("train_nerf(): step %d eval PSNR %.2f", step, info["eval_psnr"])
             if step % config.checkpoint_every == 0:
                 save()
             if progress is not None:
@@ -264,31 +260,13 @@ def train_nerf(
         return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds, "psnr": None,
                 "ssim": None, "eval_split": None}  # the CLI prints these keys on every rank
     pred, p, s = evaluate(None)
-    history["step"].append(step)
-    history["psnr"].append(sum(p) / len(p))
-    history["ssim"].append(sum(s) / len(s))
-    history["loss"].append(float("nan"))
+    common.record_eval(history, step, p, s, loss=float("nan"))
     save()
-    common.save_eval_grid(out / "eval_grid.png", pred, eval_targets)
-    common.save_psnr_curve(out / "psnr.png", history["step"], history["psnr"], "NeRF held-out PSNR")
-    metrics = {
-        "method": "nerf",
-        "data_dir": str(data_dir),
-        "eval_split": eval_src,
-        "eval_views": int(pred.shape[0]),
-        "iterations": step,
-        "train_seconds": train_seconds,
-        "psnr": sum(p) / len(p),
-        "ssim": sum(s) / len(s),
-        "psnr_per_view": p,
-        "occupied_fraction": float(grid.occupied.float().mean()),
-        "history": history,
-        "config": dataclasses.asdict(config),
-        "threads": torch.get_num_threads(),
-        "world_size": world,
-    }
-    common.write_metrics(out / "metrics.json", metrics)
-    return metrics
+    return common.write_final_report(
+        out, "nerf", "NeRF held-out PSNR", pred, eval_targets, p, s, history,
+        data_dir=str(data_dir), eval_split=eval_src, iterations=step, train_seconds=train_seconds,
+        occupied_fraction=float(grid.occupied.float().mean()), config=dataclasses.asdict(config), world_size=world,
+    )
 
 
 @torch.no_grad()

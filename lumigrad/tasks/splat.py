@@ -270,12 +270,8 @@ def train_splat(
                 t_eval = time.perf_counter()
                 _, p, s = evaluate(config.eval_views_periodic)
                 t_start += time.perf_counter() - t_eval  # periodic evals do not count against the budget
-                history["step"].append(step)
-                history["psnr"].append(sum(p) / len(p))
-                history["ssim"].append(sum(s) / len(s))
-                history["gaussians"].append(len(model))
-                history.setdefault("seconds", []).append(time.perf_counter() - t_start)
-                info["eval_psnr"] = history["psnr"][-1]
+                info["eval_psnr"] = common.record_eval(history, step, p, s, gaussians=len(model),
+                                                       seconds=time.perf_counter() - t_start)
             if step % config.checkpoint_every == 0:
                 save()
             if progress is not None:
@@ -289,33 +285,14 @@ def train_splat(
         return {"rank": rank, "world_size": world, "iterations": step, "train_seconds": train_seconds, "psnr": None,
                 "ssim": None, "gaussians": len(model)}
     pred, p, s = evaluate(None)
-    history["step"].append(step)
-    history["psnr"].append(sum(p) / len(p))
-    history["ssim"].append(sum(s) / len(s))
-    history["gaussians"].append(len(model))
-    history.setdefault("seconds", []).append(train_seconds)
+    common.record_eval(history, step, p, s, gaussians=len(model), seconds=train_seconds)
     save()
     model.save_ply(out / "gaussians.ply")
-    common.save_eval_grid(out / "eval_grid.png", pred, eval_targets)
-    common.save_psnr_curve(out / "psnr.png", history["step"], history["psnr"], "3DGS held-out PSNR")
-    metrics = {
-        "method": "splat",
-        "data_dir": str(data_dir),
-        "eval_split": eval_src,
-        "eval_views": int(pred.shape[0]),
-        "iterations": step,
-        "train_seconds": train_seconds,
-        "psnr": sum(p) / len(p),
-        "ssim": sum(s) / len(s),
-        "psnr_per_view": p,
-        "gaussians": len(model),
-        "history": history,
-        "config": dataclasses.asdict(config),
-        "threads": torch.get_num_threads(),
-        "world_size": world,
-    }
-    common.write_metrics(out / "metrics.json", metrics)
-    return metrics
+    return common.write_final_report(
+        out, "splat", "3DGS held-out PSNR", pred, eval_targets, p, s, history,
+        data_dir=str(data_dir), eval_split=eval_src, iterations=step, train_seconds=train_seconds,
+        gaussians=len(model), config=dataclasses.asdict(config), world_size=world,
+    )
 
 
 def render_splat_outputs(source, out_dir, *, data_dir=None, turntable_frames: int = 24, progress=None) -> dict:
