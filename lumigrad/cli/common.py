@@ -62,6 +62,16 @@ def run_training(args: argparse.Namespace, desc: str, train, summary_keys: tuple
     return 0
 
 
+def set_torch_threads(n: int | None) -> None:
+    """Set torch's thread count for this run (``--torch-threads``), keeping the kernels' thread count where it was."""
+    if n is None:
+        return
+    import torch
+
+    os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(torch.get_num_threads()))
+    torch.set_num_threads(n)
+
+
 def check_output_dir(flag: str, path: str) -> Path:
     """Refuse an output folder that cannot be created or written, before any work starts.
 

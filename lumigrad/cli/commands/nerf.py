@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lumigrad.cli.common import positive_float, positive_int, progress_bar, run_training
+from lumigrad.cli.common import positive_float, positive_int, progress_bar, run_training, set_torch_threads
 
 
 
@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    _set_torch_threads(args.torch_threads)
+    set_torch_threads(args.torch_threads)
     from lumigrad.tasks.nerf import NerfConfig, train_nerf
 
     config = NerfConfig(iterations=args.iterations, minutes=args.minutes, eval_every=args.eval_every,
@@ -61,15 +61,3 @@ def _render(args: argparse.Namespace) -> int:
     print(json.dumps(res, indent=2))
     print(f"wrote {args.out}/ (views.png, turntable.gif, render_metrics.json{', mesh.obj' if args.mesh else ''})")
     return 0
-
-
-def _set_torch_threads(n: int | None) -> None:
-    """Set torch's thread count for this run, keeping the kernels' thread count where it was."""
-    if n is None:
-        return
-    import os
-
-    import torch
-
-    os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(torch.get_num_threads()))
-    torch.set_num_threads(n)
