@@ -258,42 +258,52 @@ def _ceil_i(x: wp.float64, k: wp.float64):
 
 
 @wp.func
-def _to_pixels(c: Any, iw: wp.float64, width: int, height: int):
+def _to_pixels(cx: Any, cy: Any, iw: wp.float64, width: int, height: int):
     """Pixel-centre coordinates (column, row) of a homogeneous point (x, y, w) with iw = 1 / w > 0."""
     half = wp.float64(0.5)
     one = wp.float64(1.0)
-    x = (wp.float64(c[0]) * iw + one) * wp.float64(width) * half - half
-    y = (one - wp.float64(c[1]) * iw) * wp.float64(height) * half - half
+    x = (wp.float64(cx) * iw + one) * wp.float64(width) * half - half
+    y = (one - wp.float64(cy) * iw) * wp.float64(height) * half - half
     return x, y
 
 
 @wp.func
-def _setup_tri(
-    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int, height: int,
-    width: int, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
+def _screen_bbox(
+    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int, height: int, width: int,
 ):
-    """Write triangle t's pixel bbox (empty when y0 > y1) and record; return (y0, y1)."""
-    c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
+    """Inclusive pixel bbox (x0, x1, y0, y1) of triangle t (empty when y0 > y1) and a lower bound of its z_ndc.
+
+    From the raw corners, before any edge row is formed: most triangles of a dense mesh
+    cover no pixel centre, and for them this is all the setup there is. The result equals
+    the one from rescaled corners (_load_tri), since x / w is invariant under a power-of-two
+    scale.
+    """
+    b = t // nf
+    f = t - b * nf
+    i0 = b * nv + tri[f, 0]
+    i1 = b * nv + tri[f, 1]
+    i2 = b * nv + tri[f, 2]
     zero = pos.dtype(0.0)
+    w0 = pos[i0, 3]
+    w1 = pos[i1, 3]
+    w2 = pos[i2, 3]
     x0 = int(0)
     x1 = width - 1
     y0 = int(0)
     y1 = height - 1
-    all_front = c0[2] > zero and c1[2] > zero and c2[2] > zero
-    all_behind = c0[2] <= zero and c1[2] <= zero and c2[2] <= zero
-    zmin = wp.float64(-8.0)  # lower bound of the triangle's z_ndc; none when w crosses 0
-    if det == zero or all_behind:
+    zmin = wp.float64(-8.0)  # none when w crosses 0
+    if w0 <= zero and w1 <= zero and w2 <= zero:
         # No pixel ray can hit a triangle with every w <= 0 (see the reference).
         y0 = 1
         y1 = 0
-    elif all_front:
+    elif w0 > zero and w1 > zero and w2 > zero:
         # Pixel-centre units (column j has its centre at tx = j, row i at ty = i), widened by a margin.
-        iw0 = wp.float64(1.0) / wp.float64(c0[2])
-        iw1 = wp.float64(1.0) / wp.float64(c1[2])
-        iw2 = wp.float64(1.0) / wp.float64(c2[2])
-        tx0, ty0 = _to_pixels(c0, iw0, width, height)
-        tx1, ty1 = _to_pixels(c1, iw1, width, height)
-        tx2, ty2 = _to_pixels(c2, iw2, width, height)
+        iw0 = wp.float64(1.0) / wp.float64(w0)
+        iw1 = wp.float64(1.0) / wp.float64(w1)
+        iw2 = wp.float64(1.0) / wp.float64(w2)
+        tx0, ty0 = _to_pixels(pos[i0, 0], pos[i0, 1], iw0, width, height)
+        tx1, ty1 = _to_pixels(pos[i1, 0], pos[i1, 1], iw1, width, height)
+        tx2, ty2 = _to_pixels(pos[i2, 0], pos[i2, 1], iw2, width, height)
         m = wp.float64(_BBOX_MARGIN)
         lo = wp.float64(-2.0)
         xmax = wp.float64(width + 1)
@@ -306,21 +316,44 @@ def _setup_tri(
         if x0 > x1:
             y0 = 1
             y1 = 0
-        zmin = wp.min(wp.float64(zc[0]) * iw0, wp.min(wp.float64(zc[1]) * iw1, wp.float64(zc[2]) * iw2))
+        z0 = wp.float64(pos[i0, 2]) * iw0
+        z1 = wp.float64(pos[i1, 2]) * iw1
+        z2 = wp.float64(pos[i2, 2]) * iw2
+        zmin = wp.min(z0, wp.min(z1, z2))
+    return x0, x1, y0, y1, zmin
+
+
+@wp.func
+def _setup_tri(
+    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int, height: int,
+    width: int, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
+):
+    """Write triangle t's pixel bbox (empty when y0 > y1) and, when not empty, its record; return (y0, y1)."""
+    x0, x1, y0, y1, zmin = _screen_bbox(pos, tri, t, nf, nv, height, width)
+    zero = pos.dtype(0.0)
+    det = zero
+    if y0 <= y1:
+        c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
+        if det == zero:
+            y0 = 1
+            y1 = 0
+        else:
+            zp = _z_plane(c0, c1, c2, zc)
+            for c in range(3):
+                rec[t, c] = r0[c]
+                rec[t, 3 + c] = r1[c]
+                rec[t, 6 + c] = r2[c]
+                rec[t, 9 + c] = zp[c]
+            # A lower bound of the triangle's z_ndc (affine on screen: its minimum is at a corner),
+            # minus the rounding of the per-pixel plane evaluation; -inf-like when w crosses 0.
+            zmin = zmin - wp.float64(_ZMIN_TOL) * (
+                wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin)
+            )
+            rec[t, 12] = pos.dtype(zmin)
+            # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
+            rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
     bbox[t, 0] = x0
     bbox[t, 1] = x1
     bbox[t, 2] = y0
     bbox[t, 3] = y1
-    zp = _z_plane(c0, c1, c2, zc)
-    for c in range(3):
-        rec[t, c] = r0[c]
-        rec[t, 3 + c] = r1[c]
-        rec[t, 6 + c] = r2[c]
-        rec[t, 9 + c] = zp[c]
-    # A lower bound of the triangle's z_ndc (affine on screen: its minimum is at a corner),
-    # minus the rounding of the per-pixel plane evaluation; -inf-like when w crosses 0.
-    zmin = zmin - wp.float64(_ZMIN_TOL) * (wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin))
-    rec[t, 12] = pos.dtype(zmin)
-    # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
-    rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
     return y0, y1
