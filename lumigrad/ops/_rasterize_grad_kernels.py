@@ -20,19 +20,21 @@ wp.set_module_options({"enable_backward": False})
 
 
 @wp.func
-def _pixel_grad(
-    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int,
+def _pixel_terms(
+    r0: Any, r1: Any, r2: Any, c0: Any, c1: Any, c2: Any, zc: Any,
     px: Any, py: Any, gr: Any, gd: Any, want_db: int,
 ):
-    """d loss / d clip (x, y, z, w) of the three corners of triangle ``t`` at one pixel.
+    """One pixel's share of d loss / d (triangle), before the chain rule through the edge rows.
 
     ``gr`` = d loss / d (u, v, z, id) and ``gd`` = d loss / d (du/dX, du/dY, dv/dX, dv/dY)
     already scaled to NDC (used when ``want_db``). With c = (x, y, w),
     r_k = sign(det) (c_i x c_j), e_k = r_k . p, s = sum(e):
     u = e0 / s, v = e1 / s, z = sum(e z) / sum(e w), and
-    d b_k / d p_a = (r_k[a] - b_k R[a]) / s with R = sum(r). Returns one vec4 per corner.
+    d b_k / d p_a = (r_k[a] - b_k R[a]) / s with R = sum(r). Returns gq_k = d loss / d r_k
+    (three vec3) and the z terms a_k = dz-weight e_k / den, w_k = a_k z (two vec3): all
+    linear in the cotangents, so a run of pixels of one triangle can sum them and apply
+    :func:`_finish_tri` once.
     """
-    c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
     zero = type(px)(0.0)
     pv = wp.vector(px, py, type(px)(1.0))
     gu = gr[0]
@@ -75,19 +77,37 @@ def _pixel_grad(
     gq0 = gq0 + pv * ge0
     gq1 = gq1 + pv * ge1
     gq2 = gq2 + pv * ge2
+    # z also depends on clip z and w directly: dz/dz_k = e_k / den, dz/dw_k = -z e_k / den.
+    gzd = gz / den
+    a = wp.vector(gzd * e0, gzd * e1, gzd * e2)
+    return gq0, gq1, gq2, a, a * z
+
+
+@wp.func
+def _finish_tri(c0: Any, c1: Any, c2: Any, det: Any, scale: Any, gq0: Any, gq1: Any, gq2: Any, a: Any, aw: Any):
+    """d loss / d clip (x, y, z, w) of the three corners from summed :func:`_pixel_terms`."""
     # For r = sign * (c_i x c_j) and gradient g on r: d/dc_i = sign * (c_j x g), d/dc_j = sign * (g x c_i).
     sg = wp.sign(det)
     g0 = (wp.cross(gq1, c2) + wp.cross(c1, gq2)) * sg
     g1 = (wp.cross(c2, gq0) + wp.cross(gq2, c0)) * sg
     g2 = (wp.cross(gq0, c1) + wp.cross(c0, gq1)) * sg
-    # z also depends on clip z and w directly: dz/dz_k = e_k / den, dz/dw_k = -z e_k / den.
     # The outputs do not change with the triangle's scale, so d/d pos = scale * d/d (scaled corners).
-    gzd = gz / den
     return (
-        wp.vector(g0[0], g0[1], gzd * e0, g0[2] - gzd * e0 * z) * scale,
-        wp.vector(g1[0], g1[1], gzd * e1, g1[2] - gzd * e1 * z) * scale,
-        wp.vector(g2[0], g2[1], gzd * e2, g2[2] - gzd * e2 * z) * scale,
+        wp.vector(g0[0], g0[1], a[0], g0[2] - aw[0]) * scale,
+        wp.vector(g1[0], g1[1], a[1], g1[2] - aw[1]) * scale,
+        wp.vector(g2[0], g2[1], a[2], g2[2] - aw[2]) * scale,
     )
+
+
+@wp.func
+def _pixel_grad(
+    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int,
+    px: Any, py: Any, gr: Any, gd: Any, want_db: int,
+):
+    """d loss / d clip (x, y, z, w) of the three corners of triangle ``t`` at one pixel."""
+    c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
+    gq0, gq1, gq2, a, aw = _pixel_terms(r0, r1, r2, c0, c1, c2, zc, px, py, gr, gd, want_db)
+    return _finish_tri(c0, c1, c2, det, scale, gq0, gq1, gq2, a, aw)
 
 
 @wp.func
@@ -105,8 +125,19 @@ def _add4(buf: wp.array(dtype=Any), row: int, g: Any):
     buf[row] = buf[row] + g
 
 
+@wp.func
+def _flush(
+    gbuf: wp.array(dtype=Any), base: int, tri: wp.array2d(dtype=wp.int32), f: int,
+    c0: Any, c1: Any, c2: Any, det: Any, scale: Any, gq0: Any, gq1: Any, gq2: Any, a: Any, aw: Any,
+):
+    g0, g1, g2 = _finish_tri(c0, c1, c2, det, scale, gq0, gq1, gq2, a, aw)
+    _add4(gbuf, base + tri[f, 0], g0)
+    _add4(gbuf, base + tri[f, 1], g1)
+    _add4(gbuf, base + tri[f, 2], g2)
+
+
 @wp.kernel
-def grad_tasks_kernel(
+def grad_rows_kernel(
     offset: int, stride: int, height: int, width: int, nf: int, nv: int,
     xs: wp.array(dtype=Any), ys: wp.array(dtype=Any), pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32),
     rast: wp.array(dtype=Any),  # [B*H*W] vec4
@@ -116,23 +147,60 @@ def grad_tasks_kernel(
     gbuf: wp.array(dtype=Any),  # [tasks * B*V] vec4, zeroed: this task's gradient w.r.t. pos
 ):
     """CPU backward: one launch per task over image rows offset, offset + stride, ...;
-    sequential within the launch, so the gradient accumulation has no races."""
-    k = wp.tid()
-    row = offset + (k // width) * stride  # global row over B*H
-    j = k - (k // width) * width
-    p = row * width + j
-    v = rast[p]
-    if v[3] == xs.dtype(0.0):
+    sequential within the launch, so the gradient accumulation has no races. Along a row,
+    consecutive pixels of one triangle share its corners and edge rows, and their
+    :func:`_pixel_terms` are summed before the chain rule runs once for the run."""
+    row = offset + wp.tid() * stride  # global row over B*H
+    if row >= rast.shape[0] // width:
         return
     b = row // height
     i = row - b * height
-    f = int(v[3]) - 1
-    gd = _db_cotangent(gdb, p, want_db, xs.dtype(2.0) / xs.dtype(width), -xs.dtype(2.0) / xs.dtype(height))
-    g0, g1, g2 = _pixel_grad(pos, tri, b * nf + f, nf, nv, xs[j], ys[i], grad[p], gd, want_db)
+    py = ys[i]
+    sx = xs.dtype(2.0) / xs.dtype(width)
+    sy = -xs.dtype(2.0) / xs.dtype(height)
     base = offset * (pos.shape[0]) + b * nv
-    _add4(gbuf, base + tri[f, 0], g0)
-    _add4(gbuf, base + tri[f, 1], g1)
-    _add4(gbuf, base + tri[f, 2], g2)
+    zero = xs.dtype(0.0)
+    z3 = wp.vector(zero, zero, zero)
+    cur = int(-1)  # triangle of the open run, -1 when none
+    c0 = z3
+    c1 = z3
+    c2 = z3
+    zc = z3
+    r0 = z3
+    r1 = z3
+    r2 = z3
+    det = zero
+    scale = zero
+    gq0 = z3
+    gq1 = z3
+    gq2 = z3
+    a = z3
+    aw = z3
+    p0 = row * width
+    for j in range(width):
+        v = rast[p0 + j]
+        f = int(v[3]) - 1
+        if f != cur:
+            if cur >= 0:
+                _flush(gbuf, base, tri, cur, c0, c1, c2, det, scale, gq0, gq1, gq2, a, aw)
+            cur = f
+            if f >= 0:
+                c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, b * nf + f, nf, nv)
+                gq0 = z3
+                gq1 = z3
+                gq2 = z3
+                a = z3
+                aw = z3
+        if f >= 0:
+            gd = _db_cotangent(gdb, p0 + j, want_db, sx, sy)
+            t0, t1, t2, ta, tw = _pixel_terms(r0, r1, r2, c0, c1, c2, zc, xs[j], py, grad[p0 + j], gd, want_db)
+            gq0 = gq0 + t0
+            gq1 = gq1 + t1
+            gq2 = gq2 + t2
+            a = a + ta
+            aw = aw + tw
+    if cur >= 0:
+        _flush(gbuf, base, tri, cur, c0, c1, c2, det, scale, gq0, gq1, gq2, a, aw)
 
 
 @wp.kernel

@@ -312,11 +312,13 @@ def _backward(pos, tri, rast, grad_rast, grad_db=None, mode: str | None = None) 
     ]  # fmt: skip
     if mode == "tasks":
         rows = batch * height
-        tasks = min(rows, num_threads() * _TASKS_PER_THREAD)
+        # One task per thread: rows interleave, so the tasks balance, and each task's
+        # [B*V, 4] buffer (zeroed, then summed) costs the least.
+        tasks = min(rows, num_threads())
         gbuf = torch.zeros(tasks, batch * nv, 4, dtype=pos.dtype, device=pos.device)
         gbuf_w = to_warp(gbuf.view(-1, 4), vec4)
         launch_chunks(
-            [(_kg.grad_tasks_kernel, ((rows - w + tasks - 1) // tasks) * width, [w, tasks, *common, gbuf_w])
+            [(_kg.grad_rows_kernel, (rows - w + tasks - 1) // tasks, [w, tasks, *common, gbuf_w])
              for w in range(tasks)],
             device,
         )  # fmt: skip
