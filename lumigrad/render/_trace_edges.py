@@ -21,6 +21,15 @@ Two kinds of curves are sampled:
   torch) and projected to the screen. Its screen-space tangent ``dx_b/ds``
   (central differences) gives the line element.
 
+* **Soft shadow boundaries** (penumbrae) of area and environment lights: the
+  light integral's boundary term is the average, over light samples, of the
+  hard-shadow terms of the samples, so ``TraceSettings.shadow_light_samples``
+  points on each emitter (or directions from the environment map, importance
+  sampled) are treated as point (directional) lights, each with its share of
+  the boundary samples; the jump is measured with that light alone (a copy of
+  the scene lit only by it, direct light only), and an emitter point's cosine
+  towards the receiver weights its boundary points.
+
 Each sampled boundary point is tested for visibility (the edge point from the
 camera, or from the light and its receiver point from the camera), because a
 hidden edge can project onto a visible boundary (grazing back faces next to
@@ -33,9 +42,9 @@ directional lights), needs no tuning of warp-field kernels (Loubet et al.
 2019 are biased and their variance depends on a kernel width), and its
 boundary points are explicit functions of the camera, so camera gradients
 come for free, which Mitsuba 3's projective integrators do not give. Its
-limits here: penumbrae of area lights (the occluder-edge term inside the
-light-sampling integral) and visibility changes after the first bounce are
-*not* sampled, so those gradients are interior-only (biased). Neither is the
+limits here: visibility changes after the first bounce (shadows seen in a
+mirror, occlusion of indirect light) are *not* sampled, so those gradients are
+interior-only (biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,
@@ -44,12 +53,15 @@ are thinner than the side-ray spacing (measured: it changed a sphere's
 gradient by 60 % instead of the 0.03 % finite differences show). """
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from lumigrad.geometry.normals import face_cross, safe_normalize
 from lumigrad.ops.trace import intersect, occluded, reattach
-from lumigrad.scene.lights import PointLight
+from lumigrad.scene.lights import DirectionalLight, PointLight
 
 __all__ = ["boundary_term"]
 
@@ -88,20 +100,15 @@ def _seen_from_camera(sc, b: int, c2w: Tensor, pts: Tensor, persp: bool) -> Tens
 
 
 def _light_facing(sc, fnorm: Tensor, v0: Tensor) -> list[Tensor]:
-    out = []
-    for light in sc.point_lights:
-        if isinstance(light, PointLight):
-            out.append((fnorm * (light.position.detach() - v0)).sum(-1) > 0)
-        else:
-            out.append((fnorm * light.to_light.detach()).sum(-1) > 0)
-    return out
+    return [_facing_one(light, fnorm, v0) for light in sc.point_lights]
 
 
-def boundary_term(sc, li) -> Tensor:
+def boundary_term(sc, radiance) -> Tensor:
     """``[B, H, W, 3]`` zero-valued image whose gradient is the edge-sampled boundary integral.
 
-    ``sc`` is :class:`lumigrad.render.path._Scene`; ``li(view [R], pix [R, 2]) -> [R, 3]``
-    evaluates camera-ray radiance at continuous pixel positions.
+    ``sc`` is :class:`lumigrad.render.path._Scene`; ``radiance(scene, view [R], pix [R, 2]) -> [R, 3]``
+    evaluates camera-ray radiance of ``scene`` (``sc`` or a copy with other lights) at continuous
+    pixel positions.
     """
     cam, st = sc.camera, sc.settings
     B, H, W = cam.batch_size, cam.height, cam.width
@@ -115,7 +122,7 @@ def boundary_term(sc, li) -> Tensor:
     persp = cam.projection == "perspective"
     c2w = torch.linalg.inv(cam.world_to_cam.detach())
 
-    def accumulate(b: int, x_b: Tensor, n: Tensor, weight: Tensor, ok: Tensor) -> None:
+    def accumulate(b: int, x_b: Tensor, n: Tensor, weight: Tensor, ok: Tensor, scene=sc) -> None:
         nonlocal out
         xd = x_b.detach()
         inside = (xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H) & ok
@@ -125,12 +132,13 @@ def boundary_term(sc, li) -> Tensor:
         xd, n, weight, x_b = xd[sel], n[sel], weight[sel], x_b[sel]
         with torch.no_grad():
             view = torch.full((2 * sel.numel(),), b, dtype=torch.long, device=sc.device)
-            f = li(view, torch.cat([xd - _SIDE_PX * n, xd + _SIDE_PX * n], 0))
+            f = radiance(scene, view, torch.cat([xd - _SIDE_PX * n, xd + _SIDE_PX * n], 0))
             df = f[: sel.numel()] - f[sel.numel():]
         contrib = (df * weight[:, None]) * (n * (x_b - xd)).sum(-1, keepdim=True)
         pix = b * H * W + xd[:, 1].floor().long() * W + xd[:, 0].floor().long()
         out = out.index_add(0, pix, contrib)
 
+    virtual = _virtual_lights(sc) if st.shadows else []
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
         # Primary silhouettes.
@@ -163,54 +171,129 @@ def boundary_term(sc, li) -> Tensor:
                 pts = vd[ep[:, 0]] + t3[:, None] * (vd[ep[:, 1]] - vd[ep[:, 0]])
                 ok = _seen_from_camera(sc, b, c2w[b], pts, persp)
                 accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok)
-        # Hard shadow boundaries.
         if not st.shadows:
             continue
+        view = (b, w2c, k, c2w[b], persp)
+        # Hard shadow boundaries of point and directional lights.
         for light, facing in zip(sc.point_lights, _light_facing(sc, fnorm, v0)):
-            point = isinstance(light, PointLight)
-            if point:
-                lp = light.position
-            else:
-                tl = safe_normalize(light.to_light)
-            e = edges[_silhouette(ef, facing)]
-            if e.shape[0] == 0:
-                continue
-            length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
-            pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
-            e = e[pick]
-            s = sc.rand(M, 1).clamp(_DS, 1 - _DS)
-            a, c = verts[e[:, 0]], verts[e[:, 1]]
-            ept = a + s * (c - a)
-
-            def ray_dir(p: Tensor) -> Tensor:
-                return safe_normalize(p - lp) if point else (-tl).expand_as(p)
-
-            w = ray_dir(ept)
-            hits = intersect(sc.accel.bvh, ept.detach() + w.detach() * sc.eps, w.detach())
-            sel = torch.nonzero(hits.face >= 0).squeeze(1)
-            if sel.numel() == 0:
-                continue
-            face = hits.face[sel]
-            r = reattach(verts, faces, face, ept[sel], w[sel])
-            x_b, z = _project(w2c, k, r.points, persp)
-            with torch.no_grad():
-                xs = []
-                for ds in (-_DS, _DS):
-                    ad, cd = a[sel].detach(), c[sel].detach()
-                    ep = ad + (s[sel] + ds) * (cd - ad)
-                    rp = reattach(vd, faces, face, ep, ray_dir(ep).detach())
-                    xs.append(_project(w2c.detach(), k.detach(), rp.points, persp)[0])
-                dxds = (xs[1] - xs[0]) / (2 * _DS)
-            weight = dxds.norm(dim=-1) * float(length.sum()) / length[pick][sel] / M
-            # The edge point must be lit (else it casts no boundary) and the receiver point seen.
-            ed = ept[sel].detach()
-            if point:
-                lpd = lp.detach().expand_as(ed)
-                lit = ~occluded(sc.accel.bvh, lpd, ed - lpd, 1.0 - _REL_TOL)
-            else:
-                far = 2.0 * float((vd.max(0).values - vd.min(0).values).norm()) + 1.0
-                src = ed + far * tl.detach()
-                lit = ~occluded(sc.accel.bvh, src, (ed - src), 1.0 - _REL_TOL)
-            ok = lit & (z.detach() > cam.near) & _seen_from_camera(sc, b, c2w[b], r.points.detach(), persp)
-            accumulate(b, x_b, _perp(dxds), weight, ok)
+            _shadow_boundary(sc, view, light, edges[_silhouette(ef, facing)], M, accumulate, sc)
+        # Penumbrae: each area / environment light as point / directional lights drawn from it.
+        for light, scene, skip, cos_from in virtual:
+            facing = _facing_one(light, fnorm, v0)
+            sil = _silhouette(ef, facing) & ~skip
+            m = max(1, M // st.shadow_light_samples)
+            _shadow_boundary(sc, view, light, edges[sil], m, accumulate, scene, cos_from)
     return out.reshape(B, H, W, 3)
+
+
+def _facing_one(light, fnorm: Tensor, v0: Tensor) -> Tensor:
+    if isinstance(light, PointLight):
+        return (fnorm * (light.position.detach() - v0)).sum(-1) > 0
+    return (fnorm * light.to_light.detach()).sum(-1) > 0
+
+
+def _virtual_lights(sc) -> list:
+    """Area and environment lights as ``shadow_light_samples`` point / directional lights each.
+
+    The boundary term of ``int_light L f cos V`` is the light-sample average of the hard-shadow
+    boundary terms of its samples: a point ``y`` on an emitter (density 1 / area) acts as a point
+    light of intensity ``L_e * area / K`` times ``cos_y`` at the receiver (applied per boundary
+    point: ``cos_from = (y, n_y)``), an environment direction ``w`` (density ``pdf``) as a
+    directional light of irradiance ``L(w) / (pdf K)``. Each comes with a copy of the scene lit by
+    that light alone (direct light only), whose radiance measures its shadow's jump, and the edges
+    to skip (those of the emitter itself, which a light point on it sees edge-on).
+    """
+    K = sc.settings.shadow_light_samples
+    if K == 0:
+        return []
+    out = []
+    no_edges = torch.zeros(sc.accel.edges.shape[0], dtype=torch.bool, device=sc.device)
+    with torch.no_grad():
+        for e_id, (tris, areas) in zip(sc.emitters, sc.emit_tris):
+            k = torch.multinomial(areas.detach(), K, replacement=True, generator=sc.gen)
+            u1, u2 = sc.rand(K, 1), sc.rand(K, 1)
+            su = u1.sqrt()
+            tv = sc.verts.detach()[tris[k]]
+            y = (1 - su) * tv[:, 0] + su * (1 - u2) * tv[:, 1] + su * u2 * tv[:, 2]
+            ny = safe_normalize(torch.linalg.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0], dim=-1))
+            own = sc.owner[sc.accel.edge_faces.clamp(min=0)] == e_id
+            skip = own[:, 0] & (own[:, 1] | (sc.accel.edge_faces[:, 1] < 0))
+            emission = sc.shapes[e_id].emission.detach()
+            for i in range(K):
+                light = PointLight(y[i], color=emission, intensity=float(areas.sum()) / K)
+                out.append((light, _lit_by(sc, light), skip, (y[i], ny[i])))
+        if sc.env is not None:
+            d, pdf = sc.env.sample(K, sc.gen)
+            rad = sc.env.eval(d).to(sc.dtype)
+            for i in range(K):
+                if float(pdf[i]) <= 0:
+                    continue
+                light = DirectionalLight(d[i], color=rad[i] / (pdf[i] * K))
+                out.append((light, _lit_by(sc, light), no_edges, None))
+    return out
+
+
+def _lit_by(sc, light):
+    """A shallow copy of the render scene lit by ``light`` alone, direct light only."""
+    v = copy.copy(sc)
+    v.point_lights, v.emitters, v.emit_tris, v.env, v.ambient, v.sh = [light], [], [], None, [], []
+    v.settings = dataclasses.replace(sc.settings, max_bounces=1)
+    return v
+
+
+def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_from=None) -> None:
+    """Sample ``M`` points on the shadow curves cast by edges ``e`` (silhouettes seen from ``light``)."""
+    b, w2c, k, c2w, persp = view
+    if e.shape[0] == 0:
+        return
+    verts, faces, vd = sc.verts, sc.faces, sc.verts.detach()
+    point = isinstance(light, PointLight)
+    if point:
+        lp = light.position
+    else:
+        tl = safe_normalize(light.to_light)
+    length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
+    if float(length.sum()) <= 0:
+        return
+    pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
+    e = e[pick]
+    s = sc.rand(M, 1).clamp(_DS, 1 - _DS)
+    a, c = verts[e[:, 0]], verts[e[:, 1]]
+    ept = a + s * (c - a)
+
+    def ray_dir(p: Tensor) -> Tensor:
+        return safe_normalize(p - lp) if point else (-tl).expand_as(p)
+
+    w = ray_dir(ept)
+    hits = intersect(sc.accel.bvh, ept.detach() + w.detach() * sc.eps, w.detach())
+    sel = torch.nonzero(hits.face >= 0).squeeze(1)
+    if sel.numel() == 0:
+        return
+    face = hits.face[sel]
+    r = reattach(verts, faces, face, ept[sel], w[sel])
+    x_b, z = _project(w2c, k, r.points, persp)
+    with torch.no_grad():
+        xs = []
+        for ds in (-_DS, _DS):
+            ad, cd = a[sel].detach(), c[sel].detach()
+            ep = ad + (s[sel] + ds) * (cd - ad)
+            rp = reattach(vd, faces, face, ep, ray_dir(ep).detach())
+            xs.append(_project(w2c.detach(), k.detach(), rp.points, persp)[0])
+        dxds = (xs[1] - xs[0]) / (2 * _DS)
+    weight = dxds.norm(dim=-1) * float(length.sum()) / length[pick][sel] / M
+    # The edge point must be lit (else it casts no boundary) and the receiver point seen.
+    ed = ept[sel].detach()
+    if point:
+        # Start a hair off the light: a light point on an emitter must not hit that emitter.
+        lpd = lp.detach().expand_as(ed)
+        src = lpd + _REL_TOL * (ed - lpd)
+        lit = ~occluded(sc.accel.bvh, src, ed - src, 1.0 - _REL_TOL)
+    else:
+        far = 2.0 * float((vd.max(0).values - vd.min(0).values).norm()) + 1.0
+        src = ed + far * tl.detach()
+        lit = ~occluded(sc.accel.bvh, src, (ed - src), 1.0 - _REL_TOL)
+    if cos_from is not None:
+        y, ny = cos_from
+        weight = weight * (safe_normalize(r.points.detach() - y) * ny).sum(-1).clamp_min(0.0)
+    ok = lit & (z.detach() > sc.camera.near) & _seen_from_camera(sc, b, c2w, r.points.detach(), persp)
+    accumulate(b, x_b, _perp(dxds), weight, ok, scene)

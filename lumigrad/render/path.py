@@ -515,5 +515,5 @@ def render_trace(
     if settings.boundary == "edge":
         from lumigrad.render._trace_edges import boundary_term
 
-        image = image + boundary_term(sc, lambda vw, px: _radiance(sc, *_camera_rays(camera, vw, px), sc.gen)[0])
+        image = image + boundary_term(sc, lambda s, vw, px: _radiance(s, *_camera_rays(camera, vw, px), s.gen)[0])
     return TraceOutput(image, alpha)

@@ -127,6 +127,10 @@ class TraceSettings:
             ``"none"`` gives interior (re-attached) gradients only.
         edge_samples: boundary samples per view and per discontinuity type
             (default ``H * W``).
+        shadow_light_samples: light samples ``K`` per area or environment light for
+            the boundary terms of their soft shadows (each sample is treated as a
+            point / directional light that gets ``edge_samples / K`` boundary
+            samples); 0 leaves penumbrae without visibility gradients.
         rr_depth: bounce from which Russian roulette may stop paths.
         background: RGB of camera rays that hit nothing (an
             :class:`EnvironmentLight`, when present, replaces it).
@@ -151,6 +155,7 @@ class TraceSettings:
     shadows: bool = True
     boundary: Literal["edge", "none"] = "edge"
     edge_samples: int | None = None
+    shadow_light_samples: int = 16
     rr_depth: int = 3
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seed: int = 0
@@ -168,6 +173,9 @@ class TraceSettings:
             raise ValueError(f"TraceSettings(): boundary must be 'edge' or 'none', got {self.boundary!r}")
         if self.edge_samples is not None and (not isinstance(self.edge_samples, int) or self.edge_samples < 1):
             raise ValueError(f"TraceSettings(): edge_samples must be None or a positive int, got {self.edge_samples!r}")
+        v = self.shadow_light_samples
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"TraceSettings(): shadow_light_samples must be an int >= 0, got {v!r}")
         if len(self.background) != 3:
             raise ValueError(f"TraceSettings(): background must be 3 floats, got {self.background!r}")
         for name in ("shadows", "mis", "replay"):

@@ -135,6 +135,27 @@ def test_shadow_boundary_gradient_matches_fd():
     assert abs(g - fd) < 0.1 * abs(fd), (g, fd)
 
 
+def test_soft_shadow_boundary_gradient_matches_fd():
+    """As above under an area light (out of view): the gradient is the penumbra's boundary term."""
+    res = 16
+    w = _weights(res)
+    s = 0.3
+    quad = _t(2.5 - s, 2.5, -s) + torch.tensor([[0, 0, 0], [2 * s, 0, 0], [0, 0, 2 * s], [2 * s, 0, 2 * s]], dtype=DT)
+    lamp = Shape(Mesh(quad, torch.tensor([[0, 1, 2], [1, 3, 2]], dtype=torch.int32)), LambertMaterial(0.0),
+                 emission=_t(40.0, 40.0, 40.0))
+
+    def loss(tx, st):
+        shapes, cam = shadow_scene(tx, res)
+        return (render_trace(shapes + [lamp], cam, [], st).image * w).sum()
+
+    assert _grad(lambda x: loss(x, TraceSettings(spp=4, boundary="none")), 0.0) == 0.0
+    assert _grad(lambda x: loss(x, TraceSettings(spp=1, edge_samples=8000, shadow_light_samples=0)), 0.0) == 0.0
+    g = _grad(lambda x: loss(x, TraceSettings(spp=1, edge_samples=32000, shadow_light_samples=64)), 0.0)
+    fd = _fd(lambda x: loss(x, TraceSettings(spp=256, boundary="none")), 0.0, 0.03)
+    assert abs(fd) > 5
+    assert abs(g - fd) < 0.1 * abs(fd), (g, fd)
+
+
 @pytest.mark.parametrize("which", ["vertex", "camera"])
 def test_silhouette_gradient_matches_fd(which):
     res = 12

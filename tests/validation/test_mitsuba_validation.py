@@ -7,6 +7,8 @@ central finite differences of high-spp lumigrad renders; compared on 4x4 pixel
 blocks (see ``mitsuba_scenes.compare``): <= 10 % error on the gradient-image norm
 and the same sign on >= 90 % of significant blocks.
 
+Soft shadows (area and environment lights) are compared with Mitsuba's
+``direct_projective`` with ``sppi = 64`` (its indirect-visibility samples).
 Mitsuba's projective integrator finds no indirect silhouettes for point and
 directional lights (it warns "No valid indirect silhouette samples"), so for
 derivatives carried by hard shadow boundaries lumigrad is checked against finite
@@ -71,6 +73,8 @@ def test_images_agree(mitsuba, name):
     ("shadow_plane", "sphere_dx", False),
     ("shadow_plane", "light_dx", False),
     ("envmap", "albedo_d", True),
+    ("area_light", "sphere_dx", True),
+    ("envmap", "sphere_dx", True),
     ("cornell_box", "albedo_d", True),
     ("glossy", "light_dx", True),
 ])
@@ -85,8 +89,10 @@ def test_gradients_agree(mitsuba, name, param, vs_mitsuba):
         if param == "light_dx":  # not a differentiable parameter in Mitsuba: its finite differences
             gm = mitsuba_fd_image(MI, name, param, RES, 1024, 0.02)
         else:
+            # Penumbrae (area and environment lights) are indirect visibility for Mitsuba: sppi > 0.
+            sppi = 64 if name in ("area_light", "envmap") else 0
             integ = ({"type": "prb", "max_depth": nb + 1} if param == "albedo_d" else
-                     {"type": "direct_projective", "sppc": 64, "sppp": 64, "sppi": 0})
+                     {"type": "direct_projective", "sppc": 64, "sppp": 64, "sppi": sppi})
             gm = mitsuba_grad_image(MI, DR, name, param, RES, 64, integ)
         c = compare(gl, gm)
         assert c["norm_rel_err"] <= 0.10 and c["sign_agree"] >= 0.9, c
