@@ -429,6 +429,21 @@ class Camera:
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return dataclasses.replace(self, world_to_cam=self.world_to_cam[idx], K=self.K[idx])
 
+    def scaled(self, factor: int) -> "Camera":
+        """The same views at ``factor`` times the resolution (``K`` scaled; differentiable).
+
+        Pixel ``(i, j)`` of the result covers ``1 / factor`` of pixel
+        ``(i // factor, j // factor)`` of this camera, so a ``factor x factor`` box
+        average of its image is this camera's image, supersampled.
+        """
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"Camera.scaled(): factor must be a positive int, got {factor!r}")
+        if factor == 1:
+            return self
+        scale = torch.tensor([factor, factor, 1], dtype=self.K.dtype, device=self.K.device)
+        return dataclasses.replace(self, K=self.K * scale[:, None], width=self.width * factor,
+                                   height=self.height * factor)
+
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Camera":
         """Move to ``device`` and/or cast to ``dtype`` (float32/float64)."""
         if dtype is not None and dtype not in (torch.float32, torch.float64):

@@ -64,20 +64,20 @@ class SpotPoseCase:
         pose = pose_matrix(params)
         return self.mesh.verts @ pose[:3, :3].T + pose[:3, 3]
 
-    def image(self, params: torch.Tensor, res: int, visibility: str) -> torch.Tensor:
+    def image(self, params: torch.Tensor, res: int, visibility: str, supersample: int = 1) -> torch.Tensor:
         from lumigrad.render.raster import RasterSettings, render_mesh
 
-        settings = RasterSettings(visibility=visibility, background=self.background)
+        settings = RasterSettings(visibility=visibility, background=self.background, supersample=supersample)
         cam = self.camera(res, params)
         return render_mesh(self.mesh, cam, self.material, self.lights, settings, verts=self.verts(params)).image
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
         return ((image - self.target) ** 2).sum()
 
-    def gradient(self, visibility: str = "edge") -> torch.Tensor:
-        """d loss / d (the six pose parameters) with ``visibility``'s gradients."""
+    def gradient(self, visibility: str = "edge", supersample: int = 1) -> torch.Tensor:
+        """d loss / d (the six pose parameters) with ``visibility``'s gradients (``supersample``: RasterSettings')."""
         params = torch.zeros(6, dtype=F64, requires_grad=True)
-        return torch.autograd.grad(self.loss(self.image(params, self.res, visibility)), params)[0]
+        return torch.autograd.grad(self.loss(self.image(params, self.res, visibility, supersample)), params)[0]
 
     def steps(self) -> list[float]:
         """About half a pixel of image motion per parameter."""

@@ -74,3 +74,38 @@ def test_soft_mode_has_silhouette_gradient_on_black_background():
     inner = hard.alpha[..., 0] > 0
     inner = inner & torch.roll(inner, 2, 1) & torch.roll(inner, -2, 1) & torch.roll(inner, 2, 2) & torch.roll(inner, -2, 2)
     assert (out.image[inner] - hard.image[inner]).abs().mean() < 0.01
+
+
+# --- supersampling -------------------------------------------------------------------------------
+
+
+def test_supersample_is_the_box_average_of_the_larger_render():
+    import dataclasses
+
+    from lumigrad.render.raster import box_downsample
+
+    dt = torch.float64
+    mesh = Mesh(*icosphere(2, dtype=dt))
+    cam = Camera.look_at(torch.tensor([0.3, 0.2, 3.0], dtype=dt), torch.zeros(3, dtype=dt), width=12, height=10, dtype=dt)
+    big = cam.scaled(3)
+    assert (big.width, big.height) == (36, 30)
+    pts = torch.rand(5, 3, dtype=dt) - 0.5
+    torch.testing.assert_close(big.project_to_pixels(pts), 3 * cam.project_to_pixels(pts))
+    light = [DirectionalLight(torch.tensor([0.3, 0.5, 1.0], dtype=dt))]
+    st = RasterSettings(background=(0.2, 0.3, 0.4), supersample=3)
+    verts = mesh.verts.clone().requires_grad_(True)
+    out = render_mesh(mesh, cam, LambertMaterial(0.7), light, st, verts=verts)
+    ref = render_mesh(mesh, big, LambertMaterial(0.7), light, dataclasses.replace(st, supersample=1), verts=verts)
+    assert out.image.shape == (1, 10, 12, 3) and out.rast.shape == (1, 30, 36, 4)
+    assert torch.equal(out.image, box_downsample(ref.image, 3)) and torch.equal(out.alpha, box_downsample(ref.alpha, 3))
+    sil = render_silhouette(verts, mesh.faces, cam, st)
+    assert torch.equal(sil, box_downsample(render_silhouette(verts, mesh.faces, big, dataclasses.replace(st, supersample=1)), 3))
+    # Partial coverage in the box average, and the gradient reaches the vertices.
+    assert ((out.alpha > 0.05) & (out.alpha < 0.95)).any()
+    out.image.sum().backward()
+    assert verts.grad.abs().sum() > 0
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="supersample"):
+            RasterSettings(supersample=bad)
+    with pytest.raises(ValueError, match="factor"):
+        cam.scaled(0)
