@@ -6,6 +6,8 @@ camera. Columns (medians over --reps runs after warm-up, in ms):
 * ``fwd``: ``rasterize(pos, tri, res)`` (defaults, so with ``rast_db``).
 * ``fwd+ws``: the same with a caller-held ``RasterizeWorkspace`` (buffers reused,
   faces validated once), as a render loop would call it.
+* ``ws no db``: the same without ``rast_db`` (``grad_db=False``: what silhouettes and
+  untextured shading need); DRTK's ``rasterize`` returns only the triangle-index image.
 * ``fwd+bwd``: rasterize -> interpolate(vertex colours) -> antialias -> MSE, then
   ``backward()`` to the clip positions and colours (only when the interpolate and
   antialias ops import).
@@ -161,7 +163,9 @@ def bench_case(subdiv: int, res: int, mi, dr) -> dict:
     pos = clip_positions(verts)
     tri = torch.tensor(faces, dtype=torch.int32)
     ws = RasterizeWorkspace()
-    fns = {"fwd": lambda: rasterize(pos, tri, (res, res)), "fwd+ws": lambda: rasterize(pos, tri, (res, res), workspace=ws)}
+    ws2 = RasterizeWorkspace()
+    fns = {"fwd": lambda: rasterize(pos, tri, (res, res)), "fwd+ws": lambda: rasterize(pos, tri, (res, res), workspace=ws),
+           "ws no db": lambda: rasterize(pos, tri, (res, res), grad_db=False, workspace=ws2)}
     if interpolate is not None:
         col = torch.tensor(np.abs(verts), dtype=torch.float32)
         topo = prepare_topology(tri, len(verts))
@@ -190,6 +194,7 @@ def bench_case(subdiv: int, res: int, mi, dr) -> dict:
     peers = [row[k] for k in ("mitsuba", "drtk") if k in row]
     if peers:
         row["ws/best peer"] = row["fwd+ws"] / min(peers)
+        row["no db/best peer"] = row["ws no db"] / min(peers)
     return row
 
 
@@ -212,7 +217,8 @@ def bench_reference(res: int) -> dict:
 
 
 # W1 (rasterize) columns; further sections (e.g. W2) add their own column lists and row builders.
-COLUMNS = ["case", "F", "res", "fwd", "fwd+ws", "fwd+bwd", "mitsuba", "drtk", "fwd/mitsuba", "ws/mitsuba", "ws/best peer", "ref", "fwd/ref"]
+COLUMNS = ["case", "F", "res", "fwd", "fwd+ws", "ws no db", "fwd+bwd", "mitsuba", "drtk", "fwd/mitsuba", "ws/mitsuba",
+           "ws/best peer", "no db/best peer", "ref", "fwd/ref"]
 
 
 def table(rows: list[dict], columns: list[str] = COLUMNS) -> str:
