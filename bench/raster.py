@@ -60,6 +60,8 @@ def _find_libllvm() -> str | None:
 ARGS = _parse()
 # Thread counts must be set before the pools start.
 os.environ["LUMIGRAD_NUM_THREADS"] = str(ARGS.threads)
+# Idle OpenMP workers (torch's, DRTK's) sleep instead of spinning, as after `import lumigrad` (docs/threads.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "DRJIT_LIBLLVM_PATH" not in os.environ and (_llvm := _find_libllvm()):
     os.environ["DRJIT_LIBLLVM_PATH"] = _llvm
 

@@ -166,6 +166,7 @@ if __name__ == "__main__":
     p.add_argument("--quick", action="store_true", help="skip the 1.3M-triangle case")
     a = p.parse_args()
     os.environ["LUMIGRAD_NUM_THREADS"] = str(a.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as after `import lumigrad` (docs/threads.md)
     import torch
 
     torch.set_num_threads(a.threads)

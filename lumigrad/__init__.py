@@ -6,6 +6,14 @@ importing a light submodule (``lumigrad._runtime.checks``, ``lumigrad.scene``'s
 IO) does not import Warp.
 """
 import importlib
+import os
+import sys
+
+# OpenMP workers that spin after each torch op take the cores from lumigrad's kernel pool and from
+# other processes (the W2 raster step ran 2-3x slower on 2 cores, docs/threads.md). Workers sleep
+# instead, unless the user set a policy; OpenMP reads it once, so only before torch is imported.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
