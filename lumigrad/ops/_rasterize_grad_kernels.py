@@ -15,8 +15,9 @@ from lumigrad.ops._rasterize_funcs import (
 
 __all__: list[str] = []  # private module
 
-# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
-wp.set_module_options({"enable_backward": False})
+# Every kernel here has a hand-written backward; skip Warp's generated adjoints. -O3: the CPU default
+# is -O2, and -O3 measured 28 % faster on the rasterizer (82k triangles at 1024²), same results.
+wp.set_module_options({"enable_backward": False, "optimization_level": 3})
 
 
 @wp.func
