@@ -23,10 +23,12 @@ from typing import Any
 
 import warp as wp
 
+from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+
 __all__ = ["antialias_bwd", "antialias_fwd"]
 
-# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
-wp.set_module_options({"enable_backward": False})
+# Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).
+wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 # Tolerated mismatch between rasterized coverage and the analytic edge (pixels),
 # as in nvdiffrast: a crossing at t in (-EPS, 1 + EPS) is clamped to [0, 1].

@@ -9,6 +9,8 @@ from typing import Any
 
 import warp as wp
 
+from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+
 from lumigrad.ops._rasterize_funcs import (  # noqa: F401 - REC, _EMPTY_Z, _TILE are read by rasterize.py
     REC,
     _EMPTY_Z,
@@ -28,9 +30,8 @@ from lumigrad.ops._rasterize_funcs import (  # noqa: F401 - REC, _EMPTY_Z, _TILE
 
 __all__: list[str] = []  # private module
 
-# Every kernel here has a hand-written backward; skip Warp's generated adjoints. -O3: the CPU default
-# is -O2, and -O3 measured 28 % faster on the rasterizer (82k triangles at 1024²), same results.
-wp.set_module_options({"enable_backward": False, "optimization_level": 3})
+# Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).
+wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 
 @wp.kernel

@@ -25,7 +25,9 @@ from typing import Any
 
 import warp as wp
 
-wp.set_module_options({"enable_backward": False})
+from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+
+wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 __all__ = ["bin_fill", "splat_fwd_tiles", "splat_bwd_tiles"]
 
