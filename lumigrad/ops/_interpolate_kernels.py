@@ -3,9 +3,11 @@
 All kernels run one thread per pixel over flattened views: ``rast [P, 4]`` with
 P = B*H*W, ``attr [Ba*V, C]`` (Ba = 1 broadcasts over the batch). Every thread
 writes only its own pixel's rows, so chunks launched in parallel never race.
-The backward kernel writes per-pixel vertex contributions that the wrapper
-reduces with ``index_add_``. Kernels write every element of their outputs
-(zeros for empty pixels), so the wrapper allocates them with ``torch.empty``.
+The backward kernel runs one launch per task over interleaved image rows and
+adds the vertex gradients into that task's own buffer slice (CPU; the wrapper
+sums the slices), or atomically into one buffer (CUDA). Kernels write every
+element of their per-pixel outputs (zeros for empty pixels), so the wrapper
+allocates those with ``torch.empty``.
 """
 from __future__ import annotations
 
@@ -72,7 +74,9 @@ def interpolate_fwd(
 
 @wp.kernel
 def interpolate_bwd(
-    offset: int,
+    task: int,
+    tasks: int,
+    width: int,
     attr: wp.array2d(dtype=Any),  # [Ba*V, C]
     rast: wp.array2d(dtype=Any),  # [P, 4]
     rast_db: wp.array2d(dtype=Any),  # [P, 4] or dummy
@@ -87,22 +91,25 @@ def interpolate_bwd(
     grad_out_da: wp.array2d(dtype=Any),  # [P, 2D] or dummy
     grad_rast: wp.array2d(dtype=Any),  # [P, 4]
     grad_rast_db: wp.array2d(dtype=Any),  # [P, 4] or dummy
-    grad_attr_pix: wp.array2d(dtype=Any),  # [3P, C] or dummy
-    attr_rows: wp.array(dtype=wp.int32),  # [3P] or dummy
+    grad_attr: wp.array2d(dtype=Any),  # [tasks*Ba*V, C] zeroed (CPU), [Ba*V, C] (CUDA), or dummy
 ):
-    p = wp.tid() + offset
+    """One launch per task over image rows task, task + tasks, ... (global rows over B*H).
+
+    The task adds its pixels' attribute gradients into its own slice of
+    ``grad_attr`` (rows ``task*Ba*V ...``): on CPU a launch runs sequentially, so
+    ``atomic_add`` is a plain add and tasks never share a slice; on CUDA there is
+    one task and the adds are atomic.
+    """
+    k = wp.tid()
+    row = task + (k // width) * tasks
+    p = row * width + (k - (k // width) * width)
     zero = attr.dtype(0.0)
-    for k in range(4):
-        grad_rast[p, k] = zero
-        if has_da != 0:
-            grad_rast_db[p, k] = zero
-    if want_attr != 0:
-        for k in range(3):
-            attr_rows[3 * p + k] = 0
-            for c in range(grad_attr_pix.shape[1]):
-                grad_attr_pix[3 * p + k, c] = zero
     t = int(rast[p, 3])
     if t <= 0:
+        for j in range(4):
+            grad_rast[p, j] = zero
+            if has_da != 0:
+                grad_rast_db[p, j] = zero
         return
     i0, i1, i2 = _corner_rows(p, t - 1, tri, pix_per_batch, num_verts, attr_batched)
     u = rast[p, 0]
@@ -110,20 +117,19 @@ def interpolate_bwd(
     w = attr.dtype(1.0) - u - v
     gu = zero
     gv = zero
+    base = task * attr.shape[0]
     for c in range(grad_out.shape[1]):
         g = grad_out[p, c]
         gu += g * (attr[i0, c] - attr[i2, c])
         gv += g * (attr[i1, c] - attr[i2, c])
         if want_attr != 0:
-            grad_attr_pix[3 * p, c] = g * u
-            grad_attr_pix[3 * p + 1, c] = g * v
-            grad_attr_pix[3 * p + 2, c] = g * w
+            wp.atomic_add(grad_attr, base + i0, c, g * u)
+            wp.atomic_add(grad_attr, base + i1, c, g * v)
+            wp.atomic_add(grad_attr, base + i2, c, g * w)
     grad_rast[p, 0] = gu
     grad_rast[p, 1] = gv
-    if want_attr != 0:
-        attr_rows[3 * p] = i0
-        attr_rows[3 * p + 1] = i1
-        attr_rows[3 * p + 2] = i2
+    grad_rast[p, 2] = zero
+    grad_rast[p, 3] = zero
     if has_da != 0:
         dudx = rast_db[p, 0]
         dudy = rast_db[p, 1]
@@ -146,10 +152,9 @@ def interpolate_bwd(
             if want_attr != 0:
                 ga = gx * dudx + gy * dudy
                 gb = gx * dvdx + gy * dvdy
-                # Repeated channels in diff accumulate, hence += on this pixel's own rows.
-                grad_attr_pix[3 * p, c] = grad_attr_pix[3 * p, c] + ga
-                grad_attr_pix[3 * p + 1, c] = grad_attr_pix[3 * p + 1, c] + gb
-                grad_attr_pix[3 * p + 2, c] = grad_attr_pix[3 * p + 2, c] - ga - gb
+                wp.atomic_add(grad_attr, base + i0, c, ga)
+                wp.atomic_add(grad_attr, base + i1, c, gb)
+                wp.atomic_add(grad_attr, base + i2, c, -ga - gb)
         grad_rast_db[p, 0] = g0
         grad_rast_db[p, 1] = g1
         grad_rast_db[p, 2] = g2
