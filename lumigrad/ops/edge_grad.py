@@ -53,7 +53,7 @@ import torch
 import warp as wp
 
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
-from lumigrad.ops._common import first_order, launch, reduce_rows, to_warp, warp_device
+from lumigrad.ops._common import first_order, launch, launch_chunks, num_threads, to_warp, warp_device
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
 
@@ -70,6 +70,13 @@ REL_DEPTH_TOL = 0.01
 MAX_SLOPE_RATIO = 1.0e3
 # Faces walked from the owner towards the boundary in search of the contour edge.
 MAX_WALK = 16
+# CPU backward tasks per worker thread (each owns a [Bp*V, 3] gradient buffer). Interleaved rows
+# balance the load already, and every launch costs ~0.1 ms of argument packing.
+_TASKS_PER_THREAD = 1
+# Vertices per CPU kernel thread (a Warp CPU thread copies every kernel argument: amortise it).
+_VERTS_PER_THREAD = 64
+# Vertices per parallel chunk of the clip-space chain (smaller meshes run as fewer launches).
+_MIN_CLIP_CHUNK = 16384
 
 
 def edge_grad(
@@ -351,20 +358,6 @@ def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, keep: torch.Te
     return out.view_as(grad)
 
 
-def _clip_grad(pos3: torch.Tensor, grad_scr: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Chain ``dL/d(X, Y, z_ndc)`` per vertex to ``dL/d(x, y, z, w)`` clip."""
-    x, y, z, w = pos3.unbind(-1)
-    gx, gy, gz = grad_scr.unbind(-1)
-    valid = w > 0
-    w = torch.where(valid, w, torch.ones_like(w))
-    ax = gx * (0.5 * width) / w
-    ay = -gy * (0.5 * height) / w
-    az = gz / w
-    aw = -(ax * x + ay * y + az * z) / w
-    out = torch.stack([ax, ay, az, aw], dim=-1)
-    return torch.where(valid[..., None], out, torch.zeros_like(out))
-
-
 class _EdgeGradFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, color, pos3, ids, tri, topology, codes):
@@ -386,37 +379,35 @@ class _EdgeGradFn(torch.autograd.Function):
 
 
 def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Tensor:
-    """``dL/dpos`` from every discontinuous pair; ``codes`` from :func:`edge_rim` (then its colour rule)."""
+    """``dL/dpos`` from every discontinuous pair; ``codes`` from :func:`edge_rim` (then its colour rule).
+
+    One kernel pass over the pixels computes each active pair's colour jump and
+    boundary gradient and adds the owner vertices' screen-space gradients into
+    per-task buffers (CPU; one atomically added buffer on CUDA); a second, per
+    vertex, sums them and chains them to clip space.
+    """
     B, H, W, C = color.shape
     Bp, V, _ = pos3.shape
     dev = warp_device(pos3)
     scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
     code = classify(pos3, ids, tri, B, H, W) if codes is None else codes
-    common = [to_warp(scr), to_warp(ids), to_warp(tri)]
-    dims = [W, H, V, int(Bp > 1)]
-    flat_code = code.view(-1)
-    pairs = torch.nonzero(flat_code).flatten()
-    n = pairs.shape[0]
-    grad_scr = None
-    if n:
-        p0, p1 = pair_geometry(pairs, W)
-        c = color.reshape(B * H * W, C)
-        g = grad_out.reshape(B * H * W, C)
-        jump = colour_jump(c, code, pairs, H, W, rim=codes is not None)
-        dldb = ((jump * (g[p0] + g[p1])).sum(-1) * 0.5).contiguous()
-        rows = torch.full((6 * n,), Bp * V, dtype=torch.int32, device=pos3.device)
-        vals = torch.zeros(6 * n, 3, dtype=pos3.dtype, device=pos3.device)
-        launch(
-            _k.edge_rows,
-            n,
-            [*common, to_warp(neighbor), MAX_WALK, to_warp(pairs.to(torch.int32)), to_warp(flat_code[pairs].contiguous()), to_warp(dldb), *dims,
-             _scalar(scr, MAX_SLOPE_RATIO), to_warp(rows), to_warp(vals)],
-            dev,
-        )
-        grad_scr = reduce_rows(vals, rows, Bp * V + 1)[:-1]  # the last row collects unused slots
-    if grad_scr is None:
-        return torch.zeros_like(pos3)
-    return _clip_grad(pos3, grad_scr.view(Bp, V, 3), H, W)
+    rows = B * H
+    tasks = 1 if dev != "cpu" else min(rows, num_threads() * _TASKS_PER_THREAD)
+    gbuf = torch.zeros(tasks * Bp * V, 3, dtype=pos3.dtype, device=pos3.device)
+    args = [
+        to_warp(scr), to_warp(ids), to_warp(tri), to_warp(neighbor), MAX_WALK, to_warp(code),
+        to_warp(color.reshape(B * H * W, C).contiguous()), to_warp(grad_out.reshape(B * H * W, C).contiguous()),
+        int(codes is not None), W, H, V, int(Bp > 1), _scalar(scr, MAX_SLOPE_RATIO), to_warp(gbuf),
+    ]  # fmt: skip
+    span = W if dev == "cpu" else 1
+    launch_chunks(
+        [(_k.edge_grad_tasks, ((rows - t + tasks - 1) // tasks) * W // span, [t, tasks, span, *args]) for t in range(tasks)], dev
+    )
+    grad_pos = torch.empty(Bp * V, 4, dtype=pos3.dtype, device=pos3.device)
+    vspan = _VERTS_PER_THREAD if dev == "cpu" else 1
+    args = [vspan, to_warp(pos3.reshape(Bp * V, 4).contiguous()), to_warp(gbuf), tasks, W, H, to_warp(grad_pos)]
+    launch(_k.clip_grad, (Bp * V + vspan - 1) // vspan, args, dev, min_chunk=max(1, _MIN_CLIP_CHUNK // vspan))
+    return grad_pos.view(Bp, V, 4)
 
 
 def _scalar(t: torch.Tensor, value: float):
