@@ -29,9 +29,52 @@ def _corner_rows(p: int, f: int, tri: wp.array2d(dtype=wp.int32), pix_per_batch:
     return base + tri[f, 0], base + tri[f, 1], base + tri[f, 2]
 
 
+@wp.func
+def _fwd_pixel(
+    p: int,
+    attr: wp.array2d(dtype=Any),
+    rast: wp.array2d(dtype=Any),
+    rast_db: wp.array2d(dtype=Any),
+    tri: wp.array2d(dtype=wp.int32),
+    diff: wp.array(dtype=wp.int32),
+    pix_per_batch: int,
+    num_verts: int,
+    attr_batched: int,
+    has_da: int,
+    out: wp.array2d(dtype=Any),
+    out_da: wp.array2d(dtype=Any),
+):
+    t = int(rast[p, 3])
+    if t <= 0:
+        for c in range(out.shape[1]):
+            out[p, c] = attr.dtype(0.0)
+        if has_da != 0:
+            for k in range(out_da.shape[1]):
+                out_da[p, k] = attr.dtype(0.0)
+    else:
+        i0, i1, i2 = _corner_rows(p, t - 1, tri, pix_per_batch, num_verts, attr_batched)
+        u = rast[p, 0]
+        v = rast[p, 1]
+        w = attr.dtype(1.0) - u - v
+        for c in range(out.shape[1]):
+            out[p, c] = u * attr[i0, c] + v * attr[i1, c] + w * attr[i2, c]
+        if has_da != 0:
+            dudx = rast_db[p, 0]
+            dudy = rast_db[p, 1]
+            dvdx = rast_db[p, 2]
+            dvdy = rast_db[p, 3]
+            for k in range(diff.shape[0]):
+                c = diff[k]
+                e0 = attr[i0, c] - attr[i2, c]
+                e1 = attr[i1, c] - attr[i2, c]
+                out_da[p, 2 * k] = e0 * dudx + e1 * dvdx
+                out_da[p, 2 * k + 1] = e0 * dudy + e1 * dvdy
+
+
 @wp.kernel
 def interpolate_fwd(
     offset: int,
+    span: int,  # pixels per thread (a Warp CPU thread costs a copy of every argument)
     attr: wp.array2d(dtype=Any),  # [Ba*V, C]
     rast: wp.array2d(dtype=Any),  # [P, 4]
     rast_db: wp.array2d(dtype=Any),  # [P, 4], or [1, 4] unused when has_da == 0
@@ -44,38 +87,93 @@ def interpolate_fwd(
     out: wp.array2d(dtype=Any),  # [P, C]
     out_da: wp.array2d(dtype=Any),  # [P, 2D] or [1, 1] unused
 ):
-    p = wp.tid() + offset
+    p0 = (wp.tid() + offset) * span
+    for p in range(p0, wp.min(p0 + span, rast.shape[0])):
+        _fwd_pixel(p, attr, rast, rast_db, tri, diff, pix_per_batch, num_verts, attr_batched, has_da, out, out_da)
+
+
+@wp.func
+def _bwd_pixel(
+    p: int,
+    base: int,
+    attr: wp.array2d(dtype=Any),
+    rast: wp.array2d(dtype=Any),
+    rast_db: wp.array2d(dtype=Any),
+    tri: wp.array2d(dtype=wp.int32),
+    diff: wp.array(dtype=wp.int32),
+    pix_per_batch: int,
+    num_verts: int,
+    attr_batched: int,
+    has_da: int,
+    want_attr: int,
+    grad_out: wp.array2d(dtype=Any),
+    grad_out_da: wp.array2d(dtype=Any),
+    grad_rast: wp.array2d(dtype=Any),
+    grad_rast_db: wp.array2d(dtype=Any),
+    grad_attr: wp.array2d(dtype=Any),
+):
+    zero = attr.dtype(0.0)
     t = int(rast[p, 3])
     if t <= 0:
-        for c in range(out.shape[1]):
-            out[p, c] = attr.dtype(0.0)
+        for j in range(4):
+            grad_rast[p, j] = zero
+            if has_da != 0:
+                grad_rast_db[p, j] = zero
+    else:
+        i0, i1, i2 = _corner_rows(p, t - 1, tri, pix_per_batch, num_verts, attr_batched)
+        u = rast[p, 0]
+        v = rast[p, 1]
+        w = attr.dtype(1.0) - u - v
+        gu = zero
+        gv = zero
+        for c in range(grad_out.shape[1]):
+            g = grad_out[p, c]
+            gu += g * (attr[i0, c] - attr[i2, c])
+            gv += g * (attr[i1, c] - attr[i2, c])
+            if want_attr != 0:
+                wp.atomic_add(grad_attr, base + i0, c, g * u)
+                wp.atomic_add(grad_attr, base + i1, c, g * v)
+                wp.atomic_add(grad_attr, base + i2, c, g * w)
+        grad_rast[p, 0] = gu
+        grad_rast[p, 1] = gv
+        grad_rast[p, 2] = zero
+        grad_rast[p, 3] = zero
         if has_da != 0:
-            for k in range(out_da.shape[1]):
-                out_da[p, k] = attr.dtype(0.0)
-        return
-    i0, i1, i2 = _corner_rows(p, t - 1, tri, pix_per_batch, num_verts, attr_batched)
-    u = rast[p, 0]
-    v = rast[p, 1]
-    w = attr.dtype(1.0) - u - v
-    for c in range(out.shape[1]):
-        out[p, c] = u * attr[i0, c] + v * attr[i1, c] + w * attr[i2, c]
-    if has_da != 0:
-        dudx = rast_db[p, 0]
-        dudy = rast_db[p, 1]
-        dvdx = rast_db[p, 2]
-        dvdy = rast_db[p, 3]
-        for k in range(diff.shape[0]):
-            c = diff[k]
-            e0 = attr[i0, c] - attr[i2, c]
-            e1 = attr[i1, c] - attr[i2, c]
-            out_da[p, 2 * k] = e0 * dudx + e1 * dvdx
-            out_da[p, 2 * k + 1] = e0 * dudy + e1 * dvdy
+            dudx = rast_db[p, 0]
+            dudy = rast_db[p, 1]
+            dvdx = rast_db[p, 2]
+            dvdy = rast_db[p, 3]
+            g0 = zero
+            g1 = zero
+            g2 = zero
+            g3 = zero
+            for k in range(diff.shape[0]):
+                c = diff[k]
+                gx = grad_out_da[p, 2 * k]
+                gy = grad_out_da[p, 2 * k + 1]
+                e0 = attr[i0, c] - attr[i2, c]
+                e1 = attr[i1, c] - attr[i2, c]
+                g0 += gx * e0
+                g1 += gy * e0
+                g2 += gx * e1
+                g3 += gy * e1
+                if want_attr != 0:
+                    ga = gx * dudx + gy * dudy
+                    gb = gx * dvdx + gy * dvdy
+                    wp.atomic_add(grad_attr, base + i0, c, ga)
+                    wp.atomic_add(grad_attr, base + i1, c, gb)
+                    wp.atomic_add(grad_attr, base + i2, c, -ga - gb)
+            grad_rast_db[p, 0] = g0
+            grad_rast_db[p, 1] = g1
+            grad_rast_db[p, 2] = g2
+            grad_rast_db[p, 3] = g3
 
 
 @wp.kernel
 def interpolate_bwd(
     task: int,
     tasks: int,
+    span: int,  # pixels per thread: the image width on CPU (one row), 1 on CUDA
     width: int,
     attr: wp.array2d(dtype=Any),  # [Ba*V, C]
     rast: wp.array2d(dtype=Any),  # [P, 4]
@@ -100,62 +198,12 @@ def interpolate_bwd(
     ``atomic_add`` is a plain add and tasks never share a slice; on CUDA there is
     one task and the adds are atomic.
     """
-    k = wp.tid()
-    row = task + (k // width) * tasks
-    p = row * width + (k - (k // width) * width)
-    zero = attr.dtype(0.0)
-    t = int(rast[p, 3])
-    if t <= 0:
-        for j in range(4):
-            grad_rast[p, j] = zero
-            if has_da != 0:
-                grad_rast_db[p, j] = zero
-        return
-    i0, i1, i2 = _corner_rows(p, t - 1, tri, pix_per_batch, num_verts, attr_batched)
-    u = rast[p, 0]
-    v = rast[p, 1]
-    w = attr.dtype(1.0) - u - v
-    gu = zero
-    gv = zero
+    j0 = wp.tid() * span
+    row = task + (j0 // width) * tasks
+    x0 = j0 - (j0 // width) * width
     base = task * attr.shape[0]
-    for c in range(grad_out.shape[1]):
-        g = grad_out[p, c]
-        gu += g * (attr[i0, c] - attr[i2, c])
-        gv += g * (attr[i1, c] - attr[i2, c])
-        if want_attr != 0:
-            wp.atomic_add(grad_attr, base + i0, c, g * u)
-            wp.atomic_add(grad_attr, base + i1, c, g * v)
-            wp.atomic_add(grad_attr, base + i2, c, g * w)
-    grad_rast[p, 0] = gu
-    grad_rast[p, 1] = gv
-    grad_rast[p, 2] = zero
-    grad_rast[p, 3] = zero
-    if has_da != 0:
-        dudx = rast_db[p, 0]
-        dudy = rast_db[p, 1]
-        dvdx = rast_db[p, 2]
-        dvdy = rast_db[p, 3]
-        g0 = zero
-        g1 = zero
-        g2 = zero
-        g3 = zero
-        for k in range(diff.shape[0]):
-            c = diff[k]
-            gx = grad_out_da[p, 2 * k]
-            gy = grad_out_da[p, 2 * k + 1]
-            e0 = attr[i0, c] - attr[i2, c]
-            e1 = attr[i1, c] - attr[i2, c]
-            g0 += gx * e0
-            g1 += gy * e0
-            g2 += gx * e1
-            g3 += gy * e1
-            if want_attr != 0:
-                ga = gx * dudx + gy * dudy
-                gb = gx * dvdx + gy * dvdy
-                wp.atomic_add(grad_attr, base + i0, c, ga)
-                wp.atomic_add(grad_attr, base + i1, c, gb)
-                wp.atomic_add(grad_attr, base + i2, c, -ga - gb)
-        grad_rast_db[p, 0] = g0
-        grad_rast_db[p, 1] = g1
-        grad_rast_db[p, 2] = g2
-        grad_rast_db[p, 3] = g3
+    for x in range(x0, x0 + span):
+        _bwd_pixel(
+            row * width + x, base, attr, rast, rast_db, tri, diff, pix_per_batch, num_verts, attr_batched, has_da,
+            want_attr, grad_out, grad_out_da, grad_rast, grad_rast_db, grad_attr,
+        )  # fmt: skip

@@ -20,8 +20,13 @@ __all__ = ["Interpolated", "interpolate"]
 
 log = logging.getLogger(__name__)
 _FN = "interpolate"
-# CPU backward tasks per worker thread (each owns a [Ba*V, C] gradient buffer; more tasks balance load).
-_TASKS_PER_THREAD = 2
+# CPU backward tasks per worker thread (each owns a [Ba*V, C] gradient buffer); interleaved rows balance
+# the load, and every launch costs ~0.1 ms of argument packing.
+_TASKS_PER_THREAD = 1
+# Pixels per CPU kernel thread in the forward (a Warp CPU thread copies every kernel argument: amortise
+# it), and pixels per parallel chunk.
+_PIXELS_PER_THREAD = 256
+_MIN_CHUNK = 16384
 
 
 class Interpolated(NamedTuple):
@@ -151,7 +156,9 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     if grad_out is None:
         out = empty((P, C), attr3.dtype, rast.device)
         out_da = torch.empty(P, 2 * D, **opts) if has_da else placeholder(rast, 1, 1)
-        launch(_k.interpolate_fwd, P, [*common, to_warp(out), to_warp(out_da)], dev)
+        span = _PIXELS_PER_THREAD if dev == "cpu" else 1
+        args = [span, *common, to_warp(out), to_warp(out_da)]
+        launch(_k.interpolate_fwd, (P + span - 1) // span, args, dev, min_chunk=max(1, _MIN_CHUNK // span))
         return out.view(B, H, W, C), (out_da.view(B, H, W, 2 * D) if has_da else None)
     g_da = grad_out_da.contiguous().view(P, 2 * D) if has_da else placeholder(rast, 1, 1)
     grad_rast = empty((P, 4), attr3.dtype, rast.device)
@@ -161,7 +168,10 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     gbuf = torch.zeros(tasks * Ba * V, C, **opts) if want_attr else placeholder(rast, 1, C)
     args = [W, *common, int(want_attr), to_warp(grad_out.contiguous().view(P, C)), to_warp(g_da)]
     args += [to_warp(grad_rast), to_warp(grad_db), to_warp(gbuf)]
-    launch_chunks([(_k.interpolate_bwd, ((rows - t + tasks - 1) // tasks) * W, [t, tasks, *args]) for t in range(tasks)], dev)
+    span = W if dev == "cpu" else 1
+    launch_chunks(
+        [(_k.interpolate_bwd, ((rows - t + tasks - 1) // tasks) * W // span, [t, tasks, span, *args]) for t in range(tasks)], dev
+    )
     grad_attr = reduce_tasks(gbuf.view(tasks, Ba * V, C)).view(Ba, V, C) if want_attr else None
     return grad_attr, grad_rast.view(B, H, W, 4), (grad_db.view(B, H, W, 4) if has_da else None)
 
