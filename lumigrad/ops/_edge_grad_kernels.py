@@ -23,7 +23,7 @@ import warp as wp
 
 wp.set_module_options({"enable_backward": False})
 
-__all__ = ["edge_classify", "edge_grad_tasks", "clip_grad", "NONE", "OWNER_FIRST", "OWNER_SECOND", "INTERSECT"]
+__all__ = ["edge_classify", "rim_motion_bwd", "edge_grad_tasks", "clip_grad", "NONE", "OWNER_FIRST", "OWNER_SECOND", "INTERSECT"]
 
 NONE = 0
 OWNER_FIRST = 1
@@ -126,17 +126,21 @@ def _classify(
     a2 = vbase + tri[fa, 2]
     if not (_valid(scr, a0, a1, a2) and _valid(scr, b0, b1, b2)):
         return NONE
-    # Each triangle's barycentrics at its own pixel and extrapolated to the other pixel.
-    la0, la1, la2, area_a = _bary(scr, a0, a1, a2, ax, ay)
-    ma0, ma1, ma2, area_a2 = _bary(scr, a0, a1, a2, bx, by)
-    lb0, lb1, lb2, area_b = _bary(scr, b0, b1, b2, bx, by)
-    mb0, mb1, mb2, area_b2 = _bary(scr, b0, b1, b2, ax, ay)
+    area_a = _area2(scr, a0, a1, a2)
+    area_b = _area2(scr, b0, b1, b2)
     zero = scr.dtype(0.0)
     if area_a == zero or area_b == zero:
         return NONE
-    # Neighbours across a shared edge that face the same way: one continuous surface.
-    if _shared_verts(tri, fa, fb) == 2 and (area_a > zero) == (area_b > zero):
-        return NONE
+    # Neighbours across a shared edge that face the same way: one continuous surface
+    # (most pairs of a dense mesh: decided before any barycentric).
+    if (area_a > zero) == (area_b > zero):
+        if _shared_verts(tri, fa, fb) == 2:
+            return NONE
+    # Each triangle's barycentrics at its own pixel and extrapolated to the other pixel.
+    la0, la1, la2, area_a1 = _bary(scr, a0, a1, a2, ax, ay)
+    ma0, ma1, ma2, area_a2 = _bary(scr, a0, a1, a2, bx, by)
+    lb0, lb1, lb2, area_b1 = _bary(scr, b0, b1, b2, bx, by)
+    mb0, mb1, mb2, area_b2 = _bary(scr, b0, b1, b2, ax, ay)
     b_in_a = _inside(ma0, ma1, ma2)
     a_in_b = _inside(mb0, mb1, mb2)
     if b_in_a and a_in_b:
@@ -170,6 +174,7 @@ def _classify(
 @wp.kernel
 def edge_classify(
     offset: int,
+    span: int,  # pixels per thread, dividing the width: the width on CPU, 1 on CUDA
     scr: wp.array2d(dtype=Any),  # [Bp*V, 4]
     ids: wp.array(dtype=wp.int32),  # [P]
     tri: wp.array2d(dtype=wp.int32),  # [F, 3]
@@ -181,19 +186,81 @@ def edge_classify(
     rel_tol: Any,
     code: wp.array2d(dtype=wp.int32),  # [P, 2] out
 ):
-    p = wp.tid() + offset
-    hw = width * height
-    vbase = (p // hw) * num_verts * pos_batched
-    x = (p % hw) % width
-    y = (p % hw) // width
-    c = int(NONE)
-    if x + 1 < width:
-        c = _classify(scr, ids, tri, p, p + 1, x, y, 0, vbase, tau, rel_tol)
-    code[p, 0] = c
-    c = int(NONE)
-    if y + 1 < height:
-        c = _classify(scr, ids, tri, p, p + width, x, y, 1, vbase, tau, rel_tol)
-    code[p, 1] = c
+    # Thread = ``span`` pixels of one row (span divides the width): no division per pixel.
+    j0 = (wp.tid() + offset) * span
+    row = j0 // width
+    x0 = j0 - row * width
+    y = row % height
+    vbase = (row // height) * num_verts * pos_batched
+    for x in range(x0, x0 + span):
+        p = row * width + x
+        f = ids[p]
+        # Same triangle on both sides (most pairs): no call into the classifier.
+        c = int(NONE)
+        if x + 1 < width:
+            if ids[p + 1] != f:
+                c = _classify(scr, ids, tri, p, p + 1, x, y, 0, vbase, tau, rel_tol)
+        code[p, 0] = c
+        c = int(NONE)
+        if y + 1 < height:
+            if ids[p + width] != f:
+                c = _classify(scr, ids, tri, p, p + width, x, y, 1, vbase, tau, rel_tol)
+        code[p, 1] = c
+
+
+@wp.kernel
+def rim_motion_bwd(
+    offset: int,
+    span: int,  # pixels per thread, dividing the width: the width on CPU, 1 on CUDA
+    code: wp.array2d(dtype=wp.int32),  # [P, 2] pair codes
+    rast_db: wp.array2d(dtype=Any),  # [P, 4] (du/dX, du/dY, dv/dX, dv/dY)
+    grad: wp.array2d(dtype=Any),  # [P, 4] dL/d rast
+    width: int,
+    height: int,
+    out: wp.array2d(dtype=Any),  # [P, 4]
+):
+    """``g_uv' = J^-T K J^T g_uv`` where a pixel owns a boundary (K drops that screen axis), else ``g``.
+
+    A pixel owns the boundary along X if its pair to the right has code
+    OWNER_FIRST or the pair from its left neighbour OWNER_SECOND (Y likewise).
+    """
+    j0 = (wp.tid() + offset) * span
+    row = j0 // width
+    x0 = j0 - row * width
+    y = row % height
+    for x in range(x0, x0 + span):
+        p = row * width + x
+        kx = code[p, 0] == OWNER_FIRST
+        if x > 0:
+            kx = kx or code[p - 1, 0] == OWNER_SECOND
+        ky = code[p, 1] == OWNER_FIRST
+        if y > 0:
+            ky = ky or code[p - width, 1] == OWNER_SECOND
+        gu = grad[p, 0]
+        gv = grad[p, 1]
+        if kx or ky:
+            a = rast_db[p, 0]
+            b = rast_db[p, 1]
+            c = rast_db[p, 2]
+            d = rast_db[p, 3]
+            zero = grad.dtype(0.0)
+            gx = a * gu + c * gv
+            gy = b * gu + d * gv
+            if kx:
+                gx = zero
+            if ky:
+                gy = zero
+            det = a * d - b * c
+            # A degenerate footprint (edge-on triangle) has no screen motion to split: leave it.
+            if wp.abs(det) > grad.dtype(1.0e-12) * (wp.abs(a) + wp.abs(b)) * (wp.abs(c) + wp.abs(d)):
+                nu = (d * gx - c * gy) / det
+                nv = (a * gy - b * gx) / det
+                gu = nu
+                gv = nv
+        out[p, 0] = gu
+        out[p, 1] = gv
+        out[p, 2] = grad[p, 2]
+        out[p, 3] = grad[p, 3]
 
 
 @wp.func
@@ -537,6 +604,7 @@ def clip_grad(
 for _scalar in (wp.float32, wp.float64):
     _arr = wp.array2d(dtype=_scalar)
     wp.overload(edge_classify, {"scr": _arr, "tau": _scalar, "rel_tol": _scalar})
+    wp.overload(rim_motion_bwd, {"rast_db": _arr, "grad": _arr, "out": _arr})
     wp.overload(
         edge_grad_tasks, {"scr": _arr, "color": _arr, "grad": _arr, "max_slope_ratio": _scalar, "gbuf": _arr}
     )

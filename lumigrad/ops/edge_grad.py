@@ -73,10 +73,11 @@ MAX_WALK = 16
 # CPU backward tasks per worker thread (each owns a [Bp*V, 3] gradient buffer). Interleaved rows
 # balance the load already, and every launch costs ~0.1 ms of argument packing.
 _TASKS_PER_THREAD = 1
-# Vertices per CPU kernel thread (a Warp CPU thread copies every kernel argument: amortise it).
+# Vertices per CPU kernel thread (a Warp CPU thread copies every kernel argument: amortise it; pixel
+# kernels run a whole row per CPU thread, which also saves a division per pixel).
 _VERTS_PER_THREAD = 64
-# Vertices per parallel chunk of the clip-space chain (smaller meshes run as fewer launches).
-_MIN_CLIP_CHUNK = 16384
+# Items (pixels, vertices) per parallel CPU chunk: smaller inputs run as fewer launches.
+_MIN_CHUNK = 16384
 
 
 def edge_grad(
@@ -209,8 +210,7 @@ def edge_rim(
     codes = classify(pos3.detach(), ids, tri, B, H, W)
     if not (torch.is_grad_enabled() and rast.requires_grad):
         return EdgeRim(rast, codes)
-    keep = rim_keep(codes, B, H, W)
-    return EdgeRim(_RimMotionFn.apply(rast, rast_db.detach(), keep), codes)
+    return EdgeRim(_RimMotionFn.apply(rast, rast_db.detach(), codes), codes)
 
 
 def _check_rim(rim, num_pixels: int, device) -> None:
@@ -297,64 +297,48 @@ def colour_jump(
     return torch.where(use_prev[:, None], e0, c0) - torch.where(use_next[:, None], e1, c1)
 
 
-def rim_keep(code: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
-    """``[P, 2]`` bool per pixel and screen axis (X, Y): False where the pixel owns a boundary along
-    that axis (:func:`edge_rim` drops its shading motion there)."""
-    keep = torch.ones(B * H * W, 2, dtype=torch.bool, device=code.device)
-    pairs = torch.nonzero(code.view(-1)).flatten()
-    if pairs.numel():
-        own = code.view(-1)[pairs]
-        p0, p1 = pair_geometry(pairs, W)
-        slot = pairs % 2
-        first, second = own == _k.OWNER_FIRST, own == _k.OWNER_SECOND
-        keep[p0[first], slot[first]] = False
-        keep[p1[second], slot[second]] = False
-    return keep
-
-
 def classify(pos3: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
     """Pair codes ``[B*H*W, 2]`` int32 (slot 0: the pair to the right, 1: below) by the Warp kernel."""
     Bp, V, _ = pos3.shape
     scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
     code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
-    args = [to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1), _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
-    launch(_k.edge_classify, B * H * W, [*args, to_warp(code)], warp_device(pos3))
+    dev = warp_device(pos3)
+    span = W if dev == "cpu" else 1
+    args = [span, to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1), _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
+    launch(_k.edge_classify, (B * H * W + span - 1) // span, [*args, to_warp(code)], dev, min_chunk=_chunk(span))
     return code
 
 
+def _chunk(span: int) -> int:
+    """Kernel threads per parallel CPU chunk when each thread runs ``span`` items."""
+    return max(1, _MIN_CHUNK // span)
+
+
 class _RimMotionFn(torch.autograd.Function):
-    """Identity on ``rast``; the backward drops the (u, v) gradient's screen motion along flagged axes."""
+    """Identity on ``rast``; the backward drops the (u, v) gradient's screen motion along owned axes."""
 
     @staticmethod
-    def forward(ctx, rast, rast_db, keep):
-        ctx.save_for_backward(rast_db, keep)
+    def forward(ctx, rast, rast_db, codes):
+        ctx.save_for_backward(rast_db, codes)
         return rast.view_as(rast)
 
     @staticmethod
     @first_order
     def backward(ctx, grad):
-        rast_db, keep = ctx.saved_tensors
-        return project_rim_motion(grad, rast_db, keep), None, None
+        rast_db, codes = ctx.saved_tensors
+        return project_rim_motion(grad, rast_db, codes), None, None
 
 
-def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``g_uv' = J^-T K J^T g_uv`` on pixels with a dropped axis (J = d(u, v)/d(X, Y), K = diag(keep))."""
-    flat = grad.reshape(-1, 4)
-    rows = torch.nonzero(~keep.all(-1)).flatten()
-    if not rows.numel():
-        return grad
-    a, b, c, d = rast_db.reshape(-1, 4)[rows].unbind(-1)
-    gu, gv = flat[rows, 0], flat[rows, 1]
-    k = keep[rows].to(grad.dtype)
-    gx, gy = (a * gu + c * gv) * k[:, 0], (b * gu + d * gv) * k[:, 1]
-    det = a * d - b * c
-    # A degenerate footprint (edge-on triangle) has no screen motion to split: leave it.
-    ok = det.abs() > 1e-12 * (a.abs() + b.abs()) * (c.abs() + d.abs())
-    det = torch.where(ok, det, torch.ones_like(det))
-    new_u = torch.where(ok, (d * gx - c * gy) / det, gu)
-    new_v = torch.where(ok, (a * gy - b * gx) / det, gv)
-    out = flat.clone()
-    out[rows, 0], out[rows, 1] = new_u, new_v
+def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``g_uv' = J^-T K J^T g_uv`` on pixels that own a boundary (J = d(u, v)/d(X, Y), K drops the owned
+    screen axes, from the pair ``codes``); every other gradient passes unchanged. One kernel pass."""
+    B, H, W, _ = grad.shape
+    P = B * H * W
+    dev = warp_device(grad)
+    out = torch.empty(P, 4, dtype=grad.dtype, device=grad.device)
+    span = W if dev == "cpu" else 1
+    args = [span, to_warp(codes), to_warp(rast_db.reshape(P, 4).contiguous()), to_warp(grad.reshape(P, 4).contiguous()), W, H]
+    launch(_k.rim_motion_bwd, (P + span - 1) // span, [*args, to_warp(out)], dev, min_chunk=_chunk(span))
     return out.view_as(grad)
 
 
@@ -406,7 +390,7 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Te
     grad_pos = torch.empty(Bp * V, 4, dtype=pos3.dtype, device=pos3.device)
     vspan = _VERTS_PER_THREAD if dev == "cpu" else 1
     args = [vspan, to_warp(pos3.reshape(Bp * V, 4).contiguous()), to_warp(gbuf), tasks, W, H, to_warp(grad_pos)]
-    launch(_k.clip_grad, (Bp * V + vspan - 1) // vspan, args, dev, min_chunk=max(1, _MIN_CLIP_CHUNK // vspan))
+    launch(_k.clip_grad, (Bp * V + vspan - 1) // vspan, args, dev, min_chunk=_chunk(vspan))
     return grad_pos.view(Bp, V, 4)
 
 
