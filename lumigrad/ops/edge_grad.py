@@ -52,7 +52,9 @@ from typing import NamedTuple
 import torch
 import warp as wp
 
-from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
+from lumigrad._runtime.checks import (
+    check_faces, check_finite, check_float_tensor, check_same_device, int_range, rast_triangle_ids,
+)
 from lumigrad.ops._common import first_order, launch, launch_chunks, num_threads, to_warp, warp_device
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
@@ -219,7 +221,8 @@ def _check_rim(rim, num_pixels: int, device) -> None:
         raise TypeError(f"{_FN}(): rim must come from edge_rim(rast, rast_db, pos, tri), got {type(rim).__name__}")
     if codes.dtype != torch.int32 or codes.shape != (num_pixels, 2) or codes.device != device:
         raise ValueError(f"{_FN}(): rim must come from edge_rim() of this rast: codes int32 [{num_pixels}, 2] on {device}")
-    if num_pixels and (int(codes.min()) < 0 or int(codes.max()) > _k.INTERSECT):
+    lo, hi = int_range(codes) if num_pixels else (0, 0)
+    if lo < 0 or hi > _k.INTERSECT:
         raise ValueError(f"{_FN}(): rim.codes must be in [0, {_k.INTERSECT}]")
 
 
@@ -235,13 +238,14 @@ def _check_topology(topology, nf: int, num_verts: int, device) -> None:
             f"{_FN}(): topology must come from prepare_topology(tri, {num_verts}) with neighbor int32 [{nf}, 3] on {device}"
         )
     # A hand-made table could index out of bounds in the kernel.
-    if nf and (int(nb.min()) < -1 or int(nb.max()) >= nf):
+    lo, hi = int_range(nb) if nf else (0, 0)
+    if lo < -1 or hi >= nf:
         raise ValueError(f"{_FN}(): topology.neighbor must be in [-1, {nf}), got out-of-range entries")
 
 
 def _triangle_ids(rast: torch.Tensor, num_faces: int) -> torch.Tensor:
     """``[P]`` int32 triangle index per pixel, -1 where empty; validated against ``num_faces``."""
-    return check_rast_ids(_FN, rast, num_faces).to(torch.int32) - 1
+    return rast_triangle_ids(_FN, rast, num_faces)
 
 
 def screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor:
