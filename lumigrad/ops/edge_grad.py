@@ -55,7 +55,7 @@ import warp as wp
 from lumigrad._runtime.checks import (
     check_faces, check_finite, check_float_tensor, check_same_device, int_range, rast_triangle_ids,
 )
-from lumigrad.ops._common import first_order, launch, launch_chunks, num_threads, to_warp, warp_device
+from lumigrad.ops._common import first_order, launch, launch_chunks, num_threads, per_thread_chunk, to_warp, warp_device
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
 
@@ -309,13 +309,15 @@ def classify(pos3: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H
     dev = warp_device(pos3)
     span = W if dev == "cpu" else 1
     args = [span, to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1), _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
-    launch(_k.edge_classify, (B * H * W + span - 1) // span, [*args, to_warp(code)], dev, min_chunk=_chunk(span))
+    n = (B * H * W + span - 1) // span
+    launch(_k.edge_classify, n, [*args, to_warp(code)], dev, min_chunk=_chunk(n, span))
     return code
 
 
-def _chunk(span: int) -> int:
-    """Kernel threads per parallel CPU chunk when each thread runs ``span`` items."""
-    return max(1, _MIN_CHUNK // span)
+def _chunk(n: int, span: int) -> int:
+    """``min_chunk`` for ``n`` kernel threads of ``span`` items each: one chunk per worker thread,
+    and none below ``_MIN_CHUNK`` items."""
+    return per_thread_chunk(n, max(1, _MIN_CHUNK // span))
 
 
 class _RimMotionFn(torch.autograd.Function):
@@ -342,7 +344,8 @@ def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, codes: torch.T
     out = torch.empty(P, 4, dtype=grad.dtype, device=grad.device)
     span = W if dev == "cpu" else 1
     args = [span, to_warp(codes), to_warp(rast_db.reshape(P, 4).contiguous()), to_warp(grad.reshape(P, 4).contiguous()), W, H]
-    launch(_k.rim_motion_bwd, (P + span - 1) // span, [*args, to_warp(out)], dev, min_chunk=_chunk(span))
+    n = (P + span - 1) // span
+    launch(_k.rim_motion_bwd, n, [*args, to_warp(out)], dev, min_chunk=_chunk(n, span))
     return out.view_as(grad)
 
 
@@ -394,7 +397,8 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Te
     grad_pos = torch.empty(Bp * V, 4, dtype=pos3.dtype, device=pos3.device)
     vspan = _VERTS_PER_THREAD if dev == "cpu" else 1
     args = [vspan, to_warp(pos3.reshape(Bp * V, 4).contiguous()), to_warp(gbuf), tasks, W, H, to_warp(grad_pos)]
-    launch(_k.clip_grad, (Bp * V + vspan - 1) // vspan, args, dev, min_chunk=_chunk(vspan))
+    n = (Bp * V + vspan - 1) // vspan
+    launch(_k.clip_grad, n, args, dev, min_chunk=_chunk(n, vspan))
     return grad_pos.view(Bp, V, 4)
 
 

@@ -13,7 +13,9 @@ import torch
 from lumigrad._runtime.launch import empty
 
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
-from lumigrad.ops._common import first_order, launch, launch_chunks, num_threads, placeholder, reduce_tasks, to_warp, warp_device
+from lumigrad.ops._common import (
+    first_order, launch, launch_chunks, num_threads, per_thread_chunk, placeholder, reduce_tasks, to_warp, warp_device,
+)
 from lumigrad.ops import _interpolate_kernels as _k
 
 __all__ = ["Interpolated", "interpolate"]
@@ -158,7 +160,8 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
         out_da = torch.empty(P, 2 * D, **opts) if has_da else placeholder(rast, 1, 1)
         span = _PIXELS_PER_THREAD if dev == "cpu" else 1
         args = [span, *common, to_warp(out), to_warp(out_da)]
-        launch(_k.interpolate_fwd, (P + span - 1) // span, args, dev, min_chunk=max(1, _MIN_CHUNK // span))
+        n = (P + span - 1) // span
+        launch(_k.interpolate_fwd, n, args, dev, min_chunk=per_thread_chunk(n, max(1, _MIN_CHUNK // span)))
         return out.view(B, H, W, C), (out_da.view(B, H, W, 2 * D) if has_da else None)
     g_da = grad_out_da.contiguous().view(P, 2 * D) if has_da else placeholder(rast, 1, 1)
     grad_rast = empty((P, 4), attr3.dtype, rast.device)
