@@ -23,7 +23,7 @@ import warp as wp
 
 wp.set_module_options({"enable_backward": False})
 
-__all__ = ["edge_classify", "rim_motion_bwd", "edge_grad_tasks", "clip_grad", "NONE", "OWNER_FIRST", "OWNER_SECOND", "INTERSECT"]
+__all__ = ["screen_verts", "edge_classify", "rim_motion_bwd", "edge_grad_tasks", "clip_grad", "NONE", "OWNER_FIRST", "OWNER_SECOND", "INTERSECT"]
 
 NONE = 0
 OWNER_FIRST = 1
@@ -562,6 +562,32 @@ def edge_grad_tasks(
 
 
 @wp.kernel
+def screen_verts(
+    offset: int,
+    span: int,  # vertices per thread
+    pos: wp.array2d(dtype=Any),  # [N, 4] clip
+    width: int,
+    height: int,
+    scr: wp.array2d(dtype=Any),  # [N, 4] out: (X, Y, z_ndc, w)
+):
+    """:func:`lumigrad.ops.edge_grad.screen_vertices` (same arithmetic, same values) in one pass."""
+    n = pos.shape[0]
+    i0 = (wp.tid() + offset) * span
+    one = pos.dtype(1.0)
+    sx = pos.dtype(0.5) * pos.dtype(width)
+    sy = pos.dtype(0.5) * pos.dtype(height)
+    for i in range(i0, wp.min(i0 + span, n)):
+        w = pos[i, 3]
+        safe = one
+        if w > pos.dtype(0.0):
+            safe = w
+        scr[i, 0] = (pos[i, 0] / safe + one) * sx
+        scr[i, 1] = (one - pos[i, 1] / safe) * sy
+        scr[i, 2] = pos[i, 2] / safe
+        scr[i, 3] = w
+
+
+@wp.kernel
 def clip_grad(
     offset: int,
     span: int,  # vertices per thread (a Warp CPU thread costs a copy of every argument)
@@ -609,3 +635,4 @@ for _scalar in (wp.float32, wp.float64):
         edge_grad_tasks, {"scr": _arr, "color": _arr, "grad": _arr, "max_slope_ratio": _scalar, "gbuf": _arr}
     )
     wp.overload(clip_grad, {"pos": _arr, "gbuf": _arr, "grad_pos": _arr})
+    wp.overload(screen_verts, {"pos": _arr, "scr": _arr})

@@ -257,6 +257,18 @@ def screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor
     return torch.stack([sx, sy, z / safe, w], dim=-1)
 
 
+def _screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:func:`screen_vertices` of a detached ``pos3`` flattened to ``[Bp*V, 4]``, by one kernel."""
+    n = pos3.shape[0] * pos3.shape[1]
+    dev = warp_device(pos3)
+    scr = torch.empty(n, 4, dtype=pos3.dtype, device=pos3.device)
+    span = _VERTS_PER_THREAD if dev == "cpu" else 1
+    threads = (n + span - 1) // span
+    args = [span, to_warp(pos3.reshape(n, 4).contiguous()), width, height, to_warp(scr)]
+    launch(_k.screen_verts, threads, args, dev, min_chunk=_chunk(threads, span))
+    return scr
+
+
 def pair_geometry(pairs: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """First and second pixel indices of pairs ``2 * pixel + slot`` (slot 0: right, 1: below)."""
     p0 = pairs // 2
@@ -304,7 +316,7 @@ def colour_jump(
 def classify(pos3: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
     """Pair codes ``[B*H*W, 2]`` int32 (slot 0: the pair to the right, 1: below) by the Warp kernel."""
     Bp, V, _ = pos3.shape
-    scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
+    scr = _screen_vertices(pos3, H, W)
     code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
     dev = warp_device(pos3)
     span = W if dev == "cpu" else 1
@@ -380,7 +392,7 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Te
     B, H, W, C = color.shape
     Bp, V, _ = pos3.shape
     dev = warp_device(pos3)
-    scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
+    scr = _screen_vertices(pos3, H, W)
     code = classify(pos3, ids, tri, B, H, W) if codes is None else codes
     rows = B * H
     tasks = 1 if dev != "cpu" else min(rows, num_threads() * _TASKS_PER_THREAD)
