@@ -50,6 +50,14 @@ def _bary(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, px: Any, py: An
 
 
 @wp.func
+def _bary_in(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, px: Any, py: Any, area: Any):
+    """:func:`_bary` with the triangle's (non-zero) doubled area already known: same values."""
+    l0 = ((scr[r1, 0] - px) * (scr[r2, 1] - py) - (scr[r1, 1] - py) * (scr[r2, 0] - px)) / area
+    l1 = ((scr[r2, 0] - px) * (scr[r0, 1] - py) - (scr[r2, 1] - py) * (scr[r0, 0] - px)) / area
+    return l0, l1, type(px)(1.0) - l0 - l1
+
+
+@wp.func
 def _inv_depth(scr: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, l0: Any, l1: Any, l2: Any):
     """1 / w at a point of the triangle's plane (affine in screen space under perspective)."""
     return l0 / scr[r0, 3] + l1 / scr[r1, 3] + l2 / scr[r2, 3]
@@ -136,11 +144,9 @@ def _classify(
     if (area_a > zero) == (area_b > zero):
         if _shared_verts(tri, fa, fb) == 2:
             return NONE
-    # Each triangle's barycentrics at its own pixel and extrapolated to the other pixel.
-    la0, la1, la2, area_a1 = _bary(scr, a0, a1, a2, ax, ay)
-    ma0, ma1, ma2, area_a2 = _bary(scr, a0, a1, a2, bx, by)
-    lb0, lb1, lb2, area_b1 = _bary(scr, b0, b1, b2, bx, by)
-    mb0, mb1, mb2, area_b2 = _bary(scr, b0, b1, b2, ax, ay)
+    # Each triangle's barycentrics extrapolated to the other pixel (and, below, at its own).
+    ma0, ma1, ma2 = _bary_in(scr, a0, a1, a2, bx, by, area_a)
+    mb0, mb1, mb2 = _bary_in(scr, b0, b1, b2, ax, ay, area_b)
     b_in_a = _inside(ma0, ma1, ma2)
     a_in_b = _inside(mb0, mb1, mb2)
     if b_in_a and a_in_b:
@@ -151,6 +157,8 @@ def _classify(
         return OWNER_SECOND
     # Neither reaches the other pixel (small triangles): continuous if each plane,
     # extrapolated, meets the other surface's depth; else the nearer surface owns it.
+    la0, la1, la2 = _bary_in(scr, a0, a1, a2, ax, ay, area_a)
+    lb0, lb1, lb2 = _bary_in(scr, b0, b1, b2, bx, by, area_b)
     za = _depth(scr, a0, a1, a2, la0, la1, la2)
     zb = _depth(scr, b0, b1, b2, lb0, lb1, lb2)
     gap_b = wp.abs(_depth(scr, a0, a1, a2, ma0, ma1, ma2) - zb)
