@@ -65,6 +65,10 @@ def check_faces(fn: str, tri, num_verts: int, name: str = "tri") -> torch.Tensor
     if num_verts <= 0:
         raise ValueError(f"{fn}(): the mesh has no vertices but {name} has {tri.shape[0]} faces")
     a = _cpu_array(tri)
+    if a is not None and a.dtype in (np.int32, np.int64) and a.flags.c_contiguous:
+        # One pass: negative indices reinterpret as unsigned values >= 2**31, above any valid index.
+        if int(a.view(np.uint32 if a.dtype == np.int32 else np.uint64).max()) < num_verts:
+            return tri.to(torch.int32).contiguous()
     lo, hi = (int(a.min()), int(a.max())) if a is not None else (int(x) for x in torch.aminmax(tri))
     if lo < 0:
         raise ValueError(f"{fn}(): {name} has negative vertex index {lo}")
