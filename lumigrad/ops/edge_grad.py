@@ -82,6 +82,13 @@ _VERTS_PER_THREAD = 64
 _MIN_CHUNK = 16384
 
 
+def _cpu_layout(dev: str) -> bool:
+    """CPU launch layout (a row or block of items per kernel thread, one gradient buffer per task)
+    on the CPU; one item per thread and one atomically updated buffer on CUDA. Tests force the
+    CUDA layout on the CPU to check its index arithmetic."""
+    return dev == "cpu"
+
+
 def edge_grad(
     color: torch.Tensor,  # [B, H, W, C]
     rast: torch.Tensor,  # [B, H, W, 4] (u, v, z_ndc, tri_id + 1)
@@ -262,7 +269,7 @@ def _screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tenso
     n = pos3.shape[0] * pos3.shape[1]
     dev = warp_device(pos3)
     scr = torch.empty(n, 4, dtype=pos3.dtype, device=pos3.device)
-    span = _VERTS_PER_THREAD if dev == "cpu" else 1
+    span = _VERTS_PER_THREAD if _cpu_layout(dev) else 1
     threads = (n + span - 1) // span
     args = [span, to_warp(pos3.reshape(n, 4).contiguous()), width, height, to_warp(scr)]
     launch(_k.screen_verts, threads, args, dev, min_chunk=_chunk(threads, span))
@@ -319,7 +326,7 @@ def classify(pos3: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H
     scr = _screen_vertices(pos3, H, W)
     code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
     dev = warp_device(pos3)
-    span = W if dev == "cpu" else 1
+    span = W if _cpu_layout(dev) else 1
     args = [span, to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1), _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
     n = (B * H * W + span - 1) // span
     launch(_k.edge_classify, n, [*args, to_warp(code)], dev, min_chunk=_chunk(n, span))
@@ -354,7 +361,7 @@ def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, codes: torch.T
     P = B * H * W
     dev = warp_device(grad)
     out = torch.empty(P, 4, dtype=grad.dtype, device=grad.device)
-    span = W if dev == "cpu" else 1
+    span = W if _cpu_layout(dev) else 1
     args = [span, to_warp(codes), to_warp(rast_db.reshape(P, 4).contiguous()), to_warp(grad.reshape(P, 4).contiguous()), W, H]
     n = (P + span - 1) // span
     launch(_k.rim_motion_bwd, n, [*args, to_warp(out)], dev, min_chunk=_chunk(n, span))
@@ -395,19 +402,19 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Te
     scr = _screen_vertices(pos3, H, W)
     code = classify(pos3, ids, tri, B, H, W) if codes is None else codes
     rows = B * H
-    tasks = 1 if dev != "cpu" else min(rows, num_threads() * _TASKS_PER_THREAD)
+    tasks = 1 if not _cpu_layout(dev) else min(rows, num_threads() * _TASKS_PER_THREAD)
     gbuf = torch.zeros(tasks * Bp * V, 3, dtype=pos3.dtype, device=pos3.device)
     args = [
         to_warp(scr), to_warp(ids), to_warp(tri), to_warp(neighbor), MAX_WALK, to_warp(code),
         to_warp(color.reshape(B * H * W, C).contiguous()), to_warp(grad_out.reshape(B * H * W, C).contiguous()),
         int(codes is not None), W, H, V, int(Bp > 1), _scalar(scr, MAX_SLOPE_RATIO), to_warp(gbuf),
     ]  # fmt: skip
-    span = W if dev == "cpu" else 1
+    span = W if _cpu_layout(dev) else 1
     launch_chunks(
         [(_k.edge_grad_tasks, ((rows - t + tasks - 1) // tasks) * W // span, [t, tasks, span, *args]) for t in range(tasks)], dev
     )
     grad_pos = torch.empty(Bp * V, 4, dtype=pos3.dtype, device=pos3.device)
-    vspan = _VERTS_PER_THREAD if dev == "cpu" else 1
+    vspan = _VERTS_PER_THREAD if _cpu_layout(dev) else 1
     args = [vspan, to_warp(pos3.reshape(Bp * V, 4).contiguous()), to_warp(gbuf), tasks, W, H, to_warp(grad_pos)]
     n = (Bp * V + vspan - 1) // vspan
     launch(_k.clip_grad, n, args, dev, min_chunk=_chunk(n, vspan))

@@ -31,6 +31,13 @@ _PIXELS_PER_THREAD = 256
 _MIN_CHUNK = 16384
 
 
+def _cpu_layout(dev: str) -> bool:
+    """CPU launch layout (a row or block of items per kernel thread, one gradient buffer per task)
+    on the CPU; one item per thread and one atomically updated buffer on CUDA. Tests force the
+    CUDA layout on the CPU to check its index arithmetic."""
+    return dev == "cpu"
+
+
 class Interpolated(NamedTuple):
     """Result of :func:`interpolate`."""
 
@@ -158,7 +165,7 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     if grad_out is None:
         out = empty((P, C), attr3.dtype, rast.device)
         out_da = torch.empty(P, 2 * D, **opts) if has_da else placeholder(rast, 1, 1)
-        span = _PIXELS_PER_THREAD if dev == "cpu" else 1
+        span = _PIXELS_PER_THREAD if _cpu_layout(dev) else 1
         args = [span, *common, to_warp(out), to_warp(out_da)]
         n = (P + span - 1) // span
         launch(_k.interpolate_fwd, n, args, dev, min_chunk=per_thread_chunk(n, max(1, _MIN_CHUNK // span)))
@@ -167,11 +174,11 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     grad_rast = empty((P, 4), attr3.dtype, rast.device)
     grad_db = torch.empty(P, 4, **opts) if has_da else placeholder(rast, 1, 4)
     rows = B * H
-    tasks = 1 if dev != "cpu" else min(rows, num_threads() * _TASKS_PER_THREAD)
+    tasks = 1 if not _cpu_layout(dev) else min(rows, num_threads() * _TASKS_PER_THREAD)
     gbuf = torch.zeros(tasks * Ba * V, C, **opts) if want_attr else placeholder(rast, 1, C)
     args = [W, *common, int(want_attr), to_warp(grad_out.contiguous().view(P, C)), to_warp(g_da)]
     args += [to_warp(grad_rast), to_warp(grad_db), to_warp(gbuf)]
-    span = W if dev == "cpu" else 1
+    span = W if _cpu_layout(dev) else 1
     launch_chunks(
         [(_k.interpolate_bwd, ((rows - t + tasks - 1) // tasks) * W // span, [t, tasks, span, *args]) for t in range(tasks)], dev
     )
