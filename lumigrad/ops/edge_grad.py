@@ -80,6 +80,9 @@ _TASKS_PER_THREAD = 1
 _VERTS_PER_THREAD = 64
 # Items (pixels, vertices) per parallel CPU chunk: smaller inputs run as fewer launches.
 _MIN_CHUNK = 16384
+# The per-vertex passes are light: below this many vertices per chunk a thread-pool hand-off (~0.2 ms)
+# costs more than it saves.
+_MIN_VERT_CHUNK = 131072
 
 
 def _cpu_layout(dev: str) -> bool:
@@ -272,7 +275,7 @@ def _screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tenso
     span = _VERTS_PER_THREAD if _cpu_layout(dev) else 1
     threads = (n + span - 1) // span
     args = [span, to_warp(pos3.reshape(n, 4).contiguous()), width, height, to_warp(scr)]
-    launch(_k.screen_verts, threads, args, dev, min_chunk=_chunk(threads, span))
+    launch(_kernel("screen_verts", pos3), threads, args, dev, min_chunk=_chunk(threads, span, _MIN_VERT_CHUNK))
     return scr
 
 
@@ -327,16 +330,17 @@ def classify(pos3: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H
     code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
     dev = warp_device(pos3)
     span = W if _cpu_layout(dev) else 1
-    args = [span, to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1), _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
+    args = [span, to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1)]
+    args += [_scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
     n = (B * H * W + span - 1) // span
-    launch(_k.edge_classify, n, [*args, to_warp(code)], dev, min_chunk=_chunk(n, span))
+    launch(_kernel("edge_classify", pos3), n, [*args, to_warp(code)], dev, min_chunk=_chunk(n, span))
     return code
 
 
-def _chunk(n: int, span: int) -> int:
+def _chunk(n: int, span: int, min_items: int = _MIN_CHUNK) -> int:
     """``min_chunk`` for ``n`` kernel threads of ``span`` items each: one chunk per worker thread,
-    and none below ``_MIN_CHUNK`` items."""
-    return per_thread_chunk(n, max(1, _MIN_CHUNK // span))
+    and none below ``min_items`` items."""
+    return per_thread_chunk(n, max(1, min_items // span))
 
 
 class _RimMotionFn(torch.autograd.Function):
@@ -362,9 +366,10 @@ def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, codes: torch.T
     dev = warp_device(grad)
     out = torch.empty(P, 4, dtype=grad.dtype, device=grad.device)
     span = W if _cpu_layout(dev) else 1
-    args = [span, to_warp(codes), to_warp(rast_db.reshape(P, 4).contiguous()), to_warp(grad.reshape(P, 4).contiguous()), W, H]
+    db, g = rast_db.reshape(P, 4).contiguous(), grad.reshape(P, 4).contiguous()
+    args = [span, to_warp(codes), to_warp(db), to_warp(g), W, H]
     n = (P + span - 1) // span
-    launch(_k.rim_motion_bwd, n, [*args, to_warp(out)], dev, min_chunk=_chunk(n, span))
+    launch(_kernel("rim_motion_bwd", grad), n, [*args, to_warp(out)], dev, min_chunk=_chunk(n, span))
     return out.view_as(grad)
 
 
@@ -410,15 +415,20 @@ def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Te
         int(codes is not None), W, H, V, int(Bp > 1), _scalar(scr, MAX_SLOPE_RATIO), to_warp(gbuf),
     ]  # fmt: skip
     span = W if _cpu_layout(dev) else 1
-    launch_chunks(
-        [(_k.edge_grad_tasks, ((rows - t + tasks - 1) // tasks) * W // span, [t, tasks, span, *args]) for t in range(tasks)], dev
-    )
+    kernel = _kernel("edge_grad_tasks", pos3)
+    dims = [(rows - t + tasks - 1) // tasks * W // span for t in range(tasks)]
+    launch_chunks([(kernel, dims[t], [t, tasks, span, *args]) for t in range(tasks)], dev)
     grad_pos = torch.empty(Bp * V, 4, dtype=pos3.dtype, device=pos3.device)
     vspan = _VERTS_PER_THREAD if _cpu_layout(dev) else 1
     args = [vspan, to_warp(pos3.reshape(Bp * V, 4).contiguous()), to_warp(gbuf), tasks, W, H, to_warp(grad_pos)]
     n = (Bp * V + vspan - 1) // vspan
-    launch(_k.clip_grad, n, args, dev, min_chunk=_chunk(n, vspan))
+    launch(_kernel("clip_grad", pos3), n, args, dev, min_chunk=_chunk(n, vspan, _MIN_VERT_CHUNK))
     return grad_pos.view(Bp, V, 4)
+
+
+def _kernel(name: str, like: torch.Tensor):
+    """The float32 or float64 overload of kernel ``name`` (the dtype of ``like``)."""
+    return _k.OVERLOADS[wp.float64 if like.dtype == torch.float64 else wp.float32][name]
 
 
 def _scalar(t: torch.Tensor, value: float):

@@ -180,7 +180,8 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     args += [to_warp(grad_rast), to_warp(grad_db), to_warp(gbuf)]
     span = W if _cpu_layout(dev) else 1
     launch_chunks(
-        [(_k.interpolate_bwd, ((rows - t + tasks - 1) // tasks) * W // span, [t, tasks, span, *args]) for t in range(tasks)], dev
+        [(_k.interpolate_bwd, (rows - t + tasks - 1) // tasks * W // span, [t, tasks, span, *args]) for t in range(tasks)],
+        dev,
     )
     grad_attr = reduce_tasks(gbuf.view(tasks, Ba * V, C)).view(Ba, V, C) if want_attr else None
     return grad_attr, grad_rast.view(B, H, W, 4), (grad_db.view(B, H, W, 4) if has_da else None)
