@@ -628,7 +628,8 @@ def clip_grad(
             gy += gbuf[t * n + i, 1]
             gz += gbuf[t * n + i, 2]
         w = pos[i, 3]
-        if w > zero:
+        # Most vertices get no visibility gradient: skip their four divisions.
+        if w > zero and (gx != zero or gy != zero or gz != zero):
             ax = gx * sx / w
             ay = -gy * sy / w
             az = gz / w
