@@ -65,6 +65,10 @@ def check_faces(fn: str, tri, num_verts: int, name: str = "tri") -> torch.Tensor
     if num_verts <= 0:
         raise ValueError(f"{fn}(): the mesh has no vertices but {name} has {tri.shape[0]} faces")
     a = _cpu_array(tri)
+    if a is not None and a.dtype in (np.int32, np.int64) and a.flags.c_contiguous:
+        # One pass: negative indices reinterpret as unsigned values >= 2**31, above any valid index.
+        if int(a.view(np.uint32 if a.dtype == np.int32 else np.uint64).max()) < num_verts:
+            return tri.to(torch.int32).contiguous()
     lo, hi = (int(a.min()), int(a.max())) if a is not None else (int(x) for x in torch.aminmax(tri))
     if lo < 0:
         raise ValueError(f"{fn}(): {name} has negative vertex index {lo}")
@@ -76,17 +80,48 @@ def check_faces(fn: str, tri, num_verts: int, name: str = "tri") -> torch.Tensor
 def check_rast_ids(fn: str, rast: torch.Tensor, num_faces: int) -> torch.Tensor:
     """Validate ``rast[..., 3]`` (tri_id + 1) against ``num_faces``; return it flat and contiguous.
 
-    One copy of the strided channel, then one min/max pass (numpy on CPU):
-    reducing the strided view directly cost 13-18 ms at 512².
+    One copy of the strided channel, then one min/max pass, in numpy on CPU (a
+    torch copy of the strided channel runs on torch's OpenMP workers, which then
+    spin and take the cores from the Warp kernels that follow; reducing the
+    strided view directly cost 13-18 ms at 512²).
     """
-    ids = rast[..., 3].detach().contiguous().view(-1)
-    a = _cpu_array(ids)
-    lo, hi = (float(a.min()), float(a.max())) if a is not None else (float(x) for x in torch.aminmax(ids))
+    a = _cpu_array(rast)
+    if a is not None:
+        ids_np = np.ascontiguousarray(a.reshape(-1, a.shape[-1])[:, 3])
+        ids = torch.from_numpy(ids_np)
+        lo, hi = (float(ids_np.min()), float(ids_np.max())) if ids_np.size else (0.0, 0.0)
+    else:
+        ids = rast[..., 3].detach().contiguous().view(-1)
+        lo, hi = (float(x) for x in torch.aminmax(ids))
     if not (lo >= 0 and hi <= num_faces):  # also false for NaN
         raise ValueError(
             f"{fn}(): rast[..., 3] (tri_id + 1) must be in [0, {num_faces}] for {num_faces} faces, got range [{lo:g}, {hi:g}]"
         )
     return ids
+
+
+def rast_triangle_ids(fn: str, rast: torch.Tensor, num_faces: int) -> torch.Tensor:
+    """Validated per-pixel triangle indices ``[B*H*W]`` int32 (-1 where empty) from ``rast[..., 3]``.
+
+    :func:`check_rast_ids` and the conversion in one go (numpy on CPU, so no
+    torch OpenMP workers wake up on the hot path).
+    """
+    ids = check_rast_ids(fn, rast, num_faces)
+    a = _cpu_array(ids)
+    if a is None:
+        return ids.to(torch.int32) - 1
+    out = a.astype(np.int32)  # truncates, as the kernels' int(rast[p, 3]) does
+    out -= 1
+    return torch.from_numpy(out)
+
+
+def int_range(t: torch.Tensor) -> tuple[int, int]:
+    """``(min, max)`` of a non-empty integer tensor (numpy on CPU: no torch OpenMP wake-up)."""
+    a = _cpu_array(t)
+    if a is not None:
+        return int(a.min()), int(a.max())
+    lo, hi = torch.aminmax(t)
+    return int(lo), int(hi)
 
 
 def check_resolution(fn: str, resolution) -> tuple[int, int]:

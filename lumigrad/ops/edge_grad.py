@@ -52,8 +52,10 @@ from typing import NamedTuple
 import torch
 import warp as wp
 
-from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
-from lumigrad.ops._common import first_order, launch, reduce_rows, to_warp, warp_device
+from lumigrad._runtime.checks import (
+    check_faces, check_finite, check_float_tensor, check_same_device, int_range, rast_triangle_ids,
+)
+from lumigrad.ops._common import first_order, launch, launch_chunks, num_threads, per_thread_chunk, to_warp, warp_device
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
 
@@ -70,6 +72,24 @@ REL_DEPTH_TOL = 0.01
 MAX_SLOPE_RATIO = 1.0e3
 # Faces walked from the owner towards the boundary in search of the contour edge.
 MAX_WALK = 16
+# CPU backward tasks per worker thread (each owns a [Bp*V, 3] gradient buffer). Interleaved rows
+# balance the load already, and every launch costs ~0.1 ms of argument packing.
+_TASKS_PER_THREAD = 1
+# Vertices per CPU kernel thread (a Warp CPU thread copies every kernel argument: amortise it; pixel
+# kernels run a whole row per CPU thread, which also saves a division per pixel).
+_VERTS_PER_THREAD = 64
+# Items (pixels, vertices) per parallel CPU chunk: smaller inputs run as fewer launches.
+_MIN_CHUNK = 16384
+# The per-vertex passes are light: below this many vertices per chunk a thread-pool hand-off (~0.2 ms)
+# costs more than it saves.
+_MIN_VERT_CHUNK = 131072
+
+
+def _cpu_layout(dev: str) -> bool:
+    """CPU launch layout (a row or block of items per kernel thread, one gradient buffer per task)
+    on the CPU; one item per thread and one atomically updated buffer on CUDA. Tests force the
+    CUDA layout on the CPU to check its index arithmetic."""
+    return dev == "cpu"
 
 
 def edge_grad(
@@ -202,8 +222,7 @@ def edge_rim(
     codes = classify(pos3.detach(), ids, tri, B, H, W)
     if not (torch.is_grad_enabled() and rast.requires_grad):
         return EdgeRim(rast, codes)
-    keep = rim_keep(codes, B, H, W)
-    return EdgeRim(_RimMotionFn.apply(rast, rast_db.detach(), keep), codes)
+    return EdgeRim(_RimMotionFn.apply(rast, rast_db.detach(), codes), codes)
 
 
 def _check_rim(rim, num_pixels: int, device) -> None:
@@ -212,7 +231,8 @@ def _check_rim(rim, num_pixels: int, device) -> None:
         raise TypeError(f"{_FN}(): rim must come from edge_rim(rast, rast_db, pos, tri), got {type(rim).__name__}")
     if codes.dtype != torch.int32 or codes.shape != (num_pixels, 2) or codes.device != device:
         raise ValueError(f"{_FN}(): rim must come from edge_rim() of this rast: codes int32 [{num_pixels}, 2] on {device}")
-    if num_pixels and (int(codes.min()) < 0 or int(codes.max()) > _k.INTERSECT):
+    lo, hi = int_range(codes) if num_pixels else (0, 0)
+    if lo < 0 or hi > _k.INTERSECT:
         raise ValueError(f"{_FN}(): rim.codes must be in [0, {_k.INTERSECT}]")
 
 
@@ -228,13 +248,14 @@ def _check_topology(topology, nf: int, num_verts: int, device) -> None:
             f"{_FN}(): topology must come from prepare_topology(tri, {num_verts}) with neighbor int32 [{nf}, 3] on {device}"
         )
     # A hand-made table could index out of bounds in the kernel.
-    if nf and (int(nb.min()) < -1 or int(nb.max()) >= nf):
+    lo, hi = int_range(nb) if nf else (0, 0)
+    if lo < -1 or hi >= nf:
         raise ValueError(f"{_FN}(): topology.neighbor must be in [-1, {nf}), got out-of-range entries")
 
 
 def _triangle_ids(rast: torch.Tensor, num_faces: int) -> torch.Tensor:
     """``[P]`` int32 triangle index per pixel, -1 where empty; validated against ``num_faces``."""
-    return check_rast_ids(_FN, rast, num_faces).to(torch.int32) - 1
+    return rast_triangle_ids(_FN, rast, num_faces)
 
 
 def screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -244,6 +265,18 @@ def screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor
     sx = (x / safe + 1) * (0.5 * width)
     sy = (1 - y / safe) * (0.5 * height)
     return torch.stack([sx, sy, z / safe, w], dim=-1)
+
+
+def _screen_vertices(pos3: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:func:`screen_vertices` of a detached ``pos3`` flattened to ``[Bp*V, 4]``, by one kernel."""
+    n = pos3.shape[0] * pos3.shape[1]
+    dev = warp_device(pos3)
+    scr = torch.empty(n, 4, dtype=pos3.dtype, device=pos3.device)
+    span = _VERTS_PER_THREAD if _cpu_layout(dev) else 1
+    threads = (n + span - 1) // span
+    args = [span, to_warp(pos3.reshape(n, 4).contiguous()), width, height, to_warp(scr)]
+    launch(_kernel("screen_verts", pos3), threads, args, dev, min_chunk=_chunk(threads, span, _MIN_VERT_CHUNK))
+    return scr
 
 
 def pair_geometry(pairs: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,79 +323,54 @@ def colour_jump(
     return torch.where(use_prev[:, None], e0, c0) - torch.where(use_next[:, None], e1, c1)
 
 
-def rim_keep(code: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
-    """``[P, 2]`` bool per pixel and screen axis (X, Y): False where the pixel owns a boundary along
-    that axis (:func:`edge_rim` drops its shading motion there)."""
-    keep = torch.ones(B * H * W, 2, dtype=torch.bool, device=code.device)
-    pairs = torch.nonzero(code.view(-1)).flatten()
-    if pairs.numel():
-        own = code.view(-1)[pairs]
-        p0, p1 = pair_geometry(pairs, W)
-        slot = pairs % 2
-        first, second = own == _k.OWNER_FIRST, own == _k.OWNER_SECOND
-        keep[p0[first], slot[first]] = False
-        keep[p1[second], slot[second]] = False
-    return keep
-
-
 def classify(pos3: torch.Tensor, ids: torch.Tensor, tri: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
     """Pair codes ``[B*H*W, 2]`` int32 (slot 0: the pair to the right, 1: below) by the Warp kernel."""
     Bp, V, _ = pos3.shape
-    scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
+    scr = _screen_vertices(pos3, H, W)
     code = torch.empty(B * H * W, 2, dtype=torch.int32, device=pos3.device)
-    args = [to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1), _scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
-    launch(_k.edge_classify, B * H * W, [*args, to_warp(code)], warp_device(pos3))
+    dev = warp_device(pos3)
+    span = W if _cpu_layout(dev) else 1
+    args = [span, to_warp(scr), to_warp(ids), to_warp(tri), W, H, V, int(Bp > 1)]
+    args += [_scalar(scr, TAU), _scalar(scr, REL_DEPTH_TOL)]
+    n = (B * H * W + span - 1) // span
+    launch(_kernel("edge_classify", pos3), n, [*args, to_warp(code)], dev, min_chunk=_chunk(n, span))
     return code
 
 
+def _chunk(n: int, span: int, min_items: int = _MIN_CHUNK) -> int:
+    """``min_chunk`` for ``n`` kernel threads of ``span`` items each: one chunk per worker thread,
+    and none below ``min_items`` items."""
+    return per_thread_chunk(n, max(1, min_items // span))
+
+
 class _RimMotionFn(torch.autograd.Function):
-    """Identity on ``rast``; the backward drops the (u, v) gradient's screen motion along flagged axes."""
+    """Identity on ``rast``; the backward drops the (u, v) gradient's screen motion along owned axes."""
 
     @staticmethod
-    def forward(ctx, rast, rast_db, keep):
-        ctx.save_for_backward(rast_db, keep)
+    def forward(ctx, rast, rast_db, codes):
+        ctx.save_for_backward(rast_db, codes)
         return rast.view_as(rast)
 
     @staticmethod
     @first_order
     def backward(ctx, grad):
-        rast_db, keep = ctx.saved_tensors
-        return project_rim_motion(grad, rast_db, keep), None, None
+        rast_db, codes = ctx.saved_tensors
+        return project_rim_motion(grad, rast_db, codes), None, None
 
 
-def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``g_uv' = J^-T K J^T g_uv`` on pixels with a dropped axis (J = d(u, v)/d(X, Y), K = diag(keep))."""
-    flat = grad.reshape(-1, 4)
-    rows = torch.nonzero(~keep.all(-1)).flatten()
-    if not rows.numel():
-        return grad
-    a, b, c, d = rast_db.reshape(-1, 4)[rows].unbind(-1)
-    gu, gv = flat[rows, 0], flat[rows, 1]
-    k = keep[rows].to(grad.dtype)
-    gx, gy = (a * gu + c * gv) * k[:, 0], (b * gu + d * gv) * k[:, 1]
-    det = a * d - b * c
-    # A degenerate footprint (edge-on triangle) has no screen motion to split: leave it.
-    ok = det.abs() > 1e-12 * (a.abs() + b.abs()) * (c.abs() + d.abs())
-    det = torch.where(ok, det, torch.ones_like(det))
-    new_u = torch.where(ok, (d * gx - c * gy) / det, gu)
-    new_v = torch.where(ok, (a * gy - b * gx) / det, gv)
-    out = flat.clone()
-    out[rows, 0], out[rows, 1] = new_u, new_v
+def project_rim_motion(grad: torch.Tensor, rast_db: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``g_uv' = J^-T K J^T g_uv`` on pixels that own a boundary (J = d(u, v)/d(X, Y), K drops the owned
+    screen axes, from the pair ``codes``); every other gradient passes unchanged. One kernel pass."""
+    B, H, W, _ = grad.shape
+    P = B * H * W
+    dev = warp_device(grad)
+    out = torch.empty(P, 4, dtype=grad.dtype, device=grad.device)
+    span = W if _cpu_layout(dev) else 1
+    db, g = rast_db.reshape(P, 4).contiguous(), grad.reshape(P, 4).contiguous()
+    args = [span, to_warp(codes), to_warp(db), to_warp(g), W, H]
+    n = (P + span - 1) // span
+    launch(_kernel("rim_motion_bwd", grad), n, [*args, to_warp(out)], dev, min_chunk=_chunk(n, span))
     return out.view_as(grad)
-
-
-def _clip_grad(pos3: torch.Tensor, grad_scr: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Chain ``dL/d(X, Y, z_ndc)`` per vertex to ``dL/d(x, y, z, w)`` clip."""
-    x, y, z, w = pos3.unbind(-1)
-    gx, gy, gz = grad_scr.unbind(-1)
-    valid = w > 0
-    w = torch.where(valid, w, torch.ones_like(w))
-    ax = gx * (0.5 * width) / w
-    ay = -gy * (0.5 * height) / w
-    az = gz / w
-    aw = -(ax * x + ay * y + az * z) / w
-    out = torch.stack([ax, ay, az, aw], dim=-1)
-    return torch.where(valid[..., None], out, torch.zeros_like(out))
 
 
 class _EdgeGradFn(torch.autograd.Function):
@@ -386,37 +394,41 @@ class _EdgeGradFn(torch.autograd.Function):
 
 
 def _pos_grad(color, grad_out, pos3, ids, tri, neighbor, codes=None) -> torch.Tensor:
-    """``dL/dpos`` from every discontinuous pair; ``codes`` from :func:`edge_rim` (then its colour rule)."""
+    """``dL/dpos`` from every discontinuous pair; ``codes`` from :func:`edge_rim` (then its colour rule).
+
+    One kernel pass over the pixels computes each active pair's colour jump and
+    boundary gradient and adds the owner vertices' screen-space gradients into
+    per-task buffers (CPU; one atomically added buffer on CUDA); a second, per
+    vertex, sums them and chains them to clip space.
+    """
     B, H, W, C = color.shape
     Bp, V, _ = pos3.shape
     dev = warp_device(pos3)
-    scr = screen_vertices(pos3, H, W).reshape(Bp * V, 4).contiguous()
+    scr = _screen_vertices(pos3, H, W)
     code = classify(pos3, ids, tri, B, H, W) if codes is None else codes
-    common = [to_warp(scr), to_warp(ids), to_warp(tri)]
-    dims = [W, H, V, int(Bp > 1)]
-    flat_code = code.view(-1)
-    pairs = torch.nonzero(flat_code).flatten()
-    n = pairs.shape[0]
-    grad_scr = None
-    if n:
-        p0, p1 = pair_geometry(pairs, W)
-        c = color.reshape(B * H * W, C)
-        g = grad_out.reshape(B * H * W, C)
-        jump = colour_jump(c, code, pairs, H, W, rim=codes is not None)
-        dldb = ((jump * (g[p0] + g[p1])).sum(-1) * 0.5).contiguous()
-        rows = torch.full((6 * n,), Bp * V, dtype=torch.int32, device=pos3.device)
-        vals = torch.zeros(6 * n, 3, dtype=pos3.dtype, device=pos3.device)
-        launch(
-            _k.edge_rows,
-            n,
-            [*common, to_warp(neighbor), MAX_WALK, to_warp(pairs.to(torch.int32)), to_warp(flat_code[pairs].contiguous()), to_warp(dldb), *dims,
-             _scalar(scr, MAX_SLOPE_RATIO), to_warp(rows), to_warp(vals)],
-            dev,
-        )
-        grad_scr = reduce_rows(vals, rows, Bp * V + 1)[:-1]  # the last row collects unused slots
-    if grad_scr is None:
-        return torch.zeros_like(pos3)
-    return _clip_grad(pos3, grad_scr.view(Bp, V, 3), H, W)
+    rows = B * H
+    tasks = 1 if not _cpu_layout(dev) else min(rows, num_threads() * _TASKS_PER_THREAD)
+    gbuf = torch.zeros(tasks * Bp * V, 3, dtype=pos3.dtype, device=pos3.device)
+    args = [
+        to_warp(scr), to_warp(ids), to_warp(tri), to_warp(neighbor), MAX_WALK, to_warp(code),
+        to_warp(color.reshape(B * H * W, C).contiguous()), to_warp(grad_out.reshape(B * H * W, C).contiguous()),
+        int(codes is not None), W, H, V, int(Bp > 1), _scalar(scr, MAX_SLOPE_RATIO), to_warp(gbuf),
+    ]  # fmt: skip
+    span = W if _cpu_layout(dev) else 1
+    kernel = _kernel("edge_grad_tasks", pos3)
+    dims = [(rows - t + tasks - 1) // tasks * W // span for t in range(tasks)]
+    launch_chunks([(kernel, dims[t], [t, tasks, span, *args]) for t in range(tasks)], dev)
+    grad_pos = torch.empty(Bp * V, 4, dtype=pos3.dtype, device=pos3.device)
+    vspan = _VERTS_PER_THREAD if _cpu_layout(dev) else 1
+    args = [vspan, to_warp(pos3.reshape(Bp * V, 4).contiguous()), to_warp(gbuf), tasks, W, H, to_warp(grad_pos)]
+    n = (Bp * V + vspan - 1) // vspan
+    launch(_kernel("clip_grad", pos3), n, args, dev, min_chunk=_chunk(n, vspan, _MIN_VERT_CHUNK))
+    return grad_pos.view(Bp, V, 4)
+
+
+def _kernel(name: str, like: torch.Tensor):
+    """The float32 or float64 overload of kernel ``name`` (the dtype of ``like``)."""
+    return _k.OVERLOADS[wp.float64 if like.dtype == torch.float64 else wp.float32][name]
 
 
 def _scalar(t: torch.Tensor, value: float):

@@ -10,14 +10,32 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from lumigrad._runtime.launch import empty
+
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
-from lumigrad.ops._common import first_order, launch, placeholder, reduce_rows, to_warp, warp_device
+from lumigrad.ops._common import (
+    first_order, launch, launch_chunks, num_threads, per_thread_chunk, placeholder, reduce_tasks, to_warp, warp_device,
+)
 from lumigrad.ops import _interpolate_kernels as _k
 
 __all__ = ["Interpolated", "interpolate"]
 
 log = logging.getLogger(__name__)
 _FN = "interpolate"
+# CPU backward tasks per worker thread (each owns a [Ba*V, C] gradient buffer); interleaved rows balance
+# the load, and every launch costs ~0.1 ms of argument packing.
+_TASKS_PER_THREAD = 1
+# Pixels per CPU kernel thread in the forward (a Warp CPU thread copies every kernel argument: amortise
+# it), and pixels per parallel chunk.
+_PIXELS_PER_THREAD = 256
+_MIN_CHUNK = 16384
+
+
+def _cpu_layout(dev: str) -> bool:
+    """CPU launch layout (a row or block of items per kernel thread, one gradient buffer per task)
+    on the CPU; one item per thread and one atomically updated buffer on CUDA. Tests force the
+    CUDA layout on the CPU to check its index arithmetic."""
+    return dev == "cpu"
 
 
 class Interpolated(NamedTuple):
@@ -145,20 +163,27 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     ]
     D = diff.shape[0]
     if grad_out is None:
-        out = torch.empty(P, C, **opts)
+        out = empty((P, C), attr3.dtype, rast.device)
         out_da = torch.empty(P, 2 * D, **opts) if has_da else placeholder(rast, 1, 1)
-        launch(_k.interpolate_fwd, P, [*common, to_warp(out), to_warp(out_da)], dev)
+        span = _PIXELS_PER_THREAD if _cpu_layout(dev) else 1
+        args = [span, *common, to_warp(out), to_warp(out_da)]
+        n = (P + span - 1) // span
+        launch(_k.interpolate_fwd, n, args, dev, min_chunk=per_thread_chunk(n, max(1, _MIN_CHUNK // span)))
         return out.view(B, H, W, C), (out_da.view(B, H, W, 2 * D) if has_da else None)
     g_da = grad_out_da.contiguous().view(P, 2 * D) if has_da else placeholder(rast, 1, 1)
-    grad_rast = torch.empty(P, 4, **opts)
+    grad_rast = empty((P, 4), attr3.dtype, rast.device)
     grad_db = torch.empty(P, 4, **opts) if has_da else placeholder(rast, 1, 4)
-    gpix = torch.empty(3 * P, C, **opts) if want_attr else placeholder(rast, 1, C)
-    rows = torch.empty(3 * P if want_attr else 1, dtype=torch.int32, device=rast.device)
-    inputs = [*common, int(want_attr), to_warp(grad_out.contiguous().view(P, C)), to_warp(g_da)]
-    launch(_k.interpolate_bwd, P, [*inputs, to_warp(grad_rast), to_warp(grad_db), to_warp(gpix), to_warp(rows)], dev)
-    grad_attr = None
-    if want_attr:
-        grad_attr = reduce_rows(gpix, rows, Ba * V).view(Ba, V, C)
+    rows = B * H
+    tasks = 1 if not _cpu_layout(dev) else min(rows, num_threads() * _TASKS_PER_THREAD)
+    gbuf = torch.zeros(tasks * Ba * V, C, **opts) if want_attr else placeholder(rast, 1, C)
+    args = [W, *common, int(want_attr), to_warp(grad_out.contiguous().view(P, C)), to_warp(g_da)]
+    args += [to_warp(grad_rast), to_warp(grad_db), to_warp(gbuf)]
+    span = W if _cpu_layout(dev) else 1
+    launch_chunks(
+        [(_k.interpolate_bwd, (rows - t + tasks - 1) // tasks * W // span, [t, tasks, span, *args]) for t in range(tasks)],
+        dev,
+    )
+    grad_attr = reduce_tasks(gbuf.view(tasks, Ba * V, C)).view(Ba, V, C) if want_attr else None
     return grad_attr, grad_rast.view(B, H, W, 4), (grad_db.view(B, H, W, 4) if has_da else None)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lumigrad.ops import antialias, interpolate, rasterize, soft_rasterize, texture
-from lumigrad.ops._common import placeholder, reduce_rows, reduce_tasks, zeros_if_none
+from lumigrad.ops._common import per_thread_chunk, placeholder, reduce_rows, reduce_tasks, zeros_if_none
 
 D = torch.float64
 _POS = torch.tensor([[-0.7, -0.6, 0.1, 1.0], [0.8, -0.5, 0.2, 1.1], [0.05, 0.75, 0.3, 0.9]], dtype=D)
@@ -96,3 +96,11 @@ def test_reduce_helpers():
     assert torch.equal(reduce_tasks(torch.ones(3, 5)), torch.full((5,), 3.0))
     assert placeholder(vals, 1, 4).shape == (1, 4) and placeholder(vals, dtype=torch.int32).dtype == torch.int32
     assert torch.equal(zeros_if_none(None, vals), torch.zeros_like(vals)) and zeros_if_none(vals, vals) is vals
+
+
+def test_per_thread_chunk_gives_one_launch_chunk_per_thread(monkeypatch):
+    monkeypatch.setenv("LUMIGRAD_NUM_THREADS", "3")
+    assert per_thread_chunk(300) == 100 and per_thread_chunk(301) == 101  # launch(): n // min_chunk = 3 or 2 chunks
+    assert per_thread_chunk(10, min_items=8) == 8  # small launches stay in few chunks
+    monkeypatch.setenv("LUMIGRAD_NUM_THREADS", "1")
+    assert per_thread_chunk(300) == 300

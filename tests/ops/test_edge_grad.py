@@ -4,6 +4,7 @@ Truth is the closed-form silhouette derivative of a sphere, or central finite
 differences of 8x8-supersampled hard renders (the derivative of the
 area-averaged image, which the estimator approximates).
 """
+import importlib
 import math
 
 import pytest
@@ -16,6 +17,14 @@ from lumigrad.ops._edge_grad_ref import edge_grad_ref, edge_rim_ref
 from lumigrad.scene.camera import Camera
 
 F64 = torch.float64
+
+
+@pytest.fixture(params=[True, False], ids=["cpu_layout", "cuda_layout"])
+def layout(request, monkeypatch):
+    """Run the kernels with the CPU launch layout, or with CUDA's (one pixel per thread, one
+    atomically updated gradient buffer) on the CPU, to check the latter's index arithmetic."""
+    monkeypatch.setattr(importlib.import_module("lumigrad.ops.edge_grad"), "_cpu_layout", lambda dev: request.param)
+    return request.param
 
 
 def _camera(res, dtype=F64, eye=(0.0, 0.0, 3.0)):
@@ -92,7 +101,7 @@ def _kernel_and_ref_grads(color, rast, pos, faces):
     return out
 
 
-def test_kernel_matches_reference_on_occlusion_and_batch():
+def test_kernel_matches_reference_on_occlusion_and_batch(layout):
     verts, faces, _ = _two_meshes()
     eyes = torch.tensor([[0.0, 0.0, 3.0], [0.8, 0.4, 2.8]], dtype=F64)
     cam = Camera.look_at(eyes, torch.zeros(2, 3, dtype=F64), width=48, height=40, fov_y_deg=45.0, dtype=F64)
@@ -126,7 +135,7 @@ def _rim_scene(batch: bool = False):
     return cam.project(verts), faces, colors
 
 
-def test_edge_rim_codes_and_backward_match_reference():
+def test_edge_rim_codes_and_backward_match_reference(layout):
     pos, faces, _ = _rim_scene(batch=True)
     rast, rast_db = rasterize(pos, faces, (36, 40))
     leaf = rast.detach().requires_grad_(True)
@@ -147,7 +156,7 @@ def test_edge_rim_codes_and_backward_match_reference():
         assert abs(float(a * flat_g[i, 0] + c * flat_g[i, 1])) < 1e-9 * float(flat_g[i, :2].abs().sum() + 1)
 
 
-def test_edge_grad_with_rim_matches_reference():
+def test_edge_grad_with_rim_matches_reference(layout):
     pos, faces, colors = _rim_scene(batch=True)
     cot = None
     grads = []

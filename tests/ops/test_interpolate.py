@@ -1,4 +1,5 @@
 """Tests for lumigrad.ops.interpolate: kernel vs reference, gradcheck, gradients through rasterize."""
+import importlib
 import itertools
 
 import pytest
@@ -9,6 +10,14 @@ from lumigrad.ops._rasterize_ref import rasterize_ref
 from lumigrad.ops.interpolate import Interpolated, interpolate
 
 DTYPES = [torch.float32, torch.float64]
+
+
+@pytest.fixture(params=[True, False], ids=["cpu_layout", "cuda_layout"])
+def layout(request, monkeypatch):
+    """Run the kernels with the CPU launch layout, or with CUDA's (one pixel per thread, one
+    atomically updated gradient buffer) on the CPU, to check the latter's index arithmetic."""
+    monkeypatch.setattr(importlib.import_module("lumigrad.ops.interpolate"), "_cpu_layout", lambda dev: request.param)
+    return request.param
 
 
 def _scene(dtype, batch=1, res=(12, 14)):
@@ -118,7 +127,7 @@ def test_bad_inputs(case):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batched_attr", [False, True])
-def test_kernel_matches_reference(dtype, batched_attr):
+def test_kernel_matches_reference(dtype, batched_attr, layout):
     g = torch.Generator().manual_seed(1)
     _, tri, rast, db = _scene(dtype, batch=2)
     attr = torch.randn(*((2,) if batched_attr else ()), 7, 4, dtype=dtype, generator=g)
