@@ -14,6 +14,16 @@ light, one camera. Columns (medians over --reps runs after warm-up):
 * ratios are lumigrad / Mitsuba for time (< 1: lumigrad faster) and
   Mitsuba / lumigrad for rays/s inverted likewise.
 
+Timing: the runs of lumigrad and Mitsuba alternate (lg, mi, lg, mi, ...), so a change in the
+load of a shared machine hits both sides of a ratio alike.
+
+OpenMP: ``OMP_WAIT_POLICY=PASSIVE`` is set (unless already set) before torch is imported.
+With libgomp's default active wait, torch's idle OpenMP worker spins for milliseconds after
+every parallel op and takes a core from the Warp thread pool that runs the ray queries, and on a
+machine shared with other jobs a preempted worker stalls every op at its barrier: the fwd+bwd
+times were 3-10x longer and varied 10x from run to run. ``--omp-active`` keeps the default.
+Mitsuba does not use OpenMP (its own thread pool), so the setting does not change its times.
+
 Usage: ``python bench/raytrace.py [--quick] [--threads 2] [--reps 3] [--out table.md]``.
 """
 from __future__ import annotations
@@ -34,11 +44,14 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--levels", type=int, nargs="+", help="icosphere subdivisions to run (default 4 6 8; --quick: 4 6)")
     p.add_argument("--resolutions", type=int, nargs="+", help="image sizes (default 256 512; --quick: 256)")
     p.add_argument("--out", help="also write the table as markdown to this file")
+    p.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
     return p.parse_args()
 
 
 ARGS = _parse()
 os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
+if not ARGS.omp_active:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np  # noqa: E402
@@ -72,12 +85,12 @@ def _mitsuba():
 
 
 def timed(fns: dict, reps: int) -> dict:
-    """Median seconds of each callable (one warm-up run each, then blocks of runs)."""
+    """Median seconds of each callable (one warm-up run each, then ``reps`` rounds that run each once, interleaved)."""
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
-    for k, f in fns.items():
-        for _ in range(reps):
+    for _ in range(reps):
+        for k, f in fns.items():
             t = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t)
@@ -177,7 +190,8 @@ def main() -> None:
             rows.append(bench_case(level, res, mi, dr))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     header = (f"ray tracing benchmark: {ARGS.threads} threads, median of {ARGS.reps} runs; torch {torch.__version__}, "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
               + (f", Mitsuba {mi.__version__} ({mi.variant()})" if mi is not None else ", no Mitsuba"))
     text = header + "\n\n" + table(rows) + "\n"
     print("\n" + text)
