@@ -192,13 +192,17 @@ class MaterialTable:
         p = self.p
 
         def fn(k, sel):
-            s, nn, ll, vv = (sid, n, l, v) if sel is None else (sid[sel], n[sel], l[sel], v[sel])
+            s, nn, ll, vv = (sid, n, l, v) if sel is None else (x.index_select(0, sel) for x in (sid, n, l, v))
+
+            def g(name):  # index_select: its backward is an index_add, cheaper than indexing's index_put
+                return p[name].index_select(0, s)
+
             if k == _LAMBERT:
-                return _lambert(nn, p["albedo"][s]).expand(nn.shape[0], 3)
+                return _lambert(nn, g("albedo")).expand(nn.shape[0], 3)
             if k == _PHONG:
-                return _blinn_phong(nn, ll, vv, p["diffuse"][s], p["specular"][s], p["shininess"][s]).expand(nn.shape[0], 3)
+                return _blinn_phong(nn, ll, vv, g("diffuse"), g("specular"), g("shininess")).expand(nn.shape[0], 3)
             if k == _GGX:
-                return _ggx(nn, ll, vv, p["base_color"][s], p["roughness"][s], p["metallic"][s]).expand(nn.shape[0], 3)
+                return _ggx(nn, ll, vv, g("base_color"), g("roughness"), g("metallic")).expand(nn.shape[0], 3)
             return torch.zeros_like(nn)
 
         return self._by_kind(sid, fn)
@@ -208,20 +212,20 @@ class MaterialTable:
         p = self.p
 
         def fn(k, sel):
-            s = sid if sel is None else sid[sel]
+            s = sid if sel is None else sid.index_select(0, sel)
             if k == _LAMBERT:
-                return p["albedo"][s]
+                return p["albedo"].index_select(0, s)
             if k == _PHONG:
-                return p["diffuse"][s]
+                return p["diffuse"].index_select(0, s)
             if k == _GGX:
-                return (1.0 - p["metallic"][s].clamp(0.0, 1.0)) * p["base_color"][s]
+                return (1.0 - p["metallic"].index_select(0, s).clamp(0.0, 1.0)) * p["base_color"].index_select(0, s)
             return torch.zeros(s.shape[0], 3, dtype=self.dtype, device=self.device)
 
         return self._by_kind(sid, fn)
 
     def reflectance(self, sid: Tensor) -> Tensor:
         """``[R, 3]`` mirror reflectance rows (only meaningful where ``self.mirror[sid]``)."""
-        return self.p["reflectance"][sid]
+        return self.p["reflectance"].index_select(0, sid)
 
     def pdf(self, sid: Tensor, n: Tensor, wo: Tensor, wi: Tensor) -> Tensor:
         """``[R]`` density of :meth:`sample`, as :func:`bsdf_pdf` per shape (no gradient)."""

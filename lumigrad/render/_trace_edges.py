@@ -145,12 +145,13 @@ def boundary_term(sc, li) -> Tensor:
             ok = (z[e[:, 0]].detach() > cam.near) & (z[e[:, 1]].detach() > cam.near)
             e = e[ok]
         if e.shape[0]:
-            P0, P1 = P[e[:, 0]], P[e[:, 1]]
+            P0, P1 = P.index_select(0, e[:, 0]), P.index_select(0, e[:, 1])
             length = (P1 - P0).detach().norm(dim=-1)
             if float(length.sum()) > 0:
                 pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
                 s = sc.rand(M, 1)
-                x_b = P0[pick] + s * (P1[pick] - P0[pick])
+                P0p, P1p = P0.index_select(0, pick), P1.index_select(0, pick)
+                x_b = P0p + s * (P1p - P0p)
                 n = _perp((P1 - P0).detach()[pick])
                 # The 3D edge point behind x_b (perspective-correct) must be seen by the camera:
                 # hidden edges can project onto visible ones (grazing back faces near an outline).
@@ -179,7 +180,7 @@ def boundary_term(sc, li) -> Tensor:
             pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
             e = e[pick]
             s = sc.rand(M, 1).clamp(_DS, 1 - _DS)
-            a, c = verts[e[:, 0]], verts[e[:, 1]]
+            a, c = verts.index_select(0, e[:, 0]), verts.index_select(0, e[:, 1])
             ept = a + s * (c - a)
 
             def ray_dir(p: Tensor) -> Tensor:

@@ -162,6 +162,12 @@ class _Scene:
         return torch.Generator(device=self.device).manual_seed((self.settings.seed * 1_000_003 + chunk) % (2**63))
 
 
+def _take(x: Tensor, i: Tensor) -> Tensor:
+    """``x[i]`` for a 1-D index: ``index_select``, whose backward is an ``index_add`` (advanced indexing's
+    backward is an accumulating ``index_put``, which sorts the indices: 2-4x slower on CPU)."""
+    return x.index_select(0, i)
+
+
 def _param(v, like: Tensor) -> Tensor:
     if isinstance(v, Tensor):
         return v.reshape(1) if v.ndim == 0 else v
@@ -196,16 +202,16 @@ class _Hit(NamedTuple):
 def _trace(sc: _Scene, origins: Tensor, dirs: Tensor) -> _Hit:
     hits = intersect(sc.accel.bvh, origins, dirs)
     idx = torch.nonzero(hits.face >= 0).squeeze(1)
-    face = hits.face[idx].long()
-    o, d = origins[idx], dirs[idx]
+    face = _take(hits.face, idx).long()
+    o, d = _take(origins, idx), _take(dirs, idx)
     # reattach() inlined: one gather of the hit triangles serves the hit point, both normals.
-    fl = sc.faces_long[face]  # [h, 3]
-    tri = sc.verts[fl]  # [h, 3, 3]
+    fl = _take(sc.faces_long, face).reshape(-1)  # [h * 3]
+    tri = _take(sc.verts, fl).reshape(-1, 3, 3)  # [h, 3, 3]
     t, b1, b2 = ray_triangle(o, d, tri[:, 0], tri[:, 1], tri[:, 2])
     bary = torch.stack([1.0 - b1 - b2, b1, b2], dim=-1)
-    ns = safe_normalize((bary[..., None] * sc.vnormals[fl]).sum(1))
+    ns = safe_normalize((bary[..., None] * _take(sc.vnormals, fl).reshape(-1, 3, 3)).sum(1))
     ng = safe_normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1))
-    return _Hit(idx, sc.owner[face], o + t[:, None] * d, ns, ng, safe_normalize(-d))
+    return _Hit(idx, _take(sc.owner, face), o + t[:, None] * d, ns, ng, safe_normalize(-d))
 
 
 def _visible(sc: _Scene, p: Tensor, ng: Tensor, l: Tensor, dist: Tensor) -> Tensor:
@@ -239,7 +245,7 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         sel = torch.nonzero(~mats.mirror[h.shape]).squeeze(1)
         if sel.numel() == 0:
             return out
-        sid, p, ns, ng, wo = h.shape[sel], h.points[sel], h.ns[sel], h.ng[sel], h.wo[sel]
+        sid, p, ns, ng, wo = (_take(x, sel) for x in (h.shape, h.points, h.ns, h.ng, h.wo))
     else:
         sel = None
         sid, p, ns, ng, wo = h.shape, h.points, h.ns, h.ng, h.wo
@@ -261,7 +267,7 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         k = torch.multinomial(areas.detach(), n, replacement=True, generator=gen)
         u1, u2 = rand(n), rand(n)
         su = u1.sqrt()
-        tv = sc.verts[tris[k]]  # [n, 3, 3]
+        tv = _take(sc.verts, _take(tris, k).reshape(-1)).reshape(-1, 3, 3)  # [n, 3, 3]
         y = (1 - su) * tv[:, 0] + su * (1 - u2) * tv[:, 1] + su * u2 * tv[:, 2]
         ny = safe_normalize(torch.linalg.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0], dim=-1))
         d = y - p
@@ -359,8 +365,8 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
             keep = torch.rand(q.shape[0], generator=gen, dtype=sc.dtype, device=sc.device) < q
             beta = beta / q[:, None]
             sel = torch.nonzero(keep).squeeze(1)
-            beta, idx, delta, new_d, pdf = beta[sel], idx[sel], delta[sel], new_d[sel], pdf[sel]
-            h = _Hit(*(x[sel] for x in h))
+            beta, idx, delta, new_d, pdf = (_take(x, sel) for x in (beta, idx, delta, new_d, pdf))
+            h = _Hit(*(_take(x, sel) for x in h))
         side = torch.where((h.ng * new_d).sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         o = h.points + side * h.ng * sc.eps
         h2 = _trace(sc, o, new_d)
@@ -372,33 +378,44 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
             le = _emission(sc, h2)
             with torch.no_grad():
                 if st.mis:
-                    d2 = ((h2.points - o[h2.idx]) ** 2).sum(-1)
+                    d2 = ((h2.points - _take(o, h2.idx)) ** 2).sum(-1)
                     cos_y = (h2.ng * h2.wo).sum(-1).abs().clamp_min(1e-12)
                     area = sc.emit_area[h2.shape]
                     p_light = torch.where(area > 0, d2 / (cos_y * area.clamp_min(1e-30)), torch.zeros_like(d2))
                     w = torch.where(delta[h2.idx], 1.0, _power(pdf[h2.idx], p_light))
                 else:
                     w = delta[h2.idx].to(sc.dtype)
-            L = L.index_add(0, idx[h2.idx], beta[h2.idx] * le * w[:, None])
+            L = L.index_add(0, _take(idx, h2.idx), _take(beta, h2.idx) * le * w[:, None])
         if sc.env is not None and esc.numel():
             with torch.no_grad():
                 if st.mis:
                     w = torch.where(delta[esc], 1.0, _power(pdf[esc], sc.env.pdf(new_d[esc])))
                 else:
                     w = delta[esc].to(sc.dtype)
-            L = L.index_add(0, idx[esc], beta[esc] * sc.env.eval(new_d[esc]) * w[:, None])
+            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * sc.env.eval(_take(new_d, esc)) * w[:, None])
         if ambient is not None and esc.numel():
-            L = L.index_add(0, idx[esc], beta[esc] * ambient)
+            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * ambient)
         if last:
             break
-        beta = beta[h2.idx]
-        idx = idx[h2.idx]
+        beta = _take(beta, h2.idx)
+        idx = _take(idx, h2.idx)
         h = h2
     return L, hit
 
 
 def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
     """World rays ``(origins [R, 3], dirs [R, 3] unit)`` through pixel coordinates ``pix [R, 2]`` of views ``view [R]``."""
+    if camera.batch_size == 1:
+        # One view: broadcast its matrices instead of gathering [R, 4, 4] copies for a batched matmul.
+        c2w, k = torch.linalg.inv(camera.world_to_cam[0]), camera.K[0]
+        y = (pix[:, 1] - k[1, 2]) / k[1, 1]
+        x = (pix[:, 0] - k[0, 2] - k[0, 1] * y) / k[0, 0]
+        rot, t = c2w[:3, :3], c2w[:3, 3]
+        if camera.projection == "perspective":
+            d = torch.stack([x, y, torch.ones_like(x)], -1) @ rot.T
+            return t.expand_as(d), safe_normalize(d)
+        o = torch.stack([x, y, torch.zeros_like(x)], -1) @ rot.T + t
+        return o, rot[:, 2].expand_as(o)
     c2w = torch.linalg.inv(camera.world_to_cam)[view]
     k = camera.K[view]
     y = (pix[:, 1] - k[:, 1, 2]) / k[:, 1, 1]
