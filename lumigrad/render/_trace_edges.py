@@ -148,7 +148,8 @@ def boundary_term(sc, li) -> Tensor:
             P0, P1 = P.index_select(0, e[:, 0]), P.index_select(0, e[:, 1])
             length = (P1 - P0).detach().norm(dim=-1)
             if float(length.sum()) > 0:
-                pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
+                # Sorted: iid samples in any order, and rays from nearby edges traverse the same BVH nodes.
+                pick = torch.multinomial(length, M, replacement=True, generator=sc.gen).sort().values.sort().values
                 s = sc.rand(M, 1)
                 P0p, P1p = P0.index_select(0, pick), P1.index_select(0, pick)
                 x_b = P0p + s * (P1p - P0p)
@@ -177,7 +178,7 @@ def boundary_term(sc, li) -> Tensor:
             if e.shape[0] == 0:
                 continue
             length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
-            pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
+            pick = torch.multinomial(length, M, replacement=True, generator=sc.gen).sort().values
             e = e[pick]
             s = sc.rand(M, 1).clamp(_DS, 1 - _DS)
             a, c = verts.index_select(0, e[:, 0]), verts.index_select(0, e[:, 1])
