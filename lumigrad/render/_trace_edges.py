@@ -47,7 +47,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lumigrad.geometry.normals import face_cross, safe_normalize
+from lumigrad.geometry.normals import safe_normalize
 from lumigrad.ops.trace import intersect, occluded, reattach
 from lumigrad.scene.lights import PointLight
 
@@ -110,8 +110,10 @@ def boundary_term(sc, li) -> Tensor:
     edges, ef = sc.accel.edges, sc.accel.edge_faces
     verts, faces = sc.verts, sc.faces
     vd = verts.detach()
-    fnorm = face_cross(vd, faces)
-    v0 = vd[faces[:, 0].long()]
+    if sc.accel._face_data is None:  # per-face data of the current vertices (reset when they change)
+        tri = vd.index_select(0, faces.long().reshape(-1)).reshape(-1, 3, 3)
+        sc.accel._face_data = (torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1), tri[:, 0])
+    fnorm, v0 = sc.accel._face_data
     persp = cam.projection == "perspective"
     c2w = torch.linalg.inv(cam.world_to_cam.detach())
 

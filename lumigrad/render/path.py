@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from lumigrad.geometry.normals import face_cross, safe_normalize, vertex_normals
+from lumigrad.geometry.normals import face_cross, safe_normalize
 from lumigrad.ops.trace import TraceBVH, intersect, occluded, reattach
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
@@ -62,13 +62,22 @@ class TraceOutput(NamedTuple):
 
 
 class TraceAccel:
-    """What the tracer reuses across renders of one topology: the BVH and the edge adjacency.
+    """What the tracer reuses across renders of one topology: the BVH, the edge adjacency, and caches.
 
     Build with :func:`prepare_trace`; :func:`render_trace` refits the BVH to
-    the current vertices on every call (topology must not change).
+    the current vertices (topology must not change). Work that depends only on
+    vertex values is cached here and redone only when a vertex tensor changes
+    (another storage or an in-place write, which bumps its version counter):
+    the refit, the vertex normals of meshes whose vertices need no gradient,
+    and the detached face normals of the edge sampler. "Changed" is decided by
+    value (a copy of each mesh's last vertices is kept and compared, O(V)), so
+    in-place edits of any kind are seen.
     """
 
     def __init__(self, verts: Tensor, faces: Tensor) -> None:
+        self._verts_seen: dict = {}  # shape index -> detached copy of that mesh's vertices at the last render
+        self._normals: dict = {}  # shape index -> [V_i, 3] unit normals of _verts_seen[i] (no-grad meshes)
+        self._face_data = None  # (face_cross [F, 3], first corner [F, 3]) of the detached vertices, or None
         self.bvh = TraceBVH(verts, faces)
         self.num_faces = int(faces.shape[0])
         self.num_verts = int(verts.shape[0])
@@ -126,8 +135,11 @@ class _Scene:
         self.verts, self.faces, self.owner = _merge(shapes)
         self.faces_long = self.faces.long()
         self.accel = accel
-        accel.bvh.refit(self.verts)
-        self.vnormals = torch.cat([vertex_normals(s.mesh.verts, s.mesh.faces) for s in shapes], 0)
+        changed = [_note_verts(accel, i, s.mesh.verts) for i, s in enumerate(shapes)]
+        if any(changed) or len(accel._verts_seen) != len(shapes):
+            accel.bvh.refit(self.verts)
+            accel._face_data = None
+        self.vnormals = torch.cat([_cached_normals(accel, i, c, s) for i, (c, s) in enumerate(zip(changed, shapes))], 0)
         self.dtype, self.device = self.verts.dtype, self.verts.device
         lo, hi = self.verts.detach().min(0).values, self.verts.detach().max(0).values
         self.eps = float((hi - lo).norm()) * settings.ray_eps + 1e-7
@@ -160,6 +172,39 @@ class _Scene:
     def chunk_gen(self, chunk: int) -> torch.Generator:
         """The generator of sample chunk ``chunk``: a fixed function of (seed, chunk), so replay re-draws it."""
         return torch.Generator(device=self.device).manual_seed((self.settings.seed * 1_000_003 + chunk) % (2**63))
+
+
+def _vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
+    """:func:`lumigrad.geometry.normals.vertex_normals` for ``[V, 3]`` with gathers by ``index_select`` and one
+    ``index_add`` (cheaper backward: no sorting ``index_put``); same values up to summation order."""
+    f = faces.long()
+    tri = verts.index_select(0, f.reshape(-1)).reshape(-1, 3, 3)
+    c = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    acc = torch.zeros_like(verts).index_add(0, f.t().reshape(-1), c.repeat(3, 1))
+    return safe_normalize(acc)
+
+
+def _note_verts(accel: "TraceAccel", i: int, v: Tensor) -> bool:
+    """Whether mesh ``i``'s vertices differ from those of the last render with ``accel`` (then remember them)."""
+    prev = accel._verts_seen.get(i)
+    vd = v.detach()
+    if prev is not None and prev.shape == vd.shape and prev.dtype == vd.dtype and torch.equal(prev, vd):
+        return False
+    accel._verts_seen[i] = vd.clone()
+    accel._normals.pop(i, None)
+    return True
+
+
+def _cached_normals(accel: "TraceAccel", i: int, changed: bool, shape: Shape) -> Tensor:
+    v = shape.mesh.verts
+    if v.requires_grad and torch.is_grad_enabled():
+        return _vertex_normals(v, shape.mesh.faces)
+    n = None if changed else accel._normals.get(i)
+    if n is None:
+        with torch.no_grad():
+            n = _vertex_normals(v, shape.mesh.faces)
+        accel._normals[i] = n
+    return n
 
 
 def _take(x: Tensor, i: Tensor) -> Tensor:
