@@ -37,13 +37,13 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from lumigrad.geometry.normals import face_cross, safe_normalize
-from lumigrad.ops.trace import TraceBVH, intersect, occluded, reattach
+from lumigrad.ops.trace import TraceBVH, intersect, occluded
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
 from lumigrad.render._bsdf_sampling import MaterialTable
 from lumigrad.render._envmap import EnvMap
-from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, TraceSettings
+from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
 from lumigrad.shade.lighting import _eval_light, _sh_irradiance
 from lumigrad.ops._trace_ref import ray_triangle
@@ -66,10 +66,9 @@ class TraceAccel:
 
     Build with :func:`prepare_trace`; :func:`render_trace` refits the BVH to
     the current vertices (topology must not change). Work that depends only on
-    vertex values is cached here and redone only when a vertex tensor changes
-    (another storage or an in-place write, which bumps its version counter):
+    vertex values is cached here and redone only when a mesh's vertices change:
     the refit, the vertex normals of meshes whose vertices need no gradient,
-    and the detached face normals of the edge sampler. "Changed" is decided by
+    and the detached face normals of the edge sampler. "Change" is decided by
     value (a copy of each mesh's last vertices is kept and compared, O(V)), so
     in-place edits of any kind are seen.
     """
@@ -136,7 +135,7 @@ class _Scene:
         self.faces_long = self.faces.long()
         self.accel = accel
         changed = [_note_verts(accel, i, s.mesh.verts) for i, s in enumerate(shapes)]
-        if any(changed) or len(accel._verts_seen) != len(shapes):
+        if any(changed):
             accel.bvh.refit(self.verts)
             accel._face_data = None
         self.vnormals = torch.cat([_cached_normals(accel, i, c, s) for i, (c, s) in enumerate(zip(changed, shapes))], 0)
@@ -516,7 +515,7 @@ def render_trace(
             Emissive shapes are area lights.
         settings: :class:`TraceSettings`.
         accel: a :class:`TraceAccel` from :func:`prepare_trace` for the same
-            topology (built here when None); it is refitted to the current vertices.
+            topology (built here when None); it is refitted when the vertices changed since its last render.
 
     Returns:
         :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.
