@@ -10,6 +10,9 @@ light, one camera. Columns (medians over --reps runs after warm-up):
   backward of the mean image w.r.t. all vertex positions (lumigrad:
   ``render_trace`` with edge-sampled boundaries, one edge sample per pixel;
   Mitsuba: ``direct_projective`` with sppc = sppp = sppi = 4).
+* ``lg fb cpu s``, ``mi fb cpu s``, ``fb cpu lg/mi``: CPU seconds of the fb runs (all threads of the
+  process): on a machine shared with other jobs, wall times follow the share of the CPU each run
+  happened to get, CPU times much less.
 * ``refit ms``: ``TraceBVH.refit`` after the vertices move (lumigrad).
 * ratios are lumigrad / Mitsuba for time (< 1: lumigrad faster) and
   Mitsuba / lumigrad for rays/s inverted likewise.
@@ -84,17 +87,23 @@ def _mitsuba():
     return mi, dr
 
 
-def timed(fns: dict, reps: int) -> dict:
-    """Median seconds of each callable (one warm-up run each, then ``reps`` rounds that run each once, interleaved)."""
+def timed(fns: dict, reps: int) -> tuple[dict, dict]:
+    """Median wall and CPU seconds of each callable (one warm-up run each, then ``reps`` interleaved rounds).
+
+    CPU seconds are the process's, all threads (lumigrad's pool, torch's, Mitsuba's): unlike wall time
+    they hardly depend on how much of the machine other jobs take.
+    """
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
     for _ in range(reps):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             f()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            cpu[k].append(time.process_time() - c)
+    return ({k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def scene(level: int, res: int):
@@ -155,17 +164,20 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
             dr.disable_grad(params[key])
 
         fns["mi_rays"], fns["mi_fb"] = mi_rays, mi_fb
-    t = timed(fns, ARGS.reps)
+    t, c = timed(fns, ARGS.reps)
     rays = res * res
-    row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"]})
+    row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"],
+                "lg fb cpu s": c["lg_fb"]})
     if mi is not None:
-        row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"]})
+        row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"], "mi fb cpu s": c["mi_fb"]})
         row["rays time lg/mi"] = t["lg_rays"] / t["mi_rays"]
         row["fb time lg/mi"] = t["lg_fb"] / t["mi_fb"]
+        row["fb cpu lg/mi"] = c["lg_fb"] / c["mi_fb"]
     return row
 
 
-COLUMNS = ["case", "F", "res", "lg Mray/s", "mi Mray/s", "rays time lg/mi", "lg fb ms", "mi fb ms", "fb time lg/mi", "refit ms"]
+COLUMNS = ["case", "F", "res", "lg Mray/s", "mi Mray/s", "rays time lg/mi", "lg fb ms", "mi fb ms", "fb time lg/mi",
+           "lg fb cpu s", "mi fb cpu s", "fb cpu lg/mi", "refit ms"]
 
 
 def table(rows: list[dict]) -> str:
