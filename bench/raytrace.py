@@ -10,9 +10,22 @@ light, one camera. Columns (medians over --reps runs after warm-up):
   backward of the mean image w.r.t. all vertex positions (lumigrad:
   ``render_trace`` with edge-sampled boundaries, one edge sample per pixel;
   Mitsuba: ``direct_projective`` with sppc = sppp = sppi = 4).
+* ``lg fb cpu s``, ``mi fb cpu s``, ``fb cpu lg/mi``: CPU seconds of the fb runs (all threads of the
+  process): on a machine shared with other jobs, wall times follow the share of the CPU each run
+  happened to get, CPU times much less.
 * ``refit ms``: ``TraceBVH.refit`` after the vertices move (lumigrad).
 * ratios are lumigrad / Mitsuba for time (< 1: lumigrad faster) and
   Mitsuba / lumigrad for rays/s inverted likewise.
+
+Timing: the runs of lumigrad and Mitsuba alternate (lg, mi, lg, mi, ...), so a change in the
+load of a shared machine hits both sides of a ratio alike.
+
+OpenMP: ``OMP_WAIT_POLICY=PASSIVE`` is set (unless already set) before torch is imported.
+With libgomp's default active wait, torch's idle OpenMP worker spins for milliseconds after
+every parallel op and takes a core from the Warp thread pool that runs the ray queries, and on a
+machine shared with other jobs a preempted worker stalls every op at its barrier: the fwd+bwd
+times were 3-10x longer and varied 10x from run to run. ``--omp-active`` keeps the default.
+Mitsuba does not use OpenMP (its own thread pool), so the setting does not change its times.
 
 Usage: ``python bench/raytrace.py [--quick] [--threads 2] [--reps 3] [--out table.md]``.
 """
@@ -34,11 +47,14 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--levels", type=int, nargs="+", help="icosphere subdivisions to run (default 4 6 8; --quick: 4 6)")
     p.add_argument("--resolutions", type=int, nargs="+", help="image sizes (default 256 512; --quick: 256)")
     p.add_argument("--out", help="also write the table as markdown to this file")
+    p.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
     return p.parse_args()
 
 
 ARGS = _parse()
 os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
+if not ARGS.omp_active:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np  # noqa: E402
@@ -71,17 +87,23 @@ def _mitsuba():
     return mi, dr
 
 
-def timed(fns: dict, reps: int) -> dict:
-    """Median seconds of each callable (one warm-up run each, then blocks of runs)."""
+def timed(fns: dict, reps: int) -> tuple[dict, dict]:
+    """Median wall and CPU seconds of each callable (one warm-up run each, then ``reps`` interleaved rounds).
+
+    CPU seconds are the process's, all threads (lumigrad's pool, torch's, Mitsuba's): unlike wall time
+    they hardly depend on how much of the machine other jobs take.
+    """
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
-    for k, f in fns.items():
-        for _ in range(reps):
-            t = time.perf_counter()
+    cpu = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t, c = time.perf_counter(), time.process_time()
             f()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            cpu[k].append(time.process_time() - c)
+    return ({k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def scene(level: int, res: int):
@@ -142,17 +164,20 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
             dr.disable_grad(params[key])
 
         fns["mi_rays"], fns["mi_fb"] = mi_rays, mi_fb
-    t = timed(fns, ARGS.reps)
+    t, c = timed(fns, ARGS.reps)
     rays = res * res
-    row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"]})
+    row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"],
+                "lg fb cpu s": c["lg_fb"]})
     if mi is not None:
-        row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"]})
+        row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"], "mi fb cpu s": c["mi_fb"]})
         row["rays time lg/mi"] = t["lg_rays"] / t["mi_rays"]
         row["fb time lg/mi"] = t["lg_fb"] / t["mi_fb"]
+        row["fb cpu lg/mi"] = c["lg_fb"] / c["mi_fb"]
     return row
 
 
-COLUMNS = ["case", "F", "res", "lg Mray/s", "mi Mray/s", "rays time lg/mi", "lg fb ms", "mi fb ms", "fb time lg/mi", "refit ms"]
+COLUMNS = ["case", "F", "res", "lg Mray/s", "mi Mray/s", "rays time lg/mi", "lg fb ms", "mi fb ms", "fb time lg/mi",
+           "lg fb cpu s", "mi fb cpu s", "fb cpu lg/mi", "refit ms"]
 
 
 def table(rows: list[dict]) -> str:
@@ -177,7 +202,8 @@ def main() -> None:
             rows.append(bench_case(level, res, mi, dr))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     header = (f"ray tracing benchmark: {ARGS.threads} threads, median of {ARGS.reps} runs; torch {torch.__version__}, "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
               + (f", Mitsuba {mi.__version__} ({mi.variant()})" if mi is not None else ", no Mitsuba"))
     text = header + "\n\n" + table(rows) + "\n"
     print("\n" + text)

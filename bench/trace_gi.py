@@ -7,6 +7,9 @@ shapes, an emissive ceiling quad), float32. Columns (median of --reps after a wa
 * ``fwd+bwd``: the same plus the gradient of the mean image w.r.t. the floor albedo (lumigrad: MIS path
   tracer, with and without path replay; Mitsuba: ``prb``, which is path replay).
 
+Runs alternate between the configurations (see ``bench/raytrace.py``), and ``OMP_WAIT_POLICY=PASSIVE``
+is set before torch is imported unless ``--omp-active`` (why: ``bench/raytrace.py``'s docstring).
+
 Usage: ``PYTHONPATH=. python bench/trace_gi.py [--res 64] [--spp 16] [--bounces 3] [--threads 2]``.
 """
 from __future__ import annotations
@@ -23,8 +26,11 @@ ap.add_argument("--spp", type=int, default=16)
 ap.add_argument("--bounces", type=int, default=3)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--reps", type=int, default=2)
+ap.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
 ARGS = ap.parse_args()
 os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
+if not ARGS.omp_active:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "validation"))
@@ -42,14 +48,17 @@ from lumigrad.scene.materials import LambertMaterial  # noqa: E402
 from lumigrad.scene.trace_types import Shape, TraceSettings  # noqa: E402
 
 
-def timed(fn, reps):
-    fn()
-    ts = []
+def timed(fns: dict, reps: int) -> dict:
+    """Median seconds of each callable: one warm-up each, then ``reps`` interleaved rounds."""
+    for f in fns.values():
+        f()
+    ts = {k: [] for k in fns}
     for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            ts[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in ts.items()}
 
 
 def main():
@@ -67,7 +76,6 @@ def main():
 
     alb0 = shapes64[0].material.albedo.float()
     accel = prepare_trace(shapes_with(alb0))
-    rows = {}
 
     def lg(replay, grad):
         def run():
@@ -79,9 +87,8 @@ def main():
                     img.mean().backward()
         return run
 
-    rows["lumigrad fwd"] = timed(lg(False, False), ARGS.reps)
-    rows["lumigrad fwd+bwd"] = timed(lg(False, True), ARGS.reps)
-    rows["lumigrad fwd+bwd (replay)"] = timed(lg(True, True), ARGS.reps)
+    fns = {"lumigrad fwd": lg(False, False), "lumigrad fwd+bwd": lg(False, True),
+           "lumigrad fwd+bwd (replay)": lg(True, True)}
     try:
         from lumigrad._mitsuba import import_mitsuba, mitsuba_scene
 
@@ -89,7 +96,7 @@ def main():
         dr.set_thread_count(ARGS.threads)
         integ = {"type": "path", "max_depth": ARGS.bounces + 1}
         sc = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator=integ)
-        rows["Mitsuba path fwd"] = timed(lambda: dr.eval(mi.render(sc, spp=ARGS.spp)), ARGS.reps)
+        fns["Mitsuba path fwd"] = lambda: dr.eval(mi.render(sc, spp=ARGS.spp))
         scp = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator={"type": "prb", "max_depth": ARGS.bounces + 1})
         params = mi.traverse(scp)
         key = "shape0.bsdf.reflectance.value"
@@ -101,10 +108,12 @@ def main():
             dr.backward(dr.mean(img, axis=None))
             dr.eval(dr.grad(params[key]))
 
-        rows["Mitsuba prb fwd+bwd"] = timed(mi_fb, ARGS.reps)
+        fns["Mitsuba prb fwd+bwd"] = mi_fb
     except ImportError as e:
         print(f"Mitsuba unavailable: {e}")
-    print(f"Cornell box {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, {ARGS.threads} threads")
+    rows = timed(fns, ARGS.reps)
+    print(f"Cornell box {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, {ARGS.threads} threads, load average "
+          f"{os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     print("| run | seconds |\n|---|---|")
     for k, v in rows.items():
         print(f"| {k} | {v:.2f} |")

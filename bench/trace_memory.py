@@ -7,11 +7,15 @@ roughness and the sphere's vertices).
 
     PYTHONPATH=. python bench/trace_memory.py            # table to stdout
     PYTHONPATH=. python bench/trace_memory.py --quick    # smaller set
+    PYTHONPATH=. python bench/trace_memory.py --only 512 64 --replay-only --chunk 65536
+
+Children run with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set (why: ``bench/raytrace.py``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -44,24 +48,30 @@ print(json.dumps({"res": res, "spp": spp, "replay": replay, "bounces": bounces, 
 
 
 def run(res, spp, replay, bounces=3, chunk=4096):
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     out = subprocess.run([sys.executable, "-c", CHILD, str(res), str(spp), "1" if replay else "0", str(bounces), str(chunk)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", type=int, nargs=2, metavar=("RES", "SPP"), help="run this one configuration")
+    ap.add_argument("--replay-only", action="store_true", help="skip the runs without replay")
+    ap.add_argument("--chunk", type=int, default=4096, help="TraceSettings.chunk_rays (default 4096)")
     args = ap.parse_args()
     configs = [(32, 4), (32, 16), (32, 64)] if args.quick else [(64, 4), (64, 16), (64, 64), (128, 64), (512, 4)]
+    if args.only:
+        configs = [tuple(args.only)]
     rows = []
     print("| res | spp | bounces | chunk_rays | replay | extra peak RSS MB | fwd s | fwd+bwd s |")
     print("|---|---|---|---|---|---|---|---|")
     for res, spp in configs:
-        for replay in (False, True):
-            r = run(res, spp, replay)
+        for replay in (True,) if args.replay_only else (False, True):
+            r = run(res, spp, replay, chunk=args.chunk)
             rows.append(r)
-            print(f"| {res}^2 | {spp} | {r['bounces']} | 4096 | {replay} | {r['peak_mb']:.0f} | {r['fwd_s']:.1f} | "
+            print(f"| {res}^2 | {spp} | {r['bounces']} | {args.chunk} | {replay} | {r['peak_mb']:.0f} | {r['fwd_s']:.1f} | "
                   f"{r['fwd_bwd_s']:.1f} |", flush=True)
 
 

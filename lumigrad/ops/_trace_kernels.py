@@ -44,8 +44,5 @@ def trace_occluded(
     out_hit: wp.array(dtype=wp.int32),  # [R] 1 when something lies in (0, tmax)
 ):
     i = wp.tid() + offset
-    q = wp.mesh_query_ray(mesh, origins[i], dirs[i], tmax[i])
-    if q.result:
-        out_hit[i] = 1
-    else:
-        out_hit[i] = 0
+    # Any hit ends the traversal (no search for the closest one).
+    out_hit[i] = wp.where(wp.mesh_query_ray_anyhit(mesh, origins[i], dirs[i], tmax[i]), 1, 0)

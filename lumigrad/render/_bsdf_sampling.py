@@ -24,7 +24,7 @@ from torch import Tensor
 from lumigrad.scene.materials import GGXMaterial
 from lumigrad.shade.brdf import _MIN_ROUGHNESS, _ggx_d
 
-__all__ = ["frame", "sample_cosine", "spec_prob", "bsdf_pdf", "bsdf_sample"]
+__all__ = ["frame", "sample_cosine", "spec_prob", "bsdf_pdf", "bsdf_sample", "MaterialTable"]
 
 
 def frame(n: Tensor) -> tuple[Tensor, Tensor]:
@@ -107,3 +107,162 @@ def bsdf_sample(material, n: Tensor, wo: Tensor, gen: torch.Generator) -> tuple[
             pick = (u[:, 2] < ps)[:, None]
             wi = torch.where(pick, spec, wi)
         return wi, bsdf_pdf(material, n, wo, wi)
+
+
+# --- all shapes' materials at once -----------------------------------------------------------------
+
+_LAMBERT, _PHONG, _GGX, _MIRROR = 0, 1, 2, 3
+
+
+class MaterialTable:
+    """The materials of all shapes as per-shape parameter rows, so one call shades hits on every shape.
+
+    ``shape_id [R]`` (the shape each hit lies on) gathers the rows; each material
+    kind present (Lambert, Blinn-Phong, GGX, mirror) is evaluated once over its hits
+    instead of once per shape. Colour parameters are ``[S, 3]`` (1 channel expanded),
+    scalar ones ``[S, 1]``. Rows are gathered from the materials' tensors, so
+    gradients reach them. Values equal the per-material functions above and
+    :func:`lumigrad.shade.brdf._lambert` / ``_blinn_phong`` / ``_ggx``.
+    """
+
+    def __init__(self, materials: list, dtype: torch.dtype, device: torch.device) -> None:
+        from lumigrad.scene.materials import BlinnPhongMaterial, LambertMaterial
+        from lumigrad.scene.trace_types import MirrorMaterial
+
+        kinds = {LambertMaterial: _LAMBERT, BlinnPhongMaterial: _PHONG, GGXMaterial: _GGX, MirrorMaterial: _MIRROR}
+        self.kinds = [kinds[type(m)] for m in materials]
+        self.present = sorted(set(self.kinds))
+        self.kind = torch.tensor(self.kinds, dtype=torch.long, device=device)  # [S]
+        self.dtype, self.device = dtype, device
+        S = len(materials)
+
+        def rows(cls, attr, width):
+            out = []
+            for m in materials:
+                if isinstance(m, cls):
+                    v = getattr(m, attr)
+                    v = v.reshape(-1).to(dtype) if isinstance(v, Tensor) else torch.tensor([float(v)], dtype=dtype,
+                                                                                          device=device)
+                    out.append(v.expand(width) if v.numel() == 1 else v)
+                else:
+                    out.append(torch.zeros(width, dtype=dtype, device=device))
+            return torch.stack(out, 0)
+
+        self.p = {}
+        if _LAMBERT in self.present:
+            self.p["albedo"] = rows(LambertMaterial, "albedo", 3)
+        if _PHONG in self.present:
+            self.p["diffuse"] = rows(BlinnPhongMaterial, "diffuse", 3)
+            self.p["specular"] = rows(BlinnPhongMaterial, "specular", 3)
+            self.p["shininess"] = rows(BlinnPhongMaterial, "shininess", 1)
+        if _GGX in self.present:
+            self.p["base_color"] = rows(GGXMaterial, "base_color", 3)
+            self.p["roughness"] = rows(GGXMaterial, "roughness", 1)
+            self.p["metallic"] = rows(GGXMaterial, "metallic", 1)
+        if _MIRROR in self.present:
+            self.p["reflectance"] = rows(MirrorMaterial, "reflectance", 3)
+        like = torch.zeros(1, dtype=dtype, device=device)
+        # Sampling constants (no gradient): specular-lobe probability and GGX alpha per shape.
+        self.has_spec = _GGX in self.present
+        self.spec_prob = torch.tensor([spec_prob(m, like) for m in materials], dtype=dtype, device=device)
+        self.alpha = torch.stack([_alpha(m, like)[:1] if isinstance(m, GGXMaterial) else like.new_ones(1)
+                                  for m in materials], 0)[:, 0] if S else like
+        self.mirror = self.kind == _MIRROR  # [S] bool
+
+    def _by_kind(self, sid: Tensor, fn, width: int = 3) -> Tensor:
+        """``fn(kind, rows)`` evaluated per kind present, rows = indices of ``sid`` with that kind."""
+        if len(self.present) == 1:
+            return fn(self.present[0], None)
+        kind = self.kind[sid]
+        out = None
+        for k in self.present:
+            sel = torch.nonzero(kind == k).squeeze(1)
+            if sel.numel() == 0:
+                continue
+            v = fn(k, sel)
+            if out is None:
+                out = torch.zeros(sid.shape[0], width, dtype=v.dtype, device=v.device)
+            out = out.index_put((sel,), v)
+        return out if out is not None else torch.zeros(sid.shape[0], width, dtype=self.dtype, device=self.device)
+
+    def brdf(self, sid: Tensor, n: Tensor, l: Tensor, v: Tensor) -> Tensor:
+        """``[R, 3]`` BRDF value (no cosine) at hits on shapes ``sid [R]``; 0 for mirrors (delta lobe)."""
+        from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
+
+        p = self.p
+
+        def fn(k, sel):
+            s, nn, ll, vv = (sid, n, l, v) if sel is None else (x.index_select(0, sel) for x in (sid, n, l, v))
+
+            def g(name):  # index_select: its backward is an index_add, cheaper than indexing's index_put
+                return p[name].index_select(0, s)
+
+            if k == _LAMBERT:
+                return _lambert(nn, g("albedo")).expand(nn.shape[0], 3)
+            if k == _PHONG:
+                return _blinn_phong(nn, ll, vv, g("diffuse"), g("specular"), g("shininess")).expand(nn.shape[0], 3)
+            if k == _GGX:
+                return _ggx(nn, ll, vv, g("base_color"), g("roughness"), g("metallic")).expand(nn.shape[0], 3)
+            return torch.zeros_like(nn)
+
+        return self._by_kind(sid, fn)
+
+    def kd(self, sid: Tensor) -> Tensor:
+        """``[R, 3]`` diffuse albedo (for analytic ambient / SH light), ((1 - metallic) base colour for GGX)."""
+        p = self.p
+
+        def fn(k, sel):
+            s = sid if sel is None else sid.index_select(0, sel)
+            if k == _LAMBERT:
+                return p["albedo"].index_select(0, s)
+            if k == _PHONG:
+                return p["diffuse"].index_select(0, s)
+            if k == _GGX:
+                return (1.0 - p["metallic"].index_select(0, s).clamp(0.0, 1.0)) * p["base_color"].index_select(0, s)
+            return torch.zeros(s.shape[0], 3, dtype=self.dtype, device=self.device)
+
+        return self._by_kind(sid, fn)
+
+    def reflectance(self, sid: Tensor) -> Tensor:
+        """``[R, 3]`` mirror reflectance rows (only meaningful where ``self.mirror[sid]``)."""
+        return self.p["reflectance"].index_select(0, sid)
+
+    def pdf(self, sid: Tensor, n: Tensor, wo: Tensor, wi: Tensor) -> Tensor:
+        """``[R]`` density of :meth:`sample`, as :func:`bsdf_pdf` per shape (no gradient)."""
+        with torch.no_grad():
+            cos = (n * wi).sum(-1).clamp_min(0.0) / math.pi
+            if not self.has_spec:
+                return cos
+            ps, alpha = self.spec_prob[sid], self.alpha[sid]
+            spec = _ggx_d_pdf(n, wo, wi, alpha) * ((n * wi).sum(-1) > 0)
+            return torch.where(ps > 0, ps * spec + (1 - ps) * cos, cos)
+
+    def sample(self, sid: Tensor, n: Tensor, wo: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``(wi [R, 3], pdf [R])`` as :func:`bsdf_sample` per shape (cosine, or the GGX mixture)."""
+        with torch.no_grad():
+            R = n.shape[0]
+            u = torch.rand(R, 3, generator=gen, dtype=n.dtype, device=n.device)
+            t, b = frame(n)
+            r, phi = u[:, 0].sqrt(), 2 * math.pi * u[:, 1]
+            z = (1 - u[:, 0]).clamp_min(0).sqrt()
+            cphi, sphi = torch.cos(phi), torch.sin(phi)
+            wi = (r * cphi)[:, None] * t + (r * sphi)[:, None] * b + z[:, None] * n
+            if self.has_spec:
+                ps, a2 = self.spec_prob[sid], self.alpha[sid] ** 2
+                uu = u[:, 0]
+                cos2 = (1 - uu) / (1 + (a2 - 1) * uu)
+                ct = cos2.clamp(0, 1).sqrt()
+                st = (1 - cos2).clamp(0, 1).sqrt()
+                h = (st * cphi)[:, None] * t + (st * sphi)[:, None] * b + ct[:, None] * n
+                spec = 2 * (wo * h).sum(-1, keepdim=True) * h - wo
+                wi = torch.where((u[:, 2] < ps)[:, None], spec, wi)
+            return wi, self.pdf(sid, n, wo, wi)
+
+
+def _ggx_d_pdf(n: Tensor, wo: Tensor, wi: Tensor, alpha: Tensor) -> Tensor:
+    """:func:`_ggx_pdf` with a per-row ``alpha [R]``."""
+    h = wo + wi
+    h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    nh = (n * h).sum(-1).clamp(0.0, 1.0)
+    oh = (wo * h).sum(-1).abs().clamp_min(1e-8)
+    return _ggx_d(nh, alpha) * nh / (4 * oh)

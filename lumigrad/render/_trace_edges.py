@@ -59,7 +59,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from lumigrad.geometry.normals import face_cross, safe_normalize
+from lumigrad.geometry.normals import safe_normalize
 from lumigrad.ops.trace import intersect, occluded, reattach
 from lumigrad.scene.lights import DirectionalLight, PointLight
 
@@ -117,8 +117,10 @@ def boundary_term(sc, radiance) -> Tensor:
     edges, ef = sc.accel.edges, sc.accel.edge_faces
     verts, faces = sc.verts, sc.faces
     vd = verts.detach()
-    fnorm = face_cross(vd, faces)
-    v0 = vd[faces[:, 0].long()]
+    if sc.accel._face_data is None:  # per-face data of the current vertices (reset when they change)
+        tri = vd.index_select(0, faces.long().reshape(-1)).reshape(-1, 3, 3)
+        sc.accel._face_data = (torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1), tri[:, 0])
+    fnorm, v0 = sc.accel._face_data
     persp = cam.projection == "perspective"
     c2w = torch.linalg.inv(cam.world_to_cam.detach())
 
@@ -153,12 +155,14 @@ def boundary_term(sc, radiance) -> Tensor:
             ok = (z[e[:, 0]].detach() > cam.near) & (z[e[:, 1]].detach() > cam.near)
             e = e[ok]
         if e.shape[0]:
-            P0, P1 = P[e[:, 0]], P[e[:, 1]]
+            P0, P1 = P.index_select(0, e[:, 0]), P.index_select(0, e[:, 1])
             length = (P1 - P0).detach().norm(dim=-1)
             if float(length.sum()) > 0:
-                pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
+                # Sorted: iid samples in any order, and rays from nearby edges traverse the same BVH nodes.
+                pick = torch.multinomial(length, M, replacement=True, generator=sc.gen).sort().values
                 s = sc.rand(M, 1)
-                x_b = P0[pick] + s * (P1[pick] - P0[pick])
+                P0p, P1p = P0.index_select(0, pick), P1.index_select(0, pick)
+                x_b = P0p + s * (P1p - P0p)
                 n = _perp((P1 - P0).detach()[pick])
                 # The 3D edge point behind x_b (perspective-correct) must be seen by the camera:
                 # hidden edges can project onto visible ones (grazing back faces near an outline).
@@ -255,10 +259,11 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
     length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
     if float(length.sum()) <= 0:
         return
-    pick = torch.multinomial(length, M, replacement=True, generator=sc.gen)
+    # Sorted: iid samples in any order, and rays from nearby edges traverse the same BVH nodes.
+    pick = torch.multinomial(length, M, replacement=True, generator=sc.gen).sort().values
     e = e[pick]
     s = sc.rand(M, 1).clamp(_DS, 1 - _DS)
-    a, c = verts[e[:, 0]], verts[e[:, 1]]
+    a, c = verts.index_select(0, e[:, 0]), verts.index_select(0, e[:, 1])
     ept = a + s * (c - a)
 
     def ray_dir(p: Tensor) -> Tensor:

@@ -36,16 +36,17 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from lumigrad.geometry.normals import face_cross, safe_normalize, vertex_normals
-from lumigrad.ops.trace import TraceBVH, intersect, occluded, reattach
+from lumigrad.geometry.normals import face_cross, safe_normalize
+from lumigrad.ops.trace import TraceBVH, intersect, occluded
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
-from lumigrad.render._bsdf_sampling import bsdf_pdf, bsdf_sample
+from lumigrad.render._bsdf_sampling import MaterialTable
 from lumigrad.render._envmap import EnvMap
-from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, TraceSettings
+from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
 from lumigrad.shade.lighting import _eval_light, _sh_irradiance
+from lumigrad.ops._trace_ref import ray_triangle
 
 __all__ = ["TraceSettings", "TraceOutput", "TraceAccel", "prepare_trace", "render_trace"]
 
@@ -61,13 +62,21 @@ class TraceOutput(NamedTuple):
 
 
 class TraceAccel:
-    """What the tracer reuses across renders of one topology: the BVH and the edge adjacency.
+    """What the tracer reuses across renders of one topology: the BVH, the edge adjacency, and caches.
 
     Build with :func:`prepare_trace`; :func:`render_trace` refits the BVH to
-    the current vertices on every call (topology must not change).
+    the current vertices (topology must not change). Work that depends only on
+    vertex values is cached here and redone only when a mesh's vertices change:
+    the refit, the vertex normals of meshes whose vertices need no gradient,
+    and the detached face normals of the edge sampler. "Change" is decided by
+    value (a copy of each mesh's last vertices is kept and compared, O(V)), so
+    in-place edits of any kind are seen.
     """
 
     def __init__(self, verts: Tensor, faces: Tensor) -> None:
+        self._verts_seen: dict = {}  # shape index -> detached copy of that mesh's vertices at the last render
+        self._normals: dict = {}  # shape index -> [V_i, 3] unit normals of _verts_seen[i] (no-grad meshes)
+        self._face_data = None  # (face_cross [F, 3], first corner [F, 3]) of the detached vertices, or None
         self.bvh = TraceBVH(verts, faces)
         self.num_faces = int(faces.shape[0])
         self.num_verts = int(verts.shape[0])
@@ -123,9 +132,13 @@ class _Scene:
     def __init__(self, shapes, camera, lights, settings, accel):
         self.shapes, self.camera, self.settings = shapes, camera, settings
         self.verts, self.faces, self.owner = _merge(shapes)
+        self.faces_long = self.faces.long()
         self.accel = accel
-        accel.bvh.refit(self.verts)
-        self.vnormals = torch.cat([vertex_normals(s.mesh.verts, s.mesh.faces) for s in shapes], 0)
+        changed = [_note_verts(accel, i, s.mesh.verts) for i, s in enumerate(shapes)]
+        if any(changed):
+            accel.bvh.refit(self.verts)
+            accel._face_data = None
+        self.vnormals = torch.cat([_cached_normals(accel, i, c, s) for i, (c, s) in enumerate(zip(changed, shapes))], 0)
         self.dtype, self.device = self.verts.dtype, self.verts.device
         lo, hi = self.verts.detach().min(0).values, self.verts.detach().max(0).values
         self.eps = float((hi - lo).norm()) * settings.ray_eps + 1e-7
@@ -135,6 +148,12 @@ class _Scene:
         envs = [l for l in lights if isinstance(l, EnvironmentLight)]
         self.env = EnvMap(envs[0], self.dtype, self.device) if envs else None
         self.emitters = [i for i, s in enumerate(shapes) if s.is_emitter]
+        # Per-shape rows (materials, emission) gathered by shape id: hits on all shapes are shaded together.
+        self.mats = MaterialTable([s.material for s in shapes], self.dtype, self.device)
+        if self.emitters:
+            zero = torch.zeros(3, dtype=self.dtype, device=self.device)
+            self.emission = torch.stack([s.emission.to(self.dtype) if s.is_emitter else zero for s in shapes], 0)
+            self.is_emitter = torch.tensor([s.is_emitter for s in shapes], dtype=torch.bool, device=self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(settings.seed)
         # Per-emitter triangle areas for light sampling; total area per shape for MIS densities.
         self.emit_tris = []
@@ -154,6 +173,45 @@ class _Scene:
         return torch.Generator(device=self.device).manual_seed((self.settings.seed * 1_000_003 + chunk) % (2**63))
 
 
+def _vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
+    """:func:`lumigrad.geometry.normals.vertex_normals` for ``[V, 3]`` with gathers by ``index_select`` and one
+    ``index_add`` (cheaper backward: no sorting ``index_put``); same values up to summation order."""
+    f = faces.long()
+    tri = verts.index_select(0, f.reshape(-1)).reshape(-1, 3, 3)
+    c = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    acc = torch.zeros_like(verts).index_add(0, f.t().reshape(-1), c.repeat(3, 1))
+    return safe_normalize(acc)
+
+
+def _note_verts(accel: "TraceAccel", i: int, v: Tensor) -> bool:
+    """Whether mesh ``i``'s vertices differ from those of the last render with ``accel`` (then remember them)."""
+    prev = accel._verts_seen.get(i)
+    vd = v.detach()
+    if prev is not None and prev.shape == vd.shape and prev.dtype == vd.dtype and torch.equal(prev, vd):
+        return False
+    accel._verts_seen[i] = vd.clone()
+    accel._normals.pop(i, None)
+    return True
+
+
+def _cached_normals(accel: "TraceAccel", i: int, changed: bool, shape: Shape) -> Tensor:
+    v = shape.mesh.verts
+    if v.requires_grad and torch.is_grad_enabled():
+        return _vertex_normals(v, shape.mesh.faces)
+    n = None if changed else accel._normals.get(i)
+    if n is None:
+        with torch.no_grad():
+            n = _vertex_normals(v, shape.mesh.faces)
+        accel._normals[i] = n
+    return n
+
+
+def _take(x: Tensor, i: Tensor) -> Tensor:
+    """``x[i]`` for a 1-D index: ``index_select``, whose backward is an ``index_add`` (advanced indexing's
+    backward is an accumulating ``index_put``, which sorts the indices: 2-4x slower on CPU)."""
+    return x.index_select(0, i)
+
+
 def _param(v, like: Tensor) -> Tensor:
     if isinstance(v, Tensor):
         return v.reshape(1) if v.ndim == 0 else v
@@ -161,7 +219,10 @@ def _param(v, like: Tensor) -> Tensor:
 
 
 def _brdf(material, n: Tensor, l: Tensor, v: Tensor) -> Tensor:
-    """``[R, 3]`` BRDF value (no cosine) of a constant material; 0 for a mirror (delta lobe)."""
+    """``[R, 3]`` BRDF value (no cosine) of one constant material; 0 for a mirror (delta lobe).
+
+    The per-material spec of :meth:`MaterialTable.brdf` (which the renderer uses).
+    """
     if isinstance(material, LambertMaterial):
         return _lambert(n, _param(material.albedo, n)).expand(n.shape[0], 3)
     if isinstance(material, BlinnPhongMaterial):
@@ -171,16 +232,6 @@ def _brdf(material, n: Tensor, l: Tensor, v: Tensor) -> Tensor:
         p = [_param(getattr(material, k), n) for k in ("base_color", "roughness", "metallic")]
         return _ggx(n, l, v, *p).expand(n.shape[0], 3)
     return torch.zeros_like(n)
-
-
-def _kd(material, like: Tensor) -> Tensor:
-    if isinstance(material, LambertMaterial):
-        return _param(material.albedo, like)
-    if isinstance(material, BlinnPhongMaterial):
-        return _param(material.diffuse, like)
-    if isinstance(material, GGXMaterial):
-        return (1.0 - _param(material.metallic, like).clamp(0.0, 1.0)) * _param(material.base_color, like)
-    return torch.zeros(1, dtype=like.dtype, device=like.device)
 
 
 class _Hit(NamedTuple):
@@ -195,14 +246,16 @@ class _Hit(NamedTuple):
 def _trace(sc: _Scene, origins: Tensor, dirs: Tensor) -> _Hit:
     hits = intersect(sc.accel.bvh, origins, dirs)
     idx = torch.nonzero(hits.face >= 0).squeeze(1)
-    face = hits.face[idx]
-    o, d = origins[idx], dirs[idx]
-    r = reattach(sc.verts, sc.faces, face, o, d)
-    fl = sc.faces[face.long()].long()
-    ns = safe_normalize((r.bary[..., None] * sc.vnormals[fl]).sum(1))
-    tri = sc.verts[fl]
+    face = _take(hits.face, idx).long()
+    o, d = _take(origins, idx), _take(dirs, idx)
+    # reattach() inlined: one gather of the hit triangles serves the hit point, both normals.
+    fl = _take(sc.faces_long, face).reshape(-1)  # [h * 3]
+    tri = _take(sc.verts, fl).reshape(-1, 3, 3)  # [h, 3, 3]
+    t, b1, b2 = ray_triangle(o, d, tri[:, 0], tri[:, 1], tri[:, 2])
+    bary = torch.stack([1.0 - b1 - b2, b1, b2], dim=-1)
+    ns = safe_normalize((bary[..., None] * _take(sc.vnormals, fl).reshape(-1, 3, 3)).sum(1))
     ng = safe_normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1))
-    return _Hit(idx, sc.owner[face.long()], r.points, ns, ng, safe_normalize(-d))
+    return _Hit(idx, _take(sc.owner, face), o + t[:, None] * d, ns, ng, safe_normalize(-d))
 
 
 def _visible(sc: _Scene, p: Tensor, ng: Tensor, l: Tensor, dist: Tensor) -> Tensor:
@@ -223,102 +276,98 @@ def _power(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Tensor:
-    """``[h, 3]`` reflected radiance from all lights at the hits (next-event estimation, MIS-weighted)."""
+    """``[h, 3]`` reflected radiance from all lights at the hits (next-event estimation, MIS-weighted).
+
+    All hits are shaded at once (materials are gathered per hit from :class:`MaterialTable`); hits on
+    mirrors get 0 (their delta lobe meets no light sample).
+    """
     out = torch.zeros_like(h.points)
     if h.idx.numel() == 0:
         return out
-    mis = sc.settings.mis
+    mis, mats = sc.settings.mis, sc.mats
+    if mats.mirror.any():
+        sel = torch.nonzero(~mats.mirror[h.shape]).squeeze(1)
+        if sel.numel() == 0:
+            return out
+        sid, p, ns, ng, wo = (_take(x, sel) for x in (h.shape, h.points, h.ns, h.ng, h.wo))
+    else:
+        sel = None
+        sid, p, ns, ng, wo = h.shape, h.points, h.ns, h.ng, h.wo
+    n = p.shape[0]
 
-    def rand(n):
-        return torch.rand(n, 1, generator=gen, dtype=sc.dtype, device=sc.device)
+    def rand(k):
+        return torch.rand(k, 1, generator=gen, dtype=sc.dtype, device=sc.device)
 
-    for s_id, shape in enumerate(sc.shapes):
-        sel = torch.nonzero(h.shape == s_id).squeeze(1)
-        if sel.numel() == 0 or isinstance(shape.material, MirrorMaterial):
-            continue
-        mat = shape.material
-        p, ns, ng, wo = h.points[sel], h.ns[sel], h.ng[sel], h.wo[sel]
-        rgb = torch.zeros_like(p)
-        for light in sc.point_lights:
-            l, e_perp = _eval_light(_FN, light, p)
-            if isinstance(light, PointLight):
-                dist = (light.position - p).norm(dim=-1)
-            else:
-                dist = torch.full_like(p[:, 0], 1e30)
-            cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
-            rgb = rgb + _brdf(mat, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist)
-        for e_id, (tris, areas) in zip(sc.emitters, sc.emit_tris):
-            k = torch.multinomial(areas.detach(), p.shape[0], replacement=True, generator=gen)
-            u1, u2 = rand(p.shape[0]), rand(p.shape[0])
-            su = u1.sqrt()
-            tv = sc.verts[tris[k]]  # [n, 3, 3]
-            y = (1 - su) * tv[:, 0] + su * (1 - u2) * tv[:, 1] + su * u2 * tv[:, 2]
-            ny = safe_normalize(torch.linalg.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0], dim=-1))
-            d = y - p
-            dist2 = (d * d).sum(-1, keepdim=True).clamp_min(1e-12)
-            dist = dist2.sqrt()
-            l = d / dist
-            cos_y = (-(l * ny).sum(-1, keepdim=True)).clamp_min(0.0)
-            cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
-            e_perp = sc.shapes[e_id].emission * cos_y * areas.sum() / dist2
-            term = _brdf(mat, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
-            if mis:
-                with torch.no_grad():
-                    p_light = (dist2 / (cos_y.clamp_min(1e-12) * areas.sum()))[:, 0]
-                    w = _power(p_light, bsdf_pdf(mat, ns.detach(), wo.detach(), l.detach()))
-                term = term * w[:, None]
-            rgb = rgb + term
-        if sc.env is not None:
-            l, pdf = sc.env.sample(p.shape[0], gen)
-            cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
-            term = _brdf(mat, ns, l, wo) * sc.env.eval(l) * cos / pdf[:, None]
-            term = term * _visible(sc, p, ng, l, torch.full_like(p[:, 0], 1e30))
-            if mis:
-                term = term * _power(pdf, bsdf_pdf(mat, ns.detach(), wo.detach(), l))[:, None]
-            rgb = rgb + term
-        if analytic_env:
-            kd = _kd(mat, p)
-            for amb in sc.ambient:
-                rgb = rgb + amb.color * kd
-            for shl in sc.sh:
-                rgb = rgb + (kd / math.pi) * _sh_irradiance(shl.coeffs, ns)
-        out = out.index_add(0, sel, rgb)
-    return out
+    rgb = torch.zeros_like(p)
+    for light in sc.point_lights:
+        l, e_perp = _eval_light(_FN, light, p)
+        if isinstance(light, PointLight):
+            dist = (light.position - p).norm(dim=-1)
+        else:
+            dist = torch.full_like(p[:, 0], 1e30)
+        cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+        rgb = rgb + mats.brdf(sid, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist)
+    for e_id, (tris, areas) in zip(sc.emitters, sc.emit_tris):
+        k = torch.multinomial(areas.detach(), n, replacement=True, generator=gen)
+        u1, u2 = rand(n), rand(n)
+        su = u1.sqrt()
+        tv = _take(sc.verts, _take(tris, k).reshape(-1)).reshape(-1, 3, 3)  # [n, 3, 3]
+        y = (1 - su) * tv[:, 0] + su * (1 - u2) * tv[:, 1] + su * u2 * tv[:, 2]
+        ny = safe_normalize(torch.linalg.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0], dim=-1))
+        d = y - p
+        dist2 = (d * d).sum(-1, keepdim=True).clamp_min(1e-12)
+        dist = dist2.sqrt()
+        l = d / dist
+        cos_y = (-(l * ny).sum(-1, keepdim=True)).clamp_min(0.0)
+        cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+        area = areas.sum()
+        e_perp = sc.shapes[e_id].emission * cos_y * area / dist2
+        term = mats.brdf(sid, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
+        if mis:
+            with torch.no_grad():
+                p_light = (dist2 / (cos_y.clamp_min(1e-12) * area))[:, 0]
+                w = _power(p_light, mats.pdf(sid, ns.detach(), wo.detach(), l.detach()))
+            term = term * w[:, None]
+        rgb = rgb + term
+    if sc.env is not None:
+        l, pdf = sc.env.sample(n, gen)
+        cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+        term = mats.brdf(sid, ns, l, wo) * sc.env.eval(l) * cos / pdf[:, None]
+        term = term * _visible(sc, p, ng, l, torch.full_like(p[:, 0], 1e30))
+        if mis:
+            term = term * _power(pdf, mats.pdf(sid, ns.detach(), wo.detach(), l))[:, None]
+        rgb = rgb + term
+    if analytic_env and (sc.ambient or sc.sh):
+        kd = mats.kd(sid)
+        for amb in sc.ambient:
+            rgb = rgb + amb.color * kd
+        for shl in sc.sh:
+            rgb = rgb + (kd / math.pi) * _sh_irradiance(shl.coeffs, ns)
+    return rgb if sel is None else out.index_add(0, sel, rgb)
 
 
 def _emission(sc: _Scene, h: _Hit) -> Tensor:
-    out = torch.zeros_like(h.points)
-    for e_id in sc.emitters:
-        front = ((h.shape == e_id) & ((h.ng * h.wo).sum(-1) > 0)).to(h.points.dtype)[:, None]
-        out = out + front * sc.shapes[e_id].emission
-    return out
+    """``[h, 3]`` radiance emitted towards the ray by the front sides of emissive shapes."""
+    if not sc.emitters:
+        return torch.zeros_like(h.points)
+    front = (sc.is_emitter[h.shape] & ((h.ng * h.wo).sum(-1) > 0)).to(h.points.dtype)[:, None]
+    return front * sc.emission[h.shape]
 
 
 def _sample_bsdf(sc: _Scene, h: _Hit, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(weight [h, 3] = f cos / pdf, wi [h, 3], pdf [h], delta [h] bool)`` of one BSDF sample per hit."""
-    weight = torch.zeros_like(h.points)
-    new_d = torch.zeros_like(h.points)
-    pdf = torch.zeros_like(h.points[:, 0])
-    delta = torch.zeros(h.points.shape[0], dtype=torch.bool, device=sc.device)
-    for s_id, shape in enumerate(sc.shapes):
-        sel = torch.nonzero(h.shape == s_id).squeeze(1)
-        if sel.numel() == 0:
-            continue
-        ns, wo = h.ns[sel], h.wo[sel]
-        if isinstance(shape.material, MirrorMaterial):
-            wi = 2 * (ns * wo).sum(-1, keepdim=True) * ns - wo
-            w = _param(shape.material.reflectance, ns).expand(sel.shape[0], 3)
-            delta[sel] = True
-            pdf[sel] = 1.0
-        else:
-            wi, pd = bsdf_sample(shape.material, ns.detach(), wo.detach(), gen)
-            cos = (ns * wi).sum(-1, keepdim=True).clamp_min(0.0)
-            ok = (pd > 0)[:, None]
-            w = torch.where(ok, _brdf(shape.material, ns, wi, wo) * cos / pd.clamp_min(1e-30)[:, None], 0.0)
-            pdf = pdf.index_put((sel,), pd)
-        weight = weight.index_add(0, sel, w)
-        new_d = new_d.index_add(0, sel, wi)
-    return weight, new_d, pdf, delta
+    mats = sc.mats
+    wi, pd = mats.sample(h.shape, h.ns.detach(), h.wo.detach(), gen)
+    cos = (h.ns * wi).sum(-1, keepdim=True).clamp_min(0.0)
+    ok = (pd > 0)[:, None]
+    w = torch.where(ok, mats.brdf(h.shape, h.ns, wi, h.wo) * cos / pd.clamp_min(1e-30)[:, None], 0.0)
+    delta = mats.mirror[h.shape]
+    if mats.mirror.any():
+        refl = 2 * (h.ns * h.wo).sum(-1, keepdim=True) * h.ns - h.wo
+        wi = torch.where(delta[:, None], refl, wi)
+        w = torch.where(delta[:, None], mats.reflectance(h.shape), w)
+        pd = torch.where(delta, torch.ones_like(pd), pd)
+    return w, wi, pd, delta
 
 
 def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -360,8 +409,8 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
             keep = torch.rand(q.shape[0], generator=gen, dtype=sc.dtype, device=sc.device) < q
             beta = beta / q[:, None]
             sel = torch.nonzero(keep).squeeze(1)
-            beta, idx, delta, new_d, pdf = beta[sel], idx[sel], delta[sel], new_d[sel], pdf[sel]
-            h = _Hit(*(x[sel] for x in h))
+            beta, idx, delta, new_d, pdf = (_take(x, sel) for x in (beta, idx, delta, new_d, pdf))
+            h = _Hit(*(_take(x, sel) for x in h))
         side = torch.where((h.ng * new_d).sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         o = h.points + side * h.ng * sc.eps
         h2 = _trace(sc, o, new_d)
@@ -373,33 +422,44 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
             le = _emission(sc, h2)
             with torch.no_grad():
                 if st.mis:
-                    d2 = ((h2.points - o[h2.idx]) ** 2).sum(-1)
+                    d2 = ((h2.points - _take(o, h2.idx)) ** 2).sum(-1)
                     cos_y = (h2.ng * h2.wo).sum(-1).abs().clamp_min(1e-12)
                     area = sc.emit_area[h2.shape]
                     p_light = torch.where(area > 0, d2 / (cos_y * area.clamp_min(1e-30)), torch.zeros_like(d2))
                     w = torch.where(delta[h2.idx], 1.0, _power(pdf[h2.idx], p_light))
                 else:
                     w = delta[h2.idx].to(sc.dtype)
-            L = L.index_add(0, idx[h2.idx], beta[h2.idx] * le * w[:, None])
+            L = L.index_add(0, _take(idx, h2.idx), _take(beta, h2.idx) * le * w[:, None])
         if sc.env is not None and esc.numel():
             with torch.no_grad():
                 if st.mis:
                     w = torch.where(delta[esc], 1.0, _power(pdf[esc], sc.env.pdf(new_d[esc])))
                 else:
                     w = delta[esc].to(sc.dtype)
-            L = L.index_add(0, idx[esc], beta[esc] * sc.env.eval(new_d[esc]) * w[:, None])
+            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * sc.env.eval(_take(new_d, esc)) * w[:, None])
         if ambient is not None and esc.numel():
-            L = L.index_add(0, idx[esc], beta[esc] * ambient)
+            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * ambient)
         if last:
             break
-        beta = beta[h2.idx]
-        idx = idx[h2.idx]
+        beta = _take(beta, h2.idx)
+        idx = _take(idx, h2.idx)
         h = h2
     return L, hit
 
 
 def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
     """World rays ``(origins [R, 3], dirs [R, 3] unit)`` through pixel coordinates ``pix [R, 2]`` of views ``view [R]``."""
+    if camera.batch_size == 1:
+        # One view: broadcast its matrices instead of gathering [R, 4, 4] copies for a batched matmul.
+        c2w, k = torch.linalg.inv(camera.world_to_cam[0]), camera.K[0]
+        y = (pix[:, 1] - k[1, 2]) / k[1, 1]
+        x = (pix[:, 0] - k[0, 2] - k[0, 1] * y) / k[0, 0]
+        rot, t = c2w[:3, :3], c2w[:3, 3]
+        if camera.projection == "perspective":
+            d = torch.stack([x, y, torch.ones_like(x)], -1) @ rot.T
+            return t.expand_as(d), safe_normalize(d)
+        o = torch.stack([x, y, torch.zeros_like(x)], -1) @ rot.T + t
+        return o, rot[:, 2].expand_as(o)
     c2w = torch.linalg.inv(camera.world_to_cam)[view]
     k = camera.K[view]
     y = (pix[:, 1] - k[:, 1, 2]) / k[:, 1, 1]
@@ -455,7 +515,7 @@ def render_trace(
             Emissive shapes are area lights.
         settings: :class:`TraceSettings`.
         accel: a :class:`TraceAccel` from :func:`prepare_trace` for the same
-            topology (built here when None); it is refitted to the current vertices.
+            topology (built here when None); it is refitted when the vertices changed since its last render.
 
     Returns:
         :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.

@@ -192,3 +192,23 @@ def test_interior_gradients_light_and_albedo_match_fd():
     for what in ("light", "albedo"):
         torch.testing.assert_close(_grad(lambda x: loss(x, what), 0.0), _fd(lambda x: loss(x, what), 0.0, 1e-5),
                                    rtol=1e-4, atol=1e-6)
+
+
+def test_accel_caches_follow_vertex_values():
+    """TraceAccel skips the refit and reuses normals only while the vertex *values* are unchanged."""
+    shapes, cam = shadow_scene(torch.zeros((), dtype=DT))
+    light = PointLight(_t(2.5, 2.5, 0.0), intensity=20.0)
+    st = TraceSettings(spp=2, boundary="edge")
+    accel = prepare_trace(shapes)
+    a = render_trace(shapes, cam, [light], st, accel=accel).image
+    b = render_trace(shapes, cam, [light], st, accel=accel).image  # cached refit, normals and face data
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Move the occluder through .data (no version bump): the render must see the new positions.
+    moved = [shapes[0], Shape(Mesh(shapes[1].mesh.verts.clone(), shapes[1].mesh.faces), shapes[1].material)]
+    c0 = render_trace(moved, cam, [light], st, accel=accel).image
+    moved[1].mesh.verts.data += _t(0.4, 0.0, 0.0)
+    c = render_trace(moved, cam, [light], st, accel=accel).image
+    fresh = render_trace(moved, cam, [light], st, accel=prepare_trace(moved)).image
+    torch.testing.assert_close(c0, a, rtol=0, atol=0)
+    assert float((c - a).abs().max()) > 0.05
+    torch.testing.assert_close(c, fresh, rtol=1e-6, atol=1e-9)
