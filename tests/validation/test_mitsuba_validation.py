@@ -81,7 +81,11 @@ def test_images_agree(mitsuba, name):
 def test_gradients_agree(mitsuba, name, param, vs_mitsuba):
     MI, DR = mitsuba
     nb = BOUNCES.get(name, 1)
-    gl = lumigrad_grad_image(name, param, RES, TraceSettings(spp=64, edge_samples=4 * RES * RES, max_bounces=nb))
+    penumbra = param == "sphere_dx" and name in ("area_light", "envmap")
+    # Penumbra terms carry the noise of their light samples too: more of them (measured over 3 seeds:
+    # 1.3-5.2 % from FD and Mitsuba with these; 0.5-11 % with the defaults, 16 and 4 H W).
+    samples = dict(shadow_light_samples=64, edge_samples=16 * RES * RES) if penumbra else dict(edge_samples=4 * RES * RES)
+    gl = lumigrad_grad_image(name, param, RES, TraceSettings(spp=64, max_bounces=nb, **samples))
     fd = lumigrad_fd_image(name, param, RES, TraceSettings(spp=256, boundary="none", max_bounces=nb), 0.02)
     c = compare(gl, fd)
     assert c["norm_rel_err"] <= 0.10 and c["sign_agree"] >= 0.9, c
