@@ -21,7 +21,9 @@ from typing import Any
 
 import warp as wp
 
-wp.set_module_options({"enable_backward": False})
+from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+
+wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 __all__ = [
     "screen_verts", "edge_classify", "rim_motion_bwd", "edge_grad_tasks", "clip_grad", "OVERLOADS",

@@ -15,10 +15,12 @@ from typing import Any
 
 import warp as wp
 
+from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+
 __all__ = ["interpolate_fwd", "interpolate_bwd"]
 
-# Every kernel here has a hand-written backward; skip Warp's generated adjoints.
-wp.set_module_options({"enable_backward": False})
+# Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).
+wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 
 @wp.func

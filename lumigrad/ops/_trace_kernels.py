@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import warp as wp
 
-wp.set_module_options({"enable_backward": False})
+from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+
+wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 __all__ = ["trace_closest", "trace_occluded"]
 
