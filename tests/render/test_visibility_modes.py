@@ -98,6 +98,12 @@ def test_supersample_is_the_box_average_of_the_larger_render():
     ref = render_mesh(mesh, big, LambertMaterial(0.7), light, dataclasses.replace(st, supersample=1), verts=verts)
     assert out.image.shape == (1, 10, 12, 3) and out.rast.shape == (1, 30, 36, 4)
     assert torch.equal(out.image, box_downsample(ref.image, 3)) and torch.equal(out.alpha, box_downsample(ref.alpha, 3))
+    from lumigrad.render.scene import render_scene
+    from lumigrad.scene.scene import Scene, SceneObject
+
+    scene = Scene([SceneObject(mesh, LambertMaterial(0.7))], lights=light)
+    got = render_scene(scene, cam, st)
+    assert torch.equal(got.image, box_downsample(render_scene(scene, big, dataclasses.replace(st, supersample=1)).image, 3))
     sil = render_silhouette(verts, mesh.faces, cam, st)
     assert torch.equal(sil, box_downsample(render_silhouette(verts, mesh.faces, big, dataclasses.replace(st, supersample=1)), 3))
     # Partial coverage in the box average, and the gradient reaches the vertices.
