@@ -2,6 +2,7 @@
 from lumigrad.ops.antialias import AntialiasTopology, antialias, prepare_topology
 from lumigrad.ops.edge_grad import EdgeRim, edge_grad, edge_rim
 from lumigrad.ops.interpolate import Interpolated, interpolate
+from lumigrad.ops.normals import vertex_normal_sums
 from lumigrad.ops.rasterize import Rasterized, rasterize
 from lumigrad.ops.soft_rasterize import SoftRasterized, soft_rasterize
 from lumigrad.ops.texture import build_mip, texture
@@ -10,5 +11,5 @@ from lumigrad.ops.trace import RayHits, Reattached, TraceBVH, intersect, occlude
 __all__ = [
     "rasterize", "Rasterized", "interpolate", "Interpolated", "texture", "build_mip",
     "antialias", "AntialiasTopology", "prepare_topology", "soft_rasterize", "SoftRasterized", "edge_grad", "edge_rim", "EdgeRim",
-    "TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach",
+    "TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach", "vertex_normal_sums",
 ]
