@@ -42,9 +42,6 @@ def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
         from lumigrad.ops.normals import vertex_normal_sums  # Warp kernels: imported on first use
 
         return safe_normalize(vertex_normal_sums(verts, faces))
-    c = face_cross(verts, faces)
-    f = faces.long()
-    acc = torch.zeros_like(verts)
-    for k in range(3):
-        acc.index_add_(-2, f[:, k], c)  # in place: no copy of the accumulator per corner
-    return safe_normalize(acc)
+    from lumigrad.ops._normals_ref import vertex_normal_sums_ref  # torch only
+
+    return safe_normalize(vertex_normal_sums_ref(verts, faces))

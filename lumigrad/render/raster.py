@@ -86,6 +86,11 @@ def supersampled(settings: "RasterSettings", camera: Camera) -> tuple["RasterSet
     return dataclasses.replace(settings, supersample=1), camera.scaled(settings.supersample)
 
 
+def downsampled(out: "RenderOutput", factor: int) -> "RenderOutput":
+    """A supersampled render's output with ``image`` and ``alpha`` box-filtered by ``factor``."""
+    return out._replace(image=box_downsample(out.image, factor), alpha=box_downsample(out.alpha, factor))
+
+
 class RenderOutput(NamedTuple):
     """Result of :func:`render_mesh` (all ``[B, H, W, C]``)."""
 
@@ -166,8 +171,7 @@ def render_mesh(
     if settings.supersample > 1:
         one, big = supersampled(settings, camera)
         out = render_mesh(mesh, big, material, lights, one, verts, topology, transform=transform, shading=shading)
-        f = settings.supersample
-        return out._replace(image=box_downsample(out.image, f), alpha=box_downsample(out.alpha, f))
+        return downsampled(out, settings.supersample)
     material = default_material(material, mesh.dtype)
     verts = mesh.verts if verts is None else verts
     if transform is not None:

@@ -8,7 +8,7 @@ import torch
 from lumigrad.ops.antialias import AntialiasTopology
 from lumigrad.ops.rasterize import rasterize
 from lumigrad.render._shading import check_shading, default_material, shade_pixels
-from lumigrad.render.raster import RasterSettings, RenderOutput, box_downsample, composite, rim_for, supersampled
+from lumigrad.render.raster import RasterSettings, RenderOutput, composite, downsampled, rim_for, supersampled
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.scene import Scene
 
@@ -53,9 +53,7 @@ def render_scene(
     """
     if settings.supersample > 1:
         one, big = supersampled(settings, camera)
-        out = render_scene(scene, big, one, shading=shading, topology=topology)
-        f = settings.supersample
-        return out._replace(image=box_downsample(out.image, f), alpha=box_downsample(out.alpha, f))
+        return downsampled(render_scene(scene, big, one, shading=shading, topology=topology), settings.supersample)
     fn = "render_scene"
     if not isinstance(scene, Scene):
         raise TypeError(f"{fn}(): scene must be a Scene, got {type(scene).__name__}")
