@@ -34,14 +34,14 @@ def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
     Each face adds its un-normalised normal (length = twice its area) to its three
     vertices; a vertex with only degenerate faces gets a zero normal. Gradients
     flow to ``verts`` and are finite everywhere. ``[V, 3]`` and ``[B, V, 3]``
-    float32/float64 on cpu/cuda go through :func:`lumigrad.ops.normals.vertex_normal_sums`
-    (Warp kernels, ~9x faster at 1.3M faces, first-order and forward-mode AD);
+    float32/float64 on cpu/cuda go through :func:`lumigrad.ops.normals.vertex_normals`
+    (Warp kernels, sums and normalisation fused, first-order and forward-mode AD);
     other shapes and dtypes use the torch formula.
     """
     if verts.ndim in (2, 3) and verts.dtype in (torch.float32, torch.float64) and verts.device.type in ("cpu", "cuda"):
-        from lumigrad.ops.normals import vertex_normal_sums  # Warp kernels: imported on first use
+        from lumigrad.ops import normals  # Warp kernels: imported on first use
 
-        return safe_normalize(vertex_normal_sums(verts, faces))
+        return normals.vertex_normals(verts, faces)
     from lumigrad.ops._normals_ref import vertex_normal_sums_ref  # torch only
 
     return safe_normalize(vertex_normal_sums_ref(verts, faces))

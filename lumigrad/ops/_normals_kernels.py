@@ -1,4 +1,4 @@
-"""Warp kernels of :func:`lumigrad.ops.normals.vertex_normal_sums` (one Warp module).
+"""Warp kernels of :func:`lumigrad.ops.normals.vertex_normal_sums` and ``vertex_normals`` (one Warp module).
 
 A kernel thread handles a span of faces ``t = b * F + f`` (batch-major; ``start + (tid + offset) * span``
 onwards, below ``end``) and adds into the
@@ -14,7 +14,7 @@ import warp as wp
 
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
-__all__ = ["normal_sums_fwd", "normal_sums_bwd"]
+__all__ = ["normal_sums_fwd", "normal_sums_bwd", "unit_fwd", "unit_bwd"]
 
 # Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
@@ -81,3 +81,39 @@ def normal_sums_bwd(
         _add3(out, base + i1, g1)
         _add3(out, base + i2, g2)
         _add3(out, base + i0, -(g1 + g2))
+
+
+@wp.kernel
+def unit_fwd(
+    offset: int, tasks: int, n: int, tiny: wp.float64,
+    sums: wp.array2d(dtype=Any),  # [tasks * n, 3] per-task normal sums (summed here)
+    out: wp.array2d(dtype=Any),  # [n, 3] unit normals, 0 where |sum|^2 <= tiny
+    inv: wp.array(dtype=Any),  # [n] 1 / |sum|, 0 there
+):
+    i = wp.tid() + offset
+    s = _row(sums, i)
+    for k in range(1, tasks):
+        s = s + _row(sums, k * n + i)
+    n2 = wp.dot(s, s)
+    r = type(n2)(0.0)
+    if wp.float64(n2) > tiny:
+        r = type(n2)(1.0) / wp.sqrt(n2)
+    inv[i] = r
+    for c in range(3):
+        out[i, c] = s[c] * r
+
+
+@wp.kernel
+def unit_bwd(
+    offset: int,
+    unit: wp.array2d(dtype=Any),  # [n, 3] forward output
+    inv: wp.array(dtype=Any),  # [n]
+    grad: wp.array2d(dtype=Any),  # [n, 3] d loss / d unit
+    out: wp.array2d(dtype=Any),  # [n, 3] d loss / d sum = (g - u (u . g)) / |sum|
+):
+    i = wp.tid() + offset
+    u = _row(unit, i)
+    g = _row(grad, i)
+    d = (g - u * wp.dot(u, g)) * inv[i]
+    for c in range(3):
+        out[i, c] = d[c]

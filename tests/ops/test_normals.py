@@ -6,6 +6,8 @@ import torch.autograd.forward_ad as fwAD
 from lumigrad.geometry import icosphere
 from lumigrad.geometry.normals import vertex_normals
 from lumigrad.ops._normals_ref import vertex_normal_sums_ref
+from lumigrad.geometry.normals import safe_normalize
+from lumigrad.ops import normals as ops_normals
 from lumigrad.ops.normals import vertex_normal_sums
 
 
@@ -37,11 +39,47 @@ def test_matches_reference_forward_backward_and_jvp(dtype, batch):
     torch.testing.assert_close(tans[0], tans[1], **tol)
 
 
+def _unit_ref(v, f):
+    return safe_normalize(vertex_normal_sums_ref(v, f))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_unit_normals_match_the_normalised_reference(dtype, batch):
+    v, f = _mesh(dtype, batch=batch)
+    tol = dict(atol=2e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    out = ops_normals.vertex_normals(v, f)
+    torch.testing.assert_close(out, _unit_ref(v, f), **tol)
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(out.shape[:-1], dtype=dtype), **tol)
+    g = torch.randn_like(v)
+    grads = []
+    for fn in (ops_normals.vertex_normals, _unit_ref):
+        x = v.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(fn(x, f), x, g)[0])
+    torch.testing.assert_close(grads[0], grads[1], **tol)
+    t = torch.randn_like(v)
+    with fwAD.dual_level():
+        tans = [fwAD.unpack_dual(fn(fwAD.make_dual(v, t), f)).tangent for fn in (ops_normals.vertex_normals, _unit_ref)]
+    torch.testing.assert_close(tans[0], tans[1], **tol)
+
+
+def test_unit_normals_of_isolated_and_degenerate_vertices_are_zero_with_zero_gradient():
+    v = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]],
+                     dtype=torch.float64, requires_grad=True)
+    f = torch.tensor([[0, 1, 2], [0, 1, 3]], dtype=torch.int32)  # vertex 2: only a zero-area face; 4: no face
+    n = ops_normals.vertex_normals(v, f)
+    assert torch.equal(n[2], torch.zeros(3, dtype=torch.float64)) and torch.equal(n[4], n[2])
+    torch.testing.assert_close(n[0], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    (g,) = torch.autograd.grad((n * torch.randn_like(n)).sum(), v)
+    assert torch.isfinite(g).all() and torch.equal(g[4], torch.zeros(3, dtype=torch.float64))
+
+
 def test_gradcheck_float64():
     v, f = _mesh(torch.float64, level=1)
     v.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: vertex_normal_sums(x, f), (v,))
     assert torch.autograd.gradcheck(lambda x: vertex_normals(x, f), (v,))
+    assert torch.autograd.gradcheck(lambda x: ops_normals.vertex_normals(x, f), (v,), check_forward_ad=True)
 
 
 def test_degenerate_and_empty():
