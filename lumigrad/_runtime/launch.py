@@ -75,12 +75,31 @@ def _prepare(items: list, device: str) -> tuple[list, tuple]:
         for kernel, dim, inputs in items:
             cmd = _clone(prev, kernel, dim, inputs)
             if cmd is None:
-                cmd = wp.launch(kernel, dim=dim, inputs=inputs, device=device, record_cmd=True)
+                cmd = wp.launch(_overload(kernel, inputs), dim=dim, inputs=inputs, device=device, record_cmd=True)
                 prev = (kernel, dim, inputs, cmd)
             cmds.append(cmd)
             # Taken after each record: a later record may rebuild the module and drop this library.
             keep.extend(kernel.module.execs.values())
     return [c for c in cmds if c is not None], tuple(keep)
+
+
+def _overload(kernel, inputs: list):
+    """The concrete overload of a generic kernel for these arguments.
+
+    ``wp.launch`` finds it from a signature string built from every argument's type on each
+    call (~0.1-0.2 ms for a kernel with a dozen arguments); here it is looked up by the
+    arguments' (dtype, ndim) or Python type, in a dict kept on the kernel object (one entry
+    per dtype combination actually launched).
+    """
+    if not kernel.is_generic:
+        return kernel
+    key = tuple((a.dtype, a.ndim) if isinstance(a, wp.array) else type(a) for a in inputs)
+    table = kernel.__dict__.setdefault("_lumigrad_overloads", {})
+    ovl = table.get(key)
+    if ovl is None:
+        ovl = kernel._add_normalized_overload(kernel.infer_argument_types(inputs))
+        table[key] = ovl
+    return ovl
 
 
 def _clone(prev, kernel, dim: int, inputs: list):
