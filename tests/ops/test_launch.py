@@ -1,0 +1,66 @@
+"""lumigrad._runtime.launch: chunked CPU launches, the per-overload launch templates, the pool."""
+import gc
+import weakref
+from typing import Any
+
+import torch
+import warp as wp
+
+from lumigrad._runtime import launch as L
+
+
+@wp.kernel
+def _axpb(offset: int, a: Any, b: int, x: wp.array(dtype=Any), out: wp.array(dtype=Any)):
+    i = wp.tid() + offset
+    out[i] = x[i] * x.dtype(a) + x.dtype(b)
+
+
+def _run(x: torch.Tensor, a: float, b: int, min_chunk: int = 64) -> torch.Tensor:
+    out = torch.full_like(x, -7.0)
+    L.launch(_axpb, x.numel(), [a, b, L.to_warp(x), L.to_warp(out)], "cpu", min_chunk=min_chunk)
+    return out
+
+
+def test_chunked_launches_from_templates_match_torch_across_dtypes_and_module_rebuilds(monkeypatch):
+    monkeypatch.setenv("LUMIGRAD_NUM_THREADS", "2")
+    gen = torch.Generator().manual_seed(0)
+    # float32, then float64 (a new overload rebuilds the module: float32's template must not be
+    # reused with the old library), then float32 again, with other scalars and sizes each time.
+    for dtype, a, b, n in [(torch.float32, 2.0, 3, 1000), (torch.float64, -1.5, 1, 777), (torch.float32, 0.5, -4, 4099)]:
+        x = torch.rand(n, dtype=dtype, generator=gen)
+        torch.testing.assert_close(_run(x, a, b), x * a + b, rtol=0, atol=1e-6)
+        torch.testing.assert_close(_run(x, a, b, min_chunk=10**9), x * a + b, rtol=0, atol=1e-6)  # one chunk
+
+
+def test_templates_do_not_keep_tensors_alive():
+    x = torch.rand(300)
+    _run(x, 1.0, 0)  # records (or reuses) the template of this overload
+    x2 = torch.rand(300)
+    ref = weakref.ref(x2)
+    out = _run(x2, 1.0, 0)
+    torch.testing.assert_close(out, x2 + 0.0)
+    del x2
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_failing_command_still_waits_for_the_others(monkeypatch):
+    monkeypatch.setenv("LUMIGRAD_NUM_THREADS", "2")
+    ran = []
+
+    class Cmd:
+        def __init__(self, k):
+            self.k = k
+
+        def launch(self):
+            ran.append(self.k)
+            if self.k == 1:
+                raise RuntimeError("boom")
+
+    try:
+        L._run([Cmd(k) for k in range(6)], "cpu")
+    except RuntimeError as e:
+        assert "boom" in str(e)
+    else:
+        raise AssertionError("the command's error was swallowed")
+    assert sorted(ran) == list(range(6))  # the other threads drained the rest
