@@ -66,7 +66,8 @@ class TraceBVH:
         self._points = verts.detach().to(torch.float32).contiguous().clone()
         self._indices = faces.contiguous().reshape(-1).clone()
         self._mesh = wp.Mesh(
-            points=to_warp(self._points, dtype=wp.vec3), indices=to_warp(self._indices), bvh_constructor="sah"
+            points=to_warp(self._points, dtype=wp.vec3).to_array(), indices=to_warp(self._indices).to_array(),
+            bvh_constructor="sah",
         )
 
     @property
