@@ -151,6 +151,10 @@ def mitsuba_scene(mi, shapes, camera, lights, *, spp: int, integrator: dict | No
         elif isinstance(l, EnvironmentLight):
             tex = l.texels.detach().cpu().double().numpy().astype(np.float32)
             d[f"light{i}"] = {"type": "envmap", "bitmap": mi.Bitmap(tex), "scale": float(l.scale)}
+            if l.to_world is not None:
+                m = np.eye(4)
+                m[:3, :3] = l.to_world.cpu().numpy()
+                d[f"light{i}"]["to_world"] = mi.ScalarTransform4f(m.tolist())
         else:
             raise ValueError(f"mitsuba_scene(): lights[{i}] must be a point, directional or environment light")
     return mi.load_dict(d)

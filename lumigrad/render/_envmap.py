@@ -13,7 +13,10 @@ keeps the density positive wherever the image is, so the estimator is unbiased
 even where the piecewise-constant density and the bilinear image disagree. The
 solid-angle density is ``p_cell H W / (2 pi^2 sin(theta))``. Densities are
 computed without gradients: the estimator ``L(w) / pdf(w)`` then has the
-unbiased gradient ``dL(w)/dtexels / pdf(w)``.
+unbiased gradient ``dL(w)/dtexels / pdf(w)``. A ``to_world`` rotation maps the
+map's frame to the world: lookups and densities rotate world directions into the
+map's frame first, samples are rotated out of it (a rotation keeps solid angle,
+so densities are unchanged).
 
 The reference for all of this is the formula itself; ``tests/trace/test_envmap.py``
 checks the lookup against a brute-force equirectangular integral and the
@@ -55,6 +58,8 @@ class EnvMap:
             raise ValueError(f"render_trace(): the EnvironmentLight's texels are on {t.device}, the scene on {device}")
         self.texels = t.to(dtype) * float(light.scale)  # [H, W, 3], keeps the graph
         self.H, self.W = int(t.shape[0]), int(t.shape[1])
+        # Row vectors: map-frame d_map = d_world @ rot, world d_world = d_map @ rot^T.
+        self.rot = None if light.to_world is None else light.to_world.to(dtype=dtype, device=device)
         with torch.no_grad():
             H, W = self.H, self.W
             # 3 x 3 probe points per cell (corners, edge midpoints, centre).
@@ -84,15 +89,18 @@ class EnvMap:
         return ((1 - fx) * ((1 - fy) * tex[y0, x0] + fy * tex[y1, x0])
                 + fx * ((1 - fy) * tex[y0, x1] + fy * tex[y1, x1]))
 
+    def _to_map(self, d: Tensor) -> Tensor:
+        return d if self.rot is None else d @ self.rot
+
     def eval(self, d: Tensor) -> Tensor:
         """``[R, 3]`` radiance arriving from unit directions ``d [R, 3]`` (differentiable w.r.t. the texels)."""
-        u, v = _uv(d.detach())
+        u, v = _uv(self._to_map(d.detach()))
         return self._lookup(self.texels, u, v)
 
     def pdf(self, d: Tensor) -> Tensor:
         """``[R]`` solid-angle density of :meth:`sample` at unit directions ``d`` (no gradient)."""
         with torch.no_grad():
-            u, v = _uv(d)
+            u, v = _uv(self._to_map(d))
             j = (u * self.W).long().clamp(0, self.W - 1)
             i = (v * self.H).long().clamp(0, self.H - 1)
             s = torch.sin(math.pi * v).clamp_min(1e-12)
@@ -107,5 +115,7 @@ class EnvMap:
             u = ((cell % self.W).to(dt) + r[:, 0]) / self.W
             v = ((cell // self.W).to(dt) + r[:, 1]) / self.H
             d = _dir(u, v)
+            if self.rot is not None:
+                d = d @ self.rot.T
             s = torch.sin(math.pi * v).clamp_min(1e-12)
             return d, self.cell_prob[cell] * (self.H * self.W) / (2 * math.pi**2 * s)

@@ -30,7 +30,7 @@ is silently dropped):
   -> its inner BSDF.
 * Emitters: ``point`` (``position`` or ``to_world``, ``intensity``),
   ``directional`` (``direction``, ``irradiance``), ``area`` (in a shape),
-  ``envmap`` (``filename``, ``scale``; an identity ``to_world`` only),
+  ``envmap`` (``filename``, ``scale``, a rotation as ``to_world``),
   ``constant`` (``radiance``, a uniform :class:`EnvironmentLight`).
 * Colours: ``rgb``, ``float`` values; ``spectrum`` with one value.
 """
@@ -245,16 +245,18 @@ class _Reader:
                 d = (self.get(el, "to_world")[:3, :3] @ self.t([0.0, 0.0, 1.0])).tolist()
             return DirectionalLight(-torch.tensor(d, dtype=self.dtype), self.color(el, "irradiance", 1.0), 1.0)
         if kind in ("envmap", "constant"):
-            if "to_world" in self.props(el) and not torch.allclose(self.get(el, "to_world"), torch.eye(4, dtype=torch.float64)):
-                raise _err(el, "a rotated environment (to_world) is not supported")
             if kind == "constant":
                 tex = self.color(el, "radiance", 1.0).expand(2, 4, 3).clone()
-                return EnvironmentLight(tex)
+                return EnvironmentLight(tex)  # uniform: a rotation changes nothing
+            rot = self.get(el, "to_world") if "to_world" in self.props(el) else None
             from lumigrad.scene.io import read_image
 
             fname = Path(self.get(el, "filename"))
             tex = read_image(fname if fname.is_absolute() else self.base / fname, dtype=self.dtype)[..., :3]
-            return EnvironmentLight(tex.contiguous(), float(self.get(el, "scale", 1.0)))
+            try:
+                return EnvironmentLight(tex.contiguous(), float(self.get(el, "scale", 1.0)), rot)
+            except ValueError as e:
+                raise _err(el, str(e)) from None
         raise _err(el, "unsupported emitter (point, directional, envmap, constant; area inside a shape)")
 
     def sensor(self, el) -> tuple[Camera, int]:

@@ -39,7 +39,8 @@ Format (``"format": "lumigrad-scene"``, ``"version": 1``); every field except
 * ``lights[].type``: ``point`` (``position``, ``intensity``, ``color``,
   ``falloff``), ``directional`` (``to_light``, ``intensity``, ``color``),
   ``ambient`` (``color``), ``envmap`` (``image``: an equirectangular image path, EXR/HDR/PNG,
-  relative to the scene file, or ``texels`` ``[H][W][3]``; ``scale``), mapped as Mitsuba's ``envmap``.
+  relative to the scene file, or ``texels`` ``[H][W][3]``; ``scale``; optional ``to_world``, a
+  ``[3][3]`` rotation from the map's frame to the world), mapped as Mitsuba's ``envmap``.
 * ``integrator``: the fields of :class:`~lumigrad.scene.trace_types.TraceSettings`.
 
 :func:`save_scene` writes cameras as matrices and meshes inline, so a saved
@@ -197,7 +198,7 @@ def _light(i: int, spec, dtype, base: Path = Path(".")):
         else:
             raise _where(ctx, "an envmap needs 'image' (a path) or 'texels' ([H][W][3])")
         try:
-            return EnvironmentLight(tex, float(spec.get("scale", 1.0)))
+            return EnvironmentLight(tex, float(spec.get("scale", 1.0)), spec.get("to_world"))
         except ValueError as e:
             raise _where(ctx, str(e)) from None
     raise _where(ctx, f"type must be 'point', 'directional', 'ambient' or 'envmap', got {kind!r}")
@@ -310,7 +311,10 @@ def scene_to_dict(scene: TraceScene) -> dict:
         elif isinstance(l, AmbientLight):
             lights.append({"type": "ambient", "color": _listify(l.color)})
         elif isinstance(l, EnvironmentLight):
-            lights.append({"type": "envmap", "texels": _listify(l.texels), "scale": float(l.scale)})
+            env = {"type": "envmap", "texels": _listify(l.texels), "scale": float(l.scale)}
+            if l.to_world is not None:
+                env["to_world"] = _listify(l.to_world)
+            lights.append(env)
         else:
             raise TypeError(f"save_scene(): cannot save a {type(l).__name__} (point, directional, ambient, envmap only)")
     integ = dataclasses.asdict(scene.settings)

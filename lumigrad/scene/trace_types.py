@@ -49,6 +49,10 @@ class EnvironmentLight:
         texels: ``[H, W, 3]`` linear radiance, float (may require grad: the
             tracer's gradients reach every texel it looks up).
         scale: multiplies the radiance.
+        to_world: optional ``[3, 3]`` rotation (or ``[4, 4]`` transform whose
+            translation is ignored) from the map's frame to the world, as
+            Mitsuba's ``to_world``: the radiance from world direction ``d`` is
+            the map's at ``to_world^T d``. Not differentiated.
 
     The tracer importance samples it by a piecewise-constant luminance
     distribution over the ``H x W`` (u, v) cells (see :mod:`lumigrad.render._envmap`).
@@ -56,6 +60,7 @@ class EnvironmentLight:
 
     texels: Tensor  # [H, W, 3]
     scale: float = 1.0
+    to_world: Tensor | None = None  # [3, 3] rotation, map frame -> world
 
     def __post_init__(self):
         check_float_tensor("EnvironmentLight", "texels", self.texels, (3,), 3, expected="[H, W, 3]")
@@ -66,6 +71,24 @@ class EnvironmentLight:
             raise ValueError("EnvironmentLight(): texels must be >= 0 (radiance)")
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale >= 0:
             raise ValueError(f"EnvironmentLight(): scale must be a float >= 0, got {self.scale!r}")
+        if self.to_world is not None:
+            self.to_world = _rotation("EnvironmentLight", "to_world", self.to_world)
+
+
+def _rotation(fn: str, name: str, m) -> Tensor:
+    """``m`` as a float64 ``[3, 3]`` rotation (the upper-left block of a ``[4, 4]``), or a ValueError."""
+    try:
+        m = torch.as_tensor(m).detach().to(torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{fn}(): {name} must be a [3, 3] rotation or [4, 4] transform, got {m!r}") from None
+    if m.shape == (4, 4):
+        m = m[:3, :3]
+    if m.shape != (3, 3) or not bool(torch.isfinite(m).all()):
+        raise ValueError(f"{fn}(): {name} must be a finite [3, 3] rotation or [4, 4] transform, got {list(m.shape)}")
+    if not torch.allclose(m @ m.T, torch.eye(3, dtype=m.dtype), atol=1e-5) or float(torch.linalg.det(m)) < 0:
+        raise ValueError(f"{fn}(): {name} must be a rotation (orthonormal, det +1); scaling or mirroring an "
+                         f"environment is not supported")
+    return m.contiguous()
 
 
 TRACE_MATERIALS = (LambertMaterial, BlinnPhongMaterial, GGXMaterial, MirrorMaterial)

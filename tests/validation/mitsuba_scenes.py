@@ -48,6 +48,12 @@ def build(name: str, res: int = 32, sphere_dx=0.0, light_dx=0.0, albedo_d=0.0):
         return [sphere, floor, lamp], cam, []
     if name == "envmap":
         return [sphere, floor], cam, [EnvironmentLight(env_texels())]
+    if name == "envmap_rotated":  # the sun moves to the other side of the sphere and lower
+        c, s = np.cos(np.radians(120.0)), np.sin(np.radians(120.0))
+        ry = _t(c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c).reshape(3, 3)
+        c, s = np.cos(np.radians(25.0)), np.sin(np.radians(25.0))
+        rx = _t(1.0, 0.0, 0.0, 0.0, c, -s, 0.0, s, c).reshape(3, 3)
+        return [sphere, floor], cam, [EnvironmentLight(env_texels(), to_world=ry @ rx)]
     if name == "cornell_box":
         return cornell_box(res, albedo_d)
     if name == "glossy":
@@ -115,7 +121,8 @@ def cornell_box(res: int, albedo_d=0.0):
     return shapes, cam, []
 
 
-SCENES = ("diffuse_sphere", "shadow_plane", "directional_shadow", "area_light", "envmap", "cornell_box", "glossy")
+SCENES = ("diffuse_sphere", "shadow_plane", "directional_shadow", "area_light", "envmap", "envmap_rotated", "cornell_box",
+          "glossy")
 BOUNCES = {"cornell_box": 4}
 PARAMS = ("sphere_dx", "light_dx", "albedo_d")
 
