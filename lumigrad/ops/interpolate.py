@@ -9,6 +9,7 @@ import logging
 from typing import NamedTuple, Sequence
 
 import torch
+import warp as wp
 
 from lumigrad._runtime.launch import empty
 
@@ -144,6 +145,8 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     """Run the forward (``grad_out is None``) or backward kernel on contiguous views."""
     B, H, W, _ = rast.shape
     Ba, V, C = attr3.shape
+    if C == 3 and rast_db is None:
+        return _launch3(attr3, rast, tri, grad_out, want_attr)
     P = B * H * W
     dev = warp_device(rast)
     opts = dict(dtype=attr3.dtype, device=rast.device)
@@ -185,6 +188,38 @@ def _launch(attr3, rast, rast_db, tri, diff, grad_out=None, grad_out_da=None, wa
     )
     grad_attr = reduce_tasks(gbuf.view(tasks, Ba * V, C)).view(Ba, V, C) if want_attr else None
     return grad_attr, grad_rast.view(B, H, W, 4), (grad_db.view(B, H, W, 4) if has_da else None)
+
+
+def _launch3(attr3, rast, tri, grad_out=None, want_attr=False):
+    """:func:`_launch` for three channels and no ``rast_db``: the vector kernels ``interpolate3_*``."""
+    B, H, W, _ = rast.shape
+    Ba, V, _ = attr3.shape
+    P = B * H * W
+    dev = warp_device(rast)
+    vec3, vec4 = (wp.vec3d, wp.vec4d) if attr3.dtype == torch.float64 else (wp.vec3f, wp.vec4f)
+    attr_w = to_warp(attr3.contiguous().view(Ba * V, 3), vec3)
+    rast_w = to_warp(rast.contiguous().view(P, 4), vec4)
+    tri_w = to_warp(tri, wp.vec3i)
+    if grad_out is None:
+        out = empty((P, 3), attr3.dtype, rast.device)
+        span = _PIXELS_PER_THREAD if _cpu_layout(dev) else 1
+        n = (P + span - 1) // span
+        args = [span, attr_w, rast_w, tri_w, H * W, V, int(Ba > 1), to_warp(out, vec3)]
+        launch(_k.interpolate3_fwd, n, args, dev, min_chunk=per_thread_chunk(n, max(1, _MIN_CHUNK // span)))
+        return out.view(B, H, W, 3), None
+    grad_rast = empty((P, 4), attr3.dtype, rast.device)
+    rows = B * H
+    tasks = 1 if not _cpu_layout(dev) else min(rows, num_threads() * _TASKS_PER_THREAD)
+    gbuf = torch.zeros(tasks * Ba * V if want_attr else 1, 3, dtype=attr3.dtype, device=rast.device)
+    args = [W, attr_w, rast_w, tri_w, H * W, V, int(Ba > 1), int(want_attr), to_warp(grad_out.contiguous().view(P, 3), vec3),
+            to_warp(grad_rast, vec4), to_warp(gbuf, vec3)]
+    span = W if _cpu_layout(dev) else 1
+    launch_chunks(
+        [(_k.interpolate3_bwd, (rows - t + tasks - 1) // tasks * W // span, [t, tasks, span, *args]) for t in range(tasks)],
+        dev,
+    )
+    grad_attr = reduce_tasks(gbuf.view(tasks, Ba * V, 3)).view(Ba, V, 3) if want_attr else None
+    return grad_attr, grad_rast.view(B, H, W, 4), None
 
 
 class _InterpolateFn(torch.autograd.Function):
