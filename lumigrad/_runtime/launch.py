@@ -77,7 +77,7 @@ def _prepare(items: list, device: str) -> tuple[list, tuple]:
             cmd = _from_template(ovl, dim, inputs, device)
             if cmd is None:
                 cmd = wp.launch(ovl, dim=dim, inputs=_warp_args(inputs), device=device, record_cmd=True)
-                if cmd is not None:
+                if cmd is not None and device == "cpu":
                     tpl = copy.copy(cmd)
                     tpl.fwd_args = None  # its arrays would keep this call's tensors alive
                     ovl.__dict__.setdefault("_lumigrad_templates", {})[device] = tpl
@@ -120,6 +120,8 @@ def _from_template(ovl, dim: int, inputs: list, device: str):
     there is no template, the module was rebuilt since (its old library may be gone), or an
     argument is neither an array nor a plain int / float.
     """
+    if device != "cpu":
+        return None  # a CUDA launch passes argument addresses (params_addr), which a copy would share
     tpl = ovl.__dict__.get("_lumigrad_templates", {}).get(device)
     if tpl is None or ovl.module.load(tpl.device, tpl.block_dim) is not tpl.module_exec:
         return None
