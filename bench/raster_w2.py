@@ -5,7 +5,10 @@ directional light) -> visibility method -> MSE vs a constant 0.25 image ->
 backward to the vertex positions. Icospheres 4 / 6 / 8 (5k / 82k / 1.3M
 triangles) at 256^2 / 512^2 / 512^2, camera at distance 3, 45 degree FoV.
 
-Columns (median ms): ``edge`` (``edge_grad`` on the shading), ``edge+rim``
+Columns (median ms): ``shading`` (the torch part of the step alone: normalise the
+interpolated normals, Lambert, mask, MSE and their backward, on saved inputs; both
+lumigrad's and DRTK's steps run it, so a ratio target below 1 has to come from the
+renderer ops that remain), ``edge`` (``edge_grad`` on the shading), ``edge+rim``
 (what ``render_mesh`` runs by default: ``edge_rim`` before the shading, then
 ``edge_grad(..., rim=)``),
 ``antialias`` (lumigrad's nvdiffrast-style op), ``drtk`` (DRTK's CPU kernels:
@@ -95,6 +98,30 @@ def lumigrad_step(verts, faces, light, res: int, visibility: str, topology=None,
     return float(scale.grad)
 
 
+def shading_step(normals, mask, light):
+    """The torch part of :func:`lumigrad_step` on saved inputs: shading, MSE, backward to the normals."""
+    import torch
+
+    n = normals.detach().requires_grad_(True)
+    shade = 0.7 * (torch.nn.functional.normalize(n, dim=-1) @ light).clamp(min=0)[..., None] * mask
+    ((shade - 0.25) ** 2).mean().backward()
+    return float(n.grad.abs().sum())
+
+
+def _shading_inputs(verts, faces, res: int):
+    import torch
+
+    from lumigrad.geometry.normals import vertex_normals
+    from lumigrad.ops import interpolate, rasterize
+    from lumigrad.scene.camera import Camera
+
+    cam = Camera.look_at(torch.tensor([0.0, 0.0, DIST]), torch.zeros(3), width=res, height=res, fov_y_deg=FOV_Y_DEG)
+    with torch.no_grad():
+        rast, _ = rasterize(cam.project(verts), faces, (res, res))
+        normals = interpolate(vertex_normals(verts, faces)[None], rast, faces).out
+    return normals, (rast[..., 3:] > 0).float()
+
+
 def drtk_step(drtk, verts, faces, light, res: int):
     """The same step with DRTK (pixel space: x right, y down, pixel centres at integers, z = depth)."""
     import torch
@@ -126,7 +153,9 @@ def run(reps: int = 7, quick: bool = False) -> list[dict]:
 
         verts, faces, light = _scene(subdiv)
         topo, ws = prepare_topology(faces, verts.shape[0]), RasterizeWorkspace()
+        normals, mask = _shading_inputs(verts, faces, res)
         fns = {
+            "shading": lambda: shading_step(normals, mask, light),
             "edge": lambda: lumigrad_step(verts, faces, light, res, "edge", topo, ws),
             "edge+rim": lambda: lumigrad_step(verts, faces, light, res, "edge+rim", topo, ws),
             "antialias": lambda: lumigrad_step(verts, faces, light, res, "antialias", topo, ws),
@@ -134,7 +163,7 @@ def run(reps: int = 7, quick: bool = False) -> list[dict]:
         if drtk is not None:
             fns["drtk"] = lambda: drtk_step(drtk, verts, faces, light, res)
         row = {"case": f"icosphere-{subdiv}", "F": int(faces.shape[0]), "res": f"{res}^2"}
-        row.update({f"d/ds {k}": fn() for k, fn in fns.items()})
+        row.update({f"d/ds {k}": fn() for k, fn in fns.items() if k != "shading"})
         row.update(_timed(fns, reps))
         if "drtk" in row:
             row["edge/drtk"] = row["edge"] / row["drtk"]
@@ -144,7 +173,7 @@ def run(reps: int = 7, quick: bool = False) -> list[dict]:
     return rows
 
 
-COLUMNS = ["case", "F", "res", "edge", "edge+rim", "antialias", "drtk", "edge/drtk", "edge+rim/drtk", "d/ds edge", "d/ds edge+rim",
+COLUMNS = ["case", "F", "res", "shading", "edge", "edge+rim", "antialias", "drtk", "edge/drtk", "edge+rim/drtk", "d/ds edge", "d/ds edge+rim",
            "d/ds antialias", "d/ds drtk"]
 
 
