@@ -212,3 +212,33 @@ def test_accel_caches_follow_vertex_values():
     torch.testing.assert_close(c0, a, rtol=0, atol=0)
     assert float((c - a).abs().max()) > 0.05
     torch.testing.assert_close(c, fresh, rtol=1e-6, atol=1e-9)
+
+
+def test_fused_direct_path_matches_generic_path(monkeypatch):
+    """The fused Lambert / point + directional light path (_radiance_direct) equals the general one, with grads."""
+    import lumigrad.render.path as path
+
+    shapes, cam = shadow_scene(torch.zeros((), dtype=DT))
+    pos = _t(2.5, 2.5, 0.0).requires_grad_(True)
+    to_l = _t(0.2, 1.0, 0.3).requires_grad_(True)
+    amb = _t(0.05, 0.1, 0.02).requires_grad_(True)
+    alb = _t(0.7, 0.6, 0.4).requires_grad_(True)
+    v0 = shapes[0].mesh.verts.detach().clone().requires_grad_(True)
+    lights = [PointLight(pos, intensity=20.0), PointLight(_t(-1.0, 3.0, 1.0), intensity=5.0, falloff=(0.5, 0.2, 0.3)),
+              DirectionalLight(to_l, intensity=0.8), AmbientLight(amb)]
+
+    def run():
+        sh = [Shape(shapes[0].mesh.with_verts(v0), LambertMaterial(alb))] + list(shapes[1:])
+        img = render_trace(sh, cam, lights, TraceSettings(spp=2)).image
+        w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
+        return img.detach(), torch.autograd.grad((img * w).sum(), [v0, pos, to_l, amb, alb])
+
+    assert path._fused_ok(path._Scene(shapes, cam, lights, TraceSettings(), prepare_trace(shapes)))
+    img_f, g_f = run()
+    monkeypatch.setattr(path, "_fused_ok", lambda sc: False)
+    img_g, g_g = run()
+    assert img_g.max() > 0.1
+    torch.testing.assert_close(img_f, img_g, rtol=1e-9, atol=1e-10)
+    for a, b in zip(g_f, g_g):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
