@@ -156,8 +156,7 @@ def _light_at(kind: int, lv: Any, lf: Any, p: Any):
 @wp.kernel
 def shade_direct_fwd(
     offset: int,
-    tri: wp.array2d(dtype=Any),  # [h, 9] corners p0, p1, p2
-    nrm: wp.array2d(dtype=Any),  # [h, 9] vertex normals n0, n1, n2
+    tri: wp.array2d(dtype=Any),  # [h, 18] corner k: position at 6k, vertex normal at 6k + 3
     org: wp.array2d(dtype=Any),  # [h, 3]
     dirs: wp.array2d(dtype=Any),  # [h, 3]
     alb: wp.array2d(dtype=Any),  # [h, 3] Lambert albedo
@@ -176,9 +175,9 @@ def shade_direct_fwd(
     one = tri.dtype(1.0)
     o = _v3(org, i, 0)
     d = _v3(dirs, i, 0)
-    t, b1, b2, inv, guarded = _reattach(o, d, _v3(tri, i, 0), _v3(tri, i, 3), _v3(tri, i, 6), tri.dtype(tiny))
+    t, b1, b2, inv, guarded = _reattach(o, d, _v3(tri, i, 0), _v3(tri, i, 6), _v3(tri, i, 12), tri.dtype(tiny))
     p = o + t * d
-    nraw = (one - b1 - b2) * _v3(nrm, i, 0) + b1 * _v3(nrm, i, 3) + b2 * _v3(nrm, i, 6)
+    nraw = (one - b1 - b2) * _v3(tri, i, 3) + b1 * _v3(tri, i, 9) + b2 * _v3(tri, i, 15)
     n2 = wp.dot(nraw, nraw)
     ns = nraw * zero
     if n2 > tri.dtype(ntiny):
@@ -196,7 +195,6 @@ def shade_direct_fwd(
 def shade_direct_bwd(
     offset: int,
     tri: wp.array2d(dtype=Any),
-    nrm: wp.array2d(dtype=Any),
     org: wp.array2d(dtype=Any),
     dirs: wp.array2d(dtype=Any),
     alb: wp.array2d(dtype=Any),
@@ -209,8 +207,7 @@ def shade_direct_bwd(
     tiny: wp.float64,
     ntiny: wp.float64,
     grad: wp.array2d(dtype=Any),  # [h, 3] d loss / d out
-    g_tri: wp.array2d(dtype=Any),  # [h, 9]
-    g_nrm: wp.array2d(dtype=Any),  # [h, 9]
+    g_tri: wp.array2d(dtype=Any),  # [h, 18] laid out as tri
     g_org: wp.array2d(dtype=Any),  # [h, 3]
     g_dirs: wp.array2d(dtype=Any),  # [h, 3]
     g_alb: wp.array2d(dtype=Any),  # [h, 3]
@@ -228,14 +225,14 @@ def shade_direct_bwd(
     o = _v3(org, i, 0)
     d = _v3(dirs, i, 0)
     p0 = _v3(tri, i, 0)
-    p1 = _v3(tri, i, 3)
-    p2 = _v3(tri, i, 6)
+    p1 = _v3(tri, i, 6)
+    p2 = _v3(tri, i, 12)
     t, b1, b2, inv, guarded = _reattach(o, d, p0, p1, p2, tri.dtype(tiny))
     p = o + t * d
     w0 = one - b1 - b2
-    n0 = _v3(nrm, i, 0)
-    n1 = _v3(nrm, i, 3)
-    n2v = _v3(nrm, i, 6)
+    n0 = _v3(tri, i, 3)
+    n1 = _v3(tri, i, 9)
+    n2v = _v3(tri, i, 15)
     nraw = w0 * n0 + b1 * n1 + b2 * n2v
     n2 = wp.dot(nraw, nraw)
     ok = n2 > tri.dtype(ntiny)
@@ -280,9 +277,9 @@ def shade_direct_bwd(
     g_raw = a * zero
     if ok:
         g_raw = (g_ns - wp.dot(g_ns, ns) * ns) / wp.sqrt(n2)
-    _put3(g_nrm, i, 0, w0 * g_raw)
-    _put3(g_nrm, i, 3, b1 * g_raw)
-    _put3(g_nrm, i, 6, b2 * g_raw)
+    _put3(g_tri, i, 3, w0 * g_raw)
+    _put3(g_tri, i, 9, b1 * g_raw)
+    _put3(g_tri, i, 15, b2 * g_raw)
     g_b1 = wp.dot(g_raw, n1 - n0)
     g_b2 = wp.dot(g_raw, n2v - n0)
     # p = o + t d.
@@ -311,7 +308,7 @@ def shade_direct_bwd(
     g_e2 = g_e2 + wp.cross(g_pv, d)
     g_o = g_o + g_tv
     _put3(g_tri, i, 0, -(g_tv + g_e1 + g_e2))
-    _put3(g_tri, i, 3, g_e1)
-    _put3(g_tri, i, 6, g_e2)
+    _put3(g_tri, i, 6, g_e1)
+    _put3(g_tri, i, 12, g_e2)
     _put3(g_org, i, 0, g_o)
     _put3(g_dirs, i, 0, g_d)

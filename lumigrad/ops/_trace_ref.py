@@ -54,21 +54,23 @@ def occluded_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tm
     return _all_hits(verts, faces, origins, dirs, tmax)[0].any(dim=1)
 
 
-def shade_direct_ref(tri: Tensor, nrm: Tensor, origins: Tensor, dirs: Tensor, albedo: Tensor, vis: Tensor,
+def shade_direct_ref(corners: Tensor, origins: Tensor, dirs: Tensor, albedo: Tensor, vis: Tensor,
                      lkind: Tensor, lvec: Tensor, lscale: Tensor, lfall: Tensor) -> Tensor:
     """Spec of :func:`lumigrad.ops.trace.shade_direct`: ``[h, 3]`` Lambert radiance from point/directional lights.
 
-    Per hit: the ray ``origins + t dirs`` re-attached to its triangle ``tri [h, 9]`` (:func:`ray_triangle`),
-    the shading normal ``safe_normalize`` of the vertex normals ``nrm [h, 9]`` interpolated there, and
+    Per hit: the ray ``origins + t dirs`` re-attached to its triangle (:func:`ray_triangle`; corner ``k``'s
+    position is ``corners[:, 6k:6k+3]``), the shading normal ``safe_normalize`` of the vertex normals
+    (``corners[:, 6k+3:6k+6]``) interpolated there, and
     ``sum_j albedo / pi * lscale_j * atten_j * max(n . l_j, 0) * vis[:, j]``; a point light (``lkind 0``) at
     ``lvec_j`` has ``l = (lvec - p) / sqrt(d^2 + 1e-12)`` and ``atten = 1 / max(c + l sqrt(d^2 + 1e-12) + q d^2,
     1e-12)`` with ``(c, l, q) = lfall_j``; a directional light (``lkind 1``) has ``l = lvec_j``, ``atten = 1``.
     """
     from lumigrad.geometry.normals import safe_normalize
 
-    t, b1, b2 = ray_triangle(origins, dirs, tri[:, 0:3], tri[:, 3:6], tri[:, 6:9])
+    c = corners
+    t, b1, b2 = ray_triangle(origins, dirs, c[:, 0:3], c[:, 6:9], c[:, 12:15])
     p = origins + t[:, None] * dirs
-    ns = safe_normalize((1 - b1 - b2)[:, None] * nrm[:, 0:3] + b1[:, None] * nrm[:, 3:6] + b2[:, None] * nrm[:, 6:9])
+    ns = safe_normalize((1 - b1 - b2)[:, None] * c[:, 3:6] + b1[:, None] * c[:, 9:12] + b2[:, None] * c[:, 15:18])
     out = torch.zeros_like(p)
     m = 1e-12
     for j in range(lvec.shape[0]):

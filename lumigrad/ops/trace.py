@@ -229,7 +229,12 @@ def trace_direct(
     Not differentiable. One closest-hit query plus ``nl`` any-hit queries per ray, with no torch work
     between them: this replaces :func:`intersect`, the hit point, and :func:`occluded` per light.
     """
-    o, d, _ = _rays("trace_direct", bvh, origins, dirs, float("inf"))
+    o, d, _ = _rays("trace_direct", bvh, origins[:1], dirs[:1], 1.0)  # checks only
+    if origins.shape != dirs.shape:
+        raise ValueError(f"trace_direct(): origins and dirs must both be [R, 3], got {_desc(origins)} and "
+                         f"{_desc(dirs)}")
+    o = origins.detach().to(torch.float32).contiguous()
+    d = dirs.detach().to(torch.float32).contiguous()
     r, nl = o.shape[0], int(lkind.shape[0])
     if lvec.shape != (nl, 3):
         raise ValueError(f"trace_direct(): lvec must be [{nl}, 3] like lkind, got {_desc(lvec)}")
@@ -252,38 +257,37 @@ def _guards(dtype: torch.dtype) -> tuple[float, float]:
 
 class _ShadeDirect(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, tri, nrm, o, d, alb, vis, lkind, lvec, lscale, lfall):
+    def forward(ctx, tri, o, d, alb, vis, lkind, lvec, lscale, lfall):
         h, nl = tri.shape[0], int(lkind.shape[0])
-        args = [to_warp(x) for x in (tri, nrm, o, d, alb, vis)] + [nl, to_warp(lkind)] + \
+        args = [to_warp(x) for x in (tri, o, d, alb, vis)] + [nl, to_warp(lkind)] + \
             [to_warp(x) for x in (lvec, lscale, lfall)] + list(_guards(tri.dtype))
         out = torch.empty(h, 3, dtype=tri.dtype, device=tri.device)
         launch(_k.shade_direct_fwd, h, args + [to_warp(out)], warp_device(tri))
-        ctx.save_for_backward(tri, nrm, o, d, alb, vis, lkind, lvec, lscale, lfall)
+        ctx.save_for_backward(tri, o, d, alb, vis, lkind, lvec, lscale, lfall)
         return out
 
     @staticmethod
     @first_order
     def backward(ctx, grad):
-        tri, nrm, o, d, alb, vis, lkind, lvec, lscale, lfall = ctx.saved_tensors
+        tri, o, d, alb, vis, lkind, lvec, lscale, lfall = ctx.saved_tensors
         h, nl = tri.shape[0], int(lkind.shape[0])
         like = dict(dtype=tri.dtype, device=tri.device)
-        outs = [torch.empty(h, 9, **like), torch.empty(h, 9, **like), torch.empty(h, 3, **like),
+        outs = [torch.empty(h, 18, **like), torch.empty(h, 3, **like),
                 torch.empty(h, 3, **like), torch.empty(h, 3, **like), torch.empty(h, 3 * nl, **like),
                 torch.empty(h, 3 * nl, **like)]
-        args = [to_warp(x) for x in (tri, nrm, o, d, alb, vis)] + [nl, to_warp(lkind)] + \
+        args = [to_warp(x) for x in (tri, o, d, alb, vis)] + [nl, to_warp(lkind)] + \
             [to_warp(x) for x in (lvec, lscale, lfall)] + list(_guards(tri.dtype))
         launch(_k.shade_direct_bwd, h, args + [to_warp(grad.contiguous())] + [to_warp(x) for x in outs],
                warp_device(tri))
-        g_tri, g_nrm, g_o, g_d, g_alb, g_lv, g_ls = outs
+        g_tri, g_o, g_d, g_alb, g_lv, g_ls = outs
         need = ctx.needs_input_grad
-        g_lv = g_lv.reshape(h, nl, 3).sum(0) if need[7] else None
-        g_ls = g_ls.reshape(h, nl, 3).sum(0) if need[8] else None
-        return g_tri, g_nrm, g_o, g_d, g_alb, None, None, g_lv, g_ls, None
+        g_lv = g_lv.reshape(h, nl, 3).sum(0) if need[6] else None
+        g_ls = g_ls.reshape(h, nl, 3).sum(0) if need[7] else None
+        return g_tri, g_o, g_d, g_alb, None, None, g_lv, g_ls, None
 
 
 def shade_direct(
-    tri: Tensor,  # [h, 9] hit triangles' corners
-    nrm: Tensor,  # [h, 9] their vertex normals
+    corners: Tensor,  # [h, 18] hit triangles' corners: corner k's position at 6k, its vertex normal at 6k + 3
     origins: Tensor,  # [h, 3]
     dirs: Tensor,  # [h, 3]
     albedo: Tensor,  # [h, 3]
@@ -298,21 +302,24 @@ def shade_direct(
     The fused form of :func:`reattach` + interpolated shading normal + Lambert next-event estimation
     that :func:`lumigrad.render.path.render_trace` uses for direct lighting (spec:
     :func:`lumigrad.ops._trace_ref.shade_direct_ref`). Differentiable (first order, hand-written
-    backward) w.r.t. ``tri``, ``nrm``, ``origins``, ``dirs``, ``albedo``, ``lvec`` and ``lscale``; all
+    backward) w.r.t. ``corners``, ``origins``, ``dirs``, ``albedo``, ``lvec`` and ``lscale``; all
     float tensors share one dtype and device. Why: the same work as ~60 torch ops on ``[h, 3]`` tensors
-    (plus their backward) is one pass over the hits, and the hit rows stay in cache.
+    (plus their backward) is one pass over the hits, and the hit rows stay in cache. Positions
+    and normals come interleaved so that the caller gathers them with one ``index_select`` (and its
+    backward is one ``index_add``).
     """
     fn = "shade_direct"
+    tri = corners
     h = tri.shape[0] if isinstance(tri, Tensor) else -1
     nl = lkind.shape[0] if isinstance(lkind, Tensor) else -1
-    shapes = {"tri": (h, 9), "nrm": (h, 9), "origins": (h, 3), "dirs": (h, 3), "albedo": (h, 3), "vis": (h, nl),
+    shapes = {"corners": (h, 18), "origins": (h, 3), "dirs": (h, 3), "albedo": (h, 3), "vis": (h, nl),
               "lvec": (nl, 3), "lscale": (nl, 3), "lfall": (nl, 3)}
-    vals = {"tri": tri, "nrm": nrm, "origins": origins, "dirs": dirs, "albedo": albedo, "vis": vis, "lvec": lvec,
+    vals = {"corners": tri, "origins": origins, "dirs": dirs, "albedo": albedo, "vis": vis, "lvec": lvec,
             "lscale": lscale, "lfall": lfall}
     for k, v in vals.items():
         if not isinstance(v, Tensor) or tuple(v.shape) != shapes[k] or v.dtype != tri.dtype or v.device != tri.device:
             raise ValueError(f"{fn}(): {k} must be a {tri.dtype if isinstance(tri, Tensor) else 'float'} tensor of "
-                             f"shape {list(shapes[k])} on the device of tri, got {_desc(v) if isinstance(v, Tensor) else type(v).__name__}")
+                             f"shape {list(shapes[k])} on the device of corners, got {_desc(v) if isinstance(v, Tensor) else type(v).__name__}")
     if tri.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"{fn}(): tensors must be float32 or float64, got {tri.dtype}")
     if lkind.dtype != torch.int32 or lkind.device != tri.device:
@@ -320,9 +327,8 @@ def shade_direct(
     if nl and (int(lkind.min()) < 0 or int(lkind.max()) > 1):
         raise ValueError(f"{fn}(): lkind must be 0 (point) or 1 (directional)")
     if h == 0:
-        return (tri[:, :3] * 0 + lvec.sum() * 0 + lscale.sum() * 0 + nrm[:, :3] * 0 + origins * 0 + dirs * 0
-                + albedo * 0)
+        return tri[:, :3] * 0 + lvec.sum() * 0 + lscale.sum() * 0 + origins * 0 + dirs * 0 + albedo * 0
     if nl == 0:  # Warp arrays of shape [0, 3] are fine, but keep the kernels' light arrays non-empty
         return tri[:, :3] * 0 + albedo * 0
-    c = [x.contiguous() for x in (tri, nrm, origins, dirs, albedo, vis)]
+    c = [x.contiguous() for x in (tri, origins, dirs, albedo, vis)]
     return _ShadeDirect.apply(*c, lkind.contiguous(), lvec.contiguous(), lscale.contiguous(), lfall.contiguous())

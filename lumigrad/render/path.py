@@ -140,6 +140,7 @@ class _Scene:
             accel.bvh.refit(self.verts)
             accel._face_data = None
         self.vnormals = torch.cat([_cached_normals(accel, i, c, s) for i, (c, s) in enumerate(zip(changed, shapes))], 0)
+        self.corners = None  # [V, 6] verts | vnormals, built by _radiance_direct when used
         self.dtype, self.device = self.verts.dtype, self.verts.device
         lo, hi = self.verts.detach().min(0).values, self.verts.detach().max(0).values
         self.eps = float((hi - lo).norm()) * settings.ray_eps + 1e-7
@@ -424,11 +425,11 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor,
     hit = face >= 0
     idx = torch.nonzero(hit).squeeze(1)
     f = _take(face, idx).long()
-    fl = _take(sc.faces_long, f).reshape(-1)
-    tri = _take(sc.verts, fl).reshape(-1, 9)
-    nrm = _take(sc.vnormals, fl).reshape(-1, 9)
+    if sc.corners is None:  # positions and normals side by side: one gather (and one index_add backward)
+        sc.corners = torch.cat([sc.verts, sc.vnormals], 1)
+    corners = _take(sc.corners, _take(sc.faces_long, f).reshape(-1)).reshape(-1, 18)
     alb = _take(sc.mats.p["albedo"], _take(sc.owner, f))
-    rgb = shade_direct(tri, nrm, _take(origins, idx), _take(dirs, idx), alb, _take(vis, idx).to(sc.dtype),
+    rgb = shade_direct(corners, _take(origins, idx), _take(dirs, idx), alb, _take(vis, idx).to(sc.dtype),
                        lk, lv, ls, lf)
     for amb in sc.ambient:
         rgb = rgb + amb.color * alb
@@ -547,6 +548,9 @@ def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Ten
 def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tensor]:
     """``(image [P, 3], coverage [P])``: the mean over ``spp`` restricted to samples ``first .. first + count``.
 
+    When ``chunk_rays`` (hence ``first`` and ``count``) is a multiple of ``spp`` the chunk holds whole
+    pixels and only their rows are returned (``[count / spp, 3]`` and ``[count / spp]``): no image-sized buffers per chunk.
+
     Sample ``r`` belongs to pixel ``r // spp`` (view-major, then row, column) and is
     stratified when ``spp`` is a square. Everything random is drawn from
     ``sc.chunk_gen(chunk)``, so calling this twice gives the same paths (path replay).
@@ -563,6 +567,9 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
     pix = torch.stack([(p % W).to(sc.dtype), ((p // W) % H).to(sc.dtype)], -1) + jit  # (u, v) = (col, row)
     o, d = _camera_rays(cam, p // (H * W), pix)
     L, hit = _radiance(sc, o, d, gen)
+    if sc.settings.chunk_rays % S == 0:  # then first and count are multiples of S
+        # Whole pixels, each one's samples consecutive: the rows of pixels first / S .. (first + count) / S.
+        return L.reshape(-1, S, 3).sum(1) / S, hit.to(sc.dtype).reshape(-1, S).mean(1)
     # Per-pixel sums inside the chunk: the caller adds dense images, so no per-sample index is kept.
     P = cam.batch_size * H * W
     return (torch.zeros(P, 3, dtype=sc.dtype, device=sc.device).index_add(0, p, L / S),
@@ -629,9 +636,8 @@ def render_trace(
     sc = _Scene(shapes, camera, lights, settings, accel)
     B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
     P, total, n = B * H * W, B * H * W * S, settings.chunk_rays
-    image = torch.zeros(P, 3, dtype=sc.dtype, device=sc.device)
-    hits = torch.zeros(P, dtype=sc.dtype, device=sc.device)
     replay = settings.replay and torch.is_grad_enabled()
+    imgs, covs = [], []  # pixel rows of consecutive chunks (n % S == 0), or dense images to add
     for c, first in enumerate(range(0, total, n)):
         count = min(n, total - first)
         if replay:
@@ -640,8 +646,14 @@ def render_trace(
             img_c, hit_c = checkpoint(_chunk, sc, first, count, c, use_reentrant=False)
         else:
             img_c, hit_c = _chunk(sc, first, count, c)
-        image = image + img_c
-        hits = hits + hit_c
+        imgs.append(img_c)
+        covs.append(hit_c)
+    if n % S == 0:
+        image, hits = torch.cat(imgs, 0), torch.cat(covs, 0)
+    else:
+        image, hits = imgs[0], covs[0]
+        for img_c, hit_c in zip(imgs[1:], covs[1:]):
+            image, hits = image + img_c, hits + hit_c
     image = image.reshape(B, H, W, 3)
     alpha = hits.reshape(B, H, W, 1)
     if settings.boundary == "edge":

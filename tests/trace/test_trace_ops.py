@@ -77,8 +77,9 @@ def _shade_inputs(dtype=torch.float64, h=9, seed=3):
     def r(*s):
         return torch.randn(*s, generator=g, dtype=dtype)
 
-    tri = r(h, 9) * 0.4 + torch.tensor([0, 0, 0, 1, 0, 0, 0, 1, 0.0], dtype=dtype)
-    nrm = r(h, 9) * 0.3 + torch.tensor([0, 0, 1.0] * 3, dtype=dtype)
+    tri = r(h, 3, 3) * 0.4 + torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0.0]], dtype=dtype)
+    nrm = r(h, 3, 3) * 0.3 + torch.tensor([0, 0, 1.0], dtype=dtype)
+    corners = torch.cat([tri, nrm], -1).reshape(h, 18)
     o = r(h, 3) * 0.1 + torch.tensor([0.3, 0.3, 3.0], dtype=dtype)
     d = r(h, 3) * 0.1 + torch.tensor([0, 0, -1.0], dtype=dtype)
     alb = torch.rand(h, 3, generator=g, dtype=dtype)
@@ -88,10 +89,10 @@ def _shade_inputs(dtype=torch.float64, h=9, seed=3):
     lvec[1] = lvec[1] / lvec[1].norm()
     lscale = torch.rand(3, 3, generator=g, dtype=dtype) + 0.5
     lfall = torch.tensor([[0, 0, 1.0], [1, 0, 0], [0.5, 0.3, 0.2]], dtype=dtype)
-    return [tri, nrm, o, d, alb, vis, lkind, lvec, lscale, lfall]
+    return [corners, o, d, alb, vis, lkind, lvec, lscale, lfall]
 
 
-_DIFF = (0, 1, 2, 3, 4, 7, 8)  # differentiable inputs of shade_direct
+_DIFF = (0, 1, 2, 3, 6, 7)  # differentiable inputs of shade_direct
 
 
 def test_shade_direct_matches_reference_values_and_grads():
@@ -121,8 +122,8 @@ def test_shade_direct_gradcheck():
     args = _shade_inputs(h=4, seed=5)
     diff = [args[i].clone().requires_grad_(True) for i in _DIFF]
 
-    def f(tri, nrm, o, d, alb, lvec, lscale):
-        return shade_direct(tri, nrm, o, d, alb, args[5], args[6], lvec, lscale, args[9])
+    def f(corners, o, d, alb, lvec, lscale):
+        return shade_direct(corners, o, d, alb, args[4], args[5], lvec, lscale, args[8])
 
     assert torch.autograd.gradcheck(f, tuple(diff), eps=1e-6, atol=1e-7)
 
@@ -132,15 +133,15 @@ def test_shade_direct_bad_inputs():
 
     args = _shade_inputs()
     bad = list(args)
-    bad[0] = args[0][:, :6]
-    with pytest.raises(ValueError, match="shade_direct.*tri"):
+    bad[0] = args[0][:, :9]
+    with pytest.raises(ValueError, match="shade_direct.*corners"):
         shade_direct(*bad)
     bad = list(args)
-    bad[4] = args[4].float()
+    bad[3] = args[3].float()
     with pytest.raises(ValueError, match="shade_direct.*albedo"):
         shade_direct(*bad)
     bad = list(args)
-    bad[6] = torch.tensor([0, 2, 0], dtype=torch.int32)
+    bad[5] = torch.tensor([0, 2, 0], dtype=torch.int32)
     with pytest.raises(ValueError, match="lkind"):
         shade_direct(*bad)
 
