@@ -207,6 +207,7 @@ def shade_direct_bwd(
     tiny: wp.float64,
     ntiny: wp.float64,
     grad: wp.array2d(dtype=Any),  # [h, 3] d loss / d out
+    need: int,  # bit 0: g_org, 1: g_dirs, 2: g_alb, 3: g_lvec and g_lscale (unneeded ones are [1, 3], untouched)
     g_tri: wp.array2d(dtype=Any),  # [h, 18] laid out as tri
     g_org: wp.array2d(dtype=Any),  # [h, 3]
     g_dirs: wp.array2d(dtype=Any),  # [h, 3]
@@ -256,7 +257,8 @@ def shade_direct_bwd(
         k = atten * c * v * ipi
         ga = ga + wp.cw_mul(g, sc) * k
         ge = wp.cw_mul(g, a) * (c * v * ipi)  # d loss / d (scale * atten)
-        _put3(g_lscale, i, 3 * j, ge * atten)
+        if need & 8 != 0:
+            _put3(g_lscale, i, 3 * j, ge * atten)
         g_atten = wp.dot(ge, sc)
         g_c = zero
         if cd >= zero:
@@ -268,11 +270,13 @@ def shade_direct_bwd(
             if den > m:
                 g_dsq = (-g_atten / (den * den)) * (lf[1] * half * r + lf[2])
                 g_dv = g_dv + (two * g_dsq) * dv
-            _put3(g_lvec, i, 3 * j, g_dv)
+            if need & 8 != 0:
+                _put3(g_lvec, i, 3 * j, g_dv)
             g_p = g_p - g_dv
-        else:
+        elif need & 8 != 0:
             _put3(g_lvec, i, 3 * j, g_l)
-    _put3(g_alb, i, 0, ga)
+    if need & 4 != 0:
+        _put3(g_alb, i, 0, ga)
     # safe_normalize.
     g_raw = a * zero
     if ok:
@@ -310,5 +314,7 @@ def shade_direct_bwd(
     _put3(g_tri, i, 0, -(g_tv + g_e1 + g_e2))
     _put3(g_tri, i, 6, g_e1)
     _put3(g_tri, i, 12, g_e2)
-    _put3(g_org, i, 0, g_o)
-    _put3(g_dirs, i, 0, g_d)
+    if need & 1 != 0:
+        _put3(g_org, i, 0, g_o)
+    if need & 2 != 0:
+        _put3(g_dirs, i, 0, g_d)
