@@ -656,7 +656,9 @@ def render_trace(
             image, hits = image + img_c, hits + hit_c
     image = image.reshape(B, H, W, 3)
     alpha = hits.reshape(B, H, W, 1)
-    if settings.boundary == "edge":
+    # The boundary term is zero-valued; it only carries gradients. Without any (no_grad, or nothing that
+    # needs one: vertices, camera and lights all reach the interior image too) it is skipped.
+    if settings.boundary == "edge" and image.requires_grad:
         from lumigrad.render._trace_edges import boundary_term
 
         image = image + boundary_term(sc, lambda s, vw, px: _radiance(s, *_camera_rays(camera, vw, px), s.gen)[0])

@@ -242,3 +242,21 @@ def test_fused_direct_path_matches_generic_path(monkeypatch):
     for a, b in zip(g_f, g_g):
         assert b.abs().max() > 0
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_boundary_term_skipped_without_gradients(monkeypatch):
+    """The edge-sampled term is zero-valued: renders that need no gradient do not compute it."""
+    import lumigrad.render._trace_edges as edges
+
+    shapes, cam = shadow_scene(torch.zeros((), dtype=DT), res=8)
+    lights = [PointLight(_t(2.5, 2.5, 0.0), intensity=20.0)]
+    calls = []
+    real = edges.boundary_term
+    monkeypatch.setattr(edges, "boundary_term", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        img = render_trace(shapes, cam, lights, TraceSettings(spp=1)).image
+    assert not calls and img.max() > 0
+    v0 = shapes[0].mesh.verts.detach().clone().requires_grad_(True)
+    sh = [Shape(shapes[0].mesh.with_verts(v0), shapes[0].material)] + list(shapes[1:])
+    img2 = render_trace(sh, cam, lights, TraceSettings(spp=1)).image
+    assert calls and torch.equal(img2.detach(), img)
