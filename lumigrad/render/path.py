@@ -19,6 +19,13 @@ analytically and unshadowed in that mode, as in ``shade``). With
 ``max_bounces > 1`` an :class:`AmbientLight` is a constant environment seen
 by escaping rays instead.
 
+Fast path: direct lighting only (``max_bounces=1``) of Lambert surfaces by point,
+directional and ambient lights (no emitters, environment or SH light) skips the
+torch pipeline above for :func:`_radiance_direct`: one Warp launch finds the
+hits and their shadow rays, and one fused Warp kernel with a hand-written
+backward re-attaches the hit and shades it (same estimator, same values up to
+float rounding; ``test_fused_direct_path_matches_generic_path``).
+
 Visibility gradients (silhouettes, hard shadow boundaries) come from
 :mod:`lumigrad.render._trace_edges` (edge sampling); see its docstring for the
 method and why it was chosen. Memory: without ``TraceSettings.replay`` gradients
