@@ -147,7 +147,6 @@ class _Scene:
             accel.bvh.refit(self.verts)
             accel._face_data = None
         self.vnormals = torch.cat([_cached_normals(accel, i, c, s) for i, (c, s) in enumerate(zip(changed, shapes))], 0)
-        self.corners = None  # [V, 6] verts | vnormals, built by _radiance_direct when used
         self.dtype, self.device = self.verts.dtype, self.verts.device
         lo, hi = self.verts.detach().min(0).values, self.verts.detach().max(0).values
         self.eps = float((hi - lo).norm()) * settings.ray_eps + 1e-7
@@ -173,6 +172,9 @@ class _Scene:
             a = 0.5 * face_cross(m.verts, m.faces).norm(dim=-1)
             self.emit_tris.append((m.faces.long() + off, a))
             self.emit_area[i] = a.detach().sum()
+        # [V, 6] verts | vnormals for _radiance_direct, built here (not lazily inside a chunk, which may run
+        # under no_grad or a checkpoint); copies of the scene made by the edge sampler build theirs on use.
+        self.corners = torch.cat([self.verts, self.vnormals], 1) if _fused_ok(self) else None
 
     def rand(self, *shape) -> Tensor:
         return torch.rand(*shape, generator=self.gen, dtype=self.dtype, device=self.device)

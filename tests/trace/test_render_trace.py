@@ -260,3 +260,20 @@ def test_boundary_term_skipped_without_gradients(monkeypatch):
     sh = [Shape(shapes[0].mesh.with_verts(v0), shapes[0].material)] + list(shapes[1:])
     img2 = render_trace(sh, cam, lights, TraceSettings(spp=1)).image
     assert calls and torch.equal(img2.detach(), img)
+
+
+@pytest.mark.parametrize("chunk", [96, 97])  # whole-pixel chunks (pixel rows) and chunks that split pixels
+def test_fused_path_replay_gives_the_same_gradients(chunk):
+    mesh, cam = sphere_scene(res=8, level=1)
+    verts = mesh.verts.clone().requires_grad_(True)
+    pos = _t(1.0, 2.0, 3.0).requires_grad_(True)
+    out = []
+    for replay in (False, True):
+        st = TraceSettings(spp=4, replay=replay, chunk_rays=chunk, edge_samples=64)
+        img = render_trace([Shape(Mesh(verts, mesh.faces), LambertMaterial(0.6))], cam, [PointLight(pos, intensity=9.0)],
+                           st).image
+        out.append((img.detach(), torch.autograd.grad((img ** 2).sum(), [verts, pos])))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=0, atol=0)
+    for a, b in zip(out[0][1], out[1][1]):
+        assert float(a.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
