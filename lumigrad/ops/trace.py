@@ -24,6 +24,7 @@ import logging
 from typing import NamedTuple
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import warp as wp
 from torch import Tensor
 
@@ -31,7 +32,7 @@ from lumigrad._runtime.checks import _desc, check_faces, check_finite, check_flo
 from lumigrad._runtime.launch import _ensure_init, launch, to_warp, warp_device
 from lumigrad.ops import _trace_kernels as _k
 from lumigrad.ops._common import first_order
-from lumigrad.ops._trace_ref import ray_triangle
+from lumigrad.ops._trace_ref import ray_triangle, shade_direct_ref
 
 __all__ = ["TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach", "trace_direct", "shade_direct"]
 
@@ -305,7 +306,7 @@ def shade_direct(
     The fused form of :func:`reattach` + interpolated shading normal + Lambert next-event estimation
     that :func:`lumigrad.render.path.render_trace` uses for direct lighting (spec:
     :func:`lumigrad.ops._trace_ref.shade_direct_ref`). Differentiable (first order, hand-written
-    backward) w.r.t. ``corners``, ``origins``, ``dirs``, ``albedo``, ``lvec`` and ``lscale``; all
+    backward; forward-mode AD runs the reference) w.r.t. ``corners``, ``origins``, ``dirs``, ``albedo``, ``lvec`` and ``lscale``; all
     float tensors share one dtype and device. Why: the same work as ~60 torch ops on ``[h, 3]`` tensors
     (plus their backward) is one pass over the hits, and the hit rows stay in cache. Positions
     and normals come interleaved so that the caller gathers them with one ``index_select`` (and its
@@ -333,5 +334,9 @@ def shade_direct(
         return tri[:, :3] * 0 + lvec.sum() * 0 + lscale.sum() * 0 + origins * 0 + dirs * 0 + albedo * 0
     if nl == 0:  # Warp arrays of shape [0, 3] are fine, but keep the kernels' light arrays non-empty
         return tri[:, :3] * 0 + albedo * 0
+    if any(fwAD.unpack_dual(x).tangent is not None for x in (tri, origins, dirs, albedo, lvec, lscale)):
+        # Forward-mode AD (dual tensors, e.g. per-pixel derivative images): the torch spec carries the
+        # tangents; the kernels have a hand-written backward only.
+        return shade_direct_ref(tri, origins, dirs, albedo, vis, lkind, lvec, lscale, lfall)
     c = [x.contiguous() for x in (tri, origins, dirs, albedo, vis)]
     return _ShadeDirect.apply(*c, lkind.contiguous(), lvec.contiguous(), lscale.contiguous(), lfall.contiguous())

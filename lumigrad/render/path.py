@@ -40,6 +40,7 @@ import math
 from typing import NamedTuple, Sequence
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
@@ -665,9 +666,10 @@ def render_trace(
             image, hits = image + img_c, hits + hit_c
     image = image.reshape(B, H, W, 3)
     alpha = hits.reshape(B, H, W, 1)
-    # The boundary term is zero-valued; it only carries gradients. Without any (no_grad, or nothing that
-    # needs one: vertices, camera and lights all reach the interior image too) it is skipped.
-    if settings.boundary == "edge" and image.requires_grad:
+    # The boundary term is zero-valued; it only carries derivatives. Without any (no_grad and no forward-mode
+    # tangent, or nothing that needs one: vertices, camera and lights all reach the interior image too) it is
+    # skipped.
+    if settings.boundary == "edge" and (image.requires_grad or fwAD.unpack_dual(image).tangent is not None):
         from lumigrad.render._trace_edges import boundary_term
 
         image = image + boundary_term(sc, lambda s, vw, px: _radiance(s, *_camera_rays(camera, vw, px), s.gen)[0])

@@ -260,6 +260,15 @@ def test_boundary_term_skipped_without_gradients(monkeypatch):
     sh = [Shape(shapes[0].mesh.with_verts(v0), shapes[0].material)] + list(shapes[1:])
     img2 = render_trace(sh, cam, lights, TraceSettings(spp=1)).image
     assert calls and torch.equal(img2.detach(), img)
+    # Forward-mode AD (dual tensors, under no_grad too) needs the term.
+    import torch.autograd.forward_ad as fwAD
+
+    calls.clear()
+    with torch.no_grad(), fwAD.dual_level():
+        v1 = fwAD.make_dual(shapes[0].mesh.verts, torch.ones_like(shapes[0].mesh.verts))
+        sh = [Shape(shapes[0].mesh.with_verts(v1), shapes[0].material)] + list(shapes[1:])
+        assert fwAD.unpack_dual(render_trace(sh, cam, lights, TraceSettings(spp=1)).image).tangent is not None
+    assert calls
 
 
 @pytest.mark.parametrize("chunk", [96, 97])  # whole-pixel chunks (pixel rows) and chunks that split pixels
