@@ -422,11 +422,11 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor,
     (:func:`lumigrad.ops.trace.trace_direct`), and the re-attached hit, its shading normal
     and the Lambert sum over lights from one fused kernel with a hand-written backward
     (:func:`lumigrad.ops.trace.shade_direct`), instead of ~60 torch ops on ``[h, 3]``
-    tensors, their backward, and an ``occluded`` launch per light. Measured on
-    ``bench/raytrace.py`` (256^2, 4 spp, 2 threads): forward + backward of the
-    render at 5k / 82k triangles went from ~510 / ~680 ms to the figures in the
-    commit message; the hit points of the shadow rays are float32 (as the BVH's),
-    which moves their origins by ~1e-7 of the scene size, far below ``ray_eps``.
+    tensors, their backward, and an ``occluded`` launch per light. Measured on the
+    ``bench/raytrace.py`` scene (256^2, 4 spp, fwd+bwd, 2 threads, loaded machine, A/B
+    in one process): 803 -> 587 ms at 5k triangles, 1144 -> 953 ms at 82k. The hit
+    points of the shadow rays are float32 (as the BVH's), which moves their origins
+    by ~1e-7 of the scene size, far below ``ray_eps``.
     """
     st = sc.settings
     R = origins.shape[0]
