@@ -4,10 +4,12 @@
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-__all__ = ["intersect_ref", "occluded_ref", "ray_triangle"]
+__all__ = ["intersect_ref", "occluded_ref", "ray_triangle", "shade_direct_ref"]
 
 
 def ray_triangle(origins: Tensor, dirs: Tensor, p0: Tensor, p1: Tensor, p2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -50,3 +52,37 @@ def intersect_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, t
 def occluded_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tmax: Tensor) -> Tensor:
     """``[R]`` bool: any triangle hit with ``0 < t < tmax``."""
     return _all_hits(verts, faces, origins, dirs, tmax)[0].any(dim=1)
+
+
+def shade_direct_ref(corners: Tensor, origins: Tensor, dirs: Tensor, albedo: Tensor, vis: Tensor,
+                     lkind: Tensor, lvec: Tensor, lscale: Tensor, lfall: Tensor) -> Tensor:
+    """Spec of :func:`lumigrad.ops.trace.shade_direct`: ``[h, 3]`` Lambert radiance from point/directional lights.
+
+    Per hit: the ray ``origins + t dirs`` re-attached to its triangle (:func:`ray_triangle`; corner ``k``'s
+    position is ``corners[:, 6k:6k+3]``), the shading normal ``safe_normalize`` of the vertex normals
+    (``corners[:, 6k+3:6k+6]``) interpolated there, and
+    ``sum_j albedo / pi * lscale_j * atten_j * max(n . l_j, 0) * vis[:, j]``; a point light (``lkind 0``) at
+    ``lvec_j`` has ``l = (lvec - p) / sqrt(d^2 + 1e-12)`` and ``atten = 1 / max(c + l sqrt(d^2 + 1e-12) + q d^2,
+    1e-12)`` with ``(c, l, q) = lfall_j``; a directional light (``lkind 1``) has ``l = lvec_j``, ``atten = 1``.
+    """
+    from lumigrad.geometry.normals import safe_normalize
+
+    c = corners
+    t, b1, b2 = ray_triangle(origins, dirs, c[:, 0:3], c[:, 6:9], c[:, 12:15])
+    p = origins + t[:, None] * dirs
+    ns = safe_normalize((1 - b1 - b2)[:, None] * c[:, 3:6] + b1[:, None] * c[:, 9:12] + b2[:, None] * c[:, 15:18])
+    out = torch.zeros_like(p)
+    m = 1e-12
+    for j in range(lvec.shape[0]):
+        if int(lkind[j]) == 0:
+            dv = lvec[j] - p
+            dsq = (dv * dv).sum(-1, keepdim=True)
+            l = dv / torch.sqrt(dsq + m)
+            c, lin, q = lfall[j]
+            atten = 1.0 / (c + lin * torch.sqrt(dsq + m) + q * dsq).clamp_min(m)
+        else:
+            l = lvec[j].expand_as(p)
+            atten = torch.ones_like(p[:, :1])
+        cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+        out = out + albedo / math.pi * lscale[j] * atten * cos * vis[:, j:j + 1]
+    return out

@@ -212,3 +212,77 @@ def test_accel_caches_follow_vertex_values():
     torch.testing.assert_close(c0, a, rtol=0, atol=0)
     assert float((c - a).abs().max()) > 0.05
     torch.testing.assert_close(c, fresh, rtol=1e-6, atol=1e-9)
+
+
+def test_fused_direct_path_matches_generic_path(monkeypatch):
+    """The fused Lambert / point + directional light path (_radiance_direct) equals the general one, with grads."""
+    import lumigrad.render.path as path
+
+    shapes, cam = shadow_scene(torch.zeros((), dtype=DT))
+    pos = _t(2.5, 2.5, 0.0).requires_grad_(True)
+    to_l = _t(0.2, 1.0, 0.3).requires_grad_(True)
+    amb = _t(0.05, 0.1, 0.02).requires_grad_(True)
+    alb = _t(0.7, 0.6, 0.4).requires_grad_(True)
+    v0 = shapes[0].mesh.verts.detach().clone().requires_grad_(True)
+    lights = [PointLight(pos, intensity=20.0), PointLight(_t(-1.0, 3.0, 1.0), intensity=5.0, falloff=(0.5, 0.2, 0.3)),
+              DirectionalLight(to_l, intensity=0.8), AmbientLight(amb)]
+
+    def run():
+        sh = [Shape(shapes[0].mesh.with_verts(v0), LambertMaterial(alb))] + list(shapes[1:])
+        img = render_trace(sh, cam, lights, TraceSettings(spp=2)).image
+        w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
+        return img.detach(), torch.autograd.grad((img * w).sum(), [v0, pos, to_l, amb, alb])
+
+    assert path._fused_ok(path._Scene(shapes, cam, lights, TraceSettings(), prepare_trace(shapes)))
+    img_f, g_f = run()
+    monkeypatch.setattr(path, "_fused_ok", lambda sc: False)
+    img_g, g_g = run()
+    assert img_g.max() > 0.1
+    torch.testing.assert_close(img_f, img_g, rtol=1e-9, atol=1e-10)
+    for a, b in zip(g_f, g_g):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_boundary_term_skipped_without_gradients(monkeypatch):
+    """The edge-sampled term is zero-valued: renders that need no gradient do not compute it."""
+    import lumigrad.render._trace_edges as edges
+
+    shapes, cam = shadow_scene(torch.zeros((), dtype=DT), res=8)
+    lights = [PointLight(_t(2.5, 2.5, 0.0), intensity=20.0)]
+    calls = []
+    real = edges.boundary_term
+    monkeypatch.setattr(edges, "boundary_term", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        img = render_trace(shapes, cam, lights, TraceSettings(spp=1)).image
+    assert not calls and img.max() > 0
+    v0 = shapes[0].mesh.verts.detach().clone().requires_grad_(True)
+    sh = [Shape(shapes[0].mesh.with_verts(v0), shapes[0].material)] + list(shapes[1:])
+    img2 = render_trace(sh, cam, lights, TraceSettings(spp=1)).image
+    assert calls and torch.equal(img2.detach(), img)
+    # Forward-mode AD (dual tensors, under no_grad too) needs the term.
+    import torch.autograd.forward_ad as fwAD
+
+    calls.clear()
+    with torch.no_grad(), fwAD.dual_level():
+        v1 = fwAD.make_dual(shapes[0].mesh.verts, torch.ones_like(shapes[0].mesh.verts))
+        sh = [Shape(shapes[0].mesh.with_verts(v1), shapes[0].material)] + list(shapes[1:])
+        assert fwAD.unpack_dual(render_trace(sh, cam, lights, TraceSettings(spp=1)).image).tangent is not None
+    assert calls
+
+
+@pytest.mark.parametrize("chunk", [96, 97])  # whole-pixel chunks (pixel rows) and chunks that split pixels
+def test_fused_path_replay_gives_the_same_gradients(chunk):
+    mesh, cam = sphere_scene(res=8, level=1)
+    verts = mesh.verts.clone().requires_grad_(True)
+    pos = _t(1.0, 2.0, 3.0).requires_grad_(True)
+    out = []
+    for replay in (False, True):
+        st = TraceSettings(spp=4, replay=replay, chunk_rays=chunk, edge_samples=64)
+        img = render_trace([Shape(Mesh(verts, mesh.faces), LambertMaterial(0.6))], cam, [PointLight(pos, intensity=9.0)],
+                           st).image
+        out.append((img.detach(), torch.autograd.grad((img ** 2).sum(), [verts, pos])))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=0, atol=0)
+    for a, b in zip(out[0][1], out[1][1]):
+        assert float(a.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
