@@ -30,6 +30,9 @@ from lumigrad.ops._rasterize_funcs import (  # noqa: F401 - REC, _EMPTY_Z, _TILE
 
 __all__: list[str] = []  # private module
 
+# Triangles whose clipped pixel box has at most this many pixels skip the row-span setup.
+_SMALL_BOX = 16
+
 # Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
@@ -90,13 +93,12 @@ def _depth_test(zbuf: wp.array2d(dtype=Any), ibuf: wp.array2d(dtype=wp.int32), s
 
 
 @wp.func
-def _raster_tri(
-    rec: wp.array2d(dtype=Any), t: int, fid: int, x0: int, x1: int, i0: int, i1: int, row0: int, width: int,
+def _raster_spans(
+    r0: Any, r1: Any, r2: Any, zp: Any, fid: int, x0: int, x1: int, i0: int, i1: int, row0: int, width: int,
     xs: wp.array(dtype=Any), ys: wp.array(dtype=Any), zbuf: wp.array2d(dtype=Any), ibuf: wp.array2d(dtype=wp.int32),
     slot: int, tol: float,
 ):
-    """Depth-test triangle t over rows i0..i1 and columns x0..x1 into this task's band scratch."""
-    r0, r1, r2, zp = _load_rec(rec, t)
+    """Depth-test a triangle row by row over conservative spans, exact edge tests only near the span ends."""
     zero = xs.dtype(0.0)
     one = xs.dtype(1.0)
     half = wp.float64(0.5)
@@ -139,6 +141,28 @@ def _raster_tri(
             z = zp[0] * px + zrow
             if z >= -one and z <= one:
                 _depth_test(zbuf, ibuf, slot, q0 + j, z, fid)
+
+
+@wp.func
+def _raster_tri(
+    rec: wp.array2d(dtype=Any), t: int, fid: int, x0: int, x1: int, i0: int, i1: int, row0: int, width: int,
+    xs: wp.array(dtype=Any), ys: wp.array(dtype=Any), zbuf: wp.array2d(dtype=Any), ibuf: wp.array2d(dtype=wp.int32),
+    slot: int, tol: float,
+):
+    """Depth-test triangle t over rows i0..i1 and columns x0..x1 into this task's band scratch."""
+    r0, r1, r2, zp = _load_rec(rec, t)
+    if (x1 - x0 + 1) * (i1 - i0 + 1) <= _SMALL_BOX:
+        # Most triangles of a dense mesh: test each pixel exactly, as the atomic path does,
+        # instead of setting up the row spans (which accept exactly the same pixels).
+        for i in range(i0, i1 + 1):
+            py = ys[i]
+            q0 = (i - row0) * width
+            for j in range(x0, x1 + 1):
+                hit, z = _fragment(xs[j], py, r0, r1, r2, zp)
+                if hit:
+                    _depth_test(zbuf, ibuf, slot, q0 + j, z, fid)
+    else:
+        _raster_spans(r0, r1, r2, zp, fid, x0, x1, i0, i1, row0, width, xs, ys, zbuf, ibuf, slot, tol)
 
 
 @wp.func
