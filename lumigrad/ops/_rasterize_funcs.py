@@ -43,7 +43,7 @@ _BBOX_MARGIN = 0.01
 _SPAN_SLACK = 1e-3
 # Depth written before the atomic depth test; any accepted z_ndc is <= 1.
 _EMPTY_Z = 3.0
-# Per-triangle record width: edge rows (9), z plane (3), z lower bound, draw phase, padding.
+# Per-triangle record width: edge rows (9), z plane (3), z lower bound, padding.
 REC = 16
 # Relative rounding allowance of the z lower bound (above float32 epsilon).
 _ZMIN_TOL = 1e-5
@@ -328,7 +328,10 @@ def _setup_tri(
     pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int, height: int,
     width: int, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
 ):
-    """Write triangle t's pixel bbox (empty when y0 > y1) and, when not empty, its record; return (y0, y1)."""
+    """Write triangle t's pixel bbox (empty when y0 > y1) and, when not empty, its record; return (y0, y1, back).
+
+    back is 0 when det > 0, i.e. counter-clockwise in y-up NDC (the OpenGL front face), else 1.
+    """
     x0, x1, y0, y1, zmin = _screen_bbox(pos, tri, t, nf, nv, height, width)
     zero = pos.dtype(0.0)
     det = zero
@@ -350,10 +353,8 @@ def _setup_tri(
                 wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin)
             )
             rec[t, 12] = pos.dtype(zmin)
-            # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
-            rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
     bbox[t, 0] = x0
     bbox[t, 1] = x1
     bbox[t, 2] = y0
     bbox[t, 3] = y1
-    return y0, y1
+    return y0, y1, wp.where(det > zero, 0, 1)

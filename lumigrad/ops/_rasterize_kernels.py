@@ -52,13 +52,15 @@ def setup_count_kernel(
     offset: int, n_chunks: int, n_tris: int, band_rows: int, bands_per_img: int,
     pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), nf: int, nv: int, height: int, width: int,
     bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
+    back: wp.array(dtype=wp.int8),  # [B*F] out: 1 for a back face (see _setup_tri), set when bbox is not empty
     counts: wp.array2d(dtype=wp.int32),  # [n_bands, n_chunks], zeroed
 ):
     """CPU: setup_kernel over chunk c of the triangles, counting them per band (column c of counts)."""
     c = wp.tid() + offset
     for t in range(n_tris * c // n_chunks, n_tris * (c + 1) // n_chunks):
-        y0, y1 = _setup_tri(pos, tri, t, nf, nv, height, width, bbox, rec)
+        y0, y1, bk = _setup_tri(pos, tri, t, nf, nv, height, width, bbox, rec)
         if y0 <= y1:
+            back[t] = wp.int8(bk)
             g0 = (t // nf) * bands_per_img
             for band in range(y0 // band_rows, y1 // band_rows + 1):
                 counts[g0 + band, c] = counts[g0 + band, c] + 1
@@ -67,9 +69,9 @@ def setup_count_kernel(
 @wp.kernel
 def bin_fill_kernel(
     offset: int, n_chunks: int, n_tris: int, nf: int, band_rows: int, bands_per_img: int,
-    bbox: wp.array2d(dtype=wp.int32),
+    bbox: wp.array2d(dtype=wp.int32), back: wp.array(dtype=wp.int8),
     cursor: wp.array2d(dtype=wp.int32),  # [n_bands, n_chunks] exclusive prefix sums, advanced in place
-    tlist: wp.array(dtype=wp.int32),  # [total] out: triangles per band, ascending
+    tlist: wp.array(dtype=wp.int32),  # [total] out: triangles per band, ascending; a back face t as -1 - t
 ):
     c = wp.tid() + offset
     for t in range(n_tris * c // n_chunks, n_tris * (c + 1) // n_chunks):
@@ -77,9 +79,11 @@ def bin_fill_kernel(
         y1 = bbox[t, 3]
         if y0 <= y1:
             g0 = (t // nf) * bands_per_img
+            # The face side rides in the list, so the band pass need not touch a record to skip it.
+            e = wp.where(back[t] != wp.int8(0), -1 - t, t)
             for band in range(y0 // band_rows, y1 // band_rows + 1):
                 k = cursor[g0 + band, c]
-                tlist[k] = t
+                tlist[k] = e
                 cursor[g0 + band, c] = k + 1
 
 
@@ -189,7 +193,7 @@ def raster_bands_kernel(
     ys: wp.array(dtype=Any),  # [H] pixel-centre y_ndc
     rec: wp.array2d(dtype=Any), bbox: wp.array2d(dtype=wp.int32),
     band_start: wp.array(dtype=wp.int32),  # [n_bands + 1] CSR offsets into tlist
-    tlist: wp.array(dtype=wp.int32),
+    tlist: wp.array(dtype=wp.int32),  # see bin_fill_kernel
     zbuf: wp.array2d(dtype=Any),  # [tasks, band_rows * W] scratch depth; row `offset` is this task's
     ibuf: wp.array2d(dtype=wp.int32),  # [tasks, band_rows * W] scratch id + 1 (0 = empty)
     tmax: wp.array2d(dtype=Any),  # [tasks, ceil(W / _TILE)] scratch max depth per tile
@@ -218,8 +222,10 @@ def raster_bands_kernel(
             _tile_max_depth(zbuf, ibuf, tmax, slot, row1 - row0, width)
         for k in range(band_start[g], band_start[g + 1]):
             t = tlist[k]
-            if int(rec[t, 13]) != phase:
+            if (t < 0) != (phase == 1):
                 continue
+            if t < 0:
+                t = -1 - t
             x0 = bbox[t, 0]
             x1 = bbox[t, 1]
             if phase == 1:

@@ -261,9 +261,11 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     n_chunks = max(1, min(threads, n_tris // 4096))
     bbox_w, rec_w = setup_args[-2], setup_args[-1]
     counts = _alloc(ws, "counts", (n_bands, n_chunks), torch.int32, "cpu").zero_()
+    back_w = to_warp(_alloc(ws, "back", (n_tris,), torch.int8, "cpu"))
     head = [n_chunks, n_tris, _BAND_ROWS, bands_per_img]
     launch_chunks(
-        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, to_warp(counts)]) for c in range(n_chunks)], device
+        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, back_w, to_warp(counts)]) for c in range(n_chunks)],
+        device,
     )
     # Band-major, chunk-minor prefix sum: each band's list is in ascending triangle order.
     csum = torch.cumsum(counts.view(-1), 0, dtype=torch.int64)
@@ -271,7 +273,7 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     cursor = (csum - counts.view(-1)).to(torch.int32).view(n_bands, n_chunks)
     band_start = torch.cat([cursor[:, 0], cursor.new_tensor([total])])
     tlist = _alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu")
-    fill_args = [n_chunks, n_tris, nf, _BAND_ROWS, bands_per_img, bbox_w, to_warp(cursor), to_warp(tlist)]
+    fill_args = [n_chunks, n_tris, nf, _BAND_ROWS, bands_per_img, bbox_w, back_w, to_warp(cursor), to_warp(tlist)]
     launch_chunks([(_k.bin_fill_kernel, 1, [c, *fill_args]) for c in range(n_chunks)], device)
     tasks = min(n_bands, threads * _TASKS_PER_THREAD)
     # Per-task depth / id scratch for one band: small enough to stay in cache.
