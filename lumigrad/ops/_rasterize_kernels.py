@@ -25,7 +25,10 @@ from lumigrad.ops._rasterize_funcs import (  # noqa: F401 - REC, _EMPTY_Z, _TILE
     _inside,
     _load_rec,
     _resolve,
+    _bbox_from_vertices,
+    _setup_rec,
     _setup_tri,
+    _vertex_px,
 )
 
 __all__: list[str] = []  # private module
@@ -48,27 +51,54 @@ def setup_kernel(
 
 
 @wp.kernel
+def vertex_px_kernel(
+    offset: int, pos: wp.array2d(dtype=Any), height: int, width: int,
+    vpx: wp.array2d(dtype=wp.int32),  # [B*V, 4] out: see _vertex_px
+    vz: wp.array(dtype=wp.float64),  # [B*V] out: z / w
+):
+    i = wp.tid() + offset
+    x0, x1, y0, y1, zw = _vertex_px(pos, i, height, width)
+    vpx[i, 0] = x0
+    vpx[i, 1] = x1
+    vpx[i, 2] = y0
+    vpx[i, 3] = y1
+    vz[i] = zw
+
+
+@wp.kernel
 def setup_count_kernel(
-    offset: int, n_chunks: int, n_tris: int, band_rows: int, bands_per_img: int,
+    offset: int, n_chunks: int, n_tris: int, band_shift: int, bands_per_img: int,
     pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), nf: int, nv: int, height: int, width: int,
     bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
-    back: wp.array(dtype=wp.int8),  # [B*F] out: 1 for a back face (see _setup_tri), set when bbox is not empty
+    vpx: wp.array2d(dtype=wp.int32), vz: wp.array(dtype=wp.float64),  # from vertex_px_kernel
+    back: wp.array(dtype=wp.int8),  # [B*F] out: 1 for a back face (see _setup_rec), set when bbox is not empty
     counts: wp.array2d(dtype=wp.int32),  # [n_bands, n_chunks], zeroed
 ):
-    """CPU: setup_kernel over chunk c of the triangles, counting them per band (column c of counts)."""
+    """CPU: setup_kernel over chunk c of the triangles, counting them per band (column c of counts).
+
+    Bands have 2**band_shift rows (a shift, not an integer division, per triangle).
+    """
     c = wp.tid() + offset
-    for t in range(n_tris * c // n_chunks, n_tris * (c + 1) // n_chunks):
-        y0, y1, bk = _setup_tri(pos, tri, t, nf, nv, height, width, bbox, rec)
+    t0 = n_tris * c // n_chunks
+    b = t0 // nf
+    f = t0 - b * nf
+    for t in range(t0, n_tris * (c + 1) // n_chunks):
+        x0, x1, y0, y1, zmin = _bbox_from_vertices(pos, tri, b, f, nf, nv, height, width, vpx, vz)
+        y0, y1, bk = _setup_rec(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec)
         if y0 <= y1:
             back[t] = wp.int8(bk)
-            g0 = (t // nf) * bands_per_img
-            for band in range(y0 // band_rows, y1 // band_rows + 1):
+            g0 = b * bands_per_img
+            for band in range(y0 >> band_shift, (y1 >> band_shift) + 1):
                 counts[g0 + band, c] = counts[g0 + band, c] + 1
+        f += 1
+        if f == nf:
+            f = 0
+            b += 1
 
 
 @wp.kernel
 def bin_fill_kernel(
-    offset: int, n_chunks: int, n_tris: int, nf: int, band_rows: int, bands_per_img: int,
+    offset: int, n_chunks: int, n_tris: int, nf: int, band_shift: int, bands_per_img: int,
     bbox: wp.array2d(dtype=wp.int32), back: wp.array(dtype=wp.int8),
     cursor: wp.array2d(dtype=wp.int32),  # [n_bands, n_chunks] exclusive prefix sums, advanced in place
     tlist: wp.array(dtype=wp.int32),  # [total] out: triangles per band, ascending; a back face t as -1 - t
@@ -81,7 +111,7 @@ def bin_fill_kernel(
             g0 = (t // nf) * bands_per_img
             # The face side rides in the list, so the band pass need not touch a record to skip it.
             e = wp.where(back[t] != wp.int8(0), -1 - t, t)
-            for band in range(y0 // band_rows, y1 // band_rows + 1):
+            for band in range(y0 >> band_shift, (y1 >> band_shift) + 1):
                 k = cursor[g0 + band, c]
                 tlist[k] = e
                 cursor[g0 + band, c] = k + 1

@@ -46,7 +46,8 @@ _log = logging.getLogger(__name__)
 
 # Rows per band on CPU: small enough that a band's outputs stay in cache and the
 # bands balance over threads, large enough that few triangles straddle two bands.
-_BAND_ROWS = 16
+_BAND_SHIFT = 4
+_BAND_ROWS = 1 << _BAND_SHIFT
 # Band tasks per thread; interleaved so each task gets a spread of image rows.
 _TASKS_PER_THREAD = 2
 # Pixels per backward chunk: bounds the [3 * n, 4] per-corner gradient buffer.
@@ -262,18 +263,24 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     bbox_w, rec_w = setup_args[-2], setup_args[-1]
     counts = _alloc(ws, "counts", (n_bands, n_chunks), torch.int32, "cpu").zero_()
     back_w = to_warp(_alloc(ws, "back", (n_tris,), torch.int8, "cpu"))
-    head = [n_chunks, n_tris, _BAND_ROWS, bands_per_img]
+    # Per-vertex pixel bounds first: each vertex is divided by its w once, not once per triangle.
+    n_verts = setup_args[0].shape[0]
+    vpx_w = to_warp(_alloc(ws, "vpx", (n_verts, 4), torch.int32, "cpu"))
+    vz_w = to_warp(_alloc(ws, "vz", (n_verts,), torch.float64, "cpu"))
+    launch(_k.vertex_px_kernel, n_verts, [setup_args[0], height, width, vpx_w, vz_w], device)
+    head = [n_chunks, n_tris, _BAND_SHIFT, bands_per_img]
     launch_chunks(
-        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, back_w, to_warp(counts)]) for c in range(n_chunks)],
+        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, vpx_w, vz_w, back_w, to_warp(counts)])
+         for c in range(n_chunks)],
         device,
-    )
+    )  # fmt: skip
     # Band-major, chunk-minor prefix sum: each band's list is in ascending triangle order.
     csum = torch.cumsum(counts.view(-1), 0, dtype=torch.int64)
     total = int(csum[-1])
     cursor = (csum - counts.view(-1)).to(torch.int32).view(n_bands, n_chunks)
     band_start = torch.cat([cursor[:, 0], cursor.new_tensor([total])])
     tlist = _alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu")
-    fill_args = [n_chunks, n_tris, nf, _BAND_ROWS, bands_per_img, bbox_w, back_w, to_warp(cursor), to_warp(tlist)]
+    fill_args = [n_chunks, n_tris, nf, _BAND_SHIFT, bands_per_img, bbox_w, back_w, to_warp(cursor), to_warp(tlist)]
     launch_chunks([(_k.bin_fill_kernel, 1, [c, *fill_args]) for c in range(n_chunks)], device)
     tasks = min(n_bands, threads * _TASKS_PER_THREAD)
     # Per-task depth / id scratch for one band: small enough to stay in cache.
