@@ -45,7 +45,7 @@ _SPAN_SLACK = 1e-3
 _BEHIND = 1 << 30
 # Depth written before the atomic depth test; any accepted z_ndc is <= 1.
 _EMPTY_Z = 3.0
-# Per-triangle record width: edge rows (9), z plane (3), z lower bound, padding.
+# Per-triangle record width: edge rows (9), z plane (3), padding (a record per 64-byte line in float32).
 REC = 16
 # Relative rounding allowance of the z lower bound (above float32 epsilon).
 _ZMIN_TOL = 1e-5
@@ -395,7 +395,7 @@ def _setup_tri(
     pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int, height: int,
     width: int, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
 ):
-    """Write triangle t's pixel bbox (empty when y0 > y1) and, when not empty, its record; return (y0, y1, back)."""
+    """Write triangle t's pixel bbox (empty when y0 > y1) and, when not empty, its record; see _setup_rec."""
     x0, x1, y0, y1, zmin = _screen_bbox(pos, tri, t, nf, nv, height, width)
     b = t // nf
     return _setup_rec(pos, tri, t, b, t - b * nf, nv, x0, x1, y0, y1, zmin, bbox, rec)
@@ -407,12 +407,14 @@ def _setup_rec(
     x0: int, x1: int, y0: int, y1: int, zmin: wp.float64, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
 ):
     """Write triangle t's (= face f of batch item b) bbox (x0, x1, y0, y1) from _screen_bbox, emptied when
-    det == 0, and when not empty its record; return (y0, y1, back).
+    det == 0, and when not empty its record; return (y0, y1, back, zlo).
 
-    back is 0 when det > 0, i.e. counter-clockwise in y-up NDC (the OpenGL front face), else 1.
+    back is 0 when det > 0, i.e. counter-clockwise in y-up NDC (the OpenGL front face), else 1;
+    zlo is a lower bound of the triangle's z_ndc at any pixel (valid when the bbox is not empty).
     """
     zero = pos.dtype(0.0)
     det = zero
+    zlo = zero
     if y0 <= y1:
         c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri_bf(pos, tri, b, f, nv)
         if det == zero:
@@ -430,9 +432,9 @@ def _setup_rec(
             zmin = zmin - wp.float64(_ZMIN_TOL) * (
                 wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin)
             )
-            rec[t, 12] = pos.dtype(zmin)
+            zlo = pos.dtype(zmin)
     bbox[t, 0] = x0
     bbox[t, 1] = x1
     bbox[t, 2] = y0
     bbox[t, 3] = y1
-    return y0, y1, wp.where(det > zero, 0, 1)
+    return y0, y1, wp.where(det > zero, 0, 1), zlo

@@ -72,6 +72,7 @@ def setup_count_kernel(
     bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
     vpx: wp.array2d(dtype=wp.int32), vz: wp.array(dtype=wp.float64),  # from vertex_px_kernel
     back: wp.array(dtype=wp.int8),  # [B*F] out: 1 for a back face (see _setup_rec), set when bbox is not empty
+    zlo: wp.array(dtype=Any),  # [B*F] out: z lower bound (see _setup_rec), set when bbox is not empty
     counts: wp.array2d(dtype=wp.int32),  # [n_bands, n_chunks], zeroed
 ):
     """CPU: setup_kernel over chunk c of the triangles, counting them per band (column c of counts).
@@ -84,9 +85,10 @@ def setup_count_kernel(
     f = t0 - b * nf
     for t in range(t0, n_tris * (c + 1) // n_chunks):
         x0, x1, y0, y1, zmin = _bbox_from_vertices(pos, tri, b, f, nf, nv, height, width, vpx, vz)
-        y0, y1, bk = _setup_rec(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec)
+        y0, y1, bk, zl = _setup_rec(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec)
         if y0 <= y1:
             back[t] = wp.int8(bk)
+            zlo[t] = zl
             g0 = b * bands_per_img
             for band in range(y0 >> band_shift, (y1 >> band_shift) + 1):
                 counts[g0 + band, c] = counts[g0 + band, c] + 1
@@ -99,9 +101,11 @@ def setup_count_kernel(
 @wp.kernel
 def bin_fill_kernel(
     offset: int, n_chunks: int, n_tris: int, nf: int, band_shift: int, bands_per_img: int,
-    bbox: wp.array2d(dtype=wp.int32), back: wp.array(dtype=wp.int8),
+    bbox: wp.array2d(dtype=wp.int32), back: wp.array(dtype=wp.int8), zlo: wp.array(dtype=Any),
     cursor: wp.array2d(dtype=wp.int32),  # [n_bands, n_chunks] exclusive prefix sums, advanced in place
     tlist: wp.array(dtype=wp.int32),  # [total] out: triangles per band, ascending; a back face t as -1 - t
+    tcull: wp.array2d(dtype=wp.int32),  # [total, 2] out, back faces only: first and last tile column
+    tz: wp.array(dtype=Any),  # [total] out, back faces only: zlo
 ):
     c = wp.tid() + offset
     for t in range(n_tris * c // n_chunks, n_tris * (c + 1) // n_chunks):
@@ -109,11 +113,17 @@ def bin_fill_kernel(
         y1 = bbox[t, 3]
         if y0 <= y1:
             g0 = (t // nf) * bands_per_img
-            # The face side rides in the list, so the band pass need not touch a record to skip it.
-            e = wp.where(back[t] != wp.int8(0), -1 - t, t)
+            # What the band pass needs to skip a hidden back face rides in the list (read in
+            # order there), so it touches no per-triangle array for the faces it skips.
+            bk = back[t] != wp.int8(0)
+            e = wp.where(bk, -1 - t, t)
             for band in range(y0 >> band_shift, (y1 >> band_shift) + 1):
                 k = cursor[g0 + band, c]
                 tlist[k] = e
+                if bk:
+                    tcull[k, 0] = bbox[t, 0] // _TILE
+                    tcull[k, 1] = bbox[t, 1] // _TILE
+                    tz[k] = zlo[t]
                 cursor[g0 + band, c] = k + 1
 
 
@@ -223,7 +233,7 @@ def raster_bands_kernel(
     ys: wp.array(dtype=Any),  # [H] pixel-centre y_ndc
     rec: wp.array2d(dtype=Any), bbox: wp.array2d(dtype=wp.int32),
     band_start: wp.array(dtype=wp.int32),  # [n_bands + 1] CSR offsets into tlist
-    tlist: wp.array(dtype=wp.int32),  # see bin_fill_kernel
+    tlist: wp.array(dtype=wp.int32), tcull: wp.array2d(dtype=wp.int32), tz: wp.array(dtype=Any),  # see bin_fill_kernel
     zbuf: wp.array2d(dtype=Any),  # [tasks, band_rows * W] scratch depth; row `offset` is this task's
     ibuf: wp.array2d(dtype=wp.int32),  # [tasks, band_rows * W] scratch id + 1 (0 = empty)
     tmax: wp.array2d(dtype=Any),  # [tasks, ceil(W / _TILE)] scratch max depth per tile
@@ -255,15 +265,14 @@ def raster_bands_kernel(
             if (t < 0) != (phase == 1):
                 continue
             if t < 0:
+                far = xs.dtype(-8.0)
+                for tile in range(tcull[k, 0], tcull[k, 1] + 1):
+                    far = wp.max(far, tmax[slot, tile])
+                if tz[k] > far:
+                    continue
                 t = -1 - t
             x0 = bbox[t, 0]
             x1 = bbox[t, 1]
-            if phase == 1:
-                far = xs.dtype(-8.0)
-                for tile in range(x0 // _TILE, x1 // _TILE + 1):
-                    far = wp.max(far, tmax[slot, tile])
-                if rec[t, 12] > far:
-                    continue
             _raster_tri(rec, t, t - b * nf + 1, x0, x1, wp.max(bbox[t, 2], row0), wp.min(bbox[t, 3], row1 - 1),
                         row0, width, xs, ys, zbuf, ibuf, slot, tol)
     sx = xs.dtype(2.0) / xs.dtype(width)

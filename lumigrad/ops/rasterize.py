@@ -263,6 +263,7 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     bbox_w, rec_w = setup_args[-2], setup_args[-1]
     counts = _alloc(ws, "counts", (n_bands, n_chunks), torch.int32, "cpu").zero_()
     back_w = to_warp(_alloc(ws, "back", (n_tris,), torch.int8, "cpu"))
+    zlo_w = to_warp(_alloc(ws, "zlo", (n_tris,), dtype, "cpu"))
     # Per-vertex pixel bounds first: each vertex is divided by its w once, not once per triangle.
     n_verts = setup_args[0].shape[0]
     vpx_w = to_warp(_alloc(ws, "vpx", (n_verts, 4), torch.int32, "cpu"))
@@ -270,7 +271,7 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     launch(_k.vertex_px_kernel, n_verts, [setup_args[0], height, width, vpx_w, vz_w], device)
     head = [n_chunks, n_tris, _BAND_SHIFT, bands_per_img]
     launch_chunks(
-        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, vpx_w, vz_w, back_w, to_warp(counts)])
+        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, vpx_w, vz_w, back_w, zlo_w, to_warp(counts)])
          for c in range(n_chunks)],
         device,
     )  # fmt: skip
@@ -279,8 +280,10 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     total = int(csum[-1])
     cursor = (csum - counts.view(-1)).to(torch.int32).view(n_bands, n_chunks)
     band_start = torch.cat([cursor[:, 0], cursor.new_tensor([total])])
-    tlist = _alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu")
-    fill_args = [n_chunks, n_tris, nf, _BAND_SHIFT, bands_per_img, bbox_w, back_w, to_warp(cursor), to_warp(tlist)]
+    tlist = to_warp(_alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu"))
+    tcull = to_warp(_alloc(ws, "tcull", (max(total, 1), 2), torch.int32, "cpu"))
+    tz = to_warp(_alloc(ws, "tz", (max(total, 1),), dtype, "cpu"))
+    fill_args = [n_chunks, n_tris, nf, _BAND_SHIFT, bands_per_img, bbox_w, back_w, zlo_w, to_warp(cursor), tlist, tcull, tz]
     launch_chunks([(_k.bin_fill_kernel, 1, [c, *fill_args]) for c in range(n_chunks)], device)
     tasks = min(n_bands, threads * _TASKS_PER_THREAD)
     # Per-task depth / id scratch for one band: small enough to stay in cache.
@@ -289,7 +292,7 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     tmax = _alloc(ws, "tmax", (tasks, (width + _k._TILE - 1) // _k._TILE), dtype, "cpu")
     args = [
         n_bands, _BAND_ROWS, bands_per_img, height, width, nf, xs_w, ys_w, rec_w, bbox_w,
-        to_warp(band_start), to_warp(tlist), to_warp(zbuf), to_warp(ibuf), to_warp(tmax), rast_w, db_w, int(grad_db),
+        to_warp(band_start), tlist, tcull, tz, to_warp(zbuf), to_warp(ibuf), to_warp(tmax), rast_w, db_w, int(grad_db),
         _SPAN_TOL[dtype],
     ]  # fmt: skip
     launch_chunks(
