@@ -149,7 +149,8 @@ def _raster_spans(
     onep = wp.float64(1.0)
     hw = wp.float64(width) * half
     slack = wp.float64(_SPAN_SLACK)
-    k = wp.float64(3 * width + 8)  # span ends lie in [-4, 4] NDC: |column| < 3 W
+    far = wp.float64(4.0)
+    k = wp.float64(3 * width + 8)  # span ends lie in [-far, far] NDC: |column| < 3 W
     # Lines bounding each row's span from the left (lX) and right (hX).
     lb0, lo0, li0, hb0, ho0, hi0 = _edge_lines(r0, tol)
     lb1, lo1, li1, hb1, ho1, hi1 = _edge_lines(r1, tol)
@@ -158,10 +159,13 @@ def _raster_spans(
     for i in range(i0, i1 + 1):
         py = ys[i]
         y = wp.float64(py)
-        lo = wp.max(lb0 * y + lo0, wp.max(lb1 * y + lo1, lb2 * y + lo2))
-        hi = wp.min(hb0 * y + ho0, wp.min(hb1 * y + ho1, hb2 * y + ho2))
-        lo_in = wp.max(lb0 * y + li0, wp.max(lb1 * y + li1, lb2 * y + li2))
-        hi_in = wp.min(hb0 * y + hi0, wp.min(hb1 * y + hi1, hb2 * y + hi2))
+        # Clamped to [-4, 4] NDC (the image is [-1, 1]) so that the column conversions below stay
+        # in range: a nearly horizontal edge (tiny a) puts its line far outside, and an unclamped
+        # value past int32 made the truncations wrap and draw pixels outside the triangle.
+        lo = wp.clamp(wp.max(lb0 * y + lo0, wp.max(lb1 * y + lo1, lb2 * y + lo2)), -far, far)
+        hi = wp.clamp(wp.min(hb0 * y + ho0, wp.min(hb1 * y + ho1, hb2 * y + ho2)), -far, far)
+        lo_in = wp.clamp(wp.max(lb0 * y + li0, wp.max(lb1 * y + li1, lb2 * y + li2)), -far, far)
+        hi_in = wp.clamp(wp.min(hb0 * y + hi0, wp.min(hb1 * y + hi1, hb2 * y + hi2)), -far, far)
         if flat:
             f = wp.min(_flat_edge(r0, py), wp.min(_flat_edge(r1, py), _flat_edge(r2, py)))
             if f == 0:
