@@ -33,7 +33,8 @@ from lumigrad.ops._rasterize_funcs import (  # noqa: F401 - REC, _EMPTY_Z, _TILE
 
 __all__: list[str] = []  # private module
 
-# Triangles whose clipped pixel box has at most this many pixels skip the row-span setup.
+# Triangles whose clipped pixel box has at most this many pixels skip the row-span setup
+# (4 and 64 measured within noise of 16 at 82k and 1.3M triangles, 1024^2).
 _SMALL_BOX = 16
 
 # Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).

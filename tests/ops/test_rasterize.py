@@ -165,9 +165,10 @@ def test_atomic_path_equals_band_path(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_small_triangles(dtype):
-    # Triangles of about a pixel and less: the band path tests boxes of <= 4 pixels pixel by
-    # pixel and larger ones by row spans; both must agree with the reference and, bitwise,
-    # with the atomic path (which tests every pixel of every box). Level 4 spans 3 bands.
+    # Triangles of a few pixels and less: the band path tests boxes of <= _SMALL_BOX pixels
+    # pixel by pixel and larger ones by row spans; both must agree with the reference and,
+    # bitwise, with the atomic path (which tests every pixel of every box). 45 rows: 3 bands.
+    from lumigrad.ops._rasterize_kernels import _SMALL_BOX
     pos, tri = _icosphere(3, dtype)
     _assert_matches_ref(pos, tri, (40, 48), dtype)
     pos, tri = _icosphere(4, dtype)
@@ -178,7 +179,8 @@ def test_dense_small_triangles(dtype):
     boxes = _bboxes(pos, tri, (45, 38), "atomic")
     size = (boxes[:, 1] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 2] + 1)
     drawn = boxes[:, 2] <= boxes[:, 3]
-    assert (drawn & (size <= 4)).sum() > 1000 and (drawn & (size > 4)).sum() > 20, "scene misses a path"
+    small = size <= _SMALL_BOX
+    assert (drawn & small).sum() > 1000 and (drawn & ~small).sum() > 50, "scene misses a path"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
