@@ -11,12 +11,19 @@ top-left rule, as in the reference) and the plane of z_ndc over the screen.
 Two forward paths share the per-triangle and per-pixel functions, so their
 results are bitwise identical:
 
-* ``bands`` (CPU): triangles are binned to bands of image rows (CSR lists), and
-  each thread task runs whole bands one after another: clear a cache-sized
-  depth / id scratch, walk every binned triangle row by row over a conservative
-  span (exact edge tests only near the span ends), keep the nearest fragment
-  with a plain compare-and-write, then resolve (u, v) and ``rast_db`` once per
-  pixel. Bands write disjoint rows, so there are no atomics and no races.
+* ``bands`` (CPU): per-vertex pixel bounds first (``vertex_px_kernel``: the
+  per-triangle bbox is then a min / max of its corners' bounds, bitwise the
+  bbox of ``_screen_bbox``), then triangles are set up and binned to bands of
+  image rows (CSR lists; a back face is stored as ``-1 - t`` with its tile
+  range and z lower bound beside it), and each thread task runs whole bands one
+  after another: clear a cache-sized depth / id scratch, draw the front faces,
+  then the back faces not hidden behind the tiles drawn so far; a triangle
+  whose clipped box has at most ``_SMALL_BOX`` pixels is tested pixel by pixel
+  (``_fragment``, as the atomic path), a larger one row by row over a
+  conservative span (exact edge tests only near the span ends); keep the
+  nearest fragment with a plain compare-and-write, then resolve (u, v) and
+  ``rast_db`` once per pixel. Bands write disjoint rows, so there are no
+  atomics and no races.
 * ``atomic`` (CUDA): one thread per triangle, ``atomic_min`` on z, then on the id
   among equal z, then a per-pixel resolve. It also runs (single-threaded) on CPU
   for the tests.
