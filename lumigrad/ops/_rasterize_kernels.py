@@ -109,11 +109,14 @@ def bin_fill_kernel(
     tz: wp.array(dtype=Any),  # [total] out, back faces only: zlo
 ):
     c = wp.tid() + offset
-    for t in range(n_tris * c // n_chunks, n_tris * (c + 1) // n_chunks):
+    t0 = n_tris * c // n_chunks
+    b = t0 // nf
+    f = t0 - b * nf
+    for t in range(t0, n_tris * (c + 1) // n_chunks):
         y0 = bbox[t, 2]
         y1 = bbox[t, 3]
         if y0 <= y1:
-            g0 = (t // nf) * bands_per_img
+            g0 = b * bands_per_img
             # What the band pass needs to skip a hidden back face rides in the list (read in
             # order there), so it touches no per-triangle array for the faces it skips.
             bk = back[t] != wp.int8(0)
@@ -126,6 +129,10 @@ def bin_fill_kernel(
                     tcull[k, 1] = bbox[t, 1] // _TILE
                     tz[k] = zlo[t]
                 cursor[g0 + band, c] = k + 1
+        f += 1
+        if f == nf:
+            f = 0
+            b += 1
 
 
 @wp.func
