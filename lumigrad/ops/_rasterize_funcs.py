@@ -11,12 +11,19 @@ top-left rule, as in the reference) and the plane of z_ndc over the screen.
 Two forward paths share the per-triangle and per-pixel functions, so their
 results are bitwise identical:
 
-* ``bands`` (CPU): triangles are binned to bands of image rows (CSR lists), and
-  each thread task runs whole bands one after another: clear a cache-sized
-  depth / id scratch, walk every binned triangle row by row over a conservative
-  span (exact edge tests only near the span ends), keep the nearest fragment
-  with a plain compare-and-write, then resolve (u, v) and ``rast_db`` once per
-  pixel. Bands write disjoint rows, so there are no atomics and no races.
+* ``bands`` (CPU): per-vertex pixel bounds first (``vertex_px_kernel``: the
+  per-triangle bbox is then a min / max of its corners' bounds, bitwise the
+  bbox of ``_screen_bbox``), then triangles are set up and binned to bands of
+  image rows (CSR lists; a back face is stored as ``-1 - t`` with its tile
+  range and z lower bound beside it), and each thread task runs whole bands one
+  after another: clear a cache-sized depth / id scratch, draw the front faces,
+  then the back faces not hidden behind the tiles drawn so far; a triangle
+  whose clipped box has at most ``_SMALL_BOX`` pixels is tested pixel by pixel
+  (``_fragment``, as the atomic path), a larger one row by row over a
+  conservative span (exact edge tests only near the span ends); keep the
+  nearest fragment with a plain compare-and-write, then resolve (u, v) and
+  ``rast_db`` once per pixel. Bands write disjoint rows, so there are no
+  atomics and no races.
 * ``atomic`` (CUDA): one thread per triangle, ``atomic_min`` on z, then on the id
   among equal z, then a per-pixel resolve. It also runs (single-threaded) on CPU
   for the tests.
@@ -41,10 +48,13 @@ wp.set_module_options({"enable_backward": False})
 _BBOX_MARGIN = 0.01
 # Extra columns added to each row span (on top of the rounding bound) for safety.
 _SPAN_SLACK = 1e-3
+# Marks a vertex with w <= 0 in the per-vertex pixel bounds (see _vertex_px).
+_BEHIND = 1 << 30
 # Depth written before the atomic depth test; any accepted z_ndc is <= 1.
 _EMPTY_Z = 3.0
-# Per-triangle record width: edge rows (9), z plane (3), z lower bound, draw phase, padding.
-REC = 16
+# Per-triangle record width: edge rows (9), z plane (3). (16, one record per 64-byte line in float32,
+# was slower at 1.3M triangles: more bytes to write in setup and to read in the band pass.)
+REC = 12
 # Relative rounding allowance of the z lower bound (above float32 epsilon).
 _ZMIN_TOL = 1e-5
 # Columns per tile of the per-band max-depth grid used to skip hidden triangles.
@@ -71,7 +81,12 @@ def _vmax_abs(c: Any):
 def _load_tri(pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int):
     """Homogeneous 2D corners (x, y, w), clip z, and sign-normalised edge rows of triangle ``t``."""
     b = t // nf
-    f = t - b * nf
+    return _load_tri_bf(pos, tri, b, t - b * nf, nv)
+
+
+@wp.func
+def _load_tri_bf(pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), b: int, f: int, nv: int):
+    """:func:`_load_tri` of face f in batch item b."""
     v0 = tri[f, 0]
     v1 = tri[f, 1]
     v2 = tri[f, 2]
@@ -324,16 +339,92 @@ def _screen_bbox(
 
 
 @wp.func
+def _vertex_px(pos: wp.array2d(dtype=Any), i: int, height: int, width: int):
+    """Per-vertex part of :func:`_screen_bbox` for vertex row i: the clamped pixel-index bounds
+    (ceil(tx - m), floor(tx + m), ceil(ty - m), floor(ty + m)) and z / w; (_BEHIND, ...) when w <= 0.
+
+    ceil, floor, the clamps and the rounding of tx - m are all monotone, so the min (max)
+    over a triangle's corners of these bounds equals the bound of the min (max) of tx, ty:
+    :func:`_bbox_from_vertices` gets bitwise the bbox of :func:`_screen_bbox` without
+    dividing by w once per triangle and corner (a vertex is shared by about six triangles).
+    """
+    w = pos[i, 3]
+    x0 = _BEHIND
+    x1 = int(0)
+    y0 = int(0)
+    y1 = int(0)
+    zw = wp.float64(0.0)
+    if w > pos.dtype(0.0):
+        iw = wp.float64(1.0) / wp.float64(w)
+        tx, ty = _to_pixels(pos[i, 0], pos[i, 1], iw, width, height)
+        m = wp.float64(_BBOX_MARGIN)
+        lo = wp.float64(-2.0)
+        xmax = wp.float64(width + 1)
+        ymax = wp.float64(height + 1)
+        k = wp.float64(width + height + 8)
+        x0 = _ceil_i(wp.clamp(tx - m, lo, xmax), k)
+        x1 = _floor_i(wp.clamp(tx + m, lo, xmax), k)
+        y0 = _ceil_i(wp.clamp(ty - m, lo, ymax), k)
+        y1 = _floor_i(wp.clamp(ty + m, lo, ymax), k)
+        zw = wp.float64(pos[i, 2]) * iw
+    return x0, x1, y0, y1, zw
+
+
+@wp.func
+def _bbox_from_vertices(
+    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), b: int, f: int, nf: int, nv: int, height: int,
+    width: int, vpx: wp.array2d(dtype=wp.int32), vz: wp.array(dtype=wp.float64),
+):
+    """:func:`_screen_bbox` of face f in batch item b from the per-vertex bounds of :func:`_vertex_px`."""
+    i0 = b * nv + tri[f, 0]
+    i1 = b * nv + tri[f, 1]
+    i2 = b * nv + tri[f, 2]
+    a0 = vpx[i0, 0]
+    a1 = vpx[i1, 0]
+    a2 = vpx[i2, 0]
+    if wp.max(a0, wp.max(a1, a2)) == _BEHIND:
+        # A corner with w <= 0: the general case (rare in practice).
+        return _screen_bbox(pos, tri, b * nf + f, nf, nv, height, width)
+    x0 = wp.max(wp.min(a0, wp.min(a1, a2)), 0)
+    x1 = wp.min(wp.max(vpx[i0, 1], wp.max(vpx[i1, 1], vpx[i2, 1])), width - 1)
+    y0 = wp.max(wp.min(vpx[i0, 2], wp.min(vpx[i1, 2], vpx[i2, 2])), 0)
+    y1 = wp.min(wp.max(vpx[i0, 3], wp.max(vpx[i1, 3], vpx[i2, 3])), height - 1)
+    zmin = wp.float64(-8.0)
+    if x0 > x1:
+        y0 = 1
+        y1 = 0
+    elif y0 <= y1:
+        zmin = wp.min(vz[i0], wp.min(vz[i1], vz[i2]))
+    return x0, x1, y0, y1, zmin
+
+
+@wp.func
 def _setup_tri(
     pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int, height: int,
     width: int, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
 ):
-    """Write triangle t's pixel bbox (empty when y0 > y1) and, when not empty, its record; return (y0, y1)."""
+    """Write triangle t's pixel bbox (empty when y0 > y1) and, when not empty, its record; see _setup_rec."""
     x0, x1, y0, y1, zmin = _screen_bbox(pos, tri, t, nf, nv, height, width)
+    b = t // nf
+    return _setup_rec(pos, tri, t, b, t - b * nf, nv, x0, x1, y0, y1, zmin, bbox, rec)
+
+
+@wp.func
+def _setup_rec(
+    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, b: int, f: int, nv: int,
+    x0: int, x1: int, y0: int, y1: int, zmin: wp.float64, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
+):
+    """Write triangle t's (= face f of batch item b) bbox (x0, x1, y0, y1) from _screen_bbox, emptied when
+    det == 0, and when not empty its record; return (y0, y1, back, zlo).
+
+    back is 0 when det > 0, i.e. counter-clockwise in y-up NDC (the OpenGL front face), else 1;
+    zlo is a lower bound of the triangle's z_ndc at any pixel (valid when the bbox is not empty).
+    """
     zero = pos.dtype(0.0)
     det = zero
+    zlo = zero
     if y0 <= y1:
-        c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, t, nf, nv)
+        c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri_bf(pos, tri, b, f, nv)
         if det == zero:
             y0 = 1
             y1 = 0
@@ -349,11 +440,9 @@ def _setup_tri(
             zmin = zmin - wp.float64(_ZMIN_TOL) * (
                 wp.float64(wp.abs(zp[0]) + wp.abs(zp[1]) + wp.abs(zp[2])) + wp.abs(zmin)
             )
-            rec[t, 12] = pos.dtype(zmin)
-            # Phase 0 (drawn first): det > 0, i.e. counter-clockwise in y-up NDC, the OpenGL front face.
-            rec[t, 13] = pos.dtype(wp.where(det > zero, 0.0, 1.0))
+            zlo = pos.dtype(zmin)
     bbox[t, 0] = x0
     bbox[t, 1] = x1
     bbox[t, 2] = y0
     bbox[t, 3] = y1
-    return y0, y1
+    return y0, y1, wp.where(det > zero, 0, 1), zlo

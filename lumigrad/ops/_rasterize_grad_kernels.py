@@ -12,6 +12,7 @@ from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
 from lumigrad.ops._rasterize_funcs import (
     _load_tri,
+    _load_tri_bf,
     _edge,
 )
 
@@ -187,7 +188,7 @@ def grad_rows_kernel(
                 _flush(gbuf, base, tri, cur, c0, c1, c2, det, scale, gq0, gq1, gq2, a, aw)
             cur = f
             if f >= 0:
-                c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri(pos, tri, b * nf + f, nf, nv)
+                c0, c1, c2, zc, r0, r1, r2, det, scale = _load_tri_bf(pos, tri, b, f, nv)
                 gq0 = z3
                 gq1 = z3
                 gq2 = z3

@@ -6,8 +6,9 @@ functions are in :mod:`lumigrad.ops._rasterize_funcs`, the forward kernels in
 :mod:`lumigrad.ops._rasterize_grad_kernels`. On CPU the image is split into bands
 of rows that run in parallel on the thread pool with no atomics (``bands``); on
 CUDA one thread per triangle uses atomics (``atomic``). Both give bitwise equal
-results. Memory: besides the outputs, a ``[B*F, 16]`` per-triangle record and,
-on CPU, one band of depth / id scratch per thread task; the backward needs one
+results. Memory: besides the outputs, a ``[B*F, 12]`` per-triangle record and,
+on CPU, per-vertex pixel bounds, band lists and one band of depth / id scratch
+per thread task; the backward needs one
 ``[B*V, 4]`` buffer per CPU task (CUDA: ``[3 * 2**20, 4]`` per-corner chunks).
 """
 from __future__ import annotations
@@ -46,7 +47,8 @@ _log = logging.getLogger(__name__)
 
 # Rows per band on CPU: small enough that a band's outputs stay in cache and the
 # bands balance over threads, large enough that few triangles straddle two bands.
-_BAND_ROWS = 16
+_BAND_SHIFT = 4
+_BAND_ROWS = 1 << _BAND_SHIFT
 # Band tasks per thread; interleaved so each task gets a spread of image rows.
 _TASKS_PER_THREAD = 2
 # Pixels per backward chunk: bounds the [3 * n, 4] per-corner gradient buffer.
@@ -74,8 +76,8 @@ class RasterizeWorkspace:
     with it overwrites them. A backward through an overwritten output raises
     torch's "modified by an inplace operation" error; it never returns a wrong
     gradient. Use one workspace per thread. Memory: the outputs plus about
-    ``B*F*80`` bytes (float32) of per-triangle records, kept until the
-    workspace is dropped.
+    ``B*F*90 + B*V*24`` bytes (float32, CPU) of per-triangle records, band
+    lists and per-vertex bounds, kept until the workspace is dropped.
 
     Example:
         >>> ws = RasterizeWorkspace()
@@ -261,17 +263,28 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     n_chunks = max(1, min(threads, n_tris // 4096))
     bbox_w, rec_w = setup_args[-2], setup_args[-1]
     counts = _alloc(ws, "counts", (n_bands, n_chunks), torch.int32, "cpu").zero_()
-    head = [n_chunks, n_tris, _BAND_ROWS, bands_per_img]
+    back_w = to_warp(_alloc(ws, "back", (n_tris,), torch.int8, "cpu"))
+    zlo_w = to_warp(_alloc(ws, "zlo", (n_tris,), dtype, "cpu"))
+    # Per-vertex pixel bounds first: each vertex is divided by its w once, not once per triangle.
+    n_verts = setup_args[0].shape[0]
+    vpx_w = to_warp(_alloc(ws, "vpx", (n_verts, 4), torch.int32, "cpu"))
+    vz_w = to_warp(_alloc(ws, "vz", (n_verts,), torch.float64, "cpu"))
+    launch(_k.vertex_px_kernel, n_verts, [setup_args[0], height, width, vpx_w, vz_w], device)
+    head = [n_chunks, n_tris, _BAND_SHIFT, bands_per_img]
     launch_chunks(
-        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, to_warp(counts)]) for c in range(n_chunks)], device
-    )
+        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, vpx_w, vz_w, back_w, zlo_w, to_warp(counts)])
+         for c in range(n_chunks)],
+        device,
+    )  # fmt: skip
     # Band-major, chunk-minor prefix sum: each band's list is in ascending triangle order.
     csum = torch.cumsum(counts.view(-1), 0, dtype=torch.int64)
     total = int(csum[-1])
     cursor = (csum - counts.view(-1)).to(torch.int32).view(n_bands, n_chunks)
     band_start = torch.cat([cursor[:, 0], cursor.new_tensor([total])])
-    tlist = _alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu")
-    fill_args = [n_chunks, n_tris, nf, _BAND_ROWS, bands_per_img, bbox_w, to_warp(cursor), to_warp(tlist)]
+    tlist = to_warp(_alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu"))
+    tcull = to_warp(_alloc(ws, "tcull", (max(total, 1), 2), torch.int32, "cpu"))
+    tz = to_warp(_alloc(ws, "tz", (max(total, 1),), dtype, "cpu"))
+    fill_args = [n_chunks, n_tris, nf, _BAND_SHIFT, bands_per_img, bbox_w, back_w, zlo_w, to_warp(cursor), tlist, tcull, tz]
     launch_chunks([(_k.bin_fill_kernel, 1, [c, *fill_args]) for c in range(n_chunks)], device)
     tasks = min(n_bands, threads * _TASKS_PER_THREAD)
     # Per-task depth / id scratch for one band: small enough to stay in cache.
@@ -280,7 +293,7 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     tmax = _alloc(ws, "tmax", (tasks, (width + _k._TILE - 1) // _k._TILE), dtype, "cpu")
     args = [
         n_bands, _BAND_ROWS, bands_per_img, height, width, nf, xs_w, ys_w, rec_w, bbox_w,
-        to_warp(band_start), to_warp(tlist), to_warp(zbuf), to_warp(ibuf), to_warp(tmax), rast_w, db_w, int(grad_db),
+        to_warp(band_start), tlist, tcull, tz, to_warp(zbuf), to_warp(ibuf), to_warp(tmax), rast_w, db_w, int(grad_db),
         _SPAN_TOL[dtype],
     ]  # fmt: skip
     launch_chunks(

@@ -163,6 +163,80 @@ def test_atomic_path_equals_band_path(dtype):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_small_triangles(dtype):
+    # Triangles of a few pixels and less: the band path tests boxes of <= _SMALL_BOX pixels
+    # pixel by pixel and larger ones by row spans; both must agree with the reference and,
+    # bitwise, with the atomic path (which tests every pixel of every box). 45 rows: 3 bands.
+    from lumigrad.ops._rasterize_kernels import _SMALL_BOX
+    pos, tri = _icosphere(3, dtype)
+    _assert_matches_ref(pos, tri, (40, 48), dtype)
+    pos, tri = _icosphere(4, dtype)
+    pos = torch.cat([pos, pos * torch.tensor([3.0, 2.5, 1.0, 1.0], dtype=dtype)])  # batch of 2, zoomed
+    a = _forward(pos, tri, 45, 38, True, mode="bands")
+    b = _forward(pos, tri, 45, 38, True, mode="atomic")
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    boxes = _bboxes(pos, tri, (45, 38), "atomic")
+    size = (boxes[:, 1] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 2] + 1)
+    drawn = boxes[:, 2] <= boxes[:, 3]
+    small = size <= _SMALL_BOX
+    assert (drawn & small).sum() > 1000 and (drawn & ~small).sum() > 50, "scene misses a path"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nearly_horizontal_edge_draws_only_its_pixels(dtype):
+    # Edge 0 has a ~ 2e-10: its span line lies ~1e9 NDC away on most rows. The band path
+    # once converted that to a column unclamped, wrapped int32 and drew 60 pixels, not 13.
+    pos = torch.tensor(
+        [[-0.9648486622574765, -1.013621047441913, 0.4725111266283443, -1.1668310622103708],
+         [1.4953303742880362, -0.7833662112654555, 0.7020636766829422, 1.805353074702458],
+         [1.1688859896452193, -0.6679678521508181, 0.2186409718250629, 1.5394049399873408]], dtype=dtype,
+    )  # fmt: skip
+    tri = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+    a = _forward(pos[None], tri, 23, 29, True, mode="bands")
+    b = _forward(pos[None], tri, 23, 29, True, mode="atomic")
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    _assert_matches_ref(pos, tri, (23, 29), dtype)
+    assert 0 < int((a[0][..., 3] > 0).sum()) < 20
+
+
+def _bboxes(pos, tri, res, mode):
+    from lumigrad.ops.rasterize import RasterizeWorkspace
+
+    ws = RasterizeWorkspace()
+    _forward(pos, tri, res[0], res[1], False, mode=mode, ws=ws)
+    return ws._buffers["bbox"][: 4 * pos.shape[0] * tri.shape[0]].view(-1, 4).clone()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vertex_bounds_give_the_per_triangle_bbox(dtype):
+    # The band path takes each triangle's pixel box from per-vertex bounds (one division by w
+    # per vertex); it must equal the per-triangle box of the atomic path bitwise, also for
+    # corners within rounding of the margin around a pixel centre and for corners with w <= 0.
+    g = torch.Generator().manual_seed(3)
+    height, width, n = 23, 29, 300
+    w = 0.3 + 2 * torch.rand(n, dtype=torch.float64, generator=g)
+    m = 0.01  # _rasterize_funcs._BBOX_MARGIN, in pixels
+    eps = torch.tensor([-1e-6, -1e-9, 0.0, 1e-9, 1e-6], dtype=torch.float64)
+    tx = torch.randint(-2, width + 2, (n,), generator=g) + m * torch.sign(torch.randn(n, generator=g, dtype=torch.float64))
+    tx = tx + eps[torch.randint(0, 5, (n,), generator=g)]
+    ty = torch.randint(-2, height + 2, (n,), generator=g) - m + eps[torch.randint(0, 5, (n,), generator=g)]
+    x = ((tx + 0.5) * 2 / width - 1) * w
+    y = (1 - (ty + 0.5) * 2 / height) * w
+    pos = torch.stack([x, y, torch.rand(n, dtype=torch.float64, generator=g) * 0.5 * w, w], 1).to(dtype)[None]
+    pos[0, :20, 3] *= -1  # some corners behind the camera: the general case
+    tri = torch.stack([torch.randperm(n, generator=g)[:3] for _ in range(400)]).int()
+    # Nearby corners too, so that many boxes are small and cross the margin cases.
+    near = torch.randint(0, n, (400,), generator=g)
+    tri = torch.cat([tri, torch.stack([near, (near + 1) % n, (near + 2) % n], 1).int()])
+    a, b = _bboxes(pos, tri, (height, width), "bands"), _bboxes(pos, tri, (height, width), "atomic")
+    assert torch.equal(a, b)
+    assert (a[:, 2] <= a[:, 3]).sum() > 100 and (a[:, 2] > a[:, 3]).sum() > 20
+    ra = _forward(pos, tri, height, width, True, mode="bands")
+    rb = _forward(pos, tri, height, width, True, mode="atomic")
+    assert torch.equal(ra[0], rb[0]) and torch.equal(ra[1], rb[1])
+
+
 def test_fill_rule_shared_edges():
     # A full-screen quad split along a diagonal through pixel centres, plus a fan of
     # triangles around the centre: every pixel is covered by exactly one triangle.
