@@ -123,16 +123,14 @@ def _from_template(ovl, dim: int, inputs: list, device: str):
     if device != "cpu":
         return None  # a CUDA launch passes argument addresses (params_addr), which a copy would share
     tpl = ovl.__dict__.get("_lumigrad_templates", {}).get(device)
-    if tpl is None or ovl.module.load(tpl.device, tpl.block_dim) is not tpl.module_exec:
+    if tpl is None or len(inputs) != len(tpl.params) - 1:  # a wrong count: wp.launch names the error
+        return None
+    if ovl.module.load(tpl.device, tpl.block_dim) is not tpl.module_exec:
         return None
     params = [tpl.params[0]]  # the launch bounds; set_dim replaces them
     for a, p in zip(inputs, tpl.params[1:]):
-        if isinstance(a, KernelArray):
-            if a.device != tpl.device.alias:
-                return None
-            params.append(a.__ctype__())
-        elif isinstance(a, wp.array):
-            if a.device is not tpl.device:
+        if isinstance(a, _ARRAYS):
+            if (a.device if isinstance(a, KernelArray) else a.device.alias) != tpl.device.alias:
                 return None
             params.append(a.__ctype__())
         elif type(a) in (int, float) and not isinstance(p, ctypes.Structure):
@@ -230,6 +228,9 @@ class KernelArray:
         return wp.from_torch(self.tensor, dtype=self.dtype, requires_grad=False)
 
 
+_ARRAYS = (KernelArray, wp.array)
+
+
 def to_warp(t: torch.Tensor, dtype=None) -> KernelArray:
     """Zero-copy view of a (detached, contiguous) tensor as a kernel argument (see :class:`KernelArray`)."""
     return KernelArray(t, dtype)
@@ -283,9 +284,6 @@ def launch_chunks(launches: list, device: str) -> None:
     cmds, keep = _prepare(launches, device)
     _run(cmds, device)
     del keep  # the module libraries may be unloaded from here on
-
-
-_ARRAYS = (KernelArray, wp.array)
 
 _HUGE_PAGE = 1 << 21
 # Below this size a buffer's page faults are too few to matter.

@@ -64,3 +64,15 @@ def test_a_failing_command_still_waits_for_the_others(monkeypatch):
     else:
         raise AssertionError("the command's error was swallowed")
     assert sorted(ran) == list(range(6))  # the other threads drained the rest
+
+
+def test_a_wrong_argument_count_is_refused_by_warp_not_truncated():
+    x = torch.rand(10)
+    _run(x, 1.0, 0)  # the template exists
+    try:
+        L.launch(_axpb, 10, [1.0, 0, L.to_warp(x)], "cpu")  # `out` missing
+    except (RuntimeError, TypeError, ValueError) as e:
+        assert "argument" in str(e)
+    else:
+        raise AssertionError("a launch with a missing argument ran")
+    torch.testing.assert_close(_run(x, 2.0, 1), x * 2 + 1)
