@@ -118,7 +118,7 @@ def _from_template(ovl, dim: int, inputs: list, device: str):
     the arrays' descriptors and the scalars swapped in costs ~10 us. The overload fixes every
     array's dtype and ndim, so only the device is checked here. None (record afresh) when
     there is no template, the module was rebuilt since (its old library may be gone), or an
-    argument is neither an array nor a plain int / float.
+    argument is neither an array, a plain int / float, nor a 32/64-bit Warp scalar.
     """
     if device != "cpu":
         return None  # a CUDA launch passes argument addresses (params_addr), which a copy would share
@@ -135,6 +135,8 @@ def _from_template(ovl, dim: int, inputs: list, device: str):
             params.append(a.__ctype__())
         elif type(a) in (int, float) and not isinstance(p, ctypes.Structure):
             params.append(type(p)(a))
+        elif type(a) in _WARP_SCALARS:  # e.g. wp.float64(x), which selects a generic kernel's overload
+            params.append(type(p)(a.value))
         else:
             return None
     cmd = copy.copy(tpl)
@@ -229,6 +231,8 @@ class KernelArray:
 
 
 _ARRAYS = (KernelArray, wp.array)
+# Warp scalars whose ctypes parameter takes ``.value`` as is (float16 is packed as bits: not here).
+_WARP_SCALARS = (wp.float32, wp.float64, wp.int32, wp.int64, wp.uint32, wp.uint64)
 
 
 def to_warp(t: torch.Tensor, dtype=None) -> KernelArray:

@@ -32,6 +32,21 @@ def test_chunked_launches_from_templates_match_torch_across_dtypes_and_module_re
         torch.testing.assert_close(_run(x, a, b, min_chunk=10**9), x * a + b, rtol=0, atol=1e-6)  # one chunk
 
 
+def test_warp_scalar_arguments_go_through_the_template(monkeypatch):
+    x = torch.rand(50, dtype=torch.float64)
+    for a in (wp.float64(2.5), wp.float64(-0.5)):  # the second launch is a template copy
+        out = torch.full_like(x, -7.0)
+        L.launch(_axpb, 50, [a, 3, L.to_warp(x), L.to_warp(out)], "cpu")
+        torch.testing.assert_close(out, x * a.value + 3)
+    records = []
+    real = wp.launch
+    monkeypatch.setattr(wp, "launch", lambda *args, **kw: records.append(1) or real(*args, **kw))
+    out = torch.full_like(x, -7.0)
+    L.launch(_axpb, 50, [wp.float64(4.0), 1, L.to_warp(x), L.to_warp(out)], "cpu")
+    torch.testing.assert_close(out, x * 4.0 + 1)
+    assert not records  # copied from the template, not recorded again
+
+
 def test_templates_do_not_keep_tensors_alive():
     x = torch.rand(300)
     _run(x, 1.0, 0)  # records (or reuses) the template of this overload
