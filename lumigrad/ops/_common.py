@@ -18,6 +18,7 @@ from torch.autograd.function import once_differentiable
 from lumigrad._runtime.launch import launch, launch_chunks, num_threads, to_warp, warp_device
 
 __all__ = [
+    "cpu_layout",
     "first_order",
     "launch",
     "launch_chunks",
@@ -74,6 +75,13 @@ def reduce_rows(
     if values.shape[0]:
         out.index_add_(0, rows.reshape(-1).long(), values)
     return out
+
+
+def cpu_layout(dev: str) -> bool:
+    """CPU launch layout (a row or block of items per kernel thread, one gradient buffer per task)
+    on the CPU; one item per thread and one atomically updated buffer on CUDA. Tests force the
+    CUDA layout on the CPU to check its index arithmetic."""
+    return dev == "cpu"
 
 
 def reduce_tasks(buffers: torch.Tensor) -> torch.Tensor:

@@ -312,29 +312,18 @@ def _screen_bbox(
         y0 = 1
         y1 = 0
     elif w0 > zero and w1 > zero and w2 > zero:
-        # Pixel-centre units (column j has its centre at tx = j, row i at ty = i), widened by a margin.
-        iw0 = wp.float64(1.0) / wp.float64(w0)
-        iw1 = wp.float64(1.0) / wp.float64(w1)
-        iw2 = wp.float64(1.0) / wp.float64(w2)
-        tx0, ty0 = _to_pixels(pos[i0, 0], pos[i0, 1], iw0, width, height)
-        tx1, ty1 = _to_pixels(pos[i1, 0], pos[i1, 1], iw1, width, height)
-        tx2, ty2 = _to_pixels(pos[i2, 0], pos[i2, 1], iw2, width, height)
-        m = wp.float64(_BBOX_MARGIN)
-        lo = wp.float64(-2.0)
-        xmax = wp.float64(width + 1)
-        ymax = wp.float64(height + 1)
-        k = wp.float64(width + height + 8)
-        x0 = wp.max(_ceil_i(wp.clamp(wp.min(tx0, wp.min(tx1, tx2)) - m, lo, xmax), k), 0)
-        x1 = wp.min(_floor_i(wp.clamp(wp.max(tx0, wp.max(tx1, tx2)) + m, lo, xmax), k), width - 1)
-        y0 = wp.max(_ceil_i(wp.clamp(wp.min(ty0, wp.min(ty1, ty2)) - m, lo, ymax), k), 0)
-        y1 = wp.min(_floor_i(wp.clamp(wp.max(ty0, wp.max(ty1, ty2)) + m, lo, ymax), k), height - 1)
+        # The corners' bounds (_vertex_px), combined exactly as _bbox_from_vertices does.
+        ax0, ax1, ay0, ay1, az = _vertex_px(pos, i0, height, width)
+        bx0, bx1, by0, by1, bz = _vertex_px(pos, i1, height, width)
+        cx0, cx1, cy0, cy1, cz = _vertex_px(pos, i2, height, width)
+        x0 = wp.max(wp.min(ax0, wp.min(bx0, cx0)), 0)
+        x1 = wp.min(wp.max(ax1, wp.max(bx1, cx1)), width - 1)
+        y0 = wp.max(wp.min(ay0, wp.min(by0, cy0)), 0)
+        y1 = wp.min(wp.max(ay1, wp.max(by1, cy1)), height - 1)
         if x0 > x1:
             y0 = 1
             y1 = 0
-        z0 = wp.float64(pos[i0, 2]) * iw0
-        z1 = wp.float64(pos[i1, 2]) * iw1
-        z2 = wp.float64(pos[i2, 2]) * iw2
-        zmin = wp.min(z0, wp.min(z1, z2))
+        zmin = wp.min(az, wp.min(bz, cz))
     return x0, x1, y0, y1, zmin
 
 
@@ -344,9 +333,10 @@ def _vertex_px(pos: wp.array2d(dtype=Any), i: int, height: int, width: int):
     (ceil(tx - m), floor(tx + m), ceil(ty - m), floor(ty + m)) and z / w; (_BEHIND, ...) when w <= 0.
 
     ceil, floor, the clamps and the rounding of tx - m are all monotone, so the min (max)
-    over a triangle's corners of these bounds equals the bound of the min (max) of tx, ty:
-    :func:`_bbox_from_vertices` gets bitwise the bbox of :func:`_screen_bbox` without
-    dividing by w once per triangle and corner (a vertex is shared by about six triangles).
+    over a triangle's corners of these bounds equals the bound of the min (max) of tx, ty.
+    :func:`_screen_bbox` combines them per triangle; the CPU setup computes them once per
+    vertex (a vertex is shared by about six triangles) and :func:`_bbox_from_vertices`
+    combines them the same way.
     """
     w = pos[i, 3]
     x0 = _BEHIND

@@ -55,7 +55,9 @@ import warp as wp
 from lumigrad._runtime.checks import (
     check_faces, check_finite, check_float_tensor, check_same_device, int_range, rast_triangle_ids,
 )
-from lumigrad.ops._common import first_order, launch, launch_chunks, num_threads, per_thread_chunk, to_warp, warp_device
+from lumigrad.ops._common import (
+    cpu_layout, first_order, launch, launch_chunks, num_threads, per_thread_chunk, to_warp, warp_device,
+)
 from lumigrad.ops import _edge_grad_kernels as _k
 from lumigrad.ops.antialias import AntialiasTopology, _build_topology
 
@@ -85,11 +87,7 @@ _MIN_CHUNK = 16384
 _MIN_VERT_CHUNK = 131072
 
 
-def _cpu_layout(dev: str) -> bool:
-    """CPU launch layout (a row or block of items per kernel thread, one gradient buffer per task)
-    on the CPU; one item per thread and one atomically updated buffer on CUDA. Tests force the
-    CUDA layout on the CPU to check its index arithmetic."""
-    return dev == "cpu"
+_cpu_layout = cpu_layout  # a module global, so tests can force the CUDA layout here
 
 
 def edge_grad(

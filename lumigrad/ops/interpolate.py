@@ -15,7 +15,7 @@ from lumigrad._runtime.launch import empty
 
 from lumigrad._runtime.checks import check_faces, check_finite, check_float_tensor, check_rast_ids, check_same_device
 from lumigrad.ops._common import (
-    first_order, launch, launch_chunks, num_threads, per_thread_chunk, placeholder, reduce_tasks, to_warp, warp_device,
+    cpu_layout, first_order, launch, launch_chunks, num_threads, per_thread_chunk, placeholder, reduce_tasks, to_warp, warp_device,
 )
 from lumigrad.ops import _interpolate_kernels as _k
 
@@ -32,11 +32,7 @@ _PIXELS_PER_THREAD = 256
 _MIN_CHUNK = 16384
 
 
-def _cpu_layout(dev: str) -> bool:
-    """CPU launch layout (a row or block of items per kernel thread, one gradient buffer per task)
-    on the CPU; one item per thread and one atomically updated buffer on CUDA. Tests force the
-    CUDA layout on the CPU to check its index arithmetic."""
-    return dev == "cpu"
+_cpu_layout = cpu_layout  # a module global, so tests can force the CUDA layout here
 
 
 class Interpolated(NamedTuple):
