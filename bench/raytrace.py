@@ -4,8 +4,10 @@ Scene: an icosphere (5k / 82k / 1.3M triangles) over a floor plane, one point
 light, one camera. Columns (medians over --reps runs after warm-up):
 
 * ``lg Mray/s``, ``mi Mray/s``: primary visibility, closest hits of res^2 camera
-  rays (lumigrad: :func:`lumigrad.ops.trace.intersect` on a :class:`TraceBVH`;
-  Mitsuba: ``scene.ray_intersect`` on the same rays, evaluated).
+  rays, one jittered sample per pixel in raster order (lumigrad: :func:`lumigrad.ops.trace.intersect`
+  on a :class:`TraceBVH`; Mitsuba: ``scene.ray_intersect`` on the same rays, evaluated and waited
+  for: Dr.Jit's LLVM backend launches kernels asynchronously, and before session 6 this benchmark
+  timed only the launch, so its Mitsuba ray rates were 10-30x too high).
 * ``lg fb ms``, ``mi fb ms``: direct lighting with shadows, 4 spp, forward +
   backward of the mean image w.r.t. all vertex positions (lumigrad:
   ``render_trace`` with edge-sampled boundaries, one edge sample per pixel;
@@ -128,7 +130,9 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
     row = {"case": f"icosphere-{level}", "F": nf, "res": f"{res}^2"}
     accel = prepare_trace(shapes)
     g = torch.Generator().manual_seed(0)
-    pix = torch.rand(res * res, 2, generator=g) * torch.tensor([float(res), float(res)])
+    # one jittered sample per pixel in raster order, as a renderer's sampler makes them
+    yx = torch.stack(torch.meshgrid(torch.arange(res), torch.arange(res), indexing="ij"), -1).reshape(-1, 2)
+    pix = yx.flip(-1).float() + torch.rand(res * res, 2, generator=g)
     o, d = _camera_rays(cam, torch.zeros(res * res, dtype=torch.long), pix)
     verts = torch.cat([s.mesh.verts for s in shapes])
     fns = {"lg_rays": lambda: intersect(accel.bvh, o, d), "refit": lambda: accel.bvh.refit(verts)}
@@ -151,6 +155,7 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
         def mi_rays():
             si = msc.ray_intersect(ray)
             dr.eval(si.t, si.prim_index)
+            dr.sync_thread()  # Dr.Jit's LLVM backend launches asynchronously: wait, or the time lands elsewhere
 
         params = mi.traverse(msc)
         key = "shape0.vertex_positions"
@@ -161,6 +166,7 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
             img = mi.render(msc, params, spp=4, seed=0)
             dr.backward(dr.mean(img, axis=None))
             dr.eval(dr.grad(params[key]))
+            dr.sync_thread()
             dr.disable_grad(params[key])
 
         fns["mi_rays"], fns["mi_fb"] = mi_rays, mi_fb

@@ -96,7 +96,12 @@ def main():
         dr.set_thread_count(ARGS.threads)
         integ = {"type": "path", "max_depth": ARGS.bounces + 1}
         sc = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator=integ)
-        fns["Mitsuba path fwd"] = lambda: dr.eval(mi.render(sc, spp=ARGS.spp))
+
+        def mi_fwd():
+            dr.eval(mi.render(sc, spp=ARGS.spp))
+            dr.sync_thread()  # Dr.Jit's LLVM backend launches asynchronously: wait, or the time lands elsewhere
+
+        fns["Mitsuba path fwd"] = mi_fwd
         scp = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator={"type": "prb", "max_depth": ARGS.bounces + 1})
         params = mi.traverse(scp)
         key = "shape0.bsdf.reflectance.value"
@@ -107,6 +112,7 @@ def main():
             img = mi.render(scp, params, spp=ARGS.spp)
             dr.backward(dr.mean(img, axis=None))
             dr.eval(dr.grad(params[key]))
+            dr.sync_thread()
 
         fns["Mitsuba prb fwd+bwd"] = mi_fb
     except ImportError as e:
