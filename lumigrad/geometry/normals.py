@@ -21,8 +21,27 @@ def face_cross(verts: Tensor, faces: Tensor) -> Tensor:
     return torch.cross(v1 - v0, v2 - v0, dim=-1)
 
 
+# Rows from which a [..., 3] float32/float64 cpu/cuda tensor is normalised by the Warp kernels (below
+# it the torch ops, a few us each, cost less than a launch).
+_KERNEL_ROWS = 4096
+
+
 def safe_normalize(v: Tensor) -> Tensor:
-    """Unit vectors along the last dim; zero vectors stay zero with zero (not NaN) gradient."""
+    """Unit vectors along the last dim; zero vectors stay zero with zero (not NaN) gradient.
+
+    Large ``[..., 3]`` float32/float64 tensors on cpu/cuda go through
+    :func:`lumigrad.ops.normals.unit_vectors` (one Warp pass each way, first-order and
+    forward-mode AD); others use the torch formula (which also has double backward).
+    """
+    if (v.shape[-1:] == (3,) and v.numel() >= 3 * _KERNEL_ROWS and v.dtype in (torch.float32, torch.float64)
+            and v.device.type in ("cpu", "cuda")):
+        from lumigrad.ops.normals import unit_vectors  # Warp kernels: imported on first use
+
+        return unit_vectors(v)
+    return _safe_normalize_torch(v)
+
+
+def _safe_normalize_torch(v: Tensor) -> Tensor:
     n2 = (v * v).sum(-1, keepdim=True)
     ok = n2 > torch.finfo(v.dtype).tiny
     return torch.where(ok, v / torch.sqrt(torch.where(ok, n2, torch.ones_like(n2))), torch.zeros_like(v))

@@ -100,3 +100,59 @@ def test_bad_input():
         vertex_normal_sums(v[:, :2], f)
     with pytest.raises((ValueError, TypeError), match="verts"):
         vertex_normal_sums(v.to(torch.int32), f)
+
+
+# --- unit_vectors: safe_normalize's Warp path ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(50, 3), (2, 5, 7, 3)])
+def test_unit_vectors_match_torch_safe_normalize(dtype, shape):
+    from lumigrad.geometry.normals import _safe_normalize_torch
+
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(shape, dtype=dtype, generator=g)
+    v.view(-1, 3)[3] = 0.0  # a zero row: zero output, zero gradient
+    a, b = v.clone().requires_grad_(True), v.clone().requires_grad_(True)
+    ua, ub = ops_normals.unit_vectors(a), _safe_normalize_torch(b)
+    tol = dict(atol=1e-6, rtol=1e-6) if dtype == torch.float32 else dict(atol=1e-14, rtol=1e-14)
+    assert ua.shape == v.shape
+    torch.testing.assert_close(ua, ub, **tol)
+    w = torch.randn(shape, dtype=dtype, generator=g)
+    (ua * w).sum().backward()
+    (ub * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, **tol)
+    assert a.grad.view(-1, 3)[3].abs().max() == 0 and ua.view(-1, 3)[3].abs().max() == 0
+    t = torch.randn(shape, dtype=dtype, generator=g)
+    with fwAD.dual_level():
+        ja = fwAD.unpack_dual(ops_normals.unit_vectors(fwAD.make_dual(v, t))).tangent
+        jb = fwAD.unpack_dual(_safe_normalize_torch(fwAD.make_dual(v, t))).tangent
+    torch.testing.assert_close(ja, jb, **tol)
+
+
+def test_unit_vectors_gradcheck_and_first_order_only():
+    v = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    assert torch.autograd.gradcheck(ops_normals.unit_vectors, (v,), check_forward_ad=True)
+    (g,) = torch.autograd.grad((ops_normals.unit_vectors(v) ** 3).sum(), v, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        g.sum().backward()
+
+
+def test_safe_normalize_takes_the_kernel_for_large_inputs_only(monkeypatch):
+    calls = []
+    real = ops_normals.unit_vectors
+    monkeypatch.setattr(ops_normals, "unit_vectors", lambda v: calls.append(v.shape) or real(v))
+    big = torch.randn(5000, 3)
+    torch.testing.assert_close(safe_normalize(big), big / big.norm(dim=-1, keepdim=True))
+    safe_normalize(torch.randn(10, 3))  # small: torch ops
+    safe_normalize(torch.randn(5000, 2))  # not 3-vectors: torch ops
+    assert calls == [torch.Size([5000, 3])]
+
+
+def test_unit_vectors_bad_input():
+    with pytest.raises(ValueError, match="unit_vectors.*v must be"):
+        ops_normals.unit_vectors(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="unit_vectors.*v must be"):
+        ops_normals.unit_vectors(torch.zeros(4, 3, dtype=torch.int32))
+    with pytest.raises(TypeError, match="unit_vectors"):
+        ops_normals.unit_vectors([[1.0, 0.0, 0.0]])
