@@ -21,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from lumigrad.geometry.normals import dot
 from lumigrad.scene.materials import GGXMaterial
 from lumigrad.shade.brdf import _MIN_ROUGHNESS, _ggx_d
 
@@ -71,19 +72,19 @@ def spec_prob(material, like: Tensor) -> float:
 def _ggx_pdf(n: Tensor, wo: Tensor, wi: Tensor, alpha: Tensor) -> Tensor:
     h = wo + wi
     h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    nh = (n * h).sum(-1).clamp(0.0, 1.0)
-    oh = (wo * h).sum(-1).abs().clamp_min(1e-8)
+    nh = dot(n, h).clamp(0.0, 1.0)
+    oh = dot(wo, h).abs().clamp_min(1e-8)
     return _ggx_d(nh[:, None], alpha)[:, 0] * nh / (4 * oh)
 
 
 def bsdf_pdf(material, n: Tensor, wo: Tensor, wi: Tensor) -> Tensor:
     """``[R]`` solid-angle density of :func:`bsdf_sample` for unit ``n, wo, wi [R, 3]`` (no gradient)."""
     with torch.no_grad():
-        cos = (n * wi).sum(-1).clamp_min(0.0) / math.pi
+        cos = dot(n, wi).clamp_min(0.0) / math.pi
         ps = spec_prob(material, n)
         if ps == 0.0:
             return cos
-        return ps * _ggx_pdf(n, wo, wi, _alpha(material, n)) * ((n * wi).sum(-1) > 0) + (1 - ps) * cos
+        return ps * _ggx_pdf(n, wo, wi, _alpha(material, n)) * (dot(n, wi) > 0) + (1 - ps) * cos
 
 
 def bsdf_sample(material, n: Tensor, wo: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -103,7 +104,7 @@ def bsdf_sample(material, n: Tensor, wo: Tensor, gen: torch.Generator) -> tuple[
             phi = 2 * math.pi * u[:, 1]
             t, b = frame(n)
             h = (st * torch.cos(phi))[:, None] * t + (st * torch.sin(phi))[:, None] * b + ct[:, None] * n
-            spec = 2 * (wo * h).sum(-1, keepdim=True) * h - wo
+            spec = 2 * dot(wo, h, keepdim=True) * h - wo
             pick = (u[:, 2] < ps)[:, None]
             wi = torch.where(pick, spec, wi)
         return wi, bsdf_pdf(material, n, wo, wi)
@@ -230,11 +231,11 @@ class MaterialTable:
     def pdf(self, sid: Tensor, n: Tensor, wo: Tensor, wi: Tensor) -> Tensor:
         """``[R]`` density of :meth:`sample`, as :func:`bsdf_pdf` per shape (no gradient)."""
         with torch.no_grad():
-            cos = (n * wi).sum(-1).clamp_min(0.0) / math.pi
+            cos = dot(n, wi).clamp_min(0.0) / math.pi
             if not self.has_spec:
                 return cos
             ps, alpha = self.spec_prob[sid], self.alpha[sid]
-            spec = _ggx_d_pdf(n, wo, wi, alpha) * ((n * wi).sum(-1) > 0)
+            spec = _ggx_d_pdf(n, wo, wi, alpha) * (dot(n, wi) > 0)
             return torch.where(ps > 0, ps * spec + (1 - ps) * cos, cos)
 
     def sample(self, sid: Tensor, n: Tensor, wo: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -254,7 +255,7 @@ class MaterialTable:
                 ct = cos2.clamp(0, 1).sqrt()
                 st = (1 - cos2).clamp(0, 1).sqrt()
                 h = (st * cphi)[:, None] * t + (st * sphi)[:, None] * b + ct[:, None] * n
-                spec = 2 * (wo * h).sum(-1, keepdim=True) * h - wo
+                spec = 2 * dot(wo, h, keepdim=True) * h - wo
                 wi = torch.where((u[:, 2] < ps)[:, None], spec, wi)
             return wi, self.pdf(sid, n, wo, wi)
 
@@ -263,6 +264,6 @@ def _ggx_d_pdf(n: Tensor, wo: Tensor, wi: Tensor, alpha: Tensor) -> Tensor:
     """:func:`_ggx_pdf` with a per-row ``alpha [R]``."""
     h = wo + wi
     h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    nh = (n * h).sum(-1).clamp(0.0, 1.0)
-    oh = (wo * h).sum(-1).abs().clamp_min(1e-8)
+    nh = dot(n, h).clamp(0.0, 1.0)
+    oh = dot(wo, h).abs().clamp_min(1e-8)
     return _ggx_d(nh, alpha) * nh / (4 * oh)

@@ -59,7 +59,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from lumigrad.geometry.normals import safe_normalize
+from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded, reattach
 from lumigrad.scene.lights import DirectionalLight, PointLight
 
@@ -94,7 +94,7 @@ def _seen_from_camera(sc, b: int, c2w: Tensor, pts: Tensor, persp: bool) -> Tens
     if persp:
         o = c2w[:3, 3].expand_as(pts)
     else:
-        depth = ((pts - c2w[:3, 3]) * c2w[:3, 2]).sum(-1, keepdim=True)
+        depth = dot(pts - c2w[:3, 3], c2w[:3, 2], keepdim=True)
         o = pts - depth * c2w[:3, 2]
     return ~occluded(sc.accel.bvh, o, pts - o, 1.0 - _REL_TOL)
 
@@ -136,7 +136,7 @@ def boundary_term(sc, radiance) -> Tensor:
             view = torch.full((2 * sel.numel(),), b, dtype=torch.long, device=sc.device)
             f = radiance(scene, view, torch.cat([xd - _SIDE_PX * n, xd + _SIDE_PX * n], 0))
             df = f[: sel.numel()] - f[sel.numel():]
-        contrib = (df * weight[:, None]) * (n * (x_b - xd)).sum(-1, keepdim=True)
+        contrib = (df * weight[:, None]) * dot(n, x_b - xd, keepdim=True)
         pix = b * H * W + xd[:, 1].floor().long() * W + xd[:, 0].floor().long()
         out = out.index_add(0, pix, contrib)
 
@@ -145,9 +145,9 @@ def boundary_term(sc, radiance) -> Tensor:
         w2c, k = cam.world_to_cam[b], cam.K[b]
         # Primary silhouettes.
         if persp:
-            facing = (fnorm * (c2w[b, :3, 3] - v0)).sum(-1) > 0
+            facing = dot(fnorm, c2w[b, :3, 3] - v0) > 0
         else:
-            facing = (fnorm * -c2w[b, :3, 2]).sum(-1) > 0
+            facing = dot(fnorm, -c2w[b, :3, 2]) > 0
         sil = _silhouette(ef, facing)
         e = edges[sil]
         if e.shape[0]:
@@ -197,8 +197,8 @@ def boundary_term(sc, radiance) -> Tensor:
 
 def _facing_one(light, fnorm: Tensor, v0: Tensor) -> Tensor:
     if isinstance(light, PointLight):
-        return (fnorm * (light.position.detach() - v0)).sum(-1) > 0
-    return (fnorm * light.to_light.detach()).sum(-1) > 0
+        return dot(fnorm, light.position.detach() - v0) > 0
+    return dot(fnorm, light.to_light.detach()) > 0
 
 
 def _virtual_lights(sc) -> list:
@@ -315,5 +315,5 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
     ok[cand] = _seen_from_camera(sc, b, c2w, r.points.detach()[cand], persp)
     if cos_from is not None:
         y, ny = cos_from
-        weight = weight * (safe_normalize(r.points.detach() - y) * ny).sum(-1).clamp_min(0.0)
+        weight = weight * dot(safe_normalize(r.points.detach() - y), ny).clamp_min(0.0)
     accumulate(b, x_b, _perp(dxds), weight, ok, scene)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from lumigrad._runtime.checks import _desc
+from lumigrad.geometry.normals import dot
 
 __all__ = ["lambert_brdf", "blinn_phong_brdf", "ggx_brdf", "ggx_ndf"]
 
@@ -30,7 +31,7 @@ def _normalize(x: Tensor) -> Tensor:
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).sum(-1, keepdim=True)
+    return dot(a, b, keepdim=True)
 
 
 def _check_dir(fn: str, name: str, t) -> Tensor:

@@ -156,3 +156,17 @@ def test_unit_vectors_bad_input():
         ops_normals.unit_vectors(torch.zeros(4, 3, dtype=torch.int32))
     with pytest.raises(TypeError, match="unit_vectors"):
         ops_normals.unit_vectors([[1.0, 0.0, 0.0]])
+
+
+def test_dot_matches_sum_of_products_and_broadcasts():
+    from lumigrad.geometry.normals import dot
+
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(4, 5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    torch.testing.assert_close(dot(a, b), (a * b).sum(-1))
+    assert dot(a, b, keepdim=True).shape == (4, 5, 1)
+    assert torch.autograd.gradcheck(dot, (a, b)) and torch.autograd.gradgradcheck(dot, (a, b))
+    c = torch.randn(6, 2, generator=g)  # not 3-vectors: plain sum
+    torch.testing.assert_close(dot(c, c), (c * c).sum(-1))
+    assert float(dot(torch.tensor([1.0, 2.0, 3.0]), torch.ones(3))) == 6.0
