@@ -19,6 +19,10 @@ analytically and unshadowed in that mode, as in ``shade``). With
 ``max_bounces > 1`` an :class:`AmbientLight` is a constant environment seen
 by escaping rays instead.
 
+Textured materials (:class:`~lumigrad.scene.materials.TextureParam`): :func:`_material_at`
+samples them at each hit's barycentric UV (bilinear: rays have no screen derivatives for
+mip-mapping); untextured scenes skip it.
+
 Fast path: direct lighting only (``max_bounces=1``) of Lambert surfaces by point,
 directional and ambient lights (no emitters, environment or SH light) skips the
 torch pipeline above for :func:`_radiance_direct`: one Warp launch finds the
@@ -339,6 +343,8 @@ def _hit_material(sc: _Scene, h: _Hit) -> dict:
     """:func:`_material_at` of a :class:`_Hit`."""
     if not sc.tex:
         return {}
+    if h.face is None or h.bary is None:
+        raise RuntimeError(f"{_FN}(): internal error: a hit without face / bary reached a textured material")
     return _material_at(sc, h.shape, h.face, h.bary)
 
 
@@ -690,8 +696,10 @@ def render_trace(
     """Ray-trace ``shapes`` from every view of ``camera``.
 
     Args:
-        shapes: one or more :class:`Shape` (mesh + constant material +
-            optional emission); all share one dtype and device.
+        shapes: one or more :class:`Shape` (mesh + material + optional
+            emission); all share one dtype and device. Material parameters may be
+            :class:`~lumigrad.scene.materials.TextureParam` (sampled bilinearly at each hit's
+            UV; the mesh needs ``uvs``; see ``docs/tracing.md``).
         camera: batched camera (B views), as for ``render_mesh``.
         lights: :class:`PointLight`, :class:`DirectionalLight` (shadowed),
             :class:`AmbientLight`, :class:`SHEnvironmentLight` (see module docstring).
@@ -703,7 +711,7 @@ def render_trace(
     Returns:
         :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.
         ``image`` has gradients w.r.t. vertices, camera (``world_to_cam`` and
-        ``K``), material tensors, light tensors and emission, including the
+        ``K``), material tensors and texture images, light tensors and emission, including the
         visibility terms described in :mod:`lumigrad.render._trace_edges`.
 
     Example:
