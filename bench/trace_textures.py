@@ -60,7 +60,7 @@ def main() -> None:
             render_trace([Shape(mesh, make())], cam, light, st, accel=accel).image.mean().backward()
             if rep:
                 times[k].append(time.process_time() - t)
-    print(f"| case | fwd+bwd cpu s (median) | min | vs constant |\n|---|---|---|---|")
+    print("| case | fwd+bwd cpu s (median) | min | vs constant |\n|---|---|---|---|")
     base = None
     for k, ts in times.items():
         med = statistics.median(ts)
