@@ -62,8 +62,15 @@ def _rgb(v) -> list[float]:
     return (t.expand(3) if t.numel() == 1 else t).tolist()
 
 
-def mitsuba_mesh(mi, name: str, verts: torch.Tensor, faces: torch.Tensor, bsdf: dict, emission=None):
-    """A ``mi.Mesh`` with lumigrad's (area-weighted) vertex normals, a BSDF and optional area emitter."""
+def mitsuba_mesh(mi, name: str, verts: torch.Tensor, faces: torch.Tensor, bsdf: dict, emission=None,
+                 uvs: torch.Tensor | None = None, faces_uvs: torch.Tensor | None = None):
+    """A ``mi.Mesh`` with lumigrad's (area-weighted) vertex normals, a BSDF and optional area emitter.
+
+    ``uvs [T, 2]`` / ``faces_uvs [F, 3]`` (lumigrad's convention, v up) become Mitsuba texture
+    coordinates ``(u, 1 - v)`` (Mitsuba's v points down the image, as its OBJ loader's flip shows);
+    Mitsuba keeps one UV per vertex, so a mesh whose UV topology differs from its faces is split
+    into three vertices per face (same positions and normals).
+    """
     from lumigrad.geometry.normals import vertex_normals
 
     props = mi.Properties()
@@ -71,39 +78,93 @@ def mitsuba_mesh(mi, name: str, verts: torch.Tensor, faces: torch.Tensor, bsdf: 
     if emission is not None:
         props["emitter"] = mi.load_dict({"type": "area", "radiance": {"type": "rgb", "value": _rgb(emission)}})
     v = verts.detach().cpu().double()
-    m = mi.Mesh(name, v.shape[0], faces.shape[0], props=props, has_vertex_normals=True)
+    f = faces.cpu().long()
+    n = vertex_normals(v, f)
+    tc = None
+    if uvs is not None:
+        uv = uvs.detach().cpu().double()
+        fuv = f if faces_uvs is None else faces_uvs.cpu().long()
+        if torch.equal(fuv, f) and uv.shape[0] == v.shape[0]:
+            tc = uv
+        else:  # unroll: one vertex per face corner
+            v, n, tc = v[f.reshape(-1)], n[f.reshape(-1)], uv[fuv.reshape(-1)]
+            f = torch.arange(f.numel()).reshape(-1, 3)
+        tc = torch.stack([tc[:, 0], 1.0 - tc[:, 1]], -1)
+    m = mi.Mesh(name, v.shape[0], f.shape[0], props=props, has_vertex_normals=True,
+                has_vertex_texcoords=tc is not None)
     p = mi.traverse(m)
     p["vertex_positions"] = mi.Float(v.numpy().astype(np.float32).ravel())
-    p["faces"] = mi.UInt32(faces.cpu().numpy().astype(np.uint32).ravel())
-    p["vertex_normals"] = mi.Float(vertex_normals(v, faces.cpu()).numpy().astype(np.float32).ravel())
+    p["faces"] = mi.UInt32(f.numpy().astype(np.uint32).ravel())
+    p["vertex_normals"] = mi.Float(n.numpy().astype(np.float32).ravel())
+    if tc is not None:
+        p["vertex_texcoords"] = mi.Float(tc.numpy().astype(np.float32).ravel())
     p.update()
     return m
+
+
+_WRAP = {"wrap": "repeat", None: "repeat", "clamp": "clamp"}
+
+
+def _bitmap(tp, i: int, name: str, fn=None) -> dict:
+    """A Mitsuba ``bitmap`` texture dict of a :class:`TextureParam` (linear values, ``raw``: no sRGB decoding).
+
+    ``fn`` maps the texels first (e.g. roughness -> alpha). lumigrad's tracer filters bilinearly (mip-mapped
+    filters become bilinear), ``"nearest"`` stays nearest; ``boundary_mode="zero"`` has no Mitsuba wrap mode.
+    """
+    import mitsuba as mi
+
+    if tp.boundary_mode not in _WRAP:
+        raise ValueError(f"mitsuba_bsdf(): shapes[{i}].material.{name}: boundary_mode {tp.boundary_mode!r} has no "
+                         "Mitsuba wrap_mode (wrap -> repeat, clamp -> clamp)")
+    t = tp.texture.detach().cpu().double()
+    t = t[0] if t.ndim == 4 else t
+    if fn is not None:
+        t = fn(t)
+    if t.shape[-1] == 1:
+        t = t.expand(-1, -1, 3)
+    return {"type": "bitmap", "bitmap": mi.Bitmap(np.ascontiguousarray(t.numpy().astype(np.float32))), "raw": True,
+            "filter_type": "nearest" if tp.filter_mode == "nearest" else "bilinear",
+            "wrap_mode": _WRAP[tp.boundary_mode]}
+
+
+def _spectrum(v, i: int, name: str) -> dict:
+    from lumigrad.scene.materials import TextureParam
+
+    if isinstance(v, TextureParam):
+        return _bitmap(v, i, name)
+    return {"type": "rgb", "value": _rgb(v)}
 
 
 def mitsuba_bsdf(material, i: int = 0) -> dict:
     """Mitsuba BSDF dict equal to a lumigrad material.
 
-    Lambert -> ``diffuse``; mirror -> ``conductor`` (``material: none``, 100 % reflecting, times the
+    Lambert -> ``diffuse``; a :class:`TextureParam` albedo (or GGX roughness) becomes a ``bitmap`` texture
+    (:func:`_bitmap`); mirror -> ``conductor`` (``material: none``, 100 % reflecting, times the
     reflectance); GGX with ``metallic = 1`` and ``base_color = 1`` -> ``roughconductor`` (``ggx``,
     ``alpha = roughness^2``, ``material: none``). Mitsuba's Smith shadowing is the uncorrelated
     ``G1 G1``, lumigrad's the height-correlated form: they differ by a few percent at
     grazing angles (measured in ``tests/validation``). Other materials raise ``ValueError``.
     """
-    from lumigrad.scene.materials import GGXMaterial, LambertMaterial
+    from lumigrad.scene.materials import GGXMaterial, LambertMaterial, TextureParam
     from lumigrad.scene.trace_types import MirrorMaterial
 
     if isinstance(material, LambertMaterial):
-        return {"type": "diffuse", "reflectance": {"type": "rgb", "value": _rgb(material.albedo)}}
+        return {"type": "diffuse", "reflectance": _spectrum(material.albedo, i, "albedo")}
     if isinstance(material, MirrorMaterial):
         return {"type": "conductor", "material": "none",
                 "specular_reflectance": {"type": "rgb", "value": _rgb(material.reflectance)}}
     if isinstance(material, GGXMaterial):
-        m, base = _rgb(material.metallic), _rgb(material.base_color)
-        if min(m) < 1 or min(base) < 1:
+        if isinstance(material.metallic, TextureParam) or isinstance(material.base_color, TextureParam) or \
+                min(_rgb(material.metallic)) < 1 or min(_rgb(material.base_color)) < 1:
             raise ValueError(f"mitsuba_bsdf(): shapes[{i}]: only GGX with metallic = 1 and base_color = 1 has a "
                              "Mitsuba equivalent (roughconductor, material none)")
-        r = max(0.02, min(1.0, _rgb(material.roughness)[0]))
-        return {"type": "roughconductor", "distribution": "ggx", "alpha": r * r, "material": "none"}
+        if isinstance(material.roughness, TextureParam):
+            # Per texel alpha = roughness^2: equal for nearest filtering; bilinear blends alpha, not roughness.
+            alpha = _bitmap(material.roughness, i, "roughness", lambda t: t.clamp(0.02, 1.0) ** 2)
+        else:
+            r = max(0.02, min(1.0, _rgb(material.roughness)[0]))
+            alpha = r * r
+        return {"type": "roughconductor", "distribution": "ggx", "alpha": alpha, "material": "none"}
     raise ValueError(f"mitsuba_bsdf(): shapes[{i}] has no Mitsuba equivalent: {type(material).__name__}")
 
 
@@ -136,7 +197,8 @@ def mitsuba_scene(mi, shapes, camera, lights, *, spp: int, integrator: dict | No
         },
     }
     for i, s in enumerate(shapes):
-        d[f"shape{i}"] = mitsuba_mesh(mi, f"shape{i}", s.mesh.verts, s.mesh.faces, mitsuba_bsdf(s.material, i), s.emission)
+        d[f"shape{i}"] = mitsuba_mesh(mi, f"shape{i}", s.mesh.verts, s.mesh.faces, mitsuba_bsdf(s.material, i), s.emission,
+                                      s.mesh.uvs, s.mesh.faces_uvs)
     for i, l in enumerate(lights):
         if isinstance(l, (PointLight, DirectionalLight)):
             col, inten = _rgb(l.color), float(l.intensity)

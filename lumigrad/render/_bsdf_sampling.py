@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from lumigrad.geometry.normals import dot
-from lumigrad.scene.materials import GGXMaterial
+from lumigrad.scene.materials import GGXMaterial, TextureParam
 from lumigrad.shade.brdf import _MIN_ROUGHNESS, _ggx_d
 
 __all__ = ["frame", "sample_cosine", "spec_prob", "bsdf_pdf", "bsdf_sample", "MaterialTable"]
@@ -46,6 +46,11 @@ def sample_cosine(n: Tensor, u1: Tensor, u2: Tensor) -> Tensor:
 
 
 def _mat_param(v, like: Tensor) -> Tensor:
+    """A parameter's constant value (no gradient); a :class:`TextureParam` gives its mean texel (used where a
+    per-shape constant is needed: the sampling densities, and the placeholder rows of :class:`MaterialTable`)."""
+    if isinstance(v, TextureParam):
+        t = v.texture.detach()
+        return t.reshape(-1, t.shape[-1]).mean(0).to(like.dtype)
     if isinstance(v, Tensor):
         return v.detach().reshape(-1).to(like.dtype)
     return torch.tensor([float(v)], dtype=like.dtype, device=like.device)
@@ -122,7 +127,10 @@ class MaterialTable:
     kind present (Lambert, Blinn-Phong, GGX, mirror) is evaluated once over its hits
     instead of once per shape. Colour parameters are ``[S, 3]`` (1 channel expanded),
     scalar ones ``[S, 1]``. Rows are gathered from the materials' tensors, so
-    gradients reach them. Values equal the per-material functions above and
+    gradients reach them. A :class:`TextureParam` has a placeholder row (its mean texel, no gradient):
+    the renderer passes the per-hit texture samples as ``at`` (:func:`lumigrad.render.path._material_at`),
+    which replace the gathered rows of those parameters; the sampling constants (``spec_prob``, ``alpha``)
+    use the mean texel. Values equal the per-material functions above and
     :func:`lumigrad.shade.brdf._lambert` / ``_blinn_phong`` / ``_ggx``.
     """
 
@@ -142,8 +150,12 @@ class MaterialTable:
             for m in materials:
                 if isinstance(m, cls):
                     v = getattr(m, attr)
-                    v = v.reshape(-1).to(dtype) if isinstance(v, Tensor) else torch.tensor([float(v)], dtype=dtype,
-                                                                                          device=device)
+                    if isinstance(v, TextureParam):
+                        v = _mat_param(v, torch.zeros(0, dtype=dtype, device=device))
+                    elif isinstance(v, Tensor):
+                        v = v.reshape(-1).to(dtype)
+                    else:
+                        v = torch.tensor([float(v)], dtype=dtype, device=device)
                     out.append(v.expand(width) if v.numel() == 1 else v)
                 else:
                     out.append(torch.zeros(width, dtype=dtype, device=device))
@@ -186,8 +198,11 @@ class MaterialTable:
             out = out.index_put((sel,), v)
         return out if out is not None else torch.zeros(sid.shape[0], width, dtype=self.dtype, device=self.device)
 
-    def brdf(self, sid: Tensor, n: Tensor, l: Tensor, v: Tensor) -> Tensor:
-        """``[R, 3]`` BRDF value (no cosine) at hits on shapes ``sid [R]``; 0 for mirrors (delta lobe)."""
+    def brdf(self, sid: Tensor, n: Tensor, l: Tensor, v: Tensor, at: dict | None = None) -> Tensor:
+        """``[R, 3]`` BRDF value (no cosine) at hits on shapes ``sid [R]``; 0 for mirrors (delta lobe).
+
+        ``at``: optional per-hit rows ``name -> [R, width]`` (textured parameters) used instead of the
+        per-shape rows of those names."""
         from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
 
         p = self.p
@@ -196,6 +211,8 @@ class MaterialTable:
             s, nn, ll, vv = (sid, n, l, v) if sel is None else (x.index_select(0, sel) for x in (sid, n, l, v))
 
             def g(name):  # index_select: its backward is an index_add, cheaper than indexing's index_put
+                if at and name in at:
+                    return at[name] if sel is None else at[name].index_select(0, sel)
                 return p[name].index_select(0, s)
 
             if k == _LAMBERT:
@@ -208,18 +225,25 @@ class MaterialTable:
 
         return self._by_kind(sid, fn)
 
-    def kd(self, sid: Tensor) -> Tensor:
-        """``[R, 3]`` diffuse albedo (for analytic ambient / SH light), ((1 - metallic) base colour for GGX)."""
+    def kd(self, sid: Tensor, at: dict | None = None) -> Tensor:
+        """``[R, 3]`` diffuse albedo (for analytic ambient / SH light), ((1 - metallic) base colour for GGX);
+        ``at`` as in :meth:`brdf`."""
         p = self.p
 
         def fn(k, sel):
             s = sid if sel is None else sid.index_select(0, sel)
+
+            def g(name):
+                if at and name in at:
+                    return at[name] if sel is None else at[name].index_select(0, sel)
+                return p[name].index_select(0, s)
+
             if k == _LAMBERT:
-                return p["albedo"].index_select(0, s)
+                return g("albedo")
             if k == _PHONG:
-                return p["diffuse"].index_select(0, s)
+                return g("diffuse")
             if k == _GGX:
-                return (1.0 - p["metallic"].index_select(0, s).clamp(0.0, 1.0)) * p["base_color"].index_select(0, s)
+                return (1.0 - g("metallic").clamp(0.0, 1.0)) * g("base_color")
             return torch.zeros(s.shape[0], 3, dtype=self.dtype, device=self.device)
 
         return self._by_kind(sid, fn)

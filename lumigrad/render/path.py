@@ -19,6 +19,10 @@ analytically and unshadowed in that mode, as in ``shade``). With
 ``max_bounces > 1`` an :class:`AmbientLight` is a constant environment seen
 by escaping rays instead.
 
+Textured materials (:class:`~lumigrad.scene.materials.TextureParam`): :func:`_material_at`
+samples them at each hit's barycentric UV (bilinear: rays have no screen derivatives for
+mip-mapping); untextured scenes skip it.
+
 Fast path: direct lighting only (``max_bounces=1``) of Lambert surfaces by point,
 directional and ambient lights (no emitters, environment or SH light) skips the
 torch pipeline above for :func:`_radiance_direct`: one Warp launch finds the
@@ -48,7 +52,7 @@ from lumigrad.geometry.normals import face_cross, safe_normalize
 from lumigrad.ops.trace import TraceBVH, intersect, occluded, shade_direct, trace_direct
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
-from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
+from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.render._bsdf_sampling import _LAMBERT, MaterialTable
 from lumigrad.render._envmap import EnvMap
 from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings
@@ -135,6 +139,24 @@ def _check_shapes(fn: str, shapes) -> list[Shape]:
     return list(shapes)
 
 
+def _check_textures(fn: str, shapes: list[Shape]) -> None:
+    """Textured materials need UVs and a shared (``[Ht, Wt, C]`` or batch-1) texture of the meshes' dtype/device."""
+    for i, s in enumerate(shapes):
+        for name, v in vars(s.material).items():
+            if not isinstance(v, TextureParam):
+                continue
+            if s.mesh.uvs is None:
+                raise ValueError(f"{fn}(): shapes[{i}].material.{name} is a TextureParam but shapes[{i}].mesh has "
+                                 f"no uvs (texture coordinates)")
+            t = v.texture
+            if t.ndim == 4 and t.shape[0] != 1:
+                raise ValueError(f"{fn}(): shapes[{i}].material.{name}: the ray tracer takes one texture for all "
+                                 f"views ([Ht, Wt, C] or [1, Ht, Wt, C]), got {list(t.shape)}")
+            if t.dtype != s.mesh.verts.dtype or t.device != s.mesh.verts.device:
+                raise ValueError(f"{fn}(): shapes[{i}].material.{name}.texture must share the mesh's dtype and device "
+                                 f"({s.mesh.verts.dtype}, {s.mesh.verts.device}), got {t.dtype} on {t.device}")
+
+
 class _Scene:
     """Merged, per-render view of the scene (differentiable tensors)."""
 
@@ -159,6 +181,7 @@ class _Scene:
         self.emitters = [i for i, s in enumerate(shapes) if s.is_emitter]
         # Per-shape rows (materials, emission) gathered by shape id: hits on all shapes are shaded together.
         self.mats = MaterialTable([s.material for s in shapes], self.dtype, self.device)
+        self._init_textures(shapes)
         if self.emitters:
             zero = torch.zeros(3, dtype=self.dtype, device=self.device)
             self.emission = torch.stack([s.emission.to(self.dtype) if s.is_emitter else zero for s in shapes], 0)
@@ -176,6 +199,27 @@ class _Scene:
         # [V, 6] verts | vnormals for _radiance_direct, built here (not lazily inside a chunk, which may run
         # under no_grad or a checkpoint); copies of the scene made by the edge sampler build theirs on use.
         self.corners = torch.cat([self.verts, self.vnormals], 1) if _fused_ok(self) else None
+
+    def _init_textures(self, shapes) -> None:
+        """``self.tex``: textured parameter name -> [(shape id, TextureParam)], and, when there is any, the merged
+        ``uvs [1 + T, 2]`` and ``faces_uv [F, 3]`` (faces of shapes without UVs point at row 0, unused)."""
+        self.tex: dict[str, list] = {}
+        for i, s in enumerate(shapes):
+            for name, v in vars(s.material).items():
+                if isinstance(v, TextureParam):
+                    self.tex.setdefault(name, []).append((i, v))
+        if not self.tex:
+            return
+        uvs, fuv, off = [torch.zeros(1, 2, dtype=self.dtype, device=self.device)], [], 1
+        for s in shapes:
+            m = s.mesh
+            if m.uvs is None:
+                fuv.append(torch.zeros_like(m.faces, dtype=torch.long))
+            else:
+                uvs.append(m.uvs)
+                fuv.append(m.faces_uvs.long() + off)
+                off += m.uvs.shape[0]
+        self.uvs, self.faces_uv = torch.cat(uvs, 0), torch.cat(fuv, 0)
 
     def rand(self, *shape) -> Tensor:
         return torch.rand(*shape, generator=self.gen, dtype=self.dtype, device=self.device)
@@ -253,6 +297,55 @@ class _Hit(NamedTuple):
     ns: Tensor  # [h, 3] shading normal
     ng: Tensor  # [h, 3] geometric unit normal
     wo: Tensor  # [h, 3] unit direction back along the ray
+    face: Tensor | None = None  # [h] int64 merged face id (needed for textured materials)
+    bary: Tensor | None = None  # [h, 3] barycentrics of the hit in that face (differentiable)
+
+
+def _sample_texture(tp: TextureParam, uv: Tensor) -> Tensor:
+    """``[n, C]`` texels of ``tp`` at ``uv [n, 2]``: bilinear (``"nearest"`` if asked for). Rays carry no screen
+    derivatives, so the rasterizer's mip-mapped filters become level 0 (bilinear) here."""
+    from lumigrad.ops.texture import texture
+
+    if uv.shape[0] == 0:
+        return uv.new_zeros(0, tp.channels)
+    mode = "nearest" if tp.filter_mode == "nearest" else "linear"
+    t = tp.texture if tp.texture.ndim == 3 else tp.texture[0]
+    return texture(t, uv[None, None], filter_mode=mode, boundary_mode=tp.boundary_mode or "wrap")[0, 0]
+
+
+def _material_at(sc: _Scene, shape: Tensor, face: Tensor, bary: Tensor) -> dict:
+    """Per-hit values ``name -> [h, width]`` of the textured material parameters (``{}`` when none is textured).
+
+    The hit's UV is the barycentric blend of its triangle's UVs (gradients reach the texels, and the
+    vertices and ray through ``bary``); hits on shapes whose ``name`` is constant get their shape's row.
+    """
+    if not sc.tex:
+        return {}
+    uvc = _take(sc.uvs, _take(sc.faces_uv, face).reshape(-1)).reshape(-1, 3, 2)
+    uv = (bary[..., None] * uvc).sum(1)  # [h, 2]
+    out = {}
+    for name, entries in sc.tex.items():
+        rows = sc.mats.p[name]
+        width = rows.shape[1]
+        if len(entries) == 1 and len(sc.shapes) == 1:
+            out[name] = _sample_texture(entries[0][1], uv).expand(-1, width)
+            continue
+        v = _take(rows, shape)
+        for i, tp in entries:
+            sel = torch.nonzero(shape == i).squeeze(1)
+            if sel.numel():
+                v = v.index_put((sel,), _sample_texture(tp, _take(uv, sel)).expand(-1, width))
+        out[name] = v
+    return out
+
+
+def _hit_material(sc: _Scene, h: _Hit) -> dict:
+    """:func:`_material_at` of a :class:`_Hit`."""
+    if not sc.tex:
+        return {}
+    if h.face is None or h.bary is None:
+        raise RuntimeError(f"{_FN}(): internal error: a hit without face / bary reached a textured material")
+    return _material_at(sc, h.shape, h.face, h.bary)
 
 
 def _trace(sc: _Scene, origins: Tensor, dirs: Tensor) -> _Hit:
@@ -267,7 +360,7 @@ def _trace(sc: _Scene, origins: Tensor, dirs: Tensor) -> _Hit:
     bary = torch.stack([1.0 - b1 - b2, b1, b2], dim=-1)
     ns = safe_normalize((bary[..., None] * _take(sc.vnormals, fl).reshape(-1, 3, 3)).sum(1))
     ng = safe_normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1))
-    return _Hit(idx, _take(sc.owner, face), o + t[:, None] * d, ns, ng, safe_normalize(-d))
+    return _Hit(idx, _take(sc.owner, face), o + t[:, None] * d, ns, ng, safe_normalize(-d), face, bary)
 
 
 def _visible(sc: _Scene, p: Tensor, ng: Tensor, l: Tensor, dist: Tensor) -> Tensor:
@@ -297,11 +390,13 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
     if h.idx.numel() == 0:
         return out
     mis, mats = sc.settings.mis, sc.mats
+    at = _hit_material(sc, h)
     if mats.mirror.any():
         sel = torch.nonzero(~mats.mirror[h.shape]).squeeze(1)
         if sel.numel() == 0:
             return out
         sid, p, ns, ng, wo = (_take(x, sel) for x in (h.shape, h.points, h.ns, h.ng, h.wo))
+        at = {k: _take(v, sel) for k, v in at.items()}
     else:
         sel = None
         sid, p, ns, ng, wo = h.shape, h.points, h.ns, h.ng, h.wo
@@ -318,7 +413,7 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         else:
             dist = torch.full_like(p[:, 0], 1e30)
         cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
-        rgb = rgb + mats.brdf(sid, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist)
+        rgb = rgb + mats.brdf(sid, ns, l, wo, at) * e_perp * cos * _visible(sc, p, ng, l, dist)
     for e_id, (tris, areas) in zip(sc.emitters, sc.emit_tris):
         k = torch.multinomial(areas.detach(), n, replacement=True, generator=gen)
         u1, u2 = rand(n), rand(n)
@@ -334,7 +429,7 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
         area = areas.sum()
         e_perp = sc.shapes[e_id].emission * cos_y * area / dist2
-        term = mats.brdf(sid, ns, l, wo) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
+        term = mats.brdf(sid, ns, l, wo, at) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
         if mis:
             with torch.no_grad():
                 p_light = (dist2 / (cos_y.clamp_min(1e-12) * area))[:, 0]
@@ -344,13 +439,13 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
     if sc.env is not None:
         l, pdf = sc.env.sample(n, gen)
         cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
-        term = mats.brdf(sid, ns, l, wo) * sc.env.eval(l) * cos / pdf[:, None]
+        term = mats.brdf(sid, ns, l, wo, at) * sc.env.eval(l) * cos / pdf[:, None]
         term = term * _visible(sc, p, ng, l, torch.full_like(p[:, 0], 1e30))
         if mis:
             term = term * _power(pdf, mats.pdf(sid, ns.detach(), wo.detach(), l))[:, None]
         rgb = rgb + term
     if analytic_env and (sc.ambient or sc.sh):
-        kd = mats.kd(sid)
+        kd = mats.kd(sid, at)
         for amb in sc.ambient:
             rgb = rgb + amb.color * kd
         for shl in sc.sh:
@@ -372,7 +467,7 @@ def _sample_bsdf(sc: _Scene, h: _Hit, gen: torch.Generator) -> tuple[Tensor, Ten
     wi, pd = mats.sample(h.shape, h.ns.detach(), h.wo.detach(), gen)
     cos = (h.ns * wi).sum(-1, keepdim=True).clamp_min(0.0)
     ok = (pd > 0)[:, None]
-    w = torch.where(ok, mats.brdf(h.shape, h.ns, wi, h.wo) * cos / pd.clamp_min(1e-30)[:, None], 0.0)
+    w = torch.where(ok, mats.brdf(h.shape, h.ns, wi, h.wo, _hit_material(sc, h)) * cos / pd.clamp_min(1e-30)[:, None], 0.0)
     delta = mats.mirror[h.shape]
     if mats.mirror.any():
         refl = 2 * (h.ns * h.wo).sum(-1, keepdim=True) * h.ns - h.wo
@@ -438,7 +533,12 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor,
     if sc.corners is None:  # positions and normals side by side: one gather (and one index_add backward)
         sc.corners = torch.cat([sc.verts, sc.vnormals], 1)
     corners = _take(sc.corners, _take(sc.faces_long, f).reshape(-1)).reshape(-1, 18)
-    alb = _take(sc.mats.p["albedo"], _take(sc.owner, f))
+    if "albedo" in sc.tex:  # textured: per-hit albedo at the (differentiable, torch) barycentrics of the hits
+        o, d = _take(origins, idx), _take(dirs, idx)
+        _, b1, b2 = ray_triangle(o, d, corners[:, 0:3], corners[:, 6:9], corners[:, 12:15])
+        alb = _material_at(sc, _take(sc.owner, f), f, torch.stack([1.0 - b1 - b2, b1, b2], -1))["albedo"]
+    else:
+        alb = _take(sc.mats.p["albedo"], _take(sc.owner, f))
     rgb = shade_direct(corners, _take(origins, idx), _take(dirs, idx), alb, _take(vis, idx).to(sc.dtype),
                        lk, lv, ls, lf)
     for amb in sc.ambient:
@@ -493,7 +593,7 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
             beta = beta / q[:, None]
             sel = torch.nonzero(keep).squeeze(1)
             beta, idx, delta, new_d, pdf = (_take(x, sel) for x in (beta, idx, delta, new_d, pdf))
-            h = _Hit(*(_take(x, sel) for x in h))
+            h = _Hit(*(None if x is None else _take(x, sel) for x in h))
         side = torch.where((h.ng * new_d).sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         o = h.points + side * h.ng * sc.eps
         h2 = _trace(sc, o, new_d)
@@ -596,8 +696,10 @@ def render_trace(
     """Ray-trace ``shapes`` from every view of ``camera``.
 
     Args:
-        shapes: one or more :class:`Shape` (mesh + constant material +
-            optional emission); all share one dtype and device.
+        shapes: one or more :class:`Shape` (mesh + material + optional
+            emission); all share one dtype and device. Material parameters may be
+            :class:`~lumigrad.scene.materials.TextureParam` (sampled bilinearly at each hit's
+            UV; the mesh needs ``uvs``; see ``docs/tracing.md``).
         camera: batched camera (B views), as for ``render_mesh``.
         lights: :class:`PointLight`, :class:`DirectionalLight` (shadowed),
             :class:`AmbientLight`, :class:`SHEnvironmentLight` (see module docstring).
@@ -609,7 +711,7 @@ def render_trace(
     Returns:
         :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.
         ``image`` has gradients w.r.t. vertices, camera (``world_to_cam`` and
-        ``K``), material tensors, light tensors and emission, including the
+        ``K``), material tensors and texture images, light tensors and emission, including the
         visibility terms described in :mod:`lumigrad.render._trace_edges`.
 
     Example:
@@ -621,6 +723,7 @@ def render_trace(
         torch.Size([1, 16, 16, 3])
     """
     shapes = _check_shapes(_FN, shapes)
+    _check_textures(_FN, shapes)
     if not isinstance(camera, Camera):
         raise TypeError(f"{_FN}(): camera must be a Camera, got {type(camera).__name__}")
     if not isinstance(settings, TraceSettings):

@@ -33,6 +33,23 @@ is silently dropped):
   ``envmap`` (``filename``, ``scale``, a rotation as ``to_world``),
   ``constant`` (``radiance``, a uniform :class:`EnvironmentLight`).
 * Colours: ``rgb``, ``float`` values; ``spectrum`` with one value.
+* Textures: ``<texture type="bitmap">`` (nested, or declared at the top level
+  with an ``id`` and used by ``<ref name=... id=...>``) as the reflectance of
+  ``diffuse`` (``reflectance``), ``plastic`` / ``roughplastic``
+  (``diffuse_reflectance``) and ``roughconductor`` (``specular_reflectance``,
+  and ``alpha``, which becomes ``roughness = sqrt(alpha)`` per texel: exact for
+  ``nearest``, for ``bilinear`` lumigrad blends ``sqrt(alpha)`` where Mitsuba
+  blends ``alpha``), giving a :class:`~lumigrad.scene.materials.TextureParam`.
+  ``filename`` is relative to the XML file and read with imageio;
+  ``filter_type`` ``bilinear`` (default) / ``nearest``; ``wrap_mode``
+  ``repeat`` (default, lumigrad's ``"wrap"``) / ``clamp`` (``mirror`` has no
+  lumigrad equivalent and raises). Like Mitsuba, 8/16-bit images (PNG, JPEG,
+  ...) are sRGB-decoded to linear values unless ``raw="true"``; EXR / HDR /
+  PFM are linear. A float-valued parameter (``alpha``) of an RGB image takes
+  its luminance. Textured shapes need UVs: ``obj`` / ``ply`` with texture
+  coordinates, or ``rectangle`` (Mitsuba's UVs, with ``v`` flipped into
+  lumigrad's convention: Mitsuba's ``v`` points down the image, lumigrad's up;
+  see ``docs/conventions.md``).
 """
 from __future__ import annotations
 
@@ -47,7 +64,7 @@ from lumigrad._runtime.files import existing_file
 from lumigrad.geometry.primitives import cube, icosphere
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import DirectionalLight, PointLight
-from lumigrad.scene.materials import GGXMaterial, LambertMaterial
+from lumigrad.scene.materials import GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.scene.mesh import Mesh
 from lumigrad.scene.scene_file import TraceScene
 from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, TraceSettings
@@ -55,6 +72,14 @@ from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, 
 __all__ = ["load_mitsuba_xml"]
 
 _FN = "load_mitsuba_xml"
+_FILTERS = {"bilinear": "linear", "nearest": "nearest"}
+_WRAPS = {"repeat": "wrap", "clamp": "clamp"}
+_LINEAR_SUFFIXES = (".exr", ".hdr", ".pfm")
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    """The sRGB transfer function's inverse (IEC 61966-2-1), elementwise on values in [0, 1]."""
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0) + 0.055) / 1.055) ** 2.4)
 
 
 def _err(el, msg: str) -> ValueError:
@@ -68,6 +93,7 @@ class _Reader:
         self.base, self.dtype = base, dtype
         self.defaults: dict[str, str] = {}
         self.bsdfs: dict[str, object] = {}
+        self.textures: dict[str, object] = {}  # top-level <texture id=...> elements
 
     def sub(self, s: str | None) -> str | None:
         if s is None:
@@ -107,17 +133,56 @@ class _Reader:
         if tag == "transform":
             return self.transform(c)
         if tag == "texture":
-            raise _err(c, "textures are not supported (constant values only)")
+            return self.texture(c)
+        if tag == "ref":
+            rid = self.sub(c.get("id"))
+            if rid not in self.textures:
+                raise _err(c, f"no top-level texture with id {rid!r}")
+            return self.texture(self.textures[rid])
         raise _err(c, "unsupported property type")
+
+    def texture(self, el) -> TextureParam:
+        """A ``bitmap`` texture as a linear-valued :class:`TextureParam` (module docstring)."""
+        if el.get("type") != "bitmap":
+            raise _err(el, "only bitmap textures are supported")
+        from lumigrad.scene.io import read_image
+
+        props = self.props(el)
+        for k in props:
+            if k not in ("filename", "filter_type", "wrap_mode", "raw"):
+                raise _err(el, f"unsupported bitmap property {k!r} (filename, filter_type, wrap_mode, raw)")
+        if "filename" not in props:
+            raise _err(el, "a bitmap needs a filename")
+        fname = Path(self.value(props["filename"]))
+        path = fname if fname.is_absolute() else self.base / fname
+        if not path.is_file():
+            raise FileNotFoundError(f"{_FN}(): <texture type='bitmap'>: no such file: {path}")
+        try:
+            img = read_image(path, dtype=torch.float64)
+        except ValueError as e:
+            raise _err(el, str(e)) from None
+        filt = self.value(props["filter_type"]) if "filter_type" in props else "bilinear"
+        if filt not in _FILTERS:
+            raise _err(el, f"filter_type must be 'bilinear' or 'nearest', got {filt!r}")
+        wrap = self.value(props["wrap_mode"]) if "wrap_mode" in props else "repeat"
+        if wrap not in _WRAPS:
+            raise _err(el, f"wrap_mode {wrap!r} has no lumigrad boundary mode (repeat or clamp)")
+        raw = bool(self.value(props["raw"])) if "raw" in props else False
+        img = img[..., :3] if img.shape[-1] >= 3 else img[..., :1]  # drop alpha (and grey+alpha's alpha)
+        if not raw and path.suffix.lower() not in _LINEAR_SUFFIXES:
+            img = srgb_to_linear(img)
+        return TextureParam(img.to(self.dtype).contiguous(), filter_mode=_FILTERS[filt], boundary_mode=_WRAPS[wrap])
+
+    def color(self, el, name: str, default) -> torch.Tensor | TextureParam:
+        v = self.get(el, name, default)
+        if isinstance(v, TextureParam):
+            return v
+        v = [v] * 3 if isinstance(v, float) else v
+        return torch.tensor(v, dtype=self.dtype)
 
     def get(self, el, name: str, default=None):
         p = self.props(el)
         return self.value(p[name]) if name in p else default
-
-    def color(self, el, name: str, default) -> torch.Tensor:
-        v = self.get(el, name, default)
-        v = [v] * 3 if isinstance(v, float) else v
-        return torch.tensor(v, dtype=self.dtype)
 
     def transform(self, el) -> torch.Tensor:
         m = torch.eye(4, dtype=torch.float64)
@@ -179,10 +244,20 @@ class _Reader:
         if kind == "conductor":
             return MirrorMaterial(self.color(el, "specular_reflectance", 1.0))
         if kind == "roughconductor":
-            alpha = float(self.get(el, "alpha", 0.1))
-            return GGXMaterial(self.color(el, "specular_reflectance", 1.0), math.sqrt(alpha), 1.0)
+            alpha = self.get(el, "alpha", 0.1)
+            if isinstance(alpha, TextureParam):
+                t = alpha.texture
+                if t.shape[-1] == 3:  # a float parameter of an RGB image: its luminance, as Mitsuba's eval_1
+                    t = t @ torch.tensor([0.2126, 0.7152, 0.0722], dtype=t.dtype)[:, None]
+                rough = TextureParam(t.clamp_min(0).sqrt().contiguous(), alpha.filter_mode, alpha.boundary_mode)
+            else:
+                rough = math.sqrt(float(alpha))
+            return GGXMaterial(self.color(el, "specular_reflectance", 1.0), rough, 1.0)
         if kind in ("plastic", "roughplastic"):
-            alpha = float(self.get(el, "alpha", 0.1)) if kind == "roughplastic" else 0.0025
+            alpha = self.get(el, "alpha", 0.1) if kind == "roughplastic" else 0.0025
+            if isinstance(alpha, TextureParam):
+                raise _err(el, "Mitsuba's roughplastic takes a constant alpha, not a texture")
+            alpha = float(alpha)
             return GGXMaterial(self.color(el, "diffuse_reflectance", 0.5), math.sqrt(alpha), 0.0)
         raise _err(el, "unsupported bsdf (diffuse, conductor, roughconductor, plastic, roughplastic, twosided)")
 
@@ -200,6 +275,7 @@ class _Reader:
     def shape(self, el) -> Shape:
         kind = el.get("type")
         m = self.get(el, "to_world", torch.eye(4, dtype=torch.float64))
+        uvs = fuv = None
         if kind in ("obj", "ply"):
             from lumigrad.scene.io import read_mesh
 
@@ -208,13 +284,15 @@ class _Reader:
                 raise _err(el, "needs a filename")
             p = Path(fname)
             mesh = read_mesh(p if p.is_absolute() else self.base / p, dtype=torch.float64)
-            v, f = mesh.verts, mesh.faces
+            v, f, uvs, fuv = mesh.verts, mesh.faces, mesh.uvs, mesh.faces_uvs
         elif kind == "sphere":
             v, f = icosphere(4, dtype=torch.float64)
             v = v * float(self.get(el, "radius", 1.0)) + self.t(self.get(el, "center", [0.0, 0.0, 0.0]))
         elif kind == "rectangle":
             v = self.t([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]])
             f = torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32)
+            # Mitsuba's rectangle UVs (0,0) (1,0) (1,1) (0,1), v down the image; lumigrad's v points up.
+            uvs, fuv = self.t([[0, 1], [1, 1], [1, 0], [0, 0]]), f
         elif kind == "cube":
             v, f = cube(2.0, dtype=torch.float64)
             v = v[f.long()].reshape(-1, 3)  # flat faces, like Mitsuba's cube
@@ -224,13 +302,22 @@ class _Reader:
         v = v @ m[:3, :3].T + m[:3, 3]
         if float(torch.linalg.det(m[:3, :3])) < 0:
             f = f[:, [0, 2, 1]]
+            fuv = None if fuv is None else fuv[:, [0, 2, 1]]
+        material = self.material_of(el)
+        textured = [k for k, x in vars(material).items() if isinstance(x, TextureParam)]
+        if textured and uvs is None:
+            raise _err(el, f"its bsdf's {textured[0]} is a texture, but the shape has no UVs (textured shapes: obj/ply "
+                           "with texture coordinates, or rectangle)")
+        if not textured:
+            uvs = fuv = None
         emission = None
         for c in el:
             if c.tag == "emitter":
                 if c.get("type") != "area":
                     raise _err(c, "only 'area' emitters can be attached to a shape")
                 emission = self.color(c, "radiance", 1.0)
-        return Shape(Mesh(v.to(self.dtype), f), self.material_of(el), emission)
+        mesh = Mesh(v.to(self.dtype), f, uvs=None if uvs is None else uvs.to(self.dtype), faces_uvs=fuv)
+        return Shape(mesh, material, emission)
 
     def emitter(self, el):
         kind = el.get("type")
@@ -306,12 +393,17 @@ def load_mitsuba_xml(path, *, dtype: torch.dtype = torch.float32) -> TraceScene:
         if el.tag == "default":
             r.defaults[el.get("name")] = el.get("value")
     for el in root:
+        if el.tag == "texture":
+            if el.get("id") is None:
+                raise _err(el, "a top-level texture needs an id")
+            r.textures[el.get("id")] = el
+    for el in root:
         if el.tag == "bsdf":
             if el.get("id") is None:
                 raise _err(el, "a top-level bsdf needs an id")
             r.bsdfs[el.get("id")] = r.bsdf(el)
     for el in root:
-        if el.tag in ("default", "bsdf"):
+        if el.tag in ("default", "bsdf", "texture"):
             continue
         if el.tag == "integrator":
             kind = el.get("type")

@@ -31,10 +31,17 @@ Format (``"format": "lumigrad-scene"``, ``"version": 1``); every field except
 * ``mesh``: a path (OBJ/PLY/GLB, relative to the scene file), a primitive
   ``{"type": "icosphere", "level"}`` / ``{"type": "plane", "size", "resolution"}``
   / ``{"type": "cube", "size"}``, or inline ``{"verts": [[x, y, z], ...],
-  "faces": [[i, j, k], ...]}``. ``transform`` scales then translates.
+  "faces": [[i, j, k], ...]}`` with optional ``"uvs": [[u, v], ...]`` and
+  ``"faces_uvs"`` (lumigrad's UV convention, v up). ``transform`` scales then translates.
 * ``material.type``: ``lambert`` (``albedo``), ``blinn_phong`` (``diffuse``,
   ``specular``, ``shininess``), ``ggx`` (``base_color``, ``roughness``,
-  ``metallic``), ``mirror`` (``reflectance``). Values are numbers or RGB lists.
+  ``metallic``), ``mirror`` (``reflectance``). Values are numbers or RGB lists,
+  or (not for ``mirror``) a texture, a :class:`~lumigrad.scene.materials.TextureParam`:
+  ``{"texture": "albedo.exr"}`` (an image path relative to the scene file, read
+  as stored: EXR is linear, 8-bit images are taken as stored unless
+  ``"srgb": true`` decodes them) or ``{"texels": [[[r, g, b], ...], ...]}``, with
+  optional ``"filter_mode"`` and ``"boundary_mode"`` (see
+  :func:`lumigrad.ops.texture.texture`). The shape's mesh needs UVs.
 * ``emission``: radiance, makes the shape an area light (front side).
 * ``lights[].type``: ``point`` (``position``, ``intensity``, ``color``,
   ``falloff``), ``directional`` (``to_light``, ``intensity``, ``color``),
@@ -44,7 +51,10 @@ Format (``"format": "lumigrad-scene"``, ``"version": 1``); every field except
 * ``integrator``: the fields of :class:`~lumigrad.scene.trace_types.TraceSettings`.
 
 :func:`save_scene` writes cameras as matrices and meshes inline, so a saved
-scene reloads to the same tensors.
+scene reloads to the same tensors; it writes each texture as a float32 EXR next
+to the scene file (``<scene stem>.shape<i>.<param>.exr``, atomically, before the
+JSON) and refers to it by file name. :func:`scene_to_dict` keeps textures
+inline (``"texels"``).
 """
 from __future__ import annotations
 
@@ -61,7 +71,7 @@ from lumigrad._runtime.files import existing_file, write_text_atomic
 from lumigrad.geometry.primitives import cube, icosphere, plane
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight
-from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial
+from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.scene.mesh import Mesh
 from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape, TraceSettings
 
@@ -103,7 +113,44 @@ def _vec(ctx: str, v, n: int, dtype) -> Tensor:
     return t
 
 
-def _param(ctx: str, v, dtype):
+_TEX_KEYS = ("texture", "texels", "filter_mode", "boundary_mode", "srgb")
+
+
+def _texture(ctx: str, v: dict, base: Path, dtype) -> TextureParam:
+    unknown = set(v) - set(_TEX_KEYS)
+    if unknown:
+        raise _where(ctx, f"unknown texture keys {sorted(unknown)} (allowed: {list(_TEX_KEYS)})")
+    if ("texture" in v) == ("texels" in v):
+        raise _where(ctx, "a texture needs exactly one of 'texture' (an image path) or 'texels' ([H][W][C])")
+    if "texture" in v:
+        from lumigrad.scene.io import read_image
+
+        img = Path(v["texture"])
+        tex = read_image(img if img.is_absolute() else base / img, dtype=dtype)
+        tex = tex[..., :3] if tex.shape[-1] >= 3 else tex[..., :1]
+        if v.get("srgb", False):
+            from lumigrad.scene.mitsuba_xml import srgb_to_linear
+
+            tex = srgb_to_linear(tex)
+    else:
+        try:
+            tex = torch.as_tensor(v["texels"], dtype=dtype)
+        except (TypeError, ValueError, RuntimeError):
+            raise _where(ctx, "texels must be a numeric [H][W][C] list") from None
+    from lumigrad.ops.texture import BOUNDARY_MODES, FILTER_MODES
+
+    for key, allowed in (("filter_mode", FILTER_MODES), ("boundary_mode", BOUNDARY_MODES)):
+        if v.get(key) is not None and v[key] not in allowed:
+            raise _where(ctx, f"{key} must be one of {list(allowed)}, got {v[key]!r}")
+    try:
+        return TextureParam(tex.contiguous(), v.get("filter_mode"), v.get("boundary_mode"))
+    except (TypeError, ValueError) as e:
+        raise _where(ctx, str(e)) from None
+
+
+def _param(ctx: str, v, dtype, base: Path = Path(".")):
+    if isinstance(v, dict):
+        return _texture(ctx, v, base, dtype)
     if isinstance(v, bool) or not isinstance(v, (int, float, list)):
         raise _where(ctx, f"expected a number or a list of 1 or 3 numbers, got {v!r}")
     if isinstance(v, (int, float)):
@@ -127,10 +174,12 @@ def _mesh(ctx: str, spec, base: Path, dtype) -> Mesh:
         try:
             v = torch.as_tensor(spec["verts"], dtype=dtype)
             f = torch.as_tensor(spec["faces"], dtype=torch.int32)
+            uv = torch.as_tensor(spec["uvs"], dtype=dtype) if "uvs" in spec else None
+            fuv = torch.as_tensor(spec["faces_uvs"], dtype=torch.int32) if "faces_uvs" in spec else None
         except (KeyError, TypeError, ValueError) as e:
             raise _where(ctx, f"inline mesh needs numeric 'verts' [[x, y, z], ...] and 'faces' [[i, j, k], ...] ({e})") from None
         try:
-            return Mesh(v, f)
+            return Mesh(v, f, uvs=uv, faces_uvs=fuv)
         except (TypeError, ValueError) as e:
             raise _where(ctx, str(e)) from None
     kind = spec.get("type")
@@ -165,11 +214,14 @@ def _shape(i: int, spec, base: Path, dtype) -> Shape:
     unknown = set(mspec) - set(keys) - {"type"}
     if unknown:
         raise _where(f"{ctx}.material", f"unknown keys {sorted(unknown)} for {kind!r} (allowed: {list(keys)})")
-    params = {k: _param(f"{ctx}.material.{k}", mspec[k], dtype) for k in keys if k in mspec}
+    params = {k: _param(f"{ctx}.material.{k}", mspec[k], dtype, base) for k in keys if k in mspec}
     emission = spec.get("emission")
     if emission is not None:
         emission = _vec(f"{ctx}.emission", emission, 3, dtype)
-    return Shape(mesh, cls(**params), emission)
+    try:
+        return Shape(mesh, cls(**params), emission)
+    except (TypeError, ValueError) as e:
+        raise _where(ctx, str(e)) from None
 
 
 def _light(i: int, spec, dtype, base: Path = Path(".")):
@@ -286,17 +338,41 @@ def _listify(v):
     return v
 
 
-def scene_to_dict(scene: TraceScene) -> dict:
-    """The JSON-ready dict of ``scene`` (camera as matrices, meshes inline)."""
+def _texture_entry(tp: TextureParam, ref) -> dict:
+    d = {"texture": ref} if isinstance(ref, str) else {"texels": _listify(ref)}
+    if tp.filter_mode is not None:
+        d["filter_mode"] = tp.filter_mode
+    if tp.boundary_mode is not None:
+        d["boundary_mode"] = tp.boundary_mode
+    return d
+
+
+def scene_to_dict(scene: TraceScene, *, _texture_file=None) -> dict:
+    """The JSON-ready dict of ``scene`` (camera as matrices, meshes and textures inline)."""
     cam = scene.camera
     if cam.batch_size != 1:
         raise ValueError(f"save_scene(): scene files hold one view, the camera has {cam.batch_size}")
     shapes = []
-    for s in scene.shapes:
+    for i, s in enumerate(scene.shapes):
         kind = next(k for k, (cls, _) in _MATERIALS.items() if isinstance(s.material, cls))
         keys = _MATERIALS[kind][1]
-        mat = {"type": kind, **{k: _listify(getattr(s.material, k)) for k in keys}}
-        entry = {"mesh": {"verts": _listify(s.mesh.verts), "faces": _listify(s.mesh.faces)}, "material": mat}
+        mat = {"type": kind}
+        for k in keys:
+            v = getattr(s.material, k)
+            if isinstance(v, TextureParam):
+                tex = v.texture[0] if v.texture.ndim == 4 else v.texture
+                if v.texture.ndim == 4 and v.texture.shape[0] != 1:
+                    raise ValueError(f"save_scene(): shapes[{i}].material.{k}: scene files hold one texture, got "
+                                     f"{list(v.texture.shape)}")
+                mat[k] = _texture_entry(v, tex if _texture_file is None else _texture_file(i, k, tex))
+            else:
+                mat[k] = _listify(v)
+        m = s.mesh
+        mesh = {"verts": _listify(m.verts), "faces": _listify(m.faces)}
+        if m.uvs is not None:
+            mesh["uvs"] = _listify(m.uvs)
+            mesh["faces_uvs"] = _listify(m.faces_uvs)
+        entry = {"mesh": mesh, "material": mat}
         if s.emission is not None:
             entry["emission"] = _listify(s.emission)
         shapes.append(entry)
@@ -331,7 +407,24 @@ def scene_to_dict(scene: TraceScene) -> dict:
 
 
 def save_scene(path, scene: TraceScene) -> None:
-    """Write ``scene`` as JSON, atomically; :func:`load_scene` reads it back to equal tensors."""
+    """Write ``scene`` as JSON, atomically; :func:`load_scene` reads it back to equal tensors.
+
+    Textures go to float32 EXR files next to it (``<stem>.shape<i>.<param>.exr``, each written
+    atomically, before the JSON), so float64 texels come back rounded to float32.
+    """
     if not isinstance(scene, TraceScene):
         raise TypeError(f"save_scene(): scene must be a TraceScene, got {type(scene).__name__}")
-    write_text_atomic(path, json.dumps(scene_to_dict(scene), indent=1))
+    path = Path(path)
+
+    def texture_file(i: int, name: str, tex: Tensor) -> str:
+        import imageio.v3 as iio
+
+        from lumigrad._runtime.files import atomic_path
+
+        fname = f"{path.stem}.shape{i}.{name}.exr"
+        arr = tex.detach().cpu().to(torch.float32).numpy()
+        with atomic_path(path.parent / fname) as tmp:
+            iio.imwrite(tmp, arr[..., 0] if arr.shape[-1] == 1 else arr)
+        return fname
+
+    write_text_atomic(path, json.dumps(scene_to_dict(scene, _texture_file=texture_file), indent=1))

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from lumigrad._runtime.checks import check_finite, check_float_tensor
-from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, MaterialParam, _check_param
+from lumigrad.scene.materials import (BlinnPhongMaterial, GGXMaterial, LambertMaterial, MaterialParam, TextureParam,
+                                      _check_param)
 from lumigrad.scene.mesh import Mesh
 
 __all__ = ["EnvironmentLight", "MirrorMaterial", "Shape", "TraceSettings", "TRACE_MATERIALS"]
@@ -100,8 +101,9 @@ class Shape:
 
     Args:
         mesh: the geometry.
-        material: Lambert, Blinn-Phong, GGX or :class:`MirrorMaterial` with
-            constant (non-texture) parameters.
+        material: Lambert, Blinn-Phong, GGX or :class:`MirrorMaterial`. Lambert, Blinn-Phong and GGX
+            parameters may be :class:`~lumigrad.scene.materials.TextureParam` (the mesh then needs
+            ``uvs``; the tracer samples them bilinearly at each hit); a mirror's are constant.
         emission: optional ``[3]`` radiance leaving the front side.
     """
 
@@ -117,9 +119,15 @@ class Shape:
         if not isinstance(self.material, TRACE_MATERIALS):
             raise TypeError(f"Shape(): material must be one of {[c.__name__ for c in TRACE_MATERIALS]}, "
                             f"got {type(self.material).__name__}")
-        for v in vars(self.material).values():
-            if not isinstance(v, (float, Tensor)):
-                raise TypeError(f"Shape(): the ray tracer takes constant material parameters, got {type(v).__name__}")
+        for name, v in vars(self.material).items():
+            if isinstance(v, TextureParam):
+                if isinstance(self.material, MirrorMaterial):
+                    raise TypeError(f"Shape(): MirrorMaterial.{name} must be constant (no TextureParam)")
+                if self.mesh.uvs is None:
+                    raise ValueError(f"Shape(): material.{name} is a TextureParam but the mesh has no uvs")
+            elif not isinstance(v, (float, Tensor)):
+                raise TypeError(f"Shape(): material parameters must be floats, tensors or TextureParams, got "
+                                f"{type(v).__name__}")
         if self.emission is not None:
             check_float_tensor("Shape", "emission", self.emission, (1,), 3, expected="[3]")
             check_finite("Shape", "emission", self.emission)

@@ -92,3 +92,57 @@ def test_envmap_light_from_image_and_round_trip(tmp_path):
     bad = {**SCENE, "lights": [{"type": "envmap"}]}
     with pytest.raises(ValueError, match="envmap needs"):
         load_scene(_write(tmp_path, bad))
+
+
+def test_textured_materials_load_save_round_trip(tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from lumigrad.scene.materials import TextureParam
+
+    rng = np.random.default_rng(0)
+    iio.imwrite(tmp_path / "alb.exr", rng.random((4, 6, 3)).astype(np.float32))
+    png = (rng.random((3, 3)) * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "rough.png", png)
+    quad = {"verts": [[-1, 0, 1], [1, 0, 1], [1, 0, -1], [-1, 0, -1]], "faces": [[0, 1, 2], [0, 2, 3]],
+            "uvs": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+    data = {**SCENE, "shapes": [
+        {"mesh": quad, "material": {"type": "lambert", "albedo": {"texture": "alb.exr", "filter_mode": "linear"}}},
+        {"mesh": quad, "transform": {"translate": [0, 0.2, 0]},
+         "material": {"type": "ggx", "base_color": {"texels": [[[0.2, 0.3, 0.4], [0.5, 0.6, 0.7]]]},
+                      "roughness": {"texture": "rough.png", "srgb": True, "boundary_mode": "clamp"}, "metallic": 0}}]}
+    scene = load_scene(_write(tmp_path, data), dtype=torch.float32)
+    alb = scene.shapes[0].material.albedo
+    assert isinstance(alb, TextureParam) and alb.filter_mode == "linear" and alb.texture.shape == (4, 6, 3)
+    torch.testing.assert_close(alb.texture, torch.from_numpy(iio.imread(tmp_path / "alb.exr")[..., :3]))
+    rough = scene.shapes[1].material.roughness
+    assert rough.channels == 1 and rough.boundary_mode == "clamp"
+    from lumigrad.scene.mitsuba_xml import srgb_to_linear
+
+    torch.testing.assert_close(rough.texture[..., 0], srgb_to_linear(torch.from_numpy(png / 255.0)).float())
+    img = render_trace(scene.shapes, scene.camera, scene.lights, scene.settings).image
+
+    out = tmp_path / "sub" / "saved.json"
+    save_scene(out, scene)
+    saved = json.loads(out.read_text())
+    assert saved["shapes"][0]["material"]["albedo"] == {"texture": "saved.shape0.albedo.exr", "filter_mode": "linear"}
+    assert (tmp_path / "sub" / "saved.shape1.roughness.exr").is_file()
+    again = load_scene(out, dtype=torch.float32)
+    for a, b in zip(scene.shapes, again.shapes):
+        torch.testing.assert_close(a.mesh.uvs, b.mesh.uvs, rtol=0, atol=0)
+        for k, v in vars(a.material).items():
+            w = getattr(b.material, k)
+            if isinstance(v, TextureParam):
+                torch.testing.assert_close(v.texture, w.texture, rtol=0, atol=0)
+                assert (v.filter_mode, v.boundary_mode) == (w.filter_mode, w.boundary_mode)
+    torch.testing.assert_close(img, render_trace(again.shapes, again.camera, again.lights, again.settings).image)
+    # Bad texture entries name the field.
+    for bad, match in (({"texture": "none.png"}, "none.png"), ({"texels": [[1, 2]]}, "albedo"),
+                       ({"texture": "alb.exr", "filter_mode": "cubic"}, "filter_mode"),
+                       ({"texture": "alb.exr", "wrap": 1}, "unknown texture keys")):
+        d = {**data, "shapes": [{"mesh": quad, "material": {"type": "lambert", "albedo": bad}}]}
+        with pytest.raises((ValueError, FileNotFoundError), match=match):
+            load_scene(_write(tmp_path, d))
+    d = {**data, "shapes": [{"mesh": {"type": "plane"}, "material": {"type": "lambert", "albedo": {"texture": "alb.exr"}}}]}
+    with pytest.raises(ValueError, match=r"shapes\[0\].*no uvs"):
+        load_scene(_write(tmp_path, d))

@@ -34,3 +34,20 @@ def sphere_scene(res=16, level=2, shift=None, eye_x=None):
         eye, target = eye + shift, target + shift
     cam = Camera.look_at(eye, target, width=res, height=res)
     return Mesh(v, f), cam
+
+
+def textured_plane_scene(res=16, resolution=2, shift=None):
+    """A plane (y = 0, x and z in [-1, 1]) with UVs ``u = (x + 1) / 2``, ``v = (1 - z) / 2`` (v = 1 at the far
+    edge z = -1), seen obliquely from +z and above; it fills the view. ``shift`` moves every vertex."""
+    v, f = plane(2.0, resolution, dtype=DT)
+    uv = torch.stack([(v[:, 0] + 1) / 2, (1 - v[:, 2]) / 2], -1)
+    if shift is not None:
+        v = v + shift
+    cam = Camera.look_at(torch.tensor([0.0, 1.6, 1.2], dtype=DT), torch.tensor([0.0, 0.0, -0.1], dtype=DT),
+                         width=res, height=res, fov_y_deg=30.0)
+    return Mesh(v, f, uvs=uv), cam
+
+
+def smooth_texture(h=4, w=4, c=3, seed=0):
+    """A ``[h, w, c]`` float64 texture with values in [0.2, 0.9]."""
+    return 0.2 + 0.7 * torch.rand(h, w, c, dtype=DT, generator=torch.Generator().manual_seed(seed))

@@ -10,7 +10,7 @@ from lumigrad.render.path import render_trace
 from lumigrad.scene import Mesh
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import DirectionalLight, PointLight
-from lumigrad.scene.materials import GGXMaterial, LambertMaterial
+from lumigrad.scene.materials import GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings
 
 DT = torch.float64
@@ -56,11 +56,27 @@ def build(name: str, res: int = 32, sphere_dx=0.0, light_dx=0.0, albedo_d=0.0):
         return [sphere, floor], cam, [EnvironmentLight(env_texels(), to_world=ry @ rx)]
     if name == "cornell_box":
         return cornell_box(res, albedo_d)
+    if name == "textured_plane":  # an albedo texture on the floor (UVs u = x, v = -z: orientation matters)
+        uv = torch.stack([(pv[:, 0] + 3) / 6, (3 - pv[:, 2]) / 6], -1) * 2  # the texture repeats twice
+        tex = floor_texture() * (1 + albedo_d)
+        floor_t = Shape(Mesh(pv, pf, uvs=uv), LambertMaterial(TextureParam(tex, filter_mode="linear")))
+        return [sphere, floor_t], cam, [PointLight(lpos, intensity=25.0)]
     if name == "glossy":
         obj, is_bunny = glossy_mesh()
         glossy = Shape(obj, GGXMaterial(1.0, 0.5, 1.0))
         return [glossy, floor], cam, [PointLight(lpos, intensity=25.0), EnvironmentLight(env_texels() * 0.3)]
     raise ValueError(name)
+
+
+def floor_texture(h: int = 12, w: int = 16) -> torch.Tensor:
+    """A ``[h, w, 3]`` texture: smooth colour ramps plus a bright block in the top-left quarter (so a flip in
+    u or v changes the image)."""
+    y = (torch.arange(h, dtype=DT) + 0.5) / h
+    x = (torch.arange(w, dtype=DT) + 0.5) / w
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    tex = torch.stack([0.2 + 0.6 * xx, 0.2 + 0.6 * yy, 0.5 + 0.3 * torch.sin(6 * xx * yy)], -1)
+    block = ((yy < 0.5) & (xx < 0.5)).to(DT)[..., None]
+    return tex * (1 - block) + 0.95 * block
 
 
 def env_texels(h: int = 32, w: int = 64) -> torch.Tensor:
@@ -122,7 +138,7 @@ def cornell_box(res: int, albedo_d=0.0):
 
 
 SCENES = ("diffuse_sphere", "shadow_plane", "directional_shadow", "area_light", "envmap", "envmap_rotated", "cornell_box",
-          "glossy")
+          "glossy", "textured_plane")
 BOUNCES = {"cornell_box": 4}
 PARAMS = ("sphere_dx", "light_dx", "albedo_d")
 
