@@ -19,7 +19,7 @@ from lumigrad._runtime.files import atomic_path, existing_file as _existing, wri
 from lumigrad.scene.mesh import Mesh
 from lumigrad.scene.transforms_json import CameraSet, read_transforms_json
 
-__all__ = ["read_mesh", "write_mesh", "read_image", "write_image", "read_transforms_json", "CameraSet"]
+__all__ = ["read_mesh", "write_mesh", "read_image", "write_image", "write_exr", "read_transforms_json", "CameraSet"]
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,13 @@ def read_image(path, *, dtype: torch.dtype = torch.float32) -> Tensor:
     import imageio.v3 as iio
 
     p = _existing("read_image", path)
-    try:
-        arr = np.asarray(iio.imread(p))
-    except Exception as e:  # imageio raises many types for bad data
-        raise ValueError(f"read_image(): cannot read {p} as an image: {e}") from None
+    if p.suffix.lower() == ".exr":
+        arr = _read_exr(p)
+    else:
+        try:
+            arr = np.asarray(iio.imread(p))
+        except Exception as e:  # imageio raises many types for bad data
+            raise ValueError(f"read_image(): cannot read {p} as an image: {e}") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.size == 0:
@@ -55,6 +58,51 @@ def read_image(path, *, dtype: torch.dtype = torch.float32) -> Tensor:
     else:
         raise ValueError(f"read_image(): unsupported pixel type {arr.dtype} in {p}")
     return torch.from_numpy(out).to(dtype)
+
+
+_EXR_LAYOUTS = {1: "Y", 3: "RGB", 4: "RGBA"}  # channel count -> OpenEXR's grouped channel name
+
+
+def _read_exr(p: Path) -> np.ndarray:
+    """``[H, W, C]`` float pixels of an OpenEXR file (Y, RGB or RGBA; half or float).
+
+    OpenEXR's own bindings: imageio has no EXR reader without an extra plugin (it would
+    fall back to a TIFF reader and fail).
+    """
+    import OpenEXR
+
+    try:
+        with OpenEXR.File(str(p)) as f:
+            ch = {k: np.asarray(v.pixels) for k, v in f.channels().items()}
+    except Exception as e:  # OpenEXR raises RuntimeError / ValueError for bad files
+        raise ValueError(f"read_image(): cannot read {p} as an OpenEXR image: {e}") from None
+    for key in ("RGBA", "RGB", "Y"):
+        if key in ch:
+            return ch[key]
+    if len(ch) == 1:
+        return next(iter(ch.values()))
+    raise ValueError(f"read_image(): {p} has OpenEXR channels {sorted(ch)}; expected Y, RGB or RGBA")
+
+
+def write_exr(path, img: Tensor) -> None:
+    """Write ``[H, W, C]`` floats (C = 1, 3 or 4: Y, RGB, RGBA) as a float32 OpenEXR file, atomically.
+
+    Values are stored as they are (linear, unclamped), so :func:`read_image` returns them
+    rounded to float32.
+    """
+    import OpenEXR
+
+    if not isinstance(img, Tensor):
+        raise TypeError(f"write_exr(): img must be a torch.Tensor [H, W, C], got {type(img).__name__}")
+    if img.ndim != 3 or img.shape[-1] not in _EXR_LAYOUTS or min(img.shape) == 0 or not img.is_floating_point():
+        raise ValueError(f"write_exr(): img must be a float [H, W, C] tensor with C in (1, 3, 4), got "
+                         f"{img.dtype} {list(img.shape)}")
+    arr = np.ascontiguousarray(img.detach().cpu().to(torch.float32).numpy())
+    c = arr.shape[-1]
+    pixels = arr[..., 0] if c == 1 else arr
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with atomic_path(path) as tmp:
+        OpenEXR.File(header, {_EXR_LAYOUTS[c]: pixels}).write(str(tmp))
 
 
 def _to_uint8(fn: str, img, name: str = "img") -> np.ndarray:

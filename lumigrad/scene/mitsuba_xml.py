@@ -44,8 +44,9 @@ is silently dropped):
   ``filter_type`` ``bilinear`` (default) / ``nearest``; ``wrap_mode``
   ``repeat`` (default, lumigrad's ``"wrap"``) / ``clamp`` (``mirror`` has no
   lumigrad equivalent and raises). Like Mitsuba, 8/16-bit images (PNG, JPEG,
-  ...) are sRGB-decoded to linear values unless ``raw="true"``; EXR / HDR /
-  PFM are linear. A float-valued parameter (``alpha``) of an RGB image takes
+  ...) are sRGB-decoded to linear values unless ``raw="true"``; EXR (read with
+  the OpenEXR bindings) is linear; ``.hdr`` / ``.pfm`` cannot be read (an error
+  names the file). A float-valued parameter (``alpha``) of an RGB image takes
   its luminance. Textured shapes need UVs: ``obj`` / ``ply`` with texture
   coordinates, or ``rectangle`` (Mitsuba's UVs, with ``v`` flipped into
   lumigrad's convention: Mitsuba's ``v`` points down the image, lumigrad's up;

@@ -45,7 +45,7 @@ Format (``"format": "lumigrad-scene"``, ``"version": 1``); every field except
 * ``emission``: radiance, makes the shape an area light (front side).
 * ``lights[].type``: ``point`` (``position``, ``intensity``, ``color``,
   ``falloff``), ``directional`` (``to_light``, ``intensity``, ``color``),
-  ``ambient`` (``color``), ``envmap`` (``image``: an equirectangular image path, EXR/HDR/PNG,
+  ``ambient`` (``color``), ``envmap`` (``image``: an equirectangular image path, EXR/PNG,
   relative to the scene file, or ``texels`` ``[H][W][3]``; ``scale``; optional ``to_world``, a
   ``[3][3]`` rotation from the map's frame to the world), mapped as Mitsuba's ``envmap``.
 * ``integrator``: the fields of :class:`~lumigrad.scene.trace_types.TraceSettings`.
@@ -417,14 +417,10 @@ def save_scene(path, scene: TraceScene) -> None:
     path = Path(path)
 
     def texture_file(i: int, name: str, tex: Tensor) -> str:
-        import imageio.v3 as iio
-
-        from lumigrad._runtime.files import atomic_path
+        from lumigrad.scene.io import write_exr
 
         fname = f"{path.stem}.shape{i}.{name}.exr"
-        arr = tex.detach().cpu().to(torch.float32).numpy()
-        with atomic_path(path.parent / fname) as tmp:
-            iio.imwrite(tmp, arr[..., 0] if arr.shape[-1] == 1 else arr)
+        write_exr(path.parent / fname, tex)
         return fname
 
     write_text_atomic(path, json.dumps(scene_to_dict(scene, _texture_file=texture_file), indent=1))

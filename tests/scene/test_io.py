@@ -297,3 +297,21 @@ def test_transforms_ragged_matrix(tmp_path):
     meta = {"fl_x": 5, "w": 4, "h": 4, "frames": [{"file_path": "a.png", "transform_matrix": [[1, 0], [1]]}]}
     with pytest.raises(ValueError, match="transforms.json frame 0"):
         read_transforms_json(_write_json(tmp_path, meta))
+
+
+def test_exr_write_read_round_trip_and_bad_files(tmp_path):
+    from lumigrad.scene.io import write_exr
+
+    g = torch.Generator().manual_seed(0)
+    for c in (1, 3, 4):
+        img = torch.rand(5, 7, c, generator=g, dtype=torch.float64) * 10 - 2  # linear, unclamped
+        write_exr(tmp_path / f"t{c}.exr", img)
+        raw = (tmp_path / f"t{c}.exr").read_bytes()
+        assert raw[:4] == b"\x76\x2f\x31\x01"  # an OpenEXR file, not a TIFF named .exr
+        back = read_image(tmp_path / f"t{c}.exr", dtype=torch.float64)
+        torch.testing.assert_close(back, img.float().double(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="write_exr.*C in"):
+        write_exr(tmp_path / "bad.exr", torch.zeros(4, 4, 2))
+    (tmp_path / "broken.exr").write_bytes(b"not an exr")
+    with pytest.raises(ValueError, match="broken.exr.*OpenEXR"):
+        read_image(tmp_path / "broken.exr")

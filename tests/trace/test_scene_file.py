@@ -100,8 +100,12 @@ def test_textured_materials_load_save_round_trip(tmp_path):
 
     from lumigrad.scene.materials import TextureParam
 
+    import OpenEXR
+
     rng = np.random.default_rng(0)
-    iio.imwrite(tmp_path / "alb.exr", rng.random((4, 6, 3)).astype(np.float32))
+    alb_px = rng.random((4, 6, 3)).astype(np.float32)
+    # written by OpenEXR itself (as another tool would), half floats
+    OpenEXR.File({"type": OpenEXR.scanlineimage}, {"RGB": alb_px.astype(np.float16)}).write(str(tmp_path / "alb.exr"))
     png = (rng.random((3, 3)) * 255).astype(np.uint8)
     iio.imwrite(tmp_path / "rough.png", png)
     quad = {"verts": [[-1, 0, 1], [1, 0, 1], [1, 0, -1], [-1, 0, -1]], "faces": [[0, 1, 2], [0, 2, 3]],
@@ -114,7 +118,7 @@ def test_textured_materials_load_save_round_trip(tmp_path):
     scene = load_scene(_write(tmp_path, data), dtype=torch.float32)
     alb = scene.shapes[0].material.albedo
     assert isinstance(alb, TextureParam) and alb.filter_mode == "linear" and alb.texture.shape == (4, 6, 3)
-    torch.testing.assert_close(alb.texture, torch.from_numpy(iio.imread(tmp_path / "alb.exr")[..., :3]))
+    torch.testing.assert_close(alb.texture, torch.from_numpy(alb_px.astype(np.float16).astype(np.float32)))
     rough = scene.shapes[1].material.roughness
     assert rough.channels == 1 and rough.boundary_mode == "clamp"
     from lumigrad.scene.mitsuba_xml import srgb_to_linear
@@ -126,7 +130,8 @@ def test_textured_materials_load_save_round_trip(tmp_path):
     save_scene(out, scene)
     saved = json.loads(out.read_text())
     assert saved["shapes"][0]["material"]["albedo"] == {"texture": "saved.shape0.albedo.exr", "filter_mode": "linear"}
-    assert (tmp_path / "sub" / "saved.shape1.roughness.exr").is_file()
+    for f in ("saved.shape0.albedo.exr", "saved.shape1.roughness.exr"):  # genuine OpenEXR files (magic number)
+        assert (tmp_path / "sub" / f).read_bytes()[:4] == b"\x76\x2f\x31\x01"
     again = load_scene(out, dtype=torch.float32)
     for a, b in zip(scene.shapes, again.shapes):
         torch.testing.assert_close(a.mesh.uvs, b.mesh.uvs, rtol=0, atol=0)
