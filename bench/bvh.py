@@ -45,6 +45,7 @@ def _parse() -> argparse.Namespace:
 
 
 ARGS = _parse()
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench/raytrace.py: idle torch workers must not spin
 
 import torch  # noqa: E402
 import warp as wp  # noqa: E402
@@ -101,7 +102,11 @@ def _w(t, dtype=None):
 
 
 def rays(level: int, res: int):
-    import raytrace as rt  # bench/raytrace.py's scene
+    argv, sys.argv = sys.argv, sys.argv[:1]  # raytrace.py parses the command line when imported
+    try:
+        import raytrace as rt  # bench/raytrace.py's scene
+    finally:
+        sys.argv = argv
 
     shapes, cam, lights = rt.scene(level, res)
     g = torch.Generator().manual_seed(0)

@@ -35,7 +35,7 @@ from lumigrad.ops import _bvh_kernels as _k
 
 __all__ = ["BVHData", "build_topology"]
 
-_MAX_MORTON_DEPTH = 48  # below this depth every split is a median split: depth <= 48 + 32 < STACK_SIZE
+_MAX_MORTON_DEPTH = 32  # below this depth every split is a median split: depth <= 32 + 31 < STACK_SIZE
 DEFAULT_LEAF_SIZE = 4
 
 
@@ -64,6 +64,8 @@ class Topology:
     perm: torch.Tensor  # [F] int32 face of each leaf slot
     kids: torch.Tensor  # [N, 2] int32 child references
     levels: list  # [(first node, count)] per level, root first
+    leaf_ref: torch.Tensor  # [L] int32 the leaves' references
+    leaf_pos: torch.Tensor  # [L] int32 row of each leaf's box in nodes: 4 parent + 2 side
 
 
 def build_topology(points: torch.Tensor, faces: torch.Tensor, leaf_size: int = DEFAULT_LEAF_SIZE) -> Topology:
@@ -71,8 +73,9 @@ def build_topology(points: torch.Tensor, faces: torch.Tensor, leaf_size: int = D
     dev = points.device
     nf = faces.shape[0]
     if nf == 1:  # the root's two children are the same one-triangle leaf
-        return Topology(torch.zeros(1, dtype=torch.int32, device=dev),
-                        torch.full((1, 2), -1, dtype=torch.int32, device=dev), [(0, 1)])
+        i32 = dict(dtype=torch.int32, device=dev)
+        return Topology(torch.zeros(1, **i32), torch.full((1, 2), -1, **i32), [(0, 1)], torch.full((2,), -1, **i32),
+                        torch.tensor([0, 2], **i32))
     tri = points[faces.long()]  # [F, 3, 3]
     cen = tri.amin(1) + tri.amax(1)
     lo, hi = cen.amin(0), cen.amax(0)
@@ -82,7 +85,7 @@ def build_topology(points: torch.Tensor, faces: torch.Tensor, leaf_size: int = D
     code, order = torch.sort(code, stable=True)
     perm = order.to(torch.int32)
 
-    kids_levels = []
+    kids_levels, leaf_refs, leaf_rows = [], [], []
     levels = []
     start = torch.zeros(1, dtype=torch.int64, device=dev)
     end = torch.full((1,), nf, dtype=torch.int64, device=dev)
@@ -105,11 +108,15 @@ def build_topology(points: torch.Tensor, faces: torch.Tensor, leaf_size: int = D
         ids = next_id + torch.cumsum(inner.reshape(-1).to(torch.int64), 0).reshape(n, 2) - 1
         leaf_ref = -1 - ((cs << _k.LEAF_BITS) | (cnt - 1).clamp(min=0))
         kids_levels.append(torch.where(leaf, leaf_ref, ids))
+        rows = 4 * (next_id - n + torch.arange(n, device=dev))[:, None] + torch.tensor([0, 2], device=dev)
+        leaf_refs.append(leaf_ref[leaf])
+        leaf_rows.append(rows[leaf])
         next_id += int(inner.sum())
         start, end = cs[inner], ce[inner]
         depth += 1
     kids = torch.cat(kids_levels).to(torch.int32).contiguous()
-    return Topology(perm.contiguous(), kids, levels)
+    return Topology(perm.contiguous(), kids, levels, torch.cat(leaf_refs).to(torch.int32),
+                    torch.cat(leaf_rows).to(torch.int32))
 
 
 class BVHData:
@@ -130,15 +137,19 @@ class BVHData:
             self.perm = torch.zeros(0, dtype=torch.int32, device=dev)
             self.kids = torch.zeros(0, 2, dtype=torch.int32, device=dev)
             self.levels = []
+            self.leaf_ref = self.leaf_pos = torch.zeros(0, dtype=torch.int32, device=dev)
         else:
             top = build_topology(points, indices.reshape(-1, 3), leaf_size)
             self.perm, self.kids, self.levels = top.perm, top.kids, top.levels
+            self.leaf_ref, self.leaf_pos = top.leaf_ref, top.leaf_pos
         n = self.kids.shape[0]
         self.nodes = torch.zeros(max(4 * n, 1), 3, dtype=torch.float32, device=dev)
-        self.tris = torch.zeros(max(3 * nf, 1), 3, dtype=torch.float32, device=dev)
+        self.tris = torch.zeros(max(4 * nf, 1), 3, dtype=torch.float32, device=dev)
         if nf == 0:  # placeholders for the kernels' arguments; kids is empty, so nothing is read
             self.perm = torch.zeros(1, dtype=torch.int32, device=dev)
         self.num_faces = nf
+        self.slot = torch.empty_like(self.perm)  # leaf slot of each face
+        self.slot[self.perm.long()] = torch.arange(self.perm.shape[0], dtype=torch.int32, device=dev)
         self.refit()
 
     @property
@@ -156,11 +167,13 @@ class BVHData:
         if n == 0:
             return
         dev = self.wdevice
-        kids, tris, nodes = to_warp(self.kids, wp.vec2i), to_warp(self.tris, wp.vec3), to_warp(self.nodes, wp.vec3)
-        launch(_k.bvh_gather, self.num_faces, [to_warp(self.points, wp.vec3), to_warp(self.indices),
-                                               to_warp(self.perm), tris], dev)
+        kids, nodes = to_warp(self.kids, wp.vec2i), to_warp(self.nodes, wp.vec3)
+        launch(_k.bvh_tris, self.num_faces, [to_warp(self.points, wp.vec3), to_warp(self.indices),
+                                             to_warp(self.slot), to_warp(self.tris, wp.vec3)], dev)
+        launch(_k.bvh_leaves, self.leaf_ref.shape[0], [to_warp(self.tris, wp.vec3), to_warp(self.leaf_ref),
+                                                       to_warp(self.leaf_pos), nodes], dev)
         if dev == "cpu":
-            launch(_k.bvh_refit_serial, 1, [n, kids, tris, nodes], dev)
+            launch(_k.bvh_refit_serial, 1, [n, kids, nodes], dev)
         else:
             for first, count in reversed(self.levels):
-                launch(_k.bvh_refit_level, count, [first, kids, tris, nodes], dev)
+                launch(_k.bvh_refit_level, count, [first, kids, nodes], dev)
