@@ -35,28 +35,8 @@ from lumigrad.ops import _bvh_kernels as _k
 
 __all__ = ["BVHData", "build_topology"]
 
-_MAX_MORTON_DEPTH = 32  # below this depth every split is a median split: depth <= 32 + 31 < STACK_SIZE
+_MAX_SPLIT_DEPTH = 32  # below this depth every split is a median split: depth <= 32 + 31 < STACK_SIZE
 DEFAULT_LEAF_SIZE = 4
-
-
-def _spread3(x: torch.Tensor) -> torch.Tensor:
-    """Insert two zero bits after each of the low 21 bits of ``x`` (int64)."""
-    x = x & 0x1FFFFF
-    x = (x | (x << 32)) & 0x1F00000000FFFF
-    x = (x | (x << 16)) & 0x1F0000FF0000FF
-    x = (x | (x << 8)) & 0x100F00F00F00F00F
-    x = (x | (x << 4)) & 0x10C30C30C30C30C3
-    x = (x | (x << 2)) & 0x1249249249249249
-    return x
-
-
-def _highest_bit(x: torch.Tensor) -> torch.Tensor:
-    """Index of the highest set bit of each positive int64 (0 for 0)."""
-    hb = torch.zeros_like(x)
-    for sh in (32, 16, 8, 4, 2, 1):
-        big = (x >> (hb + sh)) != 0
-        hb = hb + sh * big
-    return hb
 
 
 @dataclass
@@ -69,39 +49,40 @@ class Topology:
 
 
 def build_topology(points: torch.Tensor, faces: torch.Tensor, leaf_size: int = DEFAULT_LEAF_SIZE) -> Topology:
-    """LBVH topology of triangles ``points[faces]`` (``[V, 3]`` float32, ``[F, 3]`` int, F >= 1)."""
+    """BVH topology of triangles ``points[faces]`` (``[V, 3]`` float32, ``[F, 3]`` int, F >= 1).
+
+    Level by level, every range of the level split at once by binned SAH (one Warp thread per range,
+    :func:`lumigrad.ops._bvh_kernels.bvh_sah_split`); ranges of at most ``leaf_size`` triangles become
+    leaves; below depth ``_MAX_SPLIT_DEPTH`` every split is a median split, which bounds the depth.
+    """
     dev = points.device
     nf = faces.shape[0]
+    i32 = dict(dtype=torch.int32, device=dev)
     if nf == 1:  # the root's two children are the same one-triangle leaf
-        i32 = dict(dtype=torch.int32, device=dev)
         return Topology(torch.zeros(1, **i32), torch.full((1, 2), -1, **i32), [(0, 1)], torch.full((2,), -1, **i32),
                         torch.tensor([0, 2], **i32))
     tri = points[faces.long()]  # [F, 3, 3]
-    cen = tri.amin(1) + tri.amax(1)
-    lo, hi = cen.amin(0), cen.amax(0)
-    scale = (2 ** 21 - 1) / (hi - lo).clamp_min(1e-30)
-    q = ((cen - lo) * scale).clamp(0, 2 ** 21 - 1).to(torch.int64)
-    code = _spread3(q[:, 0]) << 2 | _spread3(q[:, 1]) << 1 | _spread3(q[:, 2])
-    code, order = torch.sort(code, stable=True)
-    perm = order.to(torch.int32)
+    tlo, thi = tri.amin(1).contiguous(), tri.amax(1).contiguous()
+    cen = (tlo + thi).contiguous()
+    order = torch.arange(nf, **i32)
+    wdev = warp_device(points)
+    geo = [to_warp(cen, wp.vec3), to_warp(tlo, wp.vec3), to_warp(thi, wp.vec3)]
 
     kids_levels, leaf_refs, leaf_rows = [], [], []
     levels = []
-    start = torch.zeros(1, dtype=torch.int64, device=dev)
-    end = torch.full((1,), nf, dtype=torch.int64, device=dev)
+    start = torch.zeros(1, **i32)
+    end = torch.full((1,), nf, **i32)
     next_id, depth = 1, 0
     while start.numel():
         n = start.numel()
         levels.append((next_id - n, n))
-        ca, cb = code[start], code[end - 1]
-        x = ca ^ cb
-        hb = _highest_bit(x)
-        target = ((ca >> (hb + 1)) << (hb + 1)) | (torch.ones_like(hb) << hb)
-        mid = torch.searchsorted(code, target)
-        median = (x == 0) | (depth >= _MAX_MORTON_DEPTH)
-        mid = torch.where(median, (start + end) // 2, mid)
-        cs = torch.stack([start, mid], 1)  # [n, 2] children's ranges (both non-empty: count >= 2)
-        ce = torch.stack([mid, end], 1)
+        out = order.clone()
+        mid = torch.empty_like(start)
+        launch(_k.bvh_sah_split, n, [to_warp(order), to_warp(start), to_warp(end), *geo,
+                                     int(depth >= _MAX_SPLIT_DEPTH), to_warp(out), to_warp(mid)], wdev, min_chunk=1)
+        order = out
+        cs = torch.stack([start, mid], 1).long()  # [n, 2] children's ranges (both non-empty: count >= 2)
+        ce = torch.stack([mid, end], 1).long()
         cnt = ce - cs
         leaf = cnt <= leaf_size
         inner = ~leaf
@@ -112,10 +93,10 @@ def build_topology(points: torch.Tensor, faces: torch.Tensor, leaf_size: int = D
         leaf_refs.append(leaf_ref[leaf])
         leaf_rows.append(rows[leaf])
         next_id += int(inner.sum())
-        start, end = cs[inner], ce[inner]
+        start, end = cs[inner].to(torch.int32).contiguous(), ce[inner].to(torch.int32).contiguous()
         depth += 1
     kids = torch.cat(kids_levels).to(torch.int32).contiguous()
-    return Topology(perm.contiguous(), kids, levels, torch.cat(leaf_refs).to(torch.int32),
+    return Topology(order.contiguous(), kids, levels, torch.cat(leaf_refs).to(torch.int32),
                     torch.cat(leaf_rows).to(torch.int32))
 
 

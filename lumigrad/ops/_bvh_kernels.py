@@ -7,17 +7,25 @@ Layout (built by :func:`lumigrad.ops._bvh.build_topology`, filled in by the refi
 * ``kids``: ``[N]`` vec2i, the children's references: ``r >= 0`` is an inner node, ``r < 0`` a leaf of
   ``c = ((-1 - r) & 7) + 1`` triangles starting at slot ``(-1 - r) >> 3``. Nodes are numbered breadth
   first (children after parents; a level is a contiguous range), node 0 is the root.
-* ``tris``: ``[3F]`` vec3, the triangles' corners in leaf order (slot ``k`` at ``3k .. 3k + 2``): a leaf
-  test reads one contiguous block instead of Warp's three dependent loads per triangle
-  (primitive index -> vertex indices -> points). ``tface``: ``[F]`` the original face id of each slot.
+* ``tris``: ``[4F]`` vec3, per leaf slot ``k`` (``4k .. 4k + 3``): corner ``p0``, edges ``e1 = p1 - p0``,
+  ``e2 = p2 - p0`` and ``e1 x e2``, in leaf order: a leaf test reads one contiguous block instead of
+  Warp's three dependent loads per triangle (primitive index -> vertex indices -> points), and the
+  normal is not recomputed per test. ``tface``: ``[F]`` the original face id of each slot.
 
-Queries: ordered binary traversal with a fixed local stack of (node, entry distance); popped entries
-farther than the current closest hit are skipped. The triangle test is the watertight Woop-Benthin-Wald
-test that ``wp.mesh_query_ray`` uses (same hits up to rounding at edges), with the per-ray shear set up
-once per ray instead of once per triangle, and the edge functions computed in float64 (exact products,
-so the sign test is exact; Warp uses an FMA difference of products). Box tests are the slab test with
-the far distance widened by ``1 + 2e-6`` (conservative under float rounding: a box is never missed when
-a triangle inside it is hit).
+Queries: ordered binary traversal (near child first) with a fixed local stack of (node, entry
+distance); popped entries beyond the closest hit so far are skipped. Box test: the slab test with
+compare-selects (``wp.min``/``wp.max`` carry NaN handling that cost ~30 % of the query time) and the
+far distance widened by ``1 + 2e-6``, so float rounding never loses a box whose triangle is hit.
+Triangle test: Moller-Trumbore with the precomputed edges and normal (``det = -d.n``,
+``t det = -(o - p0).n``, then ``u, v`` from ``(o - p0) x d``), with an early out on ``t`` before the
+cross product; it was faster here than Warp's watertight Woop test (also tried, with the ray's shear
+set up once per ray: 410 vs 345 ns/ray at 5k). It is not watertight, so a ray exactly through a shared
+edge may pick either triangle (a tie) like Warp's; the reported ``t`` of the closest hit is recomputed
+in float64 once per ray (float32 ``t = -(o - p0).n / d.n`` loses digits on grazing rays).
+
+What did not help (``bench/bvh.py``, single thread): leaf sizes 2 or 8 instead of 4 (within noise), a
+branch-free near/far ordering (always write the far child, bump the stack pointer by a flag: 15 %
+slower), 96 stack entries instead of 64 (the stacks are zeroed per ray).
 """
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 __all__ = ["STACK_SIZE", "LEAF_BITS", "bvh_closest", "bvh_anyhit", "bvh_tris", "bvh_leaves", "bvh_refit_level",
-           "bvh_refit_serial"]
+           "bvh_refit_serial", "bvh_sah_split", "SAH_BINS"]
 
 STACK_SIZE = 64  # the builder keeps the tree depth below this (the stacks are zeroed per ray: keep them small)
 LEAF_BITS = 3  # leaf sizes 1..8
@@ -311,3 +319,130 @@ def bvh_refit_serial(
     """All inner boxes in one thread (CPU: one launch instead of one per level; children follow parents)."""
     for j in range(count):
         _refit_node(nodes, kids, count - 1 - j)
+
+
+# --- build: binned SAH split of every range of one tree level -----------------------------------------------
+
+SAH_BINS = 16
+_nb3 = 3 * SAH_BINS
+_binf = wp.types.vector(length=3 * SAH_BINS, dtype=wp.float32)
+_bini = wp.types.vector(length=3 * SAH_BINS, dtype=wp.int32)
+_binf1 = wp.types.vector(length=SAH_BINS, dtype=wp.float32)
+_bini1 = wp.types.vector(length=SAH_BINS, dtype=wp.int32)
+
+
+@wp.func
+def _bin(c: float, lo: float, scale: float):
+    return wp.clamp(int((c - lo) * scale), 0, SAH_BINS - 1)
+
+
+@wp.func
+def _half_area(lo: wp.vec3, hi: wp.vec3):
+    e = hi - lo
+    return e[0] * e[1] + e[1] * e[2] + e[2] * e[0]
+
+
+@wp.kernel
+def bvh_sah_split(
+    offset: int,
+    order: wp.array(dtype=wp.int32),  # [F] triangles, each range [start, end) contiguous
+    start: wp.array(dtype=wp.int32),  # [n] this level's ranges (>= 2 triangles each)
+    end: wp.array(dtype=wp.int32),
+    cen: wp.array(dtype=wp.vec3),  # [F] box centres (doubled)
+    tlo: wp.array(dtype=wp.vec3),  # [F] triangle boxes
+    thi: wp.array(dtype=wp.vec3),
+    median: int,  # 1: split every range at its middle (depth limit)
+    out: wp.array(dtype=wp.int32),  # [F] order with each range stably partitioned (a copy of order outside them)
+    mid: wp.array(dtype=wp.int32),  # [n] first triangle of each range's right child
+):
+    """One thread per range: bin the centroids (16 bins per axis), pick the split of least SAH cost
+    (left area x count + right area x count), and partition the range into ``out``. Ranges whose
+    centroids coincide split at their middle."""
+    j = wp.tid() + offset
+    s = start[j]
+    e = end[j]
+    cmin = cen[order[s]]
+    cmax = cmin
+    for i in range(s + 1, e):
+        c = cen[order[i]]
+        cmin = wp.min(cmin, c)
+        cmax = wp.max(cmax, c)
+    ext = cmax - cmin
+    scale = wp.vec3(0.0)
+    for a in range(3):
+        if ext[a] > 0.0:
+            scale[a] = float(SAH_BINS) / ext[a] * 0.99999
+    best_a = int(-1)
+    best_k = int(0)
+    best_nl = int(0)
+    if median == 0 and wp.max(wp.max(ext[0], ext[1]), ext[2]) > 0.0:
+        cnt = _bini()
+        lx = _binf(1.0e30)
+        ly = _binf(1.0e30)
+        lz = _binf(1.0e30)
+        hx = _binf(-1.0e30)
+        hy = _binf(-1.0e30)
+        hz = _binf(-1.0e30)
+        for i in range(s, e):
+            p = order[i]
+            c = cen[p]
+            lo = tlo[p]
+            hi = thi[p]
+            for a in range(3):
+                q = a * SAH_BINS + _bin(c[a], cmin[a], scale[a])
+                cnt[q] = cnt[q] + 1
+                lx[q] = wp.min(lx[q], lo[0])
+                ly[q] = wp.min(ly[q], lo[1])
+                lz[q] = wp.min(lz[q], lo[2])
+                hx[q] = wp.max(hx[q], hi[0])
+                hy[q] = wp.max(hy[q], hi[1])
+                hz[q] = wp.max(hz[q], hi[2])
+        best = float(3.0e38)
+        for a in range(3):
+            if ext[a] > 0.0:
+                # right sweep: area and count of bins k .. 15
+                ra = _binf1()
+                rc = _bini1()
+                blo = wp.vec3(1.0e30)
+                bhi = wp.vec3(-1.0e30)
+                n = int(0)
+                for kk in range(SAH_BINS):
+                    k = SAH_BINS - 1 - kk
+                    q = a * SAH_BINS + k
+                    blo = wp.min(blo, wp.vec3(lx[q], ly[q], lz[q]))
+                    bhi = wp.max(bhi, wp.vec3(hx[q], hy[q], hz[q]))
+                    n += cnt[q]
+                    rc[k] = n
+                    if n > 0:
+                        ra[k] = _half_area(blo, bhi)
+                blo = wp.vec3(1.0e30)
+                bhi = wp.vec3(-1.0e30)
+                n = int(0)
+                for k in range(SAH_BINS - 1):
+                    q = a * SAH_BINS + k
+                    blo = wp.min(blo, wp.vec3(lx[q], ly[q], lz[q]))
+                    bhi = wp.max(bhi, wp.vec3(hx[q], hy[q], hz[q]))
+                    n += cnt[q]
+                    if n > 0 and rc[k + 1] > 0:
+                        cost = _half_area(blo, bhi) * float(n) + ra[k + 1] * float(rc[k + 1])
+                        if cost < best:
+                            best = cost
+                            best_a = a
+                            best_k = k
+                            best_nl = n
+    if best_a < 0:
+        for i in range(s, e):
+            out[i] = order[i]
+        mid[j] = (s + e) // 2
+        return
+    li = s
+    ri = s + best_nl
+    for i in range(s, e):
+        p = order[i]
+        if _bin(cen[p][best_a], cmin[best_a], scale[best_a]) <= best_k:
+            out[li] = p
+            li += 1
+        else:
+            out[ri] = p
+            ri += 1
+    mid[j] = s + best_nl
