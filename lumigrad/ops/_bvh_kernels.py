@@ -257,9 +257,13 @@ def bvh_tris(
 
 
 @wp.func
-def _pad(x: wp.vec3, s: float):
-    # 2^-20 relative plus an absolute 1e-30: a few ulps more than the rounding of p0 + e1 (boxes only grow)
-    return x + s * (wp.vec3(wp.abs(x[0]), wp.abs(x[1]), wp.abs(x[2])) * 9.5367431640625e-07 + wp.vec3(1.0e-30))
+def _pad(lo: wp.vec3, hi: wp.vec3):
+    """``lo, hi`` widened by 2^-20 of the box's largest magnitude per axis: more than the rounding of
+    ``p0 + (p1 - p0)`` (a few ulps of the corners' magnitude); boxes only grow."""
+    m = wp.vec3(wp.max(wp.abs(lo[0]), wp.abs(hi[0])), wp.max(wp.abs(lo[1]), wp.abs(hi[1])),
+                wp.max(wp.abs(lo[2]), wp.abs(hi[2])))
+    pad = m * 9.5367431640625e-07 + wp.vec3(1.0e-30)
+    return lo - pad, hi + pad
 
 
 @wp.kernel
@@ -283,8 +287,9 @@ def bvh_leaves(
         lo = wp.min(wp.min(lo, p0), wp.min(p1, p2))
         hi = wp.max(wp.max(hi, p0), wp.max(p1, p2))
     pos = leaf_pos[wp.tid() + offset]
-    nodes[pos] = _pad(lo, -1.0)
-    nodes[pos + 1] = _pad(hi, 1.0)
+    plo, phi = _pad(lo, hi)
+    nodes[pos] = plo
+    nodes[pos + 1] = phi
 
 
 @wp.func
