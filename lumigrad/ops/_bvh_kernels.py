@@ -329,6 +329,7 @@ def bvh_refit_serial(
 # --- build: binned SAH split of every range of one tree level -----------------------------------------------
 
 SAH_BINS = 16
+_SAH_SAMPLES = 8192
 _nb3 = 3 * SAH_BINS
 _binf = wp.types.vector(length=3 * SAH_BINS, dtype=wp.float32)
 _bini = wp.types.vector(length=3 * SAH_BINS, dtype=wp.int32)
@@ -380,6 +381,7 @@ def bvh_sah_split(
     best_a = int(-1)
     best_k = int(0)
     best_nl = int(0)
+    stride = int(1)
     if median == 0 and wp.max(wp.max(ext[0], ext[1]), ext[2]) > 0.0:
         cnt = _bini()
         lx = _binf(1.0e30)
@@ -388,7 +390,10 @@ def bvh_sah_split(
         hx = _binf(-1.0e30)
         hy = _binf(-1.0e30)
         hz = _binf(-1.0e30)
-        for i in range(s, e):
+        # ranges of more than _SAH_SAMPLES triangles bin an evenly strided subset (the split is then
+        # applied to all of them): the top levels, each a single thread, cost O(_SAH_SAMPLES) instead of O(F)
+        stride = wp.max(1, (e - s) // _SAH_SAMPLES)
+        for i in range(s, e, stride):
             p = order[i]
             c = cen[p]
             lo = tlo[p]
@@ -436,6 +441,16 @@ def bvh_sah_split(
                             best_k = k
                             best_nl = n
     if best_a < 0:
+        for i in range(s, e):
+            out[i] = order[i]
+        mid[j] = (s + e) // 2
+        return
+    if stride > 1:  # the counts were of the samples: count the left side in full
+        best_nl = int(0)
+        for i in range(s, e):
+            if _bin(cen[order[i]][best_a], cmin[best_a], scale[best_a]) <= best_k:
+                best_nl += 1
+    if best_nl == 0 or best_nl == e - s:  # possible with samples only: split at the middle instead
         for i in range(s, e):
             out[i] = order[i]
         mid[j] = (s + e) // 2
