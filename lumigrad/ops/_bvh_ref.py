@@ -46,37 +46,32 @@ def anyhit_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tmax
 
 def check_tree_ref(bvh, verts: Tensor, faces: Tensor, stack_size: int) -> None:
     """Raise ``AssertionError`` unless ``bvh`` (a :class:`lumigrad.ops._bvh.BVHData`) is a valid hierarchy of
-    ``verts[faces]``: every leaf slot used once, each face's data in its slot, every child box inside its
+    ``verts[faces]``: every leaf slot reached once, each face's data in its slot, every child box inside its
     parent's slot box and every triangle inside its leaf's box, depth below ``stack_size``."""
     nf = faces.shape[0]
-    kids = bvh.kids.long()
-    nodes = bvh.nodes.reshape(-1, 4, 3).double()
-    tri = verts.double()[faces.long()]
-    seen = torch.zeros(nf, dtype=torch.long)
-    stack = [(0, 0)]
-    max_depth = 0
-    while stack:
-        n, depth = stack.pop()
-        max_depth = max(max_depth, depth)
-        for side in range(2):
-            lo, hi = nodes[n, 2 * side], nodes[n, 2 * side + 1]
-            ref = int(kids[n, side])
-            if ref >= 0:
-                clo, chi = nodes[ref, 0::2].amin(0), nodes[ref, 1::2].amax(0)
-                assert bool((clo >= lo).all() and (chi <= hi).all()), f"node {ref} not inside its parent {n}"
-                stack.append((ref, depth + 1))
-            else:
-                code = -1 - ref
-                k0, cnt = code >> 3, (code & 7) + 1
-                for k in range(k0, k0 + cnt):
-                    f = int(bvh.perm[k])
-                    if nf > 1 or side == 0:
-                        seen[k] += 1
-                    t = tri[f]
-                    assert bool((t >= lo).all() and (t <= hi).all()), f"face {f} outside its leaf box"
-                    got = bvh.tris[4 * k: 4 * k + 3].double()
-                    want = torch.stack([t[0], t[1] - t[0], t[2] - t[0]])
-                    assert torch.allclose(got, want, atol=1e-6, rtol=1e-6), f"slot {k} does not hold face {f}"
-    assert bool((seen == 1).all()), "every leaf slot must be reached exactly once"
-    assert sorted(bvh.perm.tolist()) == list(range(nf)), "perm must be a permutation of the faces"
-    assert max_depth + 1 < stack_size, f"depth {max_depth} too deep for the stack"
+    kids = bvh.kids.long()  # [N, 2]
+    nodes = bvh.nodes.reshape(-1, 2, 2, 3).double()  # [N, side, lo/hi, 3]
+    tri = verts.double()[faces.long()]  # [F, 3, 3]
+    inner = kids >= 0
+    par, side = torch.nonzero(inner, as_tuple=True)
+    child = kids[par, side]
+    assert bool((child > par).all()), "children must be numbered after their parents"
+    box = nodes[par, side]  # [M, 2, 3]
+    clo, chi = nodes[child, :, 0].amin(1), nodes[child, :, 1].amax(1)
+    assert bool((clo >= box[:, 0]).all() and (chi <= box[:, 1]).all()), "a node is not inside its parent's box"
+    lpar, lside = torch.nonzero(~inner, as_tuple=True)
+    code = -1 - kids[lpar, lside]
+    k0, cnt = code >> 3, (code & 7) + 1
+    leaf = torch.repeat_interleave(torch.arange(k0.numel()), cnt)
+    slot = k0[leaf] + torch.arange(leaf.numel()) - (torch.cumsum(cnt, 0) - cnt)[leaf]
+    if nf > 1:
+        assert torch.equal(torch.sort(slot).values, torch.arange(nf)), "every leaf slot must be reached exactly once"
+    assert torch.equal(torch.sort(bvh.perm.long()).values, torch.arange(nf)), "perm must permute the faces"
+    face = bvh.perm.long()[slot]
+    lbox = nodes[lpar, lside][leaf]  # [S, 2, 3]
+    t = tri[face]  # [S, 3, 3]
+    assert bool((t >= lbox[:, None, 0]).all() and (t <= lbox[:, None, 1]).all()), "a face is outside its leaf box"
+    got = bvh.tris.reshape(-1, 4, 3)[slot, :3].double()
+    want = torch.stack([t[:, 0], t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]], 1)
+    assert torch.allclose(got, want, atol=1e-6, rtol=1e-6), "a slot does not hold its face's corner and edges"
+    assert len(bvh.levels) < stack_size, f"depth {len(bvh.levels)} too deep for the stack"

@@ -183,12 +183,13 @@ def _warp_queries(mesh: wp.uint64, o: wp.array(dtype=wp.vec3), d: wp.array(dtype
 
 
 def test_matches_warp_mesh_query():
-    """Same faces as wp.mesh_query_ray on the bench scene's geometry (camera-like and random rays)."""
+    """Same faces as wp.mesh_query_ray on the bench scene's geometry (camera-like and random rays); 20k
+    triangles, so that the builder's top levels bin a strided sample."""
     _ensure_init()
-    v, f = icosphere(4)
+    v, f = icosphere(5)
     pv, pf = plane(6.0)
+    f = torch.cat([f, pf + v.shape[0]]).int().contiguous()
     v = torch.cat([v.float(), pv.float() - torch.tensor([0.0, 1.0, 0.0])]).contiguous()
-    f = torch.cat([f, pf + icosphere(4)[0].shape[0]]).int().contiguous()
     g = torch.Generator().manual_seed(5)
     n = 20000
     eye = torch.tensor([0.0, 1.5, 4.0])
@@ -198,6 +199,8 @@ def test_matches_warp_mesh_query():
     tmax = torch.full((2 * n,), 3.0e38)
     tmax[1::2] = torch.rand(n, generator=g) * 4.0
     bvh = BVHData(v, f.reshape(-1))
+    assert f.shape[0] > 2 * _bk._SAH_SAMPLES
+    check_tree_ref(bvh, v, f, _bk.STACK_SIZE)
     face, t, hit = _query(bvh, o, d, tmax)
     mesh = wp.Mesh(points=wp.from_torch(v, dtype=wp.vec3), indices=wp.from_torch(f.reshape(-1)), bvh_constructor="sah")
     wf, wt, wh = torch.empty(2 * n, dtype=torch.int32), torch.empty(2 * n), torch.empty(2 * n, dtype=torch.int32)
@@ -212,3 +215,15 @@ def test_matches_warp_mesh_query():
     for i in torch.nonzero(~same).flatten().tolist():  # near-ties only
         assert face[i] >= 0 and wf[i] >= 0 and abs(float(t[i]) - float(wt[i])) <= 1e-5 * float(wt[i]) + 2e-6
     assert (hit == wh.bool()).float().mean() >= 0.9999
+
+
+def test_tree_check_catches_a_bad_box():
+    """The invariant check used above can fail: a leaf box shrunk below its triangles is reported."""
+    _ensure_init()
+    v, f = _scene(seed=2)
+    bvh = BVHData(v, f.reshape(-1))
+    check_tree_ref(bvh, v, f, _bk.STACK_SIZE)
+    pos = int(bvh.leaf_pos[0])
+    bvh.nodes[pos + 1] = bvh.nodes[pos]  # hi = lo
+    with pytest.raises(AssertionError, match="box"):
+        check_tree_ref(bvh, v, f, _bk.STACK_SIZE)
