@@ -1,27 +1,35 @@
-"""lumigrad's triangle BVH: a vectorised torch builder and the refit that fills in its boxes.
+"""lumigrad's triangle BVH: a level-by-level binned-SAH builder and the refit that fills in its boxes.
 
 Why not ``wp.Mesh``: Warp's query (``wp.mesh_query_ray``) does three dependent loads per leaf
-triangle (primitive index -> vertex indices -> points), sets up the watertight test's ray shear per
-triangle, and does not skip stack entries that lie beyond the closest hit found so far. The layout
-here (see :mod:`lumigrad.ops._bvh_kernels`) stores each node's two child boxes together, the
-triangles' corners in leaf order, and the stack holds entry distances. ``bench/bvh.py`` measures it
-against ``wp.mesh_query_ray`` / ``wp.mesh_query_ray_anyhit`` in one run.
+triangle (primitive index -> vertex indices -> points), sets up its watertight test per triangle,
+uses NaN-aware min/max in its box tests and does not skip stack entries beyond the closest hit found
+so far. The layout here (:mod:`lumigrad.ops._bvh_kernels`) keeps each node's two child boxes
+together, each leaf's triangles (corner, edges, normal) in one block, and stack entries with their
+entry distance. Measured with ``bench/bvh.py`` (single thread, 512^2 camera rays in random order on
+``bench/raytrace.py``'s scene, shadow rays to its light; Warp's SAH ``wp.Mesh`` vs this, same run):
+closest hits 1.7-1.9x and any hits 2.0-2.2x faster at 5k / 82k / 1.3M triangles, with the same
+faces (100.0 % on these scenes; differences can only be ties). What mattered, in order: the tree
+(binned SAH instead of a Morton-code LBVH: 1.4x fewer ns per ray), compare-select box tests
+(1.3x), Moller-Trumbore on precomputed edges and normal instead of the Woop test (1.15x).
 
-Build (:func:`build_topology`, torch, runs on the vertices' device): a linear BVH. Triangles are
-sorted by the 63-bit Morton code of their box centres; then, one tree level at a time for all nodes
-of the level at once, a node's range of sorted triangles is split where the highest bit that
-differs between its first and last code flips (found with one ``searchsorted`` over the sorted
-codes), i.e. at the spatial median of its Morton cell. Equal codes (and any node deeper than
-``_MAX_MORTON_DEPTH``) split at the middle of the range, which bounds the depth (stack size).
-Ranges of at most ``leaf_size`` triangles become leaves. Only the topology is built in torch; the
-boxes come from the refit kernels, so a build is a refit plus a sort and ~40 rounds of small torch
-ops.
+Build (:func:`build_topology`): one tree level at a time; every range of the level is split by the
+Warp kernel :func:`lumigrad.ops._bvh_kernels.bvh_sah_split`, one thread per range: 16 bins per axis
+over the triangle box centres (ranges of more than 8192 triangles bin a strided sample of 8192),
+the split of least ``area x count`` cost, and a stable partition of the range. Ranges of at most
+``leaf_size`` triangles become leaves; ranges whose centres coincide, and every range below depth
+``_MAX_SPLIT_DEPTH``, split at their middle, which bounds the depth (the query's fixed stack). The
+topology (child references, leaf order) is a few torch ops per level; the boxes come from the refit.
+Nodes are numbered breadth first, so children always follow their parent and a level is a
+contiguous range of ids.
 
-Refit (:meth:`BVHData.refit`): gather the triangles' corners in leaf order (one parallel kernel),
-then the boxes bottom-up: on CPU in one thread over all nodes (children always have larger ids than
-their parent), on CUDA one launch per level.
+Refit (:meth:`BVHData.refit`, vertices moved, same topology): one kernel over the faces in face order
+writes each leaf slot's corner, edges and normal (reads coherent, writes scattered), one over the
+leaves writes their boxes, then the inner boxes bottom-up: on CPU in one thread over all nodes, on
+CUDA one launch per level. Leaf boxes are computed from the stored corner + edges (what the query
+tests) and widened by 2^-20 of their magnitude, so rounding never puts a tested triangle outside.
 
-Pure-torch reference queries (brute force over all triangles, for tests): :mod:`lumigrad.ops._bvh_ref`.
+Pure-torch reference (brute-force closest / any hit, tree invariants, for tests):
+:mod:`lumigrad.ops._bvh_ref`.
 """
 from __future__ import annotations
 
