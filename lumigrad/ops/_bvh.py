@@ -157,10 +157,11 @@ class BVHData:
             return
         dev = self.wdevice
         kids, nodes = to_warp(self.kids, wp.vec2i), to_warp(self.nodes, wp.vec3)
+        # chunks of >= 32k items: a pool hand-off (~0.1 ms) is worth it only for that much work
         launch(_k.bvh_tris, self.num_faces, [to_warp(self.points, wp.vec3), to_warp(self.indices),
-                                             to_warp(self.slot), to_warp(self.tris, wp.vec3)], dev)
+                                             to_warp(self.slot), to_warp(self.tris, wp.vec3)], dev, min_chunk=1 << 15)
         launch(_k.bvh_leaves, self.leaf_ref.shape[0], [to_warp(self.tris, wp.vec3), to_warp(self.leaf_ref),
-                                                       to_warp(self.leaf_pos), nodes], dev)
+                                                       to_warp(self.leaf_pos), nodes], dev, min_chunk=1 << 14)
         if dev == "cpu":
             launch(_k.bvh_refit_serial, 1, [n, kids, nodes], dev)
         else:

@@ -2,7 +2,7 @@
 
 A :class:`TraceBVH` holds lumigrad's own bounding-volume hierarchy
 (:mod:`lumigrad.ops._bvh`: a torch-built linear BVH whose Warp traversal is
-1.3-2x faster per ray than ``wp.mesh_query_ray`` on CPU, see ``bench/bvh.py``).
+1.8-2.5x faster per ray than ``wp.mesh_query_ray`` on CPU, see ``bench/bvh.py``).
 It is an object the caller holds: build it once, call
 :meth:`TraceBVH.refit` when the vertices move (same topology; refit is much
 cheaper than a rebuild), and pass it to :func:`intersect` and :func:`occluded`.
