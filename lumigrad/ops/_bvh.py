@@ -122,6 +122,8 @@ class BVHData:
         self.indices = indices  # [3F] int32
         dev = points.device
         nf = indices.shape[0] // 3
+        if nf >= 1 << 27:  # leaf references pack start << 3 into an int32
+            raise ValueError(f"BVHData(): at most {(1 << 27) - 1} triangles, got {nf}")
         if nf == 0:
             self.perm = torch.zeros(0, dtype=torch.int32, device=dev)
             self.kids = torch.zeros(0, 2, dtype=torch.int32, device=dev)
