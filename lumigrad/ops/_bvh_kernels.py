@@ -1,4 +1,4 @@
-"""Warp kernels of lumigrad's own triangle BVH (:mod:`lumigrad.ops._bvh`): ray queries, gather and refit.
+"""Warp kernels of lumigrad's own triangle BVH (:mod:`lumigrad.ops._bvh`): ray queries, SAH build, refit.
 
 Layout (built by :func:`lumigrad.ops._bvh.build_topology`, filled in by the refit kernels here):
 
@@ -19,13 +19,14 @@ far distance widened by ``1 + 2e-6``, so float rounding never loses a box whose 
 Triangle test: Moller-Trumbore with the precomputed edges and normal (``det = -d.n``,
 ``t det = -(o - p0).n``, then ``u, v`` from ``(o - p0) x d``), with an early out on ``t`` before the
 cross product; it was faster here than Warp's watertight Woop test (also tried, with the ray's shear
-set up once per ray: 410 vs 345 ns/ray at 5k). It is not watertight, so a ray exactly through a shared
-edge may pick either triangle (a tie) like Warp's; the reported ``t`` of the closest hit is recomputed
-in float64 once per ray (float32 ``t = -(o - p0).n / d.n`` loses digits on grazing rays).
+set up once per ray: 410 vs 345 ns/ray at 5k). Unlike Woop's it is not watertight: a ray exactly
+through a shared edge may pick either triangle, and in rare cases (not seen in ``bench/bvh.py``'s
+0.8 M rays per scene) rounding can let it slip between the two. The reported ``t`` of the closest hit
+is recomputed in float64 once per ray (float32 ``t = -(o - p0).n / d.n`` loses digits on grazing rays).
 
 What did not help (``bench/bvh.py``, single thread): leaf sizes 2 or 8 instead of 4 (within noise), a
 branch-free near/far ordering (always write the far child, bump the stack pointer by a flag: 15 %
-slower), 96 stack entries instead of 64 (the stacks are zeroed per ray).
+slower). The stacks are zeroed per ray (Warp's vector constructor), so they are kept at 64 entries.
 """
 from __future__ import annotations
 
