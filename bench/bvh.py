@@ -13,9 +13,10 @@ rays are not coherent), and for the shadow rays, from each camera ray's closest 
 * ``warp build ms``, ``lg build ms``: ``wp.Mesh(..., bvh_constructor="sah")`` vs ``BVHData(...)`` (wall ms,
   Warp's CPU build is single threaded; lumigrad's torch ops use ``--threads``).
 * ``warp refit ms``, ``lg refit ms``: ``wp.Mesh.refit()`` vs ``BVHData.refit()`` (wall ms).
-* ``same face %``: closest hits with the same face id in both (misses included); ``max rel dt``: the
-  largest relative difference of ``t`` where the faces agree; ``any same %``: shadow rays with the same
-  answer.
+* ``same face %``, ``diff faces``: closest hits with the same face id in both (misses included), and the
+  number that differ; ``diff hit/miss``: of those, how many are a hit in one and a miss in the other;
+  ``diff gap``: the largest relative difference of ``t`` between the two faces picked (a tie: ~0); ``max rel dt``: the largest relative difference of ``t`` where the faces agree;
+  ``any same %``, ``diff any``: shadow rays with the same answer, and the number that differ.
 
 Timing: A and B alternate (warp, lumigrad, warp, ...) ``--reps`` times; medians are reported.
 
@@ -176,8 +177,13 @@ def bench_level(level: int) -> dict:
     same = fw == fl
     both = same & (fw >= 0)
     rel = ((tw[both] - tl[both]).abs() / tw[both].abs().clamp_min(1e-30)).max() if both.any() else torch.tensor(0.0)
-    row = {"case": f"icosphere-{level}", "F": nf, "rays": r, "same face %": 100.0 * float(same.float().mean()),
-           "max rel dt": float(rel), "any same %": 100.0 * float((hit["w"] == hit["l"]).float().mean()),
+    diff = ~same
+    hm = int((diff & ((fw < 0) | (fl < 0))).sum())  # one query hit, the other missed
+    both_d = diff & (fw >= 0) & (fl >= 0)
+    gap = float(((tw[both_d] - tl[both_d]).abs() / tw[both_d]).max()) if both_d.any() else 0.0
+    row = {"case": f"icosphere-{level}", "diff hit/miss": hm, "diff gap": gap, "F": nf, "rays": r, "same face %": 100.0 * float(same.float().mean()),
+           "max rel dt": float(rel), "diff faces": int((~same).sum()), "diff any": int((hit["w"] != hit["l"]).sum()),
+           "any same %": 100.0 * float((hit["w"] == hit["l"]).float().mean()),
            "shadowed %": 100.0 * float(hit["w"].float().mean())}
     tim = {k: [] for k in ("w_cl", "l_cl", "w_any", "l_any", "w_build", "l_build", "w_refit", "l_refit")}
     for _ in range(ARGS.reps):
@@ -198,7 +204,7 @@ def bench_level(level: int) -> dict:
 
 
 COLUMNS = ["case", "F", "warp cl ns", "lg cl ns", "cl x", "warp any ns", "lg any ns", "any x", "warp build ms",
-           "lg build ms", "warp refit ms", "lg refit ms", "same face %", "max rel dt", "any same %", "shadowed %"]
+           "lg build ms", "warp refit ms", "lg refit ms", "same face %", "diff faces", "diff hit/miss", "diff gap", "max rel dt", "any same %", "diff any", "shadowed %"]
 
 
 def table(rows: list[dict]) -> str:

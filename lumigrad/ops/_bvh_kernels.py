@@ -20,8 +20,8 @@ Triangle test: Moller-Trumbore with the precomputed edges and normal (``det = -d
 ``t det = -(o - p0).n``, then ``u, v`` from ``(o - p0) x d``), with an early out on ``t`` before the
 cross product; it was faster here than Warp's watertight Woop test (also tried, with the ray's shear
 set up once per ray: 410 vs 345 ns/ray at 5k). Unlike Woop's it is not watertight: a ray exactly
-through a shared edge may pick either triangle, and in rare cases (not seen in ``bench/bvh.py``'s
-0.8 M rays per scene) rounding can let it slip between the two. The reported ``t`` of the closest hit
+through a shared edge may pick either triangle, and in rare cases (see ``diff faces`` in
+``bench/results_bvh.md``) rounding can let it slip between the two. The reported ``t`` of the closest hit
 is recomputed in float64 once per ray (float32 ``t = -(o - p0).n / d.n`` loses digits on grazing rays).
 
 What did not help (``bench/bvh.py``, single thread): leaf sizes 2 or 8 instead of 4 (within noise), a
