@@ -1,6 +1,7 @@
 """Warp kernels for :mod:`lumigrad.ops.trace` (one Warp module; Warp's generated adjoints are off).
 
-Ray queries against a ``wp.Mesh`` BVH. They return integer ids and distances
+Ray queries against lumigrad's BVH (:mod:`lumigrad.ops._bvh`; traversal in
+:mod:`lumigrad.ops._bvh_kernels`). They return integer ids and distances
 and are not differentiable: :func:`lumigrad.ops.trace.reattach` recomputes the
 hit differentiably in torch. ``shade_direct_fwd`` / ``shade_direct_bwd`` are the
 fused re-attachment + Lambert direct lighting of :func:`lumigrad.ops.trace.shade_direct`
@@ -13,6 +14,7 @@ from typing import Any
 
 import warp as wp
 
+from lumigrad.ops._bvh_kernels import bvh_anyhit, bvh_closest
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
@@ -23,7 +25,10 @@ __all__ = ["trace_closest", "trace_occluded", "trace_direct", "shade_direct_fwd"
 @wp.kernel
 def trace_closest(
     offset: int,
-    mesh: wp.uint64,
+    nodes: wp.array(dtype=wp.vec3),  # the BVH (lumigrad.ops._bvh.BVHData.args)
+    kids: wp.array(dtype=wp.vec2i),
+    tris: wp.array(dtype=wp.vec3),
+    tface: wp.array(dtype=wp.int32),
     origins: wp.array(dtype=wp.vec3),  # [R]
     dirs: wp.array(dtype=wp.vec3),  # [R]
     tmax: wp.array(dtype=wp.float32),  # [R]
@@ -31,19 +36,18 @@ def trace_closest(
     out_t: wp.array(dtype=wp.float32),  # [R], tmax on a miss
 ):
     i = wp.tid() + offset
-    q = wp.mesh_query_ray(mesh, origins[i], dirs[i], tmax[i])
-    if q.result:
-        out_face[i] = q.face
-        out_t[i] = q.t
-    else:
-        out_face[i] = -1
-        out_t[i] = tmax[i]
+    face, t = bvh_closest(nodes, kids, tris, tface, origins[i], dirs[i], tmax[i])
+    out_face[i] = face
+    out_t[i] = t
 
 
 @wp.kernel
 def trace_occluded(
     offset: int,
-    mesh: wp.uint64,
+    nodes: wp.array(dtype=wp.vec3),
+    kids: wp.array(dtype=wp.vec2i),
+    tris: wp.array(dtype=wp.vec3),
+    tface: wp.array(dtype=wp.int32),
     origins: wp.array(dtype=wp.vec3),  # [R]
     dirs: wp.array(dtype=wp.vec3),  # [R]
     tmax: wp.array(dtype=wp.float32),  # [R]
@@ -51,7 +55,7 @@ def trace_occluded(
 ):
     i = wp.tid() + offset
     # Any hit ends the traversal (no search for the closest one).
-    out_hit[i] = wp.where(wp.mesh_query_ray_anyhit(mesh, origins[i], dirs[i], tmax[i]), 1, 0)
+    out_hit[i] = wp.where(bvh_anyhit(nodes, kids, tris, origins[i], dirs[i], tmax[i]), 1, 0)
 
 
 # --- fused direct lighting (point / directional lights, Lambert) --------------------------------------------
@@ -69,7 +73,10 @@ _INV_PI = 0.3183098861837907
 @wp.kernel
 def trace_direct(
     offset: int,
-    mesh: wp.uint64,
+    nodes: wp.array(dtype=wp.vec3),
+    kids: wp.array(dtype=wp.vec2i),
+    tris: wp.array(dtype=wp.vec3),
+    tface: wp.array(dtype=wp.int32),
     points: wp.array(dtype=wp.vec3),  # [V] the BVH's vertices
     indices: wp.array(dtype=wp.int32),  # [3F]
     origins: wp.array(dtype=wp.vec3),  # [R]
@@ -85,13 +92,11 @@ def trace_direct(
     i = wp.tid() + offset
     o = origins[i]
     d = dirs[i]
-    q = wp.mesh_query_ray(mesh, o, d, 3.0e38)
-    if not q.result:
-        out_face[i] = -1
+    f, qt = bvh_closest(nodes, kids, tris, tface, o, d, 3.0e38)
+    out_face[i] = f
+    if f < 0:
         return
-    out_face[i] = q.face
-    p = o + q.t * d
-    f = q.face
+    p = o + qt * d
     p0 = points[indices[3 * f]]
     ng = wp.normalize(wp.cross(points[indices[3 * f + 1]] - p0, points[indices[3 * f + 2]] - p0))
     for j in range(nl):
@@ -107,7 +112,7 @@ def trace_direct(
                 dist = wp.sqrt(dsq)
             step = eps / wp.max(wp.abs(wp.dot(ng, l)), 0.05)
             tm = wp.max(dist - step - eps, 0.0)
-            if wp.mesh_query_ray_anyhit(mesh, p + step * l, l, tm):
+            if bvh_anyhit(nodes, kids, tris, p + step * l, l, tm):
                 v = 0
         out_vis[i, j] = v
 
