@@ -227,3 +227,34 @@ def test_tree_check_catches_a_bad_box():
     bvh.nodes[pos + 1] = bvh.nodes[pos]  # hi = lo
     with pytest.raises(AssertionError, match="box"):
         check_tree_ref(bvh, v, f, _bk.STACK_SIZE)
+
+
+def test_rays_through_shared_edges_and_vertices_of_a_closed_mesh_never_slip_through():
+    # An exact float32 edge test can let a ray through a shared edge miss both triangles; the slack may not.
+    v, f = icosphere(4)
+    v = v * torch.tensor([1.3, 0.8, 1.1])  # convex, edges at awkward float positions
+    bvh = TraceBVH(v, f)
+    fl = f.long()
+    fn = torch.linalg.cross(v[fl[:, 1]] - v[fl[:, 0]], v[fl[:, 2]] - v[fl[:, 0]], dim=-1)
+    fn = fn / fn.norm(dim=-1, keepdim=True)
+    # each undirected edge with its two faces
+    he = torch.cat([fl[:, [0, 1]], fl[:, [1, 2]], fl[:, [2, 0]]])
+    face_of = torch.arange(f.shape[0]).repeat(3)
+    key = torch.minimum(he[:, 0], he[:, 1]) * v.shape[0] + torch.maximum(he[:, 0], he[:, 1])
+    order = torch.argsort(key)
+    a, b = order[0::2], order[1::2]
+    assert bool((key[a] == key[b]).all())  # closed mesh: two faces per edge
+    g = torch.Generator().manual_seed(5)
+    pts, outward = [], []
+    for s_ in (0.5, 0.3, 0.07):  # points on every edge
+        pts.append(v[he[a, 0]] * (1 - s_) + v[he[a, 1]] * s_)
+        outward.append(fn[face_of[a]] + fn[face_of[b]])
+    pts, outward = torch.cat(pts), torch.cat(outward)
+    outward = outward / outward.norm(dim=-1, keepdim=True)
+    # origins in front of both faces of the edge (not grazing), a little off the bisector
+    o = pts + 2.0 * (outward + 0.1 * torch.randn(pts.shape, generator=g))
+    hits = intersect(bvh, o, pts - o)
+    assert bool((hits.face >= 0).all()), f"{int((hits.face < 0).sum())} of {pts.shape[0]} rays slipped through"
+    # from inside towards the same points: an enclosed point sees the mesh in every direction
+    inner = torch.zeros_like(pts) + torch.tensor([0.05, -0.03, 0.02])
+    assert bool(occluded(bvh, inner, pts - inner, 1.5).all())
