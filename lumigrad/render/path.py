@@ -45,6 +45,8 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from lumigrad.geometry.normals import face_cross, safe_normalize
+from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_clip_from_K
+from lumigrad.ops.rasterize import RasterizeWorkspace, rasterize
 from lumigrad.ops.trace import TraceBVH, intersect, occluded, shade_direct, trace_direct
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
@@ -86,6 +88,7 @@ class TraceAccel:
         self._verts_seen: dict = {}  # shape index -> detached copy of that mesh's vertices at the last render
         self._normals: dict = {}  # shape index -> [V_i, 3] unit normals of _verts_seen[i] (no-grad meshes)
         self._face_data = None  # (face_cross [F, 3], first corner [F, 3]) of the detached vertices, or None
+        self._raster_ws = RasterizeWorkspace()  # buffers of the camera samples' rasterization (_raster_primary)
         self.bvh = TraceBVH(verts, faces)
         self.num_faces = int(faces.shape[0])
         self.num_verts = int(verts.shape[0])
@@ -176,6 +179,8 @@ class _Scene:
         # [V, 6] verts | vnormals for _radiance_direct, built here (not lazily inside a chunk, which may run
         # under no_grad or a checkpoint); copies of the scene made by the edge sampler build theirs on use.
         self.corners = torch.cat([self.verts, self.vnormals], 1) if _fused_ok(self) else None
+        self.offsets = _sample_offsets(settings, camera.batch_size, self.dtype, self.device)  # [B, spp, 2]
+        self.primary = None  # [B, spp, H * W] int32 rasterized closest hits of the camera samples, or None (BVH)
 
     def rand(self, *shape) -> Tensor:
         return torch.rand(*shape, generator=self.gen, dtype=self.dtype, device=self.device)
@@ -255,10 +260,12 @@ class _Hit(NamedTuple):
     wo: Tensor  # [h, 3] unit direction back along the ray
 
 
-def _trace(sc: _Scene, origins: Tensor, dirs: Tensor) -> _Hit:
-    hits = intersect(sc.accel.bvh, origins, dirs)
-    idx = torch.nonzero(hits.face >= 0).squeeze(1)
-    face = _take(hits.face, idx).long()
+def _trace(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor | None = None) -> _Hit:
+    """Closest hits of the rays, re-attached; ``face [R]`` int32 (-1: miss) when already known (rasterized)."""
+    if face is None:
+        face = intersect(sc.accel.bvh, origins, dirs).face
+    idx = torch.nonzero(face >= 0).squeeze(1)
+    face = _take(face, idx).long()
     o, d = _take(origins, idx), _take(dirs, idx)
     # reattach() inlined: one gather of the hit triangles serves the hit point, both normals.
     fl = _take(sc.faces_long, face).reshape(-1)  # [h * 3]
@@ -415,7 +422,7 @@ def _light_rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             torch.stack(scales, 0), torch.tensor(falls, **kw))
 
 
-def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """:func:`_radiance` when :func:`_fused_ok`: the same estimator (no random numbers are drawn).
 
     Closest hits and one shadow ray per light come from one Warp launch
@@ -431,7 +438,7 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor,
     st = sc.settings
     R = origins.shape[0]
     lk, lv, ls, lf = _light_rows(sc)
-    face, vis = trace_direct(sc.accel.bvh, origins, dirs, lk, lv, sc.eps, st.shadows)
+    face, vis = trace_direct(sc.accel.bvh, origins, dirs, lk, lv, sc.eps, st.shadows, face=face)
     hit = face >= 0
     idx = torch.nonzero(hit).squeeze(1)
     f = _take(face, idx).long()
@@ -451,8 +458,9 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor,
     return L.index_add(0, idx, rgb), hit
 
 
-def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``(L [R, 3], hit [R] bool)`` along camera rays.
+def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator,
+              face: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(L [R, 3], hit [R] bool)`` along camera rays (closest hits ``face [R]`` int32 when known, else BVH).
 
     Path ``camera -> x_0 -> ... -> x_k``: next-event estimation at every ``x_i``
     with ``i < max_bounces``, and one BSDF sample from each of them; what the BSDF
@@ -461,10 +469,10 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
     segments, like Mitsuba's ``max_depth = max_bounces + 1``.
     """
     if _fused_ok(sc):
-        return _radiance_direct(sc, origins, dirs)
+        return _radiance_direct(sc, origins, dirs, face)
     st = sc.settings
     R = origins.shape[0]
-    h = _trace(sc, origins, dirs)
+    h = _trace(sc, origins, dirs, face)
     hit = torch.zeros(R, dtype=torch.bool, device=sc.device)
     hit[h.idx] = True
     if sc.env is not None:
@@ -555,28 +563,100 @@ def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Ten
     return o, rot[:, :, 2]
 
 
+# Perspective cameras: the rasterizer's near plane sits just before the nearest vertex; when the scene's depth
+# range far / near (over all views) exceeds this, or a vertex lies at or behind the camera plane (no near
+# plane excludes nothing visible then), camera rays use the BVH. float32 depth (z_ndc) resolves surfaces
+# ~3e-8 far / near apart (relative depth) near the far plane: 3e-5 at this bound, where the BVH's float32 t
+# resolves ~1e-7.
+_MAX_DEPTH_RATIO = 1e3
+
+
+def _sample_offsets(settings: TraceSettings, views: int, dtype: torch.dtype, device) -> Tensor:
+    """``[B, spp, 2]`` sub-pixel positions ``(u, v)`` in ``[0, 1)^2`` of sample ``s`` of every pixel of view ``b``.
+
+    One uniform jitter per (view, sample index), stratified (``spp = n^2``: sample ``s`` in cell
+    ``(s // n, s % n)``), drawn from the render's seed on a stream of its own (not a chunk's), so
+    replay and any ``chunk_rays`` see the same samples.
+    """
+    S = settings.spp
+    g = torch.Generator().manual_seed((settings.seed * 1_000_003 + (1 << 62)) % (2**63))
+    u = torch.rand(views, S, 2, generator=g, dtype=torch.float64)
+    n = math.isqrt(S)
+    if n * n == S:
+        s = torch.arange(S)
+        u = (torch.stack([s // n, s % n], -1).to(torch.float64) + u) / n
+    u = u.to(dtype)
+    return u.clamp(max=1.0 - torch.finfo(dtype).eps).to(device)
+
+
+def _raster_primary(sc: _Scene) -> Tensor | None:
+    """``[B, spp, H * W]`` int32 closest hits (-1: miss) of the camera samples, by rasterization, or None.
+
+    Pass ``(b, s)`` rasterizes view ``b`` with its principal point moved by ``0.5 - offsets[b, s]``
+    pixels (a clip-space shift ``x += -2 dx w / W``, ``y += 2 dy w / H``): the rasterizer's pixel
+    centre ``j + 0.5`` is then the ray through ``j + offsets[b, s]``, the ray of sample ``s`` of that
+    pixel. Near / far come from the vertices' depths, so nothing the ray tracer can hit is clipped.
+    None (use the BVH) when that cannot be exact: a perspective view with a vertex at or behind the
+    camera plane, or a depth range beyond ``_MAX_DEPTH_RATIO``.
+    """
+    cam, S = sc.camera, sc.settings.spp
+    B, H, W = cam.batch_size, cam.height, cam.width
+    with torch.no_grad():
+        w2c = cam.world_to_cam.detach()
+        v = sc.verts.detach()
+        pc = torch.matmul(v, w2c[:, :3, :3].transpose(1, 2)) + w2c[:, None, :3, 3]  # [B, V, 3] camera frame
+        zmin, zmax = float(pc[..., 2].min()), float(pc[..., 2].max())
+        if cam.projection == "perspective":
+            if not (zmin > 0 and zmax < _MAX_DEPTH_RATIO * zmin):
+                log.debug("render_trace: camera rays use the BVH (vertex depths %.3g .. %.3g)", zmin, zmax)
+                return None
+            near, far = zmin * (1 - 1e-3), zmax * (1 + 1e-3)
+            proj = perspective_clip_from_K(cam.K.detach(), W, H, near, far)
+        else:
+            if zmax <= 0:  # everything behind the rays' origins: all miss
+                return torch.full((B, S, H * W), -1, dtype=torch.int32, device=sc.device)
+            near = max(zmin, 0.0) * (1 - 1e-3)
+            far = zmax * (1 + 1e-3)
+            proj = orthographic_clip_from_K(cam.K.detach(), W, H, near, far)
+        if sc.faces.shape[0] >= 2**24:  # float32 rast cannot index the faces exactly
+            pc = pc.double()
+            proj = proj.double()
+        pos = torch.matmul(torch.cat([pc, torch.ones_like(pc[..., :1])], -1), proj.transpose(1, 2))  # [B, V, 4]
+        d = sc.offsets.to(pos.dtype) - 0.5  # [B, S, 2]
+        shift = torch.stack([-2.0 * d[..., 0] / W, 2.0 * d[..., 1] / H], -1)  # [B, S, 2] clip x, y per unit w
+        out = torch.empty(B, S, H * W, dtype=torch.int32, device=sc.device)
+        xy = pos[..., :2]
+        w = pos[..., 3:]
+        for s in range(S):
+            ps = torch.cat([xy + w * shift[:, None, s], pos[..., 2:]], -1)
+            rast = rasterize(ps, sc.faces, (H, W), grad_db=False, workspace=sc.accel._raster_ws).rast
+            out[:, s] = rast[..., 3].reshape(B, H * W).to(torch.int32) - 1
+    return out
+
+
 def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tensor]:
     """``(image [P, 3], coverage [P])``: the mean over ``spp`` restricted to samples ``first .. first + count``.
 
     When ``chunk_rays`` (hence ``first`` and ``count``) is a multiple of ``spp`` the chunk holds whole
     pixels and only their rows are returned (``[count / spp, 3]`` and ``[count / spp]``): no image-sized buffers per chunk.
 
-    Sample ``r`` belongs to pixel ``r // spp`` (view-major, then row, column) and is
-    stratified when ``spp`` is a square. Everything random is drawn from
-    ``sc.chunk_gen(chunk)``, so calling this twice gives the same paths (path replay).
+    Sample ``r`` is sample ``s = r % spp`` of pixel ``r // spp`` (view-major, then row, column), at
+    the pixel's corner plus ``sc.offsets[view, s]`` (:func:`_sample_offsets`: one sub-pixel offset per
+    view and sample index, stratified when ``spp`` is a square). Its closest hit is
+    ``sc.primary[view, s, pixel]`` when the samples were rasterized (:func:`_raster_primary`), else a
+    BVH query. Everything else random is drawn from ``sc.chunk_gen(chunk)``, and ``sc.offsets`` /
+    ``sc.primary`` are fixed for the render, so calling this twice gives the same paths (path replay).
     """
     cam = sc.camera
     S, H, W = sc.settings.spp, cam.height, cam.width
     gen = sc.chunk_gen(chunk)
     r = torch.arange(first, first + count, device=sc.device)
     p, s = r // S, r % S
-    jit = torch.rand(count, 2, generator=gen, dtype=sc.dtype, device=sc.device)
-    n = math.isqrt(S)
-    if n * n == S:
-        jit = (torch.stack([s // n, s % n], -1).to(sc.dtype) + jit) / n
-    pix = torch.stack([(p % W).to(sc.dtype), ((p // W) % H).to(sc.dtype)], -1) + jit  # (u, v) = (col, row)
-    o, d = _camera_rays(cam, p // (H * W), pix)
-    L, hit = _radiance(sc, o, d, gen)
+    view, q = p // (H * W), p % (H * W)
+    pix = torch.stack([(q % W).to(sc.dtype), (q // W).to(sc.dtype)], -1) + sc.offsets[view, s]  # (u, v) = (col, row)
+    o, d = _camera_rays(cam, view, pix)
+    face = None if sc.primary is None else sc.primary[view, s, q]
+    L, hit = _radiance(sc, o, d, gen, face)
     if sc.settings.chunk_rays % S == 0:  # then first and count are multiples of S
         # Whole pixels, each one's samples consecutive: the rows of pixels first / S .. (first + count) / S.
         return L.reshape(-1, S, 3).sum(1) / S, hit.to(sc.dtype).reshape(-1, S).mean(1)
@@ -644,6 +724,8 @@ def render_trace(
         raise ValueError(f"{_FN}(): accel must be a TraceAccel built by prepare_trace() for these shapes "
                          f"({nv} vertices, {nf} faces)")
     sc = _Scene(shapes, camera, lights, settings, accel)
+    if settings.primary == "raster":
+        sc.primary = _raster_primary(sc)
     B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
     P, total, n = B * H * W, B * H * W * S, settings.chunk_rays
     replay = settings.replay and torch.is_grad_enabled()
