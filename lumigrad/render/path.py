@@ -1,7 +1,8 @@
 """Physically based ray / path tracing with visibility gradients.
 
-Pipeline per view: camera rays through jittered pixel samples -> Warp BVH
-query (:func:`lumigrad.ops.trace.intersect`, triangle ids only) -> the hit is
+Pipeline per view: camera rays through jittered pixel samples (one sub-pixel offset per
+view and sample index) -> their closest triangles, by rasterization (:func:`_raster_primary`)
+or a Warp BVH query (:func:`lumigrad.ops.trace.intersect`, triangle ids only) -> the hit is
 re-attached in torch (:func:`lumigrad.ops.trace.reattach`), so points,
 normals and shading are differentiable w.r.t. vertices, camera, materials and
 lights -> next-event estimation with shadow rays to point, directional and
@@ -685,6 +686,17 @@ def render_trace(
         settings: :class:`TraceSettings`.
         accel: a :class:`TraceAccel` from :func:`prepare_trace` for the same
             topology (built here when None); it is refitted when the vertices changed since its last render.
+
+    Camera samples: sample ``s`` of pixel ``p`` of view ``b`` is the ray through ``p +
+    offset[b, s]``, with one sub-pixel offset per (view, sample index) shared by all pixels
+    (stratified in an ``n x n`` grid when ``spp = n^2``, uniform otherwise), drawn from
+    ``settings.seed`` alone: each pixel's estimate stays an unbiased box-filter estimate (neighbours
+    share sample positions, so the noise is correlated), and path replay and ``chunk_rays`` see the
+    same samples. Why: then the closest hits of all samples with index ``s`` are one raster pass of
+    the scene with a sub-pixel shift (``settings.primary = "raster"``, default), far cheaper than a
+    BVH query per ray; it is used whenever it is exact (pinhole or orthographic camera, every vertex
+    in front of the camera with depth range ``far / near <= 1e3``), else the BVH finds them (as with
+    ``primary = "bvh"``). docs/tracing.md has the details.
 
     Returns:
         :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.
