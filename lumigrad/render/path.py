@@ -605,8 +605,9 @@ def _raster_primary(sc: _Scene) -> Tensor | None:
     with torch.no_grad():
         w2c = cam.world_to_cam.detach()
         v = sc.verts.detach()
-        pc = torch.matmul(v, w2c[:, :3, :3].transpose(1, 2)) + w2c[:, None, :3, 3]  # [B, V, 3] camera frame
-        zmin, zmax = float(pc[..., 2].min()), float(pc[..., 2].max())
+        # Camera-frame depths (one pass over the vertices per view) for near / far.
+        z = torch.stack([torch.addmv(w2c[b, 2, 3], v, w2c[b, 2, :3]) for b in range(B)])
+        zmin, zmax = float(z.min()), float(z.max())
         if cam.projection == "perspective":
             if not (zmin > 0 and zmax < _MAX_DEPTH_RATIO * zmin):
                 log.debug("render_trace: camera rays use the BVH (vertex depths %.3g .. %.3g)", zmin, zmax)
@@ -616,22 +617,24 @@ def _raster_primary(sc: _Scene) -> Tensor | None:
         else:
             if zmax <= 0:  # everything behind the rays' origins: all miss
                 return torch.full((B, S, H * W), -1, dtype=torch.int32, device=sc.device)
-            near = max(zmin, 0.0) * (1 - 1e-3)
-            far = zmax * (1 + 1e-3)
+            near, far = max(zmin, 0.0) * (1 - 1e-3), zmax * (1 + 1e-3)
             proj = orthographic_clip_from_K(cam.K.detach(), W, H, near, far)
+        m = proj @ w2c  # [B, 4, 4] world -> clip
         if sc.faces.shape[0] >= 2**24:  # float32 rast cannot index the faces exactly
-            pc = pc.double()
-            proj = proj.double()
-        pos = torch.matmul(torch.cat([pc, torch.ones_like(pc[..., :1])], -1), proj.transpose(1, 2))  # [B, V, 4]
-        d = sc.offsets.to(pos.dtype) - 0.5  # [B, S, 2]
-        shift = torch.stack([-2.0 * d[..., 0] / W, 2.0 * d[..., 1] / H], -1)  # [B, S, 2] clip x, y per unit w
+            v, m = v.double(), m.double()
+        d = sc.offsets.to(m.dtype) - 0.5  # [B, S, 2]
+        # Pass (b, s): clip x += -2 dx / W * w, y += 2 dy / H * w, i.e. rows 0, 1 of m plus multiples of row 3.
+        shift = torch.stack([-2.0 * d[..., 0] / W, 2.0 * d[..., 1] / H], -1)  # [B, S, 2]
         out = torch.empty(B, S, H * W, dtype=torch.int32, device=sc.device)
-        xy = pos[..., :2]
-        w = pos[..., 3:]
+        pos = torch.empty(B, v.shape[0], 4, dtype=v.dtype, device=sc.device)
+        vb = v.expand(B, -1, -1)
         for s in range(S):
-            ps = torch.cat([xy + w * shift[:, None, s], pos[..., 2:]], -1)
-            rast = rasterize(ps, sc.faces, (H, W), grad_db=False, workspace=sc.accel._raster_ws).rast
-            out[:, s] = rast[..., 3].reshape(B, H * W).to(torch.int32) - 1
+            ms = m.clone()
+            ms[:, :2] += shift[:, s, :, None] * m[:, 3:4]
+            torch.baddbmm(ms[:, None, :, 3], vb, ms[:, :, :3].transpose(1, 2), out=pos)  # [B, V, 4]
+            rast = rasterize(pos, sc.faces, (H, W), grad_db=False, workspace=sc.accel._raster_ws).rast
+            out[:, s].copy_(rast[..., 3].reshape(B, H * W))
+        out -= 1
     return out
 
 
