@@ -14,7 +14,8 @@ light, one camera. Columns (medians over --reps runs after warm-up):
   near / far from the vertex depths, one sub-pixel-shifted raster pass, face ids), and
   ``raster time lg/mi`` its time over Mitsuba's ``ray_intersect``.
 * ``lg rays cpu ns``, ``lg raster cpu ns``, ``mi rays cpu ns``: CPU time (all threads of the process) per
-  primary ray; run with ``--threads 1`` for single-thread figures.
+  primary ray; run with ``--threads 1`` for single-thread figures (then also ``lg ... thr``: the calling
+  thread's CPU time, ``time.thread_time``, which holds all of lumigrad's work with one thread).
 * ``lg fb ms``, ``mi fb ms``: direct lighting with shadows, 4 spp, forward +
   backward of the mean image w.r.t. all vertex positions (lumigrad:
   ``render_trace`` with edge-sampled boundaries, one edge sample per pixel;
@@ -100,23 +101,28 @@ def _mitsuba():
     return mi, dr
 
 
-def timed(fns: dict, reps: int) -> tuple[dict, dict]:
+def timed(fns: dict, reps: int) -> tuple[dict, dict, dict]:
     """Median wall and CPU seconds of each callable (one warm-up run each, then ``reps`` interleaved rounds).
 
     CPU seconds are the process's, all threads (lumigrad's pool, torch's, Mitsuba's): unlike wall time
-    they hardly depend on how much of the machine other jobs take.
+    they hardly depend on how much of the machine other jobs take. The third dict is the calling thread's
+    CPU seconds (``time.thread_time``): with ``--threads 1`` all of lumigrad's work (its launches then run
+    on the calling thread), not Mitsuba's (its own worker threads).
     """
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
+    thr = {k: [] for k in fns}
     for _ in range(reps):
         for k, f in fns.items():
-            t, c = time.perf_counter(), time.process_time()
+            t, c, h = time.perf_counter(), time.process_time(), time.thread_time()
             f()
             times[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
-    return ({k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in cpu.items()})
+            thr[k].append(time.thread_time() - h)
+    med = statistics.median
+    return ({k: med(v) for k, v in times.items()}, {k: med(v) for k, v in cpu.items()}, {k: med(v) for k, v in thr.items()})
 
 
 def scene(level: int, res: int):
@@ -186,13 +192,18 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
             dr.disable_grad(params[key])
 
         fns["mi_rays"], fns["mi_fb"] = mi_rays, mi_fb
-    t, c = timed(fns, ARGS.reps)
+    t, c, h = timed(fns, ARGS.reps)
     rays = res * res
     row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"],
                 "lg fb cpu s": c["lg_fb"], "lg raster Mray/s": rays / t["lg_raster"] / 1e6,
                 "lg rays cpu ns": 1e9 * c["lg_rays"] / rays, "lg raster cpu ns": 1e9 * c["lg_raster"] / rays})
     if ARGS.fb_bvh:
         row.update({"lg fb bvh ms": 1e3 * t["lg_fb_bvh"], "lg fb bvh cpu s": c["lg_fb_bvh"]})
+    if ARGS.threads == 1:
+        row.update({"lg rays thr ns": 1e9 * h["lg_rays"] / rays, "lg raster thr ns": 1e9 * h["lg_raster"] / rays,
+                    "lg fb thr s": h["lg_fb"]})
+        if ARGS.fb_bvh:
+            row["lg fb bvh thr s"] = h["lg_fb_bvh"]
     if mi is not None:
         row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"], "mi fb cpu s": c["mi_fb"]})
         row["mi rays cpu ns"] = 1e9 * c["mi_rays"] / rays
@@ -206,6 +217,8 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
 COLUMNS = ["case", "F", "res", "lg Mray/s", "lg raster Mray/s", "mi Mray/s", "rays time lg/mi", "raster time lg/mi",
            "lg rays cpu ns", "lg raster cpu ns", "mi rays cpu ns", "lg fb ms", "lg fb bvh ms", "mi fb ms",
            "fb time lg/mi", "lg fb cpu s", "lg fb bvh cpu s", "mi fb cpu s", "fb cpu lg/mi", "refit ms"]
+if ARGS.threads == 1:
+    COLUMNS += ["lg rays thr ns", "lg raster thr ns", "lg fb thr s", "lg fb bvh thr s"]
 
 
 def table(rows: list[dict]) -> str:
