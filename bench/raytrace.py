@@ -153,8 +153,8 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
     o, d = _camera_rays(cam, torch.zeros(res * res, dtype=torch.long), pix)
     verts = torch.cat([s.mesh.verts for s in shapes])
     sc1 = lg_path._Scene(shapes, cam, lights, TraceSettings(spp=1), accel)
-    assert lg_path._raster_primary(sc1) is not None
-    fns = {"lg_rays": lambda: intersect(accel.bvh, o, d), "lg_raster": lambda: lg_path._raster_primary(sc1),
+    assert lg_path._raster_primary(sc1, force=True) is not None
+    fns = {"lg_rays": lambda: intersect(accel.bvh, o, d), "lg_raster": lambda: lg_path._raster_primary(sc1, force=True),
            "refit": lambda: accel.bvh.refit(verts)}
 
     def lg_fb(primary="raster"):

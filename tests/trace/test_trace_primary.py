@@ -50,12 +50,13 @@ def _sample_rays(sc):
     return path._camera_rays(cam, view, pix)
 
 
-@pytest.mark.parametrize("projection", ["perspective", "orthographic"])
-def test_rasterized_hit_is_the_closest_ray_hit(projection):
+@pytest.mark.parametrize("projection,spp", [("perspective", 4), ("orthographic", 4), ("perspective", 3)])
+def test_rasterized_hit_is_the_closest_ray_hit(projection, spp):
+    # spp = 4: one pass per view at twice the resolution; spp = 3: one pass per sample index.
     shapes, cam, lights = _scene(projection=projection)
-    sc = path._Scene(shapes, cam, lights, TraceSettings(spp=4), prepare_trace(shapes))
+    sc = path._Scene(shapes, cam, lights, TraceSettings(spp=spp), prepare_trace(shapes))
     prim = path._raster_primary(sc)
-    assert prim is not None and prim.shape == (2, 4, cam.height * cam.width)
+    assert prim is not None and prim.shape == (2, spp, cam.height * cam.width)
     o, d = _sample_rays(sc)
     hits = intersect(sc.accel.bvh, o, d)
     ras = prim.reshape(-1)
@@ -70,12 +71,25 @@ def test_rasterized_hit_is_the_closest_ray_hit(projection):
         tb = ray_triangle(o[both], d[both], *sc.verts[sc.faces_long[hits.face[both].long()]].unbind(1))[0]
         assert float((ta - tb).abs().max()) < 1e-4
     assert bad.numel() - both.numel() <= 0.002 * ras.numel()
-    # The sub-pixel offsets are stratified and fixed by the seed.
-    n = 2
-    cell = torch.stack([torch.arange(4) // n, torch.arange(4) % n], -1).to(DT) / n
-    assert bool(((sc.offsets - cell >= 0) & (sc.offsets - cell < 1 / n)).all())
-    assert torch.equal(sc.offsets, path._Scene(shapes, cam, lights, TraceSettings(spp=4), sc.accel).offsets)
-    assert not torch.equal(sc.offsets, path._Scene(shapes, cam, lights, TraceSettings(spp=4, seed=1), sc.accel).offsets)
+    # The sub-pixel offsets are fixed by the seed; for spp = n^2 one shifted grid per view, stratified.
+    assert torch.equal(sc.offsets, path._Scene(shapes, cam, lights, TraceSettings(spp=spp), sc.accel).offsets)
+    assert not torch.equal(sc.offsets, path._Scene(shapes, cam, lights, TraceSettings(spp=spp, seed=1), sc.accel).offsets)
+    assert bool(((sc.offsets >= 0) & (sc.offsets < 1)).all())
+    if spp == 4:
+        cell = torch.stack([torch.arange(4) // 2, torch.arange(4) % 2], -1).to(DT) / 2
+        jit = sc.offsets - cell
+        assert bool(((jit >= 0) & (jit < 0.5)).all())
+        torch.testing.assert_close(jit, jit[:, :1].expand_as(jit))
+        assert not torch.allclose(jit[0], jit[1])  # one jitter per view
+
+
+def test_many_faces_per_pixel_use_the_bvh():
+    shapes, cam, lights = _scene(res=4, views=1)  # 1282 faces, 4 x 8 pixels per sample index
+    sc = path._Scene(shapes, cam, lights, TraceSettings(spp=1), prepare_trace(shapes))
+    assert path._raster_primary(sc) is None
+    prim = path._raster_primary(sc, force=True)
+    o, d = _sample_rays(sc)
+    assert float((prim.reshape(-1) == intersect(sc.accel.bvh, o, d).face).float().mean()) > 0.9
 
 
 @pytest.mark.parametrize("bounces", [1, 2])
@@ -127,7 +141,7 @@ def test_vertex_behind_the_camera_falls_back_to_the_bvh():
     cam = Camera.look_at(torch.tensor([0.0, 0.5, 3.0], dtype=DT), torch.zeros(3, dtype=DT), width=10, height=10)
     lights = [PointLight(torch.tensor([1.0, 3.0, 1.0], dtype=DT), intensity=10.0)]
     sc = path._Scene(shapes, cam, lights, TraceSettings(), prepare_trace(shapes))
-    assert path._raster_primary(sc) is None
+    assert path._raster_primary(sc, force=True) is None
     a = render_trace(shapes, cam, lights, TraceSettings(spp=1, primary="raster"))
     b = render_trace(shapes, cam, lights, TraceSettings(spp=1, primary="bvh"))
     assert bool((a.alpha[:, 6:] == 1).all())  # the floor, in the lower half of the view
