@@ -572,7 +572,7 @@ def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Ten
 _MAX_DEPTH_RATIO = 1e3
 
 
-# Rasterize the camera samples only while a view's faces number at most this many per rasterized pixel:
+# Rasterize the camera samples only while the faces number at most this many per pixel:
 # a raster pass costs about 80 ns per triangle (setup, binning) plus 45 ns per pixel per thread here, a
 # BVH query 400-1000 ns per ray, so beyond ~8 triangles per pixel the BVH is cheaper
 # (bench/raytrace.py: 1.3M triangles at 256^2, one sample per pixel: 1869 vs 1003 ns per ray).
@@ -582,22 +582,22 @@ _MAX_FACES_PER_PIXEL = 8
 def _sample_offsets(settings: TraceSettings, views: int, dtype: torch.dtype, device) -> Tensor:
     """``[B, spp, 2]`` sub-pixel positions ``(u, v)`` in ``[0, 1)^2`` of sample ``s`` of every pixel of view ``b``.
 
-    ``spp = n^2``: ``(cell(s) + j_b) / n`` with ``cell(s) = (s // n, s % n)`` and one uniform jitter
-    ``j_b`` per view (a randomly shifted ``n x n`` grid: each sample is uniform in its cell, so every
-    pixel's mean is unbiased and stratified, and all samples of a view form one regular grid ``n``
-    times finer than the image, which one raster pass finds the hits of). Other ``spp``: one uniform
-    offset per (view, sample index). Drawn from the render's seed on a stream of its own (not a
-    chunk's), so replay and any ``chunk_rays`` see the same samples.
+    One uniform jitter per (view, sample index), stratified when ``spp = n^2`` (sample ``s`` in cell
+    ``(s // n, s % n)``), drawn from the render's seed on a stream of its own (not a chunk's), so
+    replay and any ``chunk_rays`` see the same samples.
+
+    Not one jitter per view for all cells (a randomly shifted ``n x n`` grid, which one raster pass at
+    ``n`` times the resolution would serve): unbiased too, but every render is then the image shifted
+    by one random sub-pixel amount, a coherent error that does not average out over pixels (image
+    sums and pixel means vs. ``render_mesh`` are measurably noisier: tests/trace failed with it).
     """
     S = settings.spp
     g = torch.Generator().manual_seed((settings.seed * 1_000_003 + (1 << 62)) % (2**63))
+    u = torch.rand(views, S, 2, generator=g, dtype=torch.float64)
     n = math.isqrt(S)
     if n * n == S:
         s = torch.arange(S)
-        u = (torch.stack([s // n, s % n], -1).to(torch.float64) + torch.rand(views, 1, 2, generator=g,
-                                                                            dtype=torch.float64)) / n
-    else:
-        u = torch.rand(views, S, 2, generator=g, dtype=torch.float64)
+        u = (torch.stack([s // n, s % n], -1).to(torch.float64) + u) / n
     u = u.to(dtype)
     return u.clamp(max=1.0 - torch.finfo(dtype).eps).to(device)
 
@@ -605,23 +605,18 @@ def _sample_offsets(settings: TraceSettings, views: int, dtype: torch.dtype, dev
 def _raster_primary(sc: _Scene, force: bool = False) -> Tensor | None:
     """``[B, spp, H * W]`` int32 closest hits (-1: miss) of the camera samples, by rasterization, or None.
 
-    ``spp = n^2``: one pass per view at ``n`` times the resolution (``K``'s first two rows times
-    ``n``) with the principal point moved by ``0.5 - j_b`` fine pixels (a clip-space shift
-    ``x += -2 dx w / (n W)``, ``y += 2 dy w / (n H)``): fine pixel ``(n i + c_y, n j + c_x)`` is then
-    the ray of the sample in cell ``c`` of pixel ``(i, j)`` (see :func:`_sample_offsets`). Other
-    ``spp``: one pass per sample index at the image's resolution, shifted by ``0.5 - offsets[b, s]``.
-    Near / far come from the vertices' depths, so nothing the ray tracer can hit is clipped.
+    Pass ``s`` rasterizes the views with their principal points moved by ``0.5 - offsets[b, s]``
+    pixels (a clip-space shift ``x += -2 dx w / W``, ``y += 2 dy w / H``): the rasterizer's pixel
+    centre ``j + 0.5`` is then the ray through ``j + offsets[b, s]``, the ray of sample ``s`` of that
+    pixel. Near / far come from the vertices' depths, so nothing the ray tracer can hit is clipped.
     None (use the BVH) when that cannot be exact: a perspective view with a vertex at or behind the
     camera plane, or a depth range beyond ``_MAX_DEPTH_RATIO``; and, unless ``force``, when the
-    faces outnumber the rasterized pixels more than ``_MAX_FACES_PER_PIXEL`` times (BVH cheaper).
+    faces outnumber the pixels more than ``_MAX_FACES_PER_PIXEL`` times (the BVH is cheaper then).
     """
     cam, S = sc.camera, sc.settings.spp
     B, H, W = cam.batch_size, cam.height, cam.width
-    n = math.isqrt(S)
-    grid = n * n == S
-    if not force and sc.faces.shape[0] > _MAX_FACES_PER_PIXEL * H * W * (S if grid else 1):
-        log.debug("render_trace: camera rays use the BVH (%d faces for %d pixels per pass)", sc.faces.shape[0],
-                  H * W * (S if grid else 1))
+    if not force and sc.faces.shape[0] > _MAX_FACES_PER_PIXEL * H * W:
+        log.debug("render_trace: camera rays use the BVH (%d faces for %d pixels)", sc.faces.shape[0], H * W)
         return None
     with torch.no_grad():
         w2c = cam.world_to_cam.detach()
@@ -640,34 +635,21 @@ def _raster_primary(sc: _Scene, force: bool = False) -> Tensor | None:
                 return torch.full((B, S, H * W), -1, dtype=torch.int32, device=sc.device)
             near, far = max(zmin, 0.0) * (1 - 1e-3), zmax * (1 + 1e-3)
             clip = orthographic_clip_from_K
-        k = cam.K.detach().clone()
-        if grid:
-            k[:, :2] *= n
-        m = clip(k, n * W if grid else W, n * H if grid else H, near, far) @ w2c  # [B, 4, 4] world -> clip
+        m = clip(cam.K.detach(), W, H, near, far) @ w2c  # [B, 4, 4] world -> clip
         if sc.faces.shape[0] >= 2**24:  # float32 rast cannot index the faces exactly
             v, m = v.double(), m.double()
+        d = sc.offsets.to(m.dtype) - 0.5  # [B, S, 2]
         out = torch.empty(B, S, H * W, dtype=torch.int32, device=sc.device)
         pos = torch.empty(B, v.shape[0], 4, dtype=v.dtype, device=sc.device)
         vb = v.expand(B, -1, -1)
-
-        def one_pass(scale: int, d: Tensor) -> Tensor:
-            """Face ids + 1 ``[B, scale H, scale W]`` with the sample at ``j + 0.5 + d`` (fine pixels)."""
+        for s in range(S):
+            # Rows 0, 1 of the clip matrix plus multiples of row 3 (w): x += -2 dx w / W, y += 2 dy w / H.
             ms = m.clone()
-            # Rows 0, 1 of the clip matrix plus multiples of row 3 (w): x += -2 dx w / W', y += 2 dy w / H'.
-            ms[:, 0] -= (2.0 * d[:, 0] / (scale * W))[:, None] * m[:, 3]
-            ms[:, 1] += (2.0 * d[:, 1] / (scale * H))[:, None] * m[:, 3]
+            ms[:, 0] -= (2.0 * d[:, s, 0] / W)[:, None] * m[:, 3]
+            ms[:, 1] += (2.0 * d[:, s, 1] / H)[:, None] * m[:, 3]
             torch.baddbmm(ms[:, None, :, 3], vb, ms[:, :, :3].transpose(1, 2), out=pos)  # [B, V, 4]
-            rast = rasterize(pos, sc.faces, (scale * H, scale * W), grad_db=False, workspace=sc.accel._raster_ws)
-            return rast.rast[..., 3]
-
-        off = sc.offsets.to(m.dtype)
-        if grid:
-            # Sample s = c_x n + c_y of pixel (i, j) is fine pixel (n i + c_y, n j + c_x).
-            fine = one_pass(n, off[:, 0] * n - 0.5)  # cell (0, 0): offsets[b, 0] = j_b / n
-            out.copy_(fine.reshape(B, H, n, W, n).permute(0, 4, 2, 1, 3).reshape(B, S, H * W))
-        else:
-            for s in range(S):
-                out[:, s].copy_(one_pass(1, off[:, s] - 0.5).reshape(B, H * W))
+            rast = rasterize(pos, sc.faces, (H, W), grad_db=False, workspace=sc.accel._raster_ws).rast
+            out[:, s].copy_(rast[..., 3].reshape(B, H * W))
         out -= 1
     return out
 
@@ -725,17 +707,16 @@ def render_trace(
             topology (built here when None); it is refitted when the vertices changed since its last render.
 
     Camera samples: sample ``s`` of pixel ``p`` of view ``b`` is the ray through ``p +
-    offset[b, s]``, the offsets shared by all pixels of a view and drawn from ``settings.seed``
-    alone: for ``spp = n^2`` the samples of cell ``(s // n, s % n)`` of an ``n x n`` grid with one
-    uniform jitter per view (a randomly shifted grid), otherwise one uniform offset per (view,
-    sample index). Each pixel's estimate stays an unbiased (stratified) box-filter estimate;
-    neighbours share sample positions, so the noise is correlated; path replay and ``chunk_rays``
-    see the same samples. Why: then the closest hits of all samples are one raster pass per view
-    at ``n`` times the resolution (or one per sample index), far cheaper than a BVH query per ray
-    (``settings.primary = "raster"``, default). It is used whenever it is exact (pinhole or
-    orthographic camera, every vertex in front of the camera with depth range ``far / near <=
-    1e3``) and the faces do not outnumber the rasterized pixels more than 8 times; otherwise the
-    BVH finds them (as with ``primary = "bvh"``). docs/tracing.md has the details.
+    offset[b, s]``, with one sub-pixel offset per (view, sample index) shared by all pixels
+    (stratified in an ``n x n`` grid when ``spp = n^2``, uniform otherwise), drawn from
+    ``settings.seed`` alone: each pixel's estimate stays an unbiased box-filter estimate (neighbours
+    share sample positions, so the noise is correlated), and path replay and ``chunk_rays`` see the
+    same samples. Why: then the closest hits of all samples with index ``s`` are one raster pass of
+    the scene with a sub-pixel shift (``settings.primary = "raster"``, default), far cheaper than a
+    BVH query per ray; it is used whenever it is exact (pinhole or orthographic camera, every vertex
+    in front of the camera with depth range ``far / near <= 1e3``) and the faces do not outnumber
+    the pixels more than 8 times, else the BVH finds them (as with ``primary = "bvh"``).
+    docs/tracing.md has the details.
 
     Returns:
         :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.
