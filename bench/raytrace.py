@@ -8,10 +8,20 @@ light, one camera. Columns (medians over --reps runs after warm-up):
   on a :class:`TraceBVH`; Mitsuba: ``scene.ray_intersect`` on the same rays, evaluated and waited
   for: Dr.Jit's LLVM backend launches kernels asynchronously, and before session 6 this benchmark
   timed only the launch, so its Mitsuba ray rates were 10-30x too high).
+* ``lg raster Mray/s``: the same primary visibility (closest triangle of res^2 camera samples) by
+  rasterization, as ``render_trace`` finds its camera samples' hits by default
+  (``TraceSettings(primary="raster")``; :func:`lumigrad.render.path._raster_primary`: projection,
+  near / far from the vertex depths, one sub-pixel-shifted raster pass, face ids), and
+  ``raster time lg/mi`` its time over Mitsuba's ``ray_intersect``.
+* ``lg rays cpu ns``, ``lg raster cpu ns``, ``mi rays cpu ns``: CPU time (all threads of the process) per
+  primary ray; run with ``--threads 1`` for single-thread figures (then also ``lg ... thr``: the calling
+  thread's CPU time, ``time.thread_time``, which holds all of lumigrad's work with one thread).
 * ``lg fb ms``, ``mi fb ms``: direct lighting with shadows, 4 spp, forward +
   backward of the mean image w.r.t. all vertex positions (lumigrad:
   ``render_trace`` with edge-sampled boundaries, one edge sample per pixel;
-  Mitsuba: ``direct_projective`` with sppc = sppp = sppi = 4).
+  Mitsuba: ``direct_projective`` with sppc = sppp = sppi = 4). ``lg fb`` uses the default
+  ``TraceSettings`` (rasterized camera samples); with ``--fb-bvh`` the same render with
+  ``primary="bvh"`` is timed too, alternating with the others (``lg fb bvh ms``, ``lg fb bvh cpu s``).
 * ``lg fb cpu s``, ``mi fb cpu s``, ``fb cpu lg/mi``: CPU seconds of the fb runs (all threads of the
   process): on a machine shared with other jobs, wall times follow the share of the CPU each run
   happened to get, CPU times much less.
@@ -49,6 +59,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--levels", type=int, nargs="+", help="icosphere subdivisions to run (default 4 6 8; --quick: 4 6)")
     p.add_argument("--resolutions", type=int, nargs="+", help="image sizes (default 256 512; --quick: 256)")
     p.add_argument("--out", help="also write the table as markdown to this file")
+    p.add_argument("--fb-bvh", action="store_true", help="also time fwd+bwd with TraceSettings(primary='bvh')")
     p.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
     return p.parse_args()
 
@@ -66,6 +77,7 @@ torch.set_num_threads(ARGS.threads)
 
 from lumigrad.geometry.primitives import icosphere, plane  # noqa: E402
 from lumigrad.ops.trace import TraceBVH, intersect  # noqa: E402
+from lumigrad.render import path as lg_path  # noqa: E402
 from lumigrad.render.path import _camera_rays, prepare_trace, render_trace  # noqa: E402
 from lumigrad.scene import Mesh  # noqa: E402
 from lumigrad.scene.camera import Camera  # noqa: E402
@@ -89,23 +101,28 @@ def _mitsuba():
     return mi, dr
 
 
-def timed(fns: dict, reps: int) -> tuple[dict, dict]:
+def timed(fns: dict, reps: int) -> tuple[dict, dict, dict]:
     """Median wall and CPU seconds of each callable (one warm-up run each, then ``reps`` interleaved rounds).
 
     CPU seconds are the process's, all threads (lumigrad's pool, torch's, Mitsuba's): unlike wall time
-    they hardly depend on how much of the machine other jobs take.
+    they hardly depend on how much of the machine other jobs take. The third dict is the calling thread's
+    CPU seconds (``time.thread_time``): with ``--threads 1`` all of lumigrad's work (its launches then run
+    on the calling thread), not Mitsuba's (its own worker threads).
     """
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
+    thr = {k: [] for k in fns}
     for _ in range(reps):
         for k, f in fns.items():
-            t, c = time.perf_counter(), time.process_time()
+            t, c, h = time.perf_counter(), time.process_time(), time.thread_time()
             f()
             times[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
-    return ({k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in cpu.items()})
+            thr[k].append(time.thread_time() - h)
+    med = statistics.median
+    return ({k: med(v) for k, v in times.items()}, {k: med(v) for k, v in cpu.items()}, {k: med(v) for k, v in thr.items()})
 
 
 def scene(level: int, res: int):
@@ -135,15 +152,20 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
     pix = yx.flip(-1).float() + torch.rand(res * res, 2, generator=g)
     o, d = _camera_rays(cam, torch.zeros(res * res, dtype=torch.long), pix)
     verts = torch.cat([s.mesh.verts for s in shapes])
-    fns = {"lg_rays": lambda: intersect(accel.bvh, o, d), "refit": lambda: accel.bvh.refit(verts)}
+    sc1 = lg_path._Scene(shapes, cam, lights, TraceSettings(spp=1), accel)
+    assert lg_path._raster_primary(sc1, force=True) is not None
+    fns = {"lg_rays": lambda: intersect(accel.bvh, o, d), "lg_raster": lambda: lg_path._raster_primary(sc1, force=True),
+           "refit": lambda: accel.bvh.refit(verts)}
 
-    def lg_fb():
+    def lg_fb(primary="raster"):
         v0 = shapes[0].mesh.verts.detach().requires_grad_(True)
         sh = [Shape(shapes[0].mesh.with_verts(v0), shapes[0].material), shapes[1]]
-        img = render_trace(sh, cam, lights, TraceSettings(spp=4), accel=accel).image
+        img = render_trace(sh, cam, lights, TraceSettings(spp=4, primary=primary), accel=accel).image
         img.mean().backward()
 
     fns["lg_fb"] = lg_fb
+    if ARGS.fb_bvh:
+        fns["lg_fb_bvh"] = lambda: lg_fb("bvh")
     if mi is not None:
         from lumigrad._mitsuba import mitsuba_scene
 
@@ -170,20 +192,33 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
             dr.disable_grad(params[key])
 
         fns["mi_rays"], fns["mi_fb"] = mi_rays, mi_fb
-    t, c = timed(fns, ARGS.reps)
+    t, c, h = timed(fns, ARGS.reps)
     rays = res * res
     row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"],
-                "lg fb cpu s": c["lg_fb"]})
+                "lg fb cpu s": c["lg_fb"], "lg raster Mray/s": rays / t["lg_raster"] / 1e6,
+                "lg rays cpu ns": 1e9 * c["lg_rays"] / rays, "lg raster cpu ns": 1e9 * c["lg_raster"] / rays})
+    if ARGS.fb_bvh:
+        row.update({"lg fb bvh ms": 1e3 * t["lg_fb_bvh"], "lg fb bvh cpu s": c["lg_fb_bvh"]})
+    if ARGS.threads == 1:
+        row.update({"lg rays thr ns": 1e9 * h["lg_rays"] / rays, "lg raster thr ns": 1e9 * h["lg_raster"] / rays,
+                    "lg fb thr s": h["lg_fb"]})
+        if ARGS.fb_bvh:
+            row["lg fb bvh thr s"] = h["lg_fb_bvh"]
     if mi is not None:
         row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"], "mi fb cpu s": c["mi_fb"]})
+        row["mi rays cpu ns"] = 1e9 * c["mi_rays"] / rays
         row["rays time lg/mi"] = t["lg_rays"] / t["mi_rays"]
+        row["raster time lg/mi"] = t["lg_raster"] / t["mi_rays"]
         row["fb time lg/mi"] = t["lg_fb"] / t["mi_fb"]
         row["fb cpu lg/mi"] = c["lg_fb"] / c["mi_fb"]
     return row
 
 
-COLUMNS = ["case", "F", "res", "lg Mray/s", "mi Mray/s", "rays time lg/mi", "lg fb ms", "mi fb ms", "fb time lg/mi",
-           "lg fb cpu s", "mi fb cpu s", "fb cpu lg/mi", "refit ms"]
+COLUMNS = ["case", "F", "res", "lg Mray/s", "lg raster Mray/s", "mi Mray/s", "rays time lg/mi", "raster time lg/mi",
+           "lg rays cpu ns", "lg raster cpu ns", "mi rays cpu ns", "lg fb ms", "lg fb bvh ms", "mi fb ms",
+           "fb time lg/mi", "lg fb cpu s", "lg fb bvh cpu s", "mi fb cpu s", "fb cpu lg/mi", "refit ms"]
+if ARGS.threads == 1:
+    COLUMNS += ["lg rays thr ns", "lg raster thr ns", "lg fb thr s", "lg fb bvh thr s"]
 
 
 def table(rows: list[dict]) -> str:

@@ -19,7 +19,7 @@ from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
-__all__ = ["trace_closest", "trace_occluded", "trace_direct", "shade_direct_fwd", "shade_direct_bwd"]
+__all__ = ["trace_closest", "trace_occluded", "trace_direct", "trace_direct_given", "shade_direct_fwd", "shade_direct_bwd"]
 
 
 @wp.kernel
@@ -323,3 +323,57 @@ def shade_direct_bwd(
         _put3(g_org, i, 0, g_o)
     if need & 2 != 0:
         _put3(g_dirs, i, 0, g_d)
+
+
+@wp.kernel
+def trace_direct_given(
+    offset: int,
+    nodes: wp.array(dtype=wp.vec3),
+    kids: wp.array(dtype=wp.vec2i),
+    tris: wp.array(dtype=wp.vec3),
+    tface: wp.array(dtype=wp.int32),
+    points: wp.array(dtype=wp.vec3),  # [V] the BVH's vertices
+    indices: wp.array(dtype=wp.int32),  # [3F]
+    origins: wp.array(dtype=wp.vec3),  # [R]
+    dirs: wp.array(dtype=wp.vec3),  # [R]
+    face: wp.array(dtype=wp.int32),  # [R] closest hit found elsewhere (the rasterizer), -1 on a miss
+    nl: int,
+    lkind: wp.array(dtype=wp.int32),
+    lvec: wp.array(dtype=wp.vec3),
+    eps: float,
+    shadows: int,
+    out_vis: wp.array2d(dtype=wp.int32),  # [R, nl] as trace_direct's
+):
+    """``trace_direct`` when the closest hits are known: the hit point is the ray's intersection with the
+    plane of its triangle (what the BVH query returns), then the same shadow rays."""
+    i = wp.tid() + offset
+    f = face[i]
+    if f < 0:
+        return
+    o = origins[i]
+    d = dirs[i]
+    p0 = points[indices[3 * f]]
+    e1 = points[indices[3 * f + 1]] - p0
+    e2 = points[indices[3 * f + 2]] - p0
+    c = wp.cross(e1, e2)
+    ng = wp.normalize(c)
+    den = wp.dot(c, d)
+    t = float(0.0)
+    if den != 0.0:
+        t = wp.dot(c, p0 - o) / den
+    p = o + t * d
+    for j in range(nl):
+        v = 1
+        if shadows != 0:
+            l = lvec[j]
+            dist = 1.0e30
+            if lkind[j] == 0:
+                dv = lvec[j] - p
+                dsq = wp.dot(dv, dv)
+                l = dv / wp.sqrt(dsq + _MIN_DIST_SQ)
+                dist = wp.sqrt(dsq)
+            step = eps / wp.max(wp.abs(wp.dot(ng, l)), 0.05)
+            tm = wp.max(dist - step - eps, 0.0)
+            if bvh_anyhit(nodes, kids, tris, p + step * l, l, tm):
+                v = 0
+        out_vis[i, j] = v

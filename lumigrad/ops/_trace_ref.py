@@ -9,6 +9,8 @@ import math
 import torch
 from torch import Tensor
 
+from lumigrad.geometry.normals import dot
+
 __all__ = ["intersect_ref", "occluded_ref", "ray_triangle", "shade_direct_ref"]
 
 
@@ -21,15 +23,15 @@ def ray_triangle(origins: Tensor, dirs: Tensor, p0: Tensor, p1: Tensor, p2: Tens
     """
     e1, e2 = p1 - p0, p2 - p0
     pvec = torch.linalg.cross(dirs, e2, dim=-1)
-    det = (e1 * pvec).sum(-1)
+    det = dot(e1, pvec)
     tiny = torch.finfo(det.dtype).tiny ** 0.5
     det = torch.where(det.abs() < tiny, torch.full_like(det, tiny), det)
     inv = 1.0 / det
     tvec = origins - p0
-    b1 = (tvec * pvec).sum(-1) * inv
+    b1 = dot(tvec, pvec) * inv
     qvec = torch.linalg.cross(tvec, e1, dim=-1)
-    b2 = (dirs * qvec).sum(-1) * inv
-    t = (e2 * qvec).sum(-1) * inv
+    b2 = dot(dirs, qvec) * inv
+    t = dot(e2, qvec) * inv
     return t, b1, b2
 
 

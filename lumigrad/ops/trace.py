@@ -221,6 +221,7 @@ def trace_direct(
     lvec: Tensor,  # [nl, 3] light position, or unit direction towards the light
     eps: float,
     shadows: bool = True,
+    face: Tensor | None = None,  # [R] int32 closest hits when already known (e.g. rasterized), -1 on a miss
 ) -> tuple[Tensor, Tensor]:
     """Closest hits and their shadow rays in one launch: ``(face [R] int32, -1 on a miss; vis [R, nl] bool)``.
 
@@ -230,6 +231,9 @@ def trace_direct(
     :func:`lumigrad.render.path._visible` does with :func:`occluded`. ``vis`` of a miss is False.
     Not differentiable. One closest-hit query plus ``nl`` any-hit queries per ray, with no torch work
     between them: this replaces :func:`intersect`, the hit point, and :func:`occluded` per light.
+    With ``face`` given (each ray's closest hit found by other means, such as the camera rays'
+    rasterized hits in :func:`lumigrad.render.path.render_trace`) there is no closest-hit query: the hit
+    point is the ray's intersection with its triangle's plane, and ``face`` is returned as it is.
     """
     o, d, _ = _rays("trace_direct", bvh, origins[:1], dirs[:1], 1.0)  # checks only
     if origins.shape != dirs.shape:
@@ -240,12 +244,25 @@ def trace_direct(
     r, nl = o.shape[0], int(lkind.shape[0])
     if lvec.shape != (nl, 3):
         raise ValueError(f"trace_direct(): lvec must be [{nl}, 3] like lkind, got {_desc(lvec)}")
-    face = torch.empty(r, dtype=torch.int32, device=bvh.device)
     vis = torch.zeros(r, max(nl, 1), dtype=torch.int32, device=bvh.device)
     lk = lkind.to(device=bvh.device, dtype=torch.int32).contiguous()
     lv = lvec.detach().to(device=bvh.device, dtype=torch.float32).contiguous()
     if nl == 0:
         lk, lv = torch.zeros(1, dtype=torch.int32, device=bvh.device), torch.zeros(1, 3, device=bvh.device)
+    if face is not None:
+        if not isinstance(face, Tensor) or face.shape != (r,) or face.dtype != torch.int32 or face.device != bvh.device:
+            raise ValueError(f"trace_direct(): face must be None or an int32 [R={r}] tensor on {bvh.device}, got "
+                             f"{_desc(face) if isinstance(face, Tensor) else type(face).__name__}")
+        if r and (int(face.max()) >= bvh.num_faces or int(face.min()) < -1):
+            raise ValueError(f"trace_direct(): face must be -1 or in [0, {bvh.num_faces})")
+        face = face.contiguous()
+        if nl:
+            launch(_k.trace_direct_given, r, [*bvh.args(), to_warp(bvh._points, wp.vec3), to_warp(bvh._indices),
+                                              to_warp(o, wp.vec3), to_warp(d, wp.vec3), to_warp(face), nl, to_warp(lk),
+                                              to_warp(lv, wp.vec3), float(eps), int(bool(shadows)), to_warp(vis)],
+                   bvh.wdevice)
+        return face, vis[:, :nl].bool()
+    face = torch.empty(r, dtype=torch.int32, device=bvh.device)
     launch(_k.trace_direct, r, [*bvh.args(), to_warp(bvh._points, wp.vec3), to_warp(bvh._indices), to_warp(o, wp.vec3),
                                 to_warp(d, wp.vec3), nl, to_warp(lk), to_warp(lv, wp.vec3), float(eps),
                                 int(bool(shadows)), to_warp(face), to_warp(vis)], bvh.wdevice)

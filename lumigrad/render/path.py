@@ -1,7 +1,8 @@
 """Physically based ray / path tracing with visibility gradients.
 
-Pipeline per view: camera rays through jittered pixel samples -> Warp BVH
-query (:func:`lumigrad.ops.trace.intersect`, triangle ids only) -> the hit is
+Pipeline per view: camera rays through jittered pixel samples (one sub-pixel offset per
+view and sample index) -> their closest triangles, by rasterization (:func:`_raster_primary`)
+or a Warp BVH query (:func:`lumigrad.ops.trace.intersect`, triangle ids only) -> the hit is
 re-attached in torch (:func:`lumigrad.ops.trace.reattach`), so points,
 normals and shading are differentiable w.r.t. vertices, camera, materials and
 lights -> next-event estimation with shadow rays to point, directional and
@@ -48,7 +49,9 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from lumigrad.geometry.normals import face_cross, safe_normalize
+from lumigrad.geometry.normals import dot, face_cross, safe_normalize
+from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_clip_from_K
+from lumigrad.ops.rasterize import RasterizeWorkspace, rasterize
 from lumigrad.ops.trace import TraceBVH, intersect, occluded, shade_direct, trace_direct
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
@@ -90,6 +93,7 @@ class TraceAccel:
         self._verts_seen: dict = {}  # shape index -> detached copy of that mesh's vertices at the last render
         self._normals: dict = {}  # shape index -> [V_i, 3] unit normals of _verts_seen[i] (no-grad meshes)
         self._face_data = None  # (face_cross [F, 3], first corner [F, 3]) of the detached vertices, or None
+        self._raster_ws = RasterizeWorkspace()  # buffers of the camera samples' rasterization (_raster_primary)
         self.bvh = TraceBVH(verts, faces)
         self.num_faces = int(faces.shape[0])
         self.num_verts = int(verts.shape[0])
@@ -199,6 +203,8 @@ class _Scene:
         # [V, 6] verts | vnormals for _radiance_direct, built here (not lazily inside a chunk, which may run
         # under no_grad or a checkpoint); copies of the scene made by the edge sampler build theirs on use.
         self.corners = torch.cat([self.verts, self.vnormals], 1) if _fused_ok(self) else None
+        self.offsets = _sample_offsets(settings, camera.batch_size, self.dtype, self.device)  # [B, spp, 2]
+        self.primary = None  # [B, spp, H * W] int32 rasterized closest hits of the camera samples, or None (BVH)
 
     def _init_textures(self, shapes) -> None:
         """``self.tex``: textured parameter name -> [(shape id, TextureParam)], and, when there is any, the merged
@@ -348,10 +354,12 @@ def _hit_material(sc: _Scene, h: _Hit) -> dict:
     return _material_at(sc, h.shape, h.face, h.bary)
 
 
-def _trace(sc: _Scene, origins: Tensor, dirs: Tensor) -> _Hit:
-    hits = intersect(sc.accel.bvh, origins, dirs)
-    idx = torch.nonzero(hits.face >= 0).squeeze(1)
-    face = _take(hits.face, idx).long()
+def _trace(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor | None = None) -> _Hit:
+    """Closest hits of the rays, re-attached; ``face [R]`` int32 (-1: miss) when already known (rasterized)."""
+    if face is None:
+        face = intersect(sc.accel.bvh, origins, dirs).face
+    idx = torch.nonzero(face >= 0).squeeze(1)
+    face = _take(face, idx).long()
     o, d = _take(origins, idx), _take(dirs, idx)
     # reattach() inlined: one gather of the hit triangles serves the hit point, both normals.
     fl = _take(sc.faces_long, face).reshape(-1)  # [h * 3]
@@ -368,7 +376,7 @@ def _visible(sc: _Scene, p: Tensor, ng: Tensor, l: Tensor, dist: Tensor) -> Tens
         return torch.ones_like(p[:, :1])
     # Step off the surface *along* the shadow ray, so the ray's line (hence where a shadow
     # boundary falls) is unchanged; grazing rays step further to clear the surface.
-    step = sc.eps / (ng * l).sum(-1).abs().clamp_min(0.05)
+    step = sc.eps / dot(ng, l).abs().clamp_min(0.05)
     o = (p + step[:, None] * l).detach()
     occ = occluded(sc.accel.bvh, o, l.detach(), (dist.detach() - step - sc.eps).clamp_min(0))
     return (~occ).to(p.dtype)[:, None]
@@ -412,7 +420,7 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
             dist = (light.position - p).norm(dim=-1)
         else:
             dist = torch.full_like(p[:, 0], 1e30)
-        cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+        cos = dot(ns, l, keepdim=True).clamp_min(0.0)
         rgb = rgb + mats.brdf(sid, ns, l, wo, at) * e_perp * cos * _visible(sc, p, ng, l, dist)
     for e_id, (tris, areas) in zip(sc.emitters, sc.emit_tris):
         k = torch.multinomial(areas.detach(), n, replacement=True, generator=gen)
@@ -422,11 +430,11 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         y = (1 - su) * tv[:, 0] + su * (1 - u2) * tv[:, 1] + su * u2 * tv[:, 2]
         ny = safe_normalize(torch.linalg.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0], dim=-1))
         d = y - p
-        dist2 = (d * d).sum(-1, keepdim=True).clamp_min(1e-12)
+        dist2 = dot(d, d, keepdim=True).clamp_min(1e-12)
         dist = dist2.sqrt()
         l = d / dist
-        cos_y = (-(l * ny).sum(-1, keepdim=True)).clamp_min(0.0)
-        cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+        cos_y = (-dot(l, ny, keepdim=True)).clamp_min(0.0)
+        cos = dot(ns, l, keepdim=True).clamp_min(0.0)
         area = areas.sum()
         e_perp = sc.shapes[e_id].emission * cos_y * area / dist2
         term = mats.brdf(sid, ns, l, wo, at) * e_perp * cos * _visible(sc, p, ng, l, dist[:, 0])
@@ -438,7 +446,7 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         rgb = rgb + term
     if sc.env is not None:
         l, pdf = sc.env.sample(n, gen)
-        cos = (ns * l).sum(-1, keepdim=True).clamp_min(0.0)
+        cos = dot(ns, l, keepdim=True).clamp_min(0.0)
         term = mats.brdf(sid, ns, l, wo, at) * sc.env.eval(l) * cos / pdf[:, None]
         term = term * _visible(sc, p, ng, l, torch.full_like(p[:, 0], 1e30))
         if mis:
@@ -457,7 +465,7 @@ def _emission(sc: _Scene, h: _Hit) -> Tensor:
     """``[h, 3]`` radiance emitted towards the ray by the front sides of emissive shapes."""
     if not sc.emitters:
         return torch.zeros_like(h.points)
-    front = (sc.is_emitter[h.shape] & ((h.ng * h.wo).sum(-1) > 0)).to(h.points.dtype)[:, None]
+    front = (sc.is_emitter[h.shape] & (dot(h.ng, h.wo) > 0)).to(h.points.dtype)[:, None]
     return front * sc.emission[h.shape]
 
 
@@ -465,12 +473,12 @@ def _sample_bsdf(sc: _Scene, h: _Hit, gen: torch.Generator) -> tuple[Tensor, Ten
     """``(weight [h, 3] = f cos / pdf, wi [h, 3], pdf [h], delta [h] bool)`` of one BSDF sample per hit."""
     mats = sc.mats
     wi, pd = mats.sample(h.shape, h.ns.detach(), h.wo.detach(), gen)
-    cos = (h.ns * wi).sum(-1, keepdim=True).clamp_min(0.0)
+    cos = dot(h.ns, wi, keepdim=True).clamp_min(0.0)
     ok = (pd > 0)[:, None]
     w = torch.where(ok, mats.brdf(h.shape, h.ns, wi, h.wo, _hit_material(sc, h)) * cos / pd.clamp_min(1e-30)[:, None], 0.0)
     delta = mats.mirror[h.shape]
     if mats.mirror.any():
-        refl = 2 * (h.ns * h.wo).sum(-1, keepdim=True) * h.ns - h.wo
+        refl = 2 * dot(h.ns, h.wo, keepdim=True) * h.ns - h.wo
         wi = torch.where(delta[:, None], refl, wi)
         w = torch.where(delta[:, None], mats.reflectance(h.shape), w)
         pd = torch.where(delta, torch.ones_like(pd), pd)
@@ -510,7 +518,7 @@ def _light_rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             torch.stack(scales, 0), torch.tensor(falls, **kw))
 
 
-def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """:func:`_radiance` when :func:`_fused_ok`: the same estimator (no random numbers are drawn).
 
     Closest hits and one shadow ray per light come from one Warp launch
@@ -526,7 +534,7 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor,
     st = sc.settings
     R = origins.shape[0]
     lk, lv, ls, lf = _light_rows(sc)
-    face, vis = trace_direct(sc.accel.bvh, origins, dirs, lk, lv, sc.eps, st.shadows)
+    face, vis = trace_direct(sc.accel.bvh, origins, dirs, lk, lv, sc.eps, st.shadows, face=face)
     hit = face >= 0
     idx = torch.nonzero(hit).squeeze(1)
     f = _take(face, idx).long()
@@ -551,8 +559,9 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor) -> tuple[Tensor,
     return L.index_add(0, idx, rgb), hit
 
 
-def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``(L [R, 3], hit [R] bool)`` along camera rays.
+def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator,
+              face: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(L [R, 3], hit [R] bool)`` along camera rays (closest hits ``face [R]`` int32 when known, else BVH).
 
     Path ``camera -> x_0 -> ... -> x_k``: next-event estimation at every ``x_i``
     with ``i < max_bounces``, and one BSDF sample from each of them; what the BSDF
@@ -561,10 +570,10 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
     segments, like Mitsuba's ``max_depth = max_bounces + 1``.
     """
     if _fused_ok(sc):
-        return _radiance_direct(sc, origins, dirs)
+        return _radiance_direct(sc, origins, dirs, face)
     st = sc.settings
     R = origins.shape[0]
-    h = _trace(sc, origins, dirs)
+    h = _trace(sc, origins, dirs, face)
     hit = torch.zeros(R, dtype=torch.bool, device=sc.device)
     hit[h.idx] = True
     if sc.env is not None:
@@ -594,7 +603,7 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
             sel = torch.nonzero(keep).squeeze(1)
             beta, idx, delta, new_d, pdf = (_take(x, sel) for x in (beta, idx, delta, new_d, pdf))
             h = _Hit(*(None if x is None else _take(x, sel) for x in h))
-        side = torch.where((h.ng * new_d).sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
+        side = torch.where(dot(h.ng, new_d, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         o = h.points + side * h.ng * sc.eps
         h2 = _trace(sc, o, new_d)
         # What the BSDF ray finds: emitters, or (escaping) the environment / ambient light.
@@ -606,7 +615,7 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator) -
             with torch.no_grad():
                 if st.mis:
                     d2 = ((h2.points - _take(o, h2.idx)) ** 2).sum(-1)
-                    cos_y = (h2.ng * h2.wo).sum(-1).abs().clamp_min(1e-12)
+                    cos_y = dot(h2.ng, h2.wo).abs().clamp_min(1e-12)
                     area = sc.emit_area[h2.shape]
                     p_light = torch.where(area > 0, d2 / (cos_y * area.clamp_min(1e-30)), torch.zeros_like(d2))
                     w = torch.where(delta[h2.idx], 1.0, _power(pdf[h2.idx], p_light))
@@ -655,28 +664,119 @@ def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Ten
     return o, rot[:, :, 2]
 
 
+# Perspective cameras: the rasterizer's near plane sits just before the nearest vertex; when the scene's depth
+# range far / near (over all views) exceeds this, or a vertex lies at or behind the camera plane (no near
+# plane excludes nothing visible then), camera rays use the BVH. float32 depth (z_ndc) resolves surfaces
+# ~3e-8 far / near apart (relative depth) near the far plane: 3e-5 at this bound, where the BVH's float32 t
+# resolves ~1e-7.
+_MAX_DEPTH_RATIO = 1e3
+
+
+# Rasterize the camera samples only while the faces number at most this many per pixel:
+# a raster pass costs about 80 ns per triangle (setup, binning) plus 45 ns per pixel per thread here, a
+# BVH query 400-1000 ns per ray, so beyond ~8 triangles per pixel the BVH is cheaper
+# (bench/raytrace.py: 1.3M triangles at 256^2, one sample per pixel: 1869 vs 1003 ns per ray).
+_MAX_FACES_PER_PIXEL = 8
+
+
+def _sample_offsets(settings: TraceSettings, views: int, dtype: torch.dtype, device) -> Tensor:
+    """``[B, spp, 2]`` sub-pixel positions ``(u, v)`` in ``[0, 1)^2`` of sample ``s`` of every pixel of view ``b``.
+
+    One uniform jitter per (view, sample index), stratified when ``spp = n^2`` (sample ``s`` in cell
+    ``(s // n, s % n)``), drawn from the render's seed on a stream of its own (not a chunk's), so
+    replay and any ``chunk_rays`` see the same samples.
+
+    Not one jitter per view for all cells (a randomly shifted ``n x n`` grid, which one raster pass at
+    ``n`` times the resolution would serve): unbiased too, but every render is then the image shifted
+    by one random sub-pixel amount, a coherent error that does not average out over pixels (image
+    sums and pixel means vs. ``render_mesh`` are measurably noisier: tests/trace failed with it).
+    """
+    S = settings.spp
+    g = torch.Generator().manual_seed((settings.seed * 1_000_003 + (1 << 62)) % (2**63))
+    u = torch.rand(views, S, 2, generator=g, dtype=torch.float64)
+    n = math.isqrt(S)
+    if n * n == S:
+        s = torch.arange(S)
+        u = (torch.stack([s // n, s % n], -1).to(torch.float64) + u) / n
+    u = u.to(dtype)
+    return u.clamp(max=1.0 - torch.finfo(dtype).eps).to(device)
+
+
+def _raster_primary(sc: _Scene, force: bool = False) -> Tensor | None:
+    """``[B, spp, H * W]`` int32 closest hits (-1: miss) of the camera samples, by rasterization, or None.
+
+    Pass ``s`` rasterizes the views with their principal points moved by ``0.5 - offsets[b, s]``
+    pixels (a clip-space shift ``x += -2 dx w / W``, ``y += 2 dy w / H``): the rasterizer's pixel
+    centre ``j + 0.5`` is then the ray through ``j + offsets[b, s]``, the ray of sample ``s`` of that
+    pixel. Near / far come from the vertices' depths, so nothing the ray tracer can hit is clipped.
+    None (use the BVH) when that cannot be exact: a perspective view with a vertex at or behind the
+    camera plane, or a depth range beyond ``_MAX_DEPTH_RATIO``; and, unless ``force``, when the
+    faces outnumber the pixels more than ``_MAX_FACES_PER_PIXEL`` times (the BVH is cheaper then).
+    """
+    cam, S = sc.camera, sc.settings.spp
+    B, H, W = cam.batch_size, cam.height, cam.width
+    if not force and sc.faces.shape[0] > _MAX_FACES_PER_PIXEL * H * W:
+        log.debug("render_trace: camera rays use the BVH (%d faces for %d pixels)", sc.faces.shape[0], H * W)
+        return None
+    with torch.no_grad():
+        w2c = cam.world_to_cam.detach()
+        v = sc.verts.detach()
+        # Camera-frame depths (one pass over the vertices per view) for near / far.
+        z = torch.stack([torch.addmv(w2c[b, 2, 3], v, w2c[b, 2, :3]) for b in range(B)])
+        zmin, zmax = float(z.min()), float(z.max())
+        if cam.projection == "perspective":
+            if not (zmin > 0 and zmax < _MAX_DEPTH_RATIO * zmin):
+                log.debug("render_trace: camera rays use the BVH (vertex depths %.3g .. %.3g)", zmin, zmax)
+                return None
+            near, far = zmin * (1 - 1e-3), zmax * (1 + 1e-3)
+            clip = perspective_clip_from_K
+        else:
+            if zmax <= 0:  # everything behind the rays' origins: all miss
+                return torch.full((B, S, H * W), -1, dtype=torch.int32, device=sc.device)
+            near, far = max(zmin, 0.0) * (1 - 1e-3), zmax * (1 + 1e-3)
+            clip = orthographic_clip_from_K
+        m = clip(cam.K.detach(), W, H, near, far) @ w2c  # [B, 4, 4] world -> clip
+        if sc.faces.shape[0] >= 2**24:  # float32 rast cannot index the faces exactly
+            v, m = v.double(), m.double()
+        d = sc.offsets.to(m.dtype) - 0.5  # [B, S, 2]
+        out = torch.empty(B, S, H * W, dtype=torch.int32, device=sc.device)
+        pos = torch.empty(B, v.shape[0], 4, dtype=v.dtype, device=sc.device)
+        vb = v.expand(B, -1, -1)
+        for s in range(S):
+            # Rows 0, 1 of the clip matrix plus multiples of row 3 (w): x += -2 dx w / W, y += 2 dy w / H.
+            ms = m.clone()
+            ms[:, 0] -= (2.0 * d[:, s, 0] / W)[:, None] * m[:, 3]
+            ms[:, 1] += (2.0 * d[:, s, 1] / H)[:, None] * m[:, 3]
+            torch.baddbmm(ms[:, None, :, 3], vb, ms[:, :, :3].transpose(1, 2), out=pos)  # [B, V, 4]
+            rast = rasterize(pos, sc.faces, (H, W), grad_db=False, workspace=sc.accel._raster_ws).rast
+            out[:, s].copy_(rast[..., 3].reshape(B, H * W))
+        out -= 1
+    return out
+
+
 def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tensor]:
     """``(image [P, 3], coverage [P])``: the mean over ``spp`` restricted to samples ``first .. first + count``.
 
     When ``chunk_rays`` (hence ``first`` and ``count``) is a multiple of ``spp`` the chunk holds whole
     pixels and only their rows are returned (``[count / spp, 3]`` and ``[count / spp]``): no image-sized buffers per chunk.
 
-    Sample ``r`` belongs to pixel ``r // spp`` (view-major, then row, column) and is
-    stratified when ``spp`` is a square. Everything random is drawn from
-    ``sc.chunk_gen(chunk)``, so calling this twice gives the same paths (path replay).
+    Sample ``r`` is sample ``s = r % spp`` of pixel ``r // spp`` (view-major, then row, column), at
+    the pixel's corner plus ``sc.offsets[view, s]`` (:func:`_sample_offsets`: one sub-pixel offset per
+    view and sample index, stratified when ``spp`` is a square). Its closest hit is
+    ``sc.primary[view, s, pixel]`` when the samples were rasterized (:func:`_raster_primary`), else a
+    BVH query. Everything else random is drawn from ``sc.chunk_gen(chunk)``, and ``sc.offsets`` /
+    ``sc.primary`` are fixed for the render, so calling this twice gives the same paths (path replay).
     """
     cam = sc.camera
     S, H, W = sc.settings.spp, cam.height, cam.width
     gen = sc.chunk_gen(chunk)
     r = torch.arange(first, first + count, device=sc.device)
     p, s = r // S, r % S
-    jit = torch.rand(count, 2, generator=gen, dtype=sc.dtype, device=sc.device)
-    n = math.isqrt(S)
-    if n * n == S:
-        jit = (torch.stack([s // n, s % n], -1).to(sc.dtype) + jit) / n
-    pix = torch.stack([(p % W).to(sc.dtype), ((p // W) % H).to(sc.dtype)], -1) + jit  # (u, v) = (col, row)
-    o, d = _camera_rays(cam, p // (H * W), pix)
-    L, hit = _radiance(sc, o, d, gen)
+    view, q = p // (H * W), p % (H * W)
+    pix = torch.stack([(q % W).to(sc.dtype), (q // W).to(sc.dtype)], -1) + sc.offsets[view, s]  # (u, v) = (col, row)
+    o, d = _camera_rays(cam, view, pix)
+    face = None if sc.primary is None else sc.primary[view, s, q]
+    L, hit = _radiance(sc, o, d, gen, face)
     if sc.settings.chunk_rays % S == 0:  # then first and count are multiples of S
         # Whole pixels, each one's samples consecutive: the rows of pixels first / S .. (first + count) / S.
         return L.reshape(-1, S, 3).sum(1) / S, hit.to(sc.dtype).reshape(-1, S).mean(1)
@@ -707,6 +807,18 @@ def render_trace(
         settings: :class:`TraceSettings`.
         accel: a :class:`TraceAccel` from :func:`prepare_trace` for the same
             topology (built here when None); it is refitted when the vertices changed since its last render.
+
+    Camera samples: sample ``s`` of pixel ``p`` of view ``b`` is the ray through ``p +
+    offset[b, s]``, with one sub-pixel offset per (view, sample index) shared by all pixels
+    (stratified in an ``n x n`` grid when ``spp = n^2``, uniform otherwise), drawn from
+    ``settings.seed`` alone: each pixel's estimate stays an unbiased box-filter estimate (neighbours
+    share sample positions, so the noise is correlated), and path replay and ``chunk_rays`` see the
+    same samples. Why: then the closest hits of all samples with index ``s`` are one raster pass of
+    the scene with a sub-pixel shift (``settings.primary = "raster"``, default), far cheaper than a
+    BVH query per ray; it is used whenever it is exact (pinhole or orthographic camera, every vertex
+    in front of the camera with depth range ``far / near <= 1e3``) and the faces do not outnumber
+    the pixels more than 8 times, else the BVH finds them (as with ``primary = "bvh"``).
+    docs/tracing.md has the details.
 
     Returns:
         :class:`TraceOutput` ``(image [B, H, W, 3], alpha [B, H, W, 1])``.
@@ -747,8 +859,10 @@ def render_trace(
         raise ValueError(f"{_FN}(): accel must be a TraceAccel built by prepare_trace() for these shapes "
                          f"({nv} vertices, {nf} faces)")
     sc = _Scene(shapes, camera, lights, settings, accel)
+    if settings.primary == "raster":
+        sc.primary = _raster_primary(sc)
     B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
-    P, total, n = B * H * W, B * H * W * S, settings.chunk_rays
+    total, n = B * H * W * S, settings.chunk_rays
     replay = settings.replay and torch.is_grad_enabled()
     imgs, covs = [], []  # pixel rows of consecutive chunks (n % S == 0), or dense images to add
     for c, first in enumerate(range(0, total, n)):

@@ -179,6 +179,13 @@ class TraceSettings:
             render depends on ``seed`` and ``chunk_rays``, not on ``replay``).
         seed: random seed (renders are deterministic given the seed).
         ray_eps: ray offset, relative to the scene's bounding-box diagonal.
+        primary: how camera rays find their closest hits. ``"raster"`` (default):
+            by rasterizing the scene once per sample index (one sub-pixel offset
+            per view and sample index, see :func:`lumigrad.render.render_trace`)
+            whenever that is exact (pinhole or orthographic camera with every
+            vertex in front of a usable near plane), else by the BVH; ``"bvh"``:
+            always by BVH ray queries. Both give the same hits (up to rays that
+            graze an edge) for the same sample positions.
     """
 
     spp: int = 4
@@ -194,6 +201,7 @@ class TraceSettings:
     mis: bool = True
     replay: bool = False
     chunk_rays: int = 1 << 16
+    primary: Literal["raster", "bvh"] = "raster"
 
     def __post_init__(self) -> None:
         for name in ("spp", "max_bounces", "rr_depth", "chunk_rays"):
@@ -212,5 +220,7 @@ class TraceSettings:
         for name in ("shadows", "mis", "replay"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TraceSettings(): {name} must be a bool, got {getattr(self, name)!r}")
+        if self.primary not in ("raster", "bvh"):
+            raise ValueError(f"TraceSettings(): primary must be 'raster' or 'bvh', got {self.primary!r}")
         if not (0 < self.ray_eps < 0.1):
             raise ValueError(f"TraceSettings(): ray_eps must be in (0, 0.1), got {self.ray_eps!r}")
