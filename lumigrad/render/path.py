@@ -87,6 +87,10 @@ class TraceAccel:
     and the detached face normals of the edge sampler. "Change" is decided by
     value (a copy of each mesh's last vertices is kept and compared, O(V)), so
     in-place edits of any kind are seen.
+
+    One accel per thread: a render refits its BVH and reuses its rasterization
+    buffers in place, so two threads rendering with the same accel at once would
+    overwrite each other's (``render_trace`` without ``accel`` builds a private one).
     """
 
     def __init__(self, verts: Tensor, faces: Tensor) -> None:
