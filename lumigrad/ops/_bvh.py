@@ -164,7 +164,13 @@ class BVHData:
                                              to_warp(self.slot), to_warp(self.tris, wp.vec3)], dev, min_chunk=1 << 15)
         launch(_k.bvh_leaves, self.leaf_ref.shape[0], [to_warp(self.tris, wp.vec3), to_warp(self.leaf_ref),
                                                        to_warp(self.leaf_pos), nodes], dev, min_chunk=1 << 14)
-        if dev == "cpu":
+        self._refit_inner(serial=dev == "cpu")
+
+    def _refit_inner(self, serial: bool) -> None:
+        """Inner boxes from their children's: one thread bottom-up (CPU), or one launch per level (CUDA)."""
+        n, dev = self.kids.shape[0], self.wdevice
+        kids, nodes = to_warp(self.kids, wp.vec2i), to_warp(self.nodes, wp.vec3)
+        if serial:
             launch(_k.bvh_refit_serial, 1, [n, kids, nodes], dev)
         else:
             for first, count in reversed(self.levels):

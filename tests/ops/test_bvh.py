@@ -258,3 +258,17 @@ def test_rays_through_shared_edges_and_vertices_of_a_closed_mesh_never_slip_thro
     # from inside towards the same points: an enclosed point sees the mesh in every direction
     inner = torch.zeros_like(pts) + torch.tensor([0.05, -0.03, 0.02])
     assert bool(occluded(bvh, inner, pts - inner, 1.5).all())
+
+
+def test_per_level_refit_equals_the_serial_one():
+    # CUDA refits the inner boxes one launch per level; the CPU runs them serially. Same boxes either way.
+    _ensure_init()
+    v, f = _scene()
+    bvh = BVHData(v, f.reshape(-1))
+    assert len(bvh.levels) > 3
+    ref = bvh.nodes.clone()
+    inner = bvh.kids.long().reshape(-1) >= 0  # child slots filled from inner nodes (leaves come from bvh_leaves)
+    bvh.nodes.view(-1, 2, 2, 3)[inner.view(-1, 2)] = float("nan")
+    assert int(torch.isnan(bvh.nodes).sum()) == 6 * int(inner.sum()) > 0
+    bvh._refit_inner(serial=False)
+    torch.testing.assert_close(bvh.nodes, ref, rtol=0, atol=0)
