@@ -19,7 +19,8 @@ from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
-__all__ = ["trace_closest", "trace_occluded", "trace_direct", "trace_direct_given", "shade_direct_fwd", "shade_direct_bwd"]
+__all__ = ["trace_closest", "trace_occluded", "trace_direct", "trace_direct_given", "shade_direct_fwd", "shade_direct_bwd",
+           "hit_attr_fwd", "hit_attr_bwd"]
 
 
 @wp.kernel
@@ -377,3 +378,130 @@ def trace_direct_given(
             if bvh_anyhit(nodes, kids, tris, p + step * l, l, tm):
                 v = 0
         out_vis[i, j] = v
+
+
+# --- hit attributes (the general path's re-attachment) ------------------------------------------------------
+#
+# hit_attr_fwd / _bwd: per hit, Moller-Trumbore re-attachment (as _reattach), the hit point, barycentrics,
+# safe-normalised interpolated shading normal and unit geometric normal; spec
+# lumigrad.ops._trace_ref.hit_attributes_ref. Straight-line per hit; the backward is written by hand (the
+# module has no generated adjoints) and writes only its own hit's rows.
+
+
+@wp.func
+def _unit(v: Any, ntiny: Any):
+    """``(v / |v|, 1 / |v|)``, zeros where ``|v|^2 <= ntiny`` (safe_normalize)."""
+    n2 = wp.dot(v, v)
+    r = n2 * type(n2)(0.0)
+    if n2 > ntiny:
+        r = type(n2)(1.0) / wp.sqrt(n2)
+    return v * r, r
+
+
+@wp.kernel
+def hit_attr_fwd(
+    offset: int,
+    tri: wp.array2d(dtype=Any),  # [h, 18] corner k: position at 6k, vertex normal at 6k + 3
+    org: wp.array2d(dtype=Any),  # [h, 3]
+    dirs: wp.array2d(dtype=Any),  # [h, 3]
+    tiny: wp.float64,  # determinant guard of ray_triangle
+    ntiny: wp.float64,  # squared-norm guard of safe_normalize
+    out: wp.array2d(dtype=Any),  # [h, 12]: point, barycentrics, shading normal, geometric normal
+):
+    i = wp.tid() + offset
+    one = tri.dtype(1.0)
+    o = _v3(org, i, 0)
+    d = _v3(dirs, i, 0)
+    p0 = _v3(tri, i, 0)
+    p1 = _v3(tri, i, 6)
+    p2 = _v3(tri, i, 12)
+    t, b1, b2, inv, guarded = _reattach(o, d, p0, p1, p2, tri.dtype(tiny))
+    w0 = one - b1 - b2
+    ns, rs = _unit(w0 * _v3(tri, i, 3) + b1 * _v3(tri, i, 9) + b2 * _v3(tri, i, 15), tri.dtype(ntiny))
+    ng, rg = _unit(wp.cross(p1 - p0, p2 - p0), tri.dtype(ntiny))
+    _put3(out, i, 0, o + t * d)
+    out[i, 3] = w0
+    out[i, 4] = b1
+    out[i, 5] = b2
+    _put3(out, i, 6, ns)
+    _put3(out, i, 9, ng)
+
+
+@wp.kernel
+def hit_attr_bwd(
+    offset: int,
+    tri: wp.array2d(dtype=Any),
+    org: wp.array2d(dtype=Any),
+    dirs: wp.array2d(dtype=Any),
+    tiny: wp.float64,
+    ntiny: wp.float64,
+    grad: wp.array2d(dtype=Any),  # [h, 12] d loss / d out
+    need: int,  # bit 0: g_org, 1: g_dirs (unneeded ones are [1, 3], untouched)
+    g_tri: wp.array2d(dtype=Any),  # [h, 18]
+    g_org: wp.array2d(dtype=Any),  # [h, 3]
+    g_dirs: wp.array2d(dtype=Any),  # [h, 3]
+):
+    i = wp.tid() + offset
+    zero = tri.dtype(0.0)
+    one = tri.dtype(1.0)
+    o = _v3(org, i, 0)
+    d = _v3(dirs, i, 0)
+    p0 = _v3(tri, i, 0)
+    p1 = _v3(tri, i, 6)
+    p2 = _v3(tri, i, 12)
+    t, b1, b2, inv, guarded = _reattach(o, d, p0, p1, p2, tri.dtype(tiny))
+    w0 = one - b1 - b2
+    n0 = _v3(tri, i, 3)
+    n1 = _v3(tri, i, 9)
+    n2v = _v3(tri, i, 15)
+    e1 = p1 - p0
+    e2 = p2 - p0
+    ns, rs = _unit(w0 * n0 + b1 * n1 + b2 * n2v, tri.dtype(ntiny))
+    ng, rg = _unit(wp.cross(e1, e2), tri.dtype(ntiny))
+    g_p = _v3(grad, i, 0)
+    g_ns = _v3(grad, i, 6)
+    g_ng = _v3(grad, i, 9)
+    # bary = (1 - b1 - b2, b1, b2)
+    g_b1 = grad[i, 4] - grad[i, 3]
+    g_b2 = grad[i, 5] - grad[i, 3]
+    # shading normal: unit(w0 n0 + b1 n1 + b2 n2)
+    g_raw = (g_ns - wp.dot(g_ns, ns) * ns) * rs
+    _put3(g_tri, i, 3, w0 * g_raw)
+    _put3(g_tri, i, 9, b1 * g_raw)
+    _put3(g_tri, i, 15, b2 * g_raw)
+    g_b1 = g_b1 + wp.dot(g_raw, n1 - n0)
+    g_b2 = g_b2 + wp.dot(g_raw, n2v - n0)
+    # geometric normal: unit(e1 x e2)
+    g_c = (g_ng - wp.dot(g_ng, ng) * ng) * rg
+    g_e1 = wp.cross(e2, g_c)
+    g_e2 = wp.cross(g_c, e1)
+    # p = o + t d
+    g_t = wp.dot(g_p, d)
+    g_o = g_p
+    g_d = t * g_p
+    # Moller-Trumbore (as shade_direct_bwd): t = (e2.q) inv, b1 = (tv.pv) inv, b2 = (d.q) inv, det = e1.pv.
+    pv = wp.cross(d, e2)
+    tv = o - p0
+    qv = wp.cross(tv, e1)
+    g_inv = g_t * wp.dot(e2, qv) + g_b1 * wp.dot(tv, pv) + g_b2 * wp.dot(d, qv)
+    g_det = zero
+    if not guarded:
+        g_det = -g_inv * inv * inv
+    g_e2 = g_e2 + (g_t * inv) * qv
+    g_q = (g_t * inv) * e2 + (g_b2 * inv) * d
+    g_d = g_d + (g_b2 * inv) * qv
+    g_tv = (g_b1 * inv) * pv
+    g_pv = (g_b1 * inv) * tv + g_det * e1
+    g_e1 = g_e1 + g_det * pv
+    g_tv = g_tv + wp.cross(e1, g_q)
+    g_e1 = g_e1 + wp.cross(g_q, tv)
+    g_d = g_d + wp.cross(e2, g_pv)
+    g_e2 = g_e2 + wp.cross(g_pv, d)
+    g_o = g_o + g_tv
+    _put3(g_tri, i, 0, -(g_tv + g_e1 + g_e2))
+    _put3(g_tri, i, 6, g_e1)
+    _put3(g_tri, i, 12, g_e2)
+    if need & 1 != 0:
+        _put3(g_org, i, 0, g_o)
+    if need & 2 != 0:
+        _put3(g_dirs, i, 0, g_d)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot
 
-__all__ = ["intersect_ref", "occluded_ref", "ray_triangle", "shade_direct_ref"]
+__all__ = ["hit_attributes_ref", "intersect_ref", "occluded_ref", "ray_triangle", "shade_direct_ref"]
 
 
 def ray_triangle(origins: Tensor, dirs: Tensor, p0: Tensor, p1: Tensor, p2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -54,6 +54,25 @@ def intersect_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, t
 def occluded_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tmax: Tensor) -> Tensor:
     """``[R]`` bool: any triangle hit with ``0 < t < tmax``."""
     return _all_hits(verts, faces, origins, dirs, tmax)[0].any(dim=1)
+
+
+def hit_attributes_ref(corners: Tensor, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Spec of :func:`lumigrad.ops.trace.hit_attributes`: ``(points, bary, ns, ng)``, each ``[h, 3]``.
+
+    The ray ``origins + t dirs`` re-attached to its triangle (:func:`ray_triangle`; corner ``k``'s position
+    is ``corners[:, 6k:6k+3]``, its vertex normal ``corners[:, 6k+3:6k+6]``): the hit point, its
+    barycentrics ``(1 - b1 - b2, b1, b2)``, the ``safe_normalize``-d interpolated vertex normal and the
+    unit geometric normal ``(p1 - p0) x (p2 - p0)`` (zero for a degenerate triangle).
+    """
+    from lumigrad.geometry.normals import _safe_normalize_torch
+
+    c = corners
+    p0, p1, p2 = c[:, 0:3], c[:, 6:9], c[:, 12:15]
+    t, b1, b2 = ray_triangle(origins, dirs, p0, p1, p2)
+    bary = torch.stack([1.0 - b1 - b2, b1, b2], dim=-1)
+    ns = _safe_normalize_torch(bary[:, 0:1] * c[:, 3:6] + bary[:, 1:2] * c[:, 9:12] + bary[:, 2:3] * c[:, 15:18])
+    ng = _safe_normalize_torch(torch.linalg.cross(p1 - p0, p2 - p0, dim=-1))
+    return origins + t[:, None] * dirs, bary, ns, ng
 
 
 def shade_direct_ref(corners: Tensor, origins: Tensor, dirs: Tensor, albedo: Tensor, vis: Tensor,

@@ -52,7 +52,7 @@ from torch.utils.checkpoint import checkpoint
 from lumigrad.geometry.normals import dot, face_cross, safe_normalize
 from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_clip_from_K
 from lumigrad.ops.rasterize import RasterizeWorkspace, rasterize
-from lumigrad.ops.trace import TraceBVH, intersect, occluded, shade_direct, trace_direct
+from lumigrad.ops.trace import TraceBVH, hit_attributes, intersect, occluded, shade_direct, trace_direct
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
@@ -204,9 +204,10 @@ class _Scene:
             a = 0.5 * face_cross(m.verts, m.faces).norm(dim=-1)
             self.emit_tris.append((m.faces.long() + off, a))
             self.emit_area[i] = a.detach().sum()
-        # [V, 6] verts | vnormals for _radiance_direct, built here (not lazily inside a chunk, which may run
-        # under no_grad or a checkpoint); copies of the scene made by the edge sampler build theirs on use.
-        self.corners = torch.cat([self.verts, self.vnormals], 1) if _fused_ok(self) else None
+        # [V, 6] verts | vnormals, gathered per hit by _trace and _radiance_direct; built here (not lazily
+        # inside a chunk, which may run under no_grad or a checkpoint); copies of the scene made by the edge
+        # sampler build theirs on use.
+        self.corners = torch.cat([self.verts, self.vnormals], 1)
         self.offsets = _sample_offsets(settings, camera.batch_size, self.dtype, self.device)  # [B, spp, 2]
         self.primary = None  # [B, spp, H * W] int32 rasterized closest hits of the camera samples, or None (BVH)
 
@@ -365,14 +366,13 @@ def _trace(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor | None = None
     idx = torch.nonzero(face >= 0).squeeze(1)
     face = _take(face, idx).long()
     o, d = _take(origins, idx), _take(dirs, idx)
-    # reattach() inlined: one gather of the hit triangles serves the hit point, both normals.
-    fl = _take(sc.faces_long, face).reshape(-1)  # [h * 3]
-    tri = _take(sc.verts, fl).reshape(-1, 3, 3)  # [h, 3, 3]
-    t, b1, b2 = ray_triangle(o, d, tri[:, 0], tri[:, 1], tri[:, 2])
-    bary = torch.stack([1.0 - b1 - b2, b1, b2], dim=-1)
-    ns = safe_normalize((bary[..., None] * _take(sc.vnormals, fl).reshape(-1, 3, 3)).sum(1))
-    ng = safe_normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1))
-    return _Hit(idx, _take(sc.owner, face), o + t[:, None] * d, ns, ng, safe_normalize(-d), face, bary)
+    # One gather of the hit triangles' corners (positions and vertex normals side by side) and one fused
+    # kernel for the re-attached point, barycentrics and both normals (hand-written backward).
+    if sc.corners is None:
+        sc.corners = torch.cat([sc.verts, sc.vnormals], 1)
+    corners = _take(sc.corners, _take(sc.faces_long, face).reshape(-1)).reshape(-1, 18)
+    points, bary, ns, ng = hit_attributes(corners, o, d)
+    return _Hit(idx, _take(sc.owner, face), points, ns, ng, safe_normalize(-d), face, bary)
 
 
 def _visible(sc: _Scene, p: Tensor, ng: Tensor, l: Tensor, dist: Tensor) -> Tensor:

@@ -208,3 +208,71 @@ def test_shade_direct_forward_mode_matches_backward():
     grads = torch.autograd.grad((shade_direct(*full) * w).sum(), leaves)
     vjp_dot = sum((gr * t).sum() for gr, t in zip(grads, tang))
     torch.testing.assert_close((jvp * w).sum(), vjp_dot, rtol=1e-10, atol=1e-12)
+
+
+def _hit_rows(h, dtype, seed=0):
+    """Rays aimed at random points inside random triangles (corner k: position 6k, normal 6k + 3); row 3 degenerate."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(h, 3, 3, dtype=dtype, generator=g)
+    n = torch.randn(h, 3, 3, dtype=dtype, generator=g)
+    corners = torch.cat([p, n], -1).reshape(h, 18)
+    w = torch.rand(h, 3, dtype=dtype, generator=g)
+    target = ((w / w.sum(-1, keepdim=True))[:, :, None] * p).sum(1)
+    o = torch.randn(h, 3, dtype=dtype, generator=g) * 3
+    corners[3, 6:9] = corners[3, 0:3]
+    corners[3, 12:15] = corners[3, 0:3]
+    return corners, o, target - o
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hit_attributes_match_reference_values_and_grads(dtype):
+    from lumigrad.ops._trace_ref import hit_attributes_ref
+    from lumigrad.ops.trace import hit_attributes
+
+    h = 64
+    base = _hit_rows(h, dtype)
+    a = [x.clone().requires_grad_(True) for x in base]
+    b = [x.clone().requires_grad_(True) for x in base]
+    out, ref = hit_attributes(*a), hit_attributes_ref(*b)
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=1e-10, rtol=1e-10)
+    for x, y in zip(out, ref):
+        assert x.shape == (h, 3)
+        torch.testing.assert_close(x, y, **tol)
+    assert float(out[3][3].detach().abs().max()) == 0.0  # degenerate triangle: zero geometric normal
+    g = torch.Generator().manual_seed(1)
+    ws = [torch.randn(h, 3, dtype=dtype, generator=g) for _ in range(4)]
+    sum((x * w).sum() for x, w in zip(out, ws)).backward()
+    sum((x * w).sum() for x, w in zip(ref, ws)).backward()
+    ok = torch.arange(h) != 3  # the guarded determinant gives ~1e150 gradients there: compare relatively
+    for x, y in zip(a, b):
+        scale = y.grad[ok].abs().max()
+        torch.testing.assert_close(x.grad[ok] / scale, y.grad[ok] / scale, atol=5e-4 if dtype == torch.float32 else 1e-10,
+                                   rtol=0)
+        if dtype == torch.float64:  # in float32 both overflow there (1 / sqrt(tiny) ~ 1e19, squared)
+            rel = (x.grad[3] - y.grad[3]).abs().max() / y.grad[3].abs().max().clamp_min(1e-300)
+            assert float(rel) < 1e-9
+
+
+def test_hit_attributes_gradcheck_forward_mode_and_bad_inputs():
+    import torch.autograd.forward_ad as fwAD
+
+    from lumigrad.ops._trace_ref import hit_attributes_ref
+    from lumigrad.ops.trace import hit_attributes
+
+    c, o, d = (x[4:10].clone().requires_grad_(True) for x in _hit_rows(12, torch.float64, seed=2))
+    assert torch.autograd.gradcheck(lambda *x: torch.cat(hit_attributes(*x), 1), (c, o, d))
+    # only some inputs needing grad: the others' rows are not written
+    (gc,) = torch.autograd.grad(hit_attributes(c, o.detach(), d.detach())[0].sum(), c)
+    (gc_ref,) = torch.autograd.grad(hit_attributes_ref(c, o.detach(), d.detach())[0].sum(), c)
+    torch.testing.assert_close(gc, gc_ref)
+    tc = torch.randn_like(c)
+    with fwAD.dual_level():
+        tang = fwAD.unpack_dual(hit_attributes(fwAD.make_dual(c.detach(), tc), o.detach(), d.detach())[0]).tangent
+    jac = torch.autograd.functional.jvp(lambda x: hit_attributes_ref(x, o.detach(), d.detach())[0], c.detach(), tc)[1]
+    torch.testing.assert_close(tang, jac)
+    empty = hit_attributes(torch.zeros(0, 18), torch.zeros(0, 3), torch.zeros(0, 3))
+    assert all(x.shape == (0, 3) for x in empty)
+    with pytest.raises(ValueError, match="hit_attributes.*corners"):
+        hit_attributes(torch.zeros(4, 9), torch.zeros(4, 3), torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="hit_attributes.*dirs"):
+        hit_attributes(torch.zeros(4, 18), torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.float64))
