@@ -71,6 +71,28 @@ _MIN_DIST_SQ = 1.0e-12  # lumigrad.shade.lighting._MIN_DIST_SQ
 _INV_PI = 0.3183098861837907
 
 
+@wp.func
+def _lit(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec3), p: wp.vec3,
+         ng: wp.vec3, kind: int, lv: wp.vec3, eps: float, shadows: int):
+    """1 when the light (``kind`` 0: point at ``lv``, 1: direction ``lv``) is unoccluded from ``p``, else 0.
+
+    As lumigrad.render.path._visible: the shadow ray steps off along itself (more when grazing)."""
+    if shadows == 0:
+        return 1
+    l = lv
+    dist = 1.0e30
+    if kind == 0:
+        dv = lv - p
+        dsq = wp.dot(dv, dv)
+        l = dv / wp.sqrt(dsq + _MIN_DIST_SQ)
+        dist = wp.sqrt(dsq)
+    step = eps / wp.max(wp.abs(wp.dot(ng, l)), 0.05)
+    tm = wp.max(dist - step - eps, 0.0)
+    if bvh_anyhit(nodes, kids, tris, p + step * l, l, tm):
+        return 0
+    return 1
+
+
 @wp.kernel
 def trace_direct(
     offset: int,
@@ -101,21 +123,7 @@ def trace_direct(
     p0 = points[indices[3 * f]]
     ng = wp.normalize(wp.cross(points[indices[3 * f + 1]] - p0, points[indices[3 * f + 2]] - p0))
     for j in range(nl):
-        v = 1
-        if shadows != 0:
-            # As lumigrad.render.path._visible: step off along the shadow ray (more when grazing).
-            l = lvec[j]
-            dist = 1.0e30
-            if lkind[j] == 0:
-                dv = lvec[j] - p
-                dsq = wp.dot(dv, dv)
-                l = dv / wp.sqrt(dsq + _MIN_DIST_SQ)
-                dist = wp.sqrt(dsq)
-            step = eps / wp.max(wp.abs(wp.dot(ng, l)), 0.05)
-            tm = wp.max(dist - step - eps, 0.0)
-            if bvh_anyhit(nodes, kids, tris, p + step * l, l, tm):
-                v = 0
-        out_vis[i, j] = v
+        out_vis[i, j] = _lit(nodes, kids, tris, p, ng, lkind[j], lvec[j], eps, shadows)
 
 
 @wp.func
@@ -157,6 +165,43 @@ def _light_at(kind: int, lv: Any, lf: Any, p: Any):
         den = lf[0] + lf[1] * wp.sqrt(dsq + m) + lf[2] * dsq
         return dv * r, one / wp.max(den, m), dv, dsq, r, den
     return lv, one, lv, one, one, one
+
+
+@wp.func
+def _reattach_bwd(o: Any, d: Any, p0: Any, p1: Any, p2: Any, t: Any, inv: Any, guarded: bool, g_p: Any, g_b1: Any,
+                  g_b2: Any, g_e1: Any, g_e2: Any, g_tri: wp.array2d(dtype=Any), i: int):
+    """Backward of ``p = o + t d`` with ``(t, b1, b2)`` from :func:`_reattach`, given ``d loss / d p, b1, b2`` and
+    what the edges ``e1 = p1 - p0``, ``e2 = p2 - p0`` already received; writes the corner positions' rows of
+    ``g_tri`` (columns 0, 6, 12) and returns ``(g_o, g_d)``.
+
+    Moller-Trumbore: ``t = (e2.q) inv``, ``b1 = (tv.pv) inv``, ``b2 = (d.q) inv``, ``inv = 1 / det``, ``det = e1.pv``.
+    """
+    e1 = p1 - p0
+    e2 = p2 - p0
+    g_t = wp.dot(g_p, d)
+    g_o = g_p
+    g_d = t * g_p
+    pv = wp.cross(d, e2)
+    tv = o - p0
+    qv = wp.cross(tv, e1)
+    g_inv = g_t * wp.dot(e2, qv) + g_b1 * wp.dot(tv, pv) + g_b2 * wp.dot(d, qv)
+    g_det = g_inv * type(g_inv)(0.0)
+    if not guarded:
+        g_det = -g_inv * inv * inv
+    ge2 = g_e2 + (g_t * inv) * qv
+    g_q = (g_t * inv) * e2 + (g_b2 * inv) * d
+    g_d = g_d + (g_b2 * inv) * qv
+    g_tv = (g_b1 * inv) * pv
+    g_pv = (g_b1 * inv) * tv + g_det * e1
+    ge1 = g_e1 + g_det * pv
+    g_tv = g_tv + wp.cross(e1, g_q)
+    ge1 = ge1 + wp.cross(g_q, tv)
+    g_d = g_d + wp.cross(e2, g_pv)
+    ge2 = ge2 + wp.cross(g_pv, d)
+    _put3(g_tri, i, 0, -(g_tv + ge1 + ge2))
+    _put3(g_tri, i, 6, ge1)
+    _put3(g_tri, i, 12, ge2)
+    return g_o + g_tv, g_d
 
 
 @wp.kernel
@@ -292,34 +337,7 @@ def shade_direct_bwd(
     _put3(g_tri, i, 15, b2 * g_raw)
     g_b1 = wp.dot(g_raw, n1 - n0)
     g_b2 = wp.dot(g_raw, n2v - n0)
-    # p = o + t d.
-    g_t = wp.dot(g_p, d)
-    g_o = g_p
-    g_d = t * g_p
-    # Moller-Trumbore: t = (e2.q) inv, b1 = (tv.pv) inv, b2 = (d.q) inv, inv = 1 / det, det = e1.pv.
-    e1 = p1 - p0
-    e2 = p2 - p0
-    pv = wp.cross(d, e2)
-    tv = o - p0
-    qv = wp.cross(tv, e1)
-    g_inv = g_t * wp.dot(e2, qv) + g_b1 * wp.dot(tv, pv) + g_b2 * wp.dot(d, qv)
-    g_det = zero
-    if not guarded:
-        g_det = -g_inv * inv * inv
-    g_e2 = (g_t * inv) * qv
-    g_q = (g_t * inv) * e2 + (g_b2 * inv) * d
-    g_d = g_d + (g_b2 * inv) * qv
-    g_tv = (g_b1 * inv) * pv
-    g_pv = (g_b1 * inv) * tv + g_det * e1
-    g_e1 = g_det * pv
-    g_tv = g_tv + wp.cross(e1, g_q)
-    g_e1 = g_e1 + wp.cross(g_q, tv)
-    g_d = g_d + wp.cross(e2, g_pv)
-    g_e2 = g_e2 + wp.cross(g_pv, d)
-    g_o = g_o + g_tv
-    _put3(g_tri, i, 0, -(g_tv + g_e1 + g_e2))
-    _put3(g_tri, i, 6, g_e1)
-    _put3(g_tri, i, 12, g_e2)
+    g_o, g_d = _reattach_bwd(o, d, p0, p1, p2, t, inv, guarded, g_p, g_b1, g_b2, g * zero, g * zero, g_tri, i)
     if need & 1 != 0:
         _put3(g_org, i, 0, g_o)
     if need & 2 != 0:
@@ -364,20 +382,7 @@ def trace_direct_given(
         t = wp.dot(c, p0 - o) / den
     p = o + t * d
     for j in range(nl):
-        v = 1
-        if shadows != 0:
-            l = lvec[j]
-            dist = 1.0e30
-            if lkind[j] == 0:
-                dv = lvec[j] - p
-                dsq = wp.dot(dv, dv)
-                l = dv / wp.sqrt(dsq + _MIN_DIST_SQ)
-                dist = wp.sqrt(dsq)
-            step = eps / wp.max(wp.abs(wp.dot(ng, l)), 0.05)
-            tm = wp.max(dist - step - eps, 0.0)
-            if bvh_anyhit(nodes, kids, tris, p + step * l, l, tm):
-                v = 0
-        out_vis[i, j] = v
+        out_vis[i, j] = _lit(nodes, kids, tris, p, ng, lkind[j], lvec[j], eps, shadows)
 
 
 # --- hit attributes (the general path's re-attachment) ------------------------------------------------------
@@ -442,7 +447,6 @@ def hit_attr_bwd(
     g_dirs: wp.array2d(dtype=Any),  # [h, 3]
 ):
     i = wp.tid() + offset
-    zero = tri.dtype(0.0)
     one = tri.dtype(1.0)
     o = _v3(org, i, 0)
     d = _v3(dirs, i, 0)
@@ -475,32 +479,7 @@ def hit_attr_bwd(
     g_c = (g_ng - wp.dot(g_ng, ng) * ng) * rg
     g_e1 = wp.cross(e2, g_c)
     g_e2 = wp.cross(g_c, e1)
-    # p = o + t d
-    g_t = wp.dot(g_p, d)
-    g_o = g_p
-    g_d = t * g_p
-    # Moller-Trumbore (as shade_direct_bwd): t = (e2.q) inv, b1 = (tv.pv) inv, b2 = (d.q) inv, det = e1.pv.
-    pv = wp.cross(d, e2)
-    tv = o - p0
-    qv = wp.cross(tv, e1)
-    g_inv = g_t * wp.dot(e2, qv) + g_b1 * wp.dot(tv, pv) + g_b2 * wp.dot(d, qv)
-    g_det = zero
-    if not guarded:
-        g_det = -g_inv * inv * inv
-    g_e2 = g_e2 + (g_t * inv) * qv
-    g_q = (g_t * inv) * e2 + (g_b2 * inv) * d
-    g_d = g_d + (g_b2 * inv) * qv
-    g_tv = (g_b1 * inv) * pv
-    g_pv = (g_b1 * inv) * tv + g_det * e1
-    g_e1 = g_e1 + g_det * pv
-    g_tv = g_tv + wp.cross(e1, g_q)
-    g_e1 = g_e1 + wp.cross(g_q, tv)
-    g_d = g_d + wp.cross(e2, g_pv)
-    g_e2 = g_e2 + wp.cross(g_pv, d)
-    g_o = g_o + g_tv
-    _put3(g_tri, i, 0, -(g_tv + g_e1 + g_e2))
-    _put3(g_tri, i, 6, g_e1)
-    _put3(g_tri, i, 12, g_e2)
+    g_o, g_d = _reattach_bwd(o, d, p0, p1, p2, t, inv, guarded, g_p, g_b1, g_b2, g_e1, g_e2, g_tri, i)
     if need & 1 != 0:
         _put3(g_org, i, 0, g_o)
     if need & 2 != 0:
