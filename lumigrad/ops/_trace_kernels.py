@@ -19,7 +19,7 @@ from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
-__all__ = ["trace_closest", "trace_occluded", "trace_direct", "trace_direct_given", "shade_direct_fwd", "shade_direct_bwd",
+__all__ = ["trace_closest", "trace_occluded", "trace_direct", "shade_direct_fwd", "shade_direct_bwd",
            "hit_attr_fwd", "hit_attr_bwd"]
 
 
@@ -109,19 +109,33 @@ def trace_direct(
     lvec: wp.array(dtype=wp.vec3),  # [nl] position, or unit direction towards the light
     eps: float,
     shadows: int,
-    out_face: wp.array(dtype=wp.int32),  # [R], -1 on a miss
+    given: int,  # 1: face holds the closest hits already (found by the rasterizer), only shadow rays are traced
+    face: wp.array(dtype=wp.int32),  # [R], -1 on a miss: written (given = 0) or read (given = 1)
     out_vis: wp.array2d(dtype=wp.int32),  # [R, nl] 1 when the light is unoccluded (rows of misses untouched)
 ):
     i = wp.tid() + offset
     o = origins[i]
     d = dirs[i]
-    f, qt = bvh_closest(nodes, kids, tris, tface, o, d, 3.0e38)
-    out_face[i] = f
+    f = int(-1)
+    qt = float(0.0)
+    if given != 0:
+        f = face[i]
+    else:
+        fq, tq = bvh_closest(nodes, kids, tris, tface, o, d, 3.0e38)
+        f = fq
+        qt = tq
+        face[i] = f
     if f < 0:
         return
-    p = o + qt * d
     p0 = points[indices[3 * f]]
-    ng = wp.normalize(wp.cross(points[indices[3 * f + 1]] - p0, points[indices[3 * f + 2]] - p0))
+    c = wp.cross(points[indices[3 * f + 1]] - p0, points[indices[3 * f + 2]] - p0)
+    ng = wp.normalize(c)
+    if given != 0:
+        # the ray's intersection with the plane of its triangle (what the BVH query returns)
+        den = wp.dot(c, d)
+        if den != 0.0:
+            qt = wp.dot(c, p0 - o) / den
+    p = o + qt * d
     for j in range(nl):
         out_vis[i, j] = _lit(nodes, kids, tris, p, ng, lkind[j], lvec[j], eps, shadows)
 
@@ -342,47 +356,6 @@ def shade_direct_bwd(
         _put3(g_org, i, 0, g_o)
     if need & 2 != 0:
         _put3(g_dirs, i, 0, g_d)
-
-
-@wp.kernel
-def trace_direct_given(
-    offset: int,
-    nodes: wp.array(dtype=wp.vec3),
-    kids: wp.array(dtype=wp.vec2i),
-    tris: wp.array(dtype=wp.vec3),
-    tface: wp.array(dtype=wp.int32),
-    points: wp.array(dtype=wp.vec3),  # [V] the BVH's vertices
-    indices: wp.array(dtype=wp.int32),  # [3F]
-    origins: wp.array(dtype=wp.vec3),  # [R]
-    dirs: wp.array(dtype=wp.vec3),  # [R]
-    face: wp.array(dtype=wp.int32),  # [R] closest hit found elsewhere (the rasterizer), -1 on a miss
-    nl: int,
-    lkind: wp.array(dtype=wp.int32),
-    lvec: wp.array(dtype=wp.vec3),
-    eps: float,
-    shadows: int,
-    out_vis: wp.array2d(dtype=wp.int32),  # [R, nl] as trace_direct's
-):
-    """``trace_direct`` when the closest hits are known: the hit point is the ray's intersection with the
-    plane of its triangle (what the BVH query returns), then the same shadow rays."""
-    i = wp.tid() + offset
-    f = face[i]
-    if f < 0:
-        return
-    o = origins[i]
-    d = dirs[i]
-    p0 = points[indices[3 * f]]
-    e1 = points[indices[3 * f + 1]] - p0
-    e2 = points[indices[3 * f + 2]] - p0
-    c = wp.cross(e1, e2)
-    ng = wp.normalize(c)
-    den = wp.dot(c, d)
-    t = float(0.0)
-    if den != 0.0:
-        t = wp.dot(c, p0 - o) / den
-    p = o + t * d
-    for j in range(nl):
-        out_vis[i, j] = _lit(nodes, kids, tris, p, ng, lkind[j], lvec[j], eps, shadows)
 
 
 # --- hit attributes (the general path's re-attachment) ------------------------------------------------------

@@ -250,23 +250,21 @@ def trace_direct(
     lv = lvec.detach().to(device=bvh.device, dtype=torch.float32).contiguous()
     if nl == 0:
         lk, lv = torch.zeros(1, dtype=torch.int32, device=bvh.device), torch.zeros(1, 3, device=bvh.device)
-    if face is not None:
+    given = face is not None
+    if given:
         if not isinstance(face, Tensor) or face.shape != (r,) or face.dtype != torch.int32 or face.device != bvh.device:
             raise ValueError(f"trace_direct(): face must be None or an int32 [R={r}] tensor on {bvh.device}, got "
                              f"{_desc(face) if isinstance(face, Tensor) else type(face).__name__}")
         if r and (int(face.max()) >= bvh.num_faces or int(face.min()) < -1):
             raise ValueError(f"trace_direct(): face must be -1 or in [0, {bvh.num_faces})")
         face = face.contiguous()
-        if nl:
-            launch(_k.trace_direct_given, r, [*bvh.args(), to_warp(bvh._points, wp.vec3), to_warp(bvh._indices),
-                                              to_warp(o, wp.vec3), to_warp(d, wp.vec3), to_warp(face), nl, to_warp(lk),
-                                              to_warp(lv, wp.vec3), float(eps), int(bool(shadows)), to_warp(vis)],
-                   bvh.wdevice)
-        return face, vis[:, :nl].bool()
-    face = torch.empty(r, dtype=torch.int32, device=bvh.device)
+        if nl == 0:
+            return face, vis[:, :nl].bool()
+    else:
+        face = torch.empty(r, dtype=torch.int32, device=bvh.device)
     launch(_k.trace_direct, r, [*bvh.args(), to_warp(bvh._points, wp.vec3), to_warp(bvh._indices), to_warp(o, wp.vec3),
                                 to_warp(d, wp.vec3), nl, to_warp(lk), to_warp(lv, wp.vec3), float(eps),
-                                int(bool(shadows)), to_warp(face), to_warp(vis)], bvh.wdevice)
+                                int(bool(shadows)), int(given), to_warp(face), to_warp(vis)], bvh.wdevice)
     return face, vis[:, :nl].bool()
 
 
