@@ -223,7 +223,12 @@ class MaterialTable:
                 return _ggx(nn, ll, vv, g("base_color"), g("roughness"), g("metallic")).expand(nn.shape[0], 3)
             return torch.zeros_like(nn)
 
-        return self._by_kind(sid, fn)
+        return self._tinted(self._by_kind(sid, fn), at)
+
+    @staticmethod
+    def _tinted(v: Tensor, at: dict | None) -> Tensor:
+        """``v`` times the per-hit ``at["tint"]`` (a mesh's own texture / vertex colours), when there is one."""
+        return v * at["tint"] if at and "tint" in at else v
 
     def kd(self, sid: Tensor, at: dict | None = None) -> Tensor:
         """``[R, 3]`` diffuse albedo (for analytic ambient / SH light), ((1 - metallic) base colour for GGX);
@@ -246,7 +251,7 @@ class MaterialTable:
                 return (1.0 - g("metallic").clamp(0.0, 1.0)) * g("base_color")
             return torch.zeros(s.shape[0], 3, dtype=self.dtype, device=self.device)
 
-        return self._by_kind(sid, fn)
+        return self._tinted(self._by_kind(sid, fn), at)
 
     def reflectance(self, sid: Tensor) -> Tensor:
         """``[R, 3]`` mirror reflectance rows (only meaningful where ``self.mirror[sid]``)."""

@@ -22,7 +22,8 @@ by escaping rays instead.
 
 Textured materials (:class:`~lumigrad.scene.materials.TextureParam`): :func:`_material_at`
 samples them at each hit's barycentric UV (bilinear: rays have no screen derivatives for
-mip-mapping); untextured scenes skip it.
+mip-mapping); untextured scenes skip it. A mesh's own ``texture`` and ``vert_colors`` multiply the BRDF
+at its hits (``at["tint"]``), as they multiply the shaded colour in ``render_mesh``.
 
 Fast path: direct lighting only (``max_bounces=1``) of Lambert surfaces by point,
 directional and ambient lights (no emitters, environment or SH light) skips the
@@ -189,6 +190,7 @@ class _Scene:
         self.emitters = [i for i, s in enumerate(shapes) if s.is_emitter]
         # Per-shape rows (materials, emission) gathered by shape id: hits on all shapes are shaded together.
         self.mats = MaterialTable([s.material for s in shapes], self.dtype, self.device)
+        self._init_tint(shapes)
         self._init_textures(shapes)
         if self.emitters:
             zero = torch.zeros(3, dtype=self.dtype, device=self.device)
@@ -211,15 +213,30 @@ class _Scene:
         self.offsets = _sample_offsets(settings, camera.batch_size, self.dtype, self.device)  # [B, spp, 2]
         self.primary = None  # [B, spp, H * W] int32 rasterized closest hits of the camera samples, or None (BVH)
 
+    def _init_tint(self, shapes) -> None:
+        """The meshes' own ``texture`` and ``vert_colors`` multiply the BRDF at their hits (as they multiply the
+        shaded colour in ``render_mesh``): ``self.tint_tex`` [(shape id, TextureParam)] and ``self.vcolors``
+        ``[V, 1 or 3]`` merged vertex colours (ones for shapes without), or None."""
+        self.tint_tex = [(i, TextureParam(t[..., :3] if t.shape[-1] >= 3 else t[..., :1], filter_mode="linear"))
+                         for i, t in ((i, s.mesh.texture) for i, s in enumerate(shapes)) if t is not None]
+        self.vcolors = None
+        if any(s.mesh.vert_colors is not None for s in shapes):
+            width = max(min(s.mesh.vert_colors.shape[1], 3) for s in shapes if s.mesh.vert_colors is not None)
+            self.vcolors = torch.cat([
+                s.mesh.vert_colors[:, :3].to(self.dtype).expand(-1, width) if s.mesh.vert_colors is not None else
+                torch.ones(s.mesh.verts.shape[0], width, dtype=self.dtype, device=self.device) for s in shapes], 0)
+        self.tinted = bool(self.tint_tex) or self.vcolors is not None
+
     def _init_textures(self, shapes) -> None:
-        """``self.tex``: textured parameter name -> [(shape id, TextureParam)], and, when there is any, the merged
-        ``uvs [1 + T, 2]`` and ``faces_uv [F, 3]`` (faces of shapes without UVs point at row 0, unused)."""
+        """``self.tex``: textured parameter name -> [(shape id, TextureParam)], and, when there is any texture
+        (material or mesh), the merged ``uvs [1 + T, 2]`` and ``faces_uv [F, 3]`` (faces of shapes without UVs
+        point at row 0, unused)."""
         self.tex: dict[str, list] = {}
         for i, s in enumerate(shapes):
             for name, v in vars(s.material).items():
                 if isinstance(v, TextureParam):
                     self.tex.setdefault(name, []).append((i, v))
-        if not self.tex:
+        if not self.tex and not self.tint_tex:
             return
         uvs, fuv, off = [torch.zeros(1, 2, dtype=self.dtype, device=self.device)], [], 1
         for s in shapes:
@@ -330,11 +347,15 @@ def _material_at(sc: _Scene, shape: Tensor, face: Tensor, bary: Tensor) -> dict:
     The hit's UV is the barycentric blend of its triangle's UVs (gradients reach the texels, and the
     vertices and ray through ``bary``); hits on shapes whose ``name`` is constant get their shape's row.
     """
-    if not sc.tex:
+    if not sc.tex and not sc.tinted:
         return {}
-    uvc = _take(sc.uvs, _take(sc.faces_uv, face).reshape(-1)).reshape(-1, 3, 2)
-    uv = (bary[..., None] * uvc).sum(1)  # [h, 2]
     out = {}
+    uv = None
+    if sc.tex or sc.tint_tex:
+        uvc = _take(sc.uvs, _take(sc.faces_uv, face).reshape(-1)).reshape(-1, 3, 2)
+        uv = (bary[..., None] * uvc).sum(1)  # [h, 2]
+    if sc.tinted:
+        out["tint"] = _tint_at(sc, shape, face, bary, uv)
     for name, entries in sc.tex.items():
         rows = sc.mats.p[name]
         width = rows.shape[1]
@@ -350,9 +371,25 @@ def _material_at(sc: _Scene, shape: Tensor, face: Tensor, bary: Tensor) -> dict:
     return out
 
 
+def _tint_at(sc: _Scene, shape: Tensor, face: Tensor, bary: Tensor, uv: Tensor | None) -> Tensor:
+    """``[h, 1 or 3]`` product of the hit meshes' texture (bilinear at ``uv``) and vertex colours (1 elsewhere)."""
+    tint = torch.ones(shape.shape[0], 1, dtype=sc.dtype, device=sc.device)
+    if sc.vcolors is not None:
+        vc = _take(sc.vcolors, _take(sc.faces_long, face).reshape(-1)).reshape(face.shape[0], 3, -1)
+        tint = (bary[..., None] * vc).sum(1)
+    for i, tp in sc.tint_tex:
+        if len(sc.shapes) == 1:
+            return tint * _sample_texture(tp, uv)
+        sel = torch.nonzero(shape == i).squeeze(1)
+        if sel.numel():
+            t = _take(tint, sel) * _sample_texture(tp, _take(uv, sel))
+            tint = tint.expand(-1, t.shape[1]).index_put((sel,), t)
+    return tint
+
+
 def _hit_material(sc: _Scene, h: _Hit) -> dict:
     """:func:`_material_at` of a :class:`_Hit`."""
-    if not sc.tex:
+    if not sc.tex and not sc.tinted:
         return {}
     if h.face is None or h.bary is None:
         raise RuntimeError(f"{_FN}(): internal error: a hit without face / bary reached a textured material")
@@ -484,7 +521,10 @@ def _sample_bsdf(sc: _Scene, h: _Hit, gen: torch.Generator) -> tuple[Tensor, Ten
     if mats.mirror.any():
         refl = 2 * dot(h.ns, h.wo, keepdim=True) * h.ns - h.wo
         wi = torch.where(delta[:, None], refl, wi)
-        w = torch.where(delta[:, None], mats.reflectance(h.shape), w)
+        refl_rgb = mats.reflectance(h.shape)
+        if sc.tinted:
+            refl_rgb = refl_rgb * _hit_material(sc, h)["tint"]
+        w = torch.where(delta[:, None], refl_rgb, w)
         pd = torch.where(delta, torch.ones_like(pd), pd)
     return w, wi, pd, delta
 
@@ -545,12 +585,13 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor | N
     if sc.corners is None:  # positions and normals side by side: one gather (and one index_add backward)
         sc.corners = torch.cat([sc.verts, sc.vnormals], 1)
     corners = _take(sc.corners, _take(sc.faces_long, f).reshape(-1)).reshape(-1, 18)
-    if "albedo" in sc.tex:  # textured: per-hit albedo at the (differentiable, torch) barycentrics of the hits
+    sid = _take(sc.owner, f)
+    alb = _take(sc.mats.p["albedo"], sid)
+    if "albedo" in sc.tex or sc.tinted:  # per-hit albedo at the (differentiable, torch) barycentrics of the hits
         o, d = _take(origins, idx), _take(dirs, idx)
         _, b1, b2 = ray_triangle(o, d, corners[:, 0:3], corners[:, 6:9], corners[:, 12:15])
-        alb = _material_at(sc, _take(sc.owner, f), f, torch.stack([1.0 - b1 - b2, b1, b2], -1))["albedo"]
-    else:
-        alb = _take(sc.mats.p["albedo"], _take(sc.owner, f))
+        at = _material_at(sc, sid, f, torch.stack([1.0 - b1 - b2, b1, b2], -1))
+        alb = at.get("albedo", alb) * at.get("tint", 1.0)
     rgb = shade_direct(corners, _take(origins, idx), _take(dirs, idx), alb, _take(vis, idx).to(sc.dtype),
                        lk, lv, ls, lf)
     for amb in sc.ambient:
@@ -803,7 +844,8 @@ def render_trace(
         shapes: one or more :class:`Shape` (mesh + material + optional
             emission); all share one dtype and device. Material parameters may be
             :class:`~lumigrad.scene.materials.TextureParam` (sampled bilinearly at each hit's
-            UV; the mesh needs ``uvs``; see ``docs/tracing.md``).
+            UV; the mesh needs ``uvs``; see ``docs/tracing.md``). The mesh's own ``texture`` and
+            ``vert_colors`` multiply the BRDF at its hits, as in ``render_mesh``.
         camera: batched camera (B views), as for ``render_mesh``.
         lights: :class:`PointLight`, :class:`DirectionalLight` (shadowed),
             :class:`AmbientLight`, :class:`SHEnvironmentLight` (see module docstring).

@@ -196,3 +196,60 @@ def test_textured_fused_generic_and_replay_agree(monkeypatch):
         for a, b in zip(grads, out[0][1]):
             assert float(b.abs().max()) > 0
             torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+def _tinted_plane(res, tex, vcol_seed=5):
+    """The textured plane with a mesh texture ``tex`` and smooth per-vertex colours (the mesh's own tint)."""
+    mesh, cam = textured_plane_scene(res=res, resolution=3)
+    vc = 0.4 + 0.6 * torch.rand(mesh.verts.shape[0], 3, dtype=DT, generator=torch.Generator().manual_seed(vcol_seed))
+    return Mesh(mesh.verts, mesh.faces, uvs=mesh.uvs, vert_colors=vc, texture=tex), cam
+
+
+@pytest.mark.parametrize("kind", ["lambert", "ggx"])  # fused direct path (Lambert), general path (GGX)
+def test_mesh_texture_and_vertex_colours_tint_like_render_mesh(kind):
+    """A mesh's own texture and vertex colours multiply the BRDF, as they multiply render_mesh's shaded colour."""
+    mesh, cam = _tinted_plane(20, smooth_texture(4, 4, 3, seed=2))
+    material = LambertMaterial(_t(0.8, 0.7, 0.9)) if kind == "lambert" else GGXMaterial(_t(0.8, 0.7, 0.9), 0.4, 0.2)
+    out = render_trace([Shape(mesh, material)], cam, _lights(), TraceSettings(spp=16, shadows=False, boundary="none"))
+    ref = render_mesh(mesh, cam, material, _lights())
+    interior = (ref.alpha[..., 0] == 1) & (out.alpha[..., 0] == 1)
+    assert interior.sum() > 300
+    d = (out.image - ref.image).abs()[interior]
+    peak = float(ref.image.max())
+    assert float(d.max()) < 0.05 * peak and float(d.mean()) < 0.006 * peak
+    plain = render_mesh(Mesh(mesh.verts, mesh.faces, uvs=mesh.uvs), cam, material, _lights()).image
+    assert float((plain - ref.image).abs()[interior].mean()) > 5 * float(d.mean())
+
+
+@pytest.mark.parametrize("plane", ["lambert", "mirror"])
+def test_mesh_tint_gradients_match_fd_over_two_bounces(plane):
+    """Gradients reach the mesh texture's texels and the vertex colours through a second bounce (off a Lambert
+    wall) and through a tinted mirror (the plane as a mirror shows the wall)."""
+    mesh0, cam = _tinted_plane(8, smooth_texture(3, 3, 3, seed=4))
+    wall_v = torch.tensor([[-1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 1.5, -1.0], [-1.0, 1.5, -1.0]], dtype=DT)
+    wall = Mesh(wall_v, torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32))
+    w = torch.rand(1, 8, 8, 3, dtype=DT, generator=torch.Generator().manual_seed(3))
+    light = [PointLight(_t(0.5, 2.0, 1.0), intensity=6.0)]
+    st = TraceSettings(spp=2, max_bounces=2, rr_depth=9, boundary="none")
+
+    def loss(tex, vc):
+        mesh = Mesh(mesh0.verts, mesh0.faces, uvs=mesh0.uvs, vert_colors=vc, texture=tex)
+        mat = LambertMaterial(_t(0.9, 0.8, 0.7)) if plane == "lambert" else MirrorMaterial(_t(0.9, 0.8, 0.7))
+        shapes = [Shape(mesh, mat), Shape(wall, LambertMaterial(_t(0.6, 0.7, 0.8)))]
+        return (render_trace(shapes, cam, light, st).image * w).sum()
+
+    tex0, vc0 = mesh0.texture, mesh0.vert_colors
+    tex, vc = tex0.clone().requires_grad_(True), vc0.clone().requires_grad_(True)
+    g_tex, g_vc = torch.autograd.grad(loss(tex, vc), [tex, vc])
+    for idx in [(0, 0, 0), (1, 1, 1), (2, 1, 2)]:
+        e = torch.zeros_like(tex0)
+        e[idx] = 1.0
+        fd = _fd(lambda h: loss(tex0 + h * e, vc0), 0.0)
+        assert abs(float(fd)) > 1e-4
+        torch.testing.assert_close(g_tex[idx], fd, rtol=1e-5, atol=1e-8)
+    for idx in [(5, 0), (7, 2)]:
+        e = torch.zeros_like(vc0)
+        e[idx] = 1.0
+        fd = _fd(lambda h: loss(tex0, vc0 + h * e), 0.0)
+        assert abs(float(fd)) > 1e-4
+        torch.testing.assert_close(g_vc[idx], fd, rtol=1e-5, atol=1e-8)
