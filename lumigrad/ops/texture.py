@@ -13,6 +13,7 @@ import logging
 from typing import Sequence
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 from lumigrad._runtime.checks import check_finite, check_float_tensor, check_same_device
@@ -113,6 +114,8 @@ def texture(
         ``[B, H, W, C]`` samples. Gradients flow to ``tex`` (through every mip
         level), to ``uv`` (bilinear derivative; zero for ``"nearest"``) and, for
         ``"linear-mipmap-linear"``, to ``uv_da`` through the level blend weight.
+        Forward-mode AD (``torch.autograd.forward_ad``) runs the torch reference
+        :func:`lumigrad.ops._texture_ref.texture_ref` (same values) instead of the kernel.
 
     Example:
         >>> import torch
@@ -156,6 +159,12 @@ def texture(
             )
         check_finite(fn, "uv_da", uv_da)
         levels = _mip_levels(fn, tex, mip, max_level)
+    if any(x is not None and fwAD.unpack_dual(x).tangent is not None for x in (*levels, uv, uv_da)):
+        # Forward-mode AD (jvp): the torch spec, which autograd differentiates in both modes.
+        from lumigrad.ops._texture_ref import texture_ref
+
+        return texture_ref(tex, uv, uv_da, filter_mode=filter_mode, boundary_mode=boundary_mode,
+                           max_mip_level=max_level, mip=mip)
     packed, lvl = _pack(levels)
     meta = (mode, _BOUNDARY_CODE[boundary_mode], Bt > 1)
     if mode < 2:
