@@ -42,9 +42,10 @@ directional lights), needs no tuning of warp-field kernels (Loubet et al.
 2019 are biased and their variance depends on a kernel width), and its
 boundary points are explicit functions of the camera, so camera gradients
 come for free, which Mitsuba 3's projective integrators do not give. Its
-limits here: visibility changes after the first bounce (shadows seen in a
-mirror, occlusion of indirect light) are *not* sampled, so those gradients are
-interior-only (biased). Neither is the
+limits here: occlusion of indirect light seen from the first hits has its own
+term (:mod:`lumigrad.render._trace_edges_indirect`), but visibility changes
+seen from later bounces or through mirrors are *not* sampled, so those
+gradients are interior-only (biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,
@@ -180,6 +181,11 @@ def boundary_term(sc, radiance) -> Tensor:
                 ok = torch.zeros(M, dtype=torch.bool, device=sc.device)
                 ok[cand] = _seen_from_camera(sc, b, c2w[b], pts[cand], persp)
                 accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok)
+        if st.max_bounces >= 2 and st.indirect_samples != 0:
+            from lumigrad.render._trace_edges_indirect import indirect_boundary
+
+            pixel, contrib = indirect_boundary(sc, b, st.indirect_samples or H * W)
+            out = out.index_add(0, pixel, contrib)
         if not st.shadows:
             continue
         view = (b, w2c, k, c2w[b], persp)

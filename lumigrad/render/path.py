@@ -831,6 +831,24 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
             torch.zeros(P, dtype=sc.dtype, device=sc.device).index_add(0, p, hit.to(sc.dtype) / S))
 
 
+def _boundary_needed(sc: _Scene, lights: list, image: Tensor) -> bool:
+    """Whether the boundary term can carry a derivative: its weights are detached, so only the vertices,
+    the camera, point / directional light placement and the environment map's rotation receive any."""
+    if fwAD.unpack_dual(image).tangent is not None:
+        return True
+    if not image.requires_grad:
+        return False
+    geo = [sc.verts, sc.camera.world_to_cam, sc.camera.K]
+    for light in lights:
+        if isinstance(light, PointLight):
+            geo.append(light.position)
+        elif isinstance(light, DirectionalLight):
+            geo.append(light.to_light)
+        elif isinstance(light, EnvironmentLight):
+            geo.append(light.to_world)
+    return any(isinstance(t, Tensor) and t.requires_grad for t in geo)
+
+
 def render_trace(
     shapes: Sequence[Shape] | Shape,
     camera: Camera,
@@ -929,10 +947,9 @@ def render_trace(
             image, hits = image + img_c, hits + hit_c
     image = image.reshape(B, H, W, 3)
     alpha = hits.reshape(B, H, W, 1)
-    # The boundary term is zero-valued; it only carries derivatives. Without any (no_grad and no forward-mode
-    # tangent, or nothing that needs one: vertices, camera and lights all reach the interior image too) it is
-    # skipped.
-    if settings.boundary == "edge" and (image.requires_grad or fwAD.unpack_dual(image).tangent is not None):
+    # The boundary term is zero-valued; it only carries derivatives, and only to the geometry. Without any
+    # (no_grad and no forward-mode tangent, or no geometric tensor that needs a gradient) it is skipped.
+    if settings.boundary == "edge" and _boundary_needed(sc, lights, image):
         from lumigrad.render._trace_edges import boundary_term
 
         image = image + boundary_term(sc, lambda s, vw, px: _radiance(s, *_camera_rays(camera, vw, px), s.gen)[0])

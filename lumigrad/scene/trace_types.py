@@ -162,6 +162,11 @@ class TraceSettings:
             the boundary terms of their soft shadows (each sample is treated as a
             point / directional light that gets ``edge_samples / K`` boundary
             samples); 0 leaves penumbrae without visibility gradients.
+        indirect_samples: with ``boundary="edge"`` and ``max_bounces >= 2``, boundary
+            samples per view for visibility changes of the indirect light seen from the
+            camera's first hits (an occluder moving in front of a lit wall; see
+            :mod:`lumigrad.render._trace_edges_indirect`); default ``H * W`` (one per
+            pixel), 0 turns the term off.
         rr_depth: bounce from which Russian roulette may stop paths.
         background: RGB of camera rays that hit nothing (an
             :class:`EnvironmentLight`, when present, replaces it).
@@ -194,6 +199,7 @@ class TraceSettings:
     boundary: Literal["edge", "none"] = "edge"
     edge_samples: int | None = None
     shadow_light_samples: int = 16
+    indirect_samples: int | None = None
     rr_depth: int = 3
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seed: int = 0
@@ -215,6 +221,9 @@ class TraceSettings:
         v = self.shadow_light_samples
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"TraceSettings(): shadow_light_samples must be an int >= 0, got {v!r}")
+        v = self.indirect_samples
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"TraceSettings(): indirect_samples must be None or an int >= 0, got {v!r}")
         if len(self.background) != 3:
             raise ValueError(f"TraceSettings(): background must be 3 floats, got {self.background!r}")
         for name in ("shadows", "mis", "replay"):

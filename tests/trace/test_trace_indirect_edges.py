@@ -1,0 +1,133 @@
+"""Boundary term of occluded indirect light (lumigrad.render._trace_edges_indirect) against a closed form.
+
+Scene: a wall (z = -1, facing +z) seen by the camera, lit only indirectly by a large floor under a
+directional light from straight above (the wall is parallel to the light), and a small black vertical
+occluder between floor and wall, parallel to the light (so it casts no shadow on the floor) and out
+of the camera's view. Every floor point then reflects the same radiance ``L_f``, so the wall's
+radiance at ``x`` is ``(a_wall / pi) L_f (PSA(floor) - PSA(occluder))`` with ``PSA`` the projected
+solid angle of a polygon seen from ``x`` (Lambert's formula), and the derivative of the image w.r.t.
+the occluder's translation comes *only* from the moving occlusion boundary: interior gradients are
+exactly zero here.
+"""
+import math
+
+import pytest
+import torch
+
+from lumigrad.render.path import _camera_rays, render_trace
+from lumigrad.scene import Camera, Mesh
+from lumigrad.scene.lights import DirectionalLight
+from lumigrad.scene.materials import LambertMaterial
+from lumigrad.scene.trace_types import Shape, TraceSettings
+
+DT = torch.float64
+A_FLOOR, A_WALL, E = 0.8, 0.7, 3.0
+
+
+def _quad(c, u, v):
+    c, u, v = (torch.tensor(x, dtype=DT) for x in (c, u, v))
+    return torch.stack([c - u - v, c + u - v, c + u + v, c - u + v]), torch.tensor([[0, 1, 2], [0, 2, 3]],
+                                                                                   dtype=torch.int32)
+
+
+def _scene(shift):
+    floor = _quad((0, 0, 1), (3, 0, 0), (0, 0, -2))  # y = 0, x in [-3, 3], z in [-1, 3]: catches every occluded ray
+    wall = _quad((0, 0.75, -1), (1, 0, 0), (0, 0.75, 0))
+    ov, of = _quad((0.25, 0.21, -0.6), (0.2, 0, 0), (0, 0.19, 0))
+    return [Shape(Mesh(*floor), LambertMaterial(A_FLOOR)), Shape(Mesh(*wall), LambertMaterial(A_WALL)),
+            Shape(Mesh(ov + shift, of), LambertMaterial(0.0))]
+
+
+RES = 8
+CAM = Camera.look_at(torch.tensor([0.0, 0.9, 0.2], dtype=DT), torch.tensor([0.0, 0.9, -1.0], dtype=DT), width=RES,
+                     height=RES, fov_y_deg=30.0)
+LIGHT = [DirectionalLight(torch.tensor([0.0, 1.0, 0.0], dtype=DT), intensity=E)]
+
+
+def _render_mean(shift, **kw):
+    st = TraceSettings(max_bounces=2, rr_depth=9, chunk_rays=1 << 18, **kw)
+    return render_trace(_scene(shift), CAM, LIGHT, st).image.mean()
+
+
+def _psa(poly, x, n):
+    """Projected solid angle ``int cos dw`` of polygon ``poly [k, 3]`` seen from points ``x [P, 3]`` (normal n)."""
+    r = poly[None] - x[:, None]
+    r1 = torch.roll(r, -1, 1)
+    nr, nr1 = torch.nn.functional.normalize(r, dim=-1), torch.nn.functional.normalize(r1, dim=-1)
+    angle = torch.acos((nr * nr1).sum(-1).clamp(-1, 1))
+    normal = torch.nn.functional.normalize(torch.linalg.cross(r, r1, dim=-1), dim=-1)
+    return 0.5 * (angle * (normal @ n)).sum(-1).abs()
+
+
+def _closed_form_mean(shift, sub=16):
+    """The image mean: the wall radiance averaged over a ``sub x sub`` grid of points per pixel."""
+    shapes = _scene(shift)
+    g = (torch.arange(RES * sub, dtype=DT) + 0.5) / sub
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    pix = torch.stack([xx.reshape(-1), yy.reshape(-1)], -1)
+    o, d = _camera_rays(CAM, torch.zeros(pix.shape[0], dtype=torch.long), pix)
+    x = o + ((-1.0 - o[:, 2]) / d[:, 2])[:, None] * d  # on the wall
+    n = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
+    l_floor = A_FLOOR / math.pi * E
+    psa = _psa(shapes[0].mesh.verts, x, n) - _psa(shapes[2].mesh.verts, x, n)
+    return (A_WALL / math.pi * l_floor * psa).mean()
+
+
+def _closed_form_grad():
+    shift = torch.zeros(3, dtype=DT, requires_grad=True)
+    return torch.autograd.grad(_closed_form_mean(shift), shift)[0]
+
+
+def _boundary_grads(seeds, samples):
+    out = []
+    for seed in seeds:
+        shift = torch.zeros(3, dtype=DT, requires_grad=True)
+        loss = _render_mean(shift, spp=1, seed=seed, indirect_samples=samples)
+        out.append(torch.autograd.grad(loss, shift)[0])
+    return torch.stack(out)
+
+
+def test_scene_renders_its_closed_form():
+    with torch.no_grad():
+        img = _render_mean(torch.zeros(3, dtype=DT), spp=4096)
+    truth = _closed_form_mean(torch.zeros(3, dtype=DT))
+    assert abs(float(img / truth) - 1) < 0.02
+
+
+def test_interior_gradient_is_zero_without_the_term():
+    """The term is what carries the gradient: off (0 samples, or one bounce), the occluder gets none."""
+    for kw in (dict(indirect_samples=0), dict(indirect_samples=4096, max_bounces=1)):
+        shift = torch.zeros(3, dtype=DT, requires_grad=True)
+        st = dict(spp=4, rr_depth=9, chunk_rays=1 << 18, **{"max_bounces": 2, **kw})
+        img = render_trace(_scene(shift), CAM, LIGHT, TraceSettings(**st)).image
+        (g,) = torch.autograd.grad(img.mean(), shift, allow_unused=True)
+        assert g is None or float(g.abs().max()) == 0.0
+
+
+def _check(grads, truth, max_rel_se):
+    """Each axis within 4 standard errors (estimated from the spread of the independent estimates), with the
+    standard errors below ``max_rel_se`` of the gradient's norm so that the test has power."""
+    mean = grads.mean(0)
+    se = grads.std(0) / grads.shape[0] ** 0.5
+    norm = float(truth.norm())
+    for k in range(3):
+        assert float(se[k]) < max_rel_se * norm, (k, se, truth)
+        assert abs(float(mean[k] - truth[k])) < 4 * float(se[k]) + 1e-3 * norm, (k, mean, se, truth)
+
+
+def test_occluder_translation_gradient_matches_closed_form():
+    """Mean of 16 independent boundary estimates within 4 standard errors of the closed-form derivative."""
+    truth = _closed_form_grad()
+    assert float(truth.abs().min()) > 0.01  # every axis moves the occlusion
+    _check(_boundary_grads(range(16), 4096), truth, max_rel_se=0.1)
+
+
+@pytest.mark.slow
+def test_occluder_translation_gradient_matches_closed_form_tightly():
+    _check(_boundary_grads(range(100, 164), 16384), _closed_form_grad(), max_rel_se=0.015)
+
+
+def test_bad_indirect_samples():
+    for v in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="indirect_samples"):
+            TraceSettings(indirect_samples=v)
