@@ -33,6 +33,17 @@ def _materials():
 def test_textured_matches_render_mesh_without_shadows(kind):
     material = _materials()[kind]
     mesh, cam = textured_plane_scene(res=20)
+    ref, interior, d_mean = _matches_render_mesh(mesh, cam, material)
+    # The texture matters: the same material with its mean texel differs far more.
+    flat = type(material)(**{k: (v.texture.reshape(-1, v.channels).mean(0) if isinstance(v, TextureParam) else v)
+                             for k, v in vars(material).items()})
+    d_flat = (render_mesh(mesh, cam, flat, _lights()).image - ref.image).abs()[interior]
+    assert float(d_flat.mean()) > 5 * d_mean
+
+
+def _matches_render_mesh(mesh, cam, material):
+    """render_trace (one bounce, no shadows) agrees with render_mesh on covered pixels; returns
+    ``(render_mesh output, interior mask, mean abs difference)``."""
     out = render_trace([Shape(mesh, material)], cam, _lights(), TraceSettings(spp=16, shadows=False, boundary="none"))
     ref = render_mesh(mesh, cam, material, _lights())
     interior = (ref.alpha[..., 0] == 1) & (out.alpha[..., 0] == 1)
@@ -40,11 +51,7 @@ def test_textured_matches_render_mesh_without_shadows(kind):
     d = (out.image - ref.image).abs()[interior]
     peak = float(ref.image.max())
     assert float(d.max()) < 0.05 * peak and float(d.mean()) < 0.006 * peak
-    # The texture matters: the same material with its mean texel differs far more.
-    flat = type(material)(**{k: (v.texture.reshape(-1, v.channels).mean(0) if isinstance(v, TextureParam) else v)
-                             for k, v in vars(material).items()})
-    d_flat = (render_mesh(mesh, cam, flat, _lights()).image - ref.image).abs()[interior]
-    assert float(d_flat.mean()) > 5 * float(d.mean())
+    return ref, interior, float(d.mean())
 
 
 def test_uv_orientation_v_up():
@@ -210,15 +217,9 @@ def test_mesh_texture_and_vertex_colours_tint_like_render_mesh(kind):
     """A mesh's own texture and vertex colours multiply the BRDF, as they multiply render_mesh's shaded colour."""
     mesh, cam = _tinted_plane(20, smooth_texture(4, 4, 3, seed=2))
     material = LambertMaterial(_t(0.8, 0.7, 0.9)) if kind == "lambert" else GGXMaterial(_t(0.8, 0.7, 0.9), 0.4, 0.2)
-    out = render_trace([Shape(mesh, material)], cam, _lights(), TraceSettings(spp=16, shadows=False, boundary="none"))
-    ref = render_mesh(mesh, cam, material, _lights())
-    interior = (ref.alpha[..., 0] == 1) & (out.alpha[..., 0] == 1)
-    assert interior.sum() > 300
-    d = (out.image - ref.image).abs()[interior]
-    peak = float(ref.image.max())
-    assert float(d.max()) < 0.05 * peak and float(d.mean()) < 0.006 * peak
+    ref, interior, d_mean = _matches_render_mesh(mesh, cam, material)
     plain = render_mesh(Mesh(mesh.verts, mesh.faces, uvs=mesh.uvs), cam, material, _lights()).image
-    assert float((plain - ref.image).abs()[interior].mean()) > 5 * float(d.mean())
+    assert float((plain - ref.image).abs()[interior].mean()) > 5 * d_mean
 
 
 @pytest.mark.parametrize("plane", ["lambert", "mirror"])
