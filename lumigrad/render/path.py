@@ -771,16 +771,30 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
     BVH query. Everything else random is drawn from ``sc.chunk_gen(chunk)``, and ``sc.offsets`` /
     ``sc.primary`` are fixed for the render, so calling this twice gives the same paths (path replay).
     """
+    gen = sc.chunk_gen(chunk)
+    p, o, d, face = _chunk_rays(sc, first, count)
+    L, hit = _radiance(sc, o, d, gen, face)
+    return _pixel_sums(sc, p, L, hit)
+
+
+def _chunk_rays(sc: _Scene, first: int, count: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """``(pixel [n], origins [n, 3], dirs [n, 3], face [n] or None)`` of samples ``first .. first + count``
+    (see :func:`_chunk`)."""
     cam = sc.camera
     S, H, W = sc.settings.spp, cam.height, cam.width
-    gen = sc.chunk_gen(chunk)
     r = torch.arange(first, first + count, device=sc.device)
     p, s = r // S, r % S
     view, q = p // (H * W), p % (H * W)
     pix = torch.stack([(q % W).to(sc.dtype), (q // W).to(sc.dtype)], -1) + sc.offsets[view, s]  # (u, v) = (col, row)
     o, d = _camera_rays(cam, view, pix)
     face = None if sc.primary is None else sc.primary[view, s, q]
-    L, hit = _radiance(sc, o, d, gen, face)
+    return p, o, d, face
+
+
+def _pixel_sums(sc: _Scene, p: Tensor, L: Tensor, hit: Tensor) -> tuple[Tensor, Tensor]:
+    """A chunk's samples ``L [n, 3]``, ``hit [n]`` of pixels ``p [n]`` as :func:`_chunk` returns them."""
+    cam = sc.camera
+    S, H, W = sc.settings.spp, cam.height, cam.width
     if sc.settings.chunk_rays % S == 0:  # then first and count are multiples of S
         # Whole pixels, each one's samples consecutive: the rows of pixels first / S .. (first + count) / S.
         return L.reshape(-1, S, 3).sum(1) / S, hit.to(sc.dtype).reshape(-1, S).mean(1)
@@ -862,6 +876,8 @@ def render_trace(
     elif not isinstance(accel, TraceAccel) or accel.num_verts != nv or accel.num_faces != nf:
         raise ValueError(f"{_FN}(): accel must be a TraceAccel built by prepare_trace() for these shapes "
                          f"({nv} vertices, {nf} faces)")
+    from lumigrad.render import _path_fused
+
     sc = _Scene(shapes, camera, lights, settings, accel)
     if settings.primary == "raster":
         sc.primary = _raster_primary(sc)
@@ -869,9 +885,12 @@ def render_trace(
     total, n = B * H * W * S, settings.chunk_rays
     replay = settings.replay and torch.is_grad_enabled()
     imgs, covs = [], []  # pixel rows of consecutive chunks (n % S == 0), or dense images to add
+    fused = _path_fused.fused_path_ok(sc)
     for c, first in enumerate(range(0, total, n)):
         count = min(n, total - first)
-        if replay:
+        if fused:  # path replay is the kernel's own backward: nothing per sample is kept
+            img_c, hit_c = _path_fused.chunk(sc, first, count, c)
+        elif replay:
             # Non-reentrant checkpoint: the forward keeps no saved tensors of the chunk; backward re-runs
             # _chunk (same generator seed, same BVH) and back-propagates through the re-traced paths.
             img_c, hit_c = checkpoint(_chunk, sc, first, count, c, use_reentrant=False)
@@ -890,7 +909,9 @@ def render_trace(
     # The boundary term is zero-valued; it only carries derivatives. Without any (no_grad and no forward-mode
     # tangent, or nothing that needs one: vertices, camera and lights all reach the interior image too) it is
     # skipped.
-    if settings.boundary == "edge" and (image.requires_grad or fwAD.unpack_dual(image).tangent is not None):
+    # The fused path tracer runs only when nothing geometric needs a gradient: its boundary term is zero.
+    if settings.boundary == "edge" and not fused and (image.requires_grad or
+                                                      fwAD.unpack_dual(image).tangent is not None):
         from lumigrad.render._trace_edges import boundary_term
 
         image = image + boundary_term(sc, lambda s, vw, px: _radiance(s, *_camera_rays(camera, vw, px), s.gen)[0])

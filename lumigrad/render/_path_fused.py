@@ -1,0 +1,149 @@
+"""The fused path tracer of :func:`lumigrad.render.path.render_trace` for scenes with fixed geometry.
+
+Inverse rendering often fits only materials and lights to images of known geometry. Then
+:func:`fused_path_ok` holds and every chunk of camera samples goes to one Warp kernel that traces whole
+paths (:func:`lumigrad.ops.path_trace.trace_paths`: one thread per sample, all bounces, next-event
+estimation with MIS and Russian roulette, the estimator of :func:`lumigrad.render.path._radiance`),
+and its backward is path replay (:func:`lumigrad.ops.path_trace.replay_paths`), which re-generates
+the chunk's camera rays and re-traces the same paths: nothing per sample is kept between the passes,
+whatever ``TraceSettings.replay`` says. Gradients reach the shapes' albedo / mirror reflectance,
+their emission and the lights' colour and intensity; the boundary (edge) term is skipped, as it is
+zero without geometric gradients.
+
+Scope (else the torch path runs): Lambert and mirror materials with constant (untextured)
+parameters, emissive shapes and point / directional lights (no environment, SH or ambient light),
+and no gradient or forward-mode tangent on vertices, camera or light positions / directions, and
+no forward-mode tangent at all. The direct-lighting fast path (``path._fused_ok``) keeps priority.
+
+Measured (``bench/trace_gi.py --res 128 --spp 16 --reps 3``, Cornell box, 3 bounces, 2 threads,
+loaded 2-core machine, one process): see ``bench/README.md`` for the table.
+"""
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch import Tensor
+
+from lumigrad.ops._common import first_order
+from lumigrad.ops.path_trace import MIRROR, PathScene, PathSettings, replay_paths, trace_paths
+from lumigrad.render._bsdf_sampling import _LAMBERT, _MIRROR
+from lumigrad.render.path import _Scene, _chunk_rays, _fused_ok, _light_rows, _pixel_sums
+from lumigrad.scene.lights import PointLight
+
+__all__ = ["fused_path_ok", "chunk"]
+
+
+def _tangent(x) -> bool:
+    return isinstance(x, Tensor) and fwAD.unpack_dual(x).tangent is not None
+
+
+def fused_path_ok(sc: _Scene) -> bool:
+    """Whether the fused kernel renders ``sc`` (see the module docstring)."""
+    if _fused_ok(sc) or sc.env is not None or sc.sh or sc.ambient or sc.tex:
+        return False
+    if not set(sc.mats.present) <= {_LAMBERT, _MIRROR}:
+        return False
+    cam = sc.camera
+    geometric = [s.mesh.verts for s in sc.shapes] + [cam.world_to_cam, cam.K]
+    geometric += [l.position if isinstance(l, PointLight) else l.to_light for l in sc.point_lights]
+    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in geometric):
+        return False
+    rows = [sc.mats.p.get("albedo"), sc.mats.p.get("reflectance"), getattr(sc, "emission", None)]
+    rows += [l.color for l in sc.point_lights] + [l.intensity for l in sc.point_lights]
+    return not any(_tangent(t) for t in geometric + rows)
+
+
+def _path_scene(sc: _Scene) -> PathScene:
+    """The constant arrays of the kernel, built once per render (kept on ``sc``)."""
+    if getattr(sc, "_path_scene", None) is not None:
+        return sc._path_scene
+    dev, dt, i32 = sc.device, sc.dtype, torch.int32
+    with torch.no_grad():
+        nf = torch.tensor([s.mesh.faces.shape[0] for s in sc.shapes], device=dev)
+        face_off = torch.cumsum(nf, 0) - nf
+        em_face, em_cdf, start = [], [], [0]
+        for e_id, (_, areas) in zip(sc.emitters, sc.emit_tris):
+            a = areas.detach()
+            em_face.append(torch.arange(int(a.shape[0]), device=dev) + face_off[e_id])
+            c = torch.nan_to_num(torch.cumsum(a, 0) / a.sum())
+            c[-1] = 1.0
+            em_cdf.append(c)
+            start.append(start[-1] + int(a.shape[0]))
+        lk, lv, _, lf = _light_rows(sc)
+        is_em = torch.zeros(len(sc.shapes), dtype=i32, device=dev)
+        is_em[sc.emitters] = 1
+        sc._path_scene = PathScene(
+            corners=sc.corners.detach().contiguous(), faces=sc.faces.contiguous(), owner=sc.owner.to(i32),
+            kind=torch.where(sc.mats.mirror, MIRROR, 0).to(i32), is_em=is_em, em_area=sc.emit_area.detach(),
+            em_shape=torch.tensor(sc.emitters, dtype=i32, device=dev),
+            em_start=torch.tensor(start, dtype=i32, device=dev),
+            em_face=torch.cat(em_face).to(i32) if em_face else torch.zeros(0, dtype=i32, device=dev),
+            em_cdf=torch.cat(em_cdf).to(dt) if em_cdf else torch.zeros(0, dtype=dt, device=dev),
+            lkind=lk, lvec=lv.detach(), lfall=lf)
+    return sc._path_scene
+
+
+def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor]:
+    """``(refl [S, 3], emis [S, 3], lscale [nl, 3])``, differentiable w.r.t. the scene's tensors."""
+    p = sc.mats.p
+    if "albedo" in p and "reflectance" in p:
+        refl = torch.where(sc.mats.mirror[:, None], p["reflectance"], p["albedo"])
+    else:
+        refl = p["albedo"] if "albedo" in p else p["reflectance"]
+    emis = sc.emission if sc.emitters else torch.zeros(len(sc.shapes), 3, dtype=sc.dtype, device=sc.device)
+    return refl, emis, _light_rows(sc)[2]
+
+
+def _settings(sc: _Scene, chunk: int) -> PathSettings:
+    st = sc.settings
+    return PathSettings(eps=sc.eps, shadows=st.shadows, max_bounces=st.max_bounces, rr_depth=st.rr_depth,
+                        mis=st.mis, seed=(st.seed * 1_000_003 + chunk) % (2**31), background=tuple(st.background))
+
+
+def _rays(sc: _Scene, first: int, count: int):
+    with torch.no_grad():
+        p, o, d, face = _chunk_rays(sc, first, count)
+    return p, o.contiguous(), d.contiguous(), None if face is None else face.contiguous()
+
+
+class _FusedChunk(torch.autograd.Function):
+    """One chunk's pixel sums; the backward re-generates its rays and replays its paths."""
+
+    @staticmethod
+    def forward(ctx, refl, emis, lscale, sc, first, count, chunk):
+        p, o, d, face = _rays(sc, first, count)
+        L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, o, d, face, _settings(sc, chunk))
+        img, cov = _pixel_sums(sc, p, L, hit)
+        ctx.args = (sc, first, count, chunk)
+        ctx.save_for_backward(refl, emis, lscale)
+        ctx.mark_non_differentiable(cov)
+        return img, cov
+
+    @staticmethod
+    @first_order
+    def backward(ctx, g_img, g_cov):
+        sc, first, count, chunk = ctx.args
+        refl, emis, lscale = ctx.saved_tensors
+        need = ctx.needs_input_grad[:3]
+        if g_img is None or not any(need):
+            return None, None, None, None, None, None, None
+        p, o, d, face = _rays(sc, first, count)
+        S = sc.settings.spp
+        # Per-sample cotangent: pixel rows (whole-pixel chunks) or the dense image, over spp.
+        rows = p - first // S if sc.settings.chunk_rays % S == 0 else p
+        g = g_img.index_select(0, rows) / S
+        grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, o, d, face, _settings(sc, chunk),
+                             g.contiguous(), need)
+        return (*grads, None, None, None, None)
+
+
+def chunk(sc: _Scene, first: int, count: int, chunk_id: int) -> tuple[Tensor, Tensor]:
+    """:func:`lumigrad.render.path._chunk` by the fused kernel (same outputs, same layout)."""
+    refl, emis, lscale = _rows(sc)
+    if not torch.is_grad_enabled() or not any(x.requires_grad for x in (refl, emis, lscale)):
+        p, o, d, face = _rays(sc, first, count)
+        L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl.detach(), emis.detach(), lscale.detach(), o, d, face,
+                             _settings(sc, chunk_id))
+        return _pixel_sums(sc, p, L, hit)
+    return _FusedChunk.apply(refl, emis, lscale, sc, first, count, chunk_id)
+
