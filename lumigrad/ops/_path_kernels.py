@@ -202,10 +202,13 @@ def trace_paths_kernel(
         g = _v3(grad, i, 0)
     ltot = vzero
     passes = npass
+    first = 0
+    if npass == 2 and need & 1 == 0:
+        first = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
     if f0 < 0:
         ltot = _v3(bg, 0, 0)
         passes = 0  # nothing to trace
-    for ps in range(passes):
+    for ps in range(first, passes):
         adj = ps == 1
         rng = wp.rand_init(seed, i)
         lsum = vzero

@@ -879,13 +879,14 @@ def render_trace(
     from lumigrad.render import _path_fused
 
     sc = _Scene(shapes, camera, lights, settings, accel)
-    if settings.primary == "raster":
+    fused = _path_fused.fused_path_ok(sc)
+    # The fused path kernel finds the camera hits itself: a BVH query costs it less than the raster passes.
+    if settings.primary == "raster" and not fused:
         sc.primary = _raster_primary(sc)
     B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
     total, n = B * H * W * S, settings.chunk_rays
     replay = settings.replay and torch.is_grad_enabled()
     imgs, covs = [], []  # pixel rows of consecutive chunks (n % S == 0), or dense images to add
-    fused = _path_fused.fused_path_ok(sc)
     for c, first in enumerate(range(0, total, n)):
         count = min(n, total - first)
         if fused:  # path replay is the kernel's own backward: nothing per sample is kept

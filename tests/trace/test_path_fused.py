@@ -156,6 +156,11 @@ def test_replay_is_deterministic_and_chunking_free_of_races():
     g2 = torch.autograd.grad(_loss(*params, chunk=200), params)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Without reflectance gradients the replay skips its radiance pass: the same emission / light gradients.
+    alb, em, refl, inten = params
+    g3 = torch.autograd.grad(_loss(alb.detach(), em, refl.detach(), inten, chunk=200), [em, inten])
+    torch.testing.assert_close(g3[0], g1[1], rtol=1e-12, atol=0)
+    torch.testing.assert_close(g3[1], g1[3], rtol=1e-12, atol=0)
 
 
 def test_paths_that_miss_everything():
@@ -181,6 +186,22 @@ def test_predicate_scope():
         assert pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))
     pos = _t(0.3, 0.8, 0.5).requires_grad_(True)
     assert not pf.fused_path_ok(_Scene(shapes, cam, [PointLight(pos)], st, prepare_trace(shapes)))
+
+
+def test_given_camera_hits_equal_bvh_hits():
+    """Camera hits passed in (e.g. rasterized) give the same paths as the kernel's own BVH queries."""
+    from lumigrad.ops.trace import intersect
+
+    shapes, cam = box_scene(mirror=_t(0.9, 0.8, 0.7))
+    sc = _Scene(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5))], TraceSettings(max_bounces=3, spp=4),
+                prepare_trace(shapes))
+    _, o, d, _ = pf._rays(sc, 0, 256)
+    face = intersect(sc.accel.bvh, o, d).face
+    args = (sc.accel.bvh, pf._path_scene(sc), *(x.detach() for x in pf._rows(sc)), o, d)
+    a, hit_a = trace_paths(*args, None, pf._settings(sc, 3))
+    b, hit_b = trace_paths(*args, face, pf._settings(sc, 3))
+    assert bool(hit_a.any()) and torch.equal(hit_a, hit_b) and float(a.max()) > 0
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_bad_inputs():
