@@ -111,6 +111,31 @@ def _cosine(n: Any, u1: Any, u2: Any):
 
 
 @wp.func
+def _camera_ray(cam: wp.array2d(dtype=Any), offsets: wp.array2d(dtype=Any), mode: int, w: int, hw: int, spp: int,
+                r: int):
+    """``(o, d)`` of camera sample ``r`` as :func:`lumigrad.render.path._chunk_rays` (and ``_camera_rays``)."""
+    p = r // spp
+    view = p // hw
+    q = p - view * hw
+    row = view * spp + (r - p * spp)
+    u = type(cam[0, 0])(q % w) + offsets[row, 0]
+    v = type(cam[0, 0])(q // w) + offsets[row, 1]
+    y = (v - cam[view, 16]) / cam[view, 15]
+    x = (u - cam[view, 14] - cam[view, 13] * y) / cam[view, 12]
+    r0 = _v3(cam, view, 0)
+    r1 = _v3(cam, view, 3)
+    r2 = _v3(cam, view, 6)
+    t = _v3(cam, view, 9)
+    zero = x * type(x)(0.0)
+    if mode == 2:
+        o = t + wp.vector(r0[0] * x + r0[1] * y, r1[0] * x + r1[1] * y, r2[0] * x + r2[1] * y)
+        return o, wp.vector(r0[2], r1[2], r2[2])
+    one = zero + type(x)(1.0)
+    d = wp.vector(wp.dot(r0, wp.vector(x, y, one)), wp.dot(r1, wp.vector(x, y, one)), wp.dot(r2, wp.vector(x, y, one)))
+    return t, wp.normalize(d)
+
+
+@wp.func
 def _add(g: wp.array2d(dtype=Any), row: int, col: int, v: Any):
     g[row, col] = g[row, col] + v
 
@@ -155,8 +180,15 @@ def trace_paths_kernel(
     lvec: wp.array2d(dtype=Any),  # [nl, 3] position / unit direction towards the light
     lscale: wp.array2d(dtype=Any),  # [nl, 3] colour * intensity
     lfall: wp.array2d(dtype=Any),  # [nl, 3] attenuation constants
-    org: wp.array2d(dtype=Any),  # [R, 3] camera rays
+    org: wp.array2d(dtype=Any),  # [R, 3] camera rays (cam_mode = 0)
     dirs: wp.array2d(dtype=Any),  # [R, 3] unit
+    cam_mode: int,  # 0: rays given; 1: pinhole, 2: orthographic camera rays of samples first + i
+    cam: wp.array2d(dtype=Any),  # [B, 18] camera to world rotation (row-major) | its translation | K (6 entries)
+    offsets: wp.array2d(dtype=Any),  # [B * spp, 2] sub-pixel position of sample s of view b at row b * spp + s
+    cam_w: int,
+    cam_hw: int,  # width * height
+    spp: int,
+    first: int,  # index of sample 0 of this launch
     given: int,  # 1: face_in holds the camera rays' closest hits
     face_in: wp.array(dtype=wp.int32),  # [R] (-1: miss) when given
     bg: wp.array2d(dtype=Any),  # [1, 3] radiance of camera rays that miss
@@ -170,7 +202,10 @@ def trace_paths_kernel(
     trace_last: int,  # 1: the last vertex's BSDF ray is traced (emitters may be found)
     seed: int,
     npass: int,  # 1: forward; 2: replay (gradients)
-    grad: wp.array2d(dtype=Any),  # [R, 3] d loss / d L (npass = 2)
+    grad: wp.array2d(dtype=Any),  # d loss / d L (npass = 2): row (first + i) // gdiv - gbase, times gscale
+    gdiv: int,
+    gbase: int,
+    gscale64: wp.float64,
     need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls
     blk: int,  # gradient row of thread i: i // blk
     out_l: wp.array2d(dtype=Any),  # [R, 3] radiance (npass = 1)
@@ -187,8 +222,13 @@ def trace_paths_kernel(
     tiny = refl.dtype(tiny64)
     ntiny = refl.dtype(ntiny64)
     row = i // blk
-    o0 = _v3(org, i, 0)
-    d0 = _v3(dirs, i, 0)
+    o0 = zero * _v3(bg, 0, 0)
+    d0 = o0
+    if cam_mode == 0:
+        o0 = _v3(org, i, 0)
+        d0 = _v3(dirs, i, 0)
+    else:
+        o0, d0 = _camera_ray(cam, offsets, cam_mode, cam_w, cam_hw, spp, first + i)
     f0 = int(-1)
     if given != 0:
         f0 = face_in[i]
@@ -199,7 +239,7 @@ def trace_paths_kernel(
     vone = vzero + wp.vector(one, one, one)
     g = vzero
     if npass == 2:
-        g = _v3(grad, i, 0)
+        g = _v3(grad, (first + i) // gdiv - gbase, 0) * refl.dtype(gscale64)
     ltot = vzero
     passes = npass
     first = 0

@@ -25,9 +25,9 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad.ops._common import first_order
-from lumigrad.ops.path_trace import MIRROR, PathScene, PathSettings, replay_paths, trace_paths
+from lumigrad.ops.path_trace import MIRROR, PathCamera, PathScene, PathSettings, replay_paths, trace_paths
 from lumigrad.render._bsdf_sampling import _LAMBERT, _MIRROR
-from lumigrad.render.path import _Scene, _chunk_rays, _fused_ok, _light_rows, _pixel_sums
+from lumigrad.render.path import _Scene, _fused_ok, _light_rows, _pixel_sums
 from lumigrad.scene.lights import PointLight
 
 __all__ = ["fused_path_ok", "chunk"]
@@ -100,20 +100,30 @@ def _settings(sc: _Scene, chunk: int) -> PathSettings:
                         mis=st.mis, seed=(st.seed * 1_000_003 + chunk) % (2**31), background=tuple(st.background))
 
 
-def _rays(sc: _Scene, first: int, count: int):
-    with torch.no_grad():
-        p, o, d, face = _chunk_rays(sc, first, count)
-    return p, o.contiguous(), d.contiguous(), None if face is None else face.contiguous()
+def _camera(sc: _Scene, first: int) -> PathCamera:
+    """The kernel's camera (built once per render, kept on ``sc``) for samples from ``first`` on."""
+    if getattr(sc, "_path_camera", None) is None:
+        cam = sc.camera
+        with torch.no_grad():
+            sc._path_camera = PathCamera(torch.linalg.inv(cam.world_to_cam.detach()), cam.K.detach(), sc.offsets,
+                                         cam.width, cam.height, cam.projection != "perspective", 0)
+    return sc._path_camera._replace(first=first)
+
+
+def _samples(sc: _Scene, first: int, count: int, chunk: int, refl, emis, lscale) -> tuple[Tensor, Tensor]:
+    """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`), camera rays made in the kernel."""
+    L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
+                         _camera(sc, first), count)
+    p = torch.arange(first, first + count, device=sc.device) // sc.settings.spp
+    return _pixel_sums(sc, p, L, hit)
 
 
 class _FusedChunk(torch.autograd.Function):
-    """One chunk's pixel sums; the backward re-generates its rays and replays its paths."""
+    """One chunk's pixel sums; the backward replays its paths (rays re-made in the kernel)."""
 
     @staticmethod
     def forward(ctx, refl, emis, lscale, sc, first, count, chunk):
-        p, o, d, face = _rays(sc, first, count)
-        L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, o, d, face, _settings(sc, chunk))
-        img, cov = _pixel_sums(sc, p, L, hit)
+        img, cov = _samples(sc, first, count, chunk, refl, emis, lscale)
         ctx.args = (sc, first, count, chunk)
         ctx.save_for_backward(refl, emis, lscale)
         ctx.mark_non_differentiable(cov)
@@ -127,13 +137,11 @@ class _FusedChunk(torch.autograd.Function):
         need = ctx.needs_input_grad[:3]
         if g_img is None or not any(need):
             return None, None, None, None, None, None, None
-        p, o, d, face = _rays(sc, first, count)
         S = sc.settings.spp
-        # Per-sample cotangent: pixel rows (whole-pixel chunks) or the dense image, over spp.
-        rows = p - first // S if sc.settings.chunk_rays % S == 0 else p
-        g = g_img.index_select(0, rows) / S
-        grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, o, d, face, _settings(sc, chunk),
-                             g.contiguous(), need)
+        # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
+        base = first // S if sc.settings.chunk_rays % S == 0 else 0
+        grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None,
+                             _settings(sc, chunk), g_img.contiguous(), need, _camera(sc, first), count, base)
         return (*grads, None, None, None, None)
 
 
@@ -141,9 +149,5 @@ def chunk(sc: _Scene, first: int, count: int, chunk_id: int) -> tuple[Tensor, Te
     """:func:`lumigrad.render.path._chunk` by the fused kernel (same outputs, same layout)."""
     refl, emis, lscale = _rows(sc)
     if not torch.is_grad_enabled() or not any(x.requires_grad for x in (refl, emis, lscale)):
-        p, o, d, face = _rays(sc, first, count)
-        L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl.detach(), emis.detach(), lscale.detach(), o, d, face,
-                             _settings(sc, chunk_id))
-        return _pixel_sums(sc, p, L, hit)
+        return _samples(sc, first, count, chunk_id, refl.detach(), emis.detach(), lscale.detach())
     return _FusedChunk.apply(refl, emis, lscale, sc, first, count, chunk_id)
-

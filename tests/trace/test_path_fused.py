@@ -188,20 +188,29 @@ def test_predicate_scope():
     assert not pf.fused_path_ok(_Scene(shapes, cam, [PointLight(pos)], st, prepare_trace(shapes)))
 
 
-def test_given_camera_hits_equal_bvh_hits():
-    """Camera hits passed in (e.g. rasterized) give the same paths as the kernel's own BVH queries."""
+@pytest.mark.parametrize("ortho", [False, True])
+def test_kernel_camera_rays_and_given_hits_equal_torch_rays(ortho):
+    """Rays made in the kernel equal the torch camera rays (same paths, same random numbers), and camera hits
+    passed in (e.g. rasterized) give the same paths as the kernel's own BVH queries."""
     from lumigrad.ops.trace import intersect
+    from lumigrad.render.path import _chunk_rays
 
     shapes, cam = box_scene(mirror=_t(0.9, 0.8, 0.7))
+    if ortho:
+        cam = Camera(cam.world_to_cam, torch.tensor([[[3.0, 0.0, 4.0], [0.0, 3.0, 4.0], [0.0, 0.0, 1.0]]], dtype=DT),
+                     cam.width, cam.height, projection="orthographic")
     sc = _Scene(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5))], TraceSettings(max_bounces=3, spp=4),
                 prepare_trace(shapes))
-    _, o, d, _ = pf._rays(sc, 0, 256)
+    _, o, d, _ = _chunk_rays(sc, 40, 200)
     face = intersect(sc.accel.bvh, o, d).face
-    args = (sc.accel.bvh, pf._path_scene(sc), *(x.detach() for x in pf._rows(sc)), o, d)
-    a, hit_a = trace_paths(*args, None, pf._settings(sc, 3))
-    b, hit_b = trace_paths(*args, face, pf._settings(sc, 3))
-    assert bool(hit_a.any()) and torch.equal(hit_a, hit_b) and float(a.max()) > 0
+    args = (sc.accel.bvh, pf._path_scene(sc), *(x.detach() for x in pf._rows(sc)))
+    st = pf._settings(sc, 3)
+    a, hit_a = trace_paths(*args, o, d, None, st)
+    b, hit_b = trace_paths(*args, o, d, face, st)
+    c, hit_c = trace_paths(*args, None, None, None, st, pf._camera(sc, 40), 200)
+    assert bool(hit_a.any()) and torch.equal(hit_a, hit_b) and torch.equal(hit_a, hit_c) and float(a.max()) > 0
     torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-12)
 
 
 def test_bad_inputs():
@@ -218,6 +227,10 @@ def test_bad_inputs():
         trace_paths(bvh, ps, refl, emis, ls, o, d.float(), None, st)
     with pytest.raises(ValueError, match="trace_paths\\(\\): face"):
         trace_paths(bvh, ps, refl, emis, ls, o, d, torch.full((4,), 10**6, dtype=torch.int32), st)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): camera samples"):
+        trace_paths(bvh, ps, refl, emis, ls, None, None, None, st, pf._camera(sc, 0), 10**6)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): give origins"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d, None, st, pf._camera(sc, 0), 4)
     with pytest.raises(ValueError, match="trace_paths\\(\\): owner"):
         trace_paths(bvh, ps._replace(owner=ps.owner + 100), refl, emis, ls, o, d, None, st)
     L, hit = trace_paths(bvh, ps, refl, emis, ls, o, d, None, st)
