@@ -105,7 +105,7 @@ def main():
     fns = {"lumigrad fwd": lg(False, False), "lumigrad fwd+bwd": lg(False, True),
            "lumigrad fwd+bwd (replay)": lg(True, True)}
     if ARGS.general:
-        fns.update({"lumigrad general fwd": lg(False, False, False),
+        fns.update({"lumigrad general fwd": lg(False, False, False), "lumigrad general fwd+bwd": lg(False, True, False),
                     "lumigrad general fwd+bwd (replay)": lg(True, True, False)})
     try:
         from lumigrad._mitsuba import import_mitsuba, mitsuba_scene

@@ -207,6 +207,8 @@ def trace_paths_kernel(
     gbase: int,
     gscale64: wp.float64,
     need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls
+    l_known: int,  # 1: l_fwd holds each path's radiance (from the forward pass): the replay skips its pass 0
+    l_fwd: wp.array2d(dtype=Any),  # [R, 3] when l_known
     blk: int,  # gradient row of thread i: i // blk
     out_l: wp.array2d(dtype=Any),  # [R, 3] radiance (npass = 1)
     out_hit: wp.array(dtype=wp.int32),  # [R] 1 when the camera ray hits (npass = 1)
@@ -242,13 +244,16 @@ def trace_paths_kernel(
         g = _v3(grad, (first + i) // gdiv - gbase, 0) * refl.dtype(gscale64)
     ltot = vzero
     passes = npass
-    first = 0
+    pass0 = 0
     if npass == 2 and need & 1 == 0:
-        first = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
+        pass0 = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
+    if npass == 2 and l_known != 0:
+        pass0 = 1
+        ltot = _v3(l_fwd, i, 0)
     if f0 < 0:
         ltot = _v3(bg, 0, 0)
         passes = 0  # nothing to trace
-    for ps in range(first, passes):
+    for ps in range(pass0, passes):
         adj = ps == 1
         rng = wp.rand_init(seed, i)
         lsum = vzero

@@ -191,7 +191,7 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), origins, dirs, face, st,
                  *_guards(dt), camera)
-    launch(_k.trace_paths_kernel, R, args + [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, max(R, 1), to_warp(out),
+    launch(_k.trace_paths_kernel, R, args + [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out),
                                              to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph)],
            warp_device(sc.corners))
     return out, hit.bool()
@@ -200,13 +200,14 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
 def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
                  dirs: Tensor | None, face: Tensor | None, st: PathSettings, grad: Tensor,
                  need: tuple[bool, bool, bool], camera: PathCamera | None = None, count: int | None = None,
-                 pixel_base: int = 0) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+                 pixel_base: int = 0, radiance: Tensor | None = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3])`` of ``sum(grad * L)`` for the paths of
     :func:`trace_paths` with the same arguments (None where ``need`` is False); path replay, two passes per path
     (one when ``g_refl`` is not needed).
 
     ``grad``: ``[R, 3]`` per ray; with ``camera``, per pixel instead: sample ``r`` of pixel ``p = r // spp``
-    takes row ``p - pixel_base`` divided by ``spp`` (the cotangent of the pixel's mean).
+    takes row ``p - pixel_base`` divided by ``spp`` (the cotangent of the pixel's mean). ``radiance``: the
+    ``[R, 3]`` ``L`` of :func:`trace_paths` when kept, which saves the replay's first pass (memory per sample).
     """
     fn = "replay_paths"
     R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count)
@@ -223,6 +224,10 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     if not isinstance(grad, Tensor) or tuple(grad.shape) != shape or grad.dtype != dt or grad.device != dev:
         raise ValueError(f"{fn}(): grad must be {dt} {list(shape)} on {dev}, got "
                          f"{_desc(grad) if isinstance(grad, Tensor) else type(grad).__name__}")
+    if radiance is not None and (not isinstance(radiance, Tensor) or tuple(radiance.shape) != (R, 3)
+                                 or radiance.dtype != dt or radiance.device != dev):
+        raise ValueError(f"{fn}(): radiance must be None or {dt} [{R}, 3] on {dev}, got "
+                         f"{_desc(radiance) if isinstance(radiance, Tensor) else type(radiance).__name__}")
     S, nl = int(sc.kind.shape[0]), int(sc.lkind.shape[0])
     wdev = warp_device(sc.corners)
     # CPU: one gradient row per task (a task runs its range serially); CUDA: one per thread.
@@ -234,7 +239,9 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), origins, dirs, face, st,
                  *_guards(dt), camera)
-    args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, blk, to_warp(ph),
+    known = radiance is not None
+    args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
+             to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
              to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs]
     if wdev == "cpu":
         launch_chunks([(_k.trace_paths_kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)

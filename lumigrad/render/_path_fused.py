@@ -5,8 +5,10 @@ Inverse rendering often fits only materials and lights to images of known geomet
 paths (:func:`lumigrad.ops.path_trace.trace_paths`: one thread per sample, all bounces, next-event
 estimation with MIS and Russian roulette, the estimator of :func:`lumigrad.render.path._radiance`),
 and its backward is path replay (:func:`lumigrad.ops.path_trace.replay_paths`), which re-generates
-the chunk's camera rays and re-traces the same paths: nothing per sample is kept between the passes,
-whatever ``TraceSettings.replay`` says. Gradients reach the shapes' albedo / mirror reflectance,
+the chunk's camera rays and re-traces the same paths. With ``TraceSettings.replay`` nothing per sample
+is kept between the passes (the replay runs each path twice: once for its radiance, once to spread
+the gradients); without it each sample's radiance is kept (12 bytes in float32, against the torch
+path's whole autograd graph) and the replay runs each path once. Gradients reach the shapes' albedo / mirror reflectance,
 their emission and the lights' colour and intensity; the boundary (edge) term is skipped, as it is
 zero without geometric gradients.
 
@@ -110,12 +112,13 @@ def _camera(sc: _Scene, first: int) -> PathCamera:
     return sc._path_camera._replace(first=first)
 
 
-def _samples(sc: _Scene, first: int, count: int, chunk: int, refl, emis, lscale) -> tuple[Tensor, Tensor]:
-    """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`), camera rays made in the kernel."""
+def _samples(sc: _Scene, first: int, count: int, chunk: int, refl, emis, lscale) -> tuple[Tensor, Tensor, Tensor]:
+    """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`) and its samples' radiance ``[count, 3]``;
+    camera rays made in the kernel."""
     L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
                          _camera(sc, first), count)
     p = torch.arange(first, first + count, device=sc.device) // sc.settings.spp
-    return _pixel_sums(sc, p, L, hit)
+    return (*_pixel_sums(sc, p, L, hit), L)
 
 
 class _FusedChunk(torch.autograd.Function):
@@ -123,9 +126,11 @@ class _FusedChunk(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, refl, emis, lscale, sc, first, count, chunk):
-        img, cov = _samples(sc, first, count, chunk, refl, emis, lscale)
+        img, cov, L = _samples(sc, first, count, chunk, refl, emis, lscale)
         ctx.args = (sc, first, count, chunk)
-        ctx.save_for_backward(refl, emis, lscale)
+        # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
+        # the torch path's graph): the replay then runs each path once instead of twice.
+        ctx.save_for_backward(refl, emis, lscale, None if sc.settings.replay else L)
         ctx.mark_non_differentiable(cov)
         return img, cov
 
@@ -133,7 +138,7 @@ class _FusedChunk(torch.autograd.Function):
     @first_order
     def backward(ctx, g_img, g_cov):
         sc, first, count, chunk = ctx.args
-        refl, emis, lscale = ctx.saved_tensors
+        refl, emis, lscale, L = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
         if g_img is None or not any(need):
             return None, None, None, None, None, None, None
@@ -141,7 +146,7 @@ class _FusedChunk(torch.autograd.Function):
         # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
         base = first // S if sc.settings.chunk_rays % S == 0 else 0
         grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None,
-                             _settings(sc, chunk), g_img.contiguous(), need, _camera(sc, first), count, base)
+                             _settings(sc, chunk), g_img.contiguous(), need, _camera(sc, first), count, base, L)
         return (*grads, None, None, None, None)
 
 
@@ -149,5 +154,5 @@ def chunk(sc: _Scene, first: int, count: int, chunk_id: int) -> tuple[Tensor, Te
     """:func:`lumigrad.render.path._chunk` by the fused kernel (same outputs, same layout)."""
     refl, emis, lscale = _rows(sc)
     if not torch.is_grad_enabled() or not any(x.requires_grad for x in (refl, emis, lscale)):
-        return _samples(sc, first, count, chunk_id, refl.detach(), emis.detach(), lscale.detach())
+        return _samples(sc, first, count, chunk_id, refl.detach(), emis.detach(), lscale.detach())[:2]
     return _FusedChunk.apply(refl, emis, lscale, sc, first, count, chunk_id)

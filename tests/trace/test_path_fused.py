@@ -109,21 +109,22 @@ def _params():
     return alb, em, refl, inten
 
 
-def _loss(alb, em, refl, inten, seed=0, chunk=1 << 16, mis=True, res=6, spp=8, rr=9):
+def _loss(alb, em, refl, inten, seed=0, chunk=1 << 16, mis=True, res=6, spp=8, rr=9, replay=False):
     shapes, cam = box_scene(alb=alb, emission=em, mirror=refl, res=res)
     lights = [PointLight(_t(0.3, 0.8, 0.5), intensity=inten)]
-    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, chunk_rays=chunk, mis=mis)
+    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, chunk_rays=chunk, mis=mis, replay=replay)
     img = render_trace(shapes, cam, lights, st).image
     w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
     return (img * w).sum()
 
 
-@pytest.mark.parametrize("chunk", [1 << 16, 97])  # whole-pixel chunks, and chunks that split pixels
-def test_gradients_match_finite_differences(chunk):
+@pytest.mark.parametrize("chunk,replay", [(1 << 16, False), (97, True)])  # whole-pixel chunks / split pixels
+def test_gradients_match_finite_differences(chunk, replay):
     """Fused gradients (path replay) vs central differences of the fused forward (RR off: exact up to FD error)."""
     params = _params()
-    assert torch.autograd.gradcheck(lambda *p: _loss(*p, chunk=chunk), params, eps=1e-6, atol=1e-6, rtol=1e-5)
-    g = torch.autograd.grad(_loss(*params, chunk=chunk), params)
+    assert torch.autograd.gradcheck(lambda *p: _loss(*p, chunk=chunk, replay=replay), params, eps=1e-6, atol=1e-6,
+                                    rtol=1e-5)
+    g = torch.autograd.grad(_loss(*params, chunk=chunk, replay=replay), params)
     # The zero channels get gradients (the 0 / 0 of path replay is handled) and they are not trivial.
     assert float(g[0][1]) > 1e-3 and float(g[2][2]) > 1e-3
 
@@ -156,9 +157,13 @@ def test_replay_is_deterministic_and_chunking_free_of_races():
     g2 = torch.autograd.grad(_loss(*params, chunk=200), params)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # With TraceSettings.replay the radiance is not kept but recomputed by the replay's first pass: same paths.
+    g4 = torch.autograd.grad(_loss(*params, chunk=200, replay=True), params)
+    for a, b in zip(g1, g4):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     # Without reflectance gradients the replay skips its radiance pass: the same emission / light gradients.
     alb, em, refl, inten = params
-    g3 = torch.autograd.grad(_loss(alb.detach(), em, refl.detach(), inten, chunk=200), [em, inten])
+    g3 = torch.autograd.grad(_loss(alb.detach(), em, refl.detach(), inten, chunk=200, replay=True), [em, inten])
     torch.testing.assert_close(g3[0], g1[1], rtol=1e-12, atol=0)
     torch.testing.assert_close(g3[1], g1[3], rtol=1e-12, atol=0)
 
