@@ -13,7 +13,7 @@ their emission and the lights' colour and intensity; the boundary (edge) term is
 zero without geometric gradients.
 
 Scope (else the torch path runs): Lambert and mirror materials with constant (untextured)
-parameters, emissive shapes and point / directional lights (no environment, SH or ambient light),
+parameters, meshes without their own ``texture`` / ``vert_colors``, emissive shapes and point / directional lights (no environment, SH or ambient light),
 and no gradient or forward-mode tangent on vertices, camera or light positions / directions, and
 no forward-mode tangent at all. The direct-lighting fast path (``path._fused_ok``) keeps priority.
 
@@ -53,6 +53,9 @@ def fused_path_ok(sc: _Scene) -> bool:
     if _fused_ok(sc) or sc.env is not None or sc.sh or sc.ambient or sc.tex:
         return False
     if not set(sc.mats.present) <= {_LAMBERT, _MIRROR}:
+        return False
+    # A mesh's own texture / vertex colours tint its BRDF in the torch path (main, eb11990): not in the kernel.
+    if any(s.mesh.texture is not None or s.mesh.vert_colors is not None for s in sc.shapes):
         return False
     cam = sc.camera
     geometric = [s.mesh.verts for s in sc.shapes] + [cam.world_to_cam, cam.K]

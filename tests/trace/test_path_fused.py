@@ -209,6 +209,9 @@ def test_predicate_scope():
     assert not pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))  # a geometric gradient
     with torch.no_grad():
         assert pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))
+    tinted = [Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=torch.ones(4, 3, dtype=DT)),
+                    shapes[0].material)] + shapes[1:]
+    assert not pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # a mesh's own colours
     pos = _t(0.3, 0.8, 0.5).requires_grad_(True)
     assert not pf.fused_path_ok(_Scene(shapes, cam, [PointLight(pos)], st, prepare_trace(shapes)))
 
