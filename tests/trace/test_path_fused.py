@@ -30,7 +30,7 @@ def _quad(*corners):  # corners in order; normal (p1 - p0) x (p3 - p0)
     return Mesh(torch.tensor(corners, dtype=DT), torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32))
 
 
-def box_scene(alb=None, emission=None, mirror=None, light=True, res=8):
+def box_scene(alb=None, emission=None, mirror=None, light=True, res=8, second_emitter=False):
     """A small closed Cornell-like box: floor, ceiling, back, red / green walls, a block (or a mirror quad)
     and a ceiling emitter; the camera looks in through the open front."""
     alb = _t(0.7, 0.6, 0.5) if alb is None else alb
@@ -49,6 +49,11 @@ def box_scene(alb=None, emission=None, mirror=None, light=True, res=8):
         em = _t(8.0, 6.0, 3.0) if emission is None else emission
         shapes.append(Shape(_quad((-0.3, 0.99, -0.3), (0.3, 0.99, -0.3), (0.3, 0.99, 0.3), (-0.3, 0.99, 0.3)),
                             LambertMaterial(0.0), emission=em))
+    if second_emitter:  # on the back wall, facing +z: three triangles of unequal areas (the CDF pick)
+        v = torch.tensor([[-0.6, 0.2, -0.99], [0.6, 0.2, -0.99], [0.6, 0.5, -0.99], [-0.6, 0.3, -0.99],
+                          [-0.8, 0.2, -0.99]], dtype=DT)
+        f = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 0, 3]], dtype=torch.int32)
+        shapes.append(Shape(Mesh(v, f), LambertMaterial(0.2), emission=_t(1.0, 3.0, 5.0)))
     cam = Camera.look_at(_t(0.0, 0.0, 3.5), _t(0.0, 0.0, 0.0), fov_y_deg=40.0, width=res, height=res)
     return shapes, cam
 
@@ -83,6 +88,7 @@ CASES = {
     "area_no_mis": (dict(), [], dict(max_bounces=3, mis=False)),
     "mirror_point_area": (dict(mirror=_t(0.9, 0.8, 0.7)), [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)],
                           dict(max_bounces=3, rr_depth=2)),
+    "two_emitters": (dict(second_emitter=True), [], dict(max_bounces=2)),
     "point_directional": (dict(light=False), [PointLight(_t(0.3, 0.8, 0.5), intensity=2.0),
                                               DirectionalLight(_t(0.2, 1.0, 0.3), intensity=0.5)],
                           dict(max_bounces=2)),
