@@ -6,9 +6,11 @@ numbers: ``seed`` and the ray's index in the launch) and returns the gradients o
 w.r.t. the per-shape reflectance rows, the shapes' emission and the lights' scales. Only those
 can have gradients: geometry, camera and light positions are constants here. The estimator is
 that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
-noise, as their random numbers differ). Differentiable use goes through
-:mod:`lumigrad.render._path_fused`, which regenerates the rays of each chunk in the backward pass,
-so nothing per sample is kept between the passes.
+noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel
+from a :class:`PathCamera` (what the renderer uses: no per-sample tensors in either pass).
+Differentiable use goes through :mod:`lumigrad.render._path_fused` (a ``torch.autograd.Function`` per
+chunk whose backward is :func:`replay_paths`). There is no separate torch reference module: the spec is
+the renderer's torch path, which cannot live in ``ops`` (it needs the scene types).
 
 Why a hand-written kernel: the torch path runs ~hundreds of small ops on ``[paths, 3]`` tensors per
 bounce (plus their autograd graph); here a path stays in registers. Figures: ``bench/trace_gi.py``
