@@ -5,7 +5,9 @@ shapes, an emissive ceiling quad), float32. Columns (median of --reps after a wa
 
 * ``fwd``: path tracing with ``max_bounces`` bounces (Mitsuba ``path``, ``max_depth = bounces + 1``).
 * ``fwd+bwd``: the same plus the gradient of the mean image w.r.t. the floor albedo (lumigrad: MIS path
-  tracer, with and without path replay; Mitsuba: ``prb``, which is path replay).
+  tracer, with and without path replay; Mitsuba: ``prb``, which is path replay). Only materials need
+  gradients, so lumigrad runs its fused path kernel (``lumigrad.render._path_fused``), whose backward is
+  path replay in either case; ``--general`` adds rows for the torch general path (the kernel off).
 
 Runs alternate between the configurations (see ``bench/raytrace.py``), and ``OMP_WAIT_POLICY=PASSIVE``
 is set before torch is imported unless ``--omp-active`` (why: ``bench/raytrace.py``'s docstring).
@@ -26,6 +28,8 @@ ap.add_argument("--spp", type=int, default=16)
 ap.add_argument("--bounces", type=int, default=3)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--reps", type=int, default=2)
+ap.add_argument("--general", action="store_true",
+                help="also time the torch general path (the fused kernel switched off), in the same rounds")
 ap.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
 ARGS = ap.parse_args()
 os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
@@ -48,17 +52,20 @@ from lumigrad.scene.materials import LambertMaterial  # noqa: E402
 from lumigrad.scene.trace_types import Shape, TraceSettings  # noqa: E402
 
 
-def timed(fns: dict, reps: int) -> dict:
-    """Median seconds of each callable: one warm-up each, then ``reps`` interleaved rounds."""
+def timed(fns: dict, reps: int) -> tuple[dict, dict]:
+    """Median wall seconds and median process CPU seconds (all threads) of each callable: one warm-up each,
+    then ``reps`` interleaved rounds. CPU time is the fairer figure on a loaded machine."""
     for f in fns.values():
         f()
     ts = {k: [] for k in fns}
+    cs = {k: [] for k in fns}
     for _ in range(reps):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             f()
             ts[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in ts.items()}
+            cs[k].append(time.process_time() - c)
+    return {k: statistics.median(v) for k, v in ts.items()}, {k: statistics.median(v) for k, v in cs.items()}
 
 
 def main():
@@ -77,18 +84,29 @@ def main():
     alb0 = shapes64[0].material.albedo.float()
     accel = prepare_trace(shapes_with(alb0))
 
-    def lg(replay, grad):
+    import lumigrad.render._path_fused as pf
+
+    fused_ok = pf.fused_path_ok
+
+    def lg(replay, grad, fused=True):
         def run():
             alb = alb0.clone().requires_grad_(grad)
             st = TraceSettings(spp=ARGS.spp, max_bounces=ARGS.bounces, boundary="none", replay=replay)
-            with torch.set_grad_enabled(grad):
-                img = render_trace(shapes_with(alb), cam, [], st, accel=accel).image
-                if grad:
-                    img.mean().backward()
+            pf.fused_path_ok = fused_ok if fused else (lambda sc: False)
+            try:
+                with torch.set_grad_enabled(grad):
+                    img = render_trace(shapes_with(alb), cam, [], st, accel=accel).image
+                    if grad:
+                        img.mean().backward()
+            finally:
+                pf.fused_path_ok = fused_ok
         return run
 
     fns = {"lumigrad fwd": lg(False, False), "lumigrad fwd+bwd": lg(False, True),
            "lumigrad fwd+bwd (replay)": lg(True, True)}
+    if ARGS.general:
+        fns.update({"lumigrad general fwd": lg(False, False, False), "lumigrad general fwd+bwd": lg(False, True, False),
+                    "lumigrad general fwd+bwd (replay)": lg(True, True, False)})
     try:
         from lumigrad._mitsuba import import_mitsuba, mitsuba_scene
 
@@ -117,15 +135,16 @@ def main():
         fns["Mitsuba prb fwd+bwd"] = mi_fb
     except ImportError as e:
         print(f"Mitsuba unavailable: {e}")
-    rows = timed(fns, ARGS.reps)
+    rows, cpu = timed(fns, ARGS.reps)
     print(f"Cornell box {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, {ARGS.threads} threads, load average "
           f"{os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-    print("| run | seconds |\n|---|---|")
+    print("| run | seconds | CPU seconds |\n|---|---|---|")
     for k, v in rows.items():
-        print(f"| {k} | {v:.2f} |")
+        print(f"| {k} | {v:.2f} | {cpu[k]:.2f} |")
     if "Mitsuba path fwd" in rows:
-        print(f"\nratios lumigrad / Mitsuba: fwd {rows['lumigrad fwd'] / rows['Mitsuba path fwd']:.1f}, "
-              f"fwd+bwd (replay) vs prb {rows['lumigrad fwd+bwd (replay)'] / rows['Mitsuba prb fwd+bwd']:.1f}")
+        for name, r in (("time", rows), ("CPU", cpu)):
+            print(f"\nratios lumigrad / Mitsuba ({name}): fwd {r['lumigrad fwd'] / r['Mitsuba path fwd']:.2f}, "
+                  f"fwd+bwd (replay) vs prb {r['lumigrad fwd+bwd (replay)'] / r['Mitsuba prb fwd+bwd']:.2f}")
 
 
 if __name__ == "__main__":

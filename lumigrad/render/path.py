@@ -32,6 +32,14 @@ hits and their shadow rays, and one fused Warp kernel with a hand-written
 backward re-attaches the hit and shades it (same estimator, same values up to
 float rounding; ``test_fused_direct_path_matches_generic_path``).
 
+Fused path tracing: when nothing geometric needs a gradient (vertices, camera, light positions and
+directions; the common inverse-rendering case of fitting materials and lights), Lambert / mirror
+scenes lit by emitters and point / directional lights (no environment, SH, ambient light or
+textures) are rendered by :mod:`lumigrad.render._path_fused`: one Warp thread per camera sample
+traces its whole path (same estimator as :func:`_radiance`, its random numbers drawn in Warp), and
+the backward pass is path replay in Warp, so nothing per sample is kept (about 2x less CPU time
+than this torch path on the Cornell box; figures in that module).
+
 Visibility gradients (silhouettes, hard shadow boundaries) come from
 :mod:`lumigrad.render._trace_edges` (edge sampling); see its docstring for the
 method and why it was chosen. Memory: without ``TraceSettings.replay`` gradients
@@ -812,16 +820,30 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
     BVH query. Everything else random is drawn from ``sc.chunk_gen(chunk)``, and ``sc.offsets`` /
     ``sc.primary`` are fixed for the render, so calling this twice gives the same paths (path replay).
     """
+    gen = sc.chunk_gen(chunk)
+    p, o, d, face = _chunk_rays(sc, first, count)
+    L, hit = _radiance(sc, o, d, gen, face)
+    return _pixel_sums(sc, p, L, hit)
+
+
+def _chunk_rays(sc: _Scene, first: int, count: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """``(pixel [n], origins [n, 3], dirs [n, 3], face [n] or None)`` of samples ``first .. first + count``
+    (see :func:`_chunk`)."""
     cam = sc.camera
     S, H, W = sc.settings.spp, cam.height, cam.width
-    gen = sc.chunk_gen(chunk)
     r = torch.arange(first, first + count, device=sc.device)
     p, s = r // S, r % S
     view, q = p // (H * W), p % (H * W)
     pix = torch.stack([(q % W).to(sc.dtype), (q // W).to(sc.dtype)], -1) + sc.offsets[view, s]  # (u, v) = (col, row)
     o, d = _camera_rays(cam, view, pix)
     face = None if sc.primary is None else sc.primary[view, s, q]
-    L, hit = _radiance(sc, o, d, gen, face)
+    return p, o, d, face
+
+
+def _pixel_sums(sc: _Scene, p: Tensor, L: Tensor, hit: Tensor) -> tuple[Tensor, Tensor]:
+    """A chunk's samples ``L [n, 3]``, ``hit [n]`` of pixels ``p [n]`` as :func:`_chunk` returns them."""
+    cam = sc.camera
+    S, H, W = sc.settings.spp, cam.height, cam.width
     if sc.settings.chunk_rays % S == 0:  # then first and count are multiples of S
         # Whole pixels, each one's samples consecutive: the rows of pixels first / S .. (first + count) / S.
         return L.reshape(-1, S, 3).sum(1) / S, hit.to(sc.dtype).reshape(-1, S).mean(1)
@@ -831,14 +853,10 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
             torch.zeros(P, dtype=sc.dtype, device=sc.device).index_add(0, p, hit.to(sc.dtype) / S))
 
 
-def _boundary_needed(sc: _Scene, lights: list, image: Tensor) -> bool:
-    """Whether the boundary term can carry a derivative: its weights are detached, so only the vertices,
-    the camera, point / directional light placement and the environment map's rotation receive any."""
-    if fwAD.unpack_dual(image).tangent is not None:
-        return True
-    if not image.requires_grad:
-        return False
-    geo = [sc.verts, sc.camera.world_to_cam, sc.camera.K]
+def _geometric_tensors(sc: _Scene, lights) -> list:
+    """The tensors that place things: vertices, camera, point / directional light placement and the
+    environment map's rotation (what visibility, hence the boundary term, depends on)."""
+    geo = [s.mesh.verts for s in sc.shapes] + [sc.camera.world_to_cam, sc.camera.K]
     for light in lights:
         if isinstance(light, PointLight):
             geo.append(light.position)
@@ -846,7 +864,19 @@ def _boundary_needed(sc: _Scene, lights: list, image: Tensor) -> bool:
             geo.append(light.to_light)
         elif isinstance(light, EnvironmentLight):
             geo.append(light.to_world)
-    return any(isinstance(t, Tensor) and t.requires_grad for t in geo)
+    return [t for t in geo if isinstance(t, Tensor)]
+
+
+def _geometry_needs_grad(sc: _Scene, lights) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in _geometric_tensors(sc, lights))
+
+
+def _boundary_needed(sc: _Scene, lights: list, image: Tensor) -> bool:
+    """Whether the boundary term can carry a derivative: its weights are detached, so only the
+    geometric tensors (:func:`_geometric_tensors`) receive any."""
+    if fwAD.unpack_dual(image).tangent is not None:
+        return True
+    return image.requires_grad and _geometry_needs_grad(sc, lights)
 
 
 def render_trace(
@@ -922,8 +952,12 @@ def render_trace(
     elif not isinstance(accel, TraceAccel) or accel.num_verts != nv or accel.num_faces != nf:
         raise ValueError(f"{_FN}(): accel must be a TraceAccel built by prepare_trace() for these shapes "
                          f"({nv} vertices, {nf} faces)")
+    from lumigrad.render import _path_fused
+
     sc = _Scene(shapes, camera, lights, settings, accel)
-    if settings.primary == "raster":
+    fused = _path_fused.fused_path_ok(sc)
+    # The fused path kernel finds the camera hits itself: a BVH query costs it less than the raster passes.
+    if settings.primary == "raster" and not fused:
         sc.primary = _raster_primary(sc)
     B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
     total, n = B * H * W * S, settings.chunk_rays
@@ -931,7 +965,9 @@ def render_trace(
     imgs, covs = [], []  # pixel rows of consecutive chunks (n % S == 0), or dense images to add
     for c, first in enumerate(range(0, total, n)):
         count = min(n, total - first)
-        if replay:
+        if fused:  # path replay is the kernel's own backward: nothing per sample is kept
+            img_c, hit_c = _path_fused.chunk(sc, first, count, c)
+        elif replay:
             # Non-reentrant checkpoint: the forward keeps no saved tensors of the chunk; backward re-runs
             # _chunk (same generator seed, same BVH) and back-propagates through the re-traced paths.
             img_c, hit_c = checkpoint(_chunk, sc, first, count, c, use_reentrant=False)
@@ -949,7 +985,7 @@ def render_trace(
     alpha = hits.reshape(B, H, W, 1)
     # The boundary term is zero-valued; it only carries derivatives, and only to the geometry. Without any
     # (no_grad and no forward-mode tangent, or no geometric tensor that needs a gradient) it is skipped.
-    if settings.boundary == "edge" and _boundary_needed(sc, lights, image):
+    if settings.boundary == "edge" and not fused and _boundary_needed(sc, lights, image):
         from lumigrad.render._trace_edges import boundary_term
 
         image = image + boundary_term(sc, lambda s, vw, px: _radiance(s, *_camera_rays(camera, vw, px), s.gen)[0])

@@ -1,0 +1,399 @@
+"""Warp kernel of :func:`lumigrad.ops.path_trace.trace_paths`: whole paths per thread, and their replay.
+
+``trace_paths_kernel`` runs one camera sample per thread through every bounce (closest hit, front-face
+emission, next-event estimation for point / directional lights and one sample per emissive shape, one
+BSDF sample: cosine for Lambert, delta for mirrors, MIS by the power heuristic, Russian roulette) with
+the estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``: forward, the
+radiance of each sample. ``npass = 2``: path replay backpropagation (Vicini et al. 2021): pass 0
+re-runs the path (same RNG stream) to get its radiance ``L``, pass 1 runs it again carrying ``L``
+minus what has been accounted for, which is the radiance the rest of the path contributes and,
+divided by a vertex's reflectance row, that row's gradient. Nothing per path is stored in global
+memory. A zero reflectance channel (``0 / 0``) is handled by a second throughput per channel that
+skips the first zero factor: the terms after it, with that factor removed, are its gradient
+(later zeros make both throughputs zero, as the exact derivative is).
+
+Gradients go to rows ``[i // blk]`` of per-task buffers (the CPU launch runs each task's range
+serially, so tasks never share a row; on CUDA ``blk = 1``: a row per thread).
+Geometry is in the arrays' float type; BVH queries are float32 (as every BVH query here).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+from lumigrad.ops._bvh_kernels import bvh_anyhit, bvh_closest
+from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+from lumigrad.ops._trace_kernels import _light_at, _reattach, _unit, _v3
+
+wp.set_module_options(KERNEL_MODULE_OPTIONS)
+
+__all__ = ["trace_paths_kernel", "MIRROR"]
+
+MIRROR = 3  # lumigrad.render._bsdf_sampling._MIRROR; any other kind is Lambert here
+_INV_PI = 0.3183098861837907
+_TWO_PI = 6.283185307179586
+
+
+@wp.func
+def _f32(v: Any):
+    return wp.vec3(wp.float32(v[0]), wp.float32(v[1]), wp.float32(v[2]))
+
+
+@wp.func
+def _visible(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec3),
+             p: Any, ng: Any, l: Any, dist: Any, eps: Any, shadows: int):
+    """1 when nothing lies between ``p`` and ``dist`` along ``l`` (:func:`lumigrad.render.path._visible`)."""
+    one = type(eps)(1.0)
+    if shadows == 0:
+        return one
+    step = eps / wp.max(wp.abs(wp.dot(ng, l)), type(eps)(0.05))
+    tm = wp.max(dist - step - eps, type(eps)(0.0))
+    if bvh_anyhit(nodes, kids, tris, _f32(p + step * l), _f32(l), wp.float32(tm)):
+        return type(eps)(0.0)
+    return one
+
+
+@wp.func
+def _attrs(corners: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), f: int, o: Any, d: Any, tiny: Any,
+           ntiny: Any):
+    """``(p, ns, ng)``: the ray re-attached to face ``f`` (:func:`lumigrad.ops.trace.hit_attributes`)."""
+    one = type(tiny)(1.0)
+    i0 = faces[f, 0]
+    i1 = faces[f, 1]
+    i2 = faces[f, 2]
+    p0 = _v3(corners, i0, 0)
+    p1 = _v3(corners, i1, 0)
+    p2 = _v3(corners, i2, 0)
+    t, b1, b2, inv, guarded = _reattach(o, d, p0, p1, p2, tiny)
+    ns, rs = _unit((one - b1 - b2) * _v3(corners, i0, 3) + b1 * _v3(corners, i1, 3) + b2 * _v3(corners, i2, 3),
+                   ntiny)
+    ng, rg = _unit(wp.cross(p1 - p0, p2 - p0), ntiny)
+    return o + t * d, ns, ng
+
+
+@wp.func
+def _power(a: Any, b: Any):
+    """Power-heuristic weight of the strategy with density ``a`` (:func:`lumigrad.render.path._power`)."""
+    a2 = a * a
+    if a2 > type(a)(0.0):
+        return a2 / (a2 + b * b)
+    return type(a)(0.0)
+
+
+@wp.func
+def _pick(cdf: wp.array(dtype=Any), lo: int, hi: int, u: Any):
+    """First index in ``[lo, hi)`` with ``cdf > u`` (the last one if none): area-proportional triangles."""
+    a = lo
+    b = hi - 1
+    while a < b:
+        m = (a + b) // 2
+        if cdf[m] > u:
+            b = m
+        else:
+            a = m + 1
+    return a
+
+
+@wp.func
+def _cosine(n: Any, u1: Any, u2: Any):
+    """Cosine-weighted direction about ``n`` (frame and mapping of ``_bsdf_sampling.sample_cosine``)."""
+    zero = u1 * type(u1)(0.0)
+    one = zero + type(u1)(1.0)
+    a = wp.vector(one, zero, zero)
+    if wp.abs(n[0]) > type(u1)(0.9):
+        a = wp.vector(zero, one, zero)
+    t = wp.normalize(wp.cross(a, n))
+    b = wp.cross(n, t)
+    r = wp.sqrt(u1)
+    phi = type(u1)(_TWO_PI) * u2
+    return (r * wp.cos(phi)) * t + (r * wp.sin(phi)) * b + wp.sqrt(wp.max(one - u1, zero)) * n
+
+
+@wp.func
+def _camera_ray(cam: wp.array2d(dtype=Any), offsets: wp.array2d(dtype=Any), mode: int, w: int, hw: int, spp: int,
+                r: int):
+    """``(o, d)`` of camera sample ``r`` as :func:`lumigrad.render.path._chunk_rays` (and ``_camera_rays``)."""
+    p = r // spp
+    view = p // hw
+    q = p - view * hw
+    row = view * spp + (r - p * spp)
+    u = type(cam[0, 0])(q % w) + offsets[row, 0]
+    v = type(cam[0, 0])(q // w) + offsets[row, 1]
+    y = (v - cam[view, 16]) / cam[view, 15]
+    x = (u - cam[view, 14] - cam[view, 13] * y) / cam[view, 12]
+    r0 = _v3(cam, view, 0)
+    r1 = _v3(cam, view, 3)
+    r2 = _v3(cam, view, 6)
+    t = _v3(cam, view, 9)
+    zero = x * type(x)(0.0)
+    if mode == 2:
+        o = t + wp.vector(r0[0] * x + r0[1] * y, r1[0] * x + r1[1] * y, r2[0] * x + r2[1] * y)
+        return o, wp.vector(r0[2], r1[2], r2[2])
+    one = zero + type(x)(1.0)
+    d = wp.vector(wp.dot(r0, wp.vector(x, y, one)), wp.dot(r1, wp.vector(x, y, one)), wp.dot(r2, wp.vector(x, y, one)))
+    return t, wp.normalize(d)
+
+
+@wp.func
+def _add(g: wp.array2d(dtype=Any), row: int, col: int, v: Any):
+    g[row, col] = g[row, col] + v
+
+
+@wp.func
+def _add3(g: wp.array2d(dtype=Any), row: int, col: int, v: Any):
+    _add(g, row, col, v[0])
+    _add(g, row, col + 1, v[1])
+    _add(g, row, col + 2, v[2])
+
+
+@wp.func
+def _cf(g: wp.array2d(dtype=Any), row: int, zs: wp.vec3i, v: Any):
+    """A term's gradient w.r.t. the first zero reflectance factor of each channel (``zs``: its shape, or -1)."""
+    for c in range(3):
+        if zs[c] >= 0:
+            _add(g, row, 3 * zs[c] + c, v[c])
+
+
+@wp.kernel
+def trace_paths_kernel(
+    offset: int,
+    nodes: wp.array(dtype=wp.vec3),  # the BVH (lumigrad.ops._bvh.BVHData.args)
+    kids: wp.array(dtype=wp.vec2i),
+    tris: wp.array(dtype=wp.vec3),
+    tface: wp.array(dtype=wp.int32),
+    corners: wp.array2d(dtype=Any),  # [V, 6] vertex position | unit vertex normal
+    faces: wp.array2d(dtype=wp.int32),  # [F, 3]
+    owner: wp.array(dtype=wp.int32),  # [F] shape of each face
+    kind: wp.array(dtype=wp.int32),  # [S] MIRROR or Lambert
+    refl: wp.array2d(dtype=Any),  # [S, 3] Lambert albedo / mirror reflectance
+    emis: wp.array2d(dtype=Any),  # [S, 3] emitted radiance (0 for non-emitters)
+    is_em: wp.array(dtype=wp.int32),  # [S]
+    em_area: wp.array(dtype=Any),  # [S] total area (emitters)
+    ne: int,
+    em_shape: wp.array(dtype=wp.int32),  # [ne] shape of each emitter
+    em_start: wp.array(dtype=wp.int32),  # [ne + 1] emitter e's triangles: em_face[em_start[e] : em_start[e + 1]]
+    em_face: wp.array(dtype=wp.int32),  # [T] merged face ids
+    em_cdf: wp.array(dtype=Any),  # [T] per-emitter cumulative area fractions (last = 1)
+    nl: int,
+    lkind: wp.array(dtype=wp.int32),  # [nl] 0 point, 1 directional
+    lvec: wp.array2d(dtype=Any),  # [nl, 3] position / unit direction towards the light
+    lscale: wp.array2d(dtype=Any),  # [nl, 3] colour * intensity
+    lfall: wp.array2d(dtype=Any),  # [nl, 3] attenuation constants
+    org: wp.array2d(dtype=Any),  # [R, 3] camera rays (cam_mode = 0)
+    dirs: wp.array2d(dtype=Any),  # [R, 3] unit
+    cam_mode: int,  # 0: rays given; 1: pinhole, 2: orthographic camera rays of samples first + i
+    cam: wp.array2d(dtype=Any),  # [B, 18] camera to world rotation (row-major) | its translation | K (6 entries)
+    offsets: wp.array2d(dtype=Any),  # [B * spp, 2] sub-pixel position of sample s of view b at row b * spp + s
+    cam_w: int,
+    cam_hw: int,  # width * height
+    spp: int,
+    first: int,  # index of sample 0 of this launch
+    given: int,  # 1: face_in holds the camera rays' closest hits
+    face_in: wp.array(dtype=wp.int32),  # [R] (-1: miss) when given
+    bg: wp.array2d(dtype=Any),  # [1, 3] radiance of camera rays that miss
+    eps64: wp.float64,  # ray offset (absolute)
+    tiny64: wp.float64,  # determinant guard of ray_triangle
+    ntiny64: wp.float64,  # squared-norm guard of safe_normalize
+    shadows: int,
+    max_bounces: int,
+    rr_depth: int,
+    mis: int,
+    trace_last: int,  # 1: the last vertex's BSDF ray is traced (emitters may be found)
+    seed: int,
+    npass: int,  # 1: forward; 2: replay (gradients)
+    grad: wp.array2d(dtype=Any),  # d loss / d L (npass = 2): row (first + i) // gdiv - gbase, times gscale
+    gdiv: int,
+    gbase: int,
+    gscale64: wp.float64,
+    need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls
+    l_known: int,  # 1: l_fwd holds each path's radiance (from the forward pass): the replay skips its pass 0
+    l_fwd: wp.array2d(dtype=Any),  # [R, 3] when l_known
+    blk: int,  # gradient row of thread i: i // blk
+    out_l: wp.array2d(dtype=Any),  # [R, 3] radiance (npass = 1)
+    out_hit: wp.array(dtype=wp.int32),  # [R] 1 when the camera ray hits (npass = 1)
+    g_refl: wp.array2d(dtype=Any),  # [rows, 3 S]
+    g_emis: wp.array2d(dtype=Any),  # [rows, 3 S]
+    g_ls: wp.array2d(dtype=Any),  # [rows, 3 nl]
+):
+    i = wp.tid() + offset
+    zero = refl.dtype(0.0)
+    one = refl.dtype(1.0)
+    ipi = refl.dtype(_INV_PI)
+    eps = refl.dtype(eps64)
+    tiny = refl.dtype(tiny64)
+    ntiny = refl.dtype(ntiny64)
+    row = i // blk
+    o0 = zero * _v3(bg, 0, 0)
+    d0 = o0
+    if cam_mode == 0:
+        o0 = _v3(org, i, 0)
+        d0 = _v3(dirs, i, 0)
+    else:
+        o0, d0 = _camera_ray(cam, offsets, cam_mode, cam_w, cam_hw, spp, first + i)
+    f0 = int(-1)
+    if given != 0:
+        f0 = face_in[i]
+    else:
+        fq, tq = bvh_closest(nodes, kids, tris, tface, _f32(o0), _f32(d0), 3.0e38)
+        f0 = fq
+    vzero = o0 * zero
+    vone = vzero + wp.vector(one, one, one)
+    g = vzero
+    if npass == 2:
+        g = _v3(grad, (first + i) // gdiv - gbase, 0) * refl.dtype(gscale64)
+    ltot = vzero
+    passes = npass
+    pass0 = 0
+    if npass == 2 and need & 1 == 0:
+        pass0 = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
+    if npass == 2 and l_known != 0:
+        pass0 = 1
+        ltot = _v3(l_fwd, i, 0)
+    if f0 < 0:
+        ltot = _v3(bg, 0, 0)
+        passes = 0  # nothing to trace
+    for ps in range(pass0, passes):
+        adj = ps == 1
+        rng = wp.rand_init(seed, i)
+        lsum = vzero
+        lrem = ltot  # replay: the radiance of the path not yet accounted for
+        tp = vone  # throughput
+        zs = wp.vec3i(-1, -1, -1)  # per channel: shape of the first zero reflectance factor, or -1
+        tz = vzero  # per channel: throughput without that factor
+        p, ns, ng = _attrs(corners, faces, f0, o0, d0, tiny, ntiny)
+        wo = wp.normalize(-d0)
+        s = owner[f0]
+        if is_em[s] != 0 and wp.dot(ng, wo) > zero:
+            le = _v3(emis, s, 0)
+            lsum = lsum + le
+            if adj:
+                lrem = lrem - le
+                if need & 2 != 0:
+                    _add3(g_emis, row, 3 * s, g)
+        for depth in range(max_bounces):
+            last = depth + 1 == max_bounces
+            a = _v3(refl, s, 0)
+            mirror = kind[s] == MIRROR
+            if not mirror:
+                nee = vzero  # sum over lights of (their radiance * geometry) / pi, times the albedo below
+                for j in range(nl):
+                    l, atten, dv, dsq, r, den = _light_at(lkind[j], _v3(lvec, j, 0), _v3(lfall, j, 0), p)
+                    c = wp.dot(ns, l)
+                    if c > zero:
+                        dist = refl.dtype(1.0e30)
+                        if lkind[j] == 0:
+                            dist = wp.sqrt(dsq)
+                        k = atten * c * ipi * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
+                        nee = nee + k * _v3(lscale, j, 0)
+                        if adj and need & 4 != 0:
+                            _add3(g_ls, row, 3 * j, wp.cw_mul(g, wp.cw_mul(tp, a)) * k)
+                for e in range(ne):
+                    u0 = refl.dtype(wp.randf(rng))
+                    u1 = refl.dtype(wp.randf(rng))
+                    u2 = refl.dtype(wp.randf(rng))
+                    se = em_shape[e]
+                    area = em_area[se]
+                    ef = em_face[_pick(em_cdf, em_start[e], em_start[e + 1], u0)]
+                    q0 = _v3(corners, faces[ef, 0], 0)
+                    q1 = _v3(corners, faces[ef, 1], 0)
+                    q2 = _v3(corners, faces[ef, 2], 0)
+                    su = wp.sqrt(u1)
+                    y = (one - su) * q0 + (su * (one - u2)) * q1 + (su * u2) * q2
+                    ny, rny = _unit(wp.cross(q1 - q0, q2 - q0), ntiny)
+                    dv = y - p
+                    dist2 = wp.max(wp.dot(dv, dv), refl.dtype(1.0e-12))
+                    dist = wp.sqrt(dist2)
+                    l = dv / dist
+                    cos_y = -wp.dot(l, ny)
+                    c = wp.dot(ns, l)
+                    if area > zero and cos_y > zero and c > zero:
+                        k = cos_y * area / dist2 * c * ipi * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
+                        if mis != 0 and k > zero:
+                            k = k * _power(dist2 / (cos_y * area), c * ipi)
+                        nee = nee + k * _v3(emis, se, 0)
+                        if adj and need & 2 != 0:
+                            _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, a)) * k)
+                term = wp.cw_mul(tp, wp.cw_mul(a, nee))
+                lsum = lsum + term
+                if adj:
+                    lrem = lrem - term
+                    if need & 1 != 0:
+                        _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, nee)))
+                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, wp.cw_mul(a, nee))))
+            if last and trace_last == 0:
+                break
+            # One BSDF sample: its weight f cos / pdf is the reflectance row (Lambert: albedo).
+            u1 = refl.dtype(wp.randf(rng))
+            u2 = refl.dtype(wp.randf(rng))
+            wi = vzero
+            pdf = one
+            if mirror:
+                wi = (refl.dtype(2.0) * wp.dot(ns, wo)) * ns - wo
+            else:
+                wi = _cosine(ns, u1, u2)
+                pdf = wp.max(wp.dot(ns, wi), zero) * ipi
+                if pdf <= zero:
+                    break  # zero weight: nothing more from this path
+            q = one
+            keep = True
+            if depth + 1 >= rr_depth and not last:
+                tn = wp.cw_mul(tp, a)
+                q = wp.min(wp.max(wp.max(tn[0], wp.max(tn[1], tn[2])), refl.dtype(0.05)), refl.dtype(0.95))
+                keep = refl.dtype(wp.randf(rng)) < q
+            if adj and need & 1 != 0:
+                # Everything after this vertex carries the factor a / q: lrem / a is a's share, per channel.
+                for ch in range(3):
+                    if zs[ch] < 0:
+                        if a[ch] != zero:
+                            _add(g_refl, row, 3 * s + ch, g[ch] * lrem[ch] / a[ch])
+                        else:
+                            zs[ch] = s
+                            tz[ch] = tp[ch] / q
+                    else:
+                        tz[ch] = tz[ch] * a[ch] / q
+            if not keep:
+                break
+            tp = wp.cw_mul(tp, a) / q
+            side = one
+            if wp.dot(ng, wi) < zero:
+                side = -one
+            o = p + (side * eps) * ng
+            f2, t2 = bvh_closest(nodes, kids, tris, tface, _f32(o), _f32(wi), 3.0e38)
+            if f2 < 0:
+                break
+            p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
+            wo2 = wp.normalize(-wi)
+            s2 = owner[f2]
+            cy = wp.dot(ng2, wo2)
+            if is_em[s2] != 0 and cy > zero:
+                w = one
+                if not mirror:
+                    w = zero
+                    if mis != 0:
+                        w = one  # a zero-area emitter: no light sample competes (as the torch path)
+                        if em_area[s2] > zero:
+                            dp = p2 - o
+                            w = _power(pdf, wp.dot(dp, dp) / (wp.max(cy, refl.dtype(1.0e-12)) * em_area[s2]))
+                le = _v3(emis, s2, 0)
+                term = wp.cw_mul(tp, le) * w
+                lsum = lsum + term
+                if adj:
+                    lrem = lrem - term
+                    if need & 2 != 0:
+                        _add3(g_emis, row, 3 * s2, wp.cw_mul(g, tp) * w)
+                    if need & 1 != 0:
+                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
+            if last:
+                break
+            p = p2
+            ns = ns2
+            ng = ng2
+            wo = wo2
+            s = s2
+        ltot = lsum
+    if npass == 1:
+        out_l[i, 0] = ltot[0]
+        out_l[i, 1] = ltot[1]
+        out_l[i, 2] = ltot[2]
+        out_hit[i] = wp.where(f0 >= 0, 1, 0)

@@ -1,0 +1,252 @@
+"""Whole light paths in one Warp kernel: forward radiance and path-replay gradients (fixed geometry).
+
+:func:`trace_paths` traces each camera ray's path through all its bounces in one thread
+(:mod:`lumigrad.ops._path_kernels`); :func:`replay_paths` re-runs the same paths (same random
+numbers: ``seed`` and the ray's index in the launch) and returns the gradients of ``sum(grad * L)``
+w.r.t. the per-shape reflectance rows, the shapes' emission and the lights' scales. Only those
+can have gradients: geometry, camera and light positions are constants here. The estimator is
+that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
+noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel
+from a :class:`PathCamera` (what the renderer uses: no per-sample tensors in either pass).
+Differentiable use goes through :mod:`lumigrad.render._path_fused` (a ``torch.autograd.Function`` per
+chunk whose backward is :func:`replay_paths`). There is no separate torch reference module: the spec is
+the renderer's torch path, which cannot live in ``ops`` (it needs the scene types).
+
+Why a hand-written kernel: the torch path runs ~hundreds of small ops on ``[paths, 3]`` tensors per
+bounce (plus their autograd graph); here a path stays in registers. Figures: ``bench/trace_gi.py``
+and :mod:`lumigrad.render._path_fused`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import warp as wp
+from torch import Tensor
+
+from lumigrad._runtime.checks import _desc
+from lumigrad._runtime.launch import launch, launch_chunks, num_threads, to_warp, warp_device
+from lumigrad.ops import _path_kernels as _k
+from lumigrad.ops._common import placeholder
+
+__all__ = ["PathScene", "PathCamera", "PathSettings", "trace_paths", "replay_paths", "MIRROR"]
+
+MIRROR = _k.MIRROR
+
+
+class PathScene(NamedTuple):
+    """The constant part of a scene for :func:`trace_paths` (no gradients)."""
+
+    corners: Tensor  # [V, 6] vertex position | unit vertex normal (float32 or float64)
+    faces: Tensor  # [F, 3] int32
+    owner: Tensor  # [F] int32 shape id of each face
+    kind: Tensor  # [S] int32: MIRROR or anything else (Lambert)
+    is_em: Tensor  # [S] int32 1 for emissive shapes
+    em_area: Tensor  # [S] total area of each emissive shape
+    em_shape: Tensor  # [ne] int32 shape id of each emitter
+    em_start: Tensor  # [ne + 1] int32 offsets of each emitter's triangles in em_face
+    em_face: Tensor  # [T] int32 merged face ids
+    em_cdf: Tensor  # [T] per-emitter cumulative area fractions (each emitter's last = 1)
+    lkind: Tensor  # [nl] int32 0 point, 1 directional
+    lvec: Tensor  # [nl, 3] light position / unit direction towards it
+    lfall: Tensor  # [nl, 3] attenuation constants 1 / (c + l d + q d^2)
+
+
+class PathCamera(NamedTuple):
+    """Camera rays generated in the kernel: sample ``r`` (``first + i`` of a launch) is sample ``r % spp`` of
+    pixel ``p = r // spp`` (view-major, then row, column), the ray through the pixel's corner plus
+    ``offsets[view, r % spp]`` (as :func:`lumigrad.render.path._chunk_rays`)."""
+
+    cam_to_world: Tensor  # [B, 4, 4]
+    K: Tensor  # [B, 3, 3] intrinsics in pixels
+    offsets: Tensor  # [B, spp, 2] sub-pixel sample positions
+    width: int
+    height: int
+    orthographic: bool
+    first: int  # sample index of ray 0
+
+
+class PathSettings(NamedTuple):
+    eps: float  # absolute ray offset
+    shadows: bool
+    max_bounces: int
+    rr_depth: int
+    mis: bool
+    seed: int  # 31-bit
+    background: tuple  # (r, g, b) of camera rays that miss
+
+
+def _num_rays(fn: str, origins, dirs, camera: PathCamera | None, count: int | None) -> int:
+    if camera is None:
+        return int(origins.shape[0]) if isinstance(origins, Tensor) and origins.ndim == 2 else -1
+    if origins is not None or dirs is not None or count is None or count < 0:
+        raise ValueError(f"{fn}(): give origins and dirs, or a camera and count (not both)")
+    B, spp = camera.offsets.shape[0], camera.offsets.shape[1]
+    total = B * camera.width * camera.height * spp
+    if camera.first < 0 or camera.first + count > total or total >= 2**31:
+        raise ValueError(f"{fn}(): camera samples {camera.first} .. {camera.first + count} must lie in [0, {total}) "
+                         f"and the total below 2^31")
+    return count
+
+
+def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor, dirs: Tensor,
+           face: Tensor | None, camera: PathCamera | None = None, count: int | None = None) -> int:
+    dt, dev = sc.corners.dtype, sc.corners.device
+    if dt not in (torch.float32, torch.float64):
+        raise TypeError(f"{fn}(): corners must be float32 or float64, got {dt}")
+    S, F, ne, nl = int(sc.kind.shape[0]), int(sc.faces.shape[0]), int(sc.em_shape.shape[0]), int(sc.lkind.shape[0])
+    R = _num_rays(fn, origins, dirs, camera, count)
+    T = int(sc.em_face.shape[0])
+    want = {"corners": (sc.corners, (int(sc.corners.shape[0]), 6), dt), "kind": (sc.kind, (S,), torch.int32),
+            "em_shape": (sc.em_shape, (ne,), torch.int32), "lkind": (sc.lkind, (nl,), torch.int32),
+            "faces": (sc.faces, (F, 3), torch.int32), "owner": (sc.owner, (F,), torch.int32),
+            "is_em": (sc.is_em, (S,), torch.int32), "em_area": (sc.em_area, (S,), dt),
+            "em_start": (sc.em_start, (ne + 1,), torch.int32), "em_face": (sc.em_face, (T,), torch.int32),
+            "em_cdf": (sc.em_cdf, (T,), dt), "lvec": (sc.lvec, (nl, 3), dt), "lfall": (sc.lfall, (nl, 3), dt),
+            "refl": (refl, (S, 3), dt), "emis": (emis, (S, 3), dt), "lscale": (lscale, (nl, 3), dt)}
+    if camera is None:
+        want.update({"origins": (origins, (R, 3), dt), "dirs": (dirs, (R, 3), dt)})
+    else:
+        B = int(camera.offsets.shape[0])
+        want.update({"camera.cam_to_world": (camera.cam_to_world, (B, 4, 4), dt), "camera.K": (camera.K, (B, 3, 3), dt),
+                     "camera.offsets": (camera.offsets, (B, int(camera.offsets.shape[1]), 2), dt)})
+    if face is not None:
+        want["face"] = (face, (R,), torch.int32)
+    for name, (v, shape, dtype) in want.items():
+        if not isinstance(v, Tensor) or tuple(v.shape) != tuple(shape) or v.dtype != dtype or v.device != dev:
+            raise ValueError(f"{fn}(): {name} must be {dtype} {list(shape)} on {dev}, got "
+                             f"{_desc(v) if isinstance(v, Tensor) else type(v).__name__}")
+    if F != bvh.num_faces:
+        raise ValueError(f"{fn}(): faces has {F} rows, the BVH {bvh.num_faces} faces")
+    V = sc.corners.shape[0]
+    for name, v, lo, hi in (("faces", sc.faces, 0, V), ("owner", sc.owner, 0, S), ("em_shape", sc.em_shape, 0, S),
+                            ("em_face", sc.em_face, 0, F), ("em_start", sc.em_start, 0, T + 1),
+                            ("lkind", sc.lkind, 0, 2), ("face", face, -1, F)):
+        if v is not None and v.numel() and (int(v.min()) < lo or int(v.max()) >= hi):
+            raise ValueError(f"{fn}(): {name} must lie in [{lo}, {hi})")
+    if ne and (int(sc.em_start[0]) != 0 or int(sc.em_start[-1]) != T or bool((sc.em_start.diff() < 1).any())):
+        raise ValueError(f"{fn}(): em_start must rise from 0 to {T}, each emitter with >= 1 triangle")
+    return R
+
+
+def _ray_args(origins, dirs, camera: PathCamera | None, like: Tensor) -> list:
+    """The kernel's ray / camera arguments (``org .. first``)."""
+    ph = torch.zeros(1, 3, dtype=like.dtype, device=like.device)
+    if camera is None:
+        return [to_warp(origins.detach().contiguous()), to_warp(dirs.detach().contiguous()), 0,
+                to_warp(torch.zeros(1, 18, dtype=like.dtype, device=like.device)),
+                to_warp(torch.zeros(1, 2, dtype=like.dtype, device=like.device)), 1, 1, 1, 0]
+    B, spp = camera.offsets.shape[:2]
+    c2w, k = camera.cam_to_world.detach(), camera.K.detach()
+    cam = torch.cat([c2w[:, :3, :3].reshape(B, 9), c2w[:, :3, 3], k[:, 0], k[:, 1, 1:], k[:, 2, 2:]], 1).contiguous()
+    return [to_warp(ph), to_warp(ph), 2 if camera.orthographic else 1, to_warp(cam),
+            to_warp(camera.offsets.detach().reshape(B * spp, 2).contiguous()), int(camera.width),
+            int(camera.width * camera.height), int(spp), int(camera.first)]
+
+
+def _args(bvh, sc: PathScene, refl, emis, lscale, origins, dirs, face, st: PathSettings, tiny, ntiny,
+          camera: PathCamera | None = None) -> list:
+    dt = sc.corners.dtype
+    given = face is not None
+    nl, ne = int(sc.lkind.shape[0]), int(sc.em_shape.shape[0])
+    one_i = torch.zeros(1, dtype=torch.int32, device=sc.corners.device)
+
+    def nz(t, shape):  # Warp arrays stay non-empty
+        return t if t.shape[0] else torch.zeros(shape, dtype=t.dtype, device=t.device)
+
+    bg = torch.tensor([st.background], dtype=dt, device=sc.corners.device)
+    return [*bvh.args(), to_warp(sc.corners), to_warp(sc.faces), to_warp(sc.owner), to_warp(sc.kind),
+            to_warp(refl), to_warp(emis), to_warp(sc.is_em), to_warp(sc.em_area), ne, to_warp(nz(sc.em_shape, 1)),
+            to_warp(sc.em_start), to_warp(nz(sc.em_face, 1)), to_warp(nz(sc.em_cdf, 1)), nl,
+            to_warp(nz(sc.lkind, 1)), to_warp(nz(sc.lvec, (1, 3))), to_warp(nz(lscale, (1, 3))),
+            to_warp(nz(sc.lfall, (1, 3))), *_ray_args(origins, dirs, camera, sc.corners), int(given),
+            to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
+            int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)), int(ne > 0),
+            int(st.seed) & 0x7FFFFFFF]
+
+
+def _guards(dtype: torch.dtype) -> tuple[float, float]:
+    tiny = torch.finfo(dtype).tiny
+    return tiny ** 0.5, tiny  # ray_triangle's determinant guard, safe_normalize's
+
+
+def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
+                dirs: Tensor | None, face: Tensor | None, st: PathSettings, camera: PathCamera | None = None,
+                count: int | None = None) -> tuple[Tensor, Tensor]:
+    """``(L [R, 3], hit [R] bool)``: the radiance of one path per ray and whether the ray hit anything.
+
+    Args:
+        bvh: :class:`lumigrad.ops.trace.TraceBVH` of the merged meshes (its faces are ``sc.faces``).
+        sc: :class:`PathScene`. refl: ``[S, 3]`` albedo (Lambert) / reflectance (mirror) per shape.
+        emis: ``[S, 3]`` emission per shape (0 where not emissive). lscale: ``[nl, 3]`` light colour * intensity.
+        origins, dirs: ``[R, 3]`` camera rays (unit directions), or None with ``camera`` and ``count``: the
+        ``R = count`` rays of :class:`PathCamera` samples ``camera.first ..`` are made in the kernel.
+        face: ``[R]`` int32 closest hits of the rays (-1: miss) when known, else None (the kernel finds them).
+        st: :class:`PathSettings`; path ``i`` draws its random numbers from ``(st.seed, i)``.
+
+    Not differentiable by itself (see :func:`replay_paths`).
+    """
+    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count)
+    dt, dev = sc.corners.dtype, sc.corners.device
+    out = torch.empty(R, 3, dtype=dt, device=dev)
+    hit = torch.empty(R, dtype=torch.int32, device=dev)
+    ph = placeholder(sc.corners, 1, 3)
+    args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), origins, dirs, face, st,
+                 *_guards(dt), camera)
+    launch(_k.trace_paths_kernel, R, args + [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out),
+                                             to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph)],
+           warp_device(sc.corners))
+    return out, hit.bool()
+
+
+def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
+                 dirs: Tensor | None, face: Tensor | None, st: PathSettings, grad: Tensor,
+                 need: tuple[bool, bool, bool], camera: PathCamera | None = None, count: int | None = None,
+                 pixel_base: int = 0, radiance: Tensor | None = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3])`` of ``sum(grad * L)`` for the paths of
+    :func:`trace_paths` with the same arguments (None where ``need`` is False); path replay, two passes per path
+    (one when ``g_refl`` is not needed).
+
+    ``grad``: ``[R, 3]`` per ray; with ``camera``, per pixel instead: sample ``r`` of pixel ``p = r // spp``
+    takes row ``p - pixel_base`` divided by ``spp`` (the cotangent of the pixel's mean). ``radiance``: the
+    ``[R, 3]`` ``L`` of :func:`trace_paths` when kept, which saves the replay's first pass (memory per sample).
+    """
+    fn = "replay_paths"
+    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count)
+    dt, dev = sc.corners.dtype, sc.corners.device
+    if camera is None:
+        shape, gdiv, gbase, gscale = (R, 3), 1, 0, 1.0
+    else:
+        spp = int(camera.offsets.shape[1])
+        lo, hi = camera.first // spp - pixel_base, (camera.first + max(R, 1) - 1) // spp - pixel_base
+        if lo < 0:
+            raise ValueError(f"{fn}(): pixel_base {pixel_base} lies after the first pixel {camera.first // spp}")
+        shape, gdiv, gbase, gscale = (max(hi + 1, int(grad.shape[0]) if isinstance(grad, Tensor) else 0), 3), spp, \
+            pixel_base, 1.0 / spp
+    if not isinstance(grad, Tensor) or tuple(grad.shape) != shape or grad.dtype != dt or grad.device != dev:
+        raise ValueError(f"{fn}(): grad must be {dt} {list(shape)} on {dev}, got "
+                         f"{_desc(grad) if isinstance(grad, Tensor) else type(grad).__name__}")
+    if radiance is not None and (not isinstance(radiance, Tensor) or tuple(radiance.shape) != (R, 3)
+                                 or radiance.dtype != dt or radiance.device != dev):
+        raise ValueError(f"{fn}(): radiance must be None or {dt} [{R}, 3] on {dev}, got "
+                         f"{_desc(radiance) if isinstance(radiance, Tensor) else type(radiance).__name__}")
+    S, nl = int(sc.kind.shape[0]), int(sc.lkind.shape[0])
+    wdev = warp_device(sc.corners)
+    # CPU: one gradient row per task (a task runs its range serially); CUDA: one per thread.
+    tasks = max(1, min(num_threads() * 4, R // 512)) if wdev == "cpu" else R
+    blk = -(-R // tasks) if R else 1
+    rows = -(-R // blk) if R else 1
+    flags = int(need[0]) | int(need[1]) << 1 | int(need[2]) << 2
+    bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev) for n, w in zip(need, (S, S, nl))]
+    ph = placeholder(sc.corners, 1, 3)
+    args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), origins, dirs, face, st,
+                 *_guards(dt), camera)
+    known = radiance is not None
+    args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
+             to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
+             to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs]
+    if wdev == "cpu":
+        launch_chunks([(_k.trace_paths_kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
+    elif R:
+        launch(_k.trace_paths_kernel, R, args, wdev)
+    return tuple(b.sum(0).reshape(w, 3) if n else None for n, b, w in zip(need, bufs, (S, S, nl)))

@@ -1,0 +1,277 @@
+"""The fused path tracer (lumigrad.render._path_fused, kernel lumigrad.ops._path_kernels) vs the torch path.
+
+The torch general path (``lumigrad.render.path._radiance``) is the spec. The two draw different random
+numbers, so images and gradients are compared within Monte Carlo noise: several independent renders
+(seeds) of each give per-pixel means and standard errors, and the differences are z-scores. The
+fused renders are deterministic given the seed, so their gradients are also checked against central
+finite differences of the fused forward itself (float64, Russian roulette off, so that no sampling
+decision depends on the parameters).
+"""
+import pytest
+import torch
+
+import lumigrad.render._path_fused as pf
+from lumigrad.ops.path_trace import PathSettings, trace_paths
+from lumigrad.render.path import TraceSettings, _Scene, prepare_trace, render_trace
+from lumigrad.scene import Mesh
+from lumigrad.scene.camera import Camera
+from lumigrad.scene.lights import DirectionalLight, PointLight
+from lumigrad.scene.materials import LambertMaterial
+from lumigrad.scene.trace_types import MirrorMaterial, Shape
+
+DT = torch.float64
+
+
+def _t(*x):
+    return torch.tensor(x, dtype=DT)
+
+
+def _quad(*corners):  # corners in order; normal (p1 - p0) x (p3 - p0)
+    return Mesh(torch.tensor(corners, dtype=DT), torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32))
+
+
+def box_scene(alb=None, emission=None, mirror=None, light=True, res=8, second_emitter=False):
+    """A small closed Cornell-like box: floor, ceiling, back, red / green walls, a block (or a mirror quad)
+    and a ceiling emitter; the camera looks in through the open front."""
+    alb = _t(0.7, 0.6, 0.5) if alb is None else alb
+    walls = [
+        (_quad((-1, -1, 1), (1, -1, 1), (1, -1, -1), (-1, -1, -1)), LambertMaterial(alb)),
+        (_quad((-1, 1, -1), (1, 1, -1), (1, 1, 1), (-1, 1, 1)), LambertMaterial(_t(0.7, 0.7, 0.7))),
+        (_quad((-1, -1, -1), (1, -1, -1), (1, 1, -1), (-1, 1, -1)), LambertMaterial(_t(0.7, 0.7, 0.7))),
+        (_quad((-1, -1, 1), (-1, -1, -1), (-1, 1, -1), (-1, 1, 1)), LambertMaterial(_t(0.6, 0.1, 0.1))),
+        (_quad((1, -1, -1), (1, -1, 1), (1, 1, 1), (1, 1, -1)), LambertMaterial(_t(0.1, 0.5, 0.1))),
+    ]
+    shapes = [Shape(m, mat) for m, mat in walls]
+    # A tilted quad in the middle: a mirror, or a diffuse block face.
+    tilt = _quad((-0.5, -1, 0.2), (0.5, -1, 0.2), (0.5, 0.0, -0.6), (-0.5, 0.0, -0.6))
+    shapes.append(Shape(tilt, MirrorMaterial(mirror) if mirror is not None else LambertMaterial(_t(0.5, 0.5, 0.5))))
+    if light:
+        em = _t(8.0, 6.0, 3.0) if emission is None else emission
+        shapes.append(Shape(_quad((-0.3, 0.99, -0.3), (0.3, 0.99, -0.3), (0.3, 0.99, 0.3), (-0.3, 0.99, 0.3)),
+                            LambertMaterial(0.0), emission=em))
+    if second_emitter:  # on the back wall, facing +z: three triangles of unequal areas (the CDF pick)
+        v = torch.tensor([[-0.6, 0.2, -0.99], [0.6, 0.2, -0.99], [0.6, 0.5, -0.99], [-0.6, 0.3, -0.99],
+                          [-0.8, 0.2, -0.99]], dtype=DT)
+        f = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 0, 3]], dtype=torch.int32)
+        shapes.append(Shape(Mesh(v, f), LambertMaterial(0.2), emission=_t(1.0, 3.0, 5.0)))
+    cam = Camera.look_at(_t(0.0, 0.0, 3.5), _t(0.0, 0.0, 0.0), fov_y_deg=40.0, width=res, height=res)
+    return shapes, cam
+
+
+def _renders(shapes, cam, lights, seeds, fused, **kw):
+    """``[K, H, W, 3]`` renders, one per seed, by the fused kernel or the torch path."""
+    real = pf.fused_path_ok
+    if not fused:
+        pf.fused_path_ok = lambda sc: False
+    try:
+        return torch.stack([render_trace(shapes, cam, lights, TraceSettings(seed=s, boundary="none", **kw)).image[0]
+                            for s in seeds])
+    finally:
+        pf.fused_path_ok = real
+
+
+def _z(a, b):
+    """Per-element z-scores of the means of samples ``a [K, ...]`` and ``b [K, ...]`` (independent)."""
+    se2 = a.var(0) / a.shape[0] + b.var(0) / b.shape[0]
+    return (a.mean(0) - b.mean(0)) / se2.clamp_min(1e-30).sqrt()
+
+
+def _agree(a, b):
+    z = _z(a, b)
+    # The mean squared z-score of independent unbiased estimates is ~1 (K = 8: t-distributed, a bit more).
+    assert float((z ** 2).mean()) < 2.0, float((z ** 2).mean())
+    assert float(z.abs().max()) < 6.0
+
+
+CASES = {
+    "area_mis_rr": (dict(), [], dict(max_bounces=3, rr_depth=2, mis=True)),
+    "area_no_mis": (dict(), [], dict(max_bounces=3, mis=False)),
+    "mirror_point_area": (dict(mirror=_t(0.9, 0.8, 0.7)), [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)],
+                          dict(max_bounces=3, rr_depth=2)),
+    "two_emitters": (dict(second_emitter=True), [], dict(max_bounces=2)),
+    "point_directional": (dict(light=False), [PointLight(_t(0.3, 0.8, 0.5), intensity=2.0),
+                                              DirectionalLight(_t(0.2, 1.0, 0.3), intensity=0.5)],
+                          dict(max_bounces=2)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_images_agree_with_torch_path(case):
+    kw, lights, st = CASES[case]
+    shapes, cam = box_scene(**kw)
+    sc = _Scene(shapes, cam, lights, TraceSettings(**st), prepare_trace(shapes))
+    assert pf.fused_path_ok(sc)
+    a = _renders(shapes, cam, lights, range(8), True, spp=16, **st)
+    b = _renders(shapes, cam, lights, range(100, 108), False, spp=16, **st)
+    assert float(a.mean()) > 0.02
+    _agree(a, b)
+
+
+def _params():
+    alb = _t(0.7, 0.0, 0.5).requires_grad_(True)  # an albedo channel exactly 0
+    em = _t(8.0, 6.0, 3.0).requires_grad_(True)
+    refl = _t(0.9, 0.8, 0.0).requires_grad_(True)  # a reflectance channel exactly 0
+    inten = torch.tensor(1.5, dtype=DT, requires_grad=True)
+    return alb, em, refl, inten
+
+
+def _loss(alb, em, refl, inten, seed=0, chunk=1 << 16, mis=True, res=6, spp=8, rr=9, replay=False):
+    shapes, cam = box_scene(alb=alb, emission=em, mirror=refl, res=res)
+    lights = [PointLight(_t(0.3, 0.8, 0.5), intensity=inten)]
+    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, chunk_rays=chunk, mis=mis, replay=replay)
+    img = render_trace(shapes, cam, lights, st).image
+    w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
+    return (img * w).sum()
+
+
+@pytest.mark.parametrize("chunk,replay", [(1 << 16, False), (97, True)])  # whole-pixel chunks / split pixels
+def test_gradients_match_finite_differences(chunk, replay):
+    """Fused gradients (path replay) vs central differences of the fused forward (RR off: exact up to FD error)."""
+    params = _params()
+    assert torch.autograd.gradcheck(lambda *p: _loss(*p, chunk=chunk, replay=replay), params, eps=1e-6, atol=1e-6,
+                                    rtol=1e-5)
+    g = torch.autograd.grad(_loss(*params, chunk=chunk, replay=replay), params)
+    # The zero channels get gradients (the 0 / 0 of path replay is handled) and they are not trivial.
+    assert float(g[0][1]) > 1e-3 and float(g[2][2]) > 1e-3
+
+
+def test_gradients_agree_with_torch_path():
+    """Fused vs torch gradients (Russian roulette on) within Monte Carlo noise."""
+    def grads(fused, seeds):
+        real = pf.fused_path_ok
+        if not fused:
+            pf.fused_path_ok = lambda sc: False
+        try:
+            out = []
+            for s in seeds:
+                params = _params()
+                g = torch.autograd.grad(_loss(*params, seed=s, rr=2, res=6, spp=4), params)
+                out.append(torch.cat([x.reshape(-1) for x in g]))
+            return torch.stack(out)
+        finally:
+            pf.fused_path_ok = real
+
+    a, b = grads(True, range(8)), grads(False, range(100, 108))
+    assert float(a.abs().mean()) > 0.1
+    z = _z(a, b)
+    assert float(z.abs().max()) < 5.0, z
+
+
+def test_replay_is_deterministic_and_chunking_free_of_races():
+    params = _params()
+    g1 = torch.autograd.grad(_loss(*params, chunk=200), params)
+    g2 = torch.autograd.grad(_loss(*params, chunk=200), params)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # With TraceSettings.replay the radiance is not kept but recomputed by the replay's first pass: same paths.
+    g4 = torch.autograd.grad(_loss(*params, chunk=200, replay=True), params)
+    for a, b in zip(g1, g4):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # Without reflectance gradients the replay skips its radiance pass: the same emission / light gradients.
+    alb, em, refl, inten = params
+    g3 = torch.autograd.grad(_loss(alb.detach(), em, refl.detach(), inten, chunk=200, replay=True), [em, inten])
+    torch.testing.assert_close(g3[0], g1[1], rtol=1e-12, atol=0)
+    torch.testing.assert_close(g3[1], g1[3], rtol=1e-12, atol=0)
+
+
+def test_float32_replay_matches_float64():
+    """Path replay in float32 (radiance minus what is accounted for) keeps the gradients' accuracy: the same
+    paths (same seed) in float32 and float64 give gradients within float32 rounding of each other."""
+    out = []
+    for dt in (torch.float32, torch.float64):
+        shapes, cam = box_scene(mirror=_t(0.9, 0.8, 0.7))
+        alb = _t(0.7, 0.6, 0.5).to(dt).requires_grad_(True)
+        shapes = [Shape(Mesh(s.mesh.verts.to(dt), s.mesh.faces), s.material, None if s.emission is None else
+                        s.emission.to(dt)) for s in shapes]
+        shapes[0] = Shape(shapes[0].mesh, LambertMaterial(alb))
+        for s in shapes[1:]:
+            for k, v in vars(s.material).items():
+                if isinstance(v, torch.Tensor):
+                    setattr(s.material, k, v.to(dt))
+        img = render_trace(shapes, cam.to(dtype=dt), [], TraceSettings(spp=8, max_bounces=3, rr_depth=2)).image
+        out.append(torch.autograd.grad(img.sum(), [alb])[0].double())
+    assert float(out[1].min()) > 0.1
+    torch.testing.assert_close(out[0], out[1], rtol=1e-3, atol=0)
+
+
+def test_paths_that_miss_everything():
+    shapes, cam = box_scene()
+    away = Camera.look_at(_t(0.0, 0.0, 3.5), _t(0.0, 0.0, 9.0), width=4, height=4)
+    alb = _t(0.5, 0.5, 0.5).requires_grad_(True)
+    shapes[0] = Shape(shapes[0].mesh, LambertMaterial(alb))
+    out = render_trace(shapes, away, [], TraceSettings(spp=4, max_bounces=3, background=(0.1, 0.2, 0.3)))
+    torch.testing.assert_close(out.image, _t(0.1, 0.2, 0.3).expand(1, 4, 4, 3))
+    assert float(out.alpha.max()) == 0.0
+    (g,) = torch.autograd.grad(out.image.sum(), [alb], allow_unused=True)
+    assert g is None or float(g.abs().max()) == 0.0
+
+
+def test_predicate_scope():
+    shapes, cam = box_scene()
+    st = TraceSettings(max_bounces=3)
+    assert pf.fused_path_ok(_Scene(shapes, cam, [], st, prepare_trace(shapes)))
+    v = shapes[0].mesh.verts.clone().requires_grad_(True)
+    moved = [Shape(Mesh(v, shapes[0].mesh.faces), shapes[0].material)] + shapes[1:]
+    assert not pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))  # a geometric gradient
+    with torch.no_grad():
+        assert pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))
+    tinted = [Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=torch.ones(4, 3, dtype=DT)),
+                    shapes[0].material)] + shapes[1:]
+    assert not pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # a mesh's own colours
+    pos = _t(0.3, 0.8, 0.5).requires_grad_(True)
+    assert not pf.fused_path_ok(_Scene(shapes, cam, [PointLight(pos)], st, prepare_trace(shapes)))
+
+
+@pytest.mark.parametrize("camera", ["pinhole", "orthographic", "two_views"])
+def test_kernel_camera_rays_and_given_hits_equal_torch_rays(camera):
+    """Rays made in the kernel equal the torch camera rays (same paths, same random numbers), and camera hits
+    passed in (e.g. rasterized) give the same paths as the kernel's own BVH queries."""
+    from lumigrad.ops.trace import intersect
+    from lumigrad.render.path import _chunk_rays
+
+    shapes, cam = box_scene(mirror=_t(0.9, 0.8, 0.7))
+    if camera == "orthographic":
+        cam = Camera(cam.world_to_cam, torch.tensor([[[3.0, 0.0, 4.0], [0.0, 3.0, 4.0], [0.0, 0.0, 1.0]]], dtype=DT),
+                     cam.width, cam.height, projection="orthographic")
+    elif camera == "two_views":
+        other = Camera.look_at(_t(0.4, 0.3, 3.0), _t(0.0, -0.2, 0.0), fov_y_deg=50.0, width=8, height=8)
+        k = cam.K.clone()
+        k[0, 0, 1] = 0.3  # a skewed pixel grid
+        cam = Camera(torch.cat([cam.world_to_cam, other.world_to_cam]), torch.cat([k, other.K]), 8, 8)
+    sc = _Scene(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5))], TraceSettings(max_bounces=3, spp=4),
+                prepare_trace(shapes))
+    first = 300 if camera == "two_views" else 40  # the second view starts at sample 256
+    _, o, d, _ = _chunk_rays(sc, first, 200)
+    face = intersect(sc.accel.bvh, o, d).face
+    args = (sc.accel.bvh, pf._path_scene(sc), *(x.detach() for x in pf._rows(sc)))
+    st = pf._settings(sc, 3)
+    a, hit_a = trace_paths(*args, o, d, None, st)
+    b, hit_b = trace_paths(*args, o, d, face, st)
+    c, hit_c = trace_paths(*args, None, None, None, st, pf._camera(sc, first), 200)
+    assert bool(hit_a.any()) and torch.equal(hit_a, hit_b) and torch.equal(hit_a, hit_c) and float(a.max()) > 0
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-12)
+
+
+def test_bad_inputs():
+    shapes, cam = box_scene()
+    sc = _Scene(shapes, cam, [], TraceSettings(max_bounces=2), prepare_trace(shapes))
+    ps = pf._path_scene(sc)
+    refl, emis, ls = (x.detach() for x in pf._rows(sc))
+    o, d = torch.zeros(4, 3, dtype=DT), torch.tensor([[0.0, 0.0, -1.0]] * 4, dtype=DT)
+    st = PathSettings(sc.eps, True, 2, 3, True, 0, (0.0, 0.0, 0.0))
+    bvh = sc.accel.bvh
+    with pytest.raises(ValueError, match="trace_paths\\(\\): refl"):
+        trace_paths(bvh, ps, refl[:2], emis, ls, o, d, None, st)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): dirs"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d.float(), None, st)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): face"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d, torch.full((4,), 10**6, dtype=torch.int32), st)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): camera samples"):
+        trace_paths(bvh, ps, refl, emis, ls, None, None, None, st, pf._camera(sc, 0), 10**6)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): give origins"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d, None, st, pf._camera(sc, 0), 4)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): owner"):
+        trace_paths(bvh, ps._replace(owner=ps.owner + 100), refl, emis, ls, o, d, None, st)
+    L, hit = trace_paths(bvh, ps, refl, emis, ls, o, d, None, st)
+    assert L.shape == (4, 3) and bool(hit.all())
