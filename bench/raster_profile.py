@@ -124,6 +124,9 @@ def main():
         sys.argv = sys.argv[:1]
         import raytrace
 
+        # raytrace sets its own thread counts on import: back to ours.
+        os.environ["LUMIGRAD_NUM_THREADS"] = str(ARGS.threads)
+        torch.set_num_threads(ARGS.threads)
         lg_path.rasterize = R.rasterize
         for level, res in ((4, 256), (6, 256), (4, 512), (6, 512)):
             shapes, cam, lights = raytrace.scene(level, res)

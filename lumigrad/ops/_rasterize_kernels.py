@@ -247,6 +247,8 @@ def raster_bands_kernel(
     rast: wp.array(dtype=Any),  # [B*H*W] vec4 out
     db: wp.array(dtype=Any),  # [B*H*W] vec4 out (untouched unless want_db)
     want_db: int, tol: float,
+    ids: wp.array(dtype=wp.int32),  # [B*H*W] out when want_ids: triangle id (-1: empty), instead of rast and db
+    want_ids: int,
 ):
     # Band g = offset + tid * stride. One launch is one task that runs its bands in
     # order, so the plain read-compare-write depth test has no races.
@@ -302,7 +304,12 @@ def raster_bands_kernel(
             if zq != empty:
                 zbuf[slot, q0 + j] = empty
                 fid = ibuf[slot, q0 + j]
-                _resolve(rast, db, p, xs[j], py, rec, b * nf + fid - 1, zq, xs.dtype(fid), want_db, sx, sy)
+                if want_ids != 0:
+                    ids[p] = fid - 1
+                else:
+                    _resolve(rast, db, p, xs[j], py, rec, b * nf + fid - 1, zq, xs.dtype(fid), want_db, sx, sy)
+            elif want_ids != 0:
+                ids[p] = -1
             else:
                 rast[p] = z4
                 if want_db != 0:

@@ -210,6 +210,18 @@ def rasterize(
         (torch.Size([1, 8, 8, 4]), 1)
     """
     fn = "rasterize"
+    pos3, tri32, height, width = _check_inputs(fn, pos, tri, resolution, workspace)
+    if not isinstance(grad_db, bool):
+        raise TypeError(f"{fn}(): grad_db must be a bool, got {type(grad_db).__name__}")
+    batch = pos3.shape[0]
+    rast, rast_db = _RasterizeFn.apply(pos3.contiguous(), tri32, height, width, grad_db, workspace)
+    if not grad_db:
+        rast_db = rast.new_zeros(batch, height, width, 0)
+    return Rasterized(rast, rast_db)
+
+
+def _check_inputs(fn: str, pos, tri, resolution, workspace) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Validate :func:`rasterize`'s inputs; returns ``(pos [B, V, 4], tri int32, H, W)``."""
     check_float_tensor(fn, "pos", pos, (2, 3), last=4, expected="float32/float64 [B, V, 4] or [V, 4] clip positions")
     if not isinstance(tri, torch.Tensor):
         raise TypeError(f"{fn}(): tri must be an int32 torch.Tensor [F, 3], got {type(tri).__name__}")
@@ -224,8 +236,6 @@ def rasterize(
     tri32 = check_faces(fn, tri, pos3.shape[1]) if workspace is None else workspace._faces(fn, tri, pos3.shape[1])
     height, width = check_resolution(fn, resolution)
     check_finite(fn, "pos", pos)
-    if not isinstance(grad_db, bool):
-        raise TypeError(f"{fn}(): grad_db must be a bool, got {type(grad_db).__name__}")
     batch = pos3.shape[0]
     if batch * height * width >= 2**31 or batch * tri32.shape[0] >= 2**31:
         raise ValueError(f"{fn}(): B*H*W and B*F must be < 2**31, got B={batch}, H={height}, W={width}, F={tri32.shape[0]}")
@@ -233,10 +243,48 @@ def rasterize(
         raise ValueError(
             f"{fn}(): tri has {tri32.shape[0]} faces, more than float32 rast can index exactly (2**24); use float64 pos"
         )
-    rast, rast_db = _RasterizeFn.apply(pos3.contiguous(), tri32, height, width, grad_db, workspace)
-    if not grad_db:
-        rast_db = rast.new_zeros(batch, height, width, 0)
-    return Rasterized(rast, rast_db)
+    return pos3, tri32, height, width
+
+
+def _rasterize_ids(
+    pos: torch.Tensor,  # [B, V, 4] or [V, 4] clip space
+    tri: torch.Tensor,  # [F, 3] int
+    resolution,  # (H, W)
+    *,
+    workspace: RasterizeWorkspace | None = None,
+    out: torch.Tensor | None = None,  # [B, H*W] int32
+) -> torch.Tensor:
+    """The triangle id of every pixel, ``rast[..., 3] - 1`` of :func:`rasterize` (-1: empty), as int32 ``[B, H*W]``.
+
+    For callers that need only visibility (the tracer's camera samples): on CPU the band pass writes
+    the ids and skips the barycentrics, so there is no ``rast`` to resolve, convert and copy.
+    Bitwise equal to ``rasterize(pos, tri, resolution).rast[..., 3].int() - 1``; not differentiable.
+    Written into ``out`` when given (an int32 ``[B, H*W]`` tensor on ``pos``'s device), which is returned.
+    """
+    fn = "rasterize_ids"
+    pos3, tri32, height, width = _check_inputs(fn, pos, tri, resolution, workspace)
+    batch = pos3.shape[0]
+    if out is not None and (
+        not isinstance(out, torch.Tensor) or out.dtype != torch.int32 or tuple(out.shape) != (batch, height * width)
+        or out.device != pos.device
+    ):
+        got = f"{out.dtype} {list(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{fn}(): out must be an int32 [{batch}, {height * width}] tensor on {pos.device}, got {got}")
+    with torch.no_grad():
+        pos3 = pos3.detach().contiguous()
+        if warp_device(pos3) != "cpu":
+            rast, _ = _forward(pos3, tri32, height, width, False, ws=workspace)
+            ids = rast[..., 3].to(torch.int32).view(batch, height * width) - 1
+        else:
+            ws = RasterizeWorkspace() if workspace is None else workspace
+            direct = out is not None and out.is_contiguous()
+            ids = out if direct else ws._view("ids", (batch, height * width), torch.int32, "cpu")[0]
+            _forward(pos3, tri32, height, width, False, ws=ws, ids=ids)
+        if out is None:
+            return ids
+        if ids is not out:
+            out.copy_(ids)
+        return out
 
 
 def _pixel_centres(height: int, width: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,9 +296,12 @@ def _pixel_centres(height: int, width: int, dtype, device) -> tuple[torch.Tensor
 
 def _forward(
     pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad_db: bool, mode: str | None = None,
-    ws: RasterizeWorkspace | None = None,
+    ws: RasterizeWorkspace | None = None, ids: torch.Tensor | None = None,
 ):
-    """Kernel forward on detached ``pos [B, V, 4]``; ``mode`` is "bands" (CPU default) or "atomic"."""
+    """Kernel forward on detached ``pos [B, V, 4]``; ``mode`` is "bands" (CPU default) or "atomic".
+
+    With ``ids`` (an int32 ``[B, H*W]`` CPU tensor, bands path only) the triangle ids are written
+    there instead (see :func:`_rasterize_ids`) and ``rast`` is not."""
     batch, nv = pos.shape[0], pos.shape[1]
     nf = tri.shape[0]
     device = warp_device(pos)
@@ -263,14 +314,20 @@ def _forward(
     ws = RasterizeWorkspace() if ws is None else ws
     xs, ys, xs_w, ys_w = ws._pixel_centres(height, width, pos.dtype, pos.device)
     n_pix = batch * height * width
-    rast, rast_w = _alloc(ws, "rast", (n_pix, 4), pos.dtype, pos.device, vec4)
+    rast, rast_w = _alloc(ws, "rast" if ids is None else "rast_unused", (n_pix if ids is None else 1, 4), pos.dtype,
+                          pos.device, vec4)
     db, db_w = _alloc(ws, "db" if grad_db else "db_unused", (n_pix, 4) if grad_db else (1, 4), pos.dtype, pos.device, vec4)
     bbox, bbox_w = _alloc(ws, "bbox", (batch * nf, 4), torch.int32, pos.device)
     rec, rec_w = _alloc(ws, "rec", (batch * nf, _k.REC), pos.dtype, pos.device)
     setup_args = [to_warp(pos.view(batch * nv, 4)), ws._faces_warp(tri), nf, nv, height, width, bbox_w, rec_w]
     if mode == "bands":
-        _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, pos.dtype, device, ws)
+        ids_w = to_warp(ids.view(-1)) if ids is not None else None
+        _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, pos.dtype, device, ws, ids_w)
+        if ids is not None:
+            return ids, None
     else:
+        if ids is not None:
+            raise ValueError("rasterize(): ids are written by the bands path only")
         launch(_k.setup_kernel, batch * nf, setup_args, device)
         rast[:, :2] = 0
         rast[:, 2] = _k._EMPTY_Z
@@ -286,11 +343,14 @@ def _forward(
     return rast, db
 
 
-def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, dtype, device, ws):
+def _forward_bands(
+    batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, dtype, device, ws, ids_w=None
+):
     """CPU path: set up and bin triangles to row bands (CSR), then rasterize the bands in parallel.
 
     Three parallel phases (each a barrier, so few of them): setup + count per chunk
-    of triangles, fill the per-band lists, rasterize the bands. The buffers and their
+    of triangles, fill the per-band lists, rasterize the bands (writing ``rast`` / ``db``,
+    or only the ids into ``ids_w`` when given). The buffers and their
     Warp views come from the workspace ``ws``, and the prefix sums run in numpy: at
     256^2 the per-call glue, not the kernels, was most of the time.
     """
@@ -340,6 +400,7 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     args = [
         n_bands, _BAND_ROWS, bands_per_img, height, width, nf, xs_w, ys_w, rec_w, bbox_w,
         band_start_w, tlist, tcull, tz, zbuf, ibuf, tmax, rast_w, db_w, int(grad_db), _SPAN_TOL[dtype],
+        ids_w if ids_w is not None else _alloc(ws, "ids_unused", (1,), torch.int32, "cpu")[1], int(ids_w is not None),
     ]  # fmt: skip
     launch_chunks(
         [(_k.raster_bands_kernel, (n_bands - w + tasks - 1) // tasks, [w, tasks, *args]) for w in range(tasks)], device
