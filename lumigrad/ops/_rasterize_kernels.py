@@ -53,17 +53,21 @@ def setup_kernel(
 
 @wp.kernel
 def vertex_px_kernel(
-    offset: int, pos: wp.array2d(dtype=Any), height: int, width: int,
+    offset: int, n_chunks: int, pos: wp.array2d(dtype=Any), height: int, width: int,
     vpx: wp.array2d(dtype=wp.int32),  # [B*V, 4] out: see _vertex_px
     vz: wp.array(dtype=wp.float64),  # [B*V] out: z / w
 ):
-    i = wp.tid() + offset
-    x0, x1, y0, y1, zw = _vertex_px(pos, i, height, width)
-    vpx[i, 0] = x0
-    vpx[i, 1] = x1
-    vpx[i, 2] = y0
-    vpx[i, 3] = y1
-    vz[i] = zw
+    """Chunk c of the vertices: a loop per thread, since a kernel thread per vertex costs more
+    in per-thread launch overhead than the vertex's own work."""
+    c = wp.tid() + offset
+    n = pos.shape[0]
+    for i in range(n * c // n_chunks, n * (c + 1) // n_chunks):
+        x0, x1, y0, y1, zw = _vertex_px(pos, i, height, width)
+        vpx[i, 0] = x0
+        vpx[i, 1] = x1
+        vpx[i, 2] = y0
+        vpx[i, 3] = y1
+        vz[i] = zw
 
 
 @wp.kernel

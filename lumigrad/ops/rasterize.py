@@ -369,7 +369,11 @@ def _forward_bands(
     n_verts = setup_args[0].shape[0]
     vpx_w = _alloc(ws, "vpx", (n_verts, 4), torch.int32, "cpu")[1]
     vz_w = _alloc(ws, "vz", (n_verts,), torch.float64, "cpu")[1]
-    launch(_k.vertex_px_kernel, n_verts, [setup_args[0], height, width, vpx_w, vz_w], device)
+    v_chunks = max(1, min(threads, n_verts // 4096))
+    launch_chunks(
+        [(_k.vertex_px_kernel, 1, [c, v_chunks, setup_args[0], height, width, vpx_w, vz_w]) for c in range(v_chunks)],
+        device,
+    )
     head = [n_chunks, n_tris, _BAND_SHIFT, bands_per_img]
     launch_chunks(
         [(_k.setup_count_kernel, 1, [c, *head, *setup_args, vpx_w, vz_w, back_w, zlo_w, counts_w])
