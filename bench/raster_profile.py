@@ -7,7 +7,9 @@ torch glue in between. Columns per stage: the calling thread's CPU time (``time.
 with ``--threads 1`` (all launches then run on the calling thread), median over ``--reps``
 calls, in ms. ``--threads 2`` gives wall times instead (``time.perf_counter``).
 
-Usage: ``PYTHONPATH=$PWD python bench/raster_profile.py [--threads 1] [--reps 9] [--primary]``.
+Usage: ``PYTHONPATH=$PWD python bench/raster_profile.py [--threads 1] [--reps 9] [--primary]``
+(``PYTHONPATH`` may point at another checkout's sources to profile those). ``--primary`` adds
+``render_trace``'s ``_raster_primary`` on the scene of ``bench/raytrace.py``.
 """
 from __future__ import annotations
 
@@ -76,6 +78,9 @@ for _n in ("_alloc", "check_faces", "check_finite", "check_float_tensor", "check
 _fn_apply = R._RasterizeFn.apply
 R._RasterizeFn.apply = _timed(lambda a: "autograd.Function", _fn_apply)
 R.rasterize = _timed(lambda a: "rasterize (validation, wrapper)", R.rasterize)
+if hasattr(R, "_rasterize_ids"):  # the tracer's ids-only entry point
+    R._rasterize_ids = _timed(lambda a: "rasterize (validation, wrapper)", R._rasterize_ids)
+    R._check_inputs = _timed(lambda a: "_check_inputs", R._check_inputs)
 
 
 def clip_positions(verts: np.ndarray) -> torch.Tensor:
@@ -128,6 +133,8 @@ def main():
         os.environ["LUMIGRAD_NUM_THREADS"] = str(ARGS.threads)
         torch.set_num_threads(ARGS.threads)
         lg_path.rasterize = R.rasterize
+        if hasattr(lg_path, "_rasterize_ids"):
+            lg_path._rasterize_ids = R._rasterize_ids
         for level, res in ((4, 256), (6, 256), (4, 512), (6, 512)):
             shapes, cam, lights = raytrace.scene(level, res)
             accel = lg_path.prepare_trace(shapes)

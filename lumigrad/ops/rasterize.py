@@ -6,9 +6,11 @@ functions are in :mod:`lumigrad.ops._rasterize_funcs`, the forward kernels in
 :mod:`lumigrad.ops._rasterize_grad_kernels`. On CPU the image is split into bands
 of rows that run in parallel on the thread pool with no atomics (``bands``); on
 CUDA one thread per triangle uses atomics (``atomic``). Both give bitwise equal
-results. Memory: besides the outputs, a ``[B*F, 12]`` per-triangle record and,
-on CPU, per-vertex pixel bounds, band lists and one band of depth / id scratch
-per thread task; the backward needs one
+results. :func:`_rasterize_ids` (private, for the tracer's camera samples) runs the
+same CPU band pass but writes only the triangle ids. Memory: besides the outputs, a
+``[B*F, 12]`` per-triangle record and, on CPU, per-vertex pixel bounds, band lists
+(capacity rounded up to a power of two) and one band of depth / id scratch per
+thread task; the backward needs one
 ``[B*V, 4]`` buffer per CPU task (CUDA: ``[3 * 2**20, 4]`` per-corner chunks).
 """
 from __future__ import annotations
@@ -78,7 +80,8 @@ class RasterizeWorkspace:
     torch's "modified by an inplace operation" error; it never returns a wrong
     gradient. Use one workspace per thread. Memory: the outputs plus about
     ``B*F*90 + B*V*24`` bytes (float32, CPU) of per-triangle records, band
-    lists and per-vertex bounds, kept until the workspace is dropped.
+    lists (up to twice that for the lists, whose capacity is a power of two)
+    and per-vertex bounds, kept until the workspace is dropped.
 
     Example:
         >>> ws = RasterizeWorkspace()
