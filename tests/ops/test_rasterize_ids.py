@@ -6,6 +6,8 @@ import torch
 from lumigrad.ops.rasterize import RasterizeWorkspace, _forward, _rasterize_ids, rasterize
 from test_rasterize import DTYPES, _icosphere, _random_scene
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 
 def _ids_of(pos, tri, res):
     """What _rasterize_ids must equal: rasterize's id channel minus one, as int32 [B, H*W]."""
@@ -49,15 +51,17 @@ def test_ids_equal_rasterize(dtype):
     assert set(torch.unique(ids).tolist()) == {-1, 0, 1}  # ties to the smaller id: 2 and 3 never win
 
 
-def test_ids_workspace_and_out():
+@pytest.mark.parametrize("device", DEVICES)
+def test_ids_workspace_and_out(device):
+    # On CUDA _rasterize_ids runs rasterize's atomic path and converts its id channel.
     ws = RasterizeWorkspace()
-    pos, tri = _random_scene(torch.float32, batch=2, seed=1, behind=True)
+    pos, tri = (t.to(device) for t in _random_scene(torch.float32, batch=2, seed=1, behind=True))
     want = _ids_of(pos, tri, (21, 23))
-    out = torch.full((2, 3, 21 * 23), 7, dtype=torch.int32)
+    out = torch.full((2, 3, 21 * 23), 7, dtype=torch.int32, device=device)
     for s in range(3):  # strided slices of a [B, S, H*W] tensor, as the tracer passes them
         assert _rasterize_ids(pos, tri, (21, 23), workspace=ws, out=out[:, s]) is not None
     assert torch.equal(out, want[:, None].expand(2, 3, -1))
-    flat = torch.empty(2, 21 * 23, dtype=torch.int32)
+    flat = torch.empty(2, 21 * 23, dtype=torch.int32, device=device)
     assert _rasterize_ids(pos, tri, (21, 23), workspace=ws, out=flat) is flat and torch.equal(flat, want)
     # The same workspace then serves rasterize, whose outputs are unchanged by the ids passes.
     rast, db = rasterize(pos, tri, (21, 23), workspace=ws)
