@@ -16,6 +16,8 @@ light, one camera. Columns (medians over --reps runs after warm-up):
 * ``lg rays cpu ns``, ``lg raster cpu ns``, ``mi rays cpu ns``: CPU time (all threads of the process) per
   primary ray; run with ``--threads 1`` for single-thread figures (then also ``lg ... thr``: the calling
   thread's CPU time, ``time.thread_time``, which holds all of lumigrad's work with one thread).
+  ``raster cpu lg/mi``: ``lg raster cpu ns`` over ``mi rays cpu ns`` (less noisy than the wall ratio
+  on a shared machine). ``--no-fb`` skips the fb columns below (a quick primary-visibility run).
 * ``lg fb ms``, ``mi fb ms``: direct lighting with shadows, 4 spp, forward +
   backward of the mean image w.r.t. all vertex positions (lumigrad:
   ``render_trace`` with edge-sampled boundaries, one edge sample per pixel;
@@ -60,6 +62,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--resolutions", type=int, nargs="+", help="image sizes (default 256 512; --quick: 256)")
     p.add_argument("--out", help="also write the table as markdown to this file")
     p.add_argument("--fb-bvh", action="store_true", help="also time fwd+bwd with TraceSettings(primary='bvh')")
+    p.add_argument("--no-fb", action="store_true", help="skip the fwd+bwd render columns (primary visibility only)")
     p.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
     return p.parse_args()
 
@@ -163,8 +166,9 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
         img = render_trace(sh, cam, lights, TraceSettings(spp=4, primary=primary), accel=accel).image
         img.mean().backward()
 
-    fns["lg_fb"] = lg_fb
-    if ARGS.fb_bvh:
+    if not ARGS.no_fb:
+        fns["lg_fb"] = lg_fb
+    if ARGS.fb_bvh and not ARGS.no_fb:
         fns["lg_fb_bvh"] = lambda: lg_fb("bvh")
     if mi is not None:
         from lumigrad._mitsuba import mitsuba_scene
@@ -191,34 +195,44 @@ def bench_case(level: int, res: int, mi, dr) -> dict:
             dr.sync_thread()
             dr.disable_grad(params[key])
 
-        fns["mi_rays"], fns["mi_fb"] = mi_rays, mi_fb
+        fns["mi_rays"] = mi_rays
+        if not ARGS.no_fb:
+            fns["mi_fb"] = mi_fb
     t, c, h = timed(fns, ARGS.reps)
     rays = res * res
-    row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"], "lg fb ms": 1e3 * t["lg_fb"],
-                "lg fb cpu s": c["lg_fb"], "lg raster Mray/s": rays / t["lg_raster"] / 1e6,
+    row.update({"lg Mray/s": rays / t["lg_rays"] / 1e6, "refit ms": 1e3 * t["refit"],
+                "lg raster Mray/s": rays / t["lg_raster"] / 1e6,
                 "lg rays cpu ns": 1e9 * c["lg_rays"] / rays, "lg raster cpu ns": 1e9 * c["lg_raster"] / rays})
-    if ARGS.fb_bvh:
+    if not ARGS.no_fb:
+        row.update({"lg fb ms": 1e3 * t["lg_fb"], "lg fb cpu s": c["lg_fb"]})
+    if ARGS.fb_bvh and not ARGS.no_fb:
         row.update({"lg fb bvh ms": 1e3 * t["lg_fb_bvh"], "lg fb bvh cpu s": c["lg_fb_bvh"]})
     if ARGS.threads == 1:
-        row.update({"lg rays thr ns": 1e9 * h["lg_rays"] / rays, "lg raster thr ns": 1e9 * h["lg_raster"] / rays,
-                    "lg fb thr s": h["lg_fb"]})
-        if ARGS.fb_bvh:
+        row.update({"lg rays thr ns": 1e9 * h["lg_rays"] / rays, "lg raster thr ns": 1e9 * h["lg_raster"] / rays})
+        if not ARGS.no_fb:
+            row["lg fb thr s"] = h["lg_fb"]
+        if ARGS.fb_bvh and not ARGS.no_fb:
             row["lg fb bvh thr s"] = h["lg_fb_bvh"]
     if mi is not None:
-        row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6, "mi fb ms": 1e3 * t["mi_fb"], "mi fb cpu s": c["mi_fb"]})
+        row.update({"mi Mray/s": rays / t["mi_rays"] / 1e6})
         row["mi rays cpu ns"] = 1e9 * c["mi_rays"] / rays
         row["rays time lg/mi"] = t["lg_rays"] / t["mi_rays"]
         row["raster time lg/mi"] = t["lg_raster"] / t["mi_rays"]
-        row["fb time lg/mi"] = t["lg_fb"] / t["mi_fb"]
-        row["fb cpu lg/mi"] = c["lg_fb"] / c["mi_fb"]
+        row["raster cpu lg/mi"] = c["lg_raster"] / c["mi_rays"]
+        if not ARGS.no_fb:
+            row.update({"mi fb ms": 1e3 * t["mi_fb"], "mi fb cpu s": c["mi_fb"]})
+            row["fb time lg/mi"] = t["lg_fb"] / t["mi_fb"]
+            row["fb cpu lg/mi"] = c["lg_fb"] / c["mi_fb"]
     return row
 
 
 COLUMNS = ["case", "F", "res", "lg Mray/s", "lg raster Mray/s", "mi Mray/s", "rays time lg/mi", "raster time lg/mi",
-           "lg rays cpu ns", "lg raster cpu ns", "mi rays cpu ns", "lg fb ms", "lg fb bvh ms", "mi fb ms",
-           "fb time lg/mi", "lg fb cpu s", "lg fb bvh cpu s", "mi fb cpu s", "fb cpu lg/mi", "refit ms"]
+           "lg rays cpu ns", "lg raster cpu ns", "mi rays cpu ns", "raster cpu lg/mi", "lg fb ms", "lg fb bvh ms",
+           "mi fb ms", "fb time lg/mi", "lg fb cpu s", "lg fb bvh cpu s", "mi fb cpu s", "fb cpu lg/mi", "refit ms"]
 if ARGS.threads == 1:
     COLUMNS += ["lg rays thr ns", "lg raster thr ns", "lg fb thr s", "lg fb bvh thr s"]
+if ARGS.no_fb:
+    COLUMNS = [c for c in COLUMNS if " fb " not in c and not c.startswith("fb ")]
 
 
 def table(rows: list[dict]) -> str:

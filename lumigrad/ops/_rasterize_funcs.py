@@ -16,14 +16,30 @@ results are bitwise identical:
   bbox of ``_screen_bbox``), then triangles are set up and binned to bands of
   image rows (CSR lists; a back face is stored as ``-1 - t`` with its tile
   range and z lower bound beside it), and each thread task runs whole bands one
-  after another: clear a cache-sized depth / id scratch, draw the front faces,
+  after another in a cache-sized depth / id scratch: draw the front faces,
   then the back faces not hidden behind the tiles drawn so far; a triangle
   whose clipped box has at most ``_SMALL_BOX`` pixels is tested pixel by pixel
   (``_fragment``, as the atomic path), a larger one row by row over a
   conservative span (exact edge tests only near the span ends); keep the
   nearest fragment with a plain compare-and-write, then resolve (u, v) and
-  ``rast_db`` once per pixel. Bands write disjoint rows, so there are no
-  atomics and no races.
+  ``rast_db`` once per pixel (or, for the tracer's ``_rasterize_ids``, write
+  only the triangle id). An empty scratch pixel holds depth ``_EMPTY_Z``
+  (behind any accepted fragment), so the depth test and the tile depths read
+  one value and the ids need no clearing; the resolve puts ``_EMPTY_Z`` back,
+  so a task clears its scratch once, before its first band. Bands write
+  disjoint rows, so there are no atomics and no races.
+
+Where a call's time goes (CPU, one thread, ``bench/raster_profile.py``, tables in
+``bench/results_cpu5.md``): at 1024^2 with 5k-82k triangles the band pass (drawing
+~260k triangle rows and ~0.7M pixels, then resolving ~0.6M covered pixels) is 70-80 %;
+with 1.3M triangles the per-triangle setup (~50 ns a triangle: vertex gathers, edge rows
+and the float64 z plane of the ~1.2M triangles with a non-empty box, two thirds of them
+back faces) is half and binning and culling most of the rest; at 256^2 the fixed per-call
+costs (validation, views of the buffers, launches) were about a third before the
+workspace kept its views (now ~0.4 ms). Tried and dropped (no gain, measured A/B):
+fragments emitted by the setup for triangles of <= 4 box pixels (the tests moved from the
+band pass to the setup, 5-15 % slower at 1.3M), runs found by exact tests from both row
+ends for narrow triangles, the last resolved record kept in registers, 16-column tiles.
 * ``atomic`` (CUDA): one thread per triangle, ``atomic_min`` on z, then on the id
   among equal z, then a per-pixel resolve. It also runs (single-threaded) on CPU
   for the tests.

@@ -53,17 +53,21 @@ def setup_kernel(
 
 @wp.kernel
 def vertex_px_kernel(
-    offset: int, pos: wp.array2d(dtype=Any), height: int, width: int,
+    offset: int, n_chunks: int, pos: wp.array2d(dtype=Any), height: int, width: int,
     vpx: wp.array2d(dtype=wp.int32),  # [B*V, 4] out: see _vertex_px
     vz: wp.array(dtype=wp.float64),  # [B*V] out: z / w
 ):
-    i = wp.tid() + offset
-    x0, x1, y0, y1, zw = _vertex_px(pos, i, height, width)
-    vpx[i, 0] = x0
-    vpx[i, 1] = x1
-    vpx[i, 2] = y0
-    vpx[i, 3] = y1
-    vz[i] = zw
+    """Chunk c of the vertices: a loop per thread, since a kernel thread per vertex costs more
+    in per-thread launch overhead than the vertex's own work."""
+    c = wp.tid() + offset
+    n = pos.shape[0]
+    for i in range(n * c // n_chunks, n * (c + 1) // n_chunks):
+        x0, x1, y0, y1, zw = _vertex_px(pos, i, height, width)
+        vpx[i, 0] = x0
+        vpx[i, 1] = x1
+        vpx[i, 2] = y0
+        vpx[i, 3] = y1
+        vz[i] = zw
 
 
 @wp.kernel
@@ -137,9 +141,10 @@ def bin_fill_kernel(
 
 @wp.func
 def _depth_test(zbuf: wp.array2d(dtype=Any), ibuf: wp.array2d(dtype=wp.int32), slot: int, q: int, z: Any, fid: int):
-    # Sequential within a band: nearest z wins, ties go to the smaller id (ibuf 0 = empty).
-    cur = ibuf[slot, q]
-    if cur == 0 or z < zbuf[slot, q] or (z == zbuf[slot, q] and fid < cur):
+    # Sequential within a band: nearest z wins, ties go to the smaller id. An empty pixel holds
+    # z = _EMPTY_Z, behind any accepted z (<= 1), so its id is never read and needs no clearing.
+    zq = zbuf[slot, q]
+    if z < zq or (z == zq and fid < ibuf[slot, q]):
         zbuf[slot, q] = z
         ibuf[slot, q] = fid
 
@@ -222,19 +227,13 @@ def _raster_tri(
 
 
 @wp.func
-def _tile_max_depth(
-    zbuf: wp.array2d(dtype=Any), ibuf: wp.array2d(dtype=wp.int32), tmax: wp.array2d(dtype=Any), slot: int,
-    rows: int, width: int,
-):
-    """Farthest depth per tile of the band so far; an empty pixel counts as infinitely far."""
+def _tile_max_depth(zbuf: wp.array2d(dtype=Any), tmax: wp.array2d(dtype=Any), slot: int, rows: int, width: int):
+    """Farthest depth per tile of the band so far; an empty pixel (z = _EMPTY_Z) is farther than any."""
     for tile in range((width + _TILE - 1) // _TILE):
         far = zbuf.dtype(-8.0)
         for i in range(rows):
             for j in range(tile * _TILE, wp.min(tile * _TILE + _TILE, width)):
-                z = zbuf[slot, i * width + j]
-                if ibuf[slot, i * width + j] == 0:
-                    z = zbuf.dtype(_EMPTY_Z)
-                far = wp.max(far, z)
+                far = wp.max(far, zbuf[slot, i * width + j])
         tmax[slot, tile] = far
 
 
@@ -246,12 +245,14 @@ def raster_bands_kernel(
     rec: wp.array2d(dtype=Any), bbox: wp.array2d(dtype=wp.int32),
     band_start: wp.array(dtype=wp.int32),  # [n_bands + 1] CSR offsets into tlist
     tlist: wp.array(dtype=wp.int32), tcull: wp.array2d(dtype=wp.int32), tz: wp.array(dtype=Any),  # see bin_fill_kernel
-    zbuf: wp.array2d(dtype=Any),  # [tasks, band_rows * W] scratch depth; row `offset` is this task's
-    ibuf: wp.array2d(dtype=wp.int32),  # [tasks, band_rows * W] scratch id + 1 (0 = empty)
+    zbuf: wp.array2d(dtype=Any),  # [tasks, band_rows * W] scratch depth (_EMPTY_Z: empty); row `offset` is this task's
+    ibuf: wp.array2d(dtype=wp.int32),  # [tasks, band_rows * W] scratch id + 1, valid where zbuf is not empty
     tmax: wp.array2d(dtype=Any),  # [tasks, ceil(W / _TILE)] scratch max depth per tile
     rast: wp.array(dtype=Any),  # [B*H*W] vec4 out
     db: wp.array(dtype=Any),  # [B*H*W] vec4 out (untouched unless want_db)
     want_db: int, tol: float,
+    ids: wp.array(dtype=wp.int32),  # [B*H*W] out when want_ids: triangle id (-1: empty), instead of rast and db
+    want_ids: int,
 ):
     # Band g = offset + tid * stride. One launch is one task that runs its bands in
     # order, so the plain read-compare-write depth test has no races.
@@ -263,18 +264,25 @@ def raster_bands_kernel(
     row0 = (g - b * bands_per_img) * band_rows
     row1 = wp.min(row0 + band_rows, height)
     zero = xs.dtype(0.0)
-    for q in range((row1 - row0) * width):
-        ibuf[slot, q] = 0
+    empty = xs.dtype(_EMPTY_Z)
+    if wp.tid() == 0:
+        # The task's first band; the resolve below leaves the scratch empty again for the next one.
+        for q in range(band_rows * width):
+            zbuf[slot, q] = empty
+    nback = int(0)
     # Two passes over the band's triangles: front faces (phase 0), then the rest, skipping
     # any whose z lower bound is behind everything already drawn in the tiles it spans.
     # For closed meshes this drops most back faces before any per-row work. Order does
     # not change the result: the depth test breaks ties by id explicitly.
     for phase in range(2):
+        if phase == 1 and nback == 0:
+            continue  # no back faces: no tile depths to compute
         if phase == 1:
-            _tile_max_depth(zbuf, ibuf, tmax, slot, row1 - row0, width)
+            _tile_max_depth(zbuf, tmax, slot, row1 - row0, width)
         for k in range(band_start[g], band_start[g + 1]):
             t = tlist[k]
             if (t < 0) != (phase == 1):
+                nback += 1
                 continue
             if t < 0:
                 far = xs.dtype(-8.0)
@@ -296,9 +304,16 @@ def raster_bands_kernel(
         q0 = (i - row0) * width
         for j in range(width):
             p = prow + j
-            fid = ibuf[slot, q0 + j]
-            if fid != 0:
-                _resolve(rast, db, p, xs[j], py, rec, b * nf + fid - 1, zbuf[slot, q0 + j], xs.dtype(fid), want_db, sx, sy)
+            zq = zbuf[slot, q0 + j]
+            if zq != empty:
+                zbuf[slot, q0 + j] = empty
+                fid = ibuf[slot, q0 + j]
+                if want_ids != 0:
+                    ids[p] = fid - 1
+                else:
+                    _resolve(rast, db, p, xs[j], py, rec, b * nf + fid - 1, zq, xs.dtype(fid), want_db, sx, sy)
+            elif want_ids != 0:
+                ids[p] = -1
             else:
                 rast[p] = z4
                 if want_db != 0:

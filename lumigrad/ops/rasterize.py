@@ -6,9 +6,11 @@ functions are in :mod:`lumigrad.ops._rasterize_funcs`, the forward kernels in
 :mod:`lumigrad.ops._rasterize_grad_kernels`. On CPU the image is split into bands
 of rows that run in parallel on the thread pool with no atomics (``bands``); on
 CUDA one thread per triangle uses atomics (``atomic``). Both give bitwise equal
-results. Memory: besides the outputs, a ``[B*F, 12]`` per-triangle record and,
-on CPU, per-vertex pixel bounds, band lists and one band of depth / id scratch
-per thread task; the backward needs one
+results. :func:`_rasterize_ids` (private, for the tracer's camera samples) runs the
+same CPU band pass but writes only the triangle ids. Memory: besides the outputs, a
+``[B*F, 12]`` per-triangle record and, on CPU, per-vertex pixel bounds, band lists
+(capacity rounded up to a power of two) and one band of depth / id scratch per
+thread task; the backward needs one
 ``[B*V, 4]`` buffer per CPU task (CUDA: ``[3 * 2**20, 4]`` per-corner chunks).
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import warp as wp
 from lumigrad._runtime.checks import (
@@ -77,7 +80,8 @@ class RasterizeWorkspace:
     torch's "modified by an inplace operation" error; it never returns a wrong
     gradient. Use one workspace per thread. Memory: the outputs plus about
     ``B*F*90 + B*V*24`` bytes (float32, CPU) of per-triangle records, band
-    lists and per-vertex bounds, kept until the workspace is dropped.
+    lists (up to twice that for the lists, whose capacity is a power of two)
+    and per-vertex bounds, kept until the workspace is dropped.
 
     Example:
         >>> ws = RasterizeWorkspace()
@@ -94,13 +98,43 @@ class RasterizeWorkspace:
         self._tri: torch.Tensor | None = None  # the validated tensor itself, so its id stays unique
         self._tri_state: tuple | None = None
         self._tri32: torch.Tensor | None = None
+        self._tri32_w = None  # to_warp(self._tri32)
+        # name -> (key, base buffer, view, KernelArray): a call with the same shapes reuses the
+        # views and Warp descriptors (each costs a few microseconds to build; a call needs ~20).
+        self._views: dict[str, tuple] = {}
+        self._centres: tuple | None = None  # ((H, W, dtype, device), xs, ys, xs_w, ys_w)
 
     def _faces(self, fn: str, tri: torch.Tensor, num_verts: int) -> torch.Tensor:
         state = (tri._version, tri.data_ptr(), tuple(tri.shape), tri.dtype, tri.device, num_verts)
         if tri is not self._tri or state != self._tri_state:
             self._tri32 = check_faces(fn, tri, num_verts)
             self._tri, self._tri_state = tri, state
+            self._tri32_w = None
         return self._tri32
+
+    def _faces_warp(self, tri32: torch.Tensor):
+        if self._tri32_w is None or self._tri32_w.tensor is not tri32:
+            self._tri32_w = to_warp(tri32)
+        return self._tri32_w
+
+    def _view(self, name: str, shape: tuple, dtype: torch.dtype, device, wdtype=None):
+        """``(tensor, KernelArray)`` of buffer ``name`` (see :meth:`_buffer`), reused while the buffer and shape are."""
+        key = (shape, dtype, device)
+        hit = self._views.get((name, wdtype))
+        if hit is not None and hit[0] == key and hit[1] is self._buffers.get(name):
+            torch.autograd.graph.increment_version(hit[1])
+            return hit[2], hit[3]
+        t = self._buffer(name, shape, dtype, device)
+        arr = to_warp(t, wdtype)
+        self._views[(name, wdtype)] = (key, self._buffers[name], t, arr)
+        return t, arr
+
+    def _pixel_centres(self, height: int, width: int, dtype, device):
+        key = (height, width, dtype, device)
+        if self._centres is None or self._centres[0] != key:
+            xs, ys = _pixel_centres(height, width, dtype, device)
+            self._centres = (key, xs, ys, to_warp(xs), to_warp(ys))
+        return self._centres[1:]
 
     def _buffer(self, name: str, shape: tuple, dtype: torch.dtype, device) -> torch.Tensor:
         numel = 1
@@ -116,11 +150,15 @@ class RasterizeWorkspace:
         return buf[:numel].view(shape)
 
 
-def _alloc(ws: RasterizeWorkspace | None, name: str, shape: tuple, dtype: torch.dtype, device) -> torch.Tensor:
-    """An uninitialised buffer: from the caller's workspace when there is one, else fresh."""
-    if ws is None:
-        return empty(shape, dtype, device)
-    return ws._buffer(name, shape, dtype, device)
+def _alloc(ws: RasterizeWorkspace, name: str, shape: tuple, dtype: torch.dtype, device, wdtype=None):
+    """An uninitialised buffer from the workspace and its Warp view: ``(tensor, KernelArray)``."""
+    return ws._view(name, shape, dtype, device, wdtype)
+
+
+def _capacity(n: int) -> int:
+    """``n`` rounded up to a power of two (at least 1): lists sized by it keep their buffers and views
+    while the count changes a little between calls (moving geometry)."""
+    return 1 << max(0, int(n) - 1).bit_length()
 
 
 def rasterize(
@@ -175,6 +213,18 @@ def rasterize(
         (torch.Size([1, 8, 8, 4]), 1)
     """
     fn = "rasterize"
+    pos3, tri32, height, width = _check_inputs(fn, pos, tri, resolution, workspace)
+    if not isinstance(grad_db, bool):
+        raise TypeError(f"{fn}(): grad_db must be a bool, got {type(grad_db).__name__}")
+    batch = pos3.shape[0]
+    rast, rast_db = _RasterizeFn.apply(pos3.contiguous(), tri32, height, width, grad_db, workspace)
+    if not grad_db:
+        rast_db = rast.new_zeros(batch, height, width, 0)
+    return Rasterized(rast, rast_db)
+
+
+def _check_inputs(fn: str, pos, tri, resolution, workspace) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Validate :func:`rasterize`'s inputs; returns ``(pos [B, V, 4], tri int32, H, W)``."""
     check_float_tensor(fn, "pos", pos, (2, 3), last=4, expected="float32/float64 [B, V, 4] or [V, 4] clip positions")
     if not isinstance(tri, torch.Tensor):
         raise TypeError(f"{fn}(): tri must be an int32 torch.Tensor [F, 3], got {type(tri).__name__}")
@@ -189,8 +239,6 @@ def rasterize(
     tri32 = check_faces(fn, tri, pos3.shape[1]) if workspace is None else workspace._faces(fn, tri, pos3.shape[1])
     height, width = check_resolution(fn, resolution)
     check_finite(fn, "pos", pos)
-    if not isinstance(grad_db, bool):
-        raise TypeError(f"{fn}(): grad_db must be a bool, got {type(grad_db).__name__}")
     batch = pos3.shape[0]
     if batch * height * width >= 2**31 or batch * tri32.shape[0] >= 2**31:
         raise ValueError(f"{fn}(): B*H*W and B*F must be < 2**31, got B={batch}, H={height}, W={width}, F={tri32.shape[0]}")
@@ -198,10 +246,48 @@ def rasterize(
         raise ValueError(
             f"{fn}(): tri has {tri32.shape[0]} faces, more than float32 rast can index exactly (2**24); use float64 pos"
         )
-    rast, rast_db = _RasterizeFn.apply(pos3.contiguous(), tri32, height, width, grad_db, workspace)
-    if not grad_db:
-        rast_db = rast.new_zeros(batch, height, width, 0)
-    return Rasterized(rast, rast_db)
+    return pos3, tri32, height, width
+
+
+def _rasterize_ids(
+    pos: torch.Tensor,  # [B, V, 4] or [V, 4] clip space
+    tri: torch.Tensor,  # [F, 3] int
+    resolution,  # (H, W)
+    *,
+    workspace: RasterizeWorkspace | None = None,
+    out: torch.Tensor | None = None,  # [B, H*W] int32
+) -> torch.Tensor:
+    """The triangle id of every pixel, ``rast[..., 3] - 1`` of :func:`rasterize` (-1: empty), as int32 ``[B, H*W]``.
+
+    For callers that need only visibility (the tracer's camera samples): on CPU the band pass writes
+    the ids and skips the barycentrics, so there is no ``rast`` to resolve, convert and copy.
+    Bitwise equal to ``rasterize(pos, tri, resolution).rast[..., 3].int() - 1``; not differentiable.
+    Written into ``out`` when given (an int32 ``[B, H*W]`` tensor on ``pos``'s device), which is returned.
+    """
+    fn = "rasterize_ids"
+    pos3, tri32, height, width = _check_inputs(fn, pos, tri, resolution, workspace)
+    batch = pos3.shape[0]
+    if out is not None and (
+        not isinstance(out, torch.Tensor) or out.dtype != torch.int32 or tuple(out.shape) != (batch, height * width)
+        or out.device != pos.device
+    ):
+        got = f"{out.dtype} {list(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{fn}(): out must be an int32 [{batch}, {height * width}] tensor on {pos.device}, got {got}")
+    with torch.no_grad():
+        pos3 = pos3.detach().contiguous()
+        if warp_device(pos3) != "cpu":
+            rast, _ = _forward(pos3, tri32, height, width, False, ws=workspace)
+            ids = rast[..., 3].to(torch.int32).view(batch, height * width) - 1
+        else:
+            ws = RasterizeWorkspace() if workspace is None else workspace
+            direct = out is not None and out.is_contiguous()
+            ids = out if direct else ws._view("ids", (batch, height * width), torch.int32, "cpu")[0]
+            _forward(pos3, tri32, height, width, False, ws=ws, ids=ids)
+        if out is None:
+            return ids
+        if ids is not out:
+            out.copy_(ids)
+        return out
 
 
 def _pixel_centres(height: int, width: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,9 +299,12 @@ def _pixel_centres(height: int, width: int, dtype, device) -> tuple[torch.Tensor
 
 def _forward(
     pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, grad_db: bool, mode: str | None = None,
-    ws: RasterizeWorkspace | None = None,
+    ws: RasterizeWorkspace | None = None, ids: torch.Tensor | None = None,
 ):
-    """Kernel forward on detached ``pos [B, V, 4]``; ``mode`` is "bands" (CPU default) or "atomic"."""
+    """Kernel forward on detached ``pos [B, V, 4]``; ``mode`` is "bands" (CPU default) or "atomic".
+
+    With ``ids`` (an int32 ``[B, H*W]`` CPU tensor, bands path only) the triangle ids are written
+    there instead (see :func:`_rasterize_ids`) and ``rast`` is not."""
     batch, nv = pos.shape[0], pos.shape[1]
     nf = tri.shape[0]
     device = warp_device(pos)
@@ -224,22 +313,29 @@ def _forward(
         raise ValueError(f"rasterize(): unknown mode {mode!r}")
     _log.debug("rasterize: %s path, B=%d V=%d F=%d, %dx%d", mode, batch, nv, nf, height, width)
     vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
-    xs, ys = _pixel_centres(height, width, pos.dtype, pos.device)
-    rast = _alloc(ws, "rast", (batch * height * width, 4), pos.dtype, pos.device)
-    db = _alloc(ws, "db", (batch * height * width, 4), pos.dtype, pos.device) if grad_db else rast.new_empty(1, 4)
-    bbox = _alloc(ws, "bbox", (batch * nf, 4), torch.int32, pos.device)
-    rec = _alloc(ws, "rec", (batch * nf, _k.REC), pos.dtype, pos.device)
-    bbox_w, rec_w = to_warp(bbox), to_warp(rec)
-    xs_w, ys_w, rast_w, db_w = to_warp(xs), to_warp(ys), to_warp(rast, vec4), to_warp(db, vec4)
-    setup_args = [to_warp(pos.view(batch * nv, 4)), to_warp(tri), nf, nv, height, width, bbox_w, rec_w]
+    # Without a caller's workspace, a fresh one: fresh buffers, as the call's own.
+    ws = RasterizeWorkspace() if ws is None else ws
+    xs, ys, xs_w, ys_w = ws._pixel_centres(height, width, pos.dtype, pos.device)
+    n_pix = batch * height * width
+    rast, rast_w = _alloc(ws, "rast" if ids is None else "rast_unused", (n_pix if ids is None else 1, 4), pos.dtype,
+                          pos.device, vec4)
+    db, db_w = _alloc(ws, "db" if grad_db else "db_unused", (n_pix, 4) if grad_db else (1, 4), pos.dtype, pos.device, vec4)
+    bbox, bbox_w = _alloc(ws, "bbox", (batch * nf, 4), torch.int32, pos.device)
+    rec, rec_w = _alloc(ws, "rec", (batch * nf, _k.REC), pos.dtype, pos.device)
+    setup_args = [to_warp(pos.view(batch * nv, 4)), ws._faces_warp(tri), nf, nv, height, width, bbox_w, rec_w]
     if mode == "bands":
-        _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, pos.dtype, device, ws)
+        ids_w = to_warp(ids.view(-1)) if ids is not None else None
+        _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, pos.dtype, device, ws, ids_w)
+        if ids is not None:
+            return ids, None
     else:
+        if ids is not None:
+            raise ValueError("rasterize(): ids are written by the bands path only")
         launch(_k.setup_kernel, batch * nf, setup_args, device)
         rast[:, :2] = 0
         rast[:, 2] = _k._EMPTY_Z
         rast[:, 3] = float(nf + 1)
-        common = [height, width, nf, xs_w, ys_w, rec_w, bbox_w, to_warp(rast)]
+        common = [height, width, nf, xs_w, ys_w, rec_w, bbox_w, _alloc(ws, "rast", (n_pix, 4), pos.dtype, pos.device)[1]]
         # Each pass is one launch: on CPU it runs sequentially, so the atomics are exact there too.
         launch_chunks([(_k.depth_atomic_kernel, batch * nf, [0, *common, 0])], device)
         launch_chunks([(_k.depth_atomic_kernel, batch * nf, [0, *common, 1])], device)
@@ -250,11 +346,16 @@ def _forward(
     return rast, db
 
 
-def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, dtype, device, ws=None):
+def _forward_bands(
+    batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_w, grad_db, dtype, device, ws, ids_w=None
+):
     """CPU path: set up and bin triangles to row bands (CSR), then rasterize the bands in parallel.
 
     Three parallel phases (each a barrier, so few of them): setup + count per chunk
-    of triangles, fill the per-band lists, rasterize the bands.
+    of triangles, fill the per-band lists, rasterize the bands (writing ``rast`` / ``db``,
+    or only the ids into ``ids_w`` when given). The buffers and their
+    Warp views come from the workspace ``ws``, and the prefix sums run in numpy: at
+    256^2 the per-call glue, not the kernels, was most of the time.
     """
     threads = num_threads()
     bands_per_img = (height + _BAND_ROWS - 1) // _BAND_ROWS
@@ -262,39 +363,51 @@ def _forward_bands(batch, height, width, nf, setup_args, xs_w, ys_w, rast_w, db_
     n_tris = batch * nf
     n_chunks = max(1, min(threads, n_tris // 4096))
     bbox_w, rec_w = setup_args[-2], setup_args[-1]
-    counts = _alloc(ws, "counts", (n_bands, n_chunks), torch.int32, "cpu").zero_()
-    back_w = to_warp(_alloc(ws, "back", (n_tris,), torch.int8, "cpu"))
-    zlo_w = to_warp(_alloc(ws, "zlo", (n_tris,), dtype, "cpu"))
+    counts, counts_w = _alloc(ws, "counts", (n_bands, n_chunks), torch.int32, "cpu")
+    counts_np = counts.numpy().reshape(-1)
+    counts_np[:] = 0
+    back_w = _alloc(ws, "back", (n_tris,), torch.int8, "cpu")[1]
+    zlo_w = _alloc(ws, "zlo", (n_tris,), dtype, "cpu")[1]
     # Per-vertex pixel bounds first: each vertex is divided by its w once, not once per triangle.
     n_verts = setup_args[0].shape[0]
-    vpx_w = to_warp(_alloc(ws, "vpx", (n_verts, 4), torch.int32, "cpu"))
-    vz_w = to_warp(_alloc(ws, "vz", (n_verts,), torch.float64, "cpu"))
-    launch(_k.vertex_px_kernel, n_verts, [setup_args[0], height, width, vpx_w, vz_w], device)
+    vpx_w = _alloc(ws, "vpx", (n_verts, 4), torch.int32, "cpu")[1]
+    vz_w = _alloc(ws, "vz", (n_verts,), torch.float64, "cpu")[1]
+    v_chunks = max(1, min(threads, n_verts // 4096))
+    launch_chunks(
+        [(_k.vertex_px_kernel, 1, [c, v_chunks, setup_args[0], height, width, vpx_w, vz_w]) for c in range(v_chunks)],
+        device,
+    )
     head = [n_chunks, n_tris, _BAND_SHIFT, bands_per_img]
     launch_chunks(
-        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, vpx_w, vz_w, back_w, zlo_w, to_warp(counts)])
+        [(_k.setup_count_kernel, 1, [c, *head, *setup_args, vpx_w, vz_w, back_w, zlo_w, counts_w])
          for c in range(n_chunks)],
         device,
     )  # fmt: skip
     # Band-major, chunk-minor prefix sum: each band's list is in ascending triangle order.
-    csum = torch.cumsum(counts.view(-1), 0, dtype=torch.int64)
+    csum = np.cumsum(counts_np, dtype=np.int64)
     total = int(csum[-1])
-    cursor = (csum - counts.view(-1)).to(torch.int32).view(n_bands, n_chunks)
-    band_start = torch.cat([cursor[:, 0], cursor.new_tensor([total])])
-    tlist = to_warp(_alloc(ws, "tlist", (max(total, 1),), torch.int32, "cpu"))
-    tcull = to_warp(_alloc(ws, "tcull", (max(total, 1), 2), torch.int32, "cpu"))
-    tz = to_warp(_alloc(ws, "tz", (max(total, 1),), dtype, "cpu"))
-    fill_args = [n_chunks, n_tris, nf, _BAND_SHIFT, bands_per_img, bbox_w, back_w, zlo_w, to_warp(cursor), tlist, tcull, tz]
+    cursor, cursor_w = _alloc(ws, "cursor", (n_bands, n_chunks), torch.int32, "cpu")
+    cursor_np = cursor.numpy().reshape(-1)
+    np.subtract(csum, counts_np, out=cursor_np, casting="unsafe")
+    band_start, band_start_w = _alloc(ws, "band_start", (n_bands + 1,), torch.int32, "cpu")
+    band_start_np = band_start.numpy()
+    band_start_np[:-1] = cursor_np[::n_chunks]
+    band_start_np[-1] = total
+    cap = _capacity(total)  # the lists' kernels index only [0, total)
+    tlist = _alloc(ws, "tlist", (cap,), torch.int32, "cpu")[1]
+    tcull = _alloc(ws, "tcull", (cap, 2), torch.int32, "cpu")[1]
+    tz = _alloc(ws, "tz", (cap,), dtype, "cpu")[1]
+    fill_args = [n_chunks, n_tris, nf, _BAND_SHIFT, bands_per_img, bbox_w, back_w, zlo_w, cursor_w, tlist, tcull, tz]
     launch_chunks([(_k.bin_fill_kernel, 1, [c, *fill_args]) for c in range(n_chunks)], device)
     tasks = min(n_bands, threads * _TASKS_PER_THREAD)
     # Per-task depth / id scratch for one band: small enough to stay in cache.
-    zbuf = _alloc(ws, "zbuf", (tasks, _BAND_ROWS * width), dtype, "cpu")
-    ibuf = _alloc(ws, "ibuf", (tasks, _BAND_ROWS * width), torch.int32, "cpu")
-    tmax = _alloc(ws, "tmax", (tasks, (width + _k._TILE - 1) // _k._TILE), dtype, "cpu")
+    zbuf = _alloc(ws, "zbuf", (tasks, _BAND_ROWS * width), dtype, "cpu")[1]
+    ibuf = _alloc(ws, "ibuf", (tasks, _BAND_ROWS * width), torch.int32, "cpu")[1]
+    tmax = _alloc(ws, "tmax", (tasks, (width + _k._TILE - 1) // _k._TILE), dtype, "cpu")[1]
     args = [
         n_bands, _BAND_ROWS, bands_per_img, height, width, nf, xs_w, ys_w, rec_w, bbox_w,
-        to_warp(band_start), tlist, tcull, tz, to_warp(zbuf), to_warp(ibuf), to_warp(tmax), rast_w, db_w, int(grad_db),
-        _SPAN_TOL[dtype],
+        band_start_w, tlist, tcull, tz, zbuf, ibuf, tmax, rast_w, db_w, int(grad_db), _SPAN_TOL[dtype],
+        ids_w if ids_w is not None else _alloc(ws, "ids_unused", (1,), torch.int32, "cpu")[1], int(ids_w is not None),
     ]  # fmt: skip
     launch_chunks(
         [(_k.raster_bands_kernel, (n_bands - w + tasks - 1) // tasks, [w, tasks, *args]) for w in range(tasks)], device

@@ -60,7 +60,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lumigrad.geometry.normals import dot, face_cross, safe_normalize
 from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_clip_from_K
-from lumigrad.ops.rasterize import RasterizeWorkspace, rasterize
+from lumigrad.ops.rasterize import RasterizeWorkspace, _rasterize_ids
 from lumigrad.ops.trace import TraceBVH, hit_attributes, intersect, occluded, shade_direct, trace_direct
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
@@ -801,9 +801,7 @@ def _raster_primary(sc: _Scene, force: bool = False) -> Tensor | None:
             ms[:, 0] -= (2.0 * d[:, s, 0] / W)[:, None] * m[:, 3]
             ms[:, 1] += (2.0 * d[:, s, 1] / H)[:, None] * m[:, 3]
             torch.baddbmm(ms[:, None, :, 3], vb, ms[:, :, :3].transpose(1, 2), out=pos)  # [B, V, 4]
-            rast = rasterize(pos, sc.faces, (H, W), grad_db=False, workspace=sc.accel._raster_ws).rast
-            out[:, s].copy_(rast[..., 3].reshape(B, H * W))
-        out -= 1
+            _rasterize_ids(pos, sc.faces, (H, W), workspace=sc.accel._raster_ws, out=out[:, s])
     return out
 
 
