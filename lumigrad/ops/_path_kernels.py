@@ -28,11 +28,15 @@ from lumigrad.ops._trace_kernels import _light_at, _reattach, _unit, _v3
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
-__all__ = ["trace_paths_kernel", "MIRROR"]
+__all__ = ["trace_paths_kernel", "MIRROR", "GGX"]
 
+GGX = 2  # lumigrad.render._bsdf_sampling._GGX
 MIRROR = 3  # lumigrad.render._bsdf_sampling._MIRROR; any other kind is Lambert here
 _INV_PI = 0.3183098861837907
 _TWO_PI = 6.283185307179586
+_MIN_COS = 1.0e-4  # lumigrad.shade.brdf._MIN_COS
+_MIN_ROUGHNESS = 0.02  # lumigrad.shade.brdf._MIN_ROUGHNESS
+_EPS_SQ = 1.0e-12  # lumigrad.shade.brdf._EPS_SQ (the half vector's normalisation)
 
 
 @wp.func
@@ -111,6 +115,90 @@ def _cosine(n: Any, u1: Any, u2: Any):
 
 
 @wp.func
+def _ggx(n: Any, l: Any, v: Any, base: Any, rough: Any, metal: Any, grads: int):
+    """``(f, df/dbase, df/droughness, df/dmetallic)`` per channel of :func:`lumigrad.shade.brdf._ggx` (the
+    derivatives only when ``grads``; they follow torch's clamp rule: zero outside the clamped range)."""
+    zero = rough * type(rough)(0.0)
+    one = zero + type(rough)(1.0)
+    hv = l + v
+    h = hv / wp.sqrt(wp.dot(hv, hv) + type(rough)(_EPS_SQ))
+    nl = wp.max(wp.dot(n, l), type(rough)(_MIN_COS))
+    nv = wp.max(wp.dot(n, v), type(rough)(_MIN_COS))
+    nh = wp.min(wp.max(wp.dot(n, h), zero), one)
+    vh = wp.min(wp.max(wp.dot(v, h), zero), one)
+    r = wp.min(wp.max(rough, type(rough)(_MIN_ROUGHNESS)), one)
+    alpha = r * r
+    a2 = alpha * alpha
+    sa = wp.sqrt(nv * nv * (one - a2) + a2)
+    sb = wp.sqrt(nl * nl * (one - a2) + a2)
+    den = nl * sa + nv * sb
+    vis = type(rough)(0.5) / den
+    m = wp.min(wp.max(metal, zero), one)
+    s5 = (one - vh) * (one - vh) * (one - vh) * (one - vh) * (one - vh)
+    ones = wp.vector(one, one, one)
+    f0 = type(rough)(0.04) * (one - m) * ones + m * base
+    fres = f0 + wp.cw_mul(ones - f0, ones * s5)
+    t = nh * nh * (a2 - one) + one
+    d = a2 / (type(rough)(3.141592653589793) * t * t)
+    f = ((one - m) * type(rough)(_INV_PI)) * base + (d * vis) * fres
+    dfb = ones * zero
+    dfr = dfb
+    dfm = dfb
+    if grads != 0:
+        dfb = ((one - m) * type(rough)(_INV_PI) + d * vis * m * (one - s5)) * ones
+        if metal >= zero and metal <= one:
+            dfm = type(rough)(-_INV_PI) * base + (d * vis * (one - s5)) * (base - type(rough)(0.04) * ones)
+        if rough >= type(rough)(_MIN_ROUGHNESS) and rough <= one:
+            dd = (t - type(rough)(2.0) * a2 * nh * nh) / (type(rough)(3.141592653589793) * t * t * t)
+            dvis = -type(rough)(0.5) / (den * den) * (nl * (one - nv * nv) / (type(rough)(2.0) * sa)
+                                                      + nv * (one - nl * nl) / (type(rough)(2.0) * sb))
+            dfr = ((dd * vis + d * dvis) * type(rough)(4.0) * r * r * r) * fres
+    return f, dfb, dfr, dfm
+
+
+@wp.func
+def _ggx_pdf(n: Any, wo: Any, wi: Any, ps: Any, alpha: Any):
+    """Density of :func:`_ggx_sample` (``MaterialTable.pdf``): ``ps`` GGX ``D cos`` lobe, else cosine."""
+    zero = ps * type(ps)(0.0)
+    ni = wp.dot(n, wi)
+    cosp = wp.max(ni, zero) * type(ps)(_INV_PI)
+    if ps <= zero:
+        return cosp
+    hv = wo + wi
+    h = hv / wp.max(wp.length(hv), type(ps)(1.0e-12))
+    nh = wp.min(wp.max(wp.dot(n, h), zero), type(ps)(1.0))
+    oh = wp.max(wp.abs(wp.dot(wo, h)), type(ps)(1.0e-8))
+    a2 = alpha * alpha
+    t = nh * nh * (a2 - type(ps)(1.0)) + type(ps)(1.0)
+    spec = a2 / (type(ps)(3.141592653589793) * t * t) * nh / (type(ps)(4.0) * oh)
+    if ni <= zero:
+        spec = zero
+    return ps * spec + (type(ps)(1.0) - ps) * cosp
+
+
+@wp.func
+def _ggx_sample(n: Any, wo: Any, u0: Any, u1: Any, u2: Any, ps: Any, alpha: Any):
+    """One direction of the GGX material's mixture (``MaterialTable.sample``): with probability ``ps`` the
+    mirror image of ``wo`` about a half vector drawn from ``D cos``, else cosine about ``n``."""
+    if u2 >= ps:
+        return _cosine(n, u0, u1)
+    zero = ps * type(ps)(0.0)
+    one = zero + type(ps)(1.0)
+    a = wp.vector(one, zero, zero)
+    if wp.abs(n[0]) > type(ps)(0.9):
+        a = wp.vector(zero, one, zero)
+    t = wp.normalize(wp.cross(a, n))
+    b = wp.cross(n, t)
+    a2 = alpha * alpha
+    cos2 = (one - u0) / (one + (a2 - one) * u0)
+    ct = wp.sqrt(wp.min(wp.max(cos2, zero), one))
+    st = wp.sqrt(wp.min(wp.max(one - cos2, zero), one))
+    phi = type(ps)(_TWO_PI) * u1
+    h = (st * wp.cos(phi)) * t + (st * wp.sin(phi)) * b + ct * n
+    return (type(ps)(2.0) * wp.dot(wo, h)) * h - wo
+
+
+@wp.func
 def _camera_ray(cam: wp.array2d(dtype=Any), offsets: wp.array2d(dtype=Any), mode: int, w: int, hw: int, spp: int,
                 r: int):
     """``(o, d)`` of camera sample ``r`` as :func:`lumigrad.render.path._chunk_rays` (and ``_camera_rays``)."""
@@ -165,8 +253,12 @@ def trace_paths_kernel(
     corners: wp.array2d(dtype=Any),  # [V, 6] vertex position | unit vertex normal
     faces: wp.array2d(dtype=wp.int32),  # [F, 3]
     owner: wp.array(dtype=wp.int32),  # [F] shape of each face
-    kind: wp.array(dtype=wp.int32),  # [S] MIRROR or Lambert
-    refl: wp.array2d(dtype=Any),  # [S, 3] Lambert albedo / mirror reflectance
+    kind: wp.array(dtype=wp.int32),  # [S] MIRROR, GGX or Lambert
+    refl: wp.array2d(dtype=Any),  # [S, 3] Lambert albedo / mirror reflectance / GGX base colour
+    rough: wp.array(dtype=Any),  # [S] GGX roughness (0 elsewhere)
+    metal: wp.array(dtype=Any),  # [S] GGX metallic
+    sprob: wp.array(dtype=Any),  # [S] GGX: probability of sampling the specular lobe (a constant)
+    salpha: wp.array(dtype=Any),  # [S] GGX: alpha of that lobe's sampling (a constant)
     emis: wp.array2d(dtype=Any),  # [S, 3] emitted radiance (0 for non-emitters)
     is_em: wp.array(dtype=wp.int32),  # [S]
     em_area: wp.array(dtype=Any),  # [S] total area (emitters)
@@ -206,7 +298,7 @@ def trace_paths_kernel(
     gdiv: int,
     gbase: int,
     gscale64: wp.float64,
-    need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls
+    need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls, 3: g_rm
     l_known: int,  # 1: l_fwd holds each path's radiance (from the forward pass): the replay skips its pass 0
     l_fwd: wp.array2d(dtype=Any),  # [R, 3] when l_known
     blk: int,  # gradient row of thread i: i // blk
@@ -215,6 +307,7 @@ def trace_paths_kernel(
     g_refl: wp.array2d(dtype=Any),  # [rows, 3 S]
     g_emis: wp.array2d(dtype=Any),  # [rows, 3 S]
     g_ls: wp.array2d(dtype=Any),  # [rows, 3 nl]
+    g_rm: wp.array2d(dtype=Any),  # [rows, 2 S]: roughness at 2 s, metallic at 2 s + 1
 ):
     i = wp.tid() + offset
     zero = refl.dtype(0.0)
@@ -275,8 +368,22 @@ def trace_paths_kernel(
             last = depth + 1 == max_bounces
             a = _v3(refl, s, 0)
             mirror = kind[s] == MIRROR
+            ggx = kind[s] == GGX
+            rs = zero
+            ms = zero
+            pspec = zero
+            al = one
+            if ggx:
+                rs = rough[s]
+                ms = metal[s]
+                pspec = sprob[s]
+                al = salpha[s]
+            want = adj and need & 9 != 0
             if not mirror:
-                nee = vzero  # sum over lights of (their radiance * geometry) / pi, times the albedo below
+                nee = vzero  # sum over light samples of BRDF * radiance * geometry
+                dnb = vzero  # its derivative w.r.t. the albedo / base colour (per channel)
+                dnr = vzero  # ... w.r.t. roughness, per channel (GGX)
+                dnm = vzero  # ... w.r.t. metallic, per channel (GGX)
                 for j in range(nl):
                     l, atten, dv, dsq, r, den = _light_at(lkind[j], _v3(lvec, j, 0), _v3(lfall, j, 0), p)
                     c = wp.dot(ns, l)
@@ -284,10 +391,21 @@ def trace_paths_kernel(
                         dist = refl.dtype(1.0e30)
                         if lkind[j] == 0:
                             dist = wp.sqrt(dsq)
-                        k = atten * c * ipi * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
-                        nee = nee + k * _v3(lscale, j, 0)
+                        k = atten * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
+                        fl = a * ipi
+                        fb = vone * ipi
+                        fr = vzero
+                        fm = vzero
+                        if ggx:
+                            fl, fb, fr, fm = _ggx(ns, l, wo, a, rs, ms, wp.where(want, 1, 0))
+                        le = _v3(lscale, j, 0)
+                        nee = nee + wp.cw_mul(fl, le) * k
+                        if want:
+                            dnb = dnb + wp.cw_mul(fb, le) * k
+                            dnr = dnr + wp.cw_mul(fr, le) * k
+                            dnm = dnm + wp.cw_mul(fm, le) * k
                         if adj and need & 4 != 0:
-                            _add3(g_ls, row, 3 * j, wp.cw_mul(g, wp.cw_mul(tp, a)) * k)
+                            _add3(g_ls, row, 3 * j, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
                 for e in range(ne):
                     u0 = refl.dtype(wp.randf(rng))
                     u1 = refl.dtype(wp.randf(rng))
@@ -308,28 +426,60 @@ def trace_paths_kernel(
                     cos_y = -wp.dot(l, ny)
                     c = wp.dot(ns, l)
                     if area > zero and cos_y > zero and c > zero:
-                        k = cos_y * area / dist2 * c * ipi * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
+                        k = cos_y * area / dist2 * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
                         if mis != 0 and k > zero:
-                            k = k * _power(dist2 / (cos_y * area), c * ipi)
-                        nee = nee + k * _v3(emis, se, 0)
+                            bp = c * ipi
+                            if ggx:
+                                bp = _ggx_pdf(ns, wo, l, pspec, al)
+                            k = k * _power(dist2 / (cos_y * area), bp)
+                        fl = a * ipi
+                        fb = vone * ipi
+                        fr = vzero
+                        fm = vzero
+                        if ggx:
+                            fl, fb, fr, fm = _ggx(ns, l, wo, a, rs, ms, wp.where(want, 1, 0))
+                        le = _v3(emis, se, 0)
+                        nee = nee + wp.cw_mul(fl, le) * k
+                        if want:
+                            dnb = dnb + wp.cw_mul(fb, le) * k
+                            dnr = dnr + wp.cw_mul(fr, le) * k
+                            dnm = dnm + wp.cw_mul(fm, le) * k
                         if adj and need & 2 != 0:
-                            _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, a)) * k)
-                term = wp.cw_mul(tp, wp.cw_mul(a, nee))
+                            _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
+                term = wp.cw_mul(tp, nee)
                 lsum = lsum + term
                 if adj:
                     lrem = lrem - term
                     if need & 1 != 0:
-                        _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, nee)))
-                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, wp.cw_mul(a, nee))))
+                        _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, dnb)))
+                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, nee)))
+                    if ggx and need & 8 != 0:
+                        gt = wp.cw_mul(g, tp)
+                        _add(g_rm, row, 2 * s, wp.dot(gt, dnr))
+                        _add(g_rm, row, 2 * s + 1, wp.dot(gt, dnm))
             if last and trace_last == 0:
                 break
-            # One BSDF sample: its weight f cos / pdf is the reflectance row (Lambert: albedo).
+            # One BSDF sample and its weight f cos / pdf (Lambert: the albedo; mirror: the reflectance).
             u1 = refl.dtype(wp.randf(rng))
             u2 = refl.dtype(wp.randf(rng))
             wi = vzero
             pdf = one
+            bw = a
+            fw = vzero
+            fwb = vzero
+            fwr = vzero
+            fwm = vzero
             if mirror:
                 wi = (refl.dtype(2.0) * wp.dot(ns, wo)) * ns - wo
+            elif ggx:
+                u3 = refl.dtype(wp.randf(rng))
+                wi = _ggx_sample(ns, wo, u1, u2, u3, pspec, al)
+                pdf = _ggx_pdf(ns, wo, wi, pspec, al)
+                cw = wp.dot(ns, wi)
+                if pdf <= zero or cw <= zero:
+                    break  # zero weight: nothing more from this path
+                fw, fwb, fwr, fwm = _ggx(ns, wi, wo, a, rs, ms, wp.where(want, 1, 0))
+                bw = fw * (cw / pdf)
             else:
                 wi = _cosine(ns, u1, u2)
                 pdf = wp.max(wp.dot(ns, wi), zero) * ipi
@@ -338,10 +488,24 @@ def trace_paths_kernel(
             q = one
             keep = True
             if depth + 1 >= rr_depth and not last:
-                tn = wp.cw_mul(tp, a)
+                tn = wp.cw_mul(tp, bw)
                 q = wp.min(wp.max(wp.max(tn[0], wp.max(tn[1], tn[2])), refl.dtype(0.05)), refl.dtype(0.95))
                 keep = refl.dtype(wp.randf(rng)) < q
-            if adj and need & 1 != 0:
+            if adj and ggx and need & 9 != 0:
+                # Everything after this vertex carries f(wi) cos / pdf: d/dtheta of it is lrem df/dtheta / f.
+                share = vzero
+                for ch in range(3):
+                    if fw[ch] > zero:
+                        share[ch] = g[ch] * lrem[ch] / fw[ch]
+                if need & 1 != 0:
+                    _add3(g_refl, row, 3 * s, wp.cw_mul(share, fwb))
+                if need & 8 != 0:
+                    _add(g_rm, row, 2 * s, wp.dot(share, fwr))
+                    _add(g_rm, row, 2 * s + 1, wp.dot(share, fwm))
+                for ch in range(3):
+                    if zs[ch] >= 0:
+                        tz[ch] = tz[ch] * bw[ch] / q
+            elif adj and need & 1 != 0:
                 # Everything after this vertex carries the factor a / q: lrem / a is a's share, per channel.
                 for ch in range(3):
                     if zs[ch] < 0:
@@ -354,7 +518,7 @@ def trace_paths_kernel(
                         tz[ch] = tz[ch] * a[ch] / q
             if not keep:
                 break
-            tp = wp.cw_mul(tp, a) / q
+            tp = wp.cw_mul(tp, bw) / q
             side = one
             if wp.dot(ng, wi) < zero:
                 side = -one

@@ -29,9 +29,10 @@ from lumigrad._runtime.launch import launch, launch_chunks, num_threads, to_warp
 from lumigrad.ops import _path_kernels as _k
 from lumigrad.ops._common import placeholder
 
-__all__ = ["PathScene", "PathCamera", "PathSettings", "trace_paths", "replay_paths", "MIRROR"]
+__all__ = ["PathScene", "PathCamera", "PathSettings", "trace_paths", "replay_paths", "MIRROR", "GGX"]
 
 MIRROR = _k.MIRROR
+GGX = _k.GGX
 
 
 class PathScene(NamedTuple):
@@ -40,7 +41,7 @@ class PathScene(NamedTuple):
     corners: Tensor  # [V, 6] vertex position | unit vertex normal (float32 or float64)
     faces: Tensor  # [F, 3] int32
     owner: Tensor  # [F] int32 shape id of each face
-    kind: Tensor  # [S] int32: MIRROR or anything else (Lambert)
+    kind: Tensor  # [S] int32: MIRROR, GGX or anything else (Lambert)
     is_em: Tensor  # [S] int32 1 for emissive shapes
     em_area: Tensor  # [S] total area of each emissive shape
     em_shape: Tensor  # [ne] int32 shape id of each emitter
@@ -50,6 +51,10 @@ class PathScene(NamedTuple):
     lkind: Tensor  # [nl] int32 0 point, 1 directional
     lvec: Tensor  # [nl, 3] light position / unit direction towards it
     lfall: Tensor  # [nl, 3] attenuation constants 1 / (c + l d + q d^2)
+    sprob: Tensor  # [S] GGX: probability of sampling the specular lobe (MaterialTable.spec_prob; 0 elsewhere)
+    salpha: Tensor  # [S] GGX: alpha of the specular lobe's sampling (MaterialTable.alpha; 1 elsewhere)
+
+
 
 
 class PathCamera(NamedTuple):
@@ -90,7 +95,8 @@ def _num_rays(fn: str, origins, dirs, camera: PathCamera | None, count: int | No
 
 
 def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor, dirs: Tensor,
-           face: Tensor | None, camera: PathCamera | None = None, count: int | None = None) -> int:
+           face: Tensor | None, camera: PathCamera | None = None, count: int | None = None, rough: Tensor | None = None,
+           metal: Tensor | None = None) -> int:
     dt, dev = sc.corners.dtype, sc.corners.device
     if dt not in (torch.float32, torch.float64):
         raise TypeError(f"{fn}(): corners must be float32 or float64, got {dt}")
@@ -103,7 +109,11 @@ def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tens
             "is_em": (sc.is_em, (S,), torch.int32), "em_area": (sc.em_area, (S,), dt),
             "em_start": (sc.em_start, (ne + 1,), torch.int32), "em_face": (sc.em_face, (T,), torch.int32),
             "em_cdf": (sc.em_cdf, (T,), dt), "lvec": (sc.lvec, (nl, 3), dt), "lfall": (sc.lfall, (nl, 3), dt),
-            "refl": (refl, (S, 3), dt), "emis": (emis, (S, 3), dt), "lscale": (lscale, (nl, 3), dt)}
+            "refl": (refl, (S, 3), dt), "emis": (emis, (S, 3), dt), "lscale": (lscale, (nl, 3), dt),
+            "sprob": (sc.sprob, (S,), dt), "salpha": (sc.salpha, (S,), dt)}
+    for name, v in (("rough", rough), ("metal", metal)):
+        if v is not None:
+            want[name] = (v, (S,), dt)
     if camera is None:
         want.update({"origins": (origins, (R, 3), dt), "dirs": (dirs, (R, 3), dt)})
     else:
@@ -144,7 +154,7 @@ def _ray_args(origins, dirs, camera: PathCamera | None, like: Tensor) -> list:
             int(camera.width * camera.height), int(spp), int(camera.first)]
 
 
-def _args(bvh, sc: PathScene, refl, emis, lscale, origins, dirs, face, st: PathSettings, tiny, ntiny,
+def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, face, st: PathSettings, tiny, ntiny,
           camera: PathCamera | None = None) -> list:
     dt = sc.corners.dtype
     given = face is not None
@@ -156,13 +166,20 @@ def _args(bvh, sc: PathScene, refl, emis, lscale, origins, dirs, face, st: PathS
 
     bg = torch.tensor([st.background], dtype=dt, device=sc.corners.device)
     return [*bvh.args(), to_warp(sc.corners), to_warp(sc.faces), to_warp(sc.owner), to_warp(sc.kind),
-            to_warp(refl), to_warp(emis), to_warp(sc.is_em), to_warp(sc.em_area), ne, to_warp(nz(sc.em_shape, 1)),
+            to_warp(refl), to_warp(rough), to_warp(metal), to_warp(sc.sprob), to_warp(sc.salpha), to_warp(emis),
+            to_warp(sc.is_em), to_warp(sc.em_area), ne, to_warp(nz(sc.em_shape, 1)),
             to_warp(sc.em_start), to_warp(nz(sc.em_face, 1)), to_warp(nz(sc.em_cdf, 1)), nl,
             to_warp(nz(sc.lkind, 1)), to_warp(nz(sc.lvec, (1, 3))), to_warp(nz(lscale, (1, 3))),
             to_warp(nz(sc.lfall, (1, 3))), *_ray_args(origins, dirs, camera, sc.corners), int(given),
             to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
             int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)), int(ne > 0),
             int(st.seed) & 0x7FFFFFFF]
+
+
+def _rm(sc: PathScene, rough: Tensor | None, metal: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The roughness / metallic rows (zeros when not given: no GGX shape)."""
+    z = torch.zeros(int(sc.kind.shape[0]), dtype=sc.corners.dtype, device=sc.corners.device)
+    return (z if rough is None else rough.detach().contiguous()), (z if metal is None else metal.detach().contiguous())
 
 
 def _guards(dtype: torch.dtype) -> tuple[float, float]:
@@ -172,12 +189,14 @@ def _guards(dtype: torch.dtype) -> tuple[float, float]:
 
 def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
                 dirs: Tensor | None, face: Tensor | None, st: PathSettings, camera: PathCamera | None = None,
-                count: int | None = None) -> tuple[Tensor, Tensor]:
+                count: int | None = None, rough: Tensor | None = None, metal: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
     """``(L [R, 3], hit [R] bool)``: the radiance of one path per ray and whether the ray hit anything.
 
     Args:
         bvh: :class:`lumigrad.ops.trace.TraceBVH` of the merged meshes (its faces are ``sc.faces``).
-        sc: :class:`PathScene`. refl: ``[S, 3]`` albedo (Lambert) / reflectance (mirror) per shape.
+        sc: :class:`PathScene`. refl: ``[S, 3]`` albedo (Lambert) / reflectance (mirror) / base colour (GGX)
+        per shape; rough, metal: ``[S]`` GGX roughness and metallic (None: zeros, no GGX shape).
         emis: ``[S, 3]`` emission per shape (0 where not emissive). lscale: ``[nl, 3]`` light colour * intensity.
         origins, dirs: ``[R, 3]`` camera rays (unit directions), or None with ``camera`` and ``count``: the
         ``R = count`` rays of :class:`PathCamera` samples ``camera.first ..`` are made in the kernel.
@@ -186,34 +205,40 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
 
     Not differentiable by itself (see :func:`replay_paths`).
     """
-    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count)
+    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal)
     dt, dev = sc.corners.dtype, sc.corners.device
     out = torch.empty(R, 3, dtype=dt, device=dev)
     hit = torch.empty(R, dtype=torch.int32, device=dev)
     ph = placeholder(sc.corners, 1, 3)
-    args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), origins, dirs, face, st,
-                 *_guards(dt), camera)
+    args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
+                 dirs, face, st, *_guards(dt), camera)
     launch(_k.trace_paths_kernel, R, args + [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out),
-                                             to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph)],
+                                             to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph)],
            warp_device(sc.corners))
     return out, hit.bool()
 
 
 def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
                  dirs: Tensor | None, face: Tensor | None, st: PathSettings, grad: Tensor,
-                 need: tuple[bool, bool, bool], camera: PathCamera | None = None, count: int | None = None,
-                 pixel_base: int = 0, radiance: Tensor | None = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3])`` of ``sum(grad * L)`` for the paths of
-    :func:`trace_paths` with the same arguments (None where ``need`` is False); path replay, two passes per path
-    (one when ``g_refl`` is not needed).
+                 need: tuple[bool, ...], camera: PathCamera | None = None, count: int | None = None,
+                 pixel_base: int = 0, radiance: Tensor | None = None, rough: Tensor | None = None,
+                 metal: Tensor | None = None) -> tuple[Tensor | None, ...]:
+    """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3], g_rough [S], g_metal [S])`` of
+    ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments, one per entry of ``need``
+    (3 or 5 bools; None where False); path replay, two passes per path (one when neither ``g_refl`` nor
+    the GGX rows are needed).
 
     ``grad``: ``[R, 3]`` per ray; with ``camera``, per pixel instead: sample ``r`` of pixel ``p = r // spp``
     takes row ``p - pixel_base`` divided by ``spp`` (the cotangent of the pixel's mean). ``radiance``: the
     ``[R, 3]`` ``L`` of :func:`trace_paths` when kept, which saves the replay's first pass (memory per sample).
     """
     fn = "replay_paths"
-    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count)
+    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal)
     dt, dev = sc.corners.dtype, sc.corners.device
+    n_need = len(need)
+    if n_need not in (3, 5):
+        raise ValueError(f"{fn}(): need must hold 3 or 5 bools, got {need!r}")
+    need = tuple(bool(n) for n in need) + (False,) * (5 - n_need)
     if camera is None:
         shape, gdiv, gbase, gscale = (R, 3), 1, 0, 1.0
     else:
@@ -236,11 +261,13 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     tasks = max(1, min(num_threads() * 4, R // 512)) if wdev == "cpu" else R
     blk = -(-R // tasks) if R else 1
     rows = -(-R // blk) if R else 1
-    flags = int(need[0]) | int(need[1]) << 1 | int(need[2]) << 2
+    want_rm = need[3] or need[4]
+    flags = int(need[0]) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm) << 3
     bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev) for n, w in zip(need, (S, S, nl))]
+    bufs.append(torch.zeros(rows if want_rm else 1, 2 * max(S, 1), dtype=dt, device=dev))
     ph = placeholder(sc.corners, 1, 3)
-    args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), origins, dirs, face, st,
-                 *_guards(dt), camera)
+    args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
+                 dirs, face, st, *_guards(dt), camera)
     known = radiance is not None
     args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
              to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
@@ -249,4 +276,7 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
         launch_chunks([(_k.trace_paths_kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
     elif R:
         launch(_k.trace_paths_kernel, R, args, wdev)
-    return tuple(b.sum(0).reshape(w, 3) if n else None for n, b, w in zip(need, bufs, (S, S, nl)))
+    out = [b.sum(0).reshape(w, 3) if n else None for n, b, w in zip(need, bufs, (S, S, nl))]
+    rm = bufs[3].sum(0).reshape(max(S, 1), 2)[:S] if want_rm else None
+    out += [rm[:, 0] if need[3] else None, rm[:, 1] if need[4] else None]
+    return tuple(out[:n_need])

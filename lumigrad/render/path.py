@@ -33,7 +33,7 @@ backward re-attaches the hit and shades it (same estimator, same values up to
 float rounding; ``test_fused_direct_path_matches_generic_path``).
 
 Fused path tracing: when nothing geometric needs a gradient (vertices, camera, light positions and
-directions; the common inverse-rendering case of fitting materials and lights), Lambert / mirror
+directions; the common inverse-rendering case of fitting materials and lights), Lambert / GGX / mirror
 scenes lit by emitters and point / directional lights (no environment, SH, ambient light or
 textures) are rendered by :mod:`lumigrad.render._path_fused`: one Warp thread per camera sample
 traces its whole path (same estimator as :func:`_radiance`, its random numbers drawn in Warp), and
