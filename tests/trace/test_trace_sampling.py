@@ -6,7 +6,7 @@ import torch
 
 from lumigrad.geometry.primitives import plane
 from lumigrad.render._bsdf_sampling import bsdf_pdf, bsdf_sample
-from lumigrad.render._envmap import EnvMap, _dir
+from lumigrad.render._envmap import EnvMap
 from lumigrad.render.path import TraceSettings, render_trace
 from lumigrad.scene import Mesh
 from lumigrad.scene.lights import PointLight
