@@ -100,15 +100,23 @@ def _pick(cdf: wp.array(dtype=Any), lo: int, hi: int, u: Any):
 
 
 @wp.func
+def _frame(n: Any):
+    """``(t, b)``: tangents completing the unit normal ``n`` to a right-handed frame (``_bsdf_sampling.frame``)."""
+    zero = n[0] * type(n[0])(0.0)
+    one = zero + type(n[0])(1.0)
+    a = wp.vector(one, zero, zero)
+    if wp.abs(n[0]) > type(n[0])(0.9):
+        a = wp.vector(zero, one, zero)
+    t = wp.normalize(wp.cross(a, n))
+    return t, wp.cross(n, t)
+
+
+@wp.func
 def _cosine(n: Any, u1: Any, u2: Any):
     """Cosine-weighted direction about ``n`` (frame and mapping of ``_bsdf_sampling.sample_cosine``)."""
     zero = u1 * type(u1)(0.0)
     one = zero + type(u1)(1.0)
-    a = wp.vector(one, zero, zero)
-    if wp.abs(n[0]) > type(u1)(0.9):
-        a = wp.vector(zero, one, zero)
-    t = wp.normalize(wp.cross(a, n))
-    b = wp.cross(n, t)
+    t, b = _frame(n)
     r = wp.sqrt(u1)
     phi = type(u1)(_TWO_PI) * u2
     return (r * wp.cos(phi)) * t + (r * wp.sin(phi)) * b + wp.sqrt(wp.max(one - u1, zero)) * n
@@ -184,11 +192,7 @@ def _ggx_sample(n: Any, wo: Any, u0: Any, u1: Any, u2: Any, ps: Any, alpha: Any)
         return _cosine(n, u0, u1)
     zero = ps * type(ps)(0.0)
     one = zero + type(ps)(1.0)
-    a = wp.vector(one, zero, zero)
-    if wp.abs(n[0]) > type(ps)(0.9):
-        a = wp.vector(zero, one, zero)
-    t = wp.normalize(wp.cross(a, n))
-    b = wp.cross(n, t)
+    t, b = _frame(n)
     a2 = alpha * alpha
     cos2 = (one - u0) / (one + (a2 - one) * u0)
     ct = wp.sqrt(wp.min(wp.max(cos2, zero), one))
@@ -196,6 +200,28 @@ def _ggx_sample(n: Any, wo: Any, u0: Any, u1: Any, u2: Any, ps: Any, alpha: Any)
     phi = type(ps)(_TWO_PI) * u1
     h = (st * wp.cos(phi)) * t + (st * wp.sin(phi)) * b + ct * n
     return (type(ps)(2.0) * wp.dot(wo, h)) * h - wo
+
+
+@wp.func
+def _nee_add(ggx: bool, n: Any, l: Any, v: Any, a: Any, rough: Any, metal: Any, grads: bool, le: Any, k: Any,
+             nee: Any, dnb: Any, dnr: Any, dnm: Any):
+    """One light sample (radiance ``le``, geometry ``k``) added to a vertex's NEE sum and, when ``grads``, to its
+    derivatives w.r.t. the albedo / base colour, roughness and metallic; returns the BRDF too:
+    ``(f, nee, dnb, dnr, dnm)``."""
+    zero = rough * type(rough)(0.0)
+    ipi = zero + type(rough)(_INV_PI)
+    f = a * ipi
+    fb = wp.vector(ipi, ipi, ipi)
+    fr = a * zero
+    fm = fr
+    if ggx:
+        f, fb, fr, fm = _ggx(n, l, v, a, rough, metal, wp.where(grads, 1, 0))
+    nee = nee + wp.cw_mul(f, le) * k
+    if grads:
+        dnb = dnb + wp.cw_mul(fb, le) * k
+        dnr = dnr + wp.cw_mul(fr, le) * k
+        dnm = dnm + wp.cw_mul(fm, le) * k
+    return f, nee, dnb, dnr, dnm
 
 
 @wp.func
@@ -392,18 +418,8 @@ def trace_paths_kernel(
                         if lkind[j] == 0:
                             dist = wp.sqrt(dsq)
                         k = atten * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
-                        fl = a * ipi
-                        fb = vone * ipi
-                        fr = vzero
-                        fm = vzero
-                        if ggx:
-                            fl, fb, fr, fm = _ggx(ns, l, wo, a, rs, ms, wp.where(want, 1, 0))
-                        le = _v3(lscale, j, 0)
-                        nee = nee + wp.cw_mul(fl, le) * k
-                        if want:
-                            dnb = dnb + wp.cw_mul(fb, le) * k
-                            dnr = dnr + wp.cw_mul(fr, le) * k
-                            dnm = dnm + wp.cw_mul(fm, le) * k
+                        fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(lscale, j, 0), k, nee,
+                                                          dnb, dnr, dnm)
                         if adj and need & 4 != 0:
                             _add3(g_ls, row, 3 * j, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
                 for e in range(ne):
@@ -432,18 +448,8 @@ def trace_paths_kernel(
                             if ggx:
                                 bp = _ggx_pdf(ns, wo, l, pspec, al)
                             k = k * _power(dist2 / (cos_y * area), bp)
-                        fl = a * ipi
-                        fb = vone * ipi
-                        fr = vzero
-                        fm = vzero
-                        if ggx:
-                            fl, fb, fr, fm = _ggx(ns, l, wo, a, rs, ms, wp.where(want, 1, 0))
-                        le = _v3(emis, se, 0)
-                        nee = nee + wp.cw_mul(fl, le) * k
-                        if want:
-                            dnb = dnb + wp.cw_mul(fb, le) * k
-                            dnr = dnr + wp.cw_mul(fr, le) * k
-                            dnm = dnm + wp.cw_mul(fm, le) * k
+                        fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(emis, se, 0), k, nee,
+                                                          dnb, dnr, dnm)
                         if adj and need & 2 != 0:
                             _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
                 term = wp.cw_mul(tp, nee)

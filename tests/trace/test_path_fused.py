@@ -95,16 +95,30 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_images_agree_with_torch_path(case):
-    kw, lights, st = CASES[case]
-    shapes, cam = box_scene(**kw)
+def _images_agree(shapes, cam, lights, st):
     sc = _Scene(shapes, cam, lights, TraceSettings(**st), prepare_trace(shapes))
     assert pf.fused_path_ok(sc)
     a = _renders(shapes, cam, lights, range(8), True, spp=16, **st)
     b = _renders(shapes, cam, lights, range(100, 108), False, spp=16, **st)
     assert float(a.mean()) > 0.02
     _agree(a, b)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_images_agree_with_torch_path(case):
+    kw, lights, st = CASES[case]
+    _images_agree(*box_scene(**kw), lights, st)
+
+
+def _grads_by_seed(fused: bool, seeds, grads_of_seed):
+    """``[K, n]`` flattened gradients, one row per seed, by the fused kernel or (``fused`` False) the torch path."""
+    real = pf.fused_path_ok
+    if not fused:
+        pf.fused_path_ok = lambda sc: False
+    try:
+        return torch.stack([torch.cat([x.reshape(-1) for x in grads_of_seed(s)]) for s in seeds])
+    finally:
+        pf.fused_path_ok = real
 
 
 def _params():
@@ -137,21 +151,11 @@ def test_gradients_match_finite_differences(chunk, replay):
 
 def test_gradients_agree_with_torch_path():
     """Fused vs torch gradients (Russian roulette on) within Monte Carlo noise."""
-    def grads(fused, seeds):
-        real = pf.fused_path_ok
-        if not fused:
-            pf.fused_path_ok = lambda sc: False
-        try:
-            out = []
-            for s in seeds:
-                params = _params()
-                g = torch.autograd.grad(_loss(*params, seed=s, rr=2, res=6, spp=4), params)
-                out.append(torch.cat([x.reshape(-1) for x in g]))
-            return torch.stack(out)
-        finally:
-            pf.fused_path_ok = real
+    def of_seed(s):
+        params = _params()
+        return torch.autograd.grad(_loss(*params, seed=s, rr=2, res=6, spp=4), params)
 
-    a, b = grads(True, range(8)), grads(False, range(100, 108))
+    a, b = _grads_by_seed(True, range(8), of_seed), _grads_by_seed(False, range(100, 108), of_seed)
     assert float(a.abs().mean()) > 0.1
     z = _z(a, b)
     assert float(z.abs().max()) < 5.0, z
@@ -300,13 +304,7 @@ GGX_CASES = {
 @pytest.mark.parametrize("case", list(GGX_CASES))
 def test_ggx_images_agree_with_torch_path(case):
     kw, lights, st = GGX_CASES[case]
-    shapes, cam = ggx_box(**kw)
-    sc = _Scene(shapes, cam, lights, TraceSettings(**st), prepare_trace(shapes))
-    assert pf.fused_path_ok(sc)
-    a = _renders(shapes, cam, lights, range(8), True, spp=16, **st)
-    b = _renders(shapes, cam, lights, range(100, 108), False, spp=16, **st)
-    assert float(a.mean()) > 0.02
-    _agree(a, b)
+    _images_agree(*ggx_box(**kw), lights, st)
 
 
 def test_ggx_gradients_match_finite_differences():
@@ -349,27 +347,17 @@ def test_ggx_gradients_match_finite_differences():
 
 def test_ggx_gradients_agree_with_torch_path():
     """Fused vs torch gradients of base colour, roughness and metallic (RR on) within Monte Carlo noise."""
-    def grads(fused, seeds):
-        real = pf.fused_path_ok
-        if not fused:
-            pf.fused_path_ok = lambda sc: False
-        try:
-            out = []
-            for s in seeds:
-                base = _t(0.8, 0.5, 0.3).requires_grad_(True)
-                rough = torch.tensor(0.35, dtype=DT, requires_grad=True)
-                metal = torch.tensor(0.4, dtype=DT, requires_grad=True)
-                shapes, cam = ggx_box(base, rough, metal, res=6)
-                st = TraceSettings(spp=4, max_bounces=3, rr_depth=2, seed=s, boundary="none")
-                img = render_trace(shapes, cam, [], st).image
-                w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
-                g = torch.autograd.grad((img * w).sum(), [base, rough, metal])
-                out.append(torch.cat([x.reshape(-1) for x in g]))
-            return torch.stack(out)
-        finally:
-            pf.fused_path_ok = real
+    def of_seed(s):
+        base = _t(0.8, 0.5, 0.3).requires_grad_(True)
+        rough = torch.tensor(0.35, dtype=DT, requires_grad=True)
+        metal = torch.tensor(0.4, dtype=DT, requires_grad=True)
+        shapes, cam = ggx_box(base, rough, metal, res=6)
+        st = TraceSettings(spp=4, max_bounces=3, rr_depth=2, seed=s, boundary="none")
+        img = render_trace(shapes, cam, [], st).image
+        w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
+        return torch.autograd.grad((img * w).sum(), [base, rough, metal])
 
-    a, b = grads(True, range(8)), grads(False, range(100, 108))
+    a, b = _grads_by_seed(True, range(8), of_seed), _grads_by_seed(False, range(100, 108), of_seed)
     assert float(a.abs().mean()) > 0.05
     z = _z(a, b)
     assert float(z.abs().max()) < 5.0, (z, a.mean(0), b.mean(0))
