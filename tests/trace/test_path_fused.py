@@ -277,6 +277,15 @@ def test_bad_inputs():
         trace_paths(bvh, ps, refl, emis, ls, o, d, None, st, pf._camera(sc, 0), 4)
     with pytest.raises(ValueError, match="trace_paths\\(\\): owner"):
         trace_paths(bvh, ps._replace(owner=ps.owner + 100), refl, emis, ls, o, d, None, st)
+    S = refl.shape[0]
+    with pytest.raises(ValueError, match="trace_paths\\(\\): rough"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d, None, st, None, None, torch.zeros(S + 1, dtype=DT))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): metal"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d, None, st, None, None, None, torch.zeros(S, dtype=torch.float32))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): sprob"):
+        trace_paths(bvh, ps._replace(sprob=ps.sprob[:1]), refl, emis, ls, o, d, None, st)
+    with pytest.raises(ValueError, match="replay_paths\\(\\): need"):
+        replay_paths(bvh, ps, refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT), (True, False))
     L, hit = trace_paths(bvh, ps, refl, emis, ls, o, d, None, st)
     assert L.shape == (4, 3) and bool(hit.all())
 
