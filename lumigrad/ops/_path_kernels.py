@@ -225,6 +225,88 @@ def _nee_add(ggx: bool, n: Any, l: Any, v: Any, a: Any, rough: Any, metal: Any, 
 
 
 @wp.func
+def _env_lookup(tex: wp.array2d(dtype=Any), rot: wp.array2d(dtype=Any), h: int, w: int, d: Any):
+    """Radiance of the environment map from world direction ``d`` and its 4 bilinear taps:
+    ``(value, k00, k10, k01, k11, w00, w10, w01, w11)`` (``lumigrad.render._envmap.EnvMap.eval``: Mitsuba's
+    lookup, column ``u W - 0.5`` periodic, row ``v (H - 1)`` clamped; ``d_map = d rot``)."""
+    one = d[0] * type(d[0])(0.0) + type(d[0])(1.0)
+    dm = wp.vector(d[0] * rot[0, 0] + d[1] * rot[1, 0] + d[2] * rot[2, 0],
+                   d[0] * rot[0, 1] + d[1] * rot[1, 1] + d[2] * rot[2, 1],
+                   d[0] * rot[0, 2] + d[1] * rot[1, 2] + d[2] * rot[2, 2])
+    u = wp.atan2(dm[0], -dm[2]) / type(one)(_TWO_PI)
+    u = u - wp.floor(u)
+    v = wp.acos(wp.min(wp.max(dm[1], -one), one)) / type(one)(3.141592653589793)
+    pu = u * type(one)(w) - type(one)(0.5)
+    x0f = wp.floor(pu)
+    fx = pu - x0f
+    x0 = int(x0f) % w
+    if x0 < 0:
+        x0 = x0 + w
+    x1 = (x0 + 1) % w
+    pv = wp.min(wp.max(v * type(one)(h - 1), one * type(one)(0.0)), type(one)(h - 1))
+    y0f = wp.min(wp.floor(pv), type(one)(h - 2))
+    fy = pv - y0f
+    y0 = int(y0f)
+    k00 = y0 * w + x0
+    k10 = (y0 + 1) * w + x0
+    k01 = y0 * w + x1
+    k11 = (y0 + 1) * w + x1
+    w00 = (one - fx) * (one - fy)
+    w10 = (one - fx) * fy
+    w01 = fx * (one - fy)
+    w11 = fx * fy
+    val = w00 * _v3(tex, k00, 0) + w10 * _v3(tex, k10, 0) + w01 * _v3(tex, k01, 0) + w11 * _v3(tex, k11, 0)
+    return val, k00, k10, k01, k11, w00, w10, w01, w11
+
+
+@wp.func
+def _env_grad(g_env: wp.array2d(dtype=Any), row: int, k00: int, k10: int, k01: int, k11: int, w00: Any, w10: Any,
+              w01: Any, w11: Any, gv: Any):
+    """Adds ``gv`` (d loss / d looked-up radiance) to the 4 taps' texel gradients (``atomic_add``: one row per CPU
+    task, where a task runs serially, and one shared row on CUDA)."""
+    for c in range(3):
+        wp.atomic_add(g_env, row, 3 * k00 + c, w00 * gv[c])
+        wp.atomic_add(g_env, row, 3 * k10 + c, w10 * gv[c])
+        wp.atomic_add(g_env, row, 3 * k01 + c, w01 * gv[c])
+        wp.atomic_add(g_env, row, 3 * k11 + c, w11 * gv[c])
+
+
+@wp.func
+def _env_pdf(prob: wp.array(dtype=Any), rot: wp.array2d(dtype=Any), h: int, w: int, d: Any):
+    """Solid-angle density of :func:`_env_sample` at world direction ``d`` (``EnvMap.pdf``)."""
+    one = d[0] * type(d[0])(0.0) + type(d[0])(1.0)
+    dm = wp.vector(d[0] * rot[0, 0] + d[1] * rot[1, 0] + d[2] * rot[2, 0],
+                   d[0] * rot[0, 1] + d[1] * rot[1, 1] + d[2] * rot[2, 1],
+                   d[0] * rot[0, 2] + d[1] * rot[1, 2] + d[2] * rot[2, 2])
+    u = wp.atan2(dm[0], -dm[2]) / type(one)(_TWO_PI)
+    u = u - wp.floor(u)
+    v = wp.acos(wp.min(wp.max(dm[1], -one), one)) / type(one)(3.141592653589793)
+    j = wp.min(wp.max(int(u * type(one)(w)), 0), w - 1)
+    i = wp.min(wp.max(int(v * type(one)(h)), 0), h - 1)
+    s = wp.max(wp.sin(type(one)(3.141592653589793) * v), type(one)(1.0e-12))
+    return prob[i * w + j] * type(one)(h * w) / (type(one)(2.0 * 3.141592653589793 * 3.141592653589793) * s)
+
+
+@wp.func
+def _env_sample(cdf: wp.array(dtype=Any), prob: wp.array(dtype=Any), rot: wp.array2d(dtype=Any), h: int, w: int,
+                u0: Any, u1: Any, u2: Any):
+    """``(d, pdf)``: a cell by the luminance CDF, uniform inside it (``EnvMap.sample``), rotated to the world."""
+    cell = _pick(cdf, 0, h * w, u0)
+    u = (type(u0)(cell % w) + u1) / type(u0)(w)
+    v = (type(u0)(cell // w) + u2) / type(u0)(h)
+    th = type(u0)(3.141592653589793) * v
+    ph = type(u0)(_TWO_PI) * u
+    st = wp.sin(th)
+    dm = wp.vector(st * wp.sin(ph), wp.cos(th), -st * wp.cos(ph))
+    d = wp.vector(rot[0, 0] * dm[0] + rot[0, 1] * dm[1] + rot[0, 2] * dm[2],
+                  rot[1, 0] * dm[0] + rot[1, 1] * dm[1] + rot[1, 2] * dm[2],
+                  rot[2, 0] * dm[0] + rot[2, 1] * dm[1] + rot[2, 2] * dm[2])
+    s = wp.max(st, type(u0)(1.0e-12))
+    pdf = prob[cell] * type(u0)(h * w) / (type(u0)(2.0 * 3.141592653589793 * 3.141592653589793) * s)
+    return d, pdf
+
+
+@wp.func
 def _camera_ray(cam: wp.array2d(dtype=Any), offsets: wp.array2d(dtype=Any), mode: int, w: int, hw: int, spp: int,
                 r: int):
     """``(o, d)`` of camera sample ``r`` as :func:`lumigrad.render.path._chunk_rays` (and ``_camera_rays``)."""
@@ -298,6 +380,13 @@ def trace_paths_kernel(
     lvec: wp.array2d(dtype=Any),  # [nl, 3] position / unit direction towards the light
     lscale: wp.array2d(dtype=Any),  # [nl, 3] colour * intensity
     lfall: wp.array2d(dtype=Any),  # [nl, 3] attenuation constants
+    has_env: int,  # 1: an environment map (below) lights the scene and is seen by rays that escape
+    env_tex: wp.array2d(dtype=Any),  # [H * W, 3] its radiance (scale applied)
+    env_prob: wp.array(dtype=Any),  # [H * W] cell probabilities of its sampler
+    env_cdf: wp.array(dtype=Any),  # [H * W] their running sum (last = 1)
+    env_rot: wp.array2d(dtype=Any),  # [3, 3] d_map = d_world rot
+    env_h: int,
+    env_w: int,
     org: wp.array2d(dtype=Any),  # [R, 3] camera rays (cam_mode = 0)
     dirs: wp.array2d(dtype=Any),  # [R, 3] unit
     cam_mode: int,  # 0: rays given; 1: pinhole, 2: orthographic camera rays of samples first + i
@@ -324,7 +413,7 @@ def trace_paths_kernel(
     gdiv: int,
     gbase: int,
     gscale64: wp.float64,
-    need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls, 3: g_rm
+    need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls, 3: g_rm, 4: g_env
     l_known: int,  # 1: l_fwd holds each path's radiance (from the forward pass): the replay skips its pass 0
     l_fwd: wp.array2d(dtype=Any),  # [R, 3] when l_known
     blk: int,  # gradient row of thread i: i // blk
@@ -334,6 +423,8 @@ def trace_paths_kernel(
     g_emis: wp.array2d(dtype=Any),  # [rows, 3 S]
     g_ls: wp.array2d(dtype=Any),  # [rows, 3 nl]
     g_rm: wp.array2d(dtype=Any),  # [rows, 2 S]: roughness at 2 s, metallic at 2 s + 1
+    g_env: wp.array2d(dtype=Any),  # [erows, 3 H W] environment texels' gradients (need bit 4), row i // eblk
+    eblk: int,
 ):
     i = wp.tid() + offset
     zero = refl.dtype(0.0)
@@ -371,6 +462,11 @@ def trace_paths_kernel(
         ltot = _v3(l_fwd, i, 0)
     if f0 < 0:
         ltot = _v3(bg, 0, 0)
+        if has_env != 0:
+            ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, d0)
+            ltot = ev
+            if npass == 2 and need & 16 != 0:
+                _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11, g)
         passes = 0  # nothing to trace
     for ps in range(pass0, passes):
         adj = ps == 1
@@ -452,6 +548,26 @@ def trace_paths_kernel(
                                                           dnb, dnr, dnm)
                         if adj and need & 2 != 0:
                             _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
+                if has_env != 0:
+                    u0 = refl.dtype(wp.randf(rng))
+                    u1 = refl.dtype(wp.randf(rng))
+                    u2 = refl.dtype(wp.randf(rng))
+                    l, pe = _env_sample(env_cdf, env_prob, env_rot, env_h, env_w, u0, u1, u2)
+                    c = wp.dot(ns, l)
+                    if c > zero and pe > zero:
+                        k = c / pe * _visible(nodes, kids, tris, p, ng, l, refl.dtype(1.0e30), eps, shadows)
+                        if mis != 0 and k > zero:
+                            bp = c * ipi
+                            if ggx:
+                                bp = _ggx_pdf(ns, wo, l, pspec, al)
+                            k = k * _power(pe, bp)
+                        if k > zero:
+                            ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, l)
+                            fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, ev, k, nee, dnb, dnr,
+                                                              dnm)
+                            if adj and need & 16 != 0:
+                                _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
+                                          wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
                 term = wp.cw_mul(tp, nee)
                 lsum = lsum + term
                 if adj:
@@ -531,6 +647,23 @@ def trace_paths_kernel(
             o = p + (side * eps) * ng
             f2, t2 = bvh_closest(nodes, kids, tris, tface, _f32(o), _f32(wi), 3.0e38)
             if f2 < 0:
+                if has_env != 0:  # the environment seen by the BSDF ray, MIS-weighted against its light sampling
+                    we = one
+                    if not mirror:
+                        we = zero
+                        if mis != 0:
+                            we = _power(pdf, _env_pdf(env_prob, env_rot, env_h, env_w, wi))
+                    if we > zero:
+                        ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, wi)
+                        term = wp.cw_mul(tp, ev) * we
+                        lsum = lsum + term
+                        if adj:
+                            lrem = lrem - term
+                            if need & 16 != 0:
+                                _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
+                                          wp.cw_mul(g, tp) * we)
+                            if need & 1 != 0:
+                                _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
                 break
             p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
             wo2 = wp.normalize(-wi)

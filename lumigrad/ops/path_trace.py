@@ -53,6 +53,10 @@ class PathScene(NamedTuple):
     lfall: Tensor  # [nl, 3] attenuation constants 1 / (c + l d + q d^2)
     sprob: Tensor  # [S] GGX: probability of sampling the specular lobe (MaterialTable.spec_prob; 0 elsewhere)
     salpha: Tensor  # [S] GGX: alpha of the specular lobe's sampling (MaterialTable.alpha; 1 elsewhere)
+    env_prob: Tensor | None = None  # [H * W] cell probabilities of the environment map's sampler (None: no map)
+    env_cdf: Tensor | None = None  # [H * W] their running sum, last = 1
+    env_rot: Tensor | None = None  # [3, 3] d_map = d_world rot
+    env_size: tuple = (0, 0)  # (H, W)
 
 
 
@@ -96,7 +100,7 @@ def _num_rays(fn: str, origins, dirs, camera: PathCamera | None, count: int | No
 
 def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor, dirs: Tensor,
            face: Tensor | None, camera: PathCamera | None = None, count: int | None = None, rough: Tensor | None = None,
-           metal: Tensor | None = None) -> int:
+           metal: Tensor | None = None, env: Tensor | None = None) -> int:
     dt, dev = sc.corners.dtype, sc.corners.device
     if dt not in (torch.float32, torch.float64):
         raise TypeError(f"{fn}(): corners must be float32 or float64, got {dt}")
@@ -114,6 +118,12 @@ def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tens
     for name, v in (("rough", rough), ("metal", metal)):
         if v is not None:
             want[name] = (v, (S,), dt)
+    if env is not None:
+        H, W = sc.env_size
+        if H < 2 or W < 2:
+            raise ValueError(f"{fn}(): env needs sc.env_size (H, W) >= (2, 2), got {sc.env_size}")
+        want.update({"env": (env, (H * W, 3), dt), "env_prob": (sc.env_prob, (H * W,), dt),
+                     "env_cdf": (sc.env_cdf, (H * W,), dt), "env_rot": (sc.env_rot, (3, 3), dt)})
     if camera is None:
         want.update({"origins": (origins, (R, 3), dt), "dirs": (dirs, (R, 3), dt)})
     else:
@@ -154,8 +164,20 @@ def _ray_args(origins, dirs, camera: PathCamera | None, like: Tensor) -> list:
             int(camera.width * camera.height), int(spp), int(camera.first)]
 
 
+def _env_args(sc: PathScene, env: Tensor | None) -> list:
+    """The kernel's environment-map arguments (``has_env .. env_w``); placeholders without a map."""
+    like = sc.corners
+    if env is None:
+        z1 = torch.zeros(1, dtype=like.dtype, device=like.device)
+        return [0, to_warp(torch.zeros(1, 3, dtype=like.dtype, device=like.device)), to_warp(z1), to_warp(z1),
+                to_warp(torch.eye(3, dtype=like.dtype, device=like.device)), 2, 2]
+    H, W = sc.env_size
+    return [1, to_warp(env.detach().contiguous()), to_warp(sc.env_prob.contiguous()), to_warp(sc.env_cdf.contiguous()),
+            to_warp(sc.env_rot.contiguous()), int(H), int(W)]
+
+
 def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, face, st: PathSettings, tiny, ntiny,
-          camera: PathCamera | None = None) -> list:
+          camera: PathCamera | None = None, env: Tensor | None = None) -> list:
     dt = sc.corners.dtype
     given = face is not None
     nl, ne = int(sc.lkind.shape[0]), int(sc.em_shape.shape[0])
@@ -170,9 +192,10 @@ def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, f
             to_warp(sc.is_em), to_warp(sc.em_area), ne, to_warp(nz(sc.em_shape, 1)),
             to_warp(sc.em_start), to_warp(nz(sc.em_face, 1)), to_warp(nz(sc.em_cdf, 1)), nl,
             to_warp(nz(sc.lkind, 1)), to_warp(nz(sc.lvec, (1, 3))), to_warp(nz(lscale, (1, 3))),
-            to_warp(nz(sc.lfall, (1, 3))), *_ray_args(origins, dirs, camera, sc.corners), int(given),
+            to_warp(nz(sc.lfall, (1, 3))), *_env_args(sc, env), *_ray_args(origins, dirs, camera, sc.corners),
+            int(given),
             to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
-            int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)), int(ne > 0),
+            int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)), int(ne > 0 or env is not None),
             int(st.seed) & 0x7FFFFFFF]
 
 
@@ -189,14 +212,15 @@ def _guards(dtype: torch.dtype) -> tuple[float, float]:
 
 def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
                 dirs: Tensor | None, face: Tensor | None, st: PathSettings, camera: PathCamera | None = None,
-                count: int | None = None, rough: Tensor | None = None, metal: Tensor | None = None
-                ) -> tuple[Tensor, Tensor]:
+                count: int | None = None, rough: Tensor | None = None, metal: Tensor | None = None,
+                env: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(L [R, 3], hit [R] bool)``: the radiance of one path per ray and whether the ray hit anything.
 
     Args:
         bvh: :class:`lumigrad.ops.trace.TraceBVH` of the merged meshes (its faces are ``sc.faces``).
         sc: :class:`PathScene`. refl: ``[S, 3]`` albedo (Lambert) / reflectance (mirror) / base colour (GGX)
-        per shape; rough, metal: ``[S]`` GGX roughness and metallic (None: zeros, no GGX shape).
+        per shape; rough, metal: ``[S]`` GGX roughness and metallic (None: zeros, no GGX shape); env:
+        ``[H * W, 3]`` environment-map radiance (None: no map; its sampler's tables are in ``sc``).
         emis: ``[S, 3]`` emission per shape (0 where not emissive). lscale: ``[nl, 3]`` light colour * intensity.
         origins, dirs: ``[R, 3]`` camera rays (unit directions), or None with ``camera`` and ``count``: the
         ``R = count`` rays of :class:`PathCamera` samples ``camera.first ..`` are made in the kernel.
@@ -205,15 +229,16 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
 
     Not differentiable by itself (see :func:`replay_paths`).
     """
-    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal)
+    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env)
     dt, dev = sc.corners.dtype, sc.corners.device
     out = torch.empty(R, 3, dtype=dt, device=dev)
     hit = torch.empty(R, dtype=torch.int32, device=dev)
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
-                 dirs, face, st, *_guards(dt), camera)
+                 dirs, face, st, *_guards(dt), camera, env)
     launch(_k.trace_paths_kernel, R, args + [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out),
-                                             to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph)],
+                                             to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph),
+                                             to_warp(ph), 1],
            warp_device(sc.corners))
     return out, hit.bool()
 
@@ -222,10 +247,10 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
                  dirs: Tensor | None, face: Tensor | None, st: PathSettings, grad: Tensor,
                  need: tuple[bool, ...], camera: PathCamera | None = None, count: int | None = None,
                  pixel_base: int = 0, radiance: Tensor | None = None, rough: Tensor | None = None,
-                 metal: Tensor | None = None) -> tuple[Tensor | None, ...]:
-    """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3], g_rough [S], g_metal [S])`` of
-    ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments, one per entry of ``need``
-    (3 or 5 bools; None where False); path replay, two passes per path (one when neither ``g_refl`` nor
+                 metal: Tensor | None = None, env: Tensor | None = None) -> tuple[Tensor | None, ...]:
+    """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3], g_rough [S], g_metal [S], g_env [H * W, 3])``
+    of ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments, one per entry of ``need``
+    (3, 5 or 6 bools; None where False); path replay, two passes per path (one when neither ``g_refl`` nor
     the GGX rows are needed).
 
     ``grad``: ``[R, 3]`` per ray; with ``camera``, per pixel instead: sample ``r`` of pixel ``p = r // spp``
@@ -233,12 +258,14 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     ``[R, 3]`` ``L`` of :func:`trace_paths` when kept, which saves the replay's first pass (memory per sample).
     """
     fn = "replay_paths"
-    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal)
+    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env)
     dt, dev = sc.corners.dtype, sc.corners.device
     n_need = len(need)
-    if n_need not in (3, 5):
-        raise ValueError(f"{fn}(): need must hold 3 or 5 bools, got {need!r}")
-    need = tuple(bool(n) for n in need) + (False,) * (5 - n_need)
+    if n_need not in (3, 5, 6):
+        raise ValueError(f"{fn}(): need must hold 3, 5 or 6 bools, got {need!r}")
+    need = tuple(bool(n) for n in need) + (False,) * (6 - n_need)
+    if need[5] and env is None:
+        raise ValueError(f"{fn}(): need asks for the environment map's gradient, but env is None")
     if camera is None:
         shape, gdiv, gbase, gscale = (R, 3), 1, 0, 1.0
     else:
@@ -262,16 +289,20 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     blk = -(-R // tasks) if R else 1
     rows = -(-R // blk) if R else 1
     want_rm = need[3] or need[4]
-    flags = int(need[0]) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm) << 3
+    flags = int(need[0]) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm) << 3 | int(need[5]) << 4
     bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev) for n, w in zip(need, (S, S, nl))]
     bufs.append(torch.zeros(rows if want_rm else 1, 2 * max(S, 1), dtype=dt, device=dev))
+    # Texel gradients: a row per CPU task (its range runs serially), one shared row of atomics on CUDA.
+    erows, eblk = (rows, blk) if wdev == "cpu" else (1, max(R, 1))
+    HW = sc.env_size[0] * sc.env_size[1] if env is not None else 1
+    bufs.append(torch.zeros(erows if need[5] else 1, 3 * HW, dtype=dt, device=dev))
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
-                 dirs, face, st, *_guards(dt), camera)
+                 dirs, face, st, *_guards(dt), camera, env)
     known = radiance is not None
     args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
              to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
-             to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs]
+             to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs] + [eblk if need[5] else R + 1]
     if wdev == "cpu":
         launch_chunks([(_k.trace_paths_kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
     elif R:
@@ -279,4 +310,5 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     out = [b.sum(0).reshape(w, 3) if n else None for n, b, w in zip(need, bufs, (S, S, nl))]
     rm = bufs[3].sum(0).reshape(max(S, 1), 2)[:S] if want_rm else None
     out += [rm[:, 0] if need[3] else None, rm[:, 1] if need[4] else None]
+    out.append(bufs[4].sum(0).reshape(HW, 3) if need[5] else None)
     return tuple(out[:n_need])
