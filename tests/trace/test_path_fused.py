@@ -286,8 +286,18 @@ def test_bad_inputs():
         trace_paths(bvh, ps._replace(sprob=ps.sprob[:1]), refl, emis, ls, o, d, None, st)
     with pytest.raises(ValueError, match="replay_paths\\(\\): need"):
         replay_paths(bvh, ps, refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT), (True, False))
+    with pytest.raises(ValueError, match="replay_paths\\(\\): need asks for the environment"):
+        replay_paths(bvh, ps, refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT), (False,) * 5 + (True,))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): env needs"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d, None, st, None, None, None, None, torch.zeros(8, 3, dtype=DT))
+    env_ps = ps._replace(env_prob=torch.full((8,), 1 / 8, dtype=DT), env_cdf=torch.linspace(1 / 8, 1, 8, dtype=DT),
+                         env_rot=torch.eye(3, dtype=DT), env_size=(2, 4))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): env must be"):
+        trace_paths(bvh, env_ps, refl, emis, ls, o, d, None, st, None, None, None, None, torch.zeros(9, 3, dtype=DT))
     L, hit = trace_paths(bvh, ps, refl, emis, ls, o, d, None, st)
     assert L.shape == (4, 3) and bool(hit.all())
+    L, hit = trace_paths(bvh, env_ps, refl, emis, ls, o, d, None, st, None, None, None, None, torch.ones(8, 3, dtype=DT))
+    assert bool(torch.isfinite(L).all())
 
 
 # --- GGX ----------------------------------------------------------------------------------------------------
