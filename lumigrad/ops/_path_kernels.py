@@ -225,17 +225,23 @@ def _nee_add(ggx: bool, n: Any, l: Any, v: Any, a: Any, rough: Any, metal: Any, 
 
 
 @wp.func
-def _env_lookup(tex: wp.array2d(dtype=Any), rot: wp.array2d(dtype=Any), h: int, w: int, d: Any):
-    """Radiance of the environment map from world direction ``d`` and its 4 bilinear taps:
-    ``(value, k00, k10, k01, k11, w00, w10, w01, w11)`` (``lumigrad.render._envmap.EnvMap.eval``: Mitsuba's
-    lookup, column ``u W - 0.5`` periodic, row ``v (H - 1)`` clamped; ``d_map = d rot``)."""
+def _env_uv(rot: wp.array2d(dtype=Any), d: Any):
+    """``(u, v)`` of world direction ``d`` in the map (``_envmap._uv`` of ``d_map = d rot``)."""
     one = d[0] * type(d[0])(0.0) + type(d[0])(1.0)
     dm = wp.vector(d[0] * rot[0, 0] + d[1] * rot[1, 0] + d[2] * rot[2, 0],
                    d[0] * rot[0, 1] + d[1] * rot[1, 1] + d[2] * rot[2, 1],
                    d[0] * rot[0, 2] + d[1] * rot[1, 2] + d[2] * rot[2, 2])
     u = wp.atan2(dm[0], -dm[2]) / type(one)(_TWO_PI)
-    u = u - wp.floor(u)
-    v = wp.acos(wp.min(wp.max(dm[1], -one), one)) / type(one)(3.141592653589793)
+    return u - wp.floor(u), wp.acos(wp.min(wp.max(dm[1], -one), one)) / type(one)(3.141592653589793)
+
+
+@wp.func
+def _env_lookup(tex: wp.array2d(dtype=Any), rot: wp.array2d(dtype=Any), h: int, w: int, d: Any):
+    """Radiance of the environment map from world direction ``d`` and its 4 bilinear taps:
+    ``(value, k00, k10, k01, k11, w00, w10, w01, w11)`` (``lumigrad.render._envmap.EnvMap.eval``: Mitsuba's
+    lookup, column ``u W - 0.5`` periodic, row ``v (H - 1)`` clamped; ``d_map = d rot``)."""
+    one = d[0] * type(d[0])(0.0) + type(d[0])(1.0)
+    u, v = _env_uv(rot, d)
     pu = u * type(one)(w) - type(one)(0.5)
     x0f = wp.floor(pu)
     fx = pu - x0f
@@ -275,12 +281,7 @@ def _env_grad(g_env: wp.array2d(dtype=Any), row: int, k00: int, k10: int, k01: i
 def _env_pdf(prob: wp.array(dtype=Any), rot: wp.array2d(dtype=Any), h: int, w: int, d: Any):
     """Solid-angle density of :func:`_env_sample` at world direction ``d`` (``EnvMap.pdf``)."""
     one = d[0] * type(d[0])(0.0) + type(d[0])(1.0)
-    dm = wp.vector(d[0] * rot[0, 0] + d[1] * rot[1, 0] + d[2] * rot[2, 0],
-                   d[0] * rot[0, 1] + d[1] * rot[1, 1] + d[2] * rot[2, 1],
-                   d[0] * rot[0, 2] + d[1] * rot[1, 2] + d[2] * rot[2, 2])
-    u = wp.atan2(dm[0], -dm[2]) / type(one)(_TWO_PI)
-    u = u - wp.floor(u)
-    v = wp.acos(wp.min(wp.max(dm[1], -one), one)) / type(one)(3.141592653589793)
+    u, v = _env_uv(rot, d)
     j = wp.min(wp.max(int(u * type(one)(w)), 0), w - 1)
     i = wp.min(wp.max(int(v * type(one)(h)), 0), h - 1)
     s = wp.max(wp.sin(type(one)(3.141592653589793) * v), type(one)(1.0e-12))
