@@ -31,8 +31,13 @@ light, one camera. Columns (medians over --reps runs after warm-up):
 * ratios are lumigrad / Mitsuba for time (< 1: lumigrad faster) and
   Mitsuba / lumigrad for rays/s inverted likewise.
 
-Timing: the runs of lumigrad and Mitsuba alternate (lg, mi, lg, mi, ...), so a change in the
-load of a shared machine hits both sides of a ratio alike.
+Timing: in blocks (each measurement's runs back to back, one measurement after another, the whole
+sequence twice; medians over both blocks), as ``bench/raster.py`` does. Until session 7 the runs
+alternated (lg, mi, lg, mi, ...), but Dr.Jit's worker threads keep both cores busy for a while after a
+Mitsuba run and slow whatever runs next: lumigrad's rasterized camera samples (5k triangles, 256^2)
+ran at 18.0 Mray/s (116 CPU ns per ray, the process's threads) alternating with Mitsuba and at 26.3
+Mray/s (48 ns) with no Mitsuba in the process; the BVH queries at 6.3 vs 12.3 Mray/s. Short runs (a
+few ms) suffer most; the path-tracing runs of ``trace_gi.py`` (0.1-0.4 s) were the same either way.
 
 OpenMP: ``OMP_WAIT_POLICY=PASSIVE`` is set (unless already set) before torch is imported.
 With libgomp's default active wait, torch's idle OpenMP worker spins for milliseconds after
@@ -105,25 +110,27 @@ def _mitsuba():
 
 
 def timed(fns: dict, reps: int) -> tuple[dict, dict, dict]:
-    """Median wall and CPU seconds of each callable (one warm-up run each, then ``reps`` interleaved rounds).
+    """Median wall and CPU seconds of each callable, timed in blocks (see the module docstring): each
+    callable runs once as a warm-up and then ``reps`` times back to back, the callables one after another,
+    and the whole sequence twice; medians over both blocks.
 
     CPU seconds are the process's, all threads (lumigrad's pool, torch's, Mitsuba's): unlike wall time
     they hardly depend on how much of the machine other jobs take. The third dict is the calling thread's
     CPU seconds (``time.thread_time``): with ``--threads 1`` all of lumigrad's work (its launches then run
     on the calling thread), not Mitsuba's (its own worker threads).
     """
-    for f in fns.values():
-        f()
     times = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
     thr = {k: [] for k in fns}
-    for _ in range(reps):
+    for _ in range(2):
         for k, f in fns.items():
-            t, c, h = time.perf_counter(), time.process_time(), time.thread_time()
             f()
-            times[k].append(time.perf_counter() - t)
-            cpu[k].append(time.process_time() - c)
-            thr[k].append(time.thread_time() - h)
+            for _ in range(reps):
+                t, c, h = time.perf_counter(), time.process_time(), time.thread_time()
+                f()
+                times[k].append(time.perf_counter() - t)
+                cpu[k].append(time.process_time() - c)
+                thr[k].append(time.thread_time() - h)
     med = statistics.median
     return ({k: med(v) for k, v in times.items()}, {k: med(v) for k, v in cpu.items()}, {k: med(v) for k, v in thr.items()})
 
