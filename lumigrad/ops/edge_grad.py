@@ -59,7 +59,7 @@ from lumigrad.ops._common import (
     cpu_layout, first_order, launch, launch_chunks, num_threads, per_thread_chunk, to_warp, warp_device,
 )
 from lumigrad.ops import _edge_grad_kernels as _k
-from lumigrad.ops.antialias import AntialiasTopology, _build_topology
+from lumigrad.ops.antialias import AntialiasTopology, cached_topology
 
 __all__ = ["EdgeRim", "edge_grad", "edge_rim"]
 
@@ -385,7 +385,7 @@ class _EdgeGradFn(torch.autograd.Function):
         grad_pos = None
         if ctx.needs_input_grad[1]:
             color, pos3, ids, tri, codes = ctx.saved_tensors
-            topology = ctx.topology or _build_topology(tri, pos3.shape[1])
+            topology = ctx.topology or cached_topology(tri, pos3.shape[1])
             grad_pos = _pos_grad(color, grad_out, pos3, ids, tri, topology.neighbor, codes)
         grad_color = grad_out if ctx.needs_input_grad[0] else None
         return grad_color, grad_pos, None, None, None, None

@@ -82,7 +82,7 @@ def shade_pixels(
     if uvs is not None:
         uv, uv_da = interpolate(uvs, rast, faces_uvs, rast_db=rast_db, diff_attrs="all")
     eye = camera.camera_center()  # [B, 3]
-    view_dirs = safe_normalize(eye[:, None, None, :] - points)
+    view_dirs = eye[:, None, None, :] - points  # shade() normalises
 
     face_id = tri[..., 0] - 1  # [B, H, W], -1 on background
     rgb = torch.zeros_like(points)

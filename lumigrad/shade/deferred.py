@@ -11,6 +11,7 @@ from torch import Tensor
 from lumigrad._runtime.checks import _desc, check_float_tensor, check_same_device
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
+from lumigrad.shade._fused import fused_material, shade_fused
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert, _normalize
 from lumigrad.shade.lighting import _eval_light, _match, _sh_irradiance
 from lumigrad.shade.phong import PhongMaterial, _phong_specular
@@ -19,6 +20,9 @@ __all__ = ["shade", "sample_param"]
 
 _log = logging.getLogger(__name__)
 _LIGHT_TYPES = (AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight)
+# Lambert, Blinn-Phong and GGX materials run the fused Warp op (lumigrad.ops.deferred_shade); the torch
+# code below is its spec, run for Phong materials and when this is False (tests compare the two).
+FUSED = True
 
 
 def sample_param(
@@ -154,6 +158,8 @@ def shade(
     def param(name: str, value) -> Tensor:
         return sample_param(value, points, uv, uv_da, name=f"material.{name}", fn=fn)
 
+    if FUSED and fused_material(material) is not None and points.device.type in ("cpu", "cuda"):
+        return shade_fused(fn, material, light_list, points, normals, view_dirs, mask, param)
     n = _normalize(normals)
     v = _normalize(view_dirs)
     ka = None  # ambient reflectance when it differs from kd (PhongMaterial)

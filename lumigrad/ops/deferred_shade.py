@@ -1,0 +1,174 @@
+"""Direct lighting of G-buffers in one Warp pass each way (the fast path of :func:`lumigrad.shade.shade`).
+
+``shade()`` in torch runs about twenty elementwise ops per light over ``[B, H, W, 3]`` buffers
+forward and as many backward; on CPU they were most of a ``render_mesh`` step (Blinn-Phong, two
+lights, 256^2: about 40 of 56 ms single-threaded). This op evaluates the same formulas per pixel
+(kernels: :mod:`lumigrad.ops._deferred_shade_kernels`, spec: :mod:`lumigrad.ops._deferred_shade_ref`).
+
+The material and lights come as small tables that ``shade()`` builds with torch ops (so gradients
+reach light colours, intensities, directions and positions, and material constants or textures
+through ordinary autograd); this op differentiates w.r.t. the tables and the per-pixel buffers.
+Forward-mode AD runs the torch spec.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch import Tensor
+
+from lumigrad._runtime.checks import _desc, check_float_tensor
+from lumigrad.ops._common import cpu_layout, first_order, launch, placeholder, to_warp, warp_device
+from lumigrad.ops import _deferred_shade_kernels as _k
+from lumigrad.ops._deferred_shade_ref import deferred_shade_ref
+
+__all__ = ["deferred_shade", "MATERIALS", "LIGHT_KINDS"]
+
+_FN = "deferred_shade"
+MATERIALS = {"lambert": _k.LAMBERT, "blinn_phong": _k.BLINN_PHONG, "ggx": _k.GGX}
+LIGHT_KINDS = {"directional": _k.DIRECTIONAL, "point": _k.POINT, "ambient": _k.AMBIENT}
+# Pixels per kernel thread: on CPU a thread runs a block (Warp copies the arguments per thread), and a
+# block's constant-material and light gradients are one row for torch to sum; on CUDA small blocks.
+_CPU_BLOCK, _CUDA_BLOCK = 256, 16
+
+_cpu_layout = cpu_layout  # a module global, so tests can force the CUDA layout here
+
+
+def deferred_shade(
+    material: str,
+    normals: Tensor,  # [N, 3]
+    view_dirs: Tensor,  # [N, 3]
+    points: Tensor | None,  # [N, 3]; needed with point lights
+    mat: Tensor,  # [N, 8] or [1, 8]
+    light_kinds: Sequence[str],  # L names
+    light_data: Tensor,  # [L, 6]: direction to the light (unit) or position, then colour * intensity
+    light_falloff: Tensor | None = None,  # [L, 3] point lights' (constant, linear, quadratic) falloff
+    mask: Tensor | None = None,  # [N]
+) -> Tensor:
+    """Radiance ``[N, 3]`` of N pixels under L lights (formulas: :func:`lumigrad.shade.shade`).
+
+    Args:
+        material: ``"lambert"``, ``"blinn_phong"`` or ``"ggx"``.
+        normals, view_dirs: ``[N, 3]`` (normalised here; zero rows stay zero).
+        points: ``[N, 3]`` world positions, used by point lights (``None`` when there are none).
+        mat: ``[N, 8]`` per pixel or ``[1, 8]`` for all: diffuse colour / albedo / base colour (0-2),
+            Blinn-Phong specular colour (3-5), shininess or GGX roughness (6), GGX metallic (7).
+        light_kinds: ``"directional"``, ``"point"`` or ``"ambient"`` per light.
+        light_data: ``[L, 6]`` unit direction to a directional light or a point light's position
+            (ignored for ambient), then its colour times intensity (an ambient light's colour).
+        light_falloff: ``[L, 3]`` point lights' falloff ``1 / (c + l d + q d^2)``; default ``(0, 0, 1)``.
+        mask: optional ``[N]`` coverage multiplying the result.
+
+    Returns:
+        ``[N, 3]``; differentiable (first order) w.r.t. every tensor but ``light_falloff``.
+    """
+    kind, kinds = _check(material, normals, view_dirs, points, mat, light_kinds, light_data, light_falloff, mask)
+    n_lights = len(kinds)
+    fo = light_falloff
+    if fo is None:
+        fo = torch.zeros(n_lights, 3, dtype=normals.dtype, device=normals.device)
+        fo[:, 2] = 1.0
+    tensors = (normals, view_dirs, points, mat, light_data, mask)
+    if any(t is not None and fwAD.unpack_dual(t).tangent is not None for t in tensors):
+        return deferred_shade_ref(kind, normals, view_dirs, points, mat, kinds, light_data, fo, mask)
+    return _ShadeFn.apply(normals, view_dirs, points, mat, light_data, mask, fo.detach(), kind, tuple(kinds))
+
+
+def _check(material, normals, view_dirs, points, mat, light_kinds, light_data, light_falloff, mask):
+    if material not in MATERIALS:
+        raise ValueError(f"{_FN}(): material must be one of {sorted(MATERIALS)}, got {material!r}")
+    kinds = []
+    for j, k in enumerate(light_kinds):
+        if k not in LIGHT_KINDS:
+            raise ValueError(f"{_FN}(): light_kinds[{j}] must be one of {sorted(LIGHT_KINDS)}, got {k!r}")
+        kinds.append(LIGHT_KINDS[k])
+    check_float_tensor(_FN, "normals", normals, (2,), 3, expected="float32/float64 [N, 3]")
+    n, dt, dev = normals.shape[0], normals.dtype, normals.device
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{_FN}(): normals must be on a cpu or cuda device, got {dev}")
+
+    def like(name, t, shape):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{_FN}(): {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype != dt or t.device != dev or tuple(t.shape) not in shape:
+            want = " or ".join(str(list(s)) for s in shape)
+            raise ValueError(f"{_FN}(): {name} must be {str(dt).replace('torch.', '')} {want} on {dev} like normals, "
+                             f"got {_desc(t)} on {t.device}")
+
+    like("view_dirs", view_dirs, [(n, 3)])
+    like("mat", mat, [(n, _k.MAT_COLS), (1, _k.MAT_COLS)])
+    like("light_data", light_data, [(len(kinds), _k.LIGHT_COLS)])
+    if light_falloff is not None:
+        like("light_falloff", light_falloff, [(len(kinds), 3)])
+    if mask is not None:
+        like("mask", mask, [(n,)])
+    if _k.POINT in kinds:
+        if points is None:
+            raise ValueError(f"{_FN}(): points are required with point lights")
+        like("points", points, [(n, 3)])
+    elif points is not None:
+        like("points", points, [(n, 3)])
+    return MATERIALS[material], kinds
+
+
+def _block(dev: str) -> int:
+    return _CPU_BLOCK if _cpu_layout(dev) else _CUDA_BLOCK
+
+
+def _common_args(n, v, p, mat, mask, kinds, ldata, fo, block):
+    has_point = _k.POINT in kinds
+    lk = torch.tensor(kinds if kinds else [0], dtype=torch.int32, device=n.device)
+    return [block, to_warp(n), to_warp(v), to_warp(p if has_point else placeholder(n, 1, 3)),
+            to_warp(mat), int(mat.shape[0] > 1 or n.shape[0] == 1), to_warp(mask if mask is not None else placeholder(n)),
+            int(mask is not None), to_warp(lk[:len(kinds)]), to_warp(ldata if kinds else placeholder(n, 1, 6)),
+            to_warp(fo if kinds else placeholder(n, 1, 3))]
+
+
+class _ShadeFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, normals, view_dirs, points, mat, light_data, mask, fo, kind, kinds):
+        n, v = normals.detach().contiguous(), view_dirs.detach().contiguous()
+        p = points.detach().contiguous() if points is not None else None
+        m, ld = mat.detach().contiguous(), light_data.detach().contiguous()
+        mk = mask.detach().contiguous() if mask is not None else None
+        dev = warp_device(n)
+        block = _block(dev)
+        npix = n.shape[0]
+        out = torch.empty_like(n)
+        if npix:
+            blocks = -(-npix // block)
+            args = _common_args(n, v, p, m, mk, kinds, ld, fo, block)
+            launch(_k.KERNELS[kind][0], blocks, args + [to_warp(out)], dev, min_chunk=max(1, blocks // 8))
+        ctx.save_for_backward(n, v, p, m, ld, mk, fo)
+        ctx.kind, ctx.kinds = kind, kinds
+        return out
+
+    @staticmethod
+    @first_order
+    def backward(ctx, grad):
+        n, v, p, m, ld, mk, fo = ctx.saved_tensors
+        kind, kinds = ctx.kind, ctx.kinds
+        dev = warp_device(n)
+        block = _block(dev)
+        npix = n.shape[0]
+        blocks = max(1, -(-npix // block))
+        per_pixel_mat = m.shape[0] > 1 or npix == 1
+        has_point = _k.POINT in kinds
+        g_n, g_v = torch.empty_like(n), torch.empty_like(n)
+        g_p = torch.empty_like(n) if has_point else placeholder(n, 1, 3)
+        g_mask = torch.empty(npix, dtype=n.dtype, device=n.device) if mk is not None else placeholder(n)
+        g_mat = torch.empty(npix, _k.MAT_COLS, dtype=n.dtype, device=n.device) if per_pixel_mat else placeholder(n, 1, 1)
+        rows = torch.empty(blocks, _k.MAT_COLS + _k.LIGHT_COLS * len(kinds), dtype=n.dtype, device=n.device)
+        if npix:
+            args = _common_args(n, v, p, m, mk, kinds, ld, fo, block)
+            outs = [to_warp(grad.contiguous()), to_warp(g_n), to_warp(g_v), to_warp(g_p), to_warp(g_mask), to_warp(g_mat),
+                    to_warp(rows)]
+            launch(_k.KERNELS[kind][1], blocks, args + outs, dev, min_chunk=max(1, blocks // 8))
+        else:
+            rows.zero_()
+        sums = rows.sum(0)
+        grad_mat = g_mat if per_pixel_mat else sums[:_k.MAT_COLS][None]
+        grad_ld = sums[_k.MAT_COLS:].view(len(kinds), _k.LIGHT_COLS)
+        return (g_n, g_v, g_p if has_point else None, grad_mat, grad_ld, g_mask if mk is not None else None,
+                None, None, None)
