@@ -222,9 +222,11 @@ def _make_kernels(kind: int):
     ):
         """Unmasked radiance of pixel ``i``."""
         n0 = _v3(n_in, i, 0)
-        v0 = _v3(v_in, i, 0)
         n = n0 * _rnorm(n0)
-        v = v0 * _rnorm(v0)
+        v = n  # Lambert: no view direction
+        if wp.static(KIND != LAMBERT):
+            v0 = _v3(v_in, i, 0)
+            v = v0 * _rnorm(v0)
         p = _v3(p_in, wp.min(i, p_in.shape[0] - 1), 0)
         a = _v3(mat, mrow, 0)
         b = _v3(mat, mrow, 3)
@@ -293,11 +295,15 @@ def _make_kernels(kind: int):
             if has_mask != 0:
                 g = g_o * mask[i]
             n0 = _v3(n_in, i, 0)
-            v0 = _v3(v_in, i, 0)
+            v0 = n0  # Lambert: no view direction
             rn = _rnorm(n0)
-            rv = _rnorm(v0)
+            rv = rn
             n = n0 * rn
-            v = v0 * rv
+            v = n
+            if wp.static(KIND != LAMBERT):
+                v0 = _v3(v_in, i, 0)
+                rv = _rnorm(v0)
+                v = v0 * rv
             p = _v3(p_in, wp.min(i, p_in.shape[0] - 1), 0)
             a = _v3(mat, mrow, 0)
             b = _v3(mat, mrow, 3)
@@ -384,7 +390,8 @@ def _make_kernels(kind: int):
             if has_mask != 0:
                 g_mask[i] = wp.dot(g_o, rgb)
             _set3(g_n, i, 0, _unit_grad(n0, rn, gn))
-            _set3(g_v, i, 0, _unit_grad(v0, rv, gv))
+            if wp.static(KIND != LAMBERT):
+                _set3(g_v, i, 0, _unit_grad(v0, rv, gv))
             if g_p.shape[0] == npix:
                 _set3(g_p, i, 0, gp)
             if mat_pp != 0:

@@ -155,7 +155,8 @@ class _ShadeFn(torch.autograd.Function):
         blocks = max(1, -(-npix // block))
         per_pixel_mat = m.shape[0] > 1 or npix == 1
         has_point = _k.POINT in kinds
-        g_n, g_v = torch.empty_like(n), torch.empty_like(n)
+        g_n = torch.empty_like(n)
+        g_v = torch.empty_like(n) if kind != _k.LAMBERT else placeholder(n, 1, 3)  # Lambert: no view dependence
         g_p = torch.empty_like(n) if has_point else placeholder(n, 1, 3)
         g_mask = torch.empty(npix, dtype=n.dtype, device=n.device) if mk is not None else placeholder(n)
         g_mat = torch.empty(npix, _k.MAT_COLS, dtype=n.dtype, device=n.device) if per_pixel_mat else placeholder(n, 1, 1)
@@ -170,5 +171,5 @@ class _ShadeFn(torch.autograd.Function):
         sums = rows.sum(0)
         grad_mat = g_mat if per_pixel_mat else sums[:_k.MAT_COLS][None]
         grad_ld = sums[_k.MAT_COLS:].view(len(kinds), _k.LIGHT_COLS)
-        return (g_n, g_v, g_p if has_point else None, grad_mat, grad_ld, g_mask if mk is not None else None,
+        return (g_n, g_v if kind != _k.LAMBERT else None, g_p if has_point else None, grad_mat, grad_ld, g_mask if mk is not None else None,
                 None, None, None)
