@@ -25,7 +25,8 @@ from typing import Any
 import warp as wp
 
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
-from lumigrad.ops._path_kernels import _ggx
+from lumigrad.ops._path_kernels import _add3, _ggx
+from lumigrad.ops._trace_kernels import _put3 as _set3, _v3
 
 __all__ = ["LAMBERT", "BLINN_PHONG", "GGX", "DIRECTIONAL", "POINT", "AMBIENT", "MAT_COLS", "LIGHT_COLS",
            "KERNELS"]
@@ -44,25 +45,6 @@ _MIN_SHININESS = 1.0e-3
 _MIN_LOBE = 1.0e-12
 _INV_EPS = 1.0e12
 _INV_PI_8 = _INV_PI / 8.0
-
-
-@wp.func
-def _v3(a: wp.array2d(dtype=Any), i: int, c: int):
-    return wp.vector(a[i, c], a[i, c + 1], a[i, c + 2])
-
-
-@wp.func
-def _add3(a: wp.array2d(dtype=Any), i: int, c: int, x: Any):
-    a[i, c] = a[i, c] + x[0]
-    a[i, c + 1] = a[i, c + 1] + x[1]
-    a[i, c + 2] = a[i, c + 2] + x[2]
-
-
-@wp.func
-def _set3(a: wp.array2d(dtype=Any), i: int, c: int, x: Any):
-    a[i, c] = x[0]
-    a[i, c + 1] = x[1]
-    a[i, c + 2] = x[2]
 
 
 @wp.func
