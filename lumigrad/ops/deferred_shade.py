@@ -9,6 +9,14 @@ The material and lights come as small tables that ``shade()`` builds with torch 
 reach light colours, intensities, directions and positions, and material constants or textures
 through ordinary autograd); this op differentiates w.r.t. the tables and the per-pixel buffers.
 Forward-mode AD runs the torch spec.
+
+Measured (``shade()`` fwd+bwd at 256^2, one thread, CPU ms, fused vs torch): Lambert with one
+directional light 5.1-6.2 vs 6.8; Lambert + point + ambient 10 vs 14.4; Blinn-Phong, two lights
+17.3 vs 26.3; GGX, two lights 25 vs 38. The gain is bounded: Warp's CPU code runs one pixel at a
+time where torch's elementwise ops use SIMD lanes, so the fused pass wins by doing fewer passes
+over memory and sharing work between terms, not per operation. One kernel per material kind (a
+runtime branch on the kind made every pixel about twice as slow: the three BRDFs in one function
+were not inlined); Blinn-Phong's ``pow`` is ``exp(s log nh)`` with the log shared with its gradient.
 """
 from __future__ import annotations
 
