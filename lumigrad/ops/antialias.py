@@ -91,19 +91,22 @@ _TOPOLOGY_CACHE_SIZE = 8
 
 
 def cached_topology(tri: torch.Tensor, num_verts: int) -> AntialiasTopology:
-    """:func:`_build_topology`, remembered per faces tensor (its identity and version).
+    """:func:`_build_topology`, remembered for the last few faces tensors.
 
     For calls without a ``topology`` argument, e.g. ``render_mesh`` in a loop over one mesh: the
-    build (a sort of the half-edges) cost about 2 ms per call at 5k faces. A weak reference tells a
-    reused ``id`` from the same tensor, ``_version`` an in-place edit.
+    build (a sort of the half-edges) cost about 2 ms per call at 5k faces. A hit needs the same
+    tensor object (weak reference), the same ``num_verts`` and equal contents (compared with a
+    copy: an edit through ``.data`` or a numpy view does not bump ``_version``); the compare is
+    a memcmp-speed pass, far cheaper than the build.
     """
     hit = _TOPOLOGY_CACHE.get(id(tri))
-    if hit is not None and hit[0]() is tri and hit[1] == tri._version and hit[2] == num_verts:
+    if (hit is not None and hit[0]() is tri and hit[1] == num_verts and hit[2].shape == tri.shape
+            and hit[2].device == tri.device and torch.equal(hit[2], tri)):
         return hit[3]
     topology = _build_topology(tri, num_verts)
     if len(_TOPOLOGY_CACHE) >= _TOPOLOGY_CACHE_SIZE:
         _TOPOLOGY_CACHE.pop(next(iter(_TOPOLOGY_CACHE)), None)
-    _TOPOLOGY_CACHE[id(tri)] = (weakref.ref(tri), tri._version, num_verts, topology)
+    _TOPOLOGY_CACHE[id(tri)] = (weakref.ref(tri), num_verts, tri.detach().clone(), topology)
     return topology
 
 

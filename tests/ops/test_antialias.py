@@ -360,14 +360,17 @@ def test_prepare_topology_bad_inputs():
         prepare_topology(torch.tensor([[0.0, 1.0, 2.0]]), 3)
 
 
-def test_topology_cache_follows_identity_and_version():
+def test_topology_cache_follows_identity_and_contents():
     from lumigrad.ops.antialias import _build_topology, cached_topology
 
     tri = torch.tensor([[0, 1, 2], [2, 1, 3]], dtype=torch.int32)
     first = cached_topology(tri, 4)
     assert cached_topology(tri, 4) is first  # same tensor, unchanged: cached
     assert cached_topology(tri.clone(), 4) is not first  # another tensor: built anew
-    tri[1] = torch.tensor([0, 2, 3], dtype=torch.int32)  # an in-place edit bumps the version
+    tri[1] = torch.tensor([0, 2, 3], dtype=torch.int32)  # an in-place edit
     again = cached_topology(tri, 4)
     assert again is not first
     assert torch.equal(again.neighbor, _build_topology(tri, 4).neighbor)
+    tri.numpy()[1] = [2, 1, 3]  # an edit torch does not see (no version bump)
+    third = cached_topology(tri, 4)
+    assert third is not again and torch.equal(third.neighbor, first.neighbor)
