@@ -304,9 +304,9 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
              to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
              to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs] + [eblk if need[5] else R + 1]
     if wdev == "cpu":
-        launch_chunks([(_k.trace_paths_kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
+        launch_chunks([(_k.replay_paths_kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
     elif R:
-        launch(_k.trace_paths_kernel, R, args, wdev)
+        launch(_k.replay_paths_kernel, R, args, wdev)
     out = [b.sum(0).reshape(w, 3) if n else None for n, b, w in zip(need, bufs, (S, S, nl))]
     rm = bufs[3].sum(0).reshape(max(S, 1), 2)[:S] if want_rm else None
     out += [rm[:, 0] if need[3] else None, rm[:, 1] if need[4] else None]
