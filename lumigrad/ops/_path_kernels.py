@@ -460,7 +460,7 @@ def _make_trace_kernel(replay: bool):
         ltot = vzero
         passes = npass
         pass0 = 0
-        if npass == 2 and need & 1 == 0:
+        if npass == 2 and need & 9 == 0:
             pass0 = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
         if npass == 2 and l_known != 0:
             pass0 = 1

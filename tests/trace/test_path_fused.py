@@ -382,6 +382,20 @@ def test_ggx_gradients_agree_with_torch_path():
     assert float(z.abs().max()) < 5.0, (z, a.mean(0), b.mean(0))
 
 
+def test_ggx_roughness_alone_same_with_and_without_replay():
+    """Only the roughness needs a gradient: the replay must still get each path's radiance (it once skipped that
+    pass whenever the albedo rows were not needed, and the roughness share came out wrong)."""
+    def grad(replay):
+        rough = torch.tensor(0.35, dtype=DT, requires_grad=True)
+        shapes, cam = ggx_box(None, rough, None, res=6)
+        img = render_trace(shapes, cam, [], TraceSettings(spp=4, seed=3, boundary="none", replay=replay)).image
+        return torch.autograd.grad(img.sum(), [rough])[0]
+
+    a, b = grad(True), grad(False)
+    assert abs(float(b)) > 0.1
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=0.0)
+
+
 # --- environment map ------------------------------------------------------------------------------------------
 
 
