@@ -296,11 +296,6 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     erows, eblk = (rows, blk) if wdev == "cpu" else (1, max(R, 1))
     HW = sc.env_size[0] * sc.env_size[1] if env is not None else 1
     bufs.append(torch.zeros(erows if need[5] else 1, 3 * HW, dtype=dt, device=dev))
-    if radiance is None and (need[0] or want_rm):
-        # The replay's first pass (each path's radiance) by the forward kernel, which compiles without the
-        # gradient code: ~15 % faster than that pass inside the replay kernel. A temporary of the launch's size.
-        radiance = trace_paths(bvh, sc, refl, emis, lscale, origins, dirs, face, st, camera, count, rough, metal,
-                               env)[0]
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
                  dirs, face, st, *_guards(dt), camera, env)
