@@ -178,6 +178,31 @@ def test_replay_is_deterministic_and_chunking_free_of_races():
     torch.testing.assert_close(g3[1], g1[3], rtol=1e-12, atol=0)
 
 
+def test_lean_kernel_equals_full_kernel(monkeypatch):
+    """A scene without environment map, GGX or lights runs the kernel variant compiled without their code: the
+    same image and gradients, bit for bit, as the full variant (forced here)."""
+    import lumigrad.ops.path_trace as pt
+
+    def render_and_grads(replay):
+        alb, em, refl, _ = _params()
+        shapes, cam = box_scene(alb=alb, emission=em, mirror=refl, res=5)
+        st = TraceSettings(spp=4, max_bounces=3, rr_depth=2, seed=1, replay=replay)
+        img = render_trace(shapes, cam, [], st).image
+        return (img.detach(), *torch.autograd.grad(img.sum(), [alb, em, refl]))
+
+    real, chosen = pt._full, []
+    monkeypatch.setattr(pt, "_full", lambda sc, env: chosen.append(real(sc, env)) or chosen[-1])
+    for replay in (False, True):
+        lean = render_and_grads(replay)
+        assert chosen and not any(chosen)  # the lean variant ran
+        with monkeypatch.context() as m:
+            m.setattr(pt, "_full", lambda sc, env: True)
+            full = render_and_grads(replay)
+        assert float(lean[1].abs().sum()) > 0
+        for a, b in zip(lean, full):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_float32_replay_matches_float64():
     """Path replay in float32 (radiance minus what is accounted for) keeps the gradients' accuracy: the same
     paths (same seed) in float32 and float64 give gradients within float32 rounding of each other."""
