@@ -16,17 +16,20 @@ Gradients go to rows ``[i // blk]`` of per-task buffers (the CPU launch runs eac
 serially, so tasks never share a row; on CUDA ``blk = 1``: a row per thread).
 Geometry is in the arrays' float type; BVH queries are float32 (as every BVH query here).
 
-Where the time goes (Cornell box of ``bench/trace_gi.py``, 36 triangles, 64^2, 16 spp, 3 bounces, float32,
-one thread, ``time.thread_time``; before the variants below, ~1030-1110 ns per path): an empty kernel (launch,
+Where the time goes (Cornell box of ``bench/trace_gi.py``, 36 triangles, 64^2, 16 spp, 3 bounces, float32, one
+thread, ``time.thread_time``; before the variants below, ~1030-1110 ns per path): an empty kernel (launch,
 per-thread argument loads, outputs) ~40 ns, the camera ray ~33 ns, its closest hit ~85 ns, the first vertex's
 attributes and emission ~100 ns, then ~250 ns per bounce, of which the shadow ray ~48 ns. Sampled with ``perf``
 (cpu-clock, the JIT'd kernel's addresses): the BVH queries take ~60 % (closest hits ~48 %: ~6 nodes and ~5
 triangles per ray here; shadow rays ~12 %), and 23 % of the samples fall on instructions that touch the stack
 (spills: the kernel is one ~40 kB function). What helped (paired A/B rounds in one process, median ratio):
-compiling the forward without the replay's code (0.89x) and, for scenes without environment map, GGX or
-lights, without theirs (0.94x forward, 0.94x replay): fewer live values, fewer spills. What did not: a
-16-entry instead of 64-entry traversal stack (the zeroing is cheap), no float64 re-computation of the hit
-distance, a constant single pass in the forward, a branch-free two-sided triangle test (all within 1 %); a
+compiling the forward without the replay's code (0.89x) and, for scenes without environment map, GGX or lights,
+without theirs (0.94x forward, 0.94x replay): fewer live values, fewer spills; the replay kernels in a module of
+their own with LLVM's default inlining (replay 0.93x; the forward, then compiled without the replay kernel next
+to it, 0.92x). What did not: FMA contraction (``-ffp-contract=fast``: 0.985x, results change in the last
+digits), no SLP vectorisation or its default depth (within 1.5 %), LLVM's default inlining for the forward
+(1.01x), a 16-entry instead of 64-entry traversal stack (the zeroing is cheap), no float64 re-computation of the
+hit distance, a constant single pass in the forward, a branch-free two-sided triangle test (all within 1 %); a
 brute-force loop over the 36 triangles instead of the BVH (1.7x slower); the replay's radiance pass by the
 forward kernel into a temporary (1.10x slower: in the replay kernel it shares the camera ray and its hit with
 the gradient pass); BVH changes: see :mod:`lumigrad.ops._bvh_kernels`.
@@ -749,6 +752,7 @@ def path_kernel(replay: bool, full: bool):
     Cornell box (64^2, 16 spp, 3 bounces, Lambert, one emitter; paired A/B rounds in one process, median ratio):
     the forward kernel without the replay code 0.89x the time of the one kernel before; without the environment /
     GGX / light code as well 0.94x (forward) and 0.92x (replay) the time of the full variants (each of the three
-    alone: 0.97-1.0x; together they free enough registers to matter).
+    alone: 0.97-1.0x; together they free enough registers to matter). The replay variants compile in a module of
+    their own (see ``_REPLAY_MODULE``).
     """
     return _KERNELS[(bool(replay), bool(full))]
