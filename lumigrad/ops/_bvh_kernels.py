@@ -27,7 +27,18 @@ is recomputed in float64 once per ray (float32 ``t = -(o - p0).n / d.n`` loses d
 What did not help (``bench/bvh.py``, single thread): leaf sizes 2 or 8 instead of 4 (within noise), a
 branch-free near/far ordering (always write the far child, bump the stack pointer by a flag: 15 %
 slower), one 64-byte record per node with the child references stored as floats (one cache line per
-visit, but 20-50 % slower: the float-to-int conversions and the extra count state). The stacks are zeroed per ray (Warp's vector constructor), so they are kept at 64 entries.
+visit, but 20-50 % slower: the float-to-int conversions and the extra count state). The stacks are zeroed
+per ray (Warp's vector constructor), yet 16 instead of 64 entries changed nothing measurable (the fused path
+kernel on the Cornell box: 1054 vs 1097 ns per path, noise). Tried for the path tracer (``bench/trace_gi.py``'s
+Cornell box, 36 triangles; single thread, paired rounds) and not kept: a branch-free two-sided triangle test
+(flip the signs of ``det``, ``t det`` and the barycentric numerators: exact, same hits, no faster); a 4-wide
+BVH collapsed from the binary one (children's boxes as ``vec4`` per axis, one padding row that pushes empty
+slots to ``+inf``; same hits, but 10-30 % slower per query on the Cornell box and the icospheres: 4 hit tests
+and pushes per node are 4 data-dependent branches); leaves of <= 2 triangles (Cornell box closest hits
+0.87x, paths 0.92x, but icosphere-6 shadow rays 1.05-1.1x); splitting to 2 and merging sibling leaves back
+to <= 4 where the SAH prefers it (node cost 2 triangle tests: Cornell closest 0.88x, any 0.95x, but
+``bench/bvh.py`` 1.3M triangles 0.9x / 0.87x of the ratios to Warp and the build 1.5-2x longer; node cost 3:
+the leaf-4 tree again).
 """
 from __future__ import annotations
 

@@ -1,20 +1,38 @@
 """Warp kernel of :func:`lumigrad.ops.path_trace.trace_paths`: whole paths per thread, and their replay.
 
-``trace_paths_kernel`` runs one camera sample per thread through every bounce (closest hit, front-face
-emission, next-event estimation for point / directional lights and one sample per emissive shape, one
-BSDF sample: cosine for Lambert, delta for mirrors, MIS by the power heuristic, Russian roulette) with
-the estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``: forward, the
-radiance of each sample. ``npass = 2``: path replay backpropagation (Vicini et al. 2021): pass 0
-re-runs the path (same RNG stream) to get its radiance ``L``, pass 1 runs it again carrying ``L``
-minus what has been accounted for, which is the radiance the rest of the path contributes and,
-divided by a vertex's reflectance row, that row's gradient. Nothing per path is stored in global
-memory. A zero reflectance channel (``0 / 0``) is handled by a second throughput per channel that
-skips the first zero factor: the terms after it, with that factor removed, are its gradient
-(later zeros make both throughputs zero, as the exact derivative is).
+The kernel (one source, four compiled variants: :func:`path_kernel`) runs one camera sample per thread through
+every bounce (closest hit, front-face emission, next-event estimation for point / directional lights and one
+sample per emissive shape, one BSDF sample: cosine for Lambert, delta for mirrors, MIS by the power heuristic,
+Russian roulette) with the estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``:
+forward, the radiance of each sample. ``npass = 2``: path replay backpropagation (Vicini et al. 2021): pass 0
+re-runs the path (same RNG stream) to get its radiance ``L``, pass 1 runs it again carrying ``L`` minus what
+has been accounted for, which is the radiance the rest of the path contributes and, divided by a vertex's
+reflectance row, that row's gradient. Nothing per path is stored in global memory. A zero reflectance channel
+(``0 / 0``) is handled by a second throughput per channel that skips the first zero factor: the terms after
+it, with that factor removed, are its gradient (later zeros make both throughputs zero, as the exact
+derivative is).
 
 Gradients go to rows ``[i // blk]`` of per-task buffers (the CPU launch runs each task's range
 serially, so tasks never share a row; on CUDA ``blk = 1``: a row per thread).
 Geometry is in the arrays' float type; BVH queries are float32 (as every BVH query here).
+
+Where the time goes (Cornell box of ``bench/trace_gi.py``, 36 triangles, 64^2, 16 spp, 3 bounces, float32, one
+thread, ``time.thread_time``; before the variants below, ~1030-1110 ns per path): an empty kernel (launch,
+per-thread argument loads, outputs) ~40 ns, the camera ray ~33 ns, its closest hit ~85 ns, the first vertex's
+attributes and emission ~100 ns, then ~250 ns per bounce, of which the shadow ray ~48 ns. Sampled with ``perf``
+(cpu-clock, the JIT'd kernel's addresses): the BVH queries take ~60 % (closest hits ~48 %: ~6 nodes and ~5
+triangles per ray here; shadow rays ~12 %), and 23 % of the samples fall on instructions that touch the stack
+(spills: the kernel is one ~40 kB function). What helped (paired A/B rounds in one process, median ratio):
+compiling the forward without the replay's code (0.89x) and, for scenes without environment map, GGX or lights,
+without theirs (0.94x forward, 0.94x replay): fewer live values, fewer spills; the replay kernels in a module of
+their own with LLVM's default inlining (replay 0.93x; the forward, then compiled without the replay kernel next
+to it, 0.92x). What did not: FMA contraction (``-ffp-contract=fast``: 0.985x, results change in the last
+digits), no SLP vectorisation or its default depth (within 1.5 %), LLVM's default inlining for the forward
+(1.01x), a 16-entry instead of 64-entry traversal stack (the zeroing is cheap), no float64 re-computation of the
+hit distance, a constant single pass in the forward, a branch-free two-sided triangle test (all within 1 %); a
+brute-force loop over the 36 triangles instead of the BVH (1.7x slower); the replay's radiance pass by the
+forward kernel into a temporary (1.10x slower: in the replay kernel it shares the camera ray and its hit with
+the gradient pass); BVH changes: see :mod:`lumigrad.ops._bvh_kernels`.
 """
 from __future__ import annotations
 
@@ -28,7 +46,7 @@ from lumigrad.ops._trace_kernels import _light_at, _reattach, _unit, _v3
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
-__all__ = ["trace_paths_kernel", "MIRROR", "GGX"]
+__all__ = ["path_kernel", "MIRROR", "GGX"]
 
 GGX = 2  # lumigrad.render._bsdf_sampling._GGX
 MIRROR = 3  # lumigrad.render._bsdf_sampling._MIRROR; any other kind is Lambert here
@@ -352,352 +370,389 @@ def _cf(g: wp.array2d(dtype=Any), row: int, zs: wp.vec3i, v: Any):
             _add(g, row, 3 * zs[c] + c, v[c])
 
 
-@wp.kernel
-def trace_paths_kernel(
-    offset: int,
-    nodes: wp.array(dtype=wp.vec3),  # the BVH (lumigrad.ops._bvh.BVHData.args)
-    kids: wp.array(dtype=wp.vec2i),
-    tris: wp.array(dtype=wp.vec3),
-    tface: wp.array(dtype=wp.int32),
-    corners: wp.array2d(dtype=Any),  # [V, 6] vertex position | unit vertex normal
-    faces: wp.array2d(dtype=wp.int32),  # [F, 3]
-    owner: wp.array(dtype=wp.int32),  # [F] shape of each face
-    kind: wp.array(dtype=wp.int32),  # [S] MIRROR, GGX or Lambert
-    refl: wp.array2d(dtype=Any),  # [S, 3] Lambert albedo / mirror reflectance / GGX base colour
-    rough: wp.array(dtype=Any),  # [S] GGX roughness (0 elsewhere)
-    metal: wp.array(dtype=Any),  # [S] GGX metallic
-    sprob: wp.array(dtype=Any),  # [S] GGX: probability of sampling the specular lobe (a constant)
-    salpha: wp.array(dtype=Any),  # [S] GGX: alpha of that lobe's sampling (a constant)
-    emis: wp.array2d(dtype=Any),  # [S, 3] emitted radiance (0 for non-emitters)
-    is_em: wp.array(dtype=wp.int32),  # [S]
-    em_area: wp.array(dtype=Any),  # [S] total area (emitters)
-    ne: int,
-    em_shape: wp.array(dtype=wp.int32),  # [ne] shape of each emitter
-    em_start: wp.array(dtype=wp.int32),  # [ne + 1] emitter e's triangles: em_face[em_start[e] : em_start[e + 1]]
-    em_face: wp.array(dtype=wp.int32),  # [T] merged face ids
-    em_cdf: wp.array(dtype=Any),  # [T] per-emitter cumulative area fractions (last = 1)
-    nl: int,
-    lkind: wp.array(dtype=wp.int32),  # [nl] 0 point, 1 directional
-    lvec: wp.array2d(dtype=Any),  # [nl, 3] position / unit direction towards the light
-    lscale: wp.array2d(dtype=Any),  # [nl, 3] colour * intensity
-    lfall: wp.array2d(dtype=Any),  # [nl, 3] attenuation constants
-    has_env: int,  # 1: an environment map (below) lights the scene and is seen by rays that escape
-    env_tex: wp.array2d(dtype=Any),  # [H * W, 3] its radiance (scale applied)
-    env_prob: wp.array(dtype=Any),  # [H * W] cell probabilities of its sampler
-    env_cdf: wp.array(dtype=Any),  # [H * W] their running sum (last = 1)
-    env_rot: wp.array2d(dtype=Any),  # [3, 3] d_map = d_world rot
-    env_h: int,
-    env_w: int,
-    org: wp.array2d(dtype=Any),  # [R, 3] camera rays (cam_mode = 0)
-    dirs: wp.array2d(dtype=Any),  # [R, 3] unit
-    cam_mode: int,  # 0: rays given; 1: pinhole, 2: orthographic camera rays of samples first + i
-    cam: wp.array2d(dtype=Any),  # [B, 18] camera to world rotation (row-major) | its translation | K (6 entries)
-    offsets: wp.array2d(dtype=Any),  # [B * spp, 2] sub-pixel position of sample s of view b at row b * spp + s
-    cam_w: int,
-    cam_hw: int,  # width * height
-    spp: int,
-    first: int,  # index of sample 0 of this launch
-    given: int,  # 1: face_in holds the camera rays' closest hits
-    face_in: wp.array(dtype=wp.int32),  # [R] (-1: miss) when given
-    bg: wp.array2d(dtype=Any),  # [1, 3] radiance of camera rays that miss
-    eps64: wp.float64,  # ray offset (absolute)
-    tiny64: wp.float64,  # determinant guard of ray_triangle
-    ntiny64: wp.float64,  # squared-norm guard of safe_normalize
-    shadows: int,
-    max_bounces: int,
-    rr_depth: int,
-    mis: int,
-    trace_last: int,  # 1: the last vertex's BSDF ray is traced (emitters may be found)
-    seed: int,
-    npass: int,  # 1: forward; 2: replay (gradients)
-    grad: wp.array2d(dtype=Any),  # d loss / d L (npass = 2): row (first + i) // gdiv - gbase, times gscale
-    gdiv: int,
-    gbase: int,
-    gscale64: wp.float64,
-    need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls, 3: g_rm, 4: g_env
-    l_known: int,  # 1: l_fwd holds each path's radiance (from the forward pass): the replay skips its pass 0
-    l_fwd: wp.array2d(dtype=Any),  # [R, 3] when l_known
-    blk: int,  # gradient row of thread i: i // blk
-    out_l: wp.array2d(dtype=Any),  # [R, 3] radiance (npass = 1)
-    out_hit: wp.array(dtype=wp.int32),  # [R] 1 when the camera ray hits (npass = 1)
-    g_refl: wp.array2d(dtype=Any),  # [rows, 3 S]
-    g_emis: wp.array2d(dtype=Any),  # [rows, 3 S]
-    g_ls: wp.array2d(dtype=Any),  # [rows, 3 nl]
-    g_rm: wp.array2d(dtype=Any),  # [rows, 2 S]: roughness at 2 s, metallic at 2 s + 1
-    g_env: wp.array2d(dtype=Any),  # [erows, 3 H W] environment texels' gradients (need bit 4), row i // eblk
-    eblk: int,
-):
-    i = wp.tid() + offset
-    zero = refl.dtype(0.0)
-    one = refl.dtype(1.0)
-    ipi = refl.dtype(_INV_PI)
-    eps = refl.dtype(eps64)
-    tiny = refl.dtype(tiny64)
-    ntiny = refl.dtype(ntiny64)
-    row = i // blk
-    o0 = zero * _v3(bg, 0, 0)
-    d0 = o0
-    if cam_mode == 0:
-        o0 = _v3(org, i, 0)
-        d0 = _v3(dirs, i, 0)
-    else:
-        o0, d0 = _camera_ray(cam, offsets, cam_mode, cam_w, cam_hw, spp, first + i)
-    f0 = int(-1)
-    if given != 0:
-        f0 = face_in[i]
-    else:
-        fq, tq = bvh_closest(nodes, kids, tris, tface, _f32(o0), _f32(d0), 3.0e38)
-        f0 = fq
-    vzero = o0 * zero
-    vone = vzero + wp.vector(one, one, one)
-    g = vzero
-    if npass == 2:
-        g = _v3(grad, (first + i) // gdiv - gbase, 0) * refl.dtype(gscale64)
-    ltot = vzero
-    passes = npass
-    pass0 = 0
-    if npass == 2 and need & 1 == 0:
-        pass0 = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
-    if npass == 2 and l_known != 0:
-        pass0 = 1
-        ltot = _v3(l_fwd, i, 0)
-    if f0 < 0:
-        ltot = _v3(bg, 0, 0)
-        if has_env != 0:
-            ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, d0)
-            ltot = ev
-            if npass == 2 and need & 16 != 0:
-                _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11, g)
-        passes = 0  # nothing to trace
-    for ps in range(pass0, passes):
-        adj = ps == 1
-        rng = wp.rand_init(seed, i)
-        lsum = vzero
-        lrem = ltot  # replay: the radiance of the path not yet accounted for
-        tp = vone  # throughput
-        zs = wp.vec3i(-1, -1, -1)  # per channel: shape of the first zero reflectance factor, or -1
-        tz = vzero  # per channel: throughput without that factor
-        p, ns, ng = _attrs(corners, faces, f0, o0, d0, tiny, ntiny)
-        wo = wp.normalize(-d0)
-        s = owner[f0]
-        if is_em[s] != 0 and wp.dot(ng, wo) > zero:
-            le = _v3(emis, s, 0)
-            lsum = lsum + le
-            if adj:
-                lrem = lrem - le
-                if need & 2 != 0:
-                    _add3(g_emis, row, 3 * s, g)
-        for depth in range(max_bounces):
-            last = depth + 1 == max_bounces
-            a = _v3(refl, s, 0)
-            mirror = kind[s] == MIRROR
-            ggx = kind[s] == GGX
-            rs = zero
-            ms = zero
-            pspec = zero
-            al = one
-            if ggx:
-                rs = rough[s]
-                ms = metal[s]
-                pspec = sprob[s]
-                al = salpha[s]
-            want = adj and need & 9 != 0
-            if not mirror:
-                nee = vzero  # sum over light samples of BRDF * radiance * geometry
-                dnb = vzero  # its derivative w.r.t. the albedo / base colour (per channel)
-                dnr = vzero  # ... w.r.t. roughness, per channel (GGX)
-                dnm = vzero  # ... w.r.t. metallic, per channel (GGX)
-                for j in range(nl):
-                    l, atten, dv, dsq, r, den = _light_at(lkind[j], _v3(lvec, j, 0), _v3(lfall, j, 0), p)
-                    c = wp.dot(ns, l)
-                    if c > zero:
-                        dist = refl.dtype(1.0e30)
-                        if lkind[j] == 0:
-                            dist = wp.sqrt(dsq)
-                        k = atten * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
-                        fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(lscale, j, 0), k, nee,
-                                                          dnb, dnr, dnm)
-                        if adj and need & 4 != 0:
-                            _add3(g_ls, row, 3 * j, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
-                for e in range(ne):
-                    u0 = refl.dtype(wp.randf(rng))
-                    u1 = refl.dtype(wp.randf(rng))
-                    u2 = refl.dtype(wp.randf(rng))
-                    se = em_shape[e]
-                    area = em_area[se]
-                    ef = em_face[_pick(em_cdf, em_start[e], em_start[e + 1], u0)]
-                    q0 = _v3(corners, faces[ef, 0], 0)
-                    q1 = _v3(corners, faces[ef, 1], 0)
-                    q2 = _v3(corners, faces[ef, 2], 0)
-                    su = wp.sqrt(u1)
-                    y = (one - su) * q0 + (su * (one - u2)) * q1 + (su * u2) * q2
-                    ny, rny = _unit(wp.cross(q1 - q0, q2 - q0), ntiny)
-                    dv = y - p
-                    dist2 = wp.max(wp.dot(dv, dv), refl.dtype(1.0e-12))
-                    dist = wp.sqrt(dist2)
-                    l = dv / dist
-                    cos_y = -wp.dot(l, ny)
-                    c = wp.dot(ns, l)
-                    if area > zero and cos_y > zero and c > zero:
-                        k = cos_y * area / dist2 * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
-                        if mis != 0 and k > zero:
-                            bp = c * ipi
-                            if ggx:
-                                bp = _ggx_pdf(ns, wo, l, pspec, al)
-                            k = k * _power(dist2 / (cos_y * area), bp)
-                        fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(emis, se, 0), k, nee,
-                                                          dnb, dnr, dnm)
-                        if adj and need & 2 != 0:
-                            _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
-                if has_env != 0:
-                    u0 = refl.dtype(wp.randf(rng))
-                    u1 = refl.dtype(wp.randf(rng))
-                    u2 = refl.dtype(wp.randf(rng))
-                    l, pe = _env_sample(env_cdf, env_prob, env_rot, env_h, env_w, u0, u1, u2)
-                    c = wp.dot(ns, l)
-                    if c > zero and pe > zero:
-                        k = c / pe * _visible(nodes, kids, tris, p, ng, l, refl.dtype(1.0e30), eps, shadows)
-                        if mis != 0 and k > zero:
-                            bp = c * ipi
-                            if ggx:
-                                bp = _ggx_pdf(ns, wo, l, pspec, al)
-                            k = k * _power(pe, bp)
-                        if k > zero:
-                            ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, l)
-                            fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, ev, k, nee, dnb, dnr,
-                                                              dnm)
-                            if adj and need & 16 != 0:
-                                _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
-                                          wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
-                term = wp.cw_mul(tp, nee)
-                lsum = lsum + term
+def _make_trace_kernel(replay: bool, full: bool):
+    """The path kernel with (``replay``: ``npass = 2`` launches) or without (``npass = 1``) the replay's gradient
+    code, and with (``full``) or without the code of environment maps, GGX surfaces and point / directional
+    lights (``has_env``, ``kind == GGX`` and ``nl`` then count as 0 / False). What is compiled out frees
+    registers and stack spills in the hot loop; see :func:`path_kernel` for the figures."""
+
+    def trace_paths_kernel(
+        offset: int,
+        nodes: wp.array(dtype=wp.vec3),  # the BVH (lumigrad.ops._bvh.BVHData.args)
+        kids: wp.array(dtype=wp.vec2i),
+        tris: wp.array(dtype=wp.vec3),
+        tface: wp.array(dtype=wp.int32),
+        corners: wp.array2d(dtype=Any),  # [V, 6] vertex position | unit vertex normal
+        faces: wp.array2d(dtype=wp.int32),  # [F, 3]
+        owner: wp.array(dtype=wp.int32),  # [F] shape of each face
+        kind: wp.array(dtype=wp.int32),  # [S] MIRROR, GGX or Lambert
+        refl: wp.array2d(dtype=Any),  # [S, 3] Lambert albedo / mirror reflectance / GGX base colour
+        rough: wp.array(dtype=Any),  # [S] GGX roughness (0 elsewhere)
+        metal: wp.array(dtype=Any),  # [S] GGX metallic
+        sprob: wp.array(dtype=Any),  # [S] GGX: probability of sampling the specular lobe (a constant)
+        salpha: wp.array(dtype=Any),  # [S] GGX: alpha of that lobe's sampling (a constant)
+        emis: wp.array2d(dtype=Any),  # [S, 3] emitted radiance (0 for non-emitters)
+        is_em: wp.array(dtype=wp.int32),  # [S]
+        em_area: wp.array(dtype=Any),  # [S] total area (emitters)
+        ne: int,
+        em_shape: wp.array(dtype=wp.int32),  # [ne] shape of each emitter
+        em_start: wp.array(dtype=wp.int32),  # [ne + 1] emitter e's triangles: em_face[em_start[e] : em_start[e + 1]]
+        em_face: wp.array(dtype=wp.int32),  # [T] merged face ids
+        em_cdf: wp.array(dtype=Any),  # [T] per-emitter cumulative area fractions (last = 1)
+        nl: int,
+        lkind: wp.array(dtype=wp.int32),  # [nl] 0 point, 1 directional
+        lvec: wp.array2d(dtype=Any),  # [nl, 3] position / unit direction towards the light
+        lscale: wp.array2d(dtype=Any),  # [nl, 3] colour * intensity
+        lfall: wp.array2d(dtype=Any),  # [nl, 3] attenuation constants
+        has_env: int,  # 1: an environment map (below) lights the scene and is seen by rays that escape
+        env_tex: wp.array2d(dtype=Any),  # [H * W, 3] its radiance (scale applied)
+        env_prob: wp.array(dtype=Any),  # [H * W] cell probabilities of its sampler
+        env_cdf: wp.array(dtype=Any),  # [H * W] their running sum (last = 1)
+        env_rot: wp.array2d(dtype=Any),  # [3, 3] d_map = d_world rot
+        env_h: int,
+        env_w: int,
+        org: wp.array2d(dtype=Any),  # [R, 3] camera rays (cam_mode = 0)
+        dirs: wp.array2d(dtype=Any),  # [R, 3] unit
+        cam_mode: int,  # 0: rays given; 1: pinhole, 2: orthographic camera rays of samples first + i
+        cam: wp.array2d(dtype=Any),  # [B, 18] camera to world rotation (row-major) | its translation | K (6 entries)
+        offsets: wp.array2d(dtype=Any),  # [B * spp, 2] sub-pixel position of sample s of view b at row b * spp + s
+        cam_w: int,
+        cam_hw: int,  # width * height
+        spp: int,
+        first: int,  # index of sample 0 of this launch
+        given: int,  # 1: face_in holds the camera rays' closest hits
+        face_in: wp.array(dtype=wp.int32),  # [R] (-1: miss) when given
+        bg: wp.array2d(dtype=Any),  # [1, 3] radiance of camera rays that miss
+        eps64: wp.float64,  # ray offset (absolute)
+        tiny64: wp.float64,  # determinant guard of ray_triangle
+        ntiny64: wp.float64,  # squared-norm guard of safe_normalize
+        shadows: int,
+        max_bounces: int,
+        rr_depth: int,
+        mis: int,
+        trace_last: int,  # 1: the last vertex's BSDF ray is traced (emitters may be found)
+        seed: int,
+        npass: int,  # 1: forward; 2: replay (gradients)
+        grad: wp.array2d(dtype=Any),  # d loss / d L (npass = 2): row (first + i) // gdiv - gbase, times gscale
+        gdiv: int,
+        gbase: int,
+        gscale64: wp.float64,
+        need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls, 3: g_rm, 4: g_env
+        l_known: int,  # 1: l_fwd holds each path's radiance (from the forward pass): the replay skips its pass 0
+        l_fwd: wp.array2d(dtype=Any),  # [R, 3] when l_known
+        blk: int,  # gradient row of thread i: i // blk
+        out_l: wp.array2d(dtype=Any),  # [R, 3] radiance (npass = 1)
+        out_hit: wp.array(dtype=wp.int32),  # [R] 1 when the camera ray hits (npass = 1)
+        g_refl: wp.array2d(dtype=Any),  # [rows, 3 S]
+        g_emis: wp.array2d(dtype=Any),  # [rows, 3 S]
+        g_ls: wp.array2d(dtype=Any),  # [rows, 3 nl]
+        g_rm: wp.array2d(dtype=Any),  # [rows, 2 S]: roughness at 2 s, metallic at 2 s + 1
+        g_env: wp.array2d(dtype=Any),  # [erows, 3 H W] environment texels' gradients (need bit 4), row i // eblk
+        eblk: int,
+    ):
+        i = wp.tid() + offset
+        env_on = wp.static(full) and has_env != 0
+        n_lights = nl
+        if wp.static(not full):
+            n_lights = 0
+        zero = refl.dtype(0.0)
+        one = refl.dtype(1.0)
+        ipi = refl.dtype(_INV_PI)
+        eps = refl.dtype(eps64)
+        tiny = refl.dtype(tiny64)
+        ntiny = refl.dtype(ntiny64)
+        row = i // blk
+        o0 = zero * _v3(bg, 0, 0)
+        d0 = o0
+        if cam_mode == 0:
+            o0 = _v3(org, i, 0)
+            d0 = _v3(dirs, i, 0)
+        else:
+            o0, d0 = _camera_ray(cam, offsets, cam_mode, cam_w, cam_hw, spp, first + i)
+        f0 = int(-1)
+        if given != 0:
+            f0 = face_in[i]
+        else:
+            fq, tq = bvh_closest(nodes, kids, tris, tface, _f32(o0), _f32(d0), 3.0e38)
+            f0 = fq
+        vzero = o0 * zero
+        vone = vzero + wp.vector(one, one, one)
+        g = vzero
+        if npass == 2:
+            g = _v3(grad, (first + i) // gdiv - gbase, 0) * refl.dtype(gscale64)
+        ltot = vzero
+        passes = npass
+        pass0 = 0
+        if npass == 2 and need & 9 == 0:
+            pass0 = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
+        if npass == 2 and l_known != 0:
+            pass0 = 1
+            ltot = _v3(l_fwd, i, 0)
+        if f0 < 0:
+            ltot = _v3(bg, 0, 0)
+            if env_on:
+                ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, d0)
+                ltot = ev
+                if npass == 2 and need & 16 != 0:
+                    _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11, g)
+            passes = 0  # nothing to trace
+        for ps in range(pass0, passes):
+            adj = wp.static(replay) and ps == 1  # a constant False in the forward kernel
+            rng = wp.rand_init(seed, i)
+            lsum = vzero
+            lrem = ltot  # replay: the radiance of the path not yet accounted for
+            tp = vone  # throughput
+            zs = wp.vec3i(-1, -1, -1)  # per channel: shape of the first zero reflectance factor, or -1
+            tz = vzero  # per channel: throughput without that factor
+            p, ns, ng = _attrs(corners, faces, f0, o0, d0, tiny, ntiny)
+            wo = wp.normalize(-d0)
+            s = owner[f0]
+            if is_em[s] != 0 and wp.dot(ng, wo) > zero:
+                le = _v3(emis, s, 0)
+                lsum = lsum + le
                 if adj:
-                    lrem = lrem - term
-                    if need & 1 != 0:
-                        _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, dnb)))
-                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, nee)))
-                    if ggx and need & 8 != 0:
-                        gt = wp.cw_mul(g, tp)
-                        _add(g_rm, row, 2 * s, wp.dot(gt, dnr))
-                        _add(g_rm, row, 2 * s + 1, wp.dot(gt, dnm))
-            if last and trace_last == 0:
-                break
-            # One BSDF sample and its weight f cos / pdf (Lambert: the albedo; mirror: the reflectance).
-            u1 = refl.dtype(wp.randf(rng))
-            u2 = refl.dtype(wp.randf(rng))
-            wi = vzero
-            pdf = one
-            bw = a
-            fw = vzero
-            fwb = vzero
-            fwr = vzero
-            fwm = vzero
-            if mirror:
-                wi = (refl.dtype(2.0) * wp.dot(ns, wo)) * ns - wo
-            elif ggx:
-                u3 = refl.dtype(wp.randf(rng))
-                wi = _ggx_sample(ns, wo, u1, u2, u3, pspec, al)
-                pdf = _ggx_pdf(ns, wo, wi, pspec, al)
-                cw = wp.dot(ns, wi)
-                if pdf <= zero or cw <= zero:
-                    break  # zero weight: nothing more from this path
-                fw, fwb, fwr, fwm = _ggx(ns, wi, wo, a, rs, ms, wp.where(want, 1, 0))
-                bw = fw * (cw / pdf)
-            else:
-                wi = _cosine(ns, u1, u2)
-                pdf = wp.max(wp.dot(ns, wi), zero) * ipi
-                if pdf <= zero:
-                    break  # zero weight: nothing more from this path
-            q = one
-            keep = True
-            if depth + 1 >= rr_depth and not last:
-                tn = wp.cw_mul(tp, bw)
-                q = wp.min(wp.max(wp.max(tn[0], wp.max(tn[1], tn[2])), refl.dtype(0.05)), refl.dtype(0.95))
-                keep = refl.dtype(wp.randf(rng)) < q
-            if adj and ggx and need & 9 != 0:
-                # Everything after this vertex carries f(wi) cos / pdf: d/dtheta of it is lrem df/dtheta / f.
-                share = vzero
-                for ch in range(3):
-                    if fw[ch] > zero:
-                        share[ch] = g[ch] * lrem[ch] / fw[ch]
-                if need & 1 != 0:
-                    _add3(g_refl, row, 3 * s, wp.cw_mul(share, fwb))
-                if need & 8 != 0:
-                    _add(g_rm, row, 2 * s, wp.dot(share, fwr))
-                    _add(g_rm, row, 2 * s + 1, wp.dot(share, fwm))
-                for ch in range(3):
-                    if zs[ch] >= 0:
-                        tz[ch] = tz[ch] * bw[ch] / q
-            elif adj and need & 1 != 0:
-                # Everything after this vertex carries the factor a / q: lrem / a is a's share, per channel.
-                for ch in range(3):
-                    if zs[ch] < 0:
-                        if a[ch] != zero:
-                            _add(g_refl, row, 3 * s + ch, g[ch] * lrem[ch] / a[ch])
-                        else:
-                            zs[ch] = s
-                            tz[ch] = tp[ch] / q
-                    else:
-                        tz[ch] = tz[ch] * a[ch] / q
-            if not keep:
-                break
-            tp = wp.cw_mul(tp, bw) / q
-            side = one
-            if wp.dot(ng, wi) < zero:
-                side = -one
-            o = p + (side * eps) * ng
-            f2, t2 = bvh_closest(nodes, kids, tris, tface, _f32(o), _f32(wi), 3.0e38)
-            if f2 < 0:
-                if has_env != 0:  # the environment seen by the BSDF ray, MIS-weighted against its light sampling
-                    we = one
-                    if not mirror:
-                        we = zero
-                        if mis != 0:
-                            we = _power(pdf, _env_pdf(env_prob, env_rot, env_h, env_w, wi))
-                    if we > zero:
-                        ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, wi)
-                        term = wp.cw_mul(tp, ev) * we
-                        lsum = lsum + term
-                        if adj:
-                            lrem = lrem - term
-                            if need & 16 != 0:
-                                _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
-                                          wp.cw_mul(g, tp) * we)
-                            if need & 1 != 0:
-                                _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
-                break
-            p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
-            wo2 = wp.normalize(-wi)
-            s2 = owner[f2]
-            cy = wp.dot(ng2, wo2)
-            if is_em[s2] != 0 and cy > zero:
-                w = one
-                if not mirror:
-                    w = zero
-                    if mis != 0:
-                        w = one  # a zero-area emitter: no light sample competes (as the torch path)
-                        if em_area[s2] > zero:
-                            dp = p2 - o
-                            w = _power(pdf, wp.dot(dp, dp) / (wp.max(cy, refl.dtype(1.0e-12)) * em_area[s2]))
-                le = _v3(emis, s2, 0)
-                term = wp.cw_mul(tp, le) * w
-                lsum = lsum + term
-                if adj:
-                    lrem = lrem - term
+                    lrem = lrem - le
                     if need & 2 != 0:
-                        _add3(g_emis, row, 3 * s2, wp.cw_mul(g, tp) * w)
+                        _add3(g_emis, row, 3 * s, g)
+            for depth in range(max_bounces):
+                last = depth + 1 == max_bounces
+                a = _v3(refl, s, 0)
+                mirror = kind[s] == MIRROR
+                ggx = wp.static(full) and kind[s] == GGX
+                rs = zero
+                ms = zero
+                pspec = zero
+                al = one
+                if ggx:
+                    rs = rough[s]
+                    ms = metal[s]
+                    pspec = sprob[s]
+                    al = salpha[s]
+                want = adj and need & 9 != 0
+                if not mirror:
+                    nee = vzero  # sum over light samples of BRDF * radiance * geometry
+                    dnb = vzero  # its derivative w.r.t. the albedo / base colour (per channel)
+                    dnr = vzero  # ... w.r.t. roughness, per channel (GGX)
+                    dnm = vzero  # ... w.r.t. metallic, per channel (GGX)
+                    for j in range(n_lights):
+                        l, atten, dv, dsq, r, den = _light_at(lkind[j], _v3(lvec, j, 0), _v3(lfall, j, 0), p)
+                        c = wp.dot(ns, l)
+                        if c > zero:
+                            dist = refl.dtype(1.0e30)
+                            if lkind[j] == 0:
+                                dist = wp.sqrt(dsq)
+                            k = atten * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
+                            fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(lscale, j, 0), k,
+                                                              nee, dnb, dnr, dnm)
+                            if adj and need & 4 != 0:
+                                _add3(g_ls, row, 3 * j, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
+                    for e in range(ne):
+                        u0 = refl.dtype(wp.randf(rng))
+                        u1 = refl.dtype(wp.randf(rng))
+                        u2 = refl.dtype(wp.randf(rng))
+                        se = em_shape[e]
+                        area = em_area[se]
+                        ef = em_face[_pick(em_cdf, em_start[e], em_start[e + 1], u0)]
+                        q0 = _v3(corners, faces[ef, 0], 0)
+                        q1 = _v3(corners, faces[ef, 1], 0)
+                        q2 = _v3(corners, faces[ef, 2], 0)
+                        su = wp.sqrt(u1)
+                        y = (one - su) * q0 + (su * (one - u2)) * q1 + (su * u2) * q2
+                        ny, rny = _unit(wp.cross(q1 - q0, q2 - q0), ntiny)
+                        dv = y - p
+                        dist2 = wp.max(wp.dot(dv, dv), refl.dtype(1.0e-12))
+                        dist = wp.sqrt(dist2)
+                        l = dv / dist
+                        cos_y = -wp.dot(l, ny)
+                        c = wp.dot(ns, l)
+                        if area > zero and cos_y > zero and c > zero:
+                            k = cos_y * area / dist2 * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
+                            if mis != 0 and k > zero:
+                                bp = c * ipi
+                                if ggx:
+                                    bp = _ggx_pdf(ns, wo, l, pspec, al)
+                                k = k * _power(dist2 / (cos_y * area), bp)
+                            fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(emis, se, 0), k, nee,
+                                                              dnb, dnr, dnm)
+                            if adj and need & 2 != 0:
+                                _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
+                    if env_on:
+                        u0 = refl.dtype(wp.randf(rng))
+                        u1 = refl.dtype(wp.randf(rng))
+                        u2 = refl.dtype(wp.randf(rng))
+                        l, pe = _env_sample(env_cdf, env_prob, env_rot, env_h, env_w, u0, u1, u2)
+                        c = wp.dot(ns, l)
+                        if c > zero and pe > zero:
+                            k = c / pe * _visible(nodes, kids, tris, p, ng, l, refl.dtype(1.0e30), eps, shadows)
+                            if mis != 0 and k > zero:
+                                bp = c * ipi
+                                if ggx:
+                                    bp = _ggx_pdf(ns, wo, l, pspec, al)
+                                k = k * _power(pe, bp)
+                            if k > zero:
+                                ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h,
+                                                                                         env_w, l)
+                                fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, ev, k, nee, dnb, dnr,
+                                                                  dnm)
+                                if adj and need & 16 != 0:
+                                    _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
+                                              wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
+                    term = wp.cw_mul(tp, nee)
+                    lsum = lsum + term
+                    if adj:
+                        lrem = lrem - term
+                        if need & 1 != 0:
+                            _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, dnb)))
+                            _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, nee)))
+                        if ggx and need & 8 != 0:
+                            gt = wp.cw_mul(g, tp)
+                            _add(g_rm, row, 2 * s, wp.dot(gt, dnr))
+                            _add(g_rm, row, 2 * s + 1, wp.dot(gt, dnm))
+                if last and trace_last == 0:
+                    break
+                # One BSDF sample and its weight f cos / pdf (Lambert: the albedo; mirror: the reflectance).
+                u1 = refl.dtype(wp.randf(rng))
+                u2 = refl.dtype(wp.randf(rng))
+                wi = vzero
+                pdf = one
+                bw = a
+                fw = vzero
+                fwb = vzero
+                fwr = vzero
+                fwm = vzero
+                if mirror:
+                    wi = (refl.dtype(2.0) * wp.dot(ns, wo)) * ns - wo
+                elif ggx:
+                    u3 = refl.dtype(wp.randf(rng))
+                    wi = _ggx_sample(ns, wo, u1, u2, u3, pspec, al)
+                    pdf = _ggx_pdf(ns, wo, wi, pspec, al)
+                    cw = wp.dot(ns, wi)
+                    if pdf <= zero or cw <= zero:
+                        break  # zero weight: nothing more from this path
+                    fw, fwb, fwr, fwm = _ggx(ns, wi, wo, a, rs, ms, wp.where(want, 1, 0))
+                    bw = fw * (cw / pdf)
+                else:
+                    wi = _cosine(ns, u1, u2)
+                    pdf = wp.max(wp.dot(ns, wi), zero) * ipi
+                    if pdf <= zero:
+                        break  # zero weight: nothing more from this path
+                q = one
+                keep = True
+                if depth + 1 >= rr_depth and not last:
+                    tn = wp.cw_mul(tp, bw)
+                    q = wp.min(wp.max(wp.max(tn[0], wp.max(tn[1], tn[2])), refl.dtype(0.05)), refl.dtype(0.95))
+                    keep = refl.dtype(wp.randf(rng)) < q
+                if adj and ggx and need & 9 != 0:
+                    # Everything after this vertex carries f(wi) cos / pdf: d/dtheta of it is lrem df/dtheta / f.
+                    share = vzero
+                    for ch in range(3):
+                        if fw[ch] > zero:
+                            share[ch] = g[ch] * lrem[ch] / fw[ch]
                     if need & 1 != 0:
-                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
-            if last:
-                break
-            p = p2
-            ns = ns2
-            ng = ng2
-            wo = wo2
-            s = s2
-        ltot = lsum
-    if npass == 1:
-        out_l[i, 0] = ltot[0]
-        out_l[i, 1] = ltot[1]
-        out_l[i, 2] = ltot[2]
-        out_hit[i] = wp.where(f0 >= 0, 1, 0)
+                        _add3(g_refl, row, 3 * s, wp.cw_mul(share, fwb))
+                    if need & 8 != 0:
+                        _add(g_rm, row, 2 * s, wp.dot(share, fwr))
+                        _add(g_rm, row, 2 * s + 1, wp.dot(share, fwm))
+                    for ch in range(3):
+                        if zs[ch] >= 0:
+                            tz[ch] = tz[ch] * bw[ch] / q
+                elif adj and need & 1 != 0:
+                    # Everything after this vertex carries the factor a / q: lrem / a is a's share, per channel.
+                    for ch in range(3):
+                        if zs[ch] < 0:
+                            if a[ch] != zero:
+                                _add(g_refl, row, 3 * s + ch, g[ch] * lrem[ch] / a[ch])
+                            else:
+                                zs[ch] = s
+                                tz[ch] = tp[ch] / q
+                        else:
+                            tz[ch] = tz[ch] * a[ch] / q
+                if not keep:
+                    break
+                tp = wp.cw_mul(tp, bw) / q
+                side = one
+                if wp.dot(ng, wi) < zero:
+                    side = -one
+                o = p + (side * eps) * ng
+                f2, t2 = bvh_closest(nodes, kids, tris, tface, _f32(o), _f32(wi), 3.0e38)
+                if f2 < 0:
+                    if env_on:  # the environment seen by the BSDF ray, MIS-weighted against its light sampling
+                        we = one
+                        if not mirror:
+                            we = zero
+                            if mis != 0:
+                                we = _power(pdf, _env_pdf(env_prob, env_rot, env_h, env_w, wi))
+                        if we > zero:
+                            ev, k00, k10, k01, k11, w00, w10, w01, w11 = _env_lookup(env_tex, env_rot, env_h, env_w, wi)
+                            term = wp.cw_mul(tp, ev) * we
+                            lsum = lsum + term
+                            if adj:
+                                lrem = lrem - term
+                                if need & 16 != 0:
+                                    _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
+                                              wp.cw_mul(g, tp) * we)
+                                if need & 1 != 0:
+                                    _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
+                    break
+                p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
+                wo2 = wp.normalize(-wi)
+                s2 = owner[f2]
+                cy = wp.dot(ng2, wo2)
+                if is_em[s2] != 0 and cy > zero:
+                    w = one
+                    if not mirror:
+                        w = zero
+                        if mis != 0:
+                            w = one  # a zero-area emitter: no light sample competes (as the torch path)
+                            if em_area[s2] > zero:
+                                dp = p2 - o
+                                w = _power(pdf, wp.dot(dp, dp) / (wp.max(cy, refl.dtype(1.0e-12)) * em_area[s2]))
+                    le = _v3(emis, s2, 0)
+                    term = wp.cw_mul(tp, le) * w
+                    lsum = lsum + term
+                    if adj:
+                        lrem = lrem - term
+                        if need & 2 != 0:
+                            _add3(g_emis, row, 3 * s2, wp.cw_mul(g, tp) * w)
+                        if need & 1 != 0:
+                            _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
+                if last:
+                    break
+                p = p2
+                ns = ns2
+                ng = ng2
+                wo = wo2
+                s = s2
+            ltot = lsum
+        if npass == 1:
+            out_l[i, 0] = ltot[0]
+            out_l[i, 1] = ltot[1]
+            out_l[i, 2] = ltot[2]
+            out_hit[i] = wp.where(f0 >= 0, 1, 0)
+    if not replay:
+        return wp.kernel(trace_paths_kernel)
+    return wp.kernel(trace_paths_kernel, module=_REPLAY_MODULE)
+
+
+# The replay kernels live in a module of their own, compiled with LLVM's default inlining thresholds instead of
+# Warp's raised ones (its default cpu_compiler_flags): paired A/B, single thread, Cornell box replay 0.93x the
+# time, same gradients bit for bit (the forward with those flags: 1.01x, so it keeps Warp's). Apart, the forward
+# kernels no longer share helper functions (and LLVM's inlining decisions) with the replay's: forward 0.92x when
+# both have been compiled, as in training. It also spares the forward a rebuild when a replay overload compiles.
+_REPLAY_MODULE = __name__ + "_replay"
+wp.set_module_options({**KERNEL_MODULE_OPTIONS, "cpu_compiler_flags": "-march=native"}, module=_REPLAY_MODULE)
+_KERNELS = {(replay, full): _make_trace_kernel(replay, full) for replay in (False, True) for full in (False, True)}
+
+
+def path_kernel(replay: bool, full: bool):
+    """The kernel for ``npass = 2`` (``replay``) or 1 launches, with (``full``) or without the code of environment
+    maps, GGX surfaces and point / directional lights (it must be ``full`` when the scene has any of them).
+
+    Each variant compiles only when first launched (the kernels are generic). Measured single-threaded on the
+    Cornell box (64^2, 16 spp, 3 bounces, Lambert, one emitter; paired A/B rounds in one process, median ratio):
+    the forward kernel without the replay code 0.89x the time of the one kernel before; without the environment /
+    GGX / light code as well 0.94x (forward) and 0.92x (replay) the time of the full variants (each of the three
+    alone: 0.97-1.0x; together they free enough registers to matter). The replay variants compile in a module of
+    their own (see ``_REPLAY_MODULE``).
+    """
+    return _KERNELS[(bool(replay), bool(full))]

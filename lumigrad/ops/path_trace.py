@@ -205,6 +205,12 @@ def _rm(sc: PathScene, rough: Tensor | None, metal: Tensor | None) -> tuple[Tens
     return (z if rough is None else rough.detach().contiguous()), (z if metal is None else metal.detach().contiguous())
 
 
+def _full(sc: PathScene, env: Tensor | None) -> bool:
+    """Whether the scene needs the kernel variant with environment-map, GGX and light code (else the lean one runs,
+    which gives the same results ~6-8 % faster: :func:`lumigrad.ops._path_kernels.path_kernel`)."""
+    return env is not None or int(sc.lkind.shape[0]) > 0 or bool((sc.kind == GGX).any())
+
+
 def _guards(dtype: torch.dtype) -> tuple[float, float]:
     tiny = torch.finfo(dtype).tiny
     return tiny ** 0.5, tiny  # ray_triangle's determinant guard, safe_normalize's
@@ -236,10 +242,9 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
                  dirs, face, st, *_guards(dt), camera, env)
-    launch(_k.trace_paths_kernel, R, args + [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out),
-                                             to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph),
-                                             to_warp(ph), 1],
-           warp_device(sc.corners))
+    rest = [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out), to_warp(hit),
+            to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), 1]
+    launch(_k.path_kernel(False, _full(sc, env)), R, args + rest, warp_device(sc.corners))
     return out, hit.bool()
 
 
@@ -303,10 +308,11 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
              to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
              to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs] + [eblk if need[5] else R + 1]
+    kernel = _k.path_kernel(True, _full(sc, env))
     if wdev == "cpu":
-        launch_chunks([(_k.trace_paths_kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
+        launch_chunks([(kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
     elif R:
-        launch(_k.trace_paths_kernel, R, args, wdev)
+        launch(kernel, R, args, wdev)
     out = [b.sum(0).reshape(w, 3) if n else None for n, b, w in zip(need, bufs, (S, S, nl))]
     rm = bufs[3].sum(0).reshape(max(S, 1), 2)[:S] if want_rm else None
     out += [rm[:, 0] if need[3] else None, rm[:, 1] if need[4] else None]

@@ -41,6 +41,13 @@ their running sum are constants of the render); camera and BSDF rays that escape
 gradients go to the 4 bilinear taps of every lookup (one row per CPU task, atomics into one row on CUDA).
 On an open scene under a 8 x 16 map (64^2, 16 spp, 3 bounces, replay, texel gradients, 2 threads): 0.057 s
 vs 0.21 s wall for the torch path.
+Later (``bench/trace_gi.py --res 128 --spp 16 --reps 5``, main before / after, 3 alternating runs each; CPU
+seconds, medians): the forward kernel compiled without the replay's code, lean variants for scenes without
+environment map, GGX or lights, and the replay kernels in a module of their own with LLVM's default inlining
+(:func:`lumigrad.ops._path_kernels.path_kernel`): forward 0.28-0.29 -> 0.24 s, fwd+bwd 0.56-0.57 -> 0.49-0.50 s,
+with replay 0.75-0.77 -> 0.67-0.68 s; Mitsuba ``path`` 0.22 s, ``prb`` 0.64-0.66 s in the same runs, so
+1.08-1.09x Mitsuba's forward (was 1.31-1.34x) and 1.04-1.05x ``prb`` (was 1.15-1.19x). Where the time goes
+(BVH queries ~60 % of the forward): :mod:`lumigrad.ops._path_kernels`.
 The camera rays' closest hits come from the kernel's own BVH query: on this scene it costs about
 nothing next to the rest of a path, while the 16 raster passes of ``primary="raster"`` took 10-20 %
 of the forward.

@@ -178,6 +178,31 @@ def test_replay_is_deterministic_and_chunking_free_of_races():
     torch.testing.assert_close(g3[1], g1[3], rtol=1e-12, atol=0)
 
 
+def test_lean_kernel_equals_full_kernel(monkeypatch):
+    """A scene without environment map, GGX or lights runs the kernel variant compiled without their code: the
+    same image and gradients, bit for bit, as the full variant (forced here)."""
+    import lumigrad.ops.path_trace as pt
+
+    def render_and_grads(replay):
+        alb, em, refl, _ = _params()
+        shapes, cam = box_scene(alb=alb, emission=em, mirror=refl, res=5)
+        st = TraceSettings(spp=4, max_bounces=3, rr_depth=2, seed=1, replay=replay)
+        img = render_trace(shapes, cam, [], st).image
+        return (img.detach(), *torch.autograd.grad(img.sum(), [alb, em, refl]))
+
+    real, chosen = pt._full, []
+    monkeypatch.setattr(pt, "_full", lambda sc, env: chosen.append(real(sc, env)) or chosen[-1])
+    for replay in (False, True):
+        lean = render_and_grads(replay)
+        assert chosen and not any(chosen)  # the lean variant ran
+        with monkeypatch.context() as m:
+            m.setattr(pt, "_full", lambda sc, env: True)
+            full = render_and_grads(replay)
+        assert float(lean[1].abs().sum()) > 0
+        for a, b in zip(lean, full):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_float32_replay_matches_float64():
     """Path replay in float32 (radiance minus what is accounted for) keeps the gradients' accuracy: the same
     paths (same seed) in float32 and float64 give gradients within float32 rounding of each other."""
@@ -380,6 +405,20 @@ def test_ggx_gradients_agree_with_torch_path():
     assert float(a.abs().mean()) > 0.05
     z = _z(a, b)
     assert float(z.abs().max()) < 5.0, (z, a.mean(0), b.mean(0))
+
+
+def test_ggx_roughness_alone_same_with_and_without_replay():
+    """Only the roughness needs a gradient: the replay must still get each path's radiance (it once skipped that
+    pass whenever the albedo rows were not needed, and the roughness share came out wrong)."""
+    def grad(replay):
+        rough = torch.tensor(0.35, dtype=DT, requires_grad=True)
+        shapes, cam = ggx_box(None, rough, None, res=6)
+        img = render_trace(shapes, cam, [], TraceSettings(spp=4, seed=3, boundary="none", replay=replay)).image
+        return torch.autograd.grad(img.sum(), [rough])[0]
+
+    a, b = grad(True), grad(False)
+    assert abs(float(b)) > 0.1
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=0.0)
 
 
 # --- environment map ------------------------------------------------------------------------------------------
