@@ -53,7 +53,10 @@ a compact list of non-empty triangles for the bin fill (faster at 512^2, slower 
 Culling, in the setup, triangles of boxes <= 1-8 pixels that cover no pixel centre (the
 test of ``_fragment``) made the band pass 20-30 % faster at 1.3M but the setup slower by
 more (+7 to +37 ms): its outcome is random, and its mispredictions amid the gathers and
-divisions cost far more than the same test in the band pass.
+divisions cost far more than the same test in the band pass. Kept for one-pixel boxes in
+meshes of >= 8 triangles a pixel only, as a kernel of its own (``setup_count_cull_kernel``;
+an option in ``setup_count_kernel`` slowed that 3-6 % when off): 1.3M at 256^2 -8 to -11 %
+(band pass 9.2 -> 5.1 ms), ``_rasterize_ids`` -10 %; bitwise the same output.
 * ``atomic`` (CUDA): one thread per triangle, ``atomic_min`` on z, then on the id
   among equal z, then a per-pixel resolve. It also runs (single-threaded) on CPU
   for the tests.
