@@ -40,6 +40,23 @@ workspace kept its views (now ~0.4 ms). Tried and dropped (no gain, measured A/B
 fragments emitted by the setup for triangles of <= 4 box pixels (the tests moved from the
 band pass to the setup, 5-15 % slower at 1.3M), runs found by exact tests from both row
 ends for narrow triangles, the last resolved record kept in registers, 16-column tiles.
+Session 9 (``bench/results_raster_setup.md``, A/B in one process with ``bench/raster_ab.py``):
+at 1.3M / 1024^2 the setup's ~63 ms split, by removing parts, into ~25 ms for the box from
+the corners' bounds (3 gathers of vertex rows scattered over the mesh: perf puts 12-15 %
+of the setup's samples on the first of them), bbox writes and counting, ~21 ms corner
+gathers and edge rows, ~9 ms record writes, ~5.5 ms z plane, ~3 ms z / w gathers. None
+of these fixes moved it by more than the noise (2-3 %): one 32-byte row per vertex
+(bounds and pos; slower), int16 bounds, one cross product per edge, the record as one
+vector store, software prefetch of corner rows 8 triangles ahead (slower), non-temporal
+record stores, huge pages, gathering 64-triangle blocks into scratch first (30 % slower),
+a compact list of non-empty triangles for the bin fill (faster at 512^2, slower at 1024^2).
+Culling, in the setup, triangles of boxes <= 1-8 pixels that cover no pixel centre (the
+test of ``_fragment``) made the band pass 20-30 % faster at 1.3M but the setup slower by
+more (+7 to +37 ms): its outcome is random, and its mispredictions amid the gathers and
+divisions cost far more than the same test in the band pass. Kept for one-pixel boxes in
+meshes of >= 8 triangles a pixel only, as a kernel of its own (``setup_count_cull_kernel``;
+an option in ``setup_count_kernel`` slowed that 3-6 % when off): 1.3M at 256^2 -8 to -11 %
+(band pass 9.2 -> 5.1 ms), ``_rasterize_ids`` -10 %; bitwise the same output.
 * ``atomic`` (CUDA): one thread per triangle, ``atomic_min`` on z, then on the id
   among equal z, then a per-pixel resolve. It also runs (single-threaded) on CPU
   for the tests.

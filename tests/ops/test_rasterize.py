@@ -184,6 +184,29 @@ def test_dense_small_triangles(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_mesh_denser_than_pixels_drops_uncovered_one_pixel_boxes(dtype):
+    # From _CULL_DENSITY triangles a pixel the CPU setup drops triangles whose one-pixel box
+    # misses its centre (setup_count_cull_kernel). The output must stay that of the reference
+    # and, bitwise, of the atomic path (which draws every triangle), ids path included.
+    from lumigrad.ops.rasterize import _CULL_DENSITY, RasterizeWorkspace, _rasterize_ids
+
+    pos, tri = _icosphere(4, dtype)  # 5120 triangles
+    res = (18, 21)
+    assert tri.shape[0] >= _CULL_DENSITY * res[0] * res[1], "scene too sparse for the culling setup"
+    _assert_matches_ref(pos, tri, res, dtype)
+    pos2 = torch.cat([pos, pos * torch.tensor([1.5, 1.2, 1.0, 1.0], dtype=dtype)])  # batch of 2
+    ws = RasterizeWorkspace()
+    a = _forward(pos2, tri, res[0], res[1], True, mode="bands", ws=ws)
+    back = ws._buffers["back"][: 2 * tri.shape[0]]
+    b = _forward(pos2, tri, res[0], res[1], True, mode="atomic")
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert int((back == 2).sum()) > 500, "no triangle took the culling branch"
+    if dtype == torch.float32:
+        ids = _rasterize_ids(pos2, tri, res)
+        assert torch.equal(ids, b[0][..., 3].to(torch.int32).view(2, -1) - 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_nearly_horizontal_edge_draws_only_its_pixels(dtype):
     # Edge 0 has a ~ 2e-10: its span line lies ~1e9 NDC away on most rows. The band path
     # once converted that to a column unclamped, wrapped int32 and drew 60 pixels, not 13.
