@@ -725,11 +725,11 @@ def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Ten
 _MAX_DEPTH_RATIO = 1e3
 
 
-# Rasterize the camera samples only while the faces number at most this many per pixel:
-# a raster pass costs about 80 ns per triangle (setup, binning) plus 45 ns per pixel per thread here, a
-# BVH query 400-1000 ns per ray, so beyond ~8 triangles per pixel the BVH is cheaper
-# (bench/raytrace.py: 1.3M triangles at 256^2, one sample per pixel: 1869 vs 1003 ns per ray).
-_MAX_FACES_PER_PIXEL = 8
+# Rasterize the camera samples only while the faces number at most this many per pixel: a raster
+# pass costs per triangle (setup, binning) and per pixel, a BVH query per ray. bench/raytrace.py
+# (session 8, quiet machine, CPU ns per ray, raster vs BVH): 82k triangles at 256^2 (1.25 per
+# pixel) 158 vs 212, 1.3M at 512^2 (5 per pixel) 359 vs 259, 1.3M at 256^2 (20) 1206 vs 401.
+_MAX_FACES_PER_PIXEL = 2.5
 
 
 def _sample_offsets(settings: TraceSettings, views: int, dtype: torch.dtype, device) -> Tensor:
@@ -909,7 +909,7 @@ def render_trace(
     the scene with a sub-pixel shift (``settings.primary = "raster"``, default), far cheaper than a
     BVH query per ray; it is used whenever it is exact (pinhole or orthographic camera, every vertex
     in front of the camera with depth range ``far / near <= 1e3``) and the faces do not outnumber
-    the pixels more than 8 times, else the BVH finds them (as with ``primary = "bvh"``).
+    the pixels more than 2.5 times, else the BVH finds them (as with ``primary = "bvh"``).
     docs/tracing.md has the details.
 
     Returns:

@@ -94,9 +94,10 @@ def test_many_faces_per_pixel_use_the_bvh():
 @pytest.mark.parametrize("bounces", [1, 2])
 def test_raster_and_bvh_primary_give_the_same_image_and_gradients(bounces):
     # bounces=1 with a Lambert-only scene is the fused trace_direct path; bounces=2 (GGX floor) the general one.
-    shapes, cam, lights = _scene(res=16)
+    shapes, cam, lights = _scene(res=24)  # 1282 faces, 24 x 28 pixels per view (1.9 a pixel): rasterized
     if bounces == 1:
         shapes = [shapes[0], Shape(shapes[1].mesh, LambertMaterial(0.6))]
+    assert path._raster_primary(path._Scene(shapes, cam, lights, TraceSettings(spp=4), prepare_trace(shapes))) is not None
     assert path._fused_ok(path._Scene(shapes, cam, lights, TraceSettings(max_bounces=bounces), prepare_trace(shapes))) \
         == (bounces == 1)
     accel = prepare_trace(shapes)
