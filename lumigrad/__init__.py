@@ -14,6 +14,17 @@ import sys
 # instead, unless the user set a policy; OpenMP reads it once, so only before torch is imported.
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+elif "OMP_WAIT_POLICY" not in os.environ and sys.modules["torch"].get_num_threads() > 1:
+    import warnings
+
+    warnings.warn(
+        "lumigrad was imported after torch with OMP_WAIT_POLICY unset: torch's OpenMP workers will spin after "
+        "each torch op and slow lumigrad's CPU kernels (a 512^2 raster step took 1.3-1.5x longer). Set "
+        "OMP_WAIT_POLICY=PASSIVE in the environment, or import lumigrad before torch; set OMP_WAIT_POLICY to "
+        "any value to silence this (docs/threads.md).",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 __version__ = "0.1.0"
 

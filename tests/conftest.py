@@ -18,7 +18,11 @@ import imageio.v3 as iio
 import numpy as np
 
 import pytest
-import torch
+
+# Sleeping OpenMP workers, as lumigrad sets when imported before torch (docs/threads.md); here torch
+# comes first, and OpenMP reads the policy once.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
