@@ -60,3 +60,21 @@ def test_two_threads_first_rasterize_warm():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
     assert proc.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("order, policy, expect_warning, expect_policy", [
+    ("import torch, lumigrad", None, True, None),  # too late to set it: say so
+    ("import torch, lumigrad", "ACTIVE", False, "ACTIVE"),  # the user's choice, kept and silent
+    ("import lumigrad, torch", None, False, "PASSIVE"),  # set before OpenMP reads it
+])
+def test_omp_wait_policy_default_and_warning(order, policy, expect_warning, expect_policy):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env["OMP_NUM_THREADS"] = "2"  # torch's pool has a second thread (which could spin) on any machine
+    if policy is not None:
+        env["OMP_WAIT_POLICY"] = policy
+    code = f"{order}; import os; torch.set_num_threads(2); print(os.environ.get('OMP_WAIT_POLICY'))"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("lumigrad was imported after torch" in proc.stderr) == expect_warning, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(expect_policy)
