@@ -73,10 +73,11 @@ def shade_pixels(
     if shading == "flat":
         fnorm = safe_normalize(face_cross(verts_b, faces))  # [B, F, 3]
         idx = (tri[..., 0].long() - 1).clamp_min(0).reshape(B, -1, 1).expand(-1, -1, 3)
-        normals = torch.gather(fnorm, 1, idx).reshape(points.shape)
+        normals = shade_normals = torch.gather(fnorm, 1, idx).reshape(points.shape)
         col = 3
     else:
-        normals = safe_normalize(gbuf[..., 3:6])
+        normals = safe_normalize(gbuf[..., 3:6])  # the output's normals
+        shade_normals = gbuf[..., 3:6]  # shade() normalises: no second backward through safe_normalize
         col = 6
     uv = uv_da = None
     if uvs is not None:
@@ -97,7 +98,7 @@ def shade_pixels(
                          view_dirs=vdir[:, :, None, :])[:, :, 0, :]
             part_rgb, _ = interpolate(vrgb, rast, faces)
         else:
-            part_rgb = shade(material, lights, points=points, normals=normals, view_dirs=view_dirs, uv=uv,
+            part_rgb = shade(material, lights, points=points, normals=shade_normals, view_dirs=view_dirs, uv=uv,
                              uv_da=uv_da, mask=mask)
         if len(parts) == 1:
             rgb = part_rgb
