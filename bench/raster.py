@@ -84,6 +84,7 @@ except ImportError as e:  # other ops may not exist yet
 FOV_Y_DEG, DIST, NEAR, FAR = 45.0, 3.0, 0.1, 10.0
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import raster_w2  # noqa: E402
+from raster_w2 import clip_positions  # noqa: E402
 
 DRTK = raster_w2._drtk()
 
@@ -101,18 +102,6 @@ def _mitsuba():
     except Exception as e:  # noqa: BLE001 - any import/variant failure means no Mitsuba column
         print(f"note: no Mitsuba column ({type(e).__name__}: {e})", file=sys.stderr)
         return None, None
-
-
-def clip_positions(verts: np.ndarray) -> torch.Tensor:
-    """OpenGL camera at (0, 0, DIST) looking at the origin, y up: ``[1, V, 4]`` clip space."""
-    t = 1.0 / math.tan(math.radians(FOV_Y_DEG) / 2)
-    proj = torch.tensor(
-        [[t, 0, 0, 0], [0, t, 0, 0], [0, 0, -(FAR + NEAR) / (FAR - NEAR), -2 * FAR * NEAR / (FAR - NEAR)], [0, 0, -1, 0]],
-        dtype=torch.float64,
-    )
-    v = torch.tensor(verts, dtype=torch.float64)
-    vh = torch.cat([v - torch.tensor([0.0, 0.0, DIST], dtype=torch.float64), torch.ones(len(v), 1, dtype=v.dtype)], 1)
-    return (vh @ proj.T).float()[None].contiguous()
 
 
 def mitsuba_scene(mi, verts: np.ndarray, faces: np.ndarray, res: int):

@@ -19,7 +19,6 @@ import argparse
 import atexit
 import collections
 import importlib
-import math
 import os
 import re
 import shutil
@@ -41,6 +40,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from raster_w2 import clip_positions  # noqa: E402
 import trimesh  # noqa: E402
 
 torch.set_num_threads(1)
@@ -79,17 +81,6 @@ def _timed_launches(mod, acc: dict) -> None:
                 acc[key] += time.thread_time() - t
 
         setattr(mod, name, wrapper)
-
-
-def clip_positions(verts: np.ndarray) -> torch.Tensor:
-    """The camera of ``raster.py``: 45 deg FoV from distance 3."""
-    t = 1.0 / math.tan(math.radians(45.0) / 2)
-    near, far = 0.1, 10.0
-    proj = torch.tensor([[t, 0, 0, 0], [0, t, 0, 0], [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
-                         [0, 0, -1, 0]], dtype=torch.float64)
-    v = torch.tensor(verts, dtype=torch.float64)
-    vh = torch.cat([v - torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64), torch.ones(len(v), 1, dtype=v.dtype)], 1)
-    return (vh @ proj.T).float()[None].contiguous()
 
 
 def _call(mod, pos, tri, res):

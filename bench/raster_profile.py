@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
 import os
 import statistics
 import sys
@@ -34,6 +33,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from raster_w2 import clip_positions  # noqa: E402
 import trimesh  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -81,16 +83,6 @@ R.rasterize = _timed(lambda a: "rasterize (validation, wrapper)", R.rasterize)
 if hasattr(R, "_rasterize_ids"):  # the tracer's ids-only entry point
     R._rasterize_ids = _timed(lambda a: "rasterize (validation, wrapper)", R._rasterize_ids)
     R._check_inputs = _timed(lambda a: "_check_inputs", R._check_inputs)
-
-
-def clip_positions(verts: np.ndarray) -> torch.Tensor:
-    t = 1.0 / math.tan(math.radians(45.0) / 2)
-    near, far = 0.1, 10.0
-    proj = torch.tensor([[t, 0, 0, 0], [0, t, 0, 0], [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
-                         [0, 0, -1, 0]], dtype=torch.float64)
-    v = torch.tensor(verts, dtype=torch.float64)
-    vh = torch.cat([v - torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64), torch.ones(len(v), 1, dtype=v.dtype)], 1)
-    return (vh @ proj.T).float()[None].contiguous()
 
 
 def profile(fn, reps):

@@ -31,7 +31,22 @@ import sys
 import time
 
 CASES = [(4, 256), (6, 512), (8, 512)]
-FOV_Y_DEG, DIST = 45.0, 3.0
+FOV_Y_DEG, DIST, NEAR, FAR = 45.0, 3.0, 0.1, 10.0
+
+
+def clip_positions(verts):
+    """OpenGL camera at (0, 0, DIST) looking at the origin, y up: ``[1, V, 4]`` clip space (numpy verts in);
+    the camera of every rasterizer benchmark here (raster.py, raster_profile.py, raster_ab.py)."""
+    import torch
+
+    t = 1.0 / math.tan(math.radians(FOV_Y_DEG) / 2)
+    proj = torch.tensor(
+        [[t, 0, 0, 0], [0, t, 0, 0], [0, 0, -(FAR + NEAR) / (FAR - NEAR), -2 * FAR * NEAR / (FAR - NEAR)], [0, 0, -1, 0]],
+        dtype=torch.float64,
+    )
+    v = torch.tensor(verts, dtype=torch.float64)
+    vh = torch.cat([v - torch.tensor([0.0, 0.0, DIST], dtype=torch.float64), torch.ones(len(v), 1, dtype=v.dtype)], 1)
+    return (vh @ proj.T).float()[None].contiguous()
 
 
 def _drtk():
