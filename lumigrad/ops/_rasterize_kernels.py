@@ -73,6 +73,23 @@ def vertex_px_kernel(
         vz[i] = zw
 
 
+@wp.func
+def _setup_count(
+    pos: wp.array2d(dtype=Any), tri: wp.array2d(dtype=wp.int32), t: int, b: int, f: int, nv: int,
+    x0: int, x1: int, y0: int, y1: int, zmin: Any, bbox: wp.array2d(dtype=wp.int32), rec: wp.array2d(dtype=Any),
+    back: wp.array(dtype=wp.int8), zlo: wp.array(dtype=Any), counts: wp.array2d(dtype=wp.int32), c: int,
+    band_shift: int, bands_per_img: int,
+):
+    """Triangle t's record (_setup_rec), and one count in each band its box touches (chunk c's column)."""
+    y0, y1, bk, zl = _setup_rec(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec)
+    if y0 <= y1:
+        back[t] = wp.int8(bk)
+        zlo[t] = zl
+        g0 = b * bands_per_img
+        for band in range(y0 >> band_shift, (y1 >> band_shift) + 1):
+            counts[g0 + band, c] = counts[g0 + band, c] + 1
+
+
 @wp.kernel
 def setup_count_kernel(
     offset: int, n_chunks: int, n_tris: int, band_shift: int, bands_per_img: int,
@@ -93,13 +110,8 @@ def setup_count_kernel(
     f = t0 - b * nf
     for t in range(t0, n_tris * (c + 1) // n_chunks):
         x0, x1, y0, y1, zmin = _bbox_from_vertices(pos, tri, b, f, nf, nv, height, width, vpx, vz)
-        y0, y1, bk, zl = _setup_rec(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec)
-        if y0 <= y1:
-            back[t] = wp.int8(bk)
-            zlo[t] = zl
-            g0 = b * bands_per_img
-            for band in range(y0 >> band_shift, (y1 >> band_shift) + 1):
-                counts[g0 + band, c] = counts[g0 + band, c] + 1
+        _setup_count(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec, back, zlo, counts, c, band_shift,
+                     bands_per_img)
         f += 1
         if f == nf:
             f = 0
@@ -145,13 +157,8 @@ def setup_count_cull_kernel(
             bbox[t, 3] = y1
             back[t] = wp.int8(_CULLED)
         else:
-            y0, y1, bk, zl = _setup_rec(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec)
-            if y0 <= y1:
-                back[t] = wp.int8(bk)
-                zlo[t] = zl
-                g0 = b * bands_per_img
-                for band in range(y0 >> band_shift, (y1 >> band_shift) + 1):
-                    counts[g0 + band, c] = counts[g0 + band, c] + 1
+            _setup_count(pos, tri, t, b, f, nv, x0, x1, y0, y1, zmin, bbox, rec, back, zlo, counts, c, band_shift,
+                         bands_per_img)
         f += 1
         if f == nf:
             f = 0
