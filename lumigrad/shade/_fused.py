@@ -57,10 +57,13 @@ def _mat_table(cols: list[Tensor], bhw: tuple[int, ...]) -> Tensor:
     return torch.cat([c.expand(*bhw, c.shape[-1]) for c in cols], dim=-1).reshape(-1, 8)
 
 
-def _light_tables(fn: str, lights: list, like: Tensor) -> tuple[list[str], Tensor | None, Tensor | None]:
+def _light_tables(fn: str, lights: list, like: Tensor) -> tuple[list[str], Tensor, Tensor]:
+    """The op's light kinds, ``[L, 6]`` rows and ``[L, 3]`` falloffs; SH lights are left to torch."""
     kinds, rows, falloff = [], [], []
     for i, light in enumerate(lights):
         name = f"lights[{i}]"
+        if isinstance(light, SHEnvironmentLight):
+            continue
         if isinstance(light, AmbientLight):
             color = _match(fn, f"{name}.color", light.color, like)
             kinds.append("ambient")
@@ -78,10 +81,8 @@ def _light_tables(fn: str, lights: list, like: Tensor) -> tuple[list[str], Tenso
         color = _match(fn, f"{name}.color", light.color, like)
         intensity = _match(fn, f"{name}.intensity", light.intensity, like).reshape(())
         rows.append(torch.cat([vec, color * intensity]))
-    if not rows:
-        return kinds, None, None
-    fo = torch.tensor(falloff, dtype=like.dtype, device=like.device)
-    return kinds, torch.stack(rows), fo
+    ldata = torch.stack(rows) if rows else like.new_zeros(0, 6)
+    return kinds, ldata, torch.tensor(falloff, dtype=like.dtype, device=like.device).reshape(-1, 3)
 
 
 def shade_fused(fn: str, material, lights: list, points: Tensor, normals: Tensor, view_dirs: Tensor, mask,
@@ -91,10 +92,7 @@ def shade_fused(fn: str, material, lights: list, points: Tensor, normals: Tensor
 
     bhw = tuple(points.shape[:3])
     cols = _columns(material, param)
-    direct = [x for x in lights if not isinstance(x, SHEnvironmentLight)]
-    kinds, ldata, fo = _light_tables(fn, direct, points)
-    if ldata is None:
-        kinds, ldata, fo = [], points.new_zeros(0, 6), points.new_zeros(0, 3)
+    kinds, ldata, fo = _light_tables(fn, lights, points)
     flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
     rgb = deferred_shade(
         fused_material(material), flat(normals), flat(view_dirs), flat(points) if "point" in kinds else None,

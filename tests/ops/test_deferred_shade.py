@@ -174,3 +174,10 @@ def test_kernels_compile_no_generated_adjoints():
     kernels = [k for pair in KERNELS.values() for k in pair]
     assert len(kernels) == 6
     assert all(k.module.options["enable_backward"] is False for k in kernels)
+
+
+def test_shade_error_names_the_light_by_its_index():
+    buf = {k: torch.rand(1, 2, 3, 3, dtype=DT) for k in ("points", "normals", "view_dirs")}
+    lights = [SHEnvironmentLight(torch.rand(9, 3, dtype=DT)), DirectionalLight(torch.tensor([0.0, 0.0, 1.0]))]
+    with pytest.raises(ValueError, match=r"lights\[1\]\.to_light must be float64"):
+        shade(LambertMaterial(torch.rand(3, dtype=DT)), lights, **buf)
