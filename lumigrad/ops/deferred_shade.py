@@ -111,11 +111,9 @@ def _check(material, normals, view_dirs, points, mat, light_kinds, light_data, l
         like("light_falloff", light_falloff, [(len(kinds), 3)])
     if mask is not None:
         like("mask", mask, [(n,)])
-    if _k.POINT in kinds:
-        if points is None:
-            raise ValueError(f"{_FN}(): points are required with point lights")
-        like("points", points, [(n, 3)])
-    elif points is not None:
+    if points is None and _k.POINT in kinds:
+        raise ValueError(f"{_FN}(): points are required with point lights")
+    if points is not None:
         like("points", points, [(n, 3)])
     return MATERIALS[material], kinds
 
