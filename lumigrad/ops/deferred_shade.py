@@ -10,11 +10,12 @@ reach light colours, intensities, directions and positions, and material constan
 through ordinary autograd); this op differentiates w.r.t. the tables and the per-pixel buffers.
 Forward-mode AD runs the torch spec.
 
-Measured (``shade()`` fwd+bwd at 256^2, one thread, CPU ms, fused vs torch): Lambert with one
-directional light 5.1-6.2 vs 6.8; Lambert + point + ambient 10 vs 14.4; Blinn-Phong, two lights
-17.3 vs 26.3; GGX, two lights 25 vs 38. The gain is bounded: Warp's CPU code runs one pixel at a
-time where torch's elementwise ops use SIMD lanes, so the fused pass wins by doing fewer passes
-over memory and sharing work between terms, not per operation. One kernel per material kind (a
+Measured (``bench/shading.py``, ``shade()`` fwd+bwd at 256^2, fused / torch time): 0.59-0.73 on one
+thread (Lambert with one light the least), 0.25-0.56 on two (the kernels split over the cores where
+torch's ops on 65k-pixel buffers do not); a whole ``render_mesh`` step 0.75-0.83 and 0.47-0.85
+(``bench/results_shading.md``). Per pixel the gain is bounded: Warp's CPU code runs one pixel at a
+time where torch's elementwise ops use SIMD lanes, so the fused pass wins by doing fewer passes over
+memory and sharing work between terms, not per operation. One kernel per material kind (a
 runtime branch on the kind made every pixel about twice as slow: the three BRDFs in one function
 were not inlined); Blinn-Phong's ``pow`` is ``exp(s log nh)`` with the log shared with its gradient.
 """
