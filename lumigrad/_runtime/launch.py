@@ -260,7 +260,8 @@ def launch(kernel, n: int, inputs: list, device: str, min_chunk: int = _MIN_ITEM
     _ensure_init()
     if n <= 0:
         return
-    chunks = 1 if device != "cpu" else min(_num_threads() * 4, max(1, n // min_chunk))
+    threads = _num_threads()
+    chunks = 1 if device != "cpu" or threads == 1 else min(threads * 4, max(1, n // min_chunk))
     bounds = [n * c // chunks for c in range(chunks + 1)]
     cmds, keep = _prepare([(kernel, bounds[1], [0, *inputs])], device)
     if chunks > 1 and cmds:
