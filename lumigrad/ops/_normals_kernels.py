@@ -21,10 +21,11 @@ wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 
 @wp.func
-def _corners(faces: wp.array2d(dtype=wp.int32), t: int, nf: int, nv: int):
+def _corners(faces: wp.array(dtype=wp.vec3i), t: int, nf: int, nv: int):
     b = t // nf
-    f = t - b * nf
-    return b * nv + faces[f, 0], b * nv + faces[f, 1], b * nv + faces[f, 2]
+    fi = faces[t - b * nf]
+    o = b * nv
+    return o + fi[0], o + fi[1], o + fi[2]
 
 
 @wp.func
@@ -32,55 +33,48 @@ def _row(verts: wp.array2d(dtype=Any), i: int):
     return wp.vector(verts[i, 0], verts[i, 1], verts[i, 2])
 
 
-@wp.func
-def _add3(buf: wp.array2d(dtype=Any), r: int, g: Any):
-    wp.atomic_add(buf, r, 0, g[0])
-    wp.atomic_add(buf, r, 1, g[1])
-    wp.atomic_add(buf, r, 2, g[2])
-
-
 @wp.kernel
 def normal_sums_fwd(
     offset: int, span: int, start: int, end: int, slot: int,  # faces start + (tid + offset) * span, < end
-    verts: wp.array2d(dtype=Any),  # [B*V, 3]
-    faces: wp.array2d(dtype=wp.int32),  # [F, 3]
+    verts: wp.array(dtype=Any),  # [B*V] vec3 / vec3d
+    faces: wp.array(dtype=wp.vec3i),  # [F]
     nf: int, nv: int,
-    out: wp.array2d(dtype=Any),  # [slots * B*V, 3], zeroed: sum of (v1 - v0) x (v2 - v0) per vertex
+    out: wp.array(dtype=Any),  # [slots * B*V] like verts, zeroed: sum of (v1 - v0) x (v2 - v0) per vertex
 ):
     t0 = start + (wp.tid() + offset) * span
     base = slot * verts.shape[0]
     for t in range(t0, wp.min(t0 + span, end)):
         i0, i1, i2 = _corners(faces, t, nf, nv)
-        p0 = _row(verts, i0)
-        c = wp.cross(_row(verts, i1) - p0, _row(verts, i2) - p0)
-        _add3(out, base + i0, c)
-        _add3(out, base + i1, c)
-        _add3(out, base + i2, c)
+        p0 = verts[i0]
+        c = wp.cross(verts[i1] - p0, verts[i2] - p0)
+        wp.atomic_add(out, base + i0, c)
+        wp.atomic_add(out, base + i1, c)
+        wp.atomic_add(out, base + i2, c)
 
 
 @wp.kernel
 def normal_sums_bwd(
     offset: int, span: int, start: int, end: int, slot: int,
-    verts: wp.array2d(dtype=Any),  # [B*V, 3]
-    faces: wp.array2d(dtype=wp.int32),
+    verts: wp.array(dtype=Any),  # [B*V] vec3 / vec3d
+    faces: wp.array(dtype=wp.vec3i),
     nf: int, nv: int,
-    grad: wp.array2d(dtype=Any),  # [B*V, 3] d loss / d sums
-    out: wp.array2d(dtype=Any),  # [slots * B*V, 3], zeroed: d loss / d verts
+    grad: wp.array(dtype=Any),  # [B*V] d loss / d sums
+    out: wp.array(dtype=Any),  # [slots * B*V], zeroed: d loss / d verts
 ):
     t0 = start + (wp.tid() + offset) * span
     base = slot * verts.shape[0]
     for t in range(t0, wp.min(t0 + span, end)):
         i0, i1, i2 = _corners(faces, t, nf, nv)
-        p0 = _row(verts, i0)
-        e1 = _row(verts, i1) - p0
-        e2 = _row(verts, i2) - p0
+        p0 = verts[i0]
+        e1 = verts[i1] - p0
+        e2 = verts[i2] - p0
         # The face's cross product reaches its three corners' sums: d loss / d c = g0 + g1 + g2.
-        gc = _row(grad, i0) + _row(grad, i1) + _row(grad, i2)
+        gc = grad[i0] + grad[i1] + grad[i2]
         g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
         g2 = wp.cross(gc, e1)
-        _add3(out, base + i1, g1)
-        _add3(out, base + i2, g2)
-        _add3(out, base + i0, -(g1 + g2))
+        wp.atomic_add(out, base + i1, g1)
+        wp.atomic_add(out, base + i2, g2)
+        wp.atomic_sub(out, base + i0, g1 + g2)
 
 
 @wp.kernel
