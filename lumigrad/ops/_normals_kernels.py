@@ -80,34 +80,31 @@ def normal_sums_bwd(
 @wp.kernel
 def unit_fwd(
     offset: int, tasks: int, n: int, tiny: wp.float64,
-    sums: wp.array2d(dtype=Any),  # [tasks * n, 3] per-task normal sums (summed here)
-    out: wp.array2d(dtype=Any),  # [n, 3] unit normals, 0 where |sum|^2 <= tiny
+    sums: wp.array(dtype=Any),  # [tasks * n] vec3 / vec3d per-task normal sums (summed here)
+    out: wp.array(dtype=Any),  # [n] unit normals, 0 where |sum|^2 <= tiny
     inv: wp.array(dtype=Any),  # [n] 1 / |sum|, 0 there
 ):
     i = wp.tid() + offset
-    s = _row(sums, i)
+    s = sums[i]
     for k in range(1, tasks):
-        s = s + _row(sums, k * n + i)
+        s = s + sums[k * n + i]
     n2 = wp.dot(s, s)
     r = type(n2)(0.0)
     if wp.float64(n2) > tiny:
         r = type(n2)(1.0) / wp.sqrt(n2)
     inv[i] = r
-    for c in range(3):
-        out[i, c] = s[c] * r
+    out[i] = s * r
 
 
 @wp.kernel
 def unit_bwd(
     offset: int,
-    unit: wp.array2d(dtype=Any),  # [n, 3] forward output
+    unit: wp.array(dtype=Any),  # [n] vec3 / vec3d forward output
     inv: wp.array(dtype=Any),  # [n]
-    grad: wp.array2d(dtype=Any),  # [n, 3] d loss / d unit
-    out: wp.array2d(dtype=Any),  # [n, 3] d loss / d sum = (g - u (u . g)) / |sum|
+    grad: wp.array(dtype=Any),  # [n] d loss / d unit
+    out: wp.array(dtype=Any),  # [n] d loss / d sum = (g - u (u . g)) / |sum|
 ):
     i = wp.tid() + offset
-    u = _row(unit, i)
-    g = _row(grad, i)
-    d = (g - u * wp.dot(u, g)) * inv[i]
-    for c in range(3):
-        out[i, c] = d[c]
+    u = unit[i]
+    g = grad[i]
+    out[i] = (g - u * wp.dot(u, g)) * inv[i]

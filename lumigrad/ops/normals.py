@@ -152,7 +152,8 @@ class _UnitNormalsFn(torch.autograd.Function):
         tasks, n = bufs.shape[0], bufs.shape[1]
         unit = torch.empty(n, 3, dtype=v.dtype, device=v.device)
         inv = torch.empty(n, dtype=v.dtype, device=v.device)
-        args = [tasks, n, wp.float64(torch.finfo(v.dtype).tiny), to_warp(bufs.view(tasks * n, 3)), to_warp(unit), to_warp(inv)]
+        args = [tasks, n, wp.float64(torch.finfo(v.dtype).tiny), to_warp(bufs.view(tasks * n, 3), _vec3(v)),
+                to_warp(unit, _vec3(v)), to_warp(inv)]
         launch(_k.unit_fwd, n, args, warp_device(v), min_chunk=_UNIT_CHUNK)
         ctx.save_for_backward(v3, faces, unit, inv)
         ctx.save_for_forward(v3, faces, unit, inv)
@@ -163,7 +164,8 @@ class _UnitNormalsFn(torch.autograd.Function):
     def backward(ctx, grad):
         v3, faces, unit, inv = ctx.saved_tensors
         g_sum = torch.empty_like(unit)
-        args = [to_warp(unit), to_warp(inv), to_warp(grad.contiguous().view(-1, 3)), to_warp(g_sum)]
+        vec = _vec3(unit)
+        args = [to_warp(unit, vec), to_warp(inv), to_warp(grad.contiguous().view(-1, 3), vec), to_warp(g_sum, vec)]
         launch(_k.unit_bwd, unit.shape[0], args, warp_device(unit), min_chunk=_UNIT_CHUNK)
         return _run(_k.normal_sums_bwd, v3.detach().contiguous(), faces, [to_warp(g_sum, _vec3(g_sum))]), None
 
@@ -198,7 +200,7 @@ class _UnitFn(torch.autograd.Function):
         unit = torch.empty_like(rows)
         inv = torch.empty(n, dtype=v.dtype, device=v.device)
         if n:
-            args = [1, n, wp.float64(torch.finfo(v.dtype).tiny), to_warp(rows), to_warp(unit), to_warp(inv)]
+            args = [1, n, wp.float64(torch.finfo(v.dtype).tiny), to_warp(rows, _vec3(v)), to_warp(unit, _vec3(v)), to_warp(inv)]
             launch(_k.unit_fwd, n, args, warp_device(v), min_chunk=_UNIT_CHUNK)
         ctx.save_for_backward(unit, inv)
         ctx.save_for_forward(unit, inv)
@@ -211,7 +213,8 @@ class _UnitFn(torch.autograd.Function):
         unit, inv = ctx.saved_tensors
         g = torch.empty_like(unit)
         if unit.shape[0]:
-            args = [to_warp(unit), to_warp(inv), to_warp(grad.contiguous().view(-1, 3)), to_warp(g)]
+            vec = _vec3(unit)
+            args = [to_warp(unit, vec), to_warp(inv), to_warp(grad.contiguous().view(-1, 3), vec), to_warp(g, vec)]
             launch(_k.unit_bwd, unit.shape[0], args, warp_device(unit), min_chunk=_UNIT_CHUNK)
         return g.view(ctx.shape)
 
