@@ -20,19 +20,6 @@ __all__ = ["normal_sums_fwd", "normal_sums_bwd", "unit_fwd", "unit_bwd"]
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 
-@wp.func
-def _corners(faces: wp.array(dtype=wp.vec3i), t: int, nf: int, nv: int):
-    b = t // nf
-    fi = faces[t - b * nf]
-    o = b * nv
-    return o + fi[0], o + fi[1], o + fi[2]
-
-
-@wp.func
-def _row(verts: wp.array2d(dtype=Any), i: int):
-    return wp.vector(verts[i, 0], verts[i, 1], verts[i, 2])
-
-
 @wp.kernel
 def normal_sums_fwd(
     offset: int, span: int, start: int, end: int, slot: int,  # faces start + (tid + offset) * span, < end
@@ -42,14 +29,25 @@ def normal_sums_fwd(
     out: wp.array(dtype=Any),  # [slots * B*V] like verts, zeroed: sum of (v1 - v0) x (v2 - v0) per vertex
 ):
     t0 = start + (wp.tid() + offset) * span
-    base = slot * verts.shape[0]
-    for t in range(t0, wp.min(t0 + span, end)):
-        i0, i1, i2 = _corners(faces, t, nf, nv)
+    b = t0 // nf
+    f = t0 - b * nf
+    o = slot * verts.shape[0] + b * nv  # output row of vertex 0 of batch b
+    vo = b * nv
+    for _t in range(t0, wp.min(t0 + span, end)):
+        fi = faces[f]
+        i0 = vo + fi[0]
+        i1 = vo + fi[1]
+        i2 = vo + fi[2]
         p0 = verts[i0]
         c = wp.cross(verts[i1] - p0, verts[i2] - p0)
-        wp.atomic_add(out, base + i0, c)
-        wp.atomic_add(out, base + i1, c)
-        wp.atomic_add(out, base + i2, c)
+        wp.atomic_add(out, o + fi[0], c)
+        wp.atomic_add(out, o + fi[1], c)
+        wp.atomic_add(out, o + fi[2], c)
+        f += 1
+        if f == nf:  # next batch: no division per face
+            f = 0
+            vo += nv
+            o += nv
 
 
 @wp.kernel
@@ -62,9 +60,15 @@ def normal_sums_bwd(
     out: wp.array(dtype=Any),  # [slots * B*V], zeroed: d loss / d verts
 ):
     t0 = start + (wp.tid() + offset) * span
-    base = slot * verts.shape[0]
-    for t in range(t0, wp.min(t0 + span, end)):
-        i0, i1, i2 = _corners(faces, t, nf, nv)
+    b = t0 // nf
+    f = t0 - b * nf
+    o = slot * verts.shape[0] + b * nv
+    vo = b * nv
+    for _t in range(t0, wp.min(t0 + span, end)):
+        fi = faces[f]
+        i0 = vo + fi[0]
+        i1 = vo + fi[1]
+        i2 = vo + fi[2]
         p0 = verts[i0]
         e1 = verts[i1] - p0
         e2 = verts[i2] - p0
@@ -72,9 +76,14 @@ def normal_sums_bwd(
         gc = grad[i0] + grad[i1] + grad[i2]
         g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
         g2 = wp.cross(gc, e1)
-        wp.atomic_add(out, base + i1, g1)
-        wp.atomic_add(out, base + i2, g2)
-        wp.atomic_sub(out, base + i0, g1 + g2)
+        wp.atomic_add(out, o + fi[1], g1)
+        wp.atomic_add(out, o + fi[2], g2)
+        wp.atomic_sub(out, o + fi[0], g1 + g2)
+        f += 1
+        if f == nf:
+            f = 0
+            vo += nv
+            o += nv
 
 
 @wp.kernel
