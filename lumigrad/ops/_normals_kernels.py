@@ -5,6 +5,10 @@ onwards, below ``end``) and adds into the
 accumulation buffer ``slot``: on CPU each thread-pool task owns a slot (no races; the tasks'
 buffers are summed in torch), on CUDA every thread adds into slot 0 with atomics. Warp's
 ``atomic_add`` is a plain add inside a sequential CPU launch, so one source serves both.
+
+Rows are ``vec3``/``vec3d`` and faces ``vec3i`` (one indexed load or add per row instead of three:
+about 15 % faster on CPU), and a thread carries its batch index along its span instead of
+dividing ``t // F`` per face (the division cost about a quarter of the CPU forward kernel).
 """
 from __future__ import annotations
 
