@@ -63,6 +63,21 @@ def test_unit_normals_match_the_normalised_reference(dtype, batch):
     torch.testing.assert_close(tans[0], tans[1], **tol)
 
 
+def test_cpu_tasks_whose_spans_cross_a_batch_boundary(monkeypatch):
+    # 3 x 5120 faces in 2 CPU tasks: the second starts inside batch 1 and walks on into batch 2.
+    monkeypatch.setattr(ops_normals, "num_threads", lambda: 2)
+    v, f = _mesh(torch.float64, level=4, batch=3)
+    g = torch.randn_like(v)
+    for fn, ref in ((vertex_normal_sums, vertex_normal_sums_ref), (ops_normals.vertex_normals, _unit_ref)):
+        outs, grads = [], []
+        for h in (fn, ref):
+            x = v.clone().requires_grad_(True)
+            outs.append(h(x, f))
+            grads.append(torch.autograd.grad(outs[-1], x, g)[0])
+        torch.testing.assert_close(outs[0], outs[1], atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-12, rtol=1e-12)
+
+
 def test_unit_normals_of_isolated_and_degenerate_vertices_are_zero_with_zero_gradient():
     v = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]],
                      dtype=torch.float64, requires_grad=True)
