@@ -66,6 +66,7 @@ def test_unit_normals_match_the_normalised_reference(dtype, batch):
 def test_cpu_tasks_whose_spans_cross_a_batch_boundary(monkeypatch):
     # 3 x 5120 faces in 2 CPU tasks: the second starts inside batch 1 and walks on into batch 2.
     monkeypatch.setattr(ops_normals, "num_threads", lambda: 2)
+    monkeypatch.setattr(ops_normals, "_MIN_TASK_FACES", 4096)
     v, f = _mesh(torch.float64, level=4, batch=3)
     g = torch.randn_like(v)
     for fn, ref in ((vertex_normal_sums, vertex_normal_sums_ref), (ops_normals.vertex_normals, _unit_ref)):
