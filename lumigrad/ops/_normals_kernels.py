@@ -24,6 +24,17 @@ __all__ = ["normal_sums_fwd", "normal_sums_bwd", "unit_fwd", "unit_bwd"]
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 
+@wp.func
+def _face_edges(verts: wp.array(dtype=Any), faces: wp.array(dtype=wp.vec3i), f: int, vo: int):
+    """Face f's corner indices, their rows (batch offset ``vo``) and its edges ``v1 - v0``, ``v2 - v0``."""
+    fi = faces[f]
+    i0 = vo + fi[0]
+    i1 = vo + fi[1]
+    i2 = vo + fi[2]
+    p0 = verts[i0]
+    return fi, i0, i1, i2, verts[i1] - p0, verts[i2] - p0
+
+
 @wp.kernel
 def normal_sums_fwd(
     offset: int, span: int, start: int, end: int, slot: int,  # faces start + (tid + offset) * span, < end
@@ -38,12 +49,8 @@ def normal_sums_fwd(
     o = slot * verts.shape[0] + b * nv  # output row of vertex 0 of batch b
     vo = b * nv
     for _t in range(t0, wp.min(t0 + span, end)):
-        fi = faces[f]
-        i0 = vo + fi[0]
-        i1 = vo + fi[1]
-        i2 = vo + fi[2]
-        p0 = verts[i0]
-        c = wp.cross(verts[i1] - p0, verts[i2] - p0)
+        fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
+        c = wp.cross(e1, e2)
         wp.atomic_add(out, o + fi[0], c)
         wp.atomic_add(out, o + fi[1], c)
         wp.atomic_add(out, o + fi[2], c)
@@ -69,13 +76,7 @@ def normal_sums_bwd(
     o = slot * verts.shape[0] + b * nv
     vo = b * nv
     for _t in range(t0, wp.min(t0 + span, end)):
-        fi = faces[f]
-        i0 = vo + fi[0]
-        i1 = vo + fi[1]
-        i2 = vo + fi[2]
-        p0 = verts[i0]
-        e1 = verts[i1] - p0
-        e2 = verts[i2] - p0
+        fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
         # The face's cross product reaches its three corners' sums: d loss / d c = g0 + g1 + g2.
         gc = grad[i0] + grad[i1] + grad[i2]
         g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
