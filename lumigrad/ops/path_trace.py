@@ -59,8 +59,6 @@ class PathScene(NamedTuple):
     env_size: tuple = (0, 0)  # (H, W)
 
 
-
-
 class PathCamera(NamedTuple):
     """Camera rays generated in the kernel: sample ``r`` (``first + i`` of a launch) is sample ``r % spp`` of
     pixel ``p = r // spp`` (view-major, then row, column), the ray through the pixel's corner plus
