@@ -18,6 +18,13 @@ time where torch's elementwise ops use SIMD lanes, so the fused pass wins by doi
 memory and sharing work between terms, not per operation. One kernel per material kind (a
 runtime branch on the kind made every pixel about twice as slow: the three BRDFs in one function
 were not inlined); Blinn-Phong's ``pow`` is ``exp(s log nh)`` with the log shared with its gradient.
+
+Session 9: a kernel thread runs one pass per light over its block of pixels, each pass compiled for
+its light kind, and when neither the material, the lights nor the mask need a gradient (fitting
+geometry) a backward that computes only the normal, view-direction and position gradients runs
+(``shade_bwd_geo``). Lambert, one directional light, 512^2, one thread, kernels alone: forward 3.56 ->
+2.06 ms, full backward 7.48 -> 5.37, geometry-only backward 3.08; the op's forward + backward w.r.t. the
+normals 12.7 -> 6.4 ms (outputs now from ``_runtime.launch.empty``: huge pages, fewer page faults).
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad._runtime.checks import _desc, check_float_tensor
+from lumigrad._runtime.launch import empty
 from lumigrad.ops._common import cpu_layout, first_order, launch, placeholder, to_warp, warp_device
 from lumigrad.ops import _deferred_shade_kernels as _k
 from lumigrad.ops._deferred_shade_ref import deferred_shade_ref
@@ -142,7 +150,7 @@ class _ShadeFn(torch.autograd.Function):
         dev = warp_device(n)
         block = _block(dev)
         npix = n.shape[0]
-        out = torch.empty_like(n)
+        out = empty(n.shape, n.dtype, n.device)
         if npix:
             blocks = -(-npix // block)
             args = _common_args(n, v, p, m, mk, kinds, ld, fo, block)
@@ -160,11 +168,19 @@ class _ShadeFn(torch.autograd.Function):
         block = _block(dev)
         npix = n.shape[0]
         blocks = max(1, -(-npix // block))
-        per_pixel_mat = m.shape[0] > 1 or npix == 1
         has_point = _k.POINT in kinds
-        g_n = torch.empty_like(n)
-        g_v = torch.empty_like(n) if kind != _k.LAMBERT else placeholder(n, 1, 3)  # Lambert: no view dependence
-        g_p = torch.empty_like(n) if has_point else placeholder(n, 1, 3)
+        g_n = empty(n.shape, n.dtype, n.device)
+        g_v = empty(n.shape, n.dtype, n.device) if kind != _k.LAMBERT else placeholder(n, 1, 3)  # Lambert: no view dependence
+        g_p = empty(n.shape, n.dtype, n.device) if has_point else placeholder(n, 1, 3)
+        geo_only = not any(ctx.needs_input_grad[3:6])  # no gradient to the material, lights or mask
+        if geo_only:
+            if npix:
+                args = _common_args(n, v, p, m, mk, kinds, ld, fo, block)
+                outs = [to_warp(grad.contiguous()), to_warp(g_n), to_warp(g_v), to_warp(g_p)]
+                launch(_k.KERNELS[kind][2], blocks, args + outs, dev, min_chunk=max(1, blocks // 8))
+            return (g_n, g_v if kind != _k.LAMBERT else None, g_p if has_point else None, None, None, None,
+                    None, None, None)
+        per_pixel_mat = m.shape[0] > 1 or npix == 1
         g_mask = torch.empty(npix, dtype=n.dtype, device=n.device) if mk is not None else placeholder(n)
         g_mat = torch.empty(npix, _k.MAT_COLS, dtype=n.dtype, device=n.device) if per_pixel_mat else placeholder(n, 1, 1)
         rows = torch.empty(blocks, _k.MAT_COLS + _k.LIGHT_COLS * len(kinds), dtype=n.dtype, device=n.device)

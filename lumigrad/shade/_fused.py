@@ -85,17 +85,20 @@ def _light_tables(fn: str, lights: list, like: Tensor) -> tuple[list[str], Tenso
     return kinds, ldata, torch.tensor(falloff, dtype=like.dtype, device=like.device).reshape(-1, 3)
 
 
-def shade_fused(fn: str, material, lights: list, points: Tensor, normals: Tensor, view_dirs: Tensor, mask,
+def shade_fused(fn: str, material, lights: list, ref: Tensor, normals: Tensor, view_dirs: Tensor | None, mask,
                 param) -> Tensor:
-    """``shade()``'s result for a Lambert, Blinn-Phong or GGX ``material`` (``param`` samples one parameter)."""
+    """``shade()``'s result for a Lambert, Blinn-Phong or GGX ``material`` (``param`` samples one parameter).
+
+    ``ref`` is the points buffer, or the normals when there is none (no point lights)."""
     from lumigrad.ops.deferred_shade import deferred_shade
 
-    bhw = tuple(points.shape[:3])
+    bhw = tuple(ref.shape[:3])
     cols = _columns(material, param)
-    kinds, ldata, fo = _light_tables(fn, lights, points)
+    kinds, ldata, fo = _light_tables(fn, lights, ref)
     flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
-    rgb = deferred_shade(
-        fused_material(material), flat(normals), flat(view_dirs), flat(points) if "point" in kinds else None,
+    rgb = deferred_shade(  # Lambert ignores view_dirs: the normals stand in when there are none
+        fused_material(material), flat(normals), flat(view_dirs if view_dirs is not None else normals),
+        flat(ref) if "point" in kinds else None,
         _mat_table(cols, bhw), kinds, ldata, fo, None if mask is None else mask.reshape(-1),
     ).view(*bhw, 3)
     sh = [(i, x) for i, x in enumerate(lights) if isinstance(x, SHEnvironmentLight)]
@@ -104,6 +107,6 @@ def shade_fused(fn: str, material, lights: list, points: Tensor, normals: Tensor
         if isinstance(material, GGXMaterial):
             kd = (1.0 - cols[3].clamp(0.0, 1.0)) * kd
         n = _normalize(normals)
-        extra = sum((kd / math.pi) * _sh_irradiance(_match(fn, f"lights[{i}].coeffs", x.coeffs, points), n) for i, x in sh)
+        extra = sum((kd / math.pi) * _sh_irradiance(_match(fn, f"lights[{i}].coeffs", x.coeffs, ref), n) for i, x in sh)
         rgb = rgb + (extra if mask is None else extra * mask)
     return rgb

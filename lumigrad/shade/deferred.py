@@ -66,11 +66,11 @@ def sample_param(
     return t.reshape(1) if t.ndim == 0 else t
 
 
-def _check_buffer(fn: str, name: str, t, bhw: tuple[int, ...] | None, last: int) -> Tensor:
+def _check_buffer(fn: str, name: str, t, bhw: tuple[int, ...] | None, last: int, ref: str = "points") -> Tensor:
     exp = f"[B, H, W, {last}]"
     check_float_tensor(fn, name, t, (4,), last, expected=exp)
     if bhw is not None and tuple(t.shape[:3]) != bhw:
-        raise ValueError(f"{fn}(): {name} must be [B, H, W, {last}] with B, H, W = {list(bhw)} like points, got {_desc(t)}")
+        raise ValueError(f"{fn}(): {name} must be [B, H, W, {last}] with B, H, W = {list(bhw)} like {ref}, got {_desc(t)}")
     return t
 
 
@@ -88,13 +88,22 @@ def _as_light_list(fn: str, lights) -> list:
     return list(lights)
 
 
+def _check_needed_buffers(fn: str, material, lights: list, points, view_dirs) -> None:
+    if points is None:
+        for i, light in enumerate(lights):
+            if isinstance(light, PointLight):
+                raise ValueError(f"{fn}(): points are required with point lights (lights[{i}] is a PointLight)")
+    if view_dirs is None and isinstance(material, (BlinnPhongMaterial, GGXMaterial, PhongMaterial)):
+        raise ValueError(f"{fn}(): view_dirs are required by {type(material).__name__} (only Lambert shading ignores them)")
+
+
 def shade(
     material: LambertMaterial | BlinnPhongMaterial | GGXMaterial | PhongMaterial,
     lights,  # a light or a sequence of lights
     *,
-    points: Tensor,  # [B, H, W, 3] world
+    points: Tensor | None = None,  # [B, H, W, 3] world; needed with point lights
     normals: Tensor,  # [B, H, W, 3] world (normalised here)
-    view_dirs: Tensor,  # [B, H, W, 3] world, surface -> camera (normalised here)
+    view_dirs: Tensor | None = None,  # [B, H, W, 3] world, surface -> camera (normalised here); needed unless Lambert
     uv: Tensor | None = None,  # [B, H, W, 2]
     uv_da: Tensor | None = None,  # [B, H, W, 4]
     mask: Tensor | None = None,  # [B, H, W, 1]
@@ -112,9 +121,10 @@ def shade(
         material: a Lambert, Blinn-Phong or GGX material; its tensors must
             share ``points``' dtype and device.
         lights: one light or a sequence (may be empty).
-        points: ``[B, H, W, 3]`` world-space positions (used by point lights).
+        points: ``[B, H, W, 3]`` world-space positions; required with point lights.
         normals: ``[B, H, W, 3]`` world-space normals.
-        view_dirs: ``[B, H, W, 3]`` unit directions from surface to camera.
+        view_dirs: ``[B, H, W, 3]`` unit directions from surface to camera; required by every
+            material but Lambert.
         uv: ``[B, H, W, 2]`` texture coordinates (u right, v up); required
             when a material parameter is a :class:`TextureParam`.
         uv_da: ``[B, H, W, 4]`` UV screen derivatives, passed to the texture op.
@@ -137,31 +147,31 @@ def shade(
         tensor([0.5000, 0.5000, 0.5000])
     """
     fn = "shade"
-    _check_buffer(fn, "points", points, None, 3)
-    bhw = tuple(points.shape[:3])
-    _check_buffer(fn, "normals", normals, bhw, 3)
-    _check_buffer(fn, "view_dirs", view_dirs, bhw, 3)
-    if uv is not None:
-        _check_buffer(fn, "uv", uv, bhw, 2)
-    if uv_da is not None:
-        _check_buffer(fn, "uv_da", uv_da, bhw, 4)
+    ref_name, ref = ("points", points) if points is not None else ("normals", normals)  # sets B, H, W, dtype, device
+    _check_buffer(fn, ref_name, ref, None, 3)
+    bhw = tuple(ref.shape[:3])
+    buffers = (("normals", normals, 3), ("view_dirs", view_dirs, 3), ("uv", uv, 2), ("uv_da", uv_da, 4))
+    for name, t, last in buffers:
+        if t is not None or name == "normals":
+            _check_buffer(fn, name, t, bhw, last, ref_name)
     if mask is not None:
         if isinstance(mask, Tensor) and mask.dtype == torch.bool:
-            mask = mask.to(points.dtype)
-        _check_buffer(fn, "mask", mask, bhw, 1)
+            mask = mask.to(ref.dtype)
+        _check_buffer(fn, "mask", mask, bhw, 1, ref_name)
     check_same_device(fn, points=points, normals=normals, view_dirs=view_dirs, uv=uv, uv_da=uv_da, mask=mask)
     for name, t in (("normals", normals), ("view_dirs", view_dirs), ("uv", uv), ("uv_da", uv_da), ("mask", mask)):
-        if t is not None and t.dtype != points.dtype:
-            raise ValueError(f"{fn}(): {name} must be {points.dtype} like points, got {_desc(t)}")
+        if t is not None and t.dtype != ref.dtype:
+            raise ValueError(f"{fn}(): {name} must be {ref.dtype} like {ref_name}, got {_desc(t)}")
     light_list = _as_light_list(fn, lights)
+    _check_needed_buffers(fn, material, light_list, points, view_dirs)
 
     def param(name: str, value) -> Tensor:
-        return sample_param(value, points, uv, uv_da, name=f"material.{name}", fn=fn)
+        return sample_param(value, ref, uv, uv_da, name=f"material.{name}", fn=fn)
 
-    if FUSED and fused_material(material) is not None and points.device.type in ("cpu", "cuda"):
-        return shade_fused(fn, material, light_list, points, normals, view_dirs, mask, param)
+    if FUSED and fused_material(material) is not None and ref.device.type in ("cpu", "cuda"):
+        return shade_fused(fn, material, light_list, ref, normals, view_dirs, mask, param)
     n = _normalize(normals)
-    v = _normalize(view_dirs)
+    v = _normalize(view_dirs) if view_dirs is not None else None
     ka = None  # ambient reflectance when it differs from kd (PhongMaterial)
     direct = None  # radiance per unit irradiance, given l and max(n.l, 0), when not brdf(l) * cos
     if isinstance(material, LambertMaterial):
@@ -188,16 +198,16 @@ def shade(
             f"got {type(material).__name__}"
         )
 
-    rgb = torch.zeros_like(points)
+    rgb = torch.zeros_like(ref)
     for i, light in enumerate(light_list):
         name = f"lights[{i}]"
         if isinstance(light, AmbientLight):
-            rgb = rgb + _match(fn, f"{name}.color", light.color, points) * (kd if ka is None else ka)
+            rgb = rgb + _match(fn, f"{name}.color", light.color, ref) * (kd if ka is None else ka)
         elif isinstance(light, SHEnvironmentLight):
-            coeffs = _match(fn, f"{name}.coeffs", light.coeffs, points)
+            coeffs = _match(fn, f"{name}.coeffs", light.coeffs, ref)
             rgb = rgb + (kd / math.pi) * _sh_irradiance(coeffs, n)
         else:
-            l, e_perp = _eval_light(fn, light, points, name=name)
+            l, e_perp = _eval_light(fn, light, points if points is not None else ref, name=name)
             cos = (n * l).sum(-1, keepdim=True).clamp_min(0.0)
             rgb = rgb + (brdf(l) * cos if direct is None else direct(l, cos)) * e_perp
     if not light_list:

@@ -58,6 +58,42 @@ def test_kernel_matches_reference(material, per_pixel, layout):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
 
 
+LIGHT_LISTS = {  # (indices into _inputs' four lights, names)
+    "point-then-directional": [1, 0], "ambient-first": [2, 0, 3], "ambient-only": [2], "no-lights": [],
+}
+
+
+@pytest.mark.parametrize("geometry_only", [True, False], ids=["geometry-only", "all-grads"])
+@pytest.mark.parametrize("masked", [True, False], ids=["mask", "no-mask"])
+@pytest.mark.parametrize("lights", list(LIGHT_LISTS))
+@pytest.mark.parametrize("material", list(MATERIALS))
+def test_light_orders_and_gradient_subsets_match_reference(material, lights, masked, geometry_only, layout):
+    """Every light kind first, after another, alone or none; and the backward that computes only the normal,
+    view direction and position gradients (taken when the material, lights and mask need none)."""
+    xs, fo = _inputs(70, material == "ggx", material, seed=3)
+    idx = LIGHT_LISTS[lights]
+    names = [["directional", "point", "ambient", "point"][i] for i in idx]
+    xs[4], fo = xs[4][idx], fo[idx]
+    if not masked:
+        xs[5] = None
+    wants = [True, True, True] + [not geometry_only] * 3
+    a = [None if x is None else x.clone().requires_grad_(w) for x, w in zip(xs, wants)]
+    b = [None if x is None else x.clone().requires_grad_(w) for x, w in zip(xs, wants)]
+    out = deferred_shade(material, a[0], a[1], a[2], a[3], names, a[4], fo, a[5])
+    ref = deferred_shade_ref(MATERIALS[material], b[0], b[1], b[2], b[3], idx and [[0, 1, 2, 1][i] for i in idx],
+                             b[4], fo, b[5])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-13)
+    w = torch.randn_like(out)
+    leaves_a = [x for x in a if x is not None and x.requires_grad]
+    leaves_b = [x for x in b if x is not None and x.requires_grad]
+    ga = torch.autograd.grad(out, leaves_a, w, allow_unused=True)
+    gb = torch.autograd.grad(ref, leaves_b, w, allow_unused=True) if ref.requires_grad else [None] * len(leaves_b)
+    for k, (x, y, like) in enumerate(zip(ga, gb, leaves_a)):
+        x = torch.zeros_like(like) if x is None else x
+        y = torch.zeros_like(like) if y is None else y
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12, msg=lambda m: f"leaf {k}: {m}")
+
+
 @pytest.mark.parametrize("material", list(MATERIALS))
 def test_kernel_gradients_match_central_differences(material, layout):
     xs, fo = _inputs(5, False, material, seed=1)
@@ -67,6 +103,17 @@ def test_kernel_gradients_match_central_differences(material, layout):
         return deferred_shade(material, a[0], a[1], a[2], a[3], KINDS, a[4], fo, a[5])
 
     assert torch.autograd.gradcheck(f, xs, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("material", list(MATERIALS))
+def test_geometry_only_gradients_match_central_differences(material):
+    xs, fo = _inputs(5, False, material, seed=2)
+    geo = [x.requires_grad_(True) for x in xs[:3]]
+
+    def f(*g):
+        return deferred_shade(material, g[0], g[1], g[2], xs[3], KINDS, xs[4], fo, xs[5])
+
+    assert torch.autograd.gradcheck(f, geo, eps=1e-6, atol=1e-7, rtol=1e-6)
 
 
 def test_forward_mode_runs_the_reference():
@@ -171,8 +218,8 @@ def test_shade_fused_matches_torch_path(make_material, monkeypatch):
 def test_kernels_compile_no_generated_adjoints():
     from lumigrad.ops._deferred_shade_kernels import KERNELS
 
-    kernels = [k for pair in KERNELS.values() for k in pair]
-    assert len(kernels) == 6
+    kernels = [k for triple in KERNELS.values() for k in triple]
+    assert len(kernels) == 9
     assert all(k.module.options["enable_backward"] is False for k in kernels)
 
 

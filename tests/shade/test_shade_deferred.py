@@ -190,3 +190,28 @@ def test_bad_inputs():
         shade("gold", _lights(), **BUF)
     with pytest.raises(ValueError, match="mask"):
         shade(_ggx(), _lights(), mask=torch.ones(1, 2, 3, 3, dtype=D64), **BUF)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "torch"])
+def test_lambert_needs_only_normals(fused, monkeypatch):
+    """Lambert under directional, ambient and SH lights reads neither the points nor the view directions."""
+    import lumigrad.shade.deferred as deferred
+
+    monkeypatch.setattr(deferred, "FUSED", fused)
+    lights = [DirectionalLight(t(0.3, 0.5, 1.0), color=t(1.0, 0.8, 0.6), intensity=2.0), AmbientLight(t(0.1, 0.2, 0.3)),
+              SHEnvironmentLight(torch.rand(9, 3, dtype=D64, generator=torch.Generator().manual_seed(1)))]
+    mat = LambertMaterial(t(0.7, 0.5, 0.3))
+    full = shade(mat, lights, **BUF, mask=torch.ones(1, 2, 3, 1, dtype=D64))
+    n = BUF["normals"].clone().requires_grad_(True)
+    only = shade(mat, lights, normals=n, mask=torch.ones(1, 2, 3, 1, dtype=D64))
+    torch.testing.assert_close(only, full, rtol=1e-12, atol=1e-14)
+    assert gradcheck(lambda x: shade(mat, lights, normals=x), (n,), eps=1e-6, atol=1e-8)
+
+
+def test_missing_points_or_view_dirs_are_named():
+    with pytest.raises(ValueError, match=r"points are required with point lights \(lights\[1\]"):
+        shade(LambertMaterial(t(0.5, 0.5, 0.5)), _lights(), normals=BUF["normals"], view_dirs=BUF["view_dirs"])
+    with pytest.raises(ValueError, match="view_dirs are required by GGXMaterial"):
+        shade(_ggx(), [DirectionalLight(t(0.0, 0.0, 1.0))], normals=BUF["normals"])
+    with pytest.raises(ValueError, match=r"normals must be \[B, H, W, 3\]"):
+        shade(LambertMaterial(t(0.5, 0.5, 0.5)), [], normals=BUF["normals"][0])
