@@ -5,12 +5,13 @@ directional light) -> visibility method -> MSE vs a constant 0.25 image ->
 backward to the vertex positions. Icospheres 4 / 6 / 8 (5k / 82k / 1.3M
 triangles) at 256^2 / 512^2 / 512^2, camera at distance 3, 45 degree FoV.
 
-Columns (median ms): ``shading`` (the torch part of the step alone: normalise the
-interpolated normals, Lambert, mask, MSE and their backward, on saved inputs; both
-lumigrad's and DRTK's steps run it, so a ratio target below 1 has to come from the
-renderer ops that remain), ``edge`` (``edge_grad`` on the shading), ``edge+rim``
-(what ``render_mesh`` runs by default: ``edge_rim`` before the shading, then
-``edge_grad(..., rim=)``),
+Columns (median ms): ``shading`` (the shading part of DRTK's step alone, in torch: normalise the
+interpolated normals, Lambert, mask, MSE and their backward, on saved inputs), ``lg shading`` (the
+same with lumigrad's ``shade()``, which lumigrad's steps use: a Lambert material and a directional
+light of intensity pi, so ``albedo / pi * E * cos`` is the same ``0.7 cos``), ``edge`` (``edge_grad``
+on the shading), ``edge+rim`` (what ``render_mesh`` runs by default: ``edge_rim`` before the
+shading, then ``edge_grad(..., rim=)``), ``edge+rim, torch shading`` (the same step with DRTK's
+torch shading, to show what the shading op is worth),
 ``antialias`` (lumigrad's nvdiffrast-style op), ``drtk`` (DRTK's CPU kernels:
 rasterize -> render -> interpolate -> ``edge_grad_estimator``), and the ratio
 edge / drtk. DRTK is used when ``import drtk`` works; build its CPU kernels with
@@ -32,6 +33,7 @@ import time
 
 CASES = [(4, 256), (6, 512), (8, 512)]
 FOV_Y_DEG, DIST, NEAR, FAR = 45.0, 3.0, 0.1, 10.0
+ALBEDO = 0.7
 
 
 def clip_positions(verts):
@@ -95,7 +97,29 @@ def _camera(res: int):
     return Camera.look_at(torch.tensor([0.0, 0.0, DIST]), torch.zeros(3), width=res, height=res, fov_y_deg=FOV_Y_DEG)
 
 
-def lumigrad_step(verts, faces, light, res: int, visibility: str, topology=None, workspace=None):
+@functools.lru_cache(maxsize=None)
+def _lambert_setup(light_key: tuple):
+    import torch
+
+    from lumigrad.scene.lights import DirectionalLight
+    from lumigrad.scene.materials import LambertMaterial
+
+    return LambertMaterial(torch.full((3,), ALBEDO)), DirectionalLight(torch.tensor(light_key), intensity=math.pi)
+
+
+def lambert(normals, mask, light, how: str = "lumigrad"):
+    """``0.7 max(n.l, 0) mask`` as ``[B, H, W, 1]``: with lumigrad's ``shade()`` or in torch (DRTK's step)."""
+    import torch
+
+    if how == "torch":
+        return ALBEDO * (torch.nn.functional.normalize(normals, dim=-1) @ light).clamp(min=0)[..., None] * mask
+    from lumigrad.shade import shade
+
+    material, sun = _lambert_setup(tuple(light.tolist()))
+    return shade(material, sun, normals=normals, mask=mask)[..., :1]
+
+
+def lumigrad_step(verts, faces, light, res: int, visibility: str, topology=None, workspace=None, shading="lumigrad"):
     """One W2 step with lumigrad ops; returns d loss / d scale.
 
     ``topology`` (``prepare_topology``) and ``workspace`` (``RasterizeWorkspace``)
@@ -115,7 +139,7 @@ def lumigrad_step(verts, faces, light, res: int, visibility: str, topology=None,
     rim = edge_rim(rast, rast_db, pos, faces) if visibility == "edge+rim" else None
     normals = interpolate(vertex_normals(v, faces)[None], rast if rim is None else rim.rast, faces).out
     mask = (rast[..., 3:] > 0).float()
-    shade = 0.7 * (torch.nn.functional.normalize(normals, dim=-1) @ light).clamp(min=0)[..., None] * mask
+    shade = lambert(normals, mask, light, shading)
     if visibility in ("edge", "edge+rim"):
         shade = edge_grad(shade, rast, pos, faces, topology=topology, rim=rim)
     else:
@@ -124,12 +148,10 @@ def lumigrad_step(verts, faces, light, res: int, visibility: str, topology=None,
     return float(scale.grad)
 
 
-def shading_step(normals, mask, light):
-    """The torch part of :func:`lumigrad_step` on saved inputs: shading, MSE, backward to the normals."""
-    import torch
-
+def shading_step(normals, mask, light, how: str = "torch"):
+    """The shading part of a step on saved inputs: shading, MSE, backward to the normals."""
     n = normals.detach().requires_grad_(True)
-    shade = 0.7 * (torch.nn.functional.normalize(n, dim=-1) @ light).clamp(min=0)[..., None] * mask
+    shade = lambert(n, mask, light, how)
     ((shade - 0.25) ** 2).mean().backward()
     return float(n.grad.abs().sum())
 
@@ -164,7 +186,7 @@ def drtk_step(drtk, verts, faces, light, res: int):
     _, bary = drtk.render(v_pix, vi, index_img)
     normals = drtk.interpolate(vertex_normals(v, faces)[None], vi, index_img, bary)  # [1, 3, H, W]
     mask = (index_img != -1)[:, None].float()
-    shade = 0.7 * (torch.nn.functional.normalize(normals, dim=1) * light[None, :, None, None]).sum(1, keepdim=True).clamp(min=0) * mask
+    shade = ALBEDO * (torch.nn.functional.normalize(normals, dim=1) * light[None, :, None, None]).sum(1, keepdim=True).clamp(min=0) * mask
     shade = drtk.edge_grad_estimator(v_pix, vi, bary, shade, index_img)
     ((shade - 0.25) ** 2).mean().backward()
     return float(scale.grad)
@@ -182,14 +204,16 @@ def run(reps: int = 7, quick: bool = False) -> list[dict]:
         normals, mask = _shading_inputs(verts, faces, res)
         fns = {
             "shading": lambda: shading_step(normals, mask, light),
+            "lg shading": lambda: shading_step(normals, mask, light, "lumigrad"),
             "edge": lambda: lumigrad_step(verts, faces, light, res, "edge", topo, ws),
             "edge+rim": lambda: lumigrad_step(verts, faces, light, res, "edge+rim", topo, ws),
+            "edge+rim, torch shading": lambda: lumigrad_step(verts, faces, light, res, "edge+rim", topo, ws, "torch"),
             "antialias": lambda: lumigrad_step(verts, faces, light, res, "antialias", topo, ws),
         }
         if drtk is not None:
             fns["drtk"] = lambda: drtk_step(drtk, verts, faces, light, res)
         row = {"case": f"icosphere-{subdiv}", "F": int(faces.shape[0]), "res": f"{res}^2"}
-        row.update({f"d/ds {k}": fn() for k, fn in fns.items() if k != "shading"})
+        row.update({f"d/ds {k}": fn() for k, fn in fns.items() if "shading" not in k or k.startswith("edge")})
         row.update(_timed(fns, reps))
         if "drtk" in row:
             row["edge/drtk"] = row["edge"] / row["drtk"]
@@ -199,8 +223,9 @@ def run(reps: int = 7, quick: bool = False) -> list[dict]:
     return rows
 
 
-COLUMNS = ["case", "F", "res", "shading", "edge", "edge+rim", "antialias", "drtk", "edge/drtk", "edge+rim/drtk", "d/ds edge", "d/ds edge+rim",
-           "d/ds antialias", "d/ds drtk"]
+COLUMNS = ["case", "F", "res", "shading", "lg shading", "edge", "edge+rim", "edge+rim, torch shading", "antialias", "drtk",
+           "edge/drtk", "edge+rim/drtk", "d/ds edge", "d/ds edge+rim", "d/ds edge+rim, torch shading", "d/ds antialias",
+           "d/ds drtk"]
 
 
 def table(rows: list[dict]) -> str:

@@ -20,6 +20,7 @@ from torch import Tensor
 from lumigrad.geometry.normals import face_cross, safe_normalize, vertex_normals
 from lumigrad.ops.interpolate import interpolate
 from lumigrad.scene.camera import Camera
+from lumigrad.scene.lights import PointLight
 from lumigrad.scene.materials import LambertMaterial, TextureParam
 from lumigrad.shade import sample_param, shade
 
@@ -39,6 +40,15 @@ def default_material(material, dtype):
 
 def _has_texture(material) -> bool:
     return any(isinstance(v, TextureParam) for v in vars(material).values())
+
+
+def _needs_points(parts, lights, shading: str) -> bool:
+    """Whether shading reads the surface points: point lights, and view directions for any material but
+    Lambert. Without them the G-buffer skips the positions (an interpolated channel triple and a view-direction
+    buffer, each way)."""
+    light_list = list(lights) if isinstance(lights, Sequence) else [lights]
+    return (shading == "gouraud" or any(isinstance(x, PointLight) for x in light_list)
+            or any(not isinstance(m, LambertMaterial) for m, _, _ in parts))
 
 
 def shade_pixels(
@@ -62,38 +72,41 @@ def shade_pixels(
     dtype = verts_b.dtype
     tri = rast[..., 3:4]
     mask = (tri > 0).to(dtype)
-    attrs = [verts_b]
+    need_points = _needs_points(parts, lights, shading)
+    attrs = [verts_b] if need_points else []
     if shading != "flat":
         attrs.append(vertex_normals(verts_b, faces))
     if vert_colors is not None:
         vc = vert_colors[..., :3]
         attrs.append(vc.expand(B, -1, -1) if vc.ndim == 2 else vc)
-    gbuf, _ = interpolate(torch.cat(attrs, dim=-1), rast, faces)
-    points = gbuf[..., 0:3]
+    gbuf = interpolate(torch.cat(attrs, dim=-1), rast, faces)[0] if attrs else None
+    col = 0
+    points = view_dirs = None
+    if need_points:
+        points, col = gbuf[..., 0:3], 3
+        eye = camera.camera_center()  # [B, 3]
+        view_dirs = eye[:, None, None, :] - points  # shade() normalises
     if shading == "flat":
         fnorm = safe_normalize(face_cross(verts_b, faces))  # [B, F, 3]
         idx = (tri[..., 0].long() - 1).clamp_min(0).reshape(B, -1, 1).expand(-1, -1, 3)
-        normals = shade_normals = torch.gather(fnorm, 1, idx).reshape(points.shape)
-        col = 3
+        normals = shade_normals = torch.gather(fnorm, 1, idx).reshape(*tri.shape[:3], 3)
     else:
-        normals = safe_normalize(gbuf[..., 3:6])  # the output's normals
-        shade_normals = gbuf[..., 3:6]  # shade() normalises: no second backward through safe_normalize
-        col = 6
+        normals = safe_normalize(gbuf[..., col:col + 3])  # the output's normals
+        shade_normals = gbuf[..., col:col + 3]  # shade() normalises: no second backward through safe_normalize
+        col += 3
     uv = uv_da = None
     if uvs is not None:
         uv, uv_da = interpolate(uvs, rast, faces_uvs, rast_db=rast_db, diff_attrs="all")
-    eye = camera.camera_center()  # [B, 3]
-    view_dirs = eye[:, None, None, :] - points  # shade() normalises
 
     face_id = tri[..., 0] - 1  # [B, H, W], -1 on background
-    rgb = torch.zeros_like(points)
+    rgb = torch.zeros_like(normals)
     for material, f0, f1 in parts:
         if shading == "gouraud":
             if _has_texture(material):
                 raise ValueError(f"{fn}(): shading='gouraud' needs a constant material (no TextureParam); "
                                  "use shading='phong' for textured materials")
             vn = vertex_normals(verts_b, faces)
-            vdir = safe_normalize(eye[:, None, :] - verts_b)
+            vdir = safe_normalize(camera.camera_center()[:, None, :] - verts_b)
             vrgb = shade(material, lights, points=verts_b[:, :, None, :], normals=vn[:, :, None, :],
                          view_dirs=vdir[:, :, None, :])[:, :, 0, :]
             part_rgb, _ = interpolate(vrgb, rast, faces)
@@ -111,7 +124,7 @@ def shade_pixels(
     for tex, f0, f1 in textures:
         if uv is None:
             raise ValueError(f"{fn}(): a mesh texture needs uvs")
-        texel = sample_param(TextureParam(tex[..., :3] if tex.shape[-1] >= 3 else tex[..., :1]), points, uv, uv_da,
+        texel = sample_param(TextureParam(tex[..., :3] if tex.shape[-1] >= 3 else tex[..., :1]), normals, uv, uv_da,
                              name="mesh.texture", fn=fn)
         if len(parts) == 1 and len(textures) == 1:
             rgb = rgb * texel

@@ -115,3 +115,32 @@ def test_supersample_is_the_box_average_of_the_larger_render():
             RasterSettings(supersample=bad)
     with pytest.raises(ValueError, match="factor"):
         cam.scaled(0)
+
+
+@pytest.mark.parametrize("shading", ["phong", "flat"])
+@pytest.mark.parametrize("extras", ["none", "vert_colors", "texture"])
+def test_lambert_gbuffer_without_points_is_the_same(shading, extras):
+    """Lambert without point lights skips the interpolated positions; a zero-intensity point light, which
+    forces them, must change neither the image nor any gradient."""
+    from lumigrad.scene.lights import PointLight
+
+    mesh, cam, mat, lights = _scene()
+    g = torch.Generator().manual_seed(0)
+    if extras == "vert_colors":
+        mesh = Mesh(verts=mesh.verts, faces=mesh.faces, vert_colors=torch.rand(mesh.verts.shape[0], 3, generator=g, dtype=torch.float64))
+    elif extras == "texture":
+        uvs = torch.rand(mesh.verts.shape[0], 2, generator=g, dtype=torch.float64)
+        mesh = Mesh(verts=mesh.verts, faces=mesh.faces, uvs=uvs, faces_uvs=mesh.faces,
+                    texture=torch.rand(8, 8, 3, generator=g, dtype=torch.float64))
+    dark = PointLight(torch.tensor([0.0, 2.0, 2.0], dtype=torch.float64), intensity=0.0)
+    outs = []
+    for ls in (lights, lights + [dark]):
+        verts = mesh.verts.clone().requires_grad_(True)
+        albedo = torch.tensor([0.7, 0.6, 0.5], dtype=torch.float64, requires_grad=True)
+        img = render_mesh(mesh, cam, LambertMaterial(albedo), ls, verts=verts, shading=shading).image
+        w = torch.linspace(-1.0, 1.0, img.numel(), dtype=img.dtype).view_as(img)
+        outs.append((img.detach(), torch.autograd.grad((img * w).sum(), (verts, albedo))))
+    (img_a, g_a), (img_b, g_b) = outs
+    torch.testing.assert_close(img_a, img_b, rtol=1e-12, atol=1e-13)
+    for a, b in zip(g_a, g_b):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
