@@ -3,6 +3,7 @@ import gc
 import weakref
 from typing import Any
 
+import pytest
 import torch
 import warp as wp
 
@@ -91,3 +92,24 @@ def test_a_wrong_argument_count_is_refused_by_warp_not_truncated():
     else:
         raise AssertionError("a launch with a missing argument ran")
     torch.testing.assert_close(_run(x, 2.0, 1), x * 2 + 1)
+
+
+def test_kernel_array_descriptors_equal_warps():
+    """to_warp reuses a layout's shape and strides (cached) but each tensor's own data pointer; the descriptor
+    equals wp.from_torch's for scalar and vector dtypes, and a non-contiguous input is copied first."""
+    import warp as wp
+
+    def same(ka, ref):
+        assert ka._ctype.data == ref.data and ka._ctype.ndim == ref.ndim
+        assert [ka._ctype.shape[i] for i in range(ref.ndim)] == [ref.shape[i] for i in range(ref.ndim)]
+        assert [ka._ctype.strides[i] for i in range(ref.ndim)] == [ref.strides[i] for i in range(ref.ndim)]
+
+    for _ in range(2):  # the second round hits the cache
+        for t, dt in ((torch.rand(5, 3), None), (torch.rand(5, 3), wp.vec3), (torch.rand(2, 4, 4, dtype=torch.float64), None),
+                      (torch.arange(7, dtype=torch.int32), None)):
+            same(L.to_warp(t, dt), wp.from_torch(t, dtype=dt, requires_grad=False, return_ctype=True))
+    t = torch.rand(4, 6)[:, ::2]
+    ka = L.to_warp(t)
+    assert ka.tensor.is_contiguous() and torch.equal(ka.tensor, t) and ka._ctype.data == ka.tensor.data_ptr()
+    with pytest.raises(RuntimeError, match="inner shape"):
+        L.to_warp(torch.rand(5, 2), wp.vec3)
