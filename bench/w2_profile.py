@@ -6,7 +6,9 @@ copied here so that this profile does not move when that file does. Forward stag
 around their calls; the backward is split by stage with hooks on every autograd node, each node
 charged to the forward stage that created it (the nodes reached from a stage's outputs that no
 earlier stage reached). ``glue`` is the rest of the step (the scalar multiply, hooks, Python).
-Wall times (``time.perf_counter``), median over ``--reps`` steps, in ms.
+Wall times (``time.perf_counter``), median over ``--reps`` steps, in ms; with ``--threads 1`` the
+calling thread's CPU time (``time.thread_time``: every launch then runs on it), which other jobs
+on a shared machine disturb far less.
 
 With ``--base TREE`` that tree's ``lumigrad`` is loaded too (as ``lumigrad_base``, like
 ``raster_ab.py``) and the two steps alternate (A B, B A, ...) in one process, so the columns
@@ -38,6 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
+CLOCK = time.thread_time if ARGS.threads == 1 else time.perf_counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 FOV_Y_DEG, DIST = 45.0, 3.0  # raster_w2.py's camera
@@ -61,7 +64,7 @@ class Tree:
 
     def step(self, times: dict | None):
         """One W2 step; per-stage wall ms added to ``times`` (when given); returns d loss / d scale."""
-        clock = time.perf_counter
+        clock = CLOCK
         stage_of: dict = {}
         seen: set = set()
         res, faces = self.res, self.faces
@@ -183,7 +186,8 @@ def main() -> None:
     if ARGS.base:
         sys.path.insert(0, _copy_base(ARGS.base))
         pkgs = ["lumigrad_base", "lumigrad"]
-    print(f"W2 step (edge+rim) per stage, wall ms, {ARGS.threads} threads, median of {ARGS.reps}"
+    what = "thread CPU ms, 1 thread" if ARGS.threads == 1 else f"wall ms, {ARGS.threads} threads"
+    print(f"W2 step (edge+rim) per stage, {what}, median of {ARGS.reps}"
           + (" alternating steps" if ARGS.base else " steps") + f"; load {os.getloadavg()[0]:.2f}\n")
     head = "| case | stage | " + " | ".join("base" if p_ == "lumigrad_base" else "new" for p_ in pkgs)
     print(head + (" | new/base |" if ARGS.base else " |"))
