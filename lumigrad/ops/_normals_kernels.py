@@ -68,6 +68,7 @@ def normal_sums_bwd(
     faces: wp.array(dtype=wp.vec3i),
     nf: int, nv: int,
     grad: wp.array(dtype=Any),  # [B*V] d loss / d sums
+    skip: int,  # 1: skip faces whose corners' gradients sum to zero (finite verts: they add exact zeros)
     out: wp.array(dtype=Any),  # [slots * B*V], zeroed: d loss / d verts
 ):
     t0 = start + (wp.tid() + offset) * span
@@ -76,14 +77,19 @@ def normal_sums_bwd(
     o = slot * verts.shape[0] + b * nv
     vo = b * nv
     for _t in range(t0, wp.min(t0 + span, end)):
-        fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
+        fi = faces[f]
         # The face's cross product reaches its three corners' sums: d loss / d c = g0 + g1 + g2.
-        gc = grad[i0] + grad[i1] + grad[i2]
-        g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
-        g2 = wp.cross(gc, e1)
-        wp.atomic_add(out, o + fi[1], g1)
-        wp.atomic_add(out, o + fi[2], g2)
-        wp.atomic_sub(out, o + fi[0], g1 + g2)
+        gc = grad[vo + fi[0]] + grad[vo + fi[1]] + grad[vo + fi[2]]
+        # Faces whose corners get no gradient (a rendered image's are those off screen or hidden)
+        # add exact zeros (finite vertices): skip their vertex loads and scatters.
+        z = type(gc[0])(0.0)
+        if gc[0] != z or gc[1] != z or gc[2] != z or skip == 0:
+            fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
+            g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
+            g2 = wp.cross(gc, e1)
+            wp.atomic_add(out, o + fi[1], g1)
+            wp.atomic_add(out, o + fi[2], g2)
+            wp.atomic_sub(out, o + fi[0], g1 + g2)
         f += 1
         if f == nf:
             f = 0
