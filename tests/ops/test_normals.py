@@ -206,3 +206,17 @@ def test_backward_skipping_zero_gradient_faces_is_bitwise_the_full_pass(monkeypa
     for name in ("sums", "unit"):
         assert grads[name, 1].abs().sum() > 0 and (grads[name, 1] == 0).any()
         assert torch.equal(grads[name, 1], grads[name, 0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_unit_normals_fused_backward_is_bitwise_the_two_pass_one(monkeypatch, dtype, batch):
+    v, f = _mesh(dtype, level=3, batch=batch)
+    g = torch.randn(v.shape, dtype=dtype, generator=torch.Generator().manual_seed(7))
+    g[..., torch.rand(v.shape[-2], generator=torch.Generator().manual_seed(8)) < 0.7, :] = 0
+    grads = []
+    for fused in (1, 0):
+        monkeypatch.setattr(ops_normals, "_FUSED_UNIT_BWD", fused)
+        vv = v.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(vertex_normals(vv, f), vv, g)[0])
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])
