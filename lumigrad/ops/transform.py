@@ -59,10 +59,10 @@ def _vec(t: Tensor, n: int):
 def _forward(mats: Tensor, pts: Tensor) -> Tensor:
     B, V = mats.shape[0], pts.shape[1]
     out = torch.empty(B, V, 4, dtype=pts.dtype, device=pts.device)
-    n = B * V
-    threads = (n + _SPAN - 1) // _SPAN
-    args = [_SPAN, n, V, int(pts.shape[0] == 1), to_warp(mats.reshape(B, 4, 4), _vec(mats, 16)),
-            to_warp(pts.reshape(-1, 3), _vec(pts, 3)), to_warp(out.view(n, 4), _vec(out, 4))]
+    tpb = (V + _SPAN - 1) // _SPAN  # threads per batch: a span never crosses one
+    threads = B * tpb
+    args = [_SPAN, tpb, V, int(pts.shape[0] == 1), to_warp(mats.reshape(B, 4, 4), _vec(mats, 16)),
+            to_warp(pts.reshape(-1, 3), _vec(pts, 3)), to_warp(out.view(B * V, 4), _vec(out, 4))]
     launch(_k.transform_fwd, threads, args, warp_device(pts), min_chunk=per_thread_chunk(threads, 8))
     return out
 
@@ -70,10 +70,10 @@ def _forward(mats: Tensor, pts: Tensor) -> Tensor:
 def _grad_points(mats: Tensor, grad: Tensor, bp: int) -> Tensor:
     B, V = grad.shape[0], grad.shape[1]
     out = torch.empty(bp, V, 3, dtype=grad.dtype, device=grad.device)
-    n = bp * V
-    threads = (n + _SPAN - 1) // _SPAN
-    args = [_SPAN, n, V, B, int(bp == 1 and B > 1), to_warp(mats.reshape(B, 4, 4), _vec(mats, 16)),
-            to_warp(grad.reshape(B * V, 4), _vec(grad, 4)), to_warp(out.view(n, 3), _vec(out, 3))]
+    tpb = (V + _SPAN - 1) // _SPAN
+    threads = bp * tpb
+    args = [_SPAN, tpb, V, B, int(bp == 1), to_warp(mats.reshape(B, 4, 4), _vec(mats, 16)),
+            to_warp(grad.reshape(B * V, 4), _vec(grad, 4)), to_warp(out.view(bp * V, 3), _vec(out, 3))]
     launch(_k.transform_bwd, threads, args, warp_device(grad), min_chunk=per_thread_chunk(threads, 8))
     return out
 
