@@ -5,7 +5,8 @@ edge_rim -> vertex_normals -> interpolate -> torch Lambert shading -> edge_grad 
 copied here so that this profile does not move when that file does. Forward stages are timed
 around their calls; the backward is split by stage with hooks on every autograd node, each node
 charged to the forward stage that created it (the nodes reached from a stage's outputs that no
-earlier stage reached). ``glue`` is the rest of the step (the scalar multiply, hooks, Python).
+earlier stage reached). ``glue`` is the rest of the step (the scalar multiply, hooks, Python);
+``STEP less shading`` is what the ops outside the shading cost, the part this profile is for.
 Wall times (``time.perf_counter``), median over ``--reps`` steps, in ms; with ``--threads 1`` the
 calling thread's CPU time (``time.thread_time``: every launch then runs on it), which other jobs
 on a shared machine disturb far less.
@@ -111,6 +112,7 @@ class Tree:
                 times[f"{name} bwd"].append(1e3 * bwd.get(name, 0.0))
             times["backward (all)"].append(1e3 * (t_end - t_b))
             times["STEP"].append(1e3 * (t_end - t_step))
+            times["STEP less shading"].append(times["STEP"][-1] - times["shading fwd"][-1] - times["shading bwd"][-1])
         return float(scale.grad)
 
 
@@ -201,7 +203,7 @@ def main() -> None:
         for r in range(ARGS.reps):
             for pk in pkgs if r % 2 == 0 else pkgs[::-1]:
                 trees[pk].step(times[pk])
-        keys = ["STEP", "backward (all)"] + [f"{s} {d}" for s in STAGES for d in ("fwd", "bwd")]
+        keys = ["STEP", "STEP less shading", "backward (all)"] + [f"{s} {d}" for s in STAGES for d in ("fwd", "bwd")]
         for k in keys:
             med = [statistics.median(times[pk][k]) for pk in pkgs]
             if max(med) < 0.005:
