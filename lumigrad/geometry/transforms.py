@@ -11,6 +11,9 @@ from lumigrad.geometry._checks import check_trailing, desc
 
 __all__ = ["transform_points", "look_at_world_to_cam", "compose_rigid", "invert_rigid"]
 
+# Result rows (B * V) from which transform_points runs lumigrad.ops.transform's kernels (CPU).
+_KERNEL_MIN_ROWS = 8192
+
 
 def _as_batch(fn: str, name: str, t: Tensor, inner: tuple[int, ...], expected: str) -> Tensor:
     """``inner``-shaped or ``[B, *inner]`` -> ``[B, *inner]``."""
@@ -50,9 +53,16 @@ def transform_points(matrix: Tensor, points: Tensor) -> Tensor:
     if m.dtype != p.dtype or m.device != p.device:
         raise ValueError(f"{fn}(): matrix and points must share dtype and device, got {desc(m)} on {m.device} "
                          f"and {desc(p)} on {p.device}")
-    m, p = _broadcast_batch(fn, matrix=m, points=p)
+    mb, pb = _broadcast_batch(fn, matrix=m, points=p)
+    if pb.device.type == "cpu" and pb.shape[0] * pb.shape[1] >= _KERNEL_MIN_ROWS:
+        # One Warp pass each way instead of a GEMM with inner size 3, a broadcast add and their
+        # backwards (see lumigrad.ops.transform; imported on first use, as vertex_normals does).
+        from lumigrad.ops import transform
+
+        if transform.use_kernel(mb, p):
+            return transform.transform_points_fused(mb, p if p.shape[0] == 1 else pb)
     # p @ R^T + t: no homogeneous copy of the points is built.
-    return torch.matmul(p, m[:, :, :3].transpose(1, 2)) + m[:, None, :, 3]
+    return torch.matmul(pb, mb[:, :, :3].transpose(1, 2)) + mb[:, None, :, 3]
 
 
 def compose_rigid(rotation: Tensor, translation: Tensor) -> Tensor:

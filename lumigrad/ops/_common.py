@@ -85,8 +85,18 @@ def cpu_layout(dev: str) -> bool:
 
 
 def reduce_tasks(buffers: torch.Tensor) -> torch.Tensor:
-    """Sum per-task accumulation buffers ``[tasks, ...]`` (CPU backwards) into one ``[...]``."""
-    return buffers[0] if buffers.shape[0] == 1 else buffers.sum(0)
+    """Sum per-task accumulation buffers ``[tasks, ...]`` (CPU backwards) into one ``[...]``, in place.
+
+    The sum lands in ``buffers[0]`` (returned; a view that keeps all the buffers alive while it
+    lives), so the caller must own ``buffers`` and not read the other tasks' rows afterwards. A fresh
+    ``buffers.sum(0)`` cost a new multi-megabyte tensor's page faults on every call: at 1.3M faces
+    (655k vertices, 2 tasks) 1.3-2.3 ms against ~0.3 ms for the in-place add. Tasks are added in
+    order, ``((b0 + b1) + b2) + ...``: bitwise what ``sum(0)`` gave up to 4 tasks (measured).
+    """
+    out = buffers[0]
+    for k in range(1, buffers.shape[0]):
+        out.add_(buffers[k])
+    return out
 
 
 def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import warp as wp
 
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
-__all__ = ["normal_sums_fwd", "normal_sums_bwd", "unit_fwd", "unit_bwd"]
+__all__ = ["normal_sums_fwd", "normal_sums_bwd", "unit_normal_sums_bwd", "unit_fwd", "unit_bwd"]
 
 # Every kernel here has a hand-written backward (see KERNEL_MODULE_OPTIONS).
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
@@ -68,6 +68,7 @@ def normal_sums_bwd(
     faces: wp.array(dtype=wp.vec3i),
     nf: int, nv: int,
     grad: wp.array(dtype=Any),  # [B*V] d loss / d sums
+    skip: int,  # 1: skip faces whose corners' gradients sum to zero (finite verts: they add exact zeros)
     out: wp.array(dtype=Any),  # [slots * B*V], zeroed: d loss / d verts
 ):
     t0 = start + (wp.tid() + offset) * span
@@ -76,14 +77,19 @@ def normal_sums_bwd(
     o = slot * verts.shape[0] + b * nv
     vo = b * nv
     for _t in range(t0, wp.min(t0 + span, end)):
-        fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
+        fi = faces[f]
         # The face's cross product reaches its three corners' sums: d loss / d c = g0 + g1 + g2.
-        gc = grad[i0] + grad[i1] + grad[i2]
-        g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
-        g2 = wp.cross(gc, e1)
-        wp.atomic_add(out, o + fi[1], g1)
-        wp.atomic_add(out, o + fi[2], g2)
-        wp.atomic_sub(out, o + fi[0], g1 + g2)
+        gc = grad[vo + fi[0]] + grad[vo + fi[1]] + grad[vo + fi[2]]
+        # Faces whose corners get no gradient (a rendered image's are those off screen or hidden)
+        # add exact zeros (finite vertices): skip their vertex loads and scatters.
+        z = type(gc[0])(0.0)
+        if gc[0] != z or gc[1] != z or gc[2] != z or skip == 0:
+            fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
+            g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
+            g2 = wp.cross(gc, e1)
+            wp.atomic_add(out, o + fi[1], g1)
+            wp.atomic_add(out, o + fi[2], g2)
+            wp.atomic_sub(out, o + fi[0], g1 + g2)
         f += 1
         if f == nf:
             f = 0
@@ -122,3 +128,55 @@ def unit_bwd(
     u = unit[i]
     g = grad[i]
     out[i] = (g - u * wp.dot(u, g)) * inv[i]
+
+
+@wp.func
+def _unit_grad(unit: wp.array(dtype=Any), inv: wp.array(dtype=Any), grad: wp.array(dtype=Any), i: int):
+    """d loss / d sum at row i from d loss / d unit: unit_bwd's formula."""
+    u = unit[i]
+    g = grad[i]
+    return (g - u * wp.dot(u, g)) * inv[i]
+
+
+@wp.kernel
+def unit_normal_sums_bwd(
+    offset: int, span: int, start: int, end: int, slot: int,
+    verts: wp.array(dtype=Any),  # [B*V] vec3 / vec3d
+    faces: wp.array(dtype=wp.vec3i),
+    nf: int, nv: int,
+    unit: wp.array(dtype=Any),  # [B*V] vec3 / vec3d unit normals (forward output)
+    inv: wp.array(dtype=Any),  # [B*V] 1 / |sum| (0 where the normal is 0)
+    grad: wp.array(dtype=Any),  # [B*V] d loss / d unit
+    out: wp.array(dtype=Any),  # [slots * B*V], zeroed: d loss / d verts
+):
+    """unit_bwd fused into normal_sums_bwd (skipping zero-gradient faces): each face pulls its corners'
+    gradients back through the normalisation itself, so no [B*V] pass and no d loss / d sum buffer;
+    a face whose three corners get no gradient is skipped before its corners' units are loaded."""
+    t0 = start + (wp.tid() + offset) * span
+    b = t0 // nf
+    f = t0 - b * nf
+    o = slot * verts.shape[0] + b * nv
+    vo = b * nv
+    for _t in range(t0, wp.min(t0 + span, end)):
+        fi = faces[f]
+        i0 = vo + fi[0]
+        i1 = vo + fi[1]
+        i2 = vo + fi[2]
+        ga = grad[i0]
+        gb = grad[i1]
+        gd = grad[i2]
+        z = type(ga[0])(0.0)
+        if ga[0] != z or ga[1] != z or ga[2] != z or gb[0] != z or gb[1] != z or gb[2] != z or gd[0] != z or gd[1] != z or gd[2] != z:
+            gc = _unit_grad(unit, inv, grad, i0) + _unit_grad(unit, inv, grad, i1) + _unit_grad(unit, inv, grad, i2)
+            if gc[0] != z or gc[1] != z or gc[2] != z:
+                fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
+                g1 = wp.cross(e2, gc)
+                g2 = wp.cross(gc, e1)
+                wp.atomic_add(out, o + fi[1], g1)
+                wp.atomic_add(out, o + fi[2], g2)
+                wp.atomic_sub(out, o + fi[0], g1 + g2)
+        f += 1
+        if f == nf:
+            f = 0
+            vo += nv
+            o += nv

@@ -37,6 +37,19 @@ _CUDA_SPAN = 4
 # Faces per CPU task at least: each task zeroes, fills and has summed a [B * V, 3] buffer; on 2
 # threads, 2 tasks took 1.7 vs 1.2 ms fwd+bwd at 20k faces, 3.1 vs 3.2 at 82k, 7.1 vs 9.4 at 328k.
 _MIN_TASK_FACES = 16384
+# The backward skips faces whose three corners' gradients sum to zero (with finite vertices they
+# add exact zeros, so the result is bitwise the same; a non-finite vertex of such a face no longer
+# spreads NaN): a rendered loss reaches only the vertices of visible triangles. W2 step at
+# icosphere 8 / 512^2 (bench/w2_profile.py A/B): vertex_normals bwd 22.2 -> 16.8 ms (1 thread,
+# thread CPU), 24.7 -> 19.0 ms (2 threads, wall, loaded machine). A module global so tests compare both.
+_SKIP_ZERO_GRAD = 1
+# vertex_normals' backward pulls each visible face's corner gradients through the normalisation in
+# the faces pass (unit_normal_sums_bwd) instead of a separate unit_bwd pass over all vertices and a
+# [B*V, 3] buffer; bitwise the same (same formula per corner). Backward alone with the W2 step's
+# gradient (1 thread, thread CPU, 30 alternating calls): 0.725 -> 0.577 ms at icosphere 4 (887 of
+# 2562 vertices get a gradient), 27.8 -> 27.7 ms at icosphere 8 (170k of 655k; the corners' extra
+# loads cost what the saved pass did).
+_FUSED_UNIT_BWD = 1
 
 
 def vertex_normal_sums(verts: Tensor, faces: Tensor) -> Tensor:
@@ -118,7 +131,8 @@ class _NormalSumsFn(torch.autograd.Function):
     @first_order
     def backward(ctx, grad):
         v3, faces = ctx.saved_tensors
-        g = _run(_k.normal_sums_bwd, v3.detach().contiguous(), faces, [to_warp(grad.contiguous().view(-1, 3), _vec3(grad))])
+        g = _run(_k.normal_sums_bwd, v3.detach().contiguous(), faces,
+                 [to_warp(grad.contiguous().view(-1, 3), _vec3(grad)), _SKIP_ZERO_GRAD])
         return g, None
 
     @staticmethod
@@ -176,11 +190,14 @@ class _UnitNormalsFn(torch.autograd.Function):
     @first_order
     def backward(ctx, grad):
         v3, faces, unit, inv = ctx.saved_tensors
-        g_sum = torch.empty_like(unit)
         vec = _vec3(unit)
-        args = [to_warp(unit, vec), to_warp(inv), to_warp(grad.contiguous().view(-1, 3), vec), to_warp(g_sum, vec)]
-        launch(_k.unit_bwd, unit.shape[0], args, warp_device(unit), min_chunk=_UNIT_CHUNK)
-        return _run(_k.normal_sums_bwd, v3.detach().contiguous(), faces, [to_warp(g_sum, _vec3(g_sum))]), None
+        g_unit = to_warp(grad.contiguous().view(-1, 3), vec)
+        if _FUSED_UNIT_BWD and _SKIP_ZERO_GRAD:
+            return _run(_k.unit_normal_sums_bwd, v3.detach().contiguous(), faces, [to_warp(unit, vec), to_warp(inv), g_unit]), None
+        g_sum = torch.empty_like(unit)
+        launch(_k.unit_bwd, unit.shape[0], [to_warp(unit, vec), to_warp(inv), g_unit, to_warp(g_sum, vec)], warp_device(unit),
+               min_chunk=_UNIT_CHUNK)
+        return _run(_k.normal_sums_bwd, v3.detach().contiguous(), faces, [to_warp(g_sum, _vec3(g_sum)), _SKIP_ZERO_GRAD]), None
 
     @staticmethod
     def jvp(ctx, dv, _dfaces):

@@ -416,7 +416,7 @@ def _forward_bands(
     )
 
 
-def _backward(pos, tri, rast, grad_rast, grad_db=None, mode: str | None = None) -> torch.Tensor:
+def _backward(pos, tri, rast, grad_rast, grad_db=None, mode: str | None = None, ws=None) -> torch.Tensor:
     """d loss / d pos ``[B, V, 4]`` from d loss / d rast (channels u, v, z) and, when given,
     d loss / d rast_db ``[B, H, W, 4]``.
 
@@ -431,9 +431,13 @@ def _backward(pos, tri, rast, grad_rast, grad_db=None, mode: str | None = None) 
     mode = mode or ("tasks" if device == "cpu" else "pixels")
     vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
     n_pix = batch * height * width
-    xs, ys = _pixel_centres(height, width, pos.dtype, pos.device)
+    if ws is None:
+        xs, ys = _pixel_centres(height, width, pos.dtype, pos.device)
+        xs_w, ys_w = to_warp(xs), to_warp(ys)
+    else:  # the forward's workspace keeps them (and their Warp views)
+        _, _, xs_w, ys_w = ws._pixel_centres(height, width, pos.dtype, pos.device)
     common = [
-        height, width, nf, nv, to_warp(xs), to_warp(ys), to_warp(pos.view(batch * nv, 4)), to_warp(tri),
+        height, width, nf, nv, xs_w, ys_w, to_warp(pos.view(batch * nv, 4)), to_warp(tri),
         to_warp(rast.view(n_pix, 4), vec4), to_warp(grad_rast.contiguous().view(n_pix, 4), vec4),
         to_warp(grad_db.contiguous().view(n_pix, 4) if grad_db is not None else placeholder(rast, 1, 4), vec4),
         int(grad_db is not None),
@@ -470,6 +474,7 @@ class _RasterizeFn(torch.autograd.Function):
         rast, db = _forward(pos.detach(), tri, height, width, grad_db, ws=ws)
         ctx.save_for_backward(pos, tri, rast)
         ctx.with_db = grad_db
+        ctx.ws = ws
         # An unused rast_db then arrives as None, not zeros, and its backward terms are skipped.
         ctx.set_materialize_grads(False)
         if not grad_db:
@@ -484,4 +489,4 @@ class _RasterizeFn(torch.autograd.Function):
         pos, tri, rast = ctx.saved_tensors
         grad_rast = zeros_if_none(grad_rast, rast)
         grad_db = grad_db if ctx.with_db else None
-        return _backward(pos.detach(), tri, rast, grad_rast, grad_db), None, None, None, None, None
+        return _backward(pos.detach(), tri, rast, grad_rast, grad_db, ws=ctx.ws), None, None, None, None, None

@@ -104,3 +104,13 @@ def test_per_thread_chunk_gives_one_launch_chunk_per_thread(monkeypatch):
     assert per_thread_chunk(10, min_items=8) == 8  # small launches stay in few chunks
     monkeypatch.setenv("LUMIGRAD_NUM_THREADS", "1")
     assert per_thread_chunk(300) == 300
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 3, 4])
+def test_reduce_tasks_in_place_matches_sum(tasks):
+    # In place into buffers[0], and bitwise what buffers.sum(0) gives (the gradients must not move).
+    g = torch.Generator().manual_seed(tasks)
+    bufs = torch.randn(tasks, 1001, 3, generator=g) * torch.rand(tasks, 1, 1, generator=g) * 1e3
+    expect = bufs.sum(0)
+    out = reduce_tasks(bufs)
+    assert out.data_ptr() == bufs.data_ptr() and torch.equal(out, expect)

@@ -283,3 +283,40 @@ def test_intersection_gradient_matches_supersampled_fd():
         fd = (loss(torch.tensor(h, dtype=F64), res * ss, False) - loss(torch.tensor(-h, dtype=F64), res * ss, False)) / (2 * h)
     assert abs(fd) > 1.0
     assert abs(grad / fd - 1) < 0.05, (grad.item(), fd.item())
+
+
+def test_edge_grad_reuses_edge_rim_work_only_for_the_same_unedited_tensors():
+    # edge_grad takes edge_rim's faces check, triangle ids and screen vertices when handed the same
+    # rast / pos / tri objects, unedited; the gradient is bitwise what a plain EdgeRim gives.
+    from lumigrad.ops.edge_grad import _RimReuse
+
+    pos, faces, colors = _rim_scene()
+    grads = []
+    for plain in (False, True):
+        p = pos.detach().clone().requires_grad_(True)
+        rast, rast_db = rasterize(p, faces, (36, 40))
+        rim = edge_rim(rast, rast_db, p, faces)
+        assert isinstance(rim, EdgeRim) and tuple(rim) == (rim.rast, rim.codes)
+        assert _RimReuse.of(rim, rast, p, faces) is not None
+        if plain:
+            rim = EdgeRim(*rim)
+            assert _RimReuse.of(rim, rast, p, faces) is None
+        color = interpolate(colors[None], rim.rast, faces).out ** 2
+        out = edge_grad(color, rast, p, faces, rim=rim)
+        grads.append(torch.autograd.grad(out.sum(), p)[0])
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])
+    # An in-place edit (or another tensor) after edge_rim: nothing is reused, and bad values still raise.
+    p = pos.detach().clone()
+    rast, rast_db = rasterize(p, faces, (36, 40))
+    rim = edge_rim(rast, rast_db, p, faces)
+    assert _RimReuse.of(rim, rast, p, faces) is not None
+    assert _RimReuse.of(rim, rast, p.clone(), faces) is None
+    p[0, 0] = float("nan")
+    assert _RimReuse.of(rim, rast, p, faces) is None
+    with pytest.raises(ValueError, match="NaN"):
+        edge_grad(torch.rand(1, 36, 40, 3, dtype=F64), rast, p.requires_grad_(True), faces, rim=rim)
+    f2 = faces.clone()
+    rim = edge_rim(rast, rast_db, pos, f2)
+    f2[0, 0] = 10_000
+    with pytest.raises(ValueError, match="tri"):
+        edge_grad(torch.rand(1, 36, 40, 3, dtype=F64), rast, pos.detach().requires_grad_(True), f2, rim=rim)

@@ -186,3 +186,37 @@ def test_dot_matches_sum_of_products_and_broadcasts():
     c = torch.randn(6, 2, generator=g)  # not 3-vectors: plain sum
     torch.testing.assert_close(dot(c, c), (c * c).sum(-1))
     assert float(dot(torch.tensor([1.0, 2.0, 3.0]), torch.ones(3))) == 6.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_backward_skipping_zero_gradient_faces_is_bitwise_the_full_pass(monkeypatch, dtype, batch):
+    # A rendered loss reaches few vertices: the skipped faces would have added exact zeros.
+    v, f = _mesh(dtype, level=3, batch=batch)
+    g = torch.randn(v.shape, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    g[..., torch.rand(v.shape[-2], generator=torch.Generator().manual_seed(6)) < 0.8, :] = 0
+    g[..., 0, :] = torch.tensor([1.0, -1.0, 0.0], dtype=dtype)  # cancels within some faces' sum
+    g[..., 1, :] = torch.tensor([-1.0, 1.0, 0.0], dtype=dtype)
+    grads = {}
+    for skip in (1, 0):
+        monkeypatch.setattr(ops_normals, "_SKIP_ZERO_GRAD", skip)
+        for name, fn in (("sums", vertex_normal_sums), ("unit", vertex_normals)):
+            vv = v.clone().requires_grad_(True)
+            grads[name, skip] = torch.autograd.grad(fn(vv, f), vv, g)[0]
+    for name in ("sums", "unit"):
+        assert grads[name, 1].abs().sum() > 0 and (grads[name, 1] == 0).any()
+        assert torch.equal(grads[name, 1], grads[name, 0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_unit_normals_fused_backward_is_bitwise_the_two_pass_one(monkeypatch, dtype, batch):
+    v, f = _mesh(dtype, level=3, batch=batch)
+    g = torch.randn(v.shape, dtype=dtype, generator=torch.Generator().manual_seed(7))
+    g[..., torch.rand(v.shape[-2], generator=torch.Generator().manual_seed(8)) < 0.7, :] = 0
+    grads = []
+    for fused in (1, 0):
+        monkeypatch.setattr(ops_normals, "_FUSED_UNIT_BWD", fused)
+        vv = v.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(vertex_normals(vv, f), vv, g)[0])
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])

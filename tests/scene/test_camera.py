@@ -210,3 +210,24 @@ def test_point_validation():
         cam.project(torch.zeros(3, 5, 3, dtype=D))
     with pytest.raises(TypeError):
         cam.project([[0.0, 0.0, 0.0]])
+
+
+def test_project_keeps_the_fixed_matrix_only_while_the_camera_is_unedited():
+    cam = Camera.look_at(torch.tensor([0.0, 0.0, 3.0]), torch.zeros(3), width=32, height=24, fov_y_deg=50.0)
+    pts = torch.randn(7, 3)
+    first = cam.project(pts)
+    assert torch.equal(first, cam.project(pts)) and "_clip_cache" in cam.__dict__
+    torch.testing.assert_close(first[0], (cam.world_to_clip()[0] @ torch.cat([pts, torch.ones(7, 1)], 1).T).T)
+    with torch.no_grad():
+        cam.K[0, 0, 0] *= 2  # an in-place edit of the intrinsics: the next projection sees it
+    moved = cam.project(pts)
+    assert not torch.equal(moved, first)
+    torch.testing.assert_close(moved[0], (cam.world_to_clip()[0] @ torch.cat([pts, torch.ones(7, 1)], 1).T).T)
+    with torch.no_grad():
+        cam.world_to_cam[0, 0, 3] += 1.0
+    torch.testing.assert_close(cam.project(pts)[0], (cam.world_to_clip()[0] @ torch.cat([pts, torch.ones(7, 1)], 1).T).T)
+    # A camera being optimised is never cached: its gradient flows.
+    k = cam.K.clone().requires_grad_(True)
+    opt = Camera(world_to_cam=cam.world_to_cam, K=k, width=32, height=24)
+    opt.project(pts).sum().backward()
+    assert k.grad is not None and k.grad.abs().sum() > 0
