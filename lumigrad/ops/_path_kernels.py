@@ -42,6 +42,7 @@ import warp as wp
 
 from lumigrad.ops._bvh_kernels import bvh_anyhit, bvh_closest
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+from lumigrad.ops._path_tex_funcs import _cf_tex, _g_color, _g_scalar, _hit_uv, _tex_color, _tex_scalar
 from lumigrad.ops._trace_kernels import _light_at, _reattach, _unit, _v3
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
@@ -370,11 +371,14 @@ def _cf(g: wp.array2d(dtype=Any), row: int, zs: wp.vec3i, v: Any):
             _add(g, row, 3 * zs[c] + c, v[c])
 
 
-def _make_trace_kernel(replay: bool, full: bool):
+def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
     """The path kernel with (``replay``: ``npass = 2`` launches) or without (``npass = 1``) the replay's gradient
     code, and with (``full``) or without the code of environment maps, GGX surfaces and point / directional
     lights (``has_env``, ``kind == GGX`` and ``nl`` then count as 0 / False). What is compiled out frees
-    registers and stack spills in the hot loop; see :func:`path_kernel` for the figures."""
+    registers and stack spills in the hot loop; see :func:`path_kernel` for the figures. With ``tex`` the
+    colour / roughness / metallic of shapes with a texture slot are looked up at each hit's UV
+    (:mod:`lumigrad.ops._path_tex_funcs`) and their gradients go to the texels; without it the texture
+    arguments are unused."""
 
     def trace_paths_kernel(
         offset: int,
@@ -411,6 +415,11 @@ def _make_trace_kernel(replay: bool, full: bool):
         env_rot: wp.array2d(dtype=Any),  # [3, 3] d_map = d_world rot
         env_h: int,
         env_w: int,
+        tex_slot: wp.array2d(dtype=wp.int32),  # [S, 3] texture of each shape's colour / roughness / metallic, -1: row
+        tex_meta: wp.array2d(dtype=wp.int32),  # [T, 6] offset, H, W, C, boundary, nearest (_path_tex_funcs)
+        texels: wp.array(dtype=Any),  # [N] all textures' texels
+        uvs: wp.array2d(dtype=Any),  # [U, 2] texture coordinates
+        faces_uv: wp.array2d(dtype=wp.int32),  # [F, 3] rows of uvs at each face's corners
         org: wp.array2d(dtype=Any),  # [R, 3] camera rays (cam_mode = 0)
         dirs: wp.array2d(dtype=Any),  # [R, 3] unit
         cam_mode: int,  # 0: rays given; 1: pinhole, 2: orthographic camera rays of samples first + i
@@ -448,6 +457,7 @@ def _make_trace_kernel(replay: bool, full: bool):
         g_ls: wp.array2d(dtype=Any),  # [rows, 3 nl]
         g_rm: wp.array2d(dtype=Any),  # [rows, 2 S]: roughness at 2 s, metallic at 2 s + 1
         g_env: wp.array2d(dtype=Any),  # [erows, 3 H W] environment texels' gradients (need bit 4), row i // eblk
+        g_tex: wp.array2d(dtype=Any),  # [erows, N] texture texels' gradients (with bits 0 / 3), row i // eblk
         eblk: int,
     ):
         i = wp.tid() + offset
@@ -462,6 +472,7 @@ def _make_trace_kernel(replay: bool, full: bool):
         tiny = refl.dtype(tiny64)
         ntiny = refl.dtype(ntiny64)
         row = i // blk
+        trow = i // eblk
         o0 = zero * _v3(bg, 0, 0)
         d0 = o0
         if cam_mode == 0:
@@ -505,6 +516,10 @@ def _make_trace_kernel(replay: bool, full: bool):
             zs = wp.vec3i(-1, -1, -1)  # per channel: shape of the first zero reflectance factor, or -1
             tz = vzero  # per channel: throughput without that factor
             p, ns, ng = _attrs(corners, faces, f0, o0, d0, tiny, ntiny)
+            if wp.static(tex):
+                hu, hv = _hit_uv(corners, faces, faces_uv, uvs, f0, o0, d0, tiny)  # the hit's UV
+                zu = vzero  # per channel: UV of the first zero colour factor (its texels get the gradient)
+                zv = vzero
             wo = wp.normalize(-d0)
             s = owner[f0]
             if is_em[s] != 0 and wp.dot(ng, wo) > zero:
@@ -528,6 +543,13 @@ def _make_trace_kernel(replay: bool, full: bool):
                     ms = metal[s]
                     pspec = sprob[s]
                     al = salpha[s]
+                if wp.static(tex):
+                    if tex_slot[s, 0] >= 0:
+                        a = _tex_color(texels, tex_meta, tex_slot[s, 0], hu, hv)
+                    if ggx and tex_slot[s, 1] >= 0:
+                        rs = _tex_scalar(texels, tex_meta, tex_slot[s, 1], hu, hv)
+                    if ggx and tex_slot[s, 2] >= 0:
+                        ms = _tex_scalar(texels, tex_meta, tex_slot[s, 2], hu, hv)
                 want = adj and need & 9 != 0
                 if not mirror:
                     nee = vzero  # sum over light samples of BRDF * radiance * geometry
@@ -602,12 +624,22 @@ def _make_trace_kernel(replay: bool, full: bool):
                     if adj:
                         lrem = lrem - term
                         if need & 1 != 0:
-                            _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, dnb)))
-                            _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, nee)))
+                            if wp.static(tex):
+                                _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv,
+                                         wp.cw_mul(g, wp.cw_mul(tp, dnb)))
+                                _cf_tex(g_refl, row, zs, zu, zv, g_tex, trow, tex_slot, tex_meta,
+                                        wp.cw_mul(g, wp.cw_mul(tz, nee)))
+                            else:
+                                _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, dnb)))
+                                _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, nee)))
                         if ggx and need & 8 != 0:
                             gt = wp.cw_mul(g, tp)
-                            _add(g_rm, row, 2 * s, wp.dot(gt, dnr))
-                            _add(g_rm, row, 2 * s + 1, wp.dot(gt, dnm))
+                            if wp.static(tex):
+                                _g_scalar(g_rm, row, s, 0, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(gt, dnr))
+                                _g_scalar(g_rm, row, s, 1, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(gt, dnm))
+                            else:
+                                _add(g_rm, row, 2 * s, wp.dot(gt, dnr))
+                                _add(g_rm, row, 2 * s + 1, wp.dot(gt, dnm))
                 if last and trace_last == 0:
                     break
                 # One BSDF sample and its weight f cos / pdf (Lambert: the albedo; mirror: the reflectance).
@@ -648,25 +680,42 @@ def _make_trace_kernel(replay: bool, full: bool):
                     for ch in range(3):
                         if fw[ch] > zero:
                             share[ch] = g[ch] * lrem[ch] / fw[ch]
-                    if need & 1 != 0:
-                        _add3(g_refl, row, 3 * s, wp.cw_mul(share, fwb))
-                    if need & 8 != 0:
-                        _add(g_rm, row, 2 * s, wp.dot(share, fwr))
-                        _add(g_rm, row, 2 * s + 1, wp.dot(share, fwm))
+                    if wp.static(tex):
+                        if need & 1 != 0:
+                            _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.cw_mul(share, fwb))
+                        if need & 8 != 0:
+                            _g_scalar(g_rm, row, s, 0, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(share, fwr))
+                            _g_scalar(g_rm, row, s, 1, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(share, fwm))
+                    else:
+                        if need & 1 != 0:
+                            _add3(g_refl, row, 3 * s, wp.cw_mul(share, fwb))
+                        if need & 8 != 0:
+                            _add(g_rm, row, 2 * s, wp.dot(share, fwr))
+                            _add(g_rm, row, 2 * s + 1, wp.dot(share, fwm))
                     for ch in range(3):
                         if zs[ch] >= 0:
                             tz[ch] = tz[ch] * bw[ch] / q
                 elif adj and need & 1 != 0:
                     # Everything after this vertex carries the factor a / q: lrem / a is a's share, per channel.
+                    if wp.static(tex):
+                        gsh = vzero  # a's share, to its texels or row at once
                     for ch in range(3):
                         if zs[ch] < 0:
                             if a[ch] != zero:
-                                _add(g_refl, row, 3 * s + ch, g[ch] * lrem[ch] / a[ch])
+                                if wp.static(tex):
+                                    gsh[ch] = g[ch] * lrem[ch] / a[ch]
+                                else:
+                                    _add(g_refl, row, 3 * s + ch, g[ch] * lrem[ch] / a[ch])
                             else:
                                 zs[ch] = s
                                 tz[ch] = tp[ch] / q
+                                if wp.static(tex):
+                                    zu[ch] = hu
+                                    zv[ch] = hv
                         else:
                             tz[ch] = tz[ch] * a[ch] / q
+                    if wp.static(tex):
+                        _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv, gsh)
                 if not keep:
                     break
                 tp = wp.cw_mul(tp, bw) / q
@@ -692,9 +741,15 @@ def _make_trace_kernel(replay: bool, full: bool):
                                     _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
                                               wp.cw_mul(g, tp) * we)
                                 if need & 1 != 0:
-                                    _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
+                                    if wp.static(tex):
+                                        _cf_tex(g_refl, row, zs, zu, zv, g_tex, trow, tex_slot, tex_meta,
+                                                wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
+                                    else:
+                                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
                     break
                 p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
+                if wp.static(tex):
+                    hu, hv = _hit_uv(corners, faces, faces_uv, uvs, f2, o, wi, tiny)
                 wo2 = wp.normalize(-wi)
                 s2 = owner[f2]
                 cy = wp.dot(ng2, wo2)
@@ -715,7 +770,11 @@ def _make_trace_kernel(replay: bool, full: bool):
                         if need & 2 != 0:
                             _add3(g_emis, row, 3 * s2, wp.cw_mul(g, tp) * w)
                         if need & 1 != 0:
-                            _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
+                            if wp.static(tex):
+                                _cf_tex(g_refl, row, zs, zu, zv, g_tex, trow, tex_slot, tex_meta,
+                                        wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
+                            else:
+                                _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
                 if last:
                     break
                 p = p2
@@ -729,9 +788,12 @@ def _make_trace_kernel(replay: bool, full: bool):
             out_l[i, 1] = ltot[1]
             out_l[i, 2] = ltot[2]
             out_hit[i] = wp.where(f0 >= 0, 1, 0)
-    if not replay:
+    # The textured variants compile in modules of their own: a kernel added to a module rebuilds all of it, and
+    # untextured scenes should not pay for their compilation.
+    module = (_REPLAY_MODULE if replay else __name__) + ("_tex" if tex else "")
+    if module == __name__:
         return wp.kernel(trace_paths_kernel)
-    return wp.kernel(trace_paths_kernel, module=_REPLAY_MODULE)
+    return wp.kernel(trace_paths_kernel, module=module)
 
 
 # The replay kernels live in a module of their own, compiled with LLVM's default inlining thresholds instead of
@@ -741,12 +803,17 @@ def _make_trace_kernel(replay: bool, full: bool):
 # both have been compiled, as in training. It also spares the forward a rebuild when a replay overload compiles.
 _REPLAY_MODULE = __name__ + "_replay"
 wp.set_module_options({**KERNEL_MODULE_OPTIONS, "cpu_compiler_flags": "-march=native"}, module=_REPLAY_MODULE)
-_KERNELS = {(replay, full): _make_trace_kernel(replay, full) for replay in (False, True) for full in (False, True)}
+wp.set_module_options(KERNEL_MODULE_OPTIONS, module=__name__ + "_tex")
+wp.set_module_options({**KERNEL_MODULE_OPTIONS, "cpu_compiler_flags": "-march=native"}, module=_REPLAY_MODULE + "_tex")
+_KERNELS = {(replay, full, False): _make_trace_kernel(replay, full) for replay in (False, True) for full in (False, True)}
+_KERNELS.update({(replay, True, True): _make_trace_kernel(replay, True, True) for replay in (False, True)})
 
 
-def path_kernel(replay: bool, full: bool):
+def path_kernel(replay: bool, full: bool, tex: bool = False):
     """The kernel for ``npass = 2`` (``replay``) or 1 launches, with (``full``) or without the code of environment
-    maps, GGX surfaces and point / directional lights (it must be ``full`` when the scene has any of them).
+    maps, GGX surfaces and point / directional lights (it must be ``full`` when the scene has any of them), and
+    with (``tex``) or without texture lookups (the textured variants are always ``full``: one more variant each,
+    compiled only for textured scenes, in modules of their own).
 
     Each variant compiles only when first launched (the kernels are generic). Measured single-threaded on the
     Cornell box (64^2, 16 spp, 3 bounces, Lambert, one emitter; paired A/B rounds in one process, median ratio):
@@ -755,4 +822,4 @@ def path_kernel(replay: bool, full: bool):
     alone: 0.97-1.0x; together they free enough registers to matter). The replay variants compile in a module of
     their own (see ``_REPLAY_MODULE``).
     """
-    return _KERNELS[(bool(replay), bool(full))]
+    return _KERNELS[(bool(replay), bool(full) or bool(tex), bool(tex))]

@@ -71,9 +71,21 @@ def _tangent(x) -> bool:
     return isinstance(x, Tensor) and fwAD.unpack_dual(x).tangent is not None
 
 
+# Textured parameters the kernel looks up per hit, with the channel counts it takes (the torch path expands a
+# one-channel colour texture to RGB).
+_TEXTURED = {"albedo": (1, 3), "base_color": (1, 3), "roughness": (1,), "metallic": (1,)}
+_TEX_SLOT = {"albedo": 0, "base_color": 0, "roughness": 1, "metallic": 2}
+
+
+def _textures_ok(sc: _Scene) -> bool:
+    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say)."""
+    return all(name in _TEXTURED and tp.texture.shape[-1] in _TEXTURED[name] and not _tangent(tp.texture)
+               for name, entries in sc.tex.items() for _, tp in entries)
+
+
 def fused_path_ok(sc: _Scene) -> bool:
     """Whether the fused kernel renders ``sc`` (see the module docstring)."""
-    if _fused_ok(sc) or sc.sh or sc.ambient or sc.tex:
+    if _fused_ok(sc) or sc.sh or sc.ambient or not _textures_ok(sc):
         return False
     if not set(sc.mats.present) <= {_LAMBERT, _GGX, _MIRROR}:
         return False
@@ -116,8 +128,31 @@ def _path_scene(sc: _Scene) -> PathScene:
             em_face=torch.cat(em_face).to(i32) if em_face else torch.zeros(0, dtype=i32, device=dev),
             em_cdf=torch.cat(em_cdf).to(dt) if em_cdf else torch.zeros(0, dtype=dt, device=dev),
             lkind=lk, lvec=lv.detach(), lfall=lf, sprob=sc.mats.spec_prob.detach().to(dt).contiguous(),
-            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc))
+            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc), **_tex_tables(sc))
     return sc._path_scene
+
+
+def _textures(sc: _Scene) -> list:
+    """``[(shape id, slot, TextureParam)]`` of the scene's textured parameters, in the kernel's texel order."""
+    return sorted((i, _TEX_SLOT[name], tp) for name, entries in sc.tex.items() for i, tp in entries)
+
+
+def _tex_tables(sc: _Scene) -> dict:
+    """The texture table of :class:`PathScene` (none without textures): a slot per textured parameter."""
+    tex = _textures(sc)
+    if not tex:
+        return {}
+    slot = torch.full((len(sc.shapes), 3), -1, dtype=torch.int32)
+    meta, off = [], 0
+    for t, (i, j, tp) in enumerate(tex):
+        h, w, c = tp.texture.shape[-3:]
+        slot[i, j] = t
+        meta.append([off, h, w, c, ("wrap", "clamp", "zero").index(tp.boundary_mode or "wrap"),
+                     int(tp.filter_mode == "nearest")])
+        off += h * w * c
+    dev = sc.device
+    return dict(tex_slot=slot.to(dev), tex_meta=torch.tensor(meta, dtype=torch.int32, device=dev),
+                uvs=sc.uvs.detach().to(sc.dtype).contiguous(), faces_uv=sc.faces_uv.to(torch.int32).contiguous())
 
 
 def _env_tables(sc: _Scene) -> dict:
@@ -133,10 +168,11 @@ def _env_tables(sc: _Scene) -> dict:
                     env_size=(env.H, env.W))
 
 
-def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(refl [S, 3], emis [S, 3], lscale [nl, 3], rough [S], metal [S], env [H * W, 3] or [0, 3])``,
-    differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror reflectance or GGX base colour of each shape (the rows of the other
-    kinds are zero in each of :class:`MaterialTable`'s tables, so they add up)."""
+def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(refl [S, 3], emis [S, 3], lscale [nl, 3], rough [S], metal [S], env [H * W, 3] or [0, 3], tex [N] or
+    [0])``, differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror reflectance or GGX base colour
+    of each shape (the rows of the other kinds are zero in each of :class:`MaterialTable`'s tables, so they add
+    up); ``tex`` all texels of the textured parameters, flattened (the rows of those are placeholders)."""
     p, S = sc.mats.p, len(sc.shapes)
     refl = sum(p[k] for k in ("albedo", "reflectance", "base_color") if k in p)
     zero = torch.zeros(S, dtype=sc.dtype, device=sc.device)
@@ -144,7 +180,10 @@ def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     metal = p["metallic"][:, 0] if "metallic" in p else zero
     emis = sc.emission if sc.emitters else torch.zeros(S, 3, dtype=sc.dtype, device=sc.device)
     env = sc.env.texels.reshape(-1, 3) if sc.env is not None else torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
-    return refl, emis, _light_rows(sc)[2], rough, metal, env
+    tex = _textures(sc)
+    texels = torch.cat([tp.texture.reshape(-1) for _, _, tp in tex]) if tex else \
+        torch.zeros(0, dtype=sc.dtype, device=sc.device)
+    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels
 
 
 def _settings(sc: _Scene, chunk: int) -> PathSettings:
@@ -166,9 +205,10 @@ def _camera(sc: _Scene, first: int) -> PathCamera:
 def _samples(sc: _Scene, first: int, count: int, chunk: int, rows) -> tuple[Tensor, Tensor, Tensor]:
     """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`) and its samples' radiance ``[count, 3]``;
     camera rays made in the kernel. ``rows``: :func:`_rows`."""
-    refl, emis, lscale, rough, metal, env = rows
+    refl, emis, lscale, rough, metal, env, tex = rows
     L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
-                         _camera(sc, first), count, rough, metal, env if env.shape[0] else None)
+                         _camera(sc, first), count, rough, metal, env if env.shape[0] else None,
+                         tex if _path_scene(sc).tex_slot is not None else None)
     p = torch.arange(first, first + count, device=sc.device) // sc.settings.spp
     return (*_pixel_sums(sc, p, L, hit), L)
 
@@ -177,8 +217,8 @@ class _FusedChunk(torch.autograd.Function):
     """One chunk's pixel sums; the backward replays its paths (rays re-made in the kernel)."""
 
     @staticmethod
-    def forward(ctx, refl, emis, lscale, rough, metal, env, sc, first, count, chunk):
-        rows = (refl, emis, lscale, rough, metal, env)
+    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, sc, first, count, chunk):
+        rows = (refl, emis, lscale, rough, metal, env, tex)
         img, cov, L = _samples(sc, first, count, chunk, rows)
         ctx.args = (sc, first, count, chunk)
         # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
@@ -191,16 +231,17 @@ class _FusedChunk(torch.autograd.Function):
     @first_order
     def backward(ctx, g_img, g_cov):
         sc, first, count, chunk = ctx.args
-        refl, emis, lscale, rough, metal, env, L = ctx.saved_tensors
-        need = ctx.needs_input_grad[:6]
+        refl, emis, lscale, rough, metal, env, tex, L = ctx.saved_tensors
+        need = ctx.needs_input_grad[:7]
         if g_img is None or not any(need):
-            return (None,) * 10
+            return (None,) * 11
         S = sc.settings.spp
         # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
         base = first // S if sc.settings.chunk_rays % S == 0 else 0
         grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None,
                              _settings(sc, chunk), g_img.contiguous(), need, _camera(sc, first), count, base, L,
-                             rough, metal, env if env.shape[0] else None)
+                             rough, metal, env if env.shape[0] else None,
+                             tex if _path_scene(sc).tex_slot is not None else None)
         return (*grads, None, None, None, None)
 
 

@@ -1,0 +1,154 @@
+"""Warp functions of the path kernel's textured variant (:func:`lumigrad.ops._path_kernels.path_kernel` with
+``tex``): a hit's UV, texture lookups and their texel gradients.
+
+A lookup is that of :func:`lumigrad.ops.texture.texture` at mip level 0 (what the ray tracer's
+:func:`lumigrad.render.path._sample_texture` uses: rays carry no screen derivatives): bilinear, or nearest,
+with the op's ``_coord`` / ``_texel`` boundary rules (wrap, clamp, zero). All textures of a scene lie in one flat
+array; texture ``t`` is described by row ``t`` of ``meta``: ``(offset, H, W, C, boundary, nearest)``, texel
+``(row, col)`` channel ``c`` at ``offset + (row W + col) C + c``. A colour read from a one-channel texture
+repeats its channel (``expand`` in the torch path), so its gradient sums the three channels' shares.
+Only functions here (no kernels): they compile into the path kernels' modules.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+from lumigrad.ops._texture_kernels import _coord, _texel
+from lumigrad.ops._trace_kernels import _reattach, _v3
+
+__all__ = ["_hit_uv", "_tex_color", "_tex_scalar", "_g_color", "_g_scalar", "_cf_tex"]
+
+
+@wp.func
+def _hit_uv(corners: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), faces_uv: wp.array2d(dtype=wp.int32),
+            uvs: wp.array2d(dtype=Any), f: int, o: Any, d: Any, tiny: Any):
+    """``(u, v)`` of the ray re-attached to face ``f``: its barycentrics (as ``_attrs``) blend the corners' UVs."""
+    t, b1, b2, inv, guarded = _reattach(o, d, _v3(corners, faces[f, 0], 0), _v3(corners, faces[f, 1], 0),
+                                        _v3(corners, faces[f, 2], 0), tiny)
+    b0 = type(tiny)(1.0) - b1 - b2
+    j0 = faces_uv[f, 0]
+    j1 = faces_uv[f, 1]
+    j2 = faces_uv[f, 2]
+    return b0 * uvs[j0, 0] + b1 * uvs[j1, 0] + b2 * uvs[j2, 0], b0 * uvs[j0, 1] + b1 * uvs[j1, 1] + b2 * uvs[j2, 1]
+
+
+@wp.func
+def _tap(ix: int, iy: int, w: int):
+    if ix < 0 or iy < 0:
+        return -1
+    return iy * w + ix
+
+
+@wp.func
+def _tex_taps(meta: wp.array2d(dtype=wp.int32), t: int, u: Any, v: Any):
+    """Texel indices (-1: reads as 0) and weights of texture ``t`` at ``(u, v)``:
+    ``(k00, k10, k01, k11, w00, w10, w01, w11)``, column offset first (``_texture_ref._sample``'s order)."""
+    h = meta[t, 1]
+    w = meta[t, 2]
+    bnd = meta[t, 4]
+    zero = u * type(u)(0.0)
+    one = zero + type(u)(1.0)
+    if meta[t, 5] != 0:  # nearest
+        x0, fx = _coord(u, w, zero, bnd)
+        y0, fy = _coord(one - v, h, zero, bnd)  # row 0 is the top (v = 1)
+        return _tap(_texel(x0, w, bnd), _texel(y0, h, bnd), w), -1, -1, -1, one, zero, zero, zero
+    half = zero + type(u)(0.5)
+    x0, fx = _coord(u, w, half, bnd)
+    y0, fy = _coord(one - v, h, half, bnd)
+    ix0 = _texel(x0, w, bnd)
+    ix1 = _texel(x0 + 1, w, bnd)
+    iy0 = _texel(y0, h, bnd)
+    iy1 = _texel(y0 + 1, h, bnd)
+    return (_tap(ix0, iy0, w), _tap(ix1, iy0, w), _tap(ix0, iy1, w), _tap(ix1, iy1, w), (one - fx) * (one - fy),
+            fx * (one - fy), (one - fx) * fy, fx * fy)
+
+
+@wp.func
+def _fetch(texels: wp.array(dtype=Any), off: int, nc: int, k: int, c: int):
+    if k < 0:
+        return texels.dtype(0.0)
+    return texels[off + k * nc + wp.min(c, nc - 1)]
+
+
+@wp.func
+def _tex_color(texels: wp.array(dtype=Any), meta: wp.array2d(dtype=wp.int32), t: int, u: Any, v: Any):
+    """RGB of texture ``t`` at ``(u, v)`` (a one-channel texture's value in all three)."""
+    k00, k10, k01, k11, w00, w10, w01, w11 = _tex_taps(meta, t, u, v)
+    off = meta[t, 0]
+    nc = meta[t, 3]
+    out = wp.vector(u * type(u)(0.0), u * type(u)(0.0), u * type(u)(0.0))
+    for c in range(3):
+        out[c] = (w00 * _fetch(texels, off, nc, k00, c) + w10 * _fetch(texels, off, nc, k10, c)
+                  + w01 * _fetch(texels, off, nc, k01, c) + w11 * _fetch(texels, off, nc, k11, c))
+    return out
+
+
+@wp.func
+def _tex_scalar(texels: wp.array(dtype=Any), meta: wp.array2d(dtype=wp.int32), t: int, u: Any, v: Any):
+    """Channel 0 of texture ``t`` at ``(u, v)``."""
+    k00, k10, k01, k11, w00, w10, w01, w11 = _tex_taps(meta, t, u, v)
+    off = meta[t, 0]
+    nc = meta[t, 3]
+    return (w00 * _fetch(texels, off, nc, k00, 0) + w10 * _fetch(texels, off, nc, k10, 0)
+            + w01 * _fetch(texels, off, nc, k01, 0) + w11 * _fetch(texels, off, nc, k11, 0))
+
+
+@wp.func
+def _put(g: wp.array2d(dtype=Any), row: int, col: int, nc: int, k: int, v: Any):
+    if k >= 0:
+        wp.atomic_add(g, row, col + k * nc, v)
+
+
+@wp.func
+def _tex_grad(g_tex: wp.array2d(dtype=Any), row: int, meta: wp.array2d(dtype=wp.int32), t: int, u: Any, v: Any,
+              gv: Any, nch: int):
+    """Adds ``gv[:nch]`` (d loss / d the looked-up value's channels) to the taps' texel gradients (``atomic_add``:
+    a row per CPU task, where a task runs serially, and one shared row on CUDA)."""
+    k00, k10, k01, k11, w00, w10, w01, w11 = _tex_taps(meta, t, u, v)
+    off = meta[t, 0]
+    nc = meta[t, 3]
+    for c in range(nch):
+        col = off + wp.min(c, nc - 1)
+        _put(g_tex, row, col, nc, k00, w00 * gv[c])
+        _put(g_tex, row, col, nc, k10, w10 * gv[c])
+        _put(g_tex, row, col, nc, k01, w01 * gv[c])
+        _put(g_tex, row, col, nc, k11, w11 * gv[c])
+
+
+@wp.func
+def _g_color(g_refl: wp.array2d(dtype=Any), row: int, s: int, g_tex: wp.array2d(dtype=Any), trow: int,
+             slot: wp.array2d(dtype=wp.int32), meta: wp.array2d(dtype=wp.int32), u: Any, v: Any, gv: Any):
+    """``gv``, the gradient of shape ``s``'s colour at a hit with UV ``(u, v)``, to its texels or its row."""
+    t = slot[s, 0]
+    if t >= 0:
+        _tex_grad(g_tex, trow, meta, t, u, v, gv, 3)
+    else:
+        g_refl[row, 3 * s] = g_refl[row, 3 * s] + gv[0]
+        g_refl[row, 3 * s + 1] = g_refl[row, 3 * s + 1] + gv[1]
+        g_refl[row, 3 * s + 2] = g_refl[row, 3 * s + 2] + gv[2]
+
+
+@wp.func
+def _g_scalar(g_rm: wp.array2d(dtype=Any), row: int, s: int, j: int, g_tex: wp.array2d(dtype=Any), trow: int,
+              slot: wp.array2d(dtype=wp.int32), meta: wp.array2d(dtype=wp.int32), u: Any, v: Any, gval: Any):
+    """``gval``, the gradient of shape ``s``'s roughness (``j = 0``) or metallic (1), to its texels or its row."""
+    t = slot[s, 1 + j]
+    if t >= 0:
+        _tex_grad(g_tex, trow, meta, t, u, v, wp.vector(gval, gval, gval), 1)
+    else:
+        g_rm[row, 2 * s + j] = g_rm[row, 2 * s + j] + gval
+
+
+@wp.func
+def _cf_tex(g_refl: wp.array2d(dtype=Any), row: int, zs: wp.vec3i, zu: Any, zv: Any, g_tex: wp.array2d(dtype=Any),
+            trow: int, slot: wp.array2d(dtype=wp.int32), meta: wp.array2d(dtype=wp.int32), v: Any):
+    """``_cf`` of the textured variant: the first zero colour factor of channel ``c`` lay on shape ``zs[c]`` at UV
+    ``(zu[c], zv[c])``; its texels (or row) get ``v[c]``."""
+    zero = v[0] * type(v[0])(0.0)
+    for c in range(3):
+        if zs[c] >= 0:
+            gv = wp.vector(zero, zero, zero)
+            gv[c] = v[c]
+            _g_color(g_refl, row, zs[c], g_tex, trow, slot, meta, zu[c], zv[c], gv)
