@@ -350,7 +350,8 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     tex_c, tex_rm = _tex_needs(sc, need[6])
     flags = int(need[0] or tex_c) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm or tex_rm) << 3 \
         | int(need[5]) << 4
-    bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev) for n, w in zip(need, (S, S, nl))]
+    bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev)
+            for n, w in zip((need[0] or tex_c, need[1], need[2]), (S, S, nl))]
     bufs.append(torch.zeros(rows if want_rm or tex_rm else 1, 2 * max(S, 1), dtype=dt, device=dev))
     # Texel gradients: a row per CPU task (its range runs serially), one shared row of atomics on CUDA.
     erows, eblk = (rows, blk) if wdev == "cpu" else (1, max(R, 1))

@@ -620,20 +620,22 @@ def test_texel_gradients_agree_with_torch_path():
 
 
 def test_texture_replay_same_with_and_without_kept_radiance():
-    """Textured scene, split chunks: the replay with the radiance kept and with it recomputed give the same
-    texel gradients (same paths), and two runs are identical (no races between the CPU tasks' rows)."""
-    def grads(replay):
+    """Textured scene, only the texels need gradients: the replay with the radiance kept and with it recomputed
+    give the same texel gradients (same paths), and two runs are identical (no races between the CPU tasks' rows);
+    split chunks, and whole-image chunks (several CPU tasks, each with its own gradient rows)."""
+    def grads(replay, chunk, res):
         params = tex_params()
-        shapes, cam = tex_box(*params, res=5)
-        img = render_trace(shapes, cam, [], TraceSettings(spp=4, max_bounces=3, rr_depth=2, chunk_rays=37,
+        shapes, cam = tex_box(*params, res=res)
+        img = render_trace(shapes, cam, [], TraceSettings(spp=8, max_bounces=3, rr_depth=2, chunk_rays=chunk,
                                                           replay=replay)).image
         return torch.autograd.grad(img.sum(), params)
 
-    g1, g2, g3 = grads(False), grads(False), grads(True)
-    assert float(g1[0].abs().sum()) > 0.01
-    for a, b, c in zip(g1, g2, g3):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+    for chunk, res in ((37, 5), (1 << 16, 16)):
+        g1, g2, g3 = grads(False, chunk, res), grads(False, chunk, res), grads(True, chunk, res)
+        assert float(g1[0].abs().sum()) > 0.01
+        for a, b, c in zip(g1, g2, g3):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+            torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
 
 
 def test_textured_predicate_scope():
