@@ -1,6 +1,6 @@
 """Warp kernel of :func:`lumigrad.ops.path_trace.trace_paths`: whole paths per thread, and their replay.
 
-The kernel (one source, four compiled variants: :func:`path_kernel`) runs one camera sample per thread through
+The kernel (one source, six compiled variants, each compiled when first used: :func:`path_kernel`) runs one camera sample per thread through
 every bounce (closest hit, front-face emission, next-event estimation for point / directional lights and one
 sample per emissive shape, one BSDF sample: cosine for Lambert, delta for mirrors, MIS by the power heuristic,
 Russian roulette) with the estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``:

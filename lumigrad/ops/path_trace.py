@@ -3,8 +3,9 @@
 :func:`trace_paths` traces each camera ray's path through all its bounces in one thread
 (:mod:`lumigrad.ops._path_kernels`); :func:`replay_paths` re-runs the same paths (same random
 numbers: ``seed`` and the ray's index in the launch) and returns the gradients of ``sum(grad * L)``
-w.r.t. the per-shape reflectance rows, the shapes' emission and the lights' scales. Only those
-can have gradients: geometry, camera and light positions are constants here. The estimator is
+w.r.t. the per-shape reflectance rows, the shapes' emission, the lights' scales, the GGX roughness / metallic
+rows, the environment map's texels and the texels of textured colour / roughness / metallic parameters (looked up
+at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`). Only those can have gradients: geometry, camera and light positions are constants here. The estimator is
 that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
 noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel
 from a :class:`PathCamera` (what the renderer uses: no per-sample tensors in either pass).
