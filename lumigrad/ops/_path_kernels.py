@@ -42,7 +42,7 @@ import warp as wp
 
 from lumigrad.ops._bvh_kernels import bvh_anyhit, bvh_closest
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
-from lumigrad.ops._path_tex_funcs import _cf_tex, _g_color, _g_scalar, _hit_uv, _tex_color, _tex_scalar
+from lumigrad.ops._path_tex_funcs import _cf_tex, _g_color, _g_scalar, _hit_tex, _tex_color, _tex_scalar
 from lumigrad.ops._trace_kernels import _light_at, _reattach, _unit, _v3
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
@@ -415,7 +415,9 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
         env_rot: wp.array2d(dtype=Any),  # [3, 3] d_map = d_world rot
         env_h: int,
         env_w: int,
-        tex_slot: wp.array2d(dtype=wp.int32),  # [S, 3] texture of each shape's colour / roughness / metallic, -1: row
+        tex_slot: wp.array2d(dtype=wp.int32),  # [S, 4] texture of each shape's colour / roughness / metallic / tint
+        vcol: wp.array2d(dtype=Any),  # [V, 3] vertex colours (tint; ones for shapes without) when has_vc
+        has_vc: int,
         tex_meta: wp.array2d(dtype=wp.int32),  # [T, 6] offset, H, W, C, boundary, nearest (_path_tex_funcs)
         texels: wp.array(dtype=Any),  # [N] all textures' texels
         uvs: wp.array2d(dtype=Any),  # [U, 2] texture coordinates
@@ -517,7 +519,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
             tz = vzero  # per channel: throughput without that factor
             p, ns, ng = _attrs(corners, faces, f0, o0, d0, tiny, ntiny)
             if wp.static(tex):
-                hu, hv = _hit_uv(corners, faces, faces_uv, uvs, f0, o0, d0, tiny)  # the hit's UV
+                hu, hv, tnt = _hit_tex(corners, faces, faces_uv, uvs, vcol, has_vc, texels, tex_meta, tex_slot,
+                                       owner[f0], f0, o0, d0, tiny)  # the hit's UV and tint
                 zu = vzero  # per channel: UV of the first zero colour factor (its texels get the gradient)
                 zv = vzero
             wo = wp.normalize(-d0)
@@ -566,6 +569,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                             k = atten * c * _visible(nodes, kids, tris, p, ng, l, dist, eps, shadows)
                             fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(lscale, j, 0), k,
                                                               nee, dnb, dnr, dnm)
+                            if wp.static(tex):
+                                fl = wp.cw_mul(fl, tnt)
                             if adj and need & 4 != 0:
                                 _add3(g_ls, row, 3 * j, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
                     for e in range(ne):
@@ -596,6 +601,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                                 k = k * _power(dist2 / (cos_y * area), bp)
                             fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, _v3(emis, se, 0), k, nee,
                                                               dnb, dnr, dnm)
+                            if wp.static(tex):
+                                fl = wp.cw_mul(fl, tnt)
                             if adj and need & 2 != 0:
                                 _add3(g_emis, row, 3 * se, wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
                     if env_on:
@@ -616,9 +623,16 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                                                                                          env_w, l)
                                 fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, ev, k, nee, dnb, dnr,
                                                                   dnm)
+                                if wp.static(tex):
+                                    fl = wp.cw_mul(fl, tnt)
                                 if adj and need & 16 != 0:
                                     _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
                                               wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
+                    if wp.static(tex):  # the tint multiplies the BRDF, hence the sum and its derivatives
+                        nee = wp.cw_mul(tnt, nee)
+                        dnb = wp.cw_mul(tnt, dnb)
+                        dnr = wp.cw_mul(tnt, dnr)
+                        dnm = wp.cw_mul(tnt, dnm)
                     term = wp.cw_mul(tp, nee)
                     lsum = lsum + term
                     if adj:
@@ -668,6 +682,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                     pdf = wp.max(wp.dot(ns, wi), zero) * ipi
                     if pdf <= zero:
                         break  # zero weight: nothing more from this path
+                if wp.static(tex):
+                    bw = wp.cw_mul(bw, tnt)
                 q = one
                 keep = True
                 if depth + 1 >= rr_depth and not last:
@@ -712,8 +728,9 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                                 if wp.static(tex):
                                     zu[ch] = hu
                                     zv[ch] = hv
+                                    tz[ch] = tz[ch] * tnt[ch]  # the factor without a: the tint stays
                         else:
-                            tz[ch] = tz[ch] * a[ch] / q
+                            tz[ch] = tz[ch] * bw[ch] / q  # a, or a times the tint
                     if wp.static(tex):
                         _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv, gsh)
                 if not keep:
@@ -749,7 +766,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                     break
                 p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
                 if wp.static(tex):
-                    hu, hv = _hit_uv(corners, faces, faces_uv, uvs, f2, o, wi, tiny)
+                    hu, hv, tnt = _hit_tex(corners, faces, faces_uv, uvs, vcol, has_vc, texels, tex_meta, tex_slot,
+                                           owner[f2], f2, o, wi, tiny)
                 wo2 = wp.normalize(-wi)
                 s2 = owner[f2]
                 cy = wp.dot(ng2, wo2)

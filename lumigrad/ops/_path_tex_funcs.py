@@ -1,5 +1,5 @@
 """Warp functions of the path kernel's textured variant (:func:`lumigrad.ops._path_kernels.path_kernel` with
-``tex``): a hit's UV, texture lookups and their texel gradients.
+``tex``): a hit's UV and tint, texture lookups and their texel gradients.
 
 A lookup is that of :func:`lumigrad.ops.texture.texture` at mip level 0 (what the ray tracer's
 :func:`lumigrad.render.path._sample_texture` uses: rays carry no screen derivatives): bilinear, or nearest,
@@ -18,20 +18,7 @@ import warp as wp
 from lumigrad.ops._texture_kernels import _coord, _texel
 from lumigrad.ops._trace_kernels import _reattach, _v3
 
-__all__ = ["_hit_uv", "_tex_color", "_tex_scalar", "_g_color", "_g_scalar", "_cf_tex"]
-
-
-@wp.func
-def _hit_uv(corners: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), faces_uv: wp.array2d(dtype=wp.int32),
-            uvs: wp.array2d(dtype=Any), f: int, o: Any, d: Any, tiny: Any):
-    """``(u, v)`` of the ray re-attached to face ``f``: its barycentrics (as ``_attrs``) blend the corners' UVs."""
-    t, b1, b2, inv, guarded = _reattach(o, d, _v3(corners, faces[f, 0], 0), _v3(corners, faces[f, 1], 0),
-                                        _v3(corners, faces[f, 2], 0), tiny)
-    b0 = type(tiny)(1.0) - b1 - b2
-    j0 = faces_uv[f, 0]
-    j1 = faces_uv[f, 1]
-    j2 = faces_uv[f, 2]
-    return b0 * uvs[j0, 0] + b1 * uvs[j1, 0] + b2 * uvs[j2, 0], b0 * uvs[j0, 1] + b1 * uvs[j1, 1] + b2 * uvs[j2, 1]
+__all__ = ["_hit_tex", "_tex_color", "_tex_scalar", "_g_color", "_g_scalar", "_cf_tex"]
 
 
 @wp.func
@@ -93,6 +80,33 @@ def _tex_scalar(texels: wp.array(dtype=Any), meta: wp.array2d(dtype=wp.int32), t
     nc = meta[t, 3]
     return (w00 * _fetch(texels, off, nc, k00, 0) + w10 * _fetch(texels, off, nc, k10, 0)
             + w01 * _fetch(texels, off, nc, k01, 0) + w11 * _fetch(texels, off, nc, k11, 0))
+
+
+@wp.func
+def _hit_tex(corners: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), faces_uv: wp.array2d(dtype=wp.int32),
+             uvs: wp.array2d(dtype=Any), vcol: wp.array2d(dtype=Any), has_vc: int, texels: wp.array(dtype=Any),
+             meta: wp.array2d(dtype=wp.int32), slot: wp.array2d(dtype=wp.int32), s: int, f: int, o: Any, d: Any,
+             tiny: Any):
+    """``(u, v, tint)`` of the ray re-attached to face ``f`` of shape ``s``: its barycentrics (as ``_attrs``) blend
+    the corners' UVs, and the tint (``lumigrad.render.path._tint_at``: the blended vertex colours times the
+    mesh's own texture, ones without) multiplies the shape's BRDF."""
+    one = type(tiny)(1.0)
+    i0 = faces[f, 0]
+    i1 = faces[f, 1]
+    i2 = faces[f, 2]
+    t, b1, b2, inv, guarded = _reattach(o, d, _v3(corners, i0, 0), _v3(corners, i1, 0), _v3(corners, i2, 0), tiny)
+    b0 = one - b1 - b2
+    j0 = faces_uv[f, 0]
+    j1 = faces_uv[f, 1]
+    j2 = faces_uv[f, 2]
+    u = b0 * uvs[j0, 0] + b1 * uvs[j1, 0] + b2 * uvs[j2, 0]
+    v = b0 * uvs[j0, 1] + b1 * uvs[j1, 1] + b2 * uvs[j2, 1]
+    tint = wp.vector(one, one, one)
+    if has_vc != 0:
+        tint = b0 * _v3(vcol, i0, 0) + b1 * _v3(vcol, i1, 0) + b2 * _v3(vcol, i2, 0)
+    if slot[s, 3] >= 0:
+        tint = wp.cw_mul(tint, _tex_color(texels, meta, slot[s, 3], u, v))
+    return u, v, tint
 
 
 @wp.func

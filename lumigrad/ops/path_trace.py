@@ -59,10 +59,11 @@ class PathScene(NamedTuple):
     env_cdf: Tensor | None = None  # [H * W] their running sum, last = 1
     env_rot: Tensor | None = None  # [3, 3] d_map = d_world rot
     env_size: tuple = (0, 0)  # (H, W)
-    tex_slot: Tensor | None = None  # [S, 3] int32 texture of each shape's colour / roughness / metallic, -1: its row
+    tex_slot: Tensor | None = None  # [S, 4] int32 texture of each shape's colour / roughness / metallic / tint, -1: none
     tex_meta: Tensor | None = None  # [T, 6] int32 per texture: offset in the texels, H, W, C, boundary, nearest
     uvs: Tensor | None = None  # [U, 2] texture coordinates (u right, v up)
     faces_uv: Tensor | None = None  # [F, 3] int32 rows of uvs at each face's corners
+    vcol: Tensor | None = None  # [V, 3] vertex colours multiplying the BRDF (ones for shapes without; None: no colours)
 
 
 class PathCamera(NamedTuple):
@@ -134,8 +135,10 @@ def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tens
         nt, nu = int(sc.tex_meta.shape[0]) if isinstance(sc.tex_meta, Tensor) else -1, \
             int(sc.uvs.shape[0]) if isinstance(sc.uvs, Tensor) else -1
         want.update({"tex": (tex, (int(tex.shape[0]) if isinstance(tex, Tensor) else -1,), dt),
-                     "tex_slot": (sc.tex_slot, (S, 3), torch.int32), "tex_meta": (sc.tex_meta, (nt, 6), torch.int32),
+                     "tex_slot": (sc.tex_slot, (S, 4), torch.int32), "tex_meta": (sc.tex_meta, (nt, 6), torch.int32),
                      "uvs": (sc.uvs, (nu, 2), dt), "faces_uv": (sc.faces_uv, (F, 3), torch.int32)})
+        if sc.vcol is not None:
+            want["vcol"] = (sc.vcol, (int(sc.corners.shape[0]), 3), dt)
     if camera is None:
         want.update({"origins": (origins, (R, 3), dt), "dirs": (dirs, (R, 3), dt)})
     else:
@@ -176,20 +179,27 @@ def _check_textures(fn: str, sc: PathScene, n: int) -> None:
         if bool(bad.any()):
             raise ValueError(f"{fn}(): tex_meta row {int(bad.nonzero()[0])} is not (offset, H >= 1, W >= 1, C >= 1, "
                              f"boundary 0-2, nearest 0/1) inside the {n} texels")
-    if bool(((sc.tex_slot[:, 1:] >= 0) & (sc.tex_meta[sc.tex_slot[:, 1:].clamp_min(0).long(), 3] != 1)).any()):
+    nc = sc.tex_meta[sc.tex_slot.clamp_min(0).long(), 3] if T else sc.tex_slot
+    if bool(((sc.tex_slot[:, 1:3] >= 0) & (nc[:, 1:3] != 1)).any()):
         raise ValueError(f"{fn}(): roughness / metallic textures must have 1 channel")
+    if bool(((sc.tex_slot[:, 3] >= 0) & (nc[:, 3] != 1) & (nc[:, 3] != 3)).any()):
+        raise ValueError(f"{fn}(): tint textures must have 1 or 3 channels")
 
 
 def _tex_args(sc: PathScene, tex: Tensor | None) -> list:
     """The kernel's texture arguments (``tex_slot .. faces_uv``); placeholders without textures."""
     like = sc.corners
+    ones = torch.ones(1, 3, dtype=like.dtype, device=like.device)
     if tex is None:
-        i1 = torch.zeros(1, 3, dtype=torch.int32, device=like.device)
-        return [to_warp(i1 - 1), to_warp(torch.zeros(1, 6, dtype=torch.int32, device=like.device)),
+        i1 = torch.zeros(1, 4, dtype=torch.int32, device=like.device)
+        return [to_warp(i1 - 1), to_warp(ones), 0, to_warp(torch.zeros(1, 6, dtype=torch.int32, device=like.device)),
                 to_warp(torch.zeros(1, dtype=like.dtype, device=like.device)),
-                to_warp(torch.zeros(1, 2, dtype=like.dtype, device=like.device)), to_warp(i1)]
-    return [to_warp(sc.tex_slot.contiguous()), to_warp(sc.tex_meta.contiguous()), to_warp(tex.detach().contiguous()),
-            to_warp(sc.uvs.contiguous()), to_warp(sc.faces_uv.contiguous())]
+                to_warp(torch.zeros(1, 2, dtype=like.dtype, device=like.device)), to_warp(torch.zeros_like(i1[:, :3]))]
+    meta = sc.tex_meta if sc.tex_meta.shape[0] else torch.zeros(1, 6, dtype=torch.int32, device=like.device)
+    texels = tex.detach().contiguous() if tex.shape[0] else torch.zeros(1, dtype=like.dtype, device=like.device)
+    vc = sc.vcol is not None
+    return [to_warp(sc.tex_slot.contiguous()), to_warp(sc.vcol.contiguous() if vc else ones), int(vc),
+            to_warp(meta.contiguous()), to_warp(texels), to_warp(sc.uvs.contiguous()), to_warp(sc.faces_uv.contiguous())]
 
 
 def _ray_args(origins, dirs, camera: PathCamera | None, like: Tensor) -> list:
@@ -384,4 +394,4 @@ def _tex_needs(sc: PathScene, need_tex: bool) -> tuple[bool, bool]:
     """Whether texel gradients need the colour code and the roughness / metallic code of the replay."""
     if not need_tex:
         return False, False
-    return bool((sc.tex_slot[:, 0] >= 0).any()), bool((sc.tex_slot[:, 1:] >= 0).any())
+    return bool((sc.tex_slot[:, 0] >= 0).any()), bool((sc.tex_slot[:, 1:3] >= 0).any())

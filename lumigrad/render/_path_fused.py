@@ -91,9 +91,14 @@ _TEX_SLOT = {"albedo": 0, "base_color": 0, "roughness": 1, "metallic": 2}
 
 
 def _textures_ok(sc: _Scene) -> bool:
-    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say)."""
-    return all(name in _TEXTURED and tp.texture.shape[-1] in _TEXTURED[name] and not _tangent(tp.texture)
-               for name, entries in sc.tex.items() for _, tp in entries)
+    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say), and the
+    meshes' own textures and vertex colours (the tint) need no gradient: the kernel multiplies by them, but the
+    replay has no gradient code for them."""
+    if not all(name in _TEXTURED and tp.texture.shape[-1] in _TEXTURED[name] and not _tangent(tp.texture)
+               for name, entries in sc.tex.items() for _, tp in entries):
+        return False
+    tints = [tp.texture for _, tp in sc.tint_tex] + ([sc.vcolors] if sc.vcolors is not None else [])
+    return not any(t.requires_grad or _tangent(t) for t in tints)
 
 
 def fused_path_ok(sc: _Scene) -> bool:
@@ -101,9 +106,6 @@ def fused_path_ok(sc: _Scene) -> bool:
     if _fused_ok(sc) or sc.sh or sc.ambient or not _textures_ok(sc):
         return False
     if not set(sc.mats.present) <= {_LAMBERT, _GGX, _MIRROR}:
-        return False
-    # A mesh's own texture / vertex colours tint its BRDF in the torch path (main, eb11990): not in the kernel.
-    if any(s.mesh.texture is not None or s.mesh.vert_colors is not None for s in sc.shapes):
         return False
     if _geometry_needs_grad(sc, sc.point_lights):
         return False
@@ -146,16 +148,19 @@ def _path_scene(sc: _Scene) -> PathScene:
 
 
 def _textures(sc: _Scene) -> list:
-    """``[(shape id, slot, TextureParam)]`` of the scene's textured parameters, in the kernel's texel order."""
-    return sorted((i, _TEX_SLOT[name], tp) for name, entries in sc.tex.items() for i, tp in entries)
+    """``[(shape id, slot, TextureParam)]`` of the scene's textured parameters and meshes' own textures (slot 3,
+    the tint), in the kernel's texel order."""
+    return sorted([(i, _TEX_SLOT[name], tp) for name, entries in sc.tex.items() for i, tp in entries]
+                  + [(i, 3, tp) for i, tp in sc.tint_tex], key=lambda e: e[:2])
 
 
 def _tex_tables(sc: _Scene) -> dict:
-    """The texture table of :class:`PathScene` (none without textures): a slot per textured parameter."""
+    """The texture table of :class:`PathScene` (none without textures or vertex colours): a slot per textured
+    parameter and mesh texture."""
     tex = _textures(sc)
-    if not tex:
+    if not tex and sc.vcolors is None:
         return {}
-    slot = torch.full((len(sc.shapes), 3), -1, dtype=torch.int32)
+    slot = torch.full((len(sc.shapes), 4), -1, dtype=torch.int32)
     meta, off = [], 0
     for t, (i, j, tp) in enumerate(tex):
         h, w, c = tp.texture.shape[-3:]
@@ -163,9 +168,13 @@ def _tex_tables(sc: _Scene) -> dict:
         meta.append([off, h, w, c, ("wrap", "clamp", "zero").index(tp.boundary_mode or "wrap"),
                      int(tp.filter_mode == "nearest")])
         off += h * w * c
-    dev = sc.device
-    return dict(tex_slot=slot.to(dev), tex_meta=torch.tensor(meta, dtype=torch.int32, device=dev),
-                uvs=sc.uvs.detach().to(sc.dtype).contiguous(), faces_uv=sc.faces_uv.to(torch.int32).contiguous())
+    dev, dt = sc.device, sc.dtype
+    has_uv = getattr(sc, "uvs", None) is not None
+    vcol = None if sc.vcolors is None else sc.vcolors.detach().to(dt).expand(-1, 3).contiguous()
+    return dict(tex_slot=slot.to(dev), tex_meta=torch.tensor(meta, dtype=torch.int32, device=dev).reshape(-1, 6),
+                uvs=sc.uvs.detach().to(dt).contiguous() if has_uv else torch.zeros(1, 2, dtype=dt, device=dev),
+                faces_uv=sc.faces_uv.to(torch.int32).contiguous() if has_uv else
+                torch.zeros(sc.faces.shape[0], 3, dtype=torch.int32, device=dev), vcol=vcol)
 
 
 def _env_tables(sc: _Scene) -> dict:
@@ -194,7 +203,8 @@ def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, T
     emis = sc.emission if sc.emitters else torch.zeros(S, 3, dtype=sc.dtype, device=sc.device)
     env = sc.env.texels.reshape(-1, 3) if sc.env is not None else torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
     tex = _textures(sc)
-    texels = torch.cat([tp.texture.reshape(-1) for _, _, tp in tex]) if tex else \
+    # The tints' texels take no gradient (fused_path_ok): detached, they keep the cat's backward to the parameters.
+    texels = torch.cat([(tp.texture.detach() if j == 3 else tp.texture).reshape(-1) for _, j, tp in tex]) if tex else \
         torch.zeros(0, dtype=sc.dtype, device=sc.device)
     return refl, emis, _light_rows(sc)[2], rough, metal, env, texels
 

@@ -244,9 +244,11 @@ def test_predicate_scope():
     assert not pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))  # a geometric gradient
     with torch.no_grad():
         assert pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))
-    tinted = [Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=torch.ones(4, 3, dtype=DT)),
-                    shapes[0].material)] + shapes[1:]
-    assert not pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # a mesh's own colours
+    vc = torch.ones(4, 3, dtype=DT, requires_grad=True)
+    tinted = [Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=vc), shapes[0].material)] + shapes[1:]
+    assert not pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # vertex colours with a gradient
+    tinted[0] = Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=vc.detach()), shapes[0].material)
+    assert pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))
     pos = _t(0.3, 0.8, 0.5).requires_grad_(True)
     assert not pf.fused_path_ok(_Scene(shapes, cam, [PointLight(pos)], st, prepare_trace(shapes)))
 
@@ -546,9 +548,29 @@ def tex_box(alb, base, rough, metal, res=8, wall=None):
     return shapes, cam
 
 
+def tint(shapes):
+    """tex_box with meshes' own colours, which multiply the BRDF (no gradient): a 2-channel texture (its first
+    channel read) on the green wall, an RGB texture on the textured floor, vertex colours with a zero blue
+    channel on the tilted quad (the zero-factor case behind a tint)."""
+    g = torch.Generator().manual_seed(3)
+    out = list(shapes)
+    q = _uv_quad(shapes[4].mesh)
+    out[4] = Shape(Mesh(q.verts, q.faces, uvs=q.uvs, faces_uvs=q.faces_uvs,
+                        texture=torch.rand(3, 3, 2, dtype=DT, generator=g) + 0.5), shapes[4].material)
+    vc = torch.rand(4, 3, dtype=DT, generator=g) * 0.5 + 0.5
+    vc[:, 2] = 0.0
+    m = shapes[5].mesh
+    out[5] = Shape(Mesh(m.verts, m.faces, vert_colors=vc), shapes[5].material)
+    m = shapes[0].mesh
+    out[0] = Shape(Mesh(m.verts, m.faces, uvs=m.uvs, faces_uvs=m.faces_uvs,
+                        texture=torch.rand(2, 2, 3, dtype=DT, generator=g) * 0.5 + 0.5), shapes[0].material)
+    return out
+
+
 TEX_CASES = {
     "area_mis_rr": ([], dict(max_bounces=3, rr_depth=2, mis=True)),
     "point_env_no_mis": ([PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)], dict(max_bounces=2, mis=False)),
+    "tinted_point": ([PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)], dict(max_bounces=3, rr_depth=2)),
 }
 
 
@@ -558,14 +580,17 @@ def test_textured_images_agree_with_torch_path(case):
     if case == "point_env_no_mis":
         lights = lights + [env_light()]
     shapes, cam = tex_box(*(t.detach() for t in tex_params()))
-    _images_agree(shapes, cam, lights, st)
+    _images_agree(tint(shapes) if case.startswith("tinted") else shapes, cam, lights, st)
 
 
-def test_texel_gradients_match_finite_differences():
+@pytest.mark.parametrize("tinted", [False, True])
+def test_texel_gradients_match_finite_differences(tinted):
     """Texel gradients of the replay vs central differences of the kernel's forward (float64, RR off): the four
     textures of tex_box, with a point light and an environment map; the floor's zero green channel gets
-    gradients (path replay's 0 / 0 handled at texels), and the untextured rows still get theirs."""
+    gradients (path replay's 0 / 0 handled at texels), and the untextured rows still get theirs; with the
+    meshes' own colours (:func:`tint`) multiplying the BRDF too."""
     shapes, cam = tex_box(*(t.detach() for t in tex_params()), res=5)
+    shapes = tint(shapes) if tinted else shapes
     spp = 4
     sc = _Scene(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5), env_light()],
                 TraceSettings(spp=spp, max_bounces=3, rr_depth=9), prepare_trace(shapes))
@@ -583,6 +608,8 @@ def test_texel_gradients_match_finite_differences():
     g_refl, g_tex = (replay_paths(*args, refl, emis, ls, None, None, None, st, gpix, (True,) + (False,) * 5 + (True,),
                                   camera, count, 0, None, rough, metal, env, tex)[k] for k in (0, 6))
     meta = pf._path_scene(sc).tex_meta
+    assert int(meta.shape[0]) == (6 if tinted else 4)
+    meta = meta[[0, 2, 3, 4]] if tinted else meta  # the floor's tint is texture 1 (no gradient), the wall's 5
     green = int(meta[0, 0]) + 3 * torch.arange(20) + 1  # the floor texture's zero channel
     assert float(g_tex[green].abs().sum()) > 1e-3
     picks = [torch.topk(g_tex.abs(), 6).indices, green[:3]]
@@ -600,14 +627,20 @@ def test_texel_gradients_match_finite_differences():
     e[1, 0] = h  # the ceiling's constant albedo, next to the textures
     fd = (f(refl + e, tex) - f(refl - e, tex)) / (2 * h)
     assert abs(fd) > 1e-3 and abs(float(g_refl[1, 0]) - fd) <= 1e-6 * abs(fd) + 1e-8
+    e = torch.zeros_like(refl)
+    e[5, 2] = h  # the tilted quad's blue albedo: with tint, behind a zero vertex colour (gradient 0)
+    fd = (f(refl + e, tex) - f(refl - e, tex)) / (2 * h)
+    assert abs(float(g_refl[5, 2]) - fd) <= 1e-6 * abs(fd) + 1e-8 and (abs(fd) < 1e-12) == tinted
 
 
-def test_texel_gradients_agree_with_torch_path():
+@pytest.mark.parametrize("tinted", [False, True])
+def test_texel_gradients_agree_with_torch_path(tinted):
     """Fused vs torch gradients of the four textures and of an untextured albedo in the same scene (RR on,
-    3 bounces, a point light) within Monte Carlo noise."""
+    3 bounces, a point light; with the meshes' own colours) within Monte Carlo noise."""
     def of_seed(s):
         params = tex_params() + [_t(0.6, 0.2, 0.1).requires_grad_(True)]
         shapes, cam = tex_box(*params[:4], res=6, wall=params[4])
+        shapes = tint(shapes) if tinted else shapes
         img = render_trace(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)],
                            TraceSettings(spp=4, max_bounces=3, rr_depth=2, seed=s, boundary="none")).image
         w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
@@ -639,8 +672,9 @@ def test_texture_replay_same_with_and_without_kept_radiance():
 
 
 def test_textured_predicate_scope():
-    """Textured albedo / base colour, roughness and metallic run in the kernel (with gradients); a mesh's own
-    texture or a texture with a forward-mode tangent does not."""
+    """Textured albedo / base colour, roughness and metallic run in the kernel (with gradients), and a mesh's own
+    texture without gradient; a mesh texture that needs a gradient or a texture with a forward-mode tangent does
+    not."""
     import torch.autograd.forward_ad as fwAD
 
     st = TraceSettings(max_bounces=3)
@@ -654,7 +688,10 @@ def test_textured_predicate_scope():
     grey = torch.rand(4, 4, 1, dtype=DT)
     assert ok([Shape(floor, LambertMaterial(TextureParam(grey, filter_mode="nearest")))] + shapes[1:])
     own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs, texture=grey.expand(4, 4, 3))
-    assert not ok([Shape(own, shapes[0].material)] + shapes[1:])  # a mesh's own texture tints the BRDF
+    assert ok([Shape(own, shapes[0].material)] + shapes[1:])  # a mesh's own texture tints the BRDF
+    own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs,
+               texture=grey.expand(4, 4, 3).clone().requires_grad_(True))
+    assert not ok([Shape(own, shapes[0].material)] + shapes[1:])  # ... but it takes no gradient in the kernel
     with fwAD.dual_level():
         dual = fwAD.make_dual(grey, torch.ones_like(grey))
         assert not ok([Shape(floor, LambertMaterial(TextureParam(dual)))] + shapes[1:])
