@@ -42,7 +42,7 @@ import warp as wp
 
 from lumigrad.ops._bvh_kernels import bvh_anyhit, bvh_closest
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
-from lumigrad.ops._path_tex_funcs import _cf_tex, _g_color, _g_scalar, _hit_tex, _tex_color, _tex_scalar
+from lumigrad.ops._path_tex_funcs import _cf_tex, _g_color, _g_scalar, _g_tint, _hit_tex, _tex_color, _tex_scalar
 from lumigrad.ops._trace_kernels import _light_at, _reattach, _unit, _v3
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
@@ -448,7 +448,7 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
         gdiv: int,
         gbase: int,
         gscale64: wp.float64,
-        need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls, 3: g_rm, 4: g_env
+        need: int,  # bit 0: g_refl, 1: g_emis, 2: g_ls, 3: g_rm, 4: g_env; tex variant: 5 tint texels, 6 g_vc
         l_known: int,  # 1: l_fwd holds each path's radiance (from the forward pass): the replay skips its pass 0
         l_fwd: wp.array2d(dtype=Any),  # [R, 3] when l_known
         blk: int,  # gradient row of thread i: i // blk
@@ -459,7 +459,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
         g_ls: wp.array2d(dtype=Any),  # [rows, 3 nl]
         g_rm: wp.array2d(dtype=Any),  # [rows, 2 S]: roughness at 2 s, metallic at 2 s + 1
         g_env: wp.array2d(dtype=Any),  # [erows, 3 H W] environment texels' gradients (need bit 4), row i // eblk
-        g_tex: wp.array2d(dtype=Any),  # [erows, N] texture texels' gradients (with bits 0 / 3), row i // eblk
+        g_tex: wp.array2d(dtype=Any),  # [erows, N] texture texels' gradients (with bits 0 / 3 / 5), row i // eblk
+        g_vc: wp.array2d(dtype=Any),  # [erows, 3 V] vertex colours' gradients (bit 5), row i // eblk
         eblk: int,
     ):
         i = wp.tid() + offset
@@ -496,7 +497,7 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
         ltot = vzero
         passes = npass
         pass0 = 0
-        if npass == 2 and need & 9 == 0:
+        if npass == 2 and need & 105 == 0:
             pass0 = 1  # emission and light gradients need no radiance from pass 0: their terms are added directly
         if npass == 2 and l_known != 0:
             pass0 = 1
@@ -519,10 +520,18 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
             tz = vzero  # per channel: throughput without that factor
             p, ns, ng = _attrs(corners, faces, f0, o0, d0, tiny, ntiny)
             if wp.static(tex):
-                hu, hv, tnt = _hit_tex(corners, faces, faces_uv, uvs, vcol, has_vc, texels, tex_meta, tex_slot,
-                                       owner[f0], f0, o0, d0, tiny)  # the hit's UV and tint
-                zu = vzero  # per channel: UV of the first zero colour factor (its texels get the gradient)
+                hu, hv, tnt, hb1, hb2 = _hit_tex(corners, faces, faces_uv, uvs, vcol, has_vc, texels, tex_meta,
+                                                 tex_slot, owner[f0], f0, o0, d0, tiny)  # the hit's UV, tint, bary
+                hf = f0
+                # Per channel, the first zero factor's hit (UV, face, barycentrics) and the coefficients of the
+                # albedo's and the tint's gradients in d/dF (the rest of the factor): its record.
+                zu = vzero
                 zv = vzero
+                zf = wp.vec3i(0, 0, 0)
+                zb1 = vzero
+                zb2 = vzero
+                zka = vzero
+                zkt = vzero
             wo = wp.normalize(-d0)
             s = owner[f0]
             if is_em[s] != 0 and wp.dot(ng, wo) > zero:
@@ -629,6 +638,7 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                                     _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
                                               wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
                     if wp.static(tex):  # the tint multiplies the BRDF, hence the sum and its derivatives
+                        nee_u = nee
                         nee = wp.cw_mul(tnt, nee)
                         dnb = wp.cw_mul(tnt, dnb)
                         dnr = wp.cw_mul(tnt, dnr)
@@ -637,15 +647,19 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                     lsum = lsum + term
                     if adj:
                         lrem = lrem - term
-                        if need & 1 != 0:
-                            if wp.static(tex):
+                        if wp.static(tex):
+                            if need & 1 != 0:
                                 _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv,
                                          wp.cw_mul(g, wp.cw_mul(tp, dnb)))
-                                _cf_tex(g_refl, row, zs, zu, zv, g_tex, trow, tex_slot, tex_meta,
-                                        wp.cw_mul(g, wp.cw_mul(tz, nee)))
-                            else:
-                                _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, dnb)))
-                                _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, nee)))
+                            if need & 96 != 0:
+                                _g_tint(g_vc, g_tex, trow, vcol, has_vc, texels, tex_meta, tex_slot, faces, need, s, hf, hb1,
+                                        hb2, hu, hv, wp.cw_mul(g, wp.cw_mul(tp, nee_u)))
+                            if need & 97 != 0:
+                                _cf_tex(g_refl, g_vc, row, zs, zu, zv, zf, zb1, zb2, zka, zkt, g_tex, trow, vcol, has_vc,
+                                        texels, tex_meta, tex_slot, faces, need, wp.cw_mul(g, wp.cw_mul(tz, nee)))
+                        elif need & 1 != 0:
+                            _add3(g_refl, row, 3 * s, wp.cw_mul(g, wp.cw_mul(tp, dnb)))
+                            _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, nee)))
                         if ggx and need & 8 != 0:
                             gt = wp.cw_mul(g, tp)
                             if wp.static(tex):
@@ -683,6 +697,7 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                     if pdf <= zero:
                         break  # zero weight: nothing more from this path
                 if wp.static(tex):
+                    bwu = bw  # the weight without the tint
                     bw = wp.cw_mul(bw, tnt)
                 q = one
                 keep = True
@@ -690,49 +705,71 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                     tn = wp.cw_mul(tp, bw)
                     q = wp.min(wp.max(wp.max(tn[0], wp.max(tn[1], tn[2])), refl.dtype(0.05)), refl.dtype(0.95))
                     keep = refl.dtype(wp.randf(rng)) < q
-                if adj and ggx and need & 9 != 0:
+                if wp.static(tex):
+                    if adj and need & 105 != 0:
+                        # Everything after this vertex carries its factor F = u t / q (u: the albedo / reflectance, or
+                        # GGX f cos / pdf; t: the tint): lrem / a and lrem / t are their shares; GGX parameters' share
+                        # is lrem df / f. A zero F starts the channel's zero record (tz: the throughput without F).
+                        if ggx and need & 9 != 0:
+                            share = vzero
+                            for ch in range(3):
+                                if fw[ch] > zero:
+                                    share[ch] = g[ch] * lrem[ch] / fw[ch]
+                            if need & 1 != 0:
+                                _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.cw_mul(share, fwb))
+                            if need & 8 != 0:
+                                _g_scalar(g_rm, row, s, 0, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(share, fwr))
+                                _g_scalar(g_rm, row, s, 1, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(share, fwm))
+                        gsh = vzero  # a's share (Lambert / mirror)
+                        gts = vzero  # the tint's share
+                        for ch in range(3):
+                            if zs[ch] < 0:
+                                if tnt[ch] != zero and (ggx or a[ch] != zero):
+                                    if not ggx:
+                                        gsh[ch] = g[ch] * lrem[ch] / a[ch]
+                                    gts[ch] = g[ch] * lrem[ch] / tnt[ch]
+                                else:
+                                    zs[ch] = s
+                                    tz[ch] = tp[ch] / q
+                                    zu[ch] = hu
+                                    zv[ch] = hv
+                                    zf[ch] = hf
+                                    zb1[ch] = hb1
+                                    zb2[ch] = hb2
+                                    zka[ch] = wp.where(ggx, zero, tnt[ch])
+                                    zkt[ch] = bwu[ch]
+                            else:
+                                tz[ch] = tz[ch] * bw[ch] / q
+                        if not ggx and need & 1 != 0:
+                            _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv, gsh)
+                        if need & 96 != 0:
+                            _g_tint(g_vc, g_tex, trow, vcol, has_vc, texels, tex_meta, tex_slot, faces, need, s, hf, hb1, hb2,
+                                    hu, hv, gts)
+                elif adj and ggx and need & 9 != 0:
                     # Everything after this vertex carries f(wi) cos / pdf: d/dtheta of it is lrem df/dtheta / f.
                     share = vzero
                     for ch in range(3):
                         if fw[ch] > zero:
                             share[ch] = g[ch] * lrem[ch] / fw[ch]
-                    if wp.static(tex):
-                        if need & 1 != 0:
-                            _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.cw_mul(share, fwb))
-                        if need & 8 != 0:
-                            _g_scalar(g_rm, row, s, 0, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(share, fwr))
-                            _g_scalar(g_rm, row, s, 1, g_tex, trow, tex_slot, tex_meta, hu, hv, wp.dot(share, fwm))
-                    else:
-                        if need & 1 != 0:
-                            _add3(g_refl, row, 3 * s, wp.cw_mul(share, fwb))
-                        if need & 8 != 0:
-                            _add(g_rm, row, 2 * s, wp.dot(share, fwr))
-                            _add(g_rm, row, 2 * s + 1, wp.dot(share, fwm))
+                    if need & 1 != 0:
+                        _add3(g_refl, row, 3 * s, wp.cw_mul(share, fwb))
+                    if need & 8 != 0:
+                        _add(g_rm, row, 2 * s, wp.dot(share, fwr))
+                        _add(g_rm, row, 2 * s + 1, wp.dot(share, fwm))
                     for ch in range(3):
                         if zs[ch] >= 0:
                             tz[ch] = tz[ch] * bw[ch] / q
                 elif adj and need & 1 != 0:
                     # Everything after this vertex carries the factor a / q: lrem / a is a's share, per channel.
-                    if wp.static(tex):
-                        gsh = vzero  # a's share, to its texels or row at once
                     for ch in range(3):
                         if zs[ch] < 0:
                             if a[ch] != zero:
-                                if wp.static(tex):
-                                    gsh[ch] = g[ch] * lrem[ch] / a[ch]
-                                else:
-                                    _add(g_refl, row, 3 * s + ch, g[ch] * lrem[ch] / a[ch])
+                                _add(g_refl, row, 3 * s + ch, g[ch] * lrem[ch] / a[ch])
                             else:
                                 zs[ch] = s
                                 tz[ch] = tp[ch] / q
-                                if wp.static(tex):
-                                    zu[ch] = hu
-                                    zv[ch] = hv
-                                    tz[ch] = tz[ch] * tnt[ch]  # the factor without a: the tint stays
                         else:
-                            tz[ch] = tz[ch] * bw[ch] / q  # a, or a times the tint
-                    if wp.static(tex):
-                        _g_color(g_refl, row, s, g_tex, trow, tex_slot, tex_meta, hu, hv, gsh)
+                            tz[ch] = tz[ch] * a[ch] / q
                 if not keep:
                     break
                 tp = wp.cw_mul(tp, bw) / q
@@ -757,17 +794,19 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                                 if need & 16 != 0:
                                     _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
                                               wp.cw_mul(g, tp) * we)
-                                if need & 1 != 0:
-                                    if wp.static(tex):
-                                        _cf_tex(g_refl, row, zs, zu, zv, g_tex, trow, tex_slot, tex_meta,
+                                if wp.static(tex):
+                                    if need & 97 != 0:
+                                        _cf_tex(g_refl, g_vc, row, zs, zu, zv, zf, zb1, zb2, zka, zkt, g_tex, trow, vcol,
+                                                has_vc, texels, tex_meta, tex_slot, faces, need,
                                                 wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
-                                    else:
-                                        _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
+                                elif need & 1 != 0:
+                                    _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
                     break
                 p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
                 if wp.static(tex):
-                    hu, hv, tnt = _hit_tex(corners, faces, faces_uv, uvs, vcol, has_vc, texels, tex_meta, tex_slot,
-                                           owner[f2], f2, o, wi, tiny)
+                    hu, hv, tnt, hb1, hb2 = _hit_tex(corners, faces, faces_uv, uvs, vcol, has_vc, texels, tex_meta,
+                                                     tex_slot, owner[f2], f2, o, wi, tiny)
+                    hf = f2
                 wo2 = wp.normalize(-wi)
                 s2 = owner[f2]
                 cy = wp.dot(ng2, wo2)
@@ -787,12 +826,12 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
                         lrem = lrem - term
                         if need & 2 != 0:
                             _add3(g_emis, row, 3 * s2, wp.cw_mul(g, tp) * w)
-                        if need & 1 != 0:
-                            if wp.static(tex):
-                                _cf_tex(g_refl, row, zs, zu, zv, g_tex, trow, tex_slot, tex_meta,
-                                        wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
-                            else:
-                                _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
+                        if wp.static(tex):
+                            if need & 97 != 0:
+                                _cf_tex(g_refl, g_vc, row, zs, zu, zv, zf, zb1, zb2, zka, zkt, g_tex, trow, vcol, has_vc,
+                                        texels, tex_meta, tex_slot, faces, need, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
+                        elif need & 1 != 0:
+                            _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, le)) * w)
                 if last:
                     break
                 p = p2

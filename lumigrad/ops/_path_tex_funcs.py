@@ -18,7 +18,7 @@ import warp as wp
 from lumigrad.ops._texture_kernels import _coord, _texel
 from lumigrad.ops._trace_kernels import _reattach, _v3
 
-__all__ = ["_hit_tex", "_tex_color", "_tex_scalar", "_g_color", "_g_scalar", "_cf_tex"]
+__all__ = ["_hit_tex", "_tex_color", "_tex_scalar", "_g_color", "_g_scalar", "_g_tint", "_cf_tex"]
 
 
 @wp.func
@@ -83,33 +83,6 @@ def _tex_scalar(texels: wp.array(dtype=Any), meta: wp.array2d(dtype=wp.int32), t
 
 
 @wp.func
-def _hit_tex(corners: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), faces_uv: wp.array2d(dtype=wp.int32),
-             uvs: wp.array2d(dtype=Any), vcol: wp.array2d(dtype=Any), has_vc: int, texels: wp.array(dtype=Any),
-             meta: wp.array2d(dtype=wp.int32), slot: wp.array2d(dtype=wp.int32), s: int, f: int, o: Any, d: Any,
-             tiny: Any):
-    """``(u, v, tint)`` of the ray re-attached to face ``f`` of shape ``s``: its barycentrics (as ``_attrs``) blend
-    the corners' UVs, and the tint (``lumigrad.render.path._tint_at``: the blended vertex colours times the
-    mesh's own texture, ones without) multiplies the shape's BRDF."""
-    one = type(tiny)(1.0)
-    i0 = faces[f, 0]
-    i1 = faces[f, 1]
-    i2 = faces[f, 2]
-    t, b1, b2, inv, guarded = _reattach(o, d, _v3(corners, i0, 0), _v3(corners, i1, 0), _v3(corners, i2, 0), tiny)
-    b0 = one - b1 - b2
-    j0 = faces_uv[f, 0]
-    j1 = faces_uv[f, 1]
-    j2 = faces_uv[f, 2]
-    u = b0 * uvs[j0, 0] + b1 * uvs[j1, 0] + b2 * uvs[j2, 0]
-    v = b0 * uvs[j0, 1] + b1 * uvs[j1, 1] + b2 * uvs[j2, 1]
-    tint = wp.vector(one, one, one)
-    if has_vc != 0:
-        tint = b0 * _v3(vcol, i0, 0) + b1 * _v3(vcol, i1, 0) + b2 * _v3(vcol, i2, 0)
-    if slot[s, 3] >= 0:
-        tint = wp.cw_mul(tint, _tex_color(texels, meta, slot[s, 3], u, v))
-    return u, v, tint
-
-
-@wp.func
 def _put(g: wp.array2d(dtype=Any), row: int, col: int, nc: int, k: int, v: Any):
     if k >= 0:
         wp.atomic_add(g, row, col + k * nc, v)
@@ -129,6 +102,62 @@ def _tex_grad(g_tex: wp.array2d(dtype=Any), row: int, meta: wp.array2d(dtype=wp.
         _put(g_tex, row, col, nc, k10, w10 * gv[c])
         _put(g_tex, row, col, nc, k01, w01 * gv[c])
         _put(g_tex, row, col, nc, k11, w11 * gv[c])
+
+
+@wp.func
+def _hit_tex(corners: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), faces_uv: wp.array2d(dtype=wp.int32),
+             uvs: wp.array2d(dtype=Any), vcol: wp.array2d(dtype=Any), has_vc: int, texels: wp.array(dtype=Any),
+             meta: wp.array2d(dtype=wp.int32), slot: wp.array2d(dtype=wp.int32), s: int, f: int, o: Any, d: Any,
+             tiny: Any):
+    """``(u, v, tint, b1, b2)`` of the ray re-attached to face ``f`` of shape ``s``: its barycentrics ``b1, b2``
+    (as ``_attrs``) blend the corners' UVs, and the tint (``lumigrad.render.path._tint_at``: the blended vertex
+    colours times the mesh's own texture, ones without) multiplies the shape's BRDF."""
+    one = type(tiny)(1.0)
+    i0 = faces[f, 0]
+    i1 = faces[f, 1]
+    i2 = faces[f, 2]
+    t, b1, b2, inv, guarded = _reattach(o, d, _v3(corners, i0, 0), _v3(corners, i1, 0), _v3(corners, i2, 0), tiny)
+    b0 = one - b1 - b2
+    j0 = faces_uv[f, 0]
+    j1 = faces_uv[f, 1]
+    j2 = faces_uv[f, 2]
+    u = b0 * uvs[j0, 0] + b1 * uvs[j1, 0] + b2 * uvs[j2, 0]
+    v = b0 * uvs[j0, 1] + b1 * uvs[j1, 1] + b2 * uvs[j2, 1]
+    tint = wp.vector(one, one, one)
+    if has_vc != 0:
+        tint = b0 * _v3(vcol, i0, 0) + b1 * _v3(vcol, i1, 0) + b2 * _v3(vcol, i2, 0)
+    if slot[s, 3] >= 0:
+        tint = wp.cw_mul(tint, _tex_color(texels, meta, slot[s, 3], u, v))
+    return u, v, tint, b1, b2
+
+
+@wp.func
+def _g_tint(g_vc: wp.array2d(dtype=Any), g_tex: wp.array2d(dtype=Any), trow: int, vcol: wp.array2d(dtype=Any),
+            has_vc: int, texels: wp.array(dtype=Any), meta: wp.array2d(dtype=wp.int32), slot: wp.array2d(dtype=wp.int32),
+            faces: wp.array2d(dtype=wp.int32), need: int, s: int, f: int, b1: Any, b2: Any, u: Any, v: Any, gt: Any):
+    """``gt``, the gradient of the tint at a hit (shape ``s``, face ``f``), to the mesh texture's texels (times the
+    vertex colours there; ``need`` bit 5) and the corners' vertex colours (times the barycentric and the texture's
+    value; bit 6)."""
+    one = b1 * type(b1)(0.0) + type(b1)(1.0)
+    b0 = one - b1 - b2
+    i0 = faces[f, 0]
+    i1 = faces[f, 1]
+    i2 = faces[f, 2]
+    vc = wp.vector(one, one, one)
+    if has_vc != 0:
+        vc = b0 * _v3(vcol, i0, 0) + b1 * _v3(vcol, i1, 0) + b2 * _v3(vcol, i2, 0)
+    tx = wp.vector(one, one, one)
+    t = slot[s, 3]
+    if t >= 0:
+        tx = _tex_color(texels, meta, t, u, v)
+        if need & 32 != 0:
+            _tex_grad(g_tex, trow, meta, t, u, v, wp.cw_mul(gt, vc), 3)
+    if has_vc != 0 and need & 64 != 0:
+        gx = wp.cw_mul(gt, tx)
+        for c in range(3):
+            wp.atomic_add(g_vc, trow, 3 * i0 + c, b0 * gx[c])
+            wp.atomic_add(g_vc, trow, 3 * i1 + c, b1 * gx[c])
+            wp.atomic_add(g_vc, trow, 3 * i2 + c, b2 * gx[c])
 
 
 @wp.func
@@ -156,13 +185,21 @@ def _g_scalar(g_rm: wp.array2d(dtype=Any), row: int, s: int, j: int, g_tex: wp.a
 
 
 @wp.func
-def _cf_tex(g_refl: wp.array2d(dtype=Any), row: int, zs: wp.vec3i, zu: Any, zv: Any, g_tex: wp.array2d(dtype=Any),
-            trow: int, slot: wp.array2d(dtype=wp.int32), meta: wp.array2d(dtype=wp.int32), v: Any):
-    """``_cf`` of the textured variant: the first zero colour factor of channel ``c`` lay on shape ``zs[c]`` at UV
-    ``(zu[c], zv[c])``; its texels (or row) get ``v[c]``."""
+def _cf_tex(g_refl: wp.array2d(dtype=Any), g_vc: wp.array2d(dtype=Any), row: int, zs: wp.vec3i, zu: Any, zv: Any,
+            zf: wp.vec3i, zb1: Any, zb2: Any, zka: Any, zkt: Any, g_tex: wp.array2d(dtype=Any), trow: int,
+            vcol: wp.array2d(dtype=Any), has_vc: int, texels: wp.array(dtype=Any), meta: wp.array2d(dtype=wp.int32),
+            slot: wp.array2d(dtype=wp.int32), faces: wp.array2d(dtype=wp.int32), need: int, v: Any):
+    """``_cf`` of the textured variant: ``v[c]`` is d/dF of channel ``c``'s first zero factor ``F = u t`` (on shape
+    ``zs[c]``, at UV ``(zu[c], zv[c])``, face ``zf[c]``, barycentrics ``zb1[c], zb2[c]``): the albedo's texels (or
+    row) get ``zka[c] v[c]`` (``zka = t``, 0 at GGX), the tint ``zkt[c] v[c]`` (``zkt = u``)."""
     zero = v[0] * type(v[0])(0.0)
     for c in range(3):
         if zs[c] >= 0:
             gv = wp.vector(zero, zero, zero)
-            gv[c] = v[c]
-            _g_color(g_refl, row, zs[c], g_tex, trow, slot, meta, zu[c], zv[c], gv)
+            if need & 1 != 0:
+                gv[c] = v[c] * zka[c]
+                _g_color(g_refl, row, zs[c], g_tex, trow, slot, meta, zu[c], zv[c], gv)
+            if need & 96 != 0:
+                gv[c] = v[c] * zkt[c]
+                _g_tint(g_vc, g_tex, trow, vcol, has_vc, texels, meta, slot, faces, need, zs[c], zf[c], zb1[c], zb2[c],
+                        zu[c], zv[c], gv)

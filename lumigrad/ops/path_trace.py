@@ -298,7 +298,7 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
                  dirs, face, st, *_guards(dt), camera, env, tex)
     rest = [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out), to_warp(hit),
-            to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), 1]
+            to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), 1]
     launch(_k.path_kernel(False, _full(sc, env), tex is not None), R, args + rest, warp_device(sc.corners))
     return out, hit.bool()
 
@@ -310,10 +310,10 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
                  metal: Tensor | None = None, env: Tensor | None = None,
                  tex: Tensor | None = None) -> tuple[Tensor | None, ...]:
     """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3], g_rough [S], g_metal [S], g_env [H * W, 3],
-    g_tex [N])`` of ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments, one per entry
-    of ``need`` (3, 5, 6 or 7 bools; None where False); path replay, two passes per path (one when neither
-    ``g_refl`` nor the GGX rows nor the texels are needed). Rows of textured parameters get no gradient (their
-    texels do).
+    g_tex [N], g_vcol [V, 3])`` of ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments,
+    one per entry of ``need`` (3, 5, 6, 7 or 8 bools; None where False); path replay, two passes per path (one when
+    neither ``g_refl`` nor the GGX rows nor the texels nor the vertex colours are needed). Rows of textured
+    parameters get no gradient (their texels do); ``g_vcol``: of ``sc.vcol``.
 
     ``grad``: ``[R, 3]`` per ray; with ``camera``, per pixel instead: sample ``r`` of pixel ``p = r // spp``
     takes row ``p - pixel_base`` divided by ``spp`` (the cotangent of the pixel's mean). ``radiance``: the
@@ -323,13 +323,15 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env, tex)
     dt, dev = sc.corners.dtype, sc.corners.device
     n_need = len(need)
-    if n_need not in (3, 5, 6, 7):
-        raise ValueError(f"{fn}(): need must hold 3, 5, 6 or 7 bools, got {need!r}")
-    need = tuple(bool(n) for n in need) + (False,) * (7 - n_need)
+    if n_need not in (3, 5, 6, 7, 8):
+        raise ValueError(f"{fn}(): need must hold 3, 5, 6, 7 or 8 bools, got {need!r}")
+    need = tuple(bool(n) for n in need) + (False,) * (8 - n_need)
     if need[5] and env is None:
         raise ValueError(f"{fn}(): need asks for the environment map's gradient, but env is None")
     if need[6] and tex is None:
         raise ValueError(f"{fn}(): need asks for the texels' gradient, but tex is None")
+    if need[7] and (tex is None or sc.vcol is None):
+        raise ValueError(f"{fn}(): need asks for the vertex colours' gradient, but sc.vcol (or tex) is None")
     if camera is None:
         shape, gdiv, gbase, gscale = (R, 3), 1, 0, 1.0
     else:
@@ -348,7 +350,7 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
                          f"{_desc(radiance) if isinstance(radiance, Tensor) else type(radiance).__name__}")
     S, nl = int(sc.kind.shape[0]), int(sc.lkind.shape[0])
     wdev = warp_device(sc.corners)
-    N = int(tex.shape[0]) if need[6] else 0
+    N = (int(tex.shape[0]) if need[6] else 0) + (3 * int(sc.corners.shape[0]) if need[7] else 0)
     # CPU: one gradient row per task (a task runs its range serially); CUDA: one per thread. Texel gradients
     # of large textures take a row per task too: fewer tasks keep them under _TEX_GRAD_ELEMS.
     tasks = max(1, min(num_threads() * 4, R // 512, max(num_threads(), _TEX_GRAD_ELEMS // max(N, 1)))) \
@@ -358,9 +360,9 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     want_rm = need[3] or need[4]
     # Texel gradients ride on the colour / roughness-metallic code (bits 0 and 3): it sends them to the texels
     # of textured shapes and to the rows of the others.
-    tex_c, tex_rm = _tex_needs(sc, need[6])
+    tex_c, tex_rm, tint = _tex_needs(sc, need[6])
     flags = int(need[0] or tex_c) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm or tex_rm) << 3 \
-        | int(need[5]) << 4
+        | int(need[5]) << 4 | int(tint) << 5 | int(need[7]) << 6
     bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev)
             for n, w in zip((need[0] or tex_c, need[1], need[2]), (S, S, nl))]
     bufs.append(torch.zeros(rows if want_rm or tex_rm else 1, 2 * max(S, 1), dtype=dt, device=dev))
@@ -368,7 +370,9 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     erows, eblk = (rows, blk) if wdev == "cpu" else (1, max(R, 1))
     HW = sc.env_size[0] * sc.env_size[1] if env is not None else 1
     bufs.append(torch.zeros(erows if need[5] else 1, 3 * HW, dtype=dt, device=dev))
-    bufs.append(torch.zeros(erows if need[6] else 1, max(N, 1), dtype=dt, device=dev))
+    bufs.append(torch.zeros(erows if need[6] else 1, max(int(tex.shape[0]) if need[6] else 0, 1), dtype=dt, device=dev))
+    bufs.append(torch.zeros(erows if need[7] else 1, 3 * int(sc.corners.shape[0]) if need[7] else 3, dtype=dt,
+                            device=dev))
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
                  dirs, face, st, *_guards(dt), camera, env, tex)
@@ -376,7 +380,7 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
              to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
              to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs] + \
-        [eblk if need[5] or need[6] else R + 1]
+        [eblk if need[5] or need[6] or need[7] else R + 1]
     kernel = _k.path_kernel(True, _full(sc, env), tex is not None)
     if wdev == "cpu":
         launch_chunks([(kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
@@ -387,11 +391,13 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     out += [rm[:, 0] if need[3] else None, rm[:, 1] if need[4] else None]
     out.append(bufs[4].sum(0).reshape(HW, 3) if need[5] else None)
     out.append(bufs[5].sum(0) if need[6] else None)
+    out.append(bufs[6].sum(0).reshape(-1, 3) if need[7] else None)
     return tuple(out[:n_need])
 
 
-def _tex_needs(sc: PathScene, need_tex: bool) -> tuple[bool, bool]:
-    """Whether texel gradients need the colour code and the roughness / metallic code of the replay."""
+def _tex_needs(sc: PathScene, need_tex: bool) -> tuple[bool, bool, bool]:
+    """Whether texel gradients need the colour, the roughness / metallic and the tint code of the replay."""
     if not need_tex:
-        return False, False
-    return bool((sc.tex_slot[:, 0] >= 0).any()), bool((sc.tex_slot[:, 1:3] >= 0).any())
+        return False, False, False
+    slot = sc.tex_slot
+    return bool((slot[:, 0] >= 0).any()), bool((slot[:, 1:3] >= 0).any()), bool((slot[:, 3] >= 0).any())

@@ -94,14 +94,13 @@ _TEX_SLOT = {"albedo": 0, "base_color": 0, "roughness": 1, "metallic": 2}
 
 
 def _textures_ok(sc: _Scene) -> bool:
-    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say), and the
-    meshes' own textures and vertex colours (the tint) need no gradient: the kernel multiplies by them, but the
-    replay has no gradient code for them."""
+    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say), and no
+    texture or vertex colour carries a forward-mode tangent."""
     if not all(name in _TEXTURED and tp.texture.shape[-1] in _TEXTURED[name] and not _tangent(tp.texture)
                for name, entries in sc.tex.items() for _, tp in entries):
         return False
     tints = [tp.texture for _, tp in sc.tint_tex] + ([sc.vcolors] if sc.vcolors is not None else [])
-    return not any(t.requires_grad or _tangent(t) for t in tints)
+    return not any(_tangent(t) for t in tints)
 
 
 def fused_path_ok(sc: _Scene) -> bool:
@@ -193,11 +192,12 @@ def _env_tables(sc: _Scene) -> dict:
                     env_size=(env.H, env.W))
 
 
-def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _rows(sc: _Scene) -> tuple[Tensor, ...]:
     """``(refl [S, 3], emis [S, 3], lscale [nl, 3], rough [S], metal [S], env [H * W, 3] or [0, 3], tex [N] or
-    [0])``, differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror reflectance or GGX base colour
-    of each shape (the rows of the other kinds are zero in each of :class:`MaterialTable`'s tables, so they add
-    up); ``tex`` all texels of the textured parameters, flattened (the rows of those are placeholders)."""
+    [0], vcol [V, 3] or [0, 3])``, differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror
+    reflectance or GGX base colour of each shape (the rows of the other kinds are zero in each of
+    :class:`MaterialTable`'s tables, so they add up); ``tex`` all texels of the textured parameters and mesh
+    textures, flattened (the rows of textured parameters are placeholders); ``vcol`` the merged vertex colours."""
     p, S = sc.mats.p, len(sc.shapes)
     refl = sum(p[k] for k in ("albedo", "reflectance", "base_color") if k in p)
     zero = torch.zeros(S, dtype=sc.dtype, device=sc.device)
@@ -206,10 +206,11 @@ def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, T
     emis = sc.emission if sc.emitters else torch.zeros(S, 3, dtype=sc.dtype, device=sc.device)
     env = sc.env.texels.reshape(-1, 3) if sc.env is not None else torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
     tex = _textures(sc)
-    # The tints' texels take no gradient (fused_path_ok): detached, they keep the cat's backward to the parameters.
-    texels = torch.cat([(tp.texture.detach() if j == 3 else tp.texture).reshape(-1) for _, j, tp in tex]) if tex else \
+    texels = torch.cat([tp.texture.reshape(-1) for _, _, tp in tex]) if tex else \
         torch.zeros(0, dtype=sc.dtype, device=sc.device)
-    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels
+    vcol = sc.vcolors.to(sc.dtype).expand(-1, 3) if sc.vcolors is not None else \
+        torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
+    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels, vcol
 
 
 def _settings(sc: _Scene, chunk: int) -> PathSettings:
@@ -231,7 +232,7 @@ def _camera(sc: _Scene, first: int) -> PathCamera:
 def _samples(sc: _Scene, first: int, count: int, chunk: int, rows) -> tuple[Tensor, Tensor, Tensor]:
     """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`) and its samples' radiance ``[count, 3]``;
     camera rays made in the kernel. ``rows``: :func:`_rows`."""
-    refl, emis, lscale, rough, metal, env, tex = rows
+    refl, emis, lscale, rough, metal, env, tex, _ = rows
     L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
                          _camera(sc, first), count, rough, metal, env if env.shape[0] else None,
                          tex if _path_scene(sc).tex_slot is not None else None)
@@ -243,8 +244,8 @@ class _FusedChunk(torch.autograd.Function):
     """One chunk's pixel sums; the backward replays its paths (rays re-made in the kernel)."""
 
     @staticmethod
-    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, sc, first, count, chunk):
-        rows = (refl, emis, lscale, rough, metal, env, tex)
+    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, vcol, sc, first, count, chunk):
+        rows = (refl, emis, lscale, rough, metal, env, tex, vcol)
         img, cov, L = _samples(sc, first, count, chunk, rows)
         ctx.args = (sc, first, count, chunk)
         # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
@@ -257,10 +258,10 @@ class _FusedChunk(torch.autograd.Function):
     @first_order
     def backward(ctx, g_img, g_cov):
         sc, first, count, chunk = ctx.args
-        refl, emis, lscale, rough, metal, env, tex, L = ctx.saved_tensors
-        need = ctx.needs_input_grad[:7]
+        refl, emis, lscale, rough, metal, env, tex, vcol, L = ctx.saved_tensors
+        need = ctx.needs_input_grad[:8]
         if g_img is None or not any(need):
-            return (None,) * 11
+            return (None,) * 12
         S = sc.settings.spp
         # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
         base = first // S if sc.settings.chunk_rays % S == 0 else 0

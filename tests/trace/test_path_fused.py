@@ -246,9 +246,7 @@ def test_predicate_scope():
         assert pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))
     vc = torch.ones(4, 3, dtype=DT, requires_grad=True)
     tinted = [Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=vc), shapes[0].material)] + shapes[1:]
-    assert not pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # vertex colours with a gradient
-    tinted[0] = Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=vc.detach()), shapes[0].material)
-    assert pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))
+    assert pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # vertex colours (with a gradient)
     pos = _t(0.3, 0.8, 0.5).requires_grad_(True)
     assert not pf.fused_path_ok(_Scene(shapes, cam, [PointLight(pos)], st, prepare_trace(shapes)))
 
@@ -474,7 +472,7 @@ def test_env_texel_gradients_match_finite_differences():
     assert pf.fused_path_ok(sc)
     count = 25 * spp
     args = (sc.accel.bvh, pf._path_scene(sc))
-    refl, emis, ls, rough, metal, env, _ = (x.detach() for x in pf._rows(sc))
+    refl, emis, ls, rough, metal, env, _ = (x.detach() for x in pf._rows(sc)[:7])
     st, camera = pf._settings(sc, 0), pf._camera(sc, 0)
     gpix = torch.linspace(0.5, 1.5, 25 * 3, dtype=DT).reshape(25, 3)
 
@@ -548,22 +546,27 @@ def tex_box(alb, base, rough, metal, res=8, wall=None):
     return shapes, cam
 
 
-def tint(shapes):
-    """tex_box with meshes' own colours, which multiply the BRDF (no gradient): a 2-channel texture (its first
-    channel read) on the green wall, an RGB texture on the textured floor, vertex colours with a zero blue
-    channel on the tilted quad (the zero-factor case behind a tint)."""
+def tint_params():
+    """The meshes' own colours of :func:`tint`: the green wall's 2-channel texture (its first channel read), the
+    floor's RGB texture, the tilted quad's vertex colours with a zero blue channel (the zero factor behind a tint)."""
     g = torch.Generator().manual_seed(3)
-    out = list(shapes)
-    q = _uv_quad(shapes[4].mesh)
-    out[4] = Shape(Mesh(q.verts, q.faces, uvs=q.uvs, faces_uvs=q.faces_uvs,
-                        texture=torch.rand(3, 3, 2, dtype=DT, generator=g) + 0.5), shapes[4].material)
+    wall = torch.rand(3, 3, 2, dtype=DT, generator=g) + 0.5
     vc = torch.rand(4, 3, dtype=DT, generator=g) * 0.5 + 0.5
     vc[:, 2] = 0.0
+    floor = torch.rand(2, 2, 3, dtype=DT, generator=g) * 0.5 + 0.5
+    return [t.requires_grad_(True) for t in (wall, vc, floor)]
+
+
+def tint(shapes, params=None):
+    """tex_box with meshes' own colours (:func:`tint_params`), which multiply the BRDF."""
+    wall, vc, floor = tint_params() if params is None else params
+    out = list(shapes)
+    q = _uv_quad(shapes[4].mesh)
+    out[4] = Shape(Mesh(q.verts, q.faces, uvs=q.uvs, faces_uvs=q.faces_uvs, texture=wall), shapes[4].material)
     m = shapes[5].mesh
     out[5] = Shape(Mesh(m.verts, m.faces, vert_colors=vc), shapes[5].material)
     m = shapes[0].mesh
-    out[0] = Shape(Mesh(m.verts, m.faces, uvs=m.uvs, faces_uvs=m.faces_uvs,
-                        texture=torch.rand(2, 2, 3, dtype=DT, generator=g) * 0.5 + 0.5), shapes[0].material)
+    out[0] = Shape(Mesh(m.verts, m.faces, uvs=m.uvs, faces_uvs=m.faces_uvs, texture=floor), shapes[0].material)
     return out
 
 
@@ -580,7 +583,9 @@ def test_textured_images_agree_with_torch_path(case):
     if case == "point_env_no_mis":
         lights = lights + [env_light()]
     shapes, cam = tex_box(*(t.detach() for t in tex_params()))
-    _images_agree(tint(shapes) if case.startswith("tinted") else shapes, cam, lights, st)
+    if case.startswith("tinted"):
+        shapes = tint(shapes, [t.detach() for t in tint_params()])
+    _images_agree(shapes, cam, lights, st)
 
 
 @pytest.mark.parametrize("tinted", [False, True])
@@ -597,7 +602,7 @@ def test_texel_gradients_match_finite_differences(tinted):
     assert pf.fused_path_ok(sc)
     count = 25 * spp
     args = (sc.accel.bvh, pf._path_scene(sc))
-    refl, emis, ls, rough, metal, env, tex = (x.detach() for x in pf._rows(sc))
+    refl, emis, ls, rough, metal, env, tex = (x.detach() for x in pf._rows(sc)[:7])
     st, camera = pf._settings(sc, 0), pf._camera(sc, 0)
     gpix = torch.linspace(0.5, 1.5, 25 * 3, dtype=DT).reshape(25, 3)
 
@@ -605,9 +610,34 @@ def test_texel_gradients_match_finite_differences(tinted):
         L = trace_paths(*args, r, emis, ls, None, None, None, st, camera, count, rough, metal, env, t)[0]
         return float((L.reshape(25, spp, 3).mean(1) * gpix).sum())
 
-    g_refl, g_tex = (replay_paths(*args, refl, emis, ls, None, None, None, st, gpix, (True,) + (False,) * 5 + (True,),
-                                  camera, count, 0, None, rough, metal, env, tex)[k] for k in (0, 6))
+    need = (True,) + (False,) * 5 + (True, tinted)
+    grads = replay_paths(*args, refl, emis, ls, None, None, None, st, gpix, need, camera, count, 0, None, rough, metal,
+                         env, tex)
+    g_refl, g_tex = grads[0], grads[6]
     meta = pf._path_scene(sc).tex_meta
+    h = 1e-6
+    if tinted:  # the tint's texels (floor: texture 1, wall: 5) and vertex colours, the blue ones behind their 0
+        for t in (1, 5):
+            lo, n = int(meta[t, 0]), int(meta[t, 1] * meta[t, 2] * meta[t, 3])
+            assert float(g_tex[lo:lo + n].abs().sum()) > 1e-3
+            for k in (lo + torch.topk(g_tex[lo:lo + n].abs(), 2).indices).tolist():
+                e = torch.zeros_like(tex)
+                e[k] = h
+                fd = (f(refl, tex + e) - f(refl, tex - e)) / (2 * h)
+                assert abs(float(g_tex[k]) - fd) <= 1e-6 * abs(fd) + 1e-8, (k, float(g_tex[k]), fd)
+        ps = args[1]
+        off = sum(int(x.mesh.verts.shape[0]) for x in shapes[:5])
+        for j in (off * 3 + 2, off * 3 + 4, off * 3 + 11):
+            e = torch.zeros_like(ps.vcol).reshape(-1)
+            e[j] = h
+            fv = []
+            for sign in (1, -1):
+                p2 = ps._replace(vcol=ps.vcol + sign * e.reshape(ps.vcol.shape))
+                L = trace_paths(sc.accel.bvh, p2, refl, emis, ls, None, None, None, st, camera, count, rough, metal, env,
+                                tex)[0]
+                fv.append(float((L.reshape(25, spp, 3).mean(1) * gpix).sum()))
+            fd = (fv[0] - fv[1]) / (2 * h)
+            assert abs(fd) > 1e-4 and abs(float(grads[7].reshape(-1)[j]) - fd) <= 1e-6 * abs(fd) + 1e-8, (j, fd)
     assert int(meta.shape[0]) == (6 if tinted else 4)
     meta = meta[[0, 2, 3, 4]] if tinted else meta  # the floor's tint is texture 1 (no gradient), the wall's 5
     green = int(meta[0, 0]) + 3 * torch.arange(20) + 1  # the floor texture's zero channel
@@ -617,7 +647,6 @@ def test_texel_gradients_match_finite_differences(tinted):
         lo, n = int(meta[t, 0]), int(meta[t, 1] * meta[t, 2] * meta[t, 3])
         picks.append(lo + torch.topk(g_tex[lo:lo + n].abs(), 1).indices)
         assert float(g_tex[lo:lo + n].abs().sum()) > 1e-3
-    h = 1e-6
     for k in torch.cat(picks).tolist():
         e = torch.zeros_like(tex)
         e[k] = h
@@ -640,7 +669,9 @@ def test_texel_gradients_agree_with_torch_path(tinted):
     def of_seed(s):
         params = tex_params() + [_t(0.6, 0.2, 0.1).requires_grad_(True)]
         shapes, cam = tex_box(*params[:4], res=6, wall=params[4])
-        shapes = tint(shapes) if tinted else shapes
+        if tinted:
+            params += tint_params()
+            shapes = tint(shapes, params[5:])
         img = render_trace(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)],
                            TraceSettings(spp=4, max_bounces=3, rr_depth=2, seed=s, boundary="none")).image
         w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
@@ -672,9 +703,8 @@ def test_texture_replay_same_with_and_without_kept_radiance():
 
 
 def test_textured_predicate_scope():
-    """Textured albedo / base colour, roughness and metallic run in the kernel (with gradients), and a mesh's own
-    texture without gradient; a mesh texture that needs a gradient or a texture with a forward-mode tangent does
-    not."""
+    """Textured albedo / base colour, roughness and metallic and a mesh's own texture run in the kernel (with
+    gradients); a texture with a forward-mode tangent does not."""
     import torch.autograd.forward_ad as fwAD
 
     st = TraceSettings(max_bounces=3)
@@ -687,21 +717,21 @@ def test_textured_predicate_scope():
     floor = shapes[0].mesh
     grey = torch.rand(4, 4, 1, dtype=DT)
     assert ok([Shape(floor, LambertMaterial(TextureParam(grey, filter_mode="nearest")))] + shapes[1:])
-    own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs, texture=grey.expand(4, 4, 3))
-    assert ok([Shape(own, shapes[0].material)] + shapes[1:])  # a mesh's own texture tints the BRDF
     own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs,
                texture=grey.expand(4, 4, 3).clone().requires_grad_(True))
-    assert not ok([Shape(own, shapes[0].material)] + shapes[1:])  # ... but it takes no gradient in the kernel
+    assert ok([Shape(own, shapes[0].material)] + shapes[1:])  # a mesh's own texture tints the BRDF
     with fwAD.dual_level():
         dual = fwAD.make_dual(grey, torch.ones_like(grey))
         assert not ok([Shape(floor, LambertMaterial(TextureParam(dual)))] + shapes[1:])
+        own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs, texture=dual.expand(4, 4, 3))
+        assert not ok([Shape(own, shapes[0].material)] + shapes[1:])
 
 
 def test_textured_bad_inputs():
     shapes, cam = tex_box(*(t.detach() for t in tex_params()))
     sc = _Scene(shapes, cam, [], TraceSettings(max_bounces=2), prepare_trace(shapes))
     ps = pf._path_scene(sc)
-    refl, emis, ls, rough, metal, _, tex = (x.detach() for x in pf._rows(sc))
+    refl, emis, ls, rough, metal, _, tex = (x.detach() for x in pf._rows(sc)[:7])
     o, d = torch.zeros(4, 3, dtype=DT), torch.tensor([[0.0, -0.3, -1.0]] * 4, dtype=DT)
     d = d / d.norm(dim=1, keepdim=True)
     st = PathSettings(sc.eps, True, 2, 3, True, 0, (0.0, 0.0, 0.0))

@@ -225,8 +225,8 @@ def test_mesh_texture_and_vertex_colours_tint_like_render_mesh(kind):
 @pytest.mark.parametrize("plane", ["lambert", "mirror"])
 def test_mesh_tint_gradients_match_fd_over_two_bounces(plane, monkeypatch):
     """Gradients reach the mesh texture's texels and the vertex colours through a second bounce (off a Lambert
-    wall) and through a tinted mirror (the plane as a mirror shows the wall). The torch path throughout: without
-    a gradient on the tint, the differences' renders would run the fused kernel (other random numbers)."""
+    wall) and through a tinted mirror (the plane as a mirror shows the wall). The torch path (the spec) throughout;
+    ``tests/trace/test_path_fused.py`` checks the fused kernel's tint gradients against it."""
     import lumigrad.render._path_fused as pf
 
     monkeypatch.setattr(pf, "fused_path_ok", lambda sc: False)
