@@ -4,8 +4,9 @@
 (:mod:`lumigrad.ops._path_kernels`); :func:`replay_paths` re-runs the same paths (same random
 numbers: ``seed`` and the ray's index in the launch) and returns the gradients of ``sum(grad * L)``
 w.r.t. the per-shape reflectance rows, the shapes' emission, the lights' scales, the GGX roughness / metallic
-rows, the environment map's texels and the texels of textured colour / roughness / metallic parameters (looked up
-at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`). Only those can have gradients: geometry, camera and light positions are constants here. The estimator is
+rows, the environment map's texels, the texels of textured colour / roughness / metallic parameters and of the
+meshes' own textures (looked up at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`) and the vertex colours.
+Only those can have gradients: geometry, camera and light positions are constants here. The estimator is
 that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
 noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel
 from a :class:`PathCamera` (what the renderer uses: no per-sample tensors in either pass).
@@ -34,7 +35,8 @@ __all__ = ["PathScene", "PathCamera", "PathSettings", "trace_paths", "replay_pat
 
 MIRROR = _k.MIRROR
 GGX = _k.GGX
-_TEX_GRAD_ELEMS = 1 << 25  # CPU replay: at most ~this many texel-gradient entries over all task rows (unless 1 per thread)
+# CPU replay: at most ~this many texel / vertex-colour gradient entries over all task rows (or one row per thread).
+_TEX_GRAD_ELEMS = 1 << 25
 
 
 class PathScene(NamedTuple):
@@ -59,7 +61,7 @@ class PathScene(NamedTuple):
     env_cdf: Tensor | None = None  # [H * W] their running sum, last = 1
     env_rot: Tensor | None = None  # [3, 3] d_map = d_world rot
     env_size: tuple = (0, 0)  # (H, W)
-    tex_slot: Tensor | None = None  # [S, 4] int32 texture of each shape's colour / roughness / metallic / tint, -1: none
+    tex_slot: Tensor | None = None  # [S, 4] int32 texture of each shape's colour / roughness / metallic / tint or -1
     tex_meta: Tensor | None = None  # [T, 6] int32 per texture: offset in the texels, H, W, C, boundary, nearest
     uvs: Tensor | None = None  # [U, 2] texture coordinates (u right, v up)
     faces_uv: Tensor | None = None  # [F, 3] int32 rows of uvs at each face's corners
@@ -130,7 +132,8 @@ def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tens
         want.update({"env": (env, (H * W, 3), dt), "env_prob": (sc.env_prob, (H * W,), dt),
                      "env_cdf": (sc.env_cdf, (H * W,), dt), "env_rot": (sc.env_rot, (3, 3), dt)})
     if (tex is None) != (sc.tex_slot is None):
-        raise ValueError(f"{fn}(): give tex (the texels) together with sc.tex_slot, tex_meta, uvs and faces_uv, or none")
+        raise ValueError(f"{fn}(): give tex (the texels) together with sc.tex_slot, tex_meta, uvs and faces_uv, or "
+                         f"none")
     if tex is not None:
         nt, nu = int(sc.tex_meta.shape[0]) if isinstance(sc.tex_meta, Tensor) else -1, \
             int(sc.uvs.shape[0]) if isinstance(sc.uvs, Tensor) else -1
@@ -194,12 +197,14 @@ def _tex_args(sc: PathScene, tex: Tensor | None) -> list:
         i1 = torch.zeros(1, 4, dtype=torch.int32, device=like.device)
         return [to_warp(i1 - 1), to_warp(ones), 0, to_warp(torch.zeros(1, 6, dtype=torch.int32, device=like.device)),
                 to_warp(torch.zeros(1, dtype=like.dtype, device=like.device)),
-                to_warp(torch.zeros(1, 2, dtype=like.dtype, device=like.device)), to_warp(torch.zeros_like(i1[:, :3]))]
+                to_warp(torch.zeros(1, 2, dtype=like.dtype, device=like.device)),
+                to_warp(torch.zeros(1, 3, dtype=torch.int32, device=like.device))]
     meta = sc.tex_meta if sc.tex_meta.shape[0] else torch.zeros(1, 6, dtype=torch.int32, device=like.device)
     texels = tex.detach().contiguous() if tex.shape[0] else torch.zeros(1, dtype=like.dtype, device=like.device)
     vc = sc.vcol is not None
     return [to_warp(sc.tex_slot.contiguous()), to_warp(sc.vcol.contiguous() if vc else ones), int(vc),
-            to_warp(meta.contiguous()), to_warp(texels), to_warp(sc.uvs.contiguous()), to_warp(sc.faces_uv.contiguous())]
+            to_warp(meta.contiguous()), to_warp(texels), to_warp(sc.uvs.contiguous()),
+            to_warp(sc.faces_uv.contiguous())]
 
 
 def _ray_args(origins, dirs, camera: PathCamera | None, like: Tensor) -> list:
@@ -245,8 +250,8 @@ def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, f
             to_warp(sc.is_em), to_warp(sc.em_area), ne, to_warp(nz(sc.em_shape, 1)),
             to_warp(sc.em_start), to_warp(nz(sc.em_face, 1)), to_warp(nz(sc.em_cdf, 1)), nl,
             to_warp(nz(sc.lkind, 1)), to_warp(nz(sc.lvec, (1, 3))), to_warp(nz(lscale, (1, 3))),
-            to_warp(nz(sc.lfall, (1, 3))), *_env_args(sc, env), *_tex_args(sc, tex), *_ray_args(origins, dirs, camera, sc.corners),
-            int(given),
+            to_warp(nz(sc.lfall, (1, 3))), *_env_args(sc, env), *_tex_args(sc, tex),
+            *_ray_args(origins, dirs, camera, sc.corners), int(given),
             to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
             int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)), int(ne > 0 or env is not None),
             int(st.seed) & 0x7FFFFFFF]

@@ -9,13 +9,13 @@ the chunk's camera rays and re-traces the same paths. With ``TraceSettings.repla
 is kept between the passes (the replay runs each path twice: once for its radiance, once to spread
 the gradients); without it each sample's radiance is kept (12 bytes in float32, against the torch
 path's whole autograd graph) and the replay runs each path once. Gradients reach the shapes' albedo / mirror reflectance /
-GGX base colour, roughness and metallic (rows or texels),
+GGX base colour, roughness and metallic (rows or texels), meshes' own textures and vertex colours,
 their emission and the lights' colour and intensity; the boundary (edge) term is skipped, as it is
 zero without geometric gradients.
 
 Scope (else the torch path runs): Lambert, GGX and mirror materials, their albedo / base colour, roughness and
 metallic constant or textured (:class:`lumigrad.scene.materials.TextureParam`), meshes' own ``texture`` /
-``vert_colors`` when they need no gradient, emissive shapes, point / directional lights and an environment map (no SH or
+``vert_colors``, emissive shapes, point / directional lights and an environment map (no SH or
 ambient light),
 and no gradient or forward-mode tangent on vertices, camera or light positions / directions, and
 no forward-mode tangent at all. The direct-lighting fast path (``path._fused_ok``) keeps priority.
@@ -51,19 +51,20 @@ with replay 0.75-0.77 -> 0.67-0.68 s; Mitsuba ``path`` 0.22 s, ``prb`` 0.64-0.66
 (BVH queries ~60 % of the forward): :mod:`lumigrad.ops._path_kernels`.
 Textures (added after the figures above): a textured parameter is looked up at each hit's UV as the torch path's
 ``_sample_texture`` does (bilinear or nearest at level 0, wrap / clamp / zero boundary), and a mesh's own texture
-and vertex colours multiply the BRDF there (``_tint_at``; they take no gradient in the kernel: scenes that need
-one stay on the torch path), in a kernel variant of its own (:func:`lumigrad.ops._path_kernels.path_kernel` with
-``tex``), so untextured scenes run the code they ran before: A/B against main (Cornell box 64^2, 16 spp,
-3 bounces, 1 thread, ``time.thread_time``, min of 7 per process, 5 alternating processes each, best of them):
-forward 0.0595 vs 0.0598 s, fwd+bwd 0.121 vs 0.120 s, replay 0.167 vs 0.168 s; with a GGX floor (the full
-variant) within the noise of the loaded machine. The texel gradients go to the 4 taps of each lookup as the
-environment map's (one row per CPU task, atomics on CUDA); a zero colour channel at a textured hit keeps its UV,
-so the terms after it reach that hit's texels. Measured (``bench/trace_gi_textures.py``: the Cornell box with a
-256^2 albedo texture on the floor and 256^2 base colour and roughness textures on a GGX back wall, 64^2, 16 spp,
-3 bounces, replay; CPU seconds, medians of 5, alternating in one process): 1 thread, forward 0.258 s torch path
--> 0.085 s kernel (3.0x), fwd+bwd w.r.t. the three textures 0.549 -> 0.270 s (2.0x); 2 threads 0.317 -> 0.094 s
-(3.4x) and 0.748 -> 0.315 s (2.4x). The kernel on the same scene with constant parameters: 0.071 / 0.230 s
-(1 thread), so the lookups and texel gradients cost 1.2x.
+and vertex colours multiply the BRDF there (``_tint_at``), in a kernel variant of its own
+(:func:`lumigrad.ops._path_kernels.path_kernel` with ``tex``), so untextured scenes run the code they ran before:
+A/B against main (Cornell box 64^2, 16 spp, 3 bounces, 1 thread, ``time.thread_time``, min of 7 per process, 5
+alternating processes each, best of them): forward 0.0595 vs 0.0598 s, fwd+bwd 0.121 vs 0.120 s, replay 0.167 vs
+0.168 s; with a GGX floor (the full variant) within the noise of the loaded machine. The texel gradients go to the 4
+taps of each lookup as the environment map's (one row per CPU task, atomics on CUDA), the tint's to the mesh
+texture's taps and the hit triangle's vertex colours; a channel whose factor (albedo times tint, or GGX weight times
+tint) is zero at a hit keeps that hit (UV, face, barycentrics) and both coefficients, so the terms after it reach
+its texels and vertex colours. Measured (``bench/trace_gi_textures.py``: the Cornell box with a 256^2 albedo texture
+on the floor and 256^2 base colour and roughness textures on a GGX back wall, 64^2, 16 spp, 3 bounces, replay; CPU
+seconds, medians of 5, alternating in one process): 1 thread, forward 0.258 s torch path -> 0.085 s kernel (3.0x),
+fwd+bwd w.r.t. the three textures 0.549 -> 0.270 s (2.0x); 2 threads 0.317 -> 0.094 s (3.4x) and 0.748 -> 0.315 s
+(2.4x). The kernel on the same scene with constant parameters: 0.071 / 0.230 s (1 thread), so the lookups and texel
+gradients cost 1.2x.
 The camera rays' closest hits come from the kernel's own BVH query: on this scene it costs about
 nothing next to the rest of a path, while the 16 raster passes of ``primary="raster"`` took 10-20 %
 of the forward.
