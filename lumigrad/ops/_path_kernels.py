@@ -377,8 +377,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
     lights (``has_env``, ``kind == GGX`` and ``nl`` then count as 0 / False). What is compiled out frees
     registers and stack spills in the hot loop; see :func:`path_kernel` for the figures. With ``tex`` the
     colour / roughness / metallic of shapes with a texture slot are looked up at each hit's UV
-    (:mod:`lumigrad.ops._path_tex_funcs`) and their gradients go to the texels; without it the texture
-    arguments are unused."""
+    (:mod:`lumigrad.ops._path_tex_funcs`), the meshes' tint (vertex colours times their own texture) multiplies
+    the BRDF, and the gradients go to the texels and vertex colours; without it those arguments are unused."""
 
     def trace_paths_kernel(
         offset: int,

@@ -753,6 +753,8 @@ def test_textured_bad_inputs():
         run(p=ps._replace(faces_uv=ps.faces_uv + 1000))
     with pytest.raises(ValueError, match="trace_paths\\(\\): uvs must be"):
         run(p=ps._replace(uvs=ps.uvs[:, :1]))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): vcol must be"):
+        run(p=ps._replace(vcol=torch.ones(3, 3, dtype=DT)))
     with pytest.raises(ValueError, match="trace_paths\\(\\): tex_meta row 3"):
         meta = ps.tex_meta.clone()
         meta[3, 0] = tex.shape[0]  # past the end of the texels
@@ -761,6 +763,9 @@ def test_textured_bad_inputs():
         meta = ps.tex_meta.clone()
         meta[2, 1], meta[2, 3] = 1, 3  # the roughness texture read as 1 x 3 RGB texels: same size
         run(p=ps._replace(tex_meta=meta))
+    with pytest.raises(ValueError, match="replay_paths\\(\\): need asks for the vertex colours"):
+        replay_paths(bvh, ps, refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT), (False,) * 7 + (True,), None,
+                     None, 0, None, rough, metal, None, tex)
     with pytest.raises(ValueError, match="replay_paths\\(\\): need asks for the texels"):
         replay_paths(bvh, ps._replace(tex_slot=None, tex_meta=None, uvs=None, faces_uv=None), refl, emis, ls, o, d,
                      None, st, torch.zeros(4, 3, dtype=DT), (False,) * 6 + (True,), None, None, 0, None, rough, metal)
