@@ -52,19 +52,21 @@ with replay 0.75-0.77 -> 0.67-0.68 s; Mitsuba ``path`` 0.22 s, ``prb`` 0.64-0.66
 Textures (added after the figures above): a textured parameter is looked up at each hit's UV as the torch path's
 ``_sample_texture`` does (bilinear or nearest at level 0, wrap / clamp / zero boundary), and a mesh's own texture
 and vertex colours multiply the BRDF there (``_tint_at``), in a kernel variant of its own
-(:func:`lumigrad.ops._path_kernels.path_kernel` with ``tex``), so untextured scenes run the code they ran before:
-A/B against main (Cornell box 64^2, 16 spp, 3 bounces, 1 thread, ``time.thread_time``, min of 7 per process, 5
-alternating processes each, best of them): forward 0.0595 vs 0.0598 s, fwd+bwd 0.121 vs 0.120 s, replay 0.167 vs
-0.168 s; with a GGX floor (the full variant) within the noise of the loaded machine. The texel gradients go to the 4
-taps of each lookup as the environment map's (one row per CPU task, atomics on CUDA), the tint's to the mesh
-texture's taps and the hit triangle's vertex colours; a channel whose factor (albedo times tint, or GGX weight times
-tint) is zero at a hit keeps that hit (UV, face, barycentrics) and both coefficients, so the terms after it reach
-its texels and vertex colours. Measured (``bench/trace_gi_textures.py``: the Cornell box with a 256^2 albedo texture
-on the floor and 256^2 base colour and roughness textures on a GGX back wall, 64^2, 16 spp, 3 bounces, replay; CPU
-seconds, medians of 5, alternating in one process): 1 thread, forward 0.258 s torch path -> 0.085 s kernel (3.0x),
-fwd+bwd w.r.t. the three textures 0.549 -> 0.270 s (2.0x); 2 threads 0.317 -> 0.094 s (3.4x) and 0.748 -> 0.315 s
-(2.4x). The kernel on the same scene with constant parameters: 0.071 / 0.230 s (1 thread), so the lookups and texel
-gradients cost 1.2x.
+(:func:`lumigrad.ops._path_kernels.path_kernel` with ``tex``), so untextured scenes run the code they ran before,
+with the texture arguments unused. A/B of the untextured kernels against those before the textures, both loaded in
+one process (``bench/path_kernel_ab.py``: Cornell box 64^2, 16 spp, 3 bounces, float32, 1 thread,
+``time.thread_time``, 4 x 30 alternating launches): forward paired ratio 0.991-1.017, replay 1.008-1.018 (medians;
+the minima equal), with a GGX floor (the full variant) 0.974 / 0.982, i.e. within the noise of the loaded machine,
+at most ~1 %; whole renders against main in alternating processes agree as well (0.97-1.05). The texel gradients go
+to the 4 taps of each lookup as the environment map's (one row per CPU task, atomics on CUDA), the tint's to the
+mesh texture's taps and the hit triangle's vertex colours; a channel whose factor (albedo times tint, or GGX weight
+times tint) is zero at a hit keeps that hit (UV, face, barycentrics) and both coefficients, so the terms after it
+reach its texels and vertex colours. Measured (``bench/trace_gi_textures.py``: the Cornell box with a 256^2 albedo
+texture on the floor and 256^2 base colour and roughness textures on a GGX back wall, 64^2, 16 spp, 3 bounces,
+replay; CPU seconds, medians of 5, alternating in one process): 1 thread, forward 0.258 s torch path -> 0.085 s
+kernel (3.0x), fwd+bwd w.r.t. the three textures 0.549 -> 0.270 s (2.0x); 2 threads 0.317 -> 0.094 s (3.4x) and
+0.748 -> 0.315 s (2.4x). The kernel on the same scene with constant parameters: 0.071 / 0.230 s (1 thread), so the
+lookups and texel gradients cost 1.2x.
 The camera rays' closest hits come from the kernel's own BVH query: on this scene it costs about
 nothing next to the rest of a path, while the 16 raster passes of ``primary="raster"`` took 10-20 %
 of the forward.
