@@ -2,7 +2,8 @@
 
 Scene: the validation Cornell box (``tests/validation/mitsuba_scenes.cornell_box``), float32, with a textured
 Lambert floor (256^2 RGB albedo) and a textured GGX back wall (256^2 RGB base colour, 256^2 roughness,
-metallic 0), the other shapes untextured; ``--res``^2, ``--spp``, ``--bounces`` bounces, MIS, path replay
+metallic 0), the other shapes untextured (``--tint``: the two blocks with random vertex colours, which multiply
+their BRDF, differentiated too); ``--res``^2, ``--spp``, ``--bounces`` bounces, MIS, path replay
 (``TraceSettings.replay``, as ``lumigrad trace material``), ``boundary="none"``. Cases: forward, and forward +
 backward of the mean image w.r.t. the three textures, each by the kernel
 (:mod:`lumigrad.render._path_fused`) and by the torch path (the kernel switched off); and the kernel on the
@@ -10,7 +11,7 @@ same scene with constant (mean-texel) parameters, for the cost of the lookups. R
 cases (median of ``--reps`` after a warm-up); process CPU seconds (all threads), which a shared machine
 disturbs less than wall time.
 
-Usage: ``PYTHONPATH=. python bench/trace_gi_textures.py [--res 64] [--spp 16] [--threads 1] [--reps 3]``.
+Usage: ``PYTHONPATH=. python bench/trace_gi_textures.py [--res 64] [--spp 16] [--threads 1] [--reps 3] [--tint]``.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ ap.add_argument("--spp", type=int, default=16)
 ap.add_argument("--bounces", type=int, default=3)
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--reps", type=int, default=3)
+ap.add_argument("--tint", action="store_true", help="vertex colours on the blocks (with gradients)")
 ARGS = ap.parse_args()
 os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -53,13 +55,15 @@ def main() -> None:
     alb = torch.rand(256, 256, 3, generator=g) * 0.6 + 0.2
     base = torch.rand(256, 256, 3, generator=g) * 0.6 + 0.2
     rough = torch.rand(256, 256, 1, generator=g) * 0.6 + 0.2
+    vcols = [torch.rand(s.mesh.verts.shape[0], 3, generator=g) * 0.5 + 0.5 for s in shapes64[5:7]]
 
     def shapes(textured: bool, grad: bool):
-        ts = [t.clone().requires_grad_(grad) for t in (alb, base, rough)]
+        ts = [t.clone().requires_grad_(grad) for t in [alb, base, rough] + (vcols if ARGS.tint else [])]
         out = []
         for i, s in enumerate(shapes64):
             m = Mesh(s.mesh.verts.float(), s.mesh.faces, uvs=uv if i in (0, 2) else None,
-                     faces_uvs=s.mesh.faces if i in (0, 2) else None)
+                     faces_uvs=s.mesh.faces if i in (0, 2) else None,
+                     vert_colors=ts[i - 2] if ARGS.tint and i in (5, 6) else None)
             a = s.material.albedo
             mat = LambertMaterial(a.float() if isinstance(a, torch.Tensor) else a)
             if i == 0:
@@ -99,7 +103,7 @@ def main() -> None:
             t = time.process_time()
             f()
             times[k].append(time.process_time() - t)
-    print(f"Cornell box, textured floor + back wall, {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, replay, "
+    print(f"Cornell box, textured floor + back wall{', tinted blocks' if ARGS.tint else ''}, {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, replay, "
           f"{ARGS.threads} threads, load average {os.getloadavg()[0]:.1f}")
     print("| case | CPU s (median) | min |\n|---|---|---|")
     med = {k: statistics.median(ts) for k, ts in times.items()}
