@@ -98,13 +98,17 @@ _TEX_SLOT = {"albedo": 0, "base_color": 0, "roughness": 1, "metallic": 2}
 
 
 def _textures_ok(sc: _Scene) -> bool:
-    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say), and no
-    texture or vertex colour carries a forward-mode tangent."""
+    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say), no texture
+    or vertex colour carries a forward-mode tangent, and the UVs of a textured scene need no gradient."""
     if not all(name in _TEXTURED and tp.texture.shape[-1] in _TEXTURED[name] and not _tangent(tp.texture)
                for name, entries in sc.tex.items() for _, tp in entries):
         return False
     tints = [tp.texture for _, tp in sc.tint_tex] + ([sc.vcolors] if sc.vcolors is not None else [])
-    return not any(_tangent(t) for t in tints)
+    if any(_tangent(t) for t in tints):
+        return False
+    # UVs are constants in the kernel: a gradient or tangent on them needs the torch path.
+    uvs = [s.mesh.uvs for s in sc.shapes if isinstance(s.mesh.uvs, Tensor)] if sc.tex or sc.tint_tex else []
+    return not any((u.requires_grad and torch.is_grad_enabled()) or _tangent(u) for u in uvs)
 
 
 def fused_path_ok(sc: _Scene) -> bool:

@@ -704,7 +704,7 @@ def test_texture_replay_same_with_and_without_kept_radiance():
 
 def test_textured_predicate_scope():
     """Textured albedo / base colour, roughness and metallic and a mesh's own texture run in the kernel (with
-    gradients); a texture with a forward-mode tangent does not."""
+    gradients); a texture with a forward-mode tangent or UVs that need a gradient do not."""
     import torch.autograd.forward_ad as fwAD
 
     st = TraceSettings(max_bounces=3)
@@ -720,6 +720,10 @@ def test_textured_predicate_scope():
     own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs,
                texture=grey.expand(4, 4, 3).clone().requires_grad_(True))
     assert ok([Shape(own, shapes[0].material)] + shapes[1:])  # a mesh's own texture tints the BRDF
+    moved = Mesh(floor.verts, floor.faces, uvs=floor.uvs.clone().requires_grad_(True), faces_uvs=floor.faces_uvs)
+    assert not ok([Shape(moved, shapes[0].material)] + shapes[1:])  # UVs with a gradient
+    with torch.no_grad():
+        assert ok([Shape(moved, shapes[0].material)] + shapes[1:])
     with fwAD.dual_level():
         dual = fwAD.make_dual(grey, torch.ones_like(grey))
         assert not ok([Shape(floor, LambertMaterial(TextureParam(dual)))] + shapes[1:])
