@@ -3,8 +3,10 @@
 :func:`trace_paths` traces each camera ray's path through all its bounces in one thread
 (:mod:`lumigrad.ops._path_kernels`); :func:`replay_paths` re-runs the same paths (same random
 numbers: ``seed`` and the ray's index in the launch) and returns the gradients of ``sum(grad * L)``
-w.r.t. the per-shape reflectance rows, the shapes' emission and the lights' scales. Only those
-can have gradients: geometry, camera and light positions are constants here. The estimator is
+w.r.t. the per-shape reflectance rows, the shapes' emission, the lights' scales, the GGX roughness / metallic
+rows, the environment map's texels, the texels of textured colour / roughness / metallic parameters and of the
+meshes' own textures (looked up at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`) and the vertex colours.
+Only those can have gradients: geometry, camera and light positions are constants here. The estimator is
 that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
 noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel
 from a :class:`PathCamera` (what the renderer uses: no per-sample tensors in either pass).
@@ -33,6 +35,8 @@ __all__ = ["PathScene", "PathCamera", "PathSettings", "trace_paths", "replay_pat
 
 MIRROR = _k.MIRROR
 GGX = _k.GGX
+# CPU replay: at most ~this many texel / vertex-colour gradient entries over all task rows (or one row per thread).
+_TEX_GRAD_ELEMS = 1 << 25
 
 
 class PathScene(NamedTuple):
@@ -57,6 +61,11 @@ class PathScene(NamedTuple):
     env_cdf: Tensor | None = None  # [H * W] their running sum, last = 1
     env_rot: Tensor | None = None  # [3, 3] d_map = d_world rot
     env_size: tuple = (0, 0)  # (H, W)
+    tex_slot: Tensor | None = None  # [S, 4] int32 texture of each shape's colour / roughness / metallic / tint or -1
+    tex_meta: Tensor | None = None  # [T, 6] int32 per texture: offset in the texels, H, W, C, boundary, nearest
+    uvs: Tensor | None = None  # [U, 2] texture coordinates (u right, v up)
+    faces_uv: Tensor | None = None  # [F, 3] int32 rows of uvs at each face's corners
+    vcol: Tensor | None = None  # [V, 3] vertex colours multiplying the BRDF (ones for shapes without; None: no colours)
 
 
 class PathCamera(NamedTuple):
@@ -98,7 +107,7 @@ def _num_rays(fn: str, origins, dirs, camera: PathCamera | None, count: int | No
 
 def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor, dirs: Tensor,
            face: Tensor | None, camera: PathCamera | None = None, count: int | None = None, rough: Tensor | None = None,
-           metal: Tensor | None = None, env: Tensor | None = None) -> int:
+           metal: Tensor | None = None, env: Tensor | None = None, tex: Tensor | None = None) -> int:
     dt, dev = sc.corners.dtype, sc.corners.device
     if dt not in (torch.float32, torch.float64):
         raise TypeError(f"{fn}(): corners must be float32 or float64, got {dt}")
@@ -122,6 +131,17 @@ def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tens
             raise ValueError(f"{fn}(): env needs sc.env_size (H, W) >= (2, 2), got {sc.env_size}")
         want.update({"env": (env, (H * W, 3), dt), "env_prob": (sc.env_prob, (H * W,), dt),
                      "env_cdf": (sc.env_cdf, (H * W,), dt), "env_rot": (sc.env_rot, (3, 3), dt)})
+    if (tex is None) != (sc.tex_slot is None):
+        raise ValueError(f"{fn}(): give tex (the texels) together with sc.tex_slot, tex_meta, uvs and faces_uv, or "
+                         f"none")
+    if tex is not None:
+        nt, nu = int(sc.tex_meta.shape[0]) if isinstance(sc.tex_meta, Tensor) else -1, \
+            int(sc.uvs.shape[0]) if isinstance(sc.uvs, Tensor) else -1
+        want.update({"tex": (tex, (int(tex.shape[0]) if isinstance(tex, Tensor) else -1,), dt),
+                     "tex_slot": (sc.tex_slot, (S, 4), torch.int32), "tex_meta": (sc.tex_meta, (nt, 6), torch.int32),
+                     "uvs": (sc.uvs, (nu, 2), dt), "faces_uv": (sc.faces_uv, (F, 3), torch.int32)})
+        if sc.vcol is not None:
+            want["vcol"] = (sc.vcol, (int(sc.corners.shape[0]), 3), dt)
     if camera is None:
         want.update({"origins": (origins, (R, 3), dt), "dirs": (dirs, (R, 3), dt)})
     else:
@@ -142,9 +162,49 @@ def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tens
                             ("lkind", sc.lkind, 0, 2), ("face", face, -1, F)):
         if v is not None and v.numel() and (int(v.min()) < lo or int(v.max()) >= hi):
             raise ValueError(f"{fn}(): {name} must lie in [{lo}, {hi})")
+    if tex is not None:
+        _check_textures(fn, sc, int(tex.shape[0]))
     if ne and (int(sc.em_start[0]) != 0 or int(sc.em_start[-1]) != T or bool((sc.em_start.diff() < 1).any())):
         raise ValueError(f"{fn}(): em_start must rise from 0 to {T}, each emitter with >= 1 triangle")
     return R
+
+
+def _check_textures(fn: str, sc: PathScene, n: int) -> None:
+    """Texture table and UV indices in range (shapes and dtypes are checked by :func:`_check`)."""
+    T, U = int(sc.tex_meta.shape[0]), int(sc.uvs.shape[0])
+    for name, v, lo, hi in (("tex_slot", sc.tex_slot, -1, T), ("faces_uv", sc.faces_uv, 0, U)):
+        if v.numel() and (int(v.min()) < lo or int(v.max()) >= hi):
+            raise ValueError(f"{fn}(): {name} must lie in [{lo}, {hi})")
+    if T:
+        off, h, w, c, bnd, near = sc.tex_meta.long().unbind(1)
+        bad = (off < 0) | (h < 1) | (w < 1) | (c < 1) | (off + h * w * c > n) | (bnd < 0) | (bnd > 2) | (near < 0) \
+            | (near > 1)
+        if bool(bad.any()):
+            raise ValueError(f"{fn}(): tex_meta row {int(bad.nonzero()[0])} is not (offset, H >= 1, W >= 1, C >= 1, "
+                             f"boundary 0-2, nearest 0/1) inside the {n} texels")
+    nc = sc.tex_meta[sc.tex_slot.clamp_min(0).long(), 3] if T else sc.tex_slot
+    if bool(((sc.tex_slot[:, 1:3] >= 0) & (nc[:, 1:3] != 1)).any()):
+        raise ValueError(f"{fn}(): roughness / metallic textures must have 1 channel")
+    if bool(((sc.tex_slot[:, 3] >= 0) & (nc[:, 3] != 1) & (nc[:, 3] != 3)).any()):
+        raise ValueError(f"{fn}(): tint textures must have 1 or 3 channels")
+
+
+def _tex_args(sc: PathScene, tex: Tensor | None) -> list:
+    """The kernel's texture arguments (``tex_slot .. faces_uv``); placeholders without textures."""
+    like = sc.corners
+    ones = torch.ones(1, 3, dtype=like.dtype, device=like.device)
+    if tex is None:
+        i1 = torch.zeros(1, 4, dtype=torch.int32, device=like.device)
+        return [to_warp(i1 - 1), to_warp(ones), 0, to_warp(torch.zeros(1, 6, dtype=torch.int32, device=like.device)),
+                to_warp(torch.zeros(1, dtype=like.dtype, device=like.device)),
+                to_warp(torch.zeros(1, 2, dtype=like.dtype, device=like.device)),
+                to_warp(torch.zeros(1, 3, dtype=torch.int32, device=like.device))]
+    meta = sc.tex_meta if sc.tex_meta.shape[0] else torch.zeros(1, 6, dtype=torch.int32, device=like.device)
+    texels = tex.detach().contiguous() if tex.shape[0] else torch.zeros(1, dtype=like.dtype, device=like.device)
+    vc = sc.vcol is not None
+    return [to_warp(sc.tex_slot.contiguous()), to_warp(sc.vcol.contiguous() if vc else ones), int(vc),
+            to_warp(meta.contiguous()), to_warp(texels), to_warp(sc.uvs.contiguous()),
+            to_warp(sc.faces_uv.contiguous())]
 
 
 def _ray_args(origins, dirs, camera: PathCamera | None, like: Tensor) -> list:
@@ -175,7 +235,7 @@ def _env_args(sc: PathScene, env: Tensor | None) -> list:
 
 
 def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, face, st: PathSettings, tiny, ntiny,
-          camera: PathCamera | None = None, env: Tensor | None = None) -> list:
+          camera: PathCamera | None = None, env: Tensor | None = None, tex: Tensor | None = None) -> list:
     dt = sc.corners.dtype
     given = face is not None
     nl, ne = int(sc.lkind.shape[0]), int(sc.em_shape.shape[0])
@@ -190,8 +250,8 @@ def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, f
             to_warp(sc.is_em), to_warp(sc.em_area), ne, to_warp(nz(sc.em_shape, 1)),
             to_warp(sc.em_start), to_warp(nz(sc.em_face, 1)), to_warp(nz(sc.em_cdf, 1)), nl,
             to_warp(nz(sc.lkind, 1)), to_warp(nz(sc.lvec, (1, 3))), to_warp(nz(lscale, (1, 3))),
-            to_warp(nz(sc.lfall, (1, 3))), *_env_args(sc, env), *_ray_args(origins, dirs, camera, sc.corners),
-            int(given),
+            to_warp(nz(sc.lfall, (1, 3))), *_env_args(sc, env), *_tex_args(sc, tex),
+            *_ray_args(origins, dirs, camera, sc.corners), int(given),
             to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
             int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)), int(ne > 0 or env is not None),
             int(st.seed) & 0x7FFFFFFF]
@@ -217,14 +277,16 @@ def _guards(dtype: torch.dtype) -> tuple[float, float]:
 def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
                 dirs: Tensor | None, face: Tensor | None, st: PathSettings, camera: PathCamera | None = None,
                 count: int | None = None, rough: Tensor | None = None, metal: Tensor | None = None,
-                env: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                env: Tensor | None = None, tex: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(L [R, 3], hit [R] bool)``: the radiance of one path per ray and whether the ray hit anything.
 
     Args:
         bvh: :class:`lumigrad.ops.trace.TraceBVH` of the merged meshes (its faces are ``sc.faces``).
         sc: :class:`PathScene`. refl: ``[S, 3]`` albedo (Lambert) / reflectance (mirror) / base colour (GGX)
         per shape; rough, metal: ``[S]`` GGX roughness and metallic (None: zeros, no GGX shape); env:
-        ``[H * W, 3]`` environment-map radiance (None: no map; its sampler's tables are in ``sc``).
+        ``[H * W, 3]`` environment-map radiance (None: no map; its sampler's tables are in ``sc``); tex: ``[N]``
+        all textures' texels (None: no textures; their table, ``sc.tex_slot`` .., says where each lies and
+        which shapes read it instead of their ``refl`` / ``rough`` / ``metal`` row).
         emis: ``[S, 3]`` emission per shape (0 where not emissive). lscale: ``[nl, 3]`` light colour * intensity.
         origins, dirs: ``[R, 3]`` camera rays (unit directions), or None with ``camera`` and ``count``: the
         ``R = count`` rays of :class:`PathCamera` samples ``camera.first ..`` are made in the kernel.
@@ -233,16 +295,16 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
 
     Not differentiable by itself (see :func:`replay_paths`).
     """
-    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env)
+    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env, tex)
     dt, dev = sc.corners.dtype, sc.corners.device
     out = torch.empty(R, 3, dtype=dt, device=dev)
     hit = torch.empty(R, dtype=torch.int32, device=dev)
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
-                 dirs, face, st, *_guards(dt), camera, env)
+                 dirs, face, st, *_guards(dt), camera, env, tex)
     rest = [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out), to_warp(hit),
-            to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), 1]
-    launch(_k.path_kernel(False, _full(sc, env)), R, args + rest, warp_device(sc.corners))
+            to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), 1]
+    launch(_k.path_kernel(False, _full(sc, env), tex is not None), R, args + rest, warp_device(sc.corners))
     return out, hit.bool()
 
 
@@ -250,25 +312,31 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
                  dirs: Tensor | None, face: Tensor | None, st: PathSettings, grad: Tensor,
                  need: tuple[bool, ...], camera: PathCamera | None = None, count: int | None = None,
                  pixel_base: int = 0, radiance: Tensor | None = None, rough: Tensor | None = None,
-                 metal: Tensor | None = None, env: Tensor | None = None) -> tuple[Tensor | None, ...]:
-    """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3], g_rough [S], g_metal [S], g_env [H * W, 3])``
-    of ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments, one per entry of ``need``
-    (3, 5 or 6 bools; None where False); path replay, two passes per path (one when neither ``g_refl`` nor
-    the GGX rows are needed).
+                 metal: Tensor | None = None, env: Tensor | None = None,
+                 tex: Tensor | None = None) -> tuple[Tensor | None, ...]:
+    """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3], g_rough [S], g_metal [S], g_env [H * W, 3],
+    g_tex [N], g_vcol [V, 3])`` of ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments,
+    one per entry of ``need`` (3, 5, 6, 7 or 8 bools; None where False); path replay, two passes per path (one when
+    neither ``g_refl`` nor the GGX rows nor the texels nor the vertex colours are needed). Rows of textured
+    parameters get no gradient (their texels do); ``g_vcol``: of ``sc.vcol``.
 
     ``grad``: ``[R, 3]`` per ray; with ``camera``, per pixel instead: sample ``r`` of pixel ``p = r // spp``
     takes row ``p - pixel_base`` divided by ``spp`` (the cotangent of the pixel's mean). ``radiance``: the
     ``[R, 3]`` ``L`` of :func:`trace_paths` when kept, which saves the replay's first pass (memory per sample).
     """
     fn = "replay_paths"
-    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env)
+    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env, tex)
     dt, dev = sc.corners.dtype, sc.corners.device
     n_need = len(need)
-    if n_need not in (3, 5, 6):
-        raise ValueError(f"{fn}(): need must hold 3, 5 or 6 bools, got {need!r}")
-    need = tuple(bool(n) for n in need) + (False,) * (6 - n_need)
+    if n_need not in (3, 5, 6, 7, 8):
+        raise ValueError(f"{fn}(): need must hold 3, 5, 6, 7 or 8 bools, got {need!r}")
+    need = tuple(bool(n) for n in need) + (False,) * (8 - n_need)
     if need[5] and env is None:
         raise ValueError(f"{fn}(): need asks for the environment map's gradient, but env is None")
+    if need[6] and tex is None:
+        raise ValueError(f"{fn}(): need asks for the texels' gradient, but tex is None")
+    if need[7] and (tex is None or sc.vcol is None):
+        raise ValueError(f"{fn}(): need asks for the vertex colours' gradient, but sc.vcol (or tex) is None")
     if camera is None:
         shape, gdiv, gbase, gscale = (R, 3), 1, 0, 1.0
     else:
@@ -287,26 +355,38 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
                          f"{_desc(radiance) if isinstance(radiance, Tensor) else type(radiance).__name__}")
     S, nl = int(sc.kind.shape[0]), int(sc.lkind.shape[0])
     wdev = warp_device(sc.corners)
-    # CPU: one gradient row per task (a task runs its range serially); CUDA: one per thread.
-    tasks = max(1, min(num_threads() * 4, R // 512)) if wdev == "cpu" else R
+    N = (int(tex.shape[0]) if need[6] else 0) + (3 * int(sc.corners.shape[0]) if need[7] else 0)
+    # CPU: one gradient row per task (a task runs its range serially); CUDA: one per thread. Texel gradients
+    # of large textures take a row per task too: fewer tasks keep them under _TEX_GRAD_ELEMS.
+    tasks = max(1, min(num_threads() * 4, R // 512, max(num_threads(), _TEX_GRAD_ELEMS // max(N, 1)))) \
+        if wdev == "cpu" else R
     blk = -(-R // tasks) if R else 1
     rows = -(-R // blk) if R else 1
     want_rm = need[3] or need[4]
-    flags = int(need[0]) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm) << 3 | int(need[5]) << 4
-    bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev) for n, w in zip(need, (S, S, nl))]
-    bufs.append(torch.zeros(rows if want_rm else 1, 2 * max(S, 1), dtype=dt, device=dev))
+    # Texel gradients ride on the colour / roughness-metallic code (bits 0 and 3): it sends them to the texels
+    # of textured shapes and to the rows of the others.
+    tex_c, tex_rm, tint = _tex_needs(sc, need[6])
+    flags = int(need[0] or tex_c) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm or tex_rm) << 3 \
+        | int(need[5]) << 4 | int(tint) << 5 | int(need[7]) << 6
+    bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev)
+            for n, w in zip((need[0] or tex_c, need[1], need[2]), (S, S, nl))]
+    bufs.append(torch.zeros(rows if want_rm or tex_rm else 1, 2 * max(S, 1), dtype=dt, device=dev))
     # Texel gradients: a row per CPU task (its range runs serially), one shared row of atomics on CUDA.
     erows, eblk = (rows, blk) if wdev == "cpu" else (1, max(R, 1))
     HW = sc.env_size[0] * sc.env_size[1] if env is not None else 1
     bufs.append(torch.zeros(erows if need[5] else 1, 3 * HW, dtype=dt, device=dev))
+    bufs.append(torch.zeros(erows if need[6] else 1, max(int(tex.shape[0]) if need[6] else 0, 1), dtype=dt, device=dev))
+    bufs.append(torch.zeros(erows if need[7] else 1, 3 * int(sc.corners.shape[0]) if need[7] else 3, dtype=dt,
+                            device=dev))
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
-                 dirs, face, st, *_guards(dt), camera, env)
+                 dirs, face, st, *_guards(dt), camera, env, tex)
     known = radiance is not None
     args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
              to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
-             to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs] + [eblk if need[5] else R + 1]
-    kernel = _k.path_kernel(True, _full(sc, env))
+             to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs] + \
+        [eblk if need[5] or need[6] or need[7] else R + 1]
+    kernel = _k.path_kernel(True, _full(sc, env), tex is not None)
     if wdev == "cpu":
         launch_chunks([(kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
     elif R:
@@ -315,4 +395,14 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     rm = bufs[3].sum(0).reshape(max(S, 1), 2)[:S] if want_rm else None
     out += [rm[:, 0] if need[3] else None, rm[:, 1] if need[4] else None]
     out.append(bufs[4].sum(0).reshape(HW, 3) if need[5] else None)
+    out.append(bufs[5].sum(0) if need[6] else None)
+    out.append(bufs[6].sum(0).reshape(-1, 3) if need[7] else None)
     return tuple(out[:n_need])
+
+
+def _tex_needs(sc: PathScene, need_tex: bool) -> tuple[bool, bool, bool]:
+    """Whether texel gradients need the colour, the roughness / metallic and the tint code of the replay."""
+    if not need_tex:
+        return False, False, False
+    slot = sc.tex_slot
+    return bool((slot[:, 0] >= 0).any()), bool((slot[:, 1:3] >= 0).any()), bool((slot[:, 3] >= 0).any())

@@ -9,13 +9,14 @@ the chunk's camera rays and re-traces the same paths. With ``TraceSettings.repla
 is kept between the passes (the replay runs each path twice: once for its radiance, once to spread
 the gradients); without it each sample's radiance is kept (12 bytes in float32, against the torch
 path's whole autograd graph) and the replay runs each path once. Gradients reach the shapes' albedo / mirror reflectance /
-GGX base colour, roughness and metallic,
+GGX base colour, roughness and metallic (rows or texels), meshes' own textures and vertex colours,
 their emission and the lights' colour and intensity; the boundary (edge) term is skipped, as it is
 zero without geometric gradients.
 
-Scope (else the torch path runs): Lambert, GGX and mirror materials with constant (untextured)
-parameters, meshes without their own ``texture`` / ``vert_colors``, emissive shapes, point / directional lights and an
-environment map (no SH or ambient light),
+Scope (else the torch path runs): Lambert, GGX and mirror materials, their albedo / base colour, roughness and
+metallic constant or textured (:class:`lumigrad.scene.materials.TextureParam`), meshes' own ``texture`` /
+``vert_colors``, emissive shapes, point / directional lights and an environment map (no SH or
+ambient light),
 and no gradient or forward-mode tangent on vertices, camera or light positions / directions, and
 no forward-mode tangent at all. The direct-lighting fast path (``path._fused_ok``) keeps priority.
 
@@ -48,6 +49,25 @@ environment map, GGX or lights, and the replay kernels in a module of their own 
 with replay 0.75-0.77 -> 0.67-0.68 s; Mitsuba ``path`` 0.22 s, ``prb`` 0.64-0.66 s in the same runs, so
 1.08-1.09x Mitsuba's forward (was 1.31-1.34x) and 1.04-1.05x ``prb`` (was 1.15-1.19x). Where the time goes
 (BVH queries ~60 % of the forward): :mod:`lumigrad.ops._path_kernels`.
+Textures (added after the figures above): a textured parameter is looked up at each hit's UV as the torch path's
+``_sample_texture`` does (bilinear or nearest at level 0, wrap / clamp / zero boundary), and a mesh's own texture
+and vertex colours multiply the BRDF there (``_tint_at``), in a kernel variant of its own
+(:func:`lumigrad.ops._path_kernels.path_kernel` with ``tex``), so untextured scenes run the code they ran before,
+with the texture arguments unused. A/B of the untextured kernels against those before the textures, both loaded in
+one process (``bench/path_kernel_ab.py``: Cornell box 64^2, 16 spp, 3 bounces, float32, 1 thread,
+``time.thread_time``, 4 x 30 alternating launches): forward paired ratio 0.991-1.017, replay 1.008-1.018 (medians;
+the minima equal), with a GGX floor (the full variant) 0.974 / 0.982, i.e. within the noise of the loaded machine,
+at most ~1 %; whole renders against main in alternating processes agree as well (0.97-1.05). The texel gradients go
+to the 4 taps of each lookup as the environment map's (one row per CPU task, atomics on CUDA), the tint's to the
+mesh texture's taps and the hit triangle's vertex colours; a channel whose factor (albedo times tint, or GGX weight
+times tint) is zero at a hit keeps that hit (UV, face, barycentrics) and both coefficients, so the terms after it
+reach its texels and vertex colours. Measured (``bench/trace_gi_textures.py``: the Cornell box with a 256^2 albedo
+texture on the floor and 256^2 base colour and roughness textures on a GGX back wall, 64^2, 16 spp, 3 bounces,
+replay; CPU seconds, medians of 5, alternating in one process): 1 thread, forward 0.258 s torch path -> 0.085 s
+kernel (3.0x), fwd+bwd w.r.t. the three textures 0.549 -> 0.270 s (2.0x); 2 threads 0.317 -> 0.094 s (3.4x) and
+0.748 -> 0.315 s (2.4x). The kernel on the same scene with constant parameters: 0.071 / 0.230 s (1 thread), so the
+lookups and texel gradients cost 1.2x. With vertex colours (with gradients) on the two blocks as well (``--tint``, 1
+thread): forward 0.288 -> 0.091 s (3.2x), fwd+bwd 0.711 -> 0.316 s (2.25x).
 The camera rays' closest hits come from the kernel's own BVH query: on this scene it costs about
 nothing next to the rest of a path, while the 16 raster passes of ``primary="raster"`` took 10-20 %
 of the forward.
@@ -71,14 +91,31 @@ def _tangent(x) -> bool:
     return isinstance(x, Tensor) and fwAD.unpack_dual(x).tangent is not None
 
 
+# Textured parameters the kernel looks up per hit, with the channel counts it takes (the torch path expands a
+# one-channel colour texture to RGB).
+_TEXTURED = {"albedo": (1, 3), "base_color": (1, 3), "roughness": (1,), "metallic": (1,)}
+_TEX_SLOT = {"albedo": 0, "base_color": 0, "roughness": 1, "metallic": 2}
+
+
+def _textures_ok(sc: _Scene) -> bool:
+    """Whether every textured parameter is one the kernel looks up (not a mirror's reflectance, say), no texture
+    or vertex colour carries a forward-mode tangent, and the UVs of a textured scene need no gradient."""
+    if not all(name in _TEXTURED and tp.texture.shape[-1] in _TEXTURED[name] and not _tangent(tp.texture)
+               for name, entries in sc.tex.items() for _, tp in entries):
+        return False
+    tints = [tp.texture for _, tp in sc.tint_tex] + ([sc.vcolors] if sc.vcolors is not None else [])
+    if any(_tangent(t) for t in tints):
+        return False
+    # UVs are constants in the kernel: a gradient or tangent on them needs the torch path.
+    uvs = [s.mesh.uvs for s in sc.shapes if isinstance(s.mesh.uvs, Tensor)] if sc.tex or sc.tint_tex else []
+    return not any((u.requires_grad and torch.is_grad_enabled()) or _tangent(u) for u in uvs)
+
+
 def fused_path_ok(sc: _Scene) -> bool:
     """Whether the fused kernel renders ``sc`` (see the module docstring)."""
-    if _fused_ok(sc) or sc.sh or sc.ambient or sc.tex:
+    if _fused_ok(sc) or sc.sh or sc.ambient or not _textures_ok(sc):
         return False
     if not set(sc.mats.present) <= {_LAMBERT, _GGX, _MIRROR}:
-        return False
-    # A mesh's own texture / vertex colours tint its BRDF in the torch path (main, eb11990): not in the kernel.
-    if any(s.mesh.texture is not None or s.mesh.vert_colors is not None for s in sc.shapes):
         return False
     if _geometry_needs_grad(sc, sc.point_lights):
         return False
@@ -116,8 +153,38 @@ def _path_scene(sc: _Scene) -> PathScene:
             em_face=torch.cat(em_face).to(i32) if em_face else torch.zeros(0, dtype=i32, device=dev),
             em_cdf=torch.cat(em_cdf).to(dt) if em_cdf else torch.zeros(0, dtype=dt, device=dev),
             lkind=lk, lvec=lv.detach(), lfall=lf, sprob=sc.mats.spec_prob.detach().to(dt).contiguous(),
-            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc))
+            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc), **_tex_tables(sc))
     return sc._path_scene
+
+
+def _textures(sc: _Scene) -> list:
+    """``[(shape id, slot, TextureParam)]`` of the scene's textured parameters and meshes' own textures (slot 3,
+    the tint), in the kernel's texel order."""
+    return sorted([(i, _TEX_SLOT[name], tp) for name, entries in sc.tex.items() for i, tp in entries]
+                  + [(i, 3, tp) for i, tp in sc.tint_tex], key=lambda e: e[:2])
+
+
+def _tex_tables(sc: _Scene) -> dict:
+    """The texture table of :class:`PathScene` (none without textures or vertex colours): a slot per textured
+    parameter and mesh texture."""
+    tex = _textures(sc)
+    if not tex and sc.vcolors is None:
+        return {}
+    slot = torch.full((len(sc.shapes), 4), -1, dtype=torch.int32)
+    meta, off = [], 0
+    for t, (i, j, tp) in enumerate(tex):
+        h, w, c = tp.texture.shape[-3:]
+        slot[i, j] = t
+        meta.append([off, h, w, c, ("wrap", "clamp", "zero").index(tp.boundary_mode or "wrap"),
+                     int(tp.filter_mode == "nearest")])
+        off += h * w * c
+    dev, dt = sc.device, sc.dtype
+    has_uv = getattr(sc, "uvs", None) is not None
+    vcol = None if sc.vcolors is None else sc.vcolors.detach().to(dt).expand(-1, 3).contiguous()
+    return dict(tex_slot=slot.to(dev), tex_meta=torch.tensor(meta, dtype=torch.int32, device=dev).reshape(-1, 6),
+                uvs=sc.uvs.detach().to(dt).contiguous() if has_uv else torch.zeros(1, 2, dtype=dt, device=dev),
+                faces_uv=sc.faces_uv.to(torch.int32).contiguous() if has_uv else
+                torch.zeros(sc.faces.shape[0], 3, dtype=torch.int32, device=dev), vcol=vcol)
 
 
 def _env_tables(sc: _Scene) -> dict:
@@ -133,10 +200,12 @@ def _env_tables(sc: _Scene) -> dict:
                     env_size=(env.H, env.W))
 
 
-def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(refl [S, 3], emis [S, 3], lscale [nl, 3], rough [S], metal [S], env [H * W, 3] or [0, 3])``,
-    differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror reflectance or GGX base colour of each shape (the rows of the other
-    kinds are zero in each of :class:`MaterialTable`'s tables, so they add up)."""
+def _rows(sc: _Scene) -> tuple[Tensor, ...]:
+    """``(refl [S, 3], emis [S, 3], lscale [nl, 3], rough [S], metal [S], env [H * W, 3] or [0, 3], tex [N] or
+    [0], vcol [V, 3] or [0, 3])``, differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror
+    reflectance or GGX base colour of each shape (the rows of the other kinds are zero in each of
+    :class:`MaterialTable`'s tables, so they add up); ``tex`` all texels of the textured parameters and mesh
+    textures, flattened (the rows of textured parameters are placeholders); ``vcol`` the merged vertex colours."""
     p, S = sc.mats.p, len(sc.shapes)
     refl = sum(p[k] for k in ("albedo", "reflectance", "base_color") if k in p)
     zero = torch.zeros(S, dtype=sc.dtype, device=sc.device)
@@ -144,7 +213,12 @@ def _rows(sc: _Scene) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     metal = p["metallic"][:, 0] if "metallic" in p else zero
     emis = sc.emission if sc.emitters else torch.zeros(S, 3, dtype=sc.dtype, device=sc.device)
     env = sc.env.texels.reshape(-1, 3) if sc.env is not None else torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
-    return refl, emis, _light_rows(sc)[2], rough, metal, env
+    tex = _textures(sc)
+    texels = torch.cat([tp.texture.reshape(-1) for _, _, tp in tex]) if tex else \
+        torch.zeros(0, dtype=sc.dtype, device=sc.device)
+    vcol = sc.vcolors.to(sc.dtype).expand(-1, 3) if sc.vcolors is not None else \
+        torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
+    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels, vcol
 
 
 def _settings(sc: _Scene, chunk: int) -> PathSettings:
@@ -166,9 +240,10 @@ def _camera(sc: _Scene, first: int) -> PathCamera:
 def _samples(sc: _Scene, first: int, count: int, chunk: int, rows) -> tuple[Tensor, Tensor, Tensor]:
     """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`) and its samples' radiance ``[count, 3]``;
     camera rays made in the kernel. ``rows``: :func:`_rows`."""
-    refl, emis, lscale, rough, metal, env = rows
+    refl, emis, lscale, rough, metal, env, tex, _ = rows
     L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
-                         _camera(sc, first), count, rough, metal, env if env.shape[0] else None)
+                         _camera(sc, first), count, rough, metal, env if env.shape[0] else None,
+                         tex if _path_scene(sc).tex_slot is not None else None)
     p = torch.arange(first, first + count, device=sc.device) // sc.settings.spp
     return (*_pixel_sums(sc, p, L, hit), L)
 
@@ -177,8 +252,8 @@ class _FusedChunk(torch.autograd.Function):
     """One chunk's pixel sums; the backward replays its paths (rays re-made in the kernel)."""
 
     @staticmethod
-    def forward(ctx, refl, emis, lscale, rough, metal, env, sc, first, count, chunk):
-        rows = (refl, emis, lscale, rough, metal, env)
+    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, vcol, sc, first, count, chunk):
+        rows = (refl, emis, lscale, rough, metal, env, tex, vcol)
         img, cov, L = _samples(sc, first, count, chunk, rows)
         ctx.args = (sc, first, count, chunk)
         # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
@@ -191,16 +266,17 @@ class _FusedChunk(torch.autograd.Function):
     @first_order
     def backward(ctx, g_img, g_cov):
         sc, first, count, chunk = ctx.args
-        refl, emis, lscale, rough, metal, env, L = ctx.saved_tensors
-        need = ctx.needs_input_grad[:6]
+        refl, emis, lscale, rough, metal, env, tex, vcol, L = ctx.saved_tensors
+        need = ctx.needs_input_grad[:8]
         if g_img is None or not any(need):
-            return (None,) * 10
+            return (None,) * 12
         S = sc.settings.spp
         # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
         base = first // S if sc.settings.chunk_rays % S == 0 else 0
         grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None,
                              _settings(sc, chunk), g_img.contiguous(), need, _camera(sc, first), count, base, L,
-                             rough, metal, env if env.shape[0] else None)
+                             rough, metal, env if env.shape[0] else None,
+                             tex if _path_scene(sc).tex_slot is not None else None)
         return (*grads, None, None, None, None)
 
 

@@ -34,8 +34,10 @@ float rounding; ``test_fused_direct_path_matches_generic_path``).
 
 Fused path tracing: when nothing geometric needs a gradient (vertices, camera, light positions and
 directions; the common inverse-rendering case of fitting materials and lights), Lambert / GGX / mirror
-scenes lit by emitters, point / directional lights and an environment map (no SH or ambient light,
-no textures) are rendered by :mod:`lumigrad.render._path_fused`: one Warp thread per camera sample
+scenes lit by emitters, point / directional lights and an environment map (no SH or ambient light;
+textured albedo / base colour / roughness / metallic, a mesh's own ``texture`` / ``vert_colors``) are
+rendered by
+:mod:`lumigrad.render._path_fused`: one Warp thread per camera sample
 traces its whole path (same estimator as :func:`_radiance`, its random numbers drawn in Warp), and
 the backward pass is path replay in Warp, so nothing per sample is kept (about 2x less CPU time
 than this torch path on the Cornell box; figures in that module).

@@ -16,7 +16,7 @@ from lumigrad.render.path import TraceSettings, _Scene, prepare_trace, render_tr
 from lumigrad.scene import Mesh
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import DirectionalLight, PointLight
-from lumigrad.scene.materials import GGXMaterial, LambertMaterial
+from lumigrad.scene.materials import GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.scene.trace_types import EnvironmentLight, MirrorMaterial, Shape
 
 DT = torch.float64
@@ -244,9 +244,9 @@ def test_predicate_scope():
     assert not pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))  # a geometric gradient
     with torch.no_grad():
         assert pf.fused_path_ok(_Scene(moved, cam, [], st, prepare_trace(moved)))
-    tinted = [Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=torch.ones(4, 3, dtype=DT)),
-                    shapes[0].material)] + shapes[1:]
-    assert not pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # a mesh's own colours
+    vc = torch.ones(4, 3, dtype=DT, requires_grad=True)
+    tinted = [Shape(Mesh(shapes[0].mesh.verts, shapes[0].mesh.faces, vert_colors=vc), shapes[0].material)] + shapes[1:]
+    assert pf.fused_path_ok(_Scene(tinted, cam, [], st, prepare_trace(tinted)))  # vertex colours (with a gradient)
     pos = _t(0.3, 0.8, 0.5).requires_grad_(True)
     assert not pf.fused_path_ok(_Scene(shapes, cam, [PointLight(pos)], st, prepare_trace(shapes)))
 
@@ -472,7 +472,7 @@ def test_env_texel_gradients_match_finite_differences():
     assert pf.fused_path_ok(sc)
     count = 25 * spp
     args = (sc.accel.bvh, pf._path_scene(sc))
-    refl, emis, ls, rough, metal, env = (x.detach() for x in pf._rows(sc))
+    refl, emis, ls, rough, metal, env, _ = (x.detach() for x in pf._rows(sc)[:7])
     st, camera = pf._settings(sc, 0), pf._camera(sc, 0)
     gpix = torch.linspace(0.5, 1.5, 25 * 3, dtype=DT).reshape(25, 3)
 
@@ -510,3 +510,268 @@ def test_env_texel_gradients_agree_with_torch_path():
     assert float(a.abs().sum(1).mean()) > 0.1
     z = _z(a, b)
     assert float(z.abs().max()) < 5.5, z.abs().max()
+
+
+# --- textured materials ---------------------------------------------------------------------------------------
+
+
+def _uv_quad(q, scale=1.3):
+    """A quad of box_scene with UVs running a bit past [0, 1] (the boundary modes matter)."""
+    uv = torch.tensor([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=DT) * scale - 0.1
+    return Mesh(q.verts, q.faces, uvs=uv, faces_uvs=q.faces)
+
+
+def tex_params(seed=0):
+    """Texels of tex_box: floor albedo (RGB, its green channel 0: the zero-factor case), back-wall GGX base
+    colour (1 channel), roughness and metallic."""
+    g = torch.Generator().manual_seed(seed)
+    alb = torch.rand(4, 5, 3, dtype=DT, generator=g) * 0.6 + 0.2
+    alb[..., 1] = 0.0
+    base = torch.rand(3, 4, 1, dtype=DT, generator=g) * 0.6 + 0.3
+    rough = torch.rand(3, 3, 1, dtype=DT, generator=g) * 0.5 + 0.2
+    metal = torch.rand(2, 3, 1, dtype=DT, generator=g)
+    return [t.requires_grad_(True) for t in (alb, base, rough, metal)]
+
+
+def tex_box(alb, base, rough, metal, res=8, wall=None):
+    """box_scene with a textured Lambert floor (clamp) and a textured GGX back wall (wrap; nearest roughness),
+    the other shapes untextured (the left wall's albedo ``wall``, if given)."""
+    shapes, cam = box_scene(res=res)
+    floor, back = shapes[0], shapes[2]
+    shapes[0] = Shape(_uv_quad(floor.mesh), LambertMaterial(TextureParam(alb, boundary_mode="clamp")))
+    shapes[2] = Shape(_uv_quad(back.mesh, 2.1), GGXMaterial(TextureParam(base), TextureParam(rough, filter_mode="nearest"),
+                                                            TextureParam(metal, boundary_mode="zero")))
+    if wall is not None:
+        shapes[3] = Shape(shapes[3].mesh, LambertMaterial(wall))
+    return shapes, cam
+
+
+def tint_params():
+    """The meshes' own colours of :func:`tint`: the green wall's 2-channel texture (its first channel read), the
+    floor's RGB texture, the tilted quad's vertex colours with a zero blue channel (the zero factor behind a tint)."""
+    g = torch.Generator().manual_seed(3)
+    wall = torch.rand(3, 3, 2, dtype=DT, generator=g) + 0.5
+    vc = torch.rand(4, 3, dtype=DT, generator=g) * 0.5 + 0.5
+    vc[:, 2] = 0.0
+    floor = torch.rand(2, 2, 3, dtype=DT, generator=g) * 0.5 + 0.5
+    return [t.requires_grad_(True) for t in (wall, vc, floor)]
+
+
+def tint(shapes, params=None):
+    """tex_box with meshes' own colours (:func:`tint_params`), which multiply the BRDF."""
+    wall, vc, floor = tint_params() if params is None else params
+    out = list(shapes)
+    q = _uv_quad(shapes[4].mesh)
+    out[4] = Shape(Mesh(q.verts, q.faces, uvs=q.uvs, faces_uvs=q.faces_uvs, texture=wall), shapes[4].material)
+    m = shapes[5].mesh
+    out[5] = Shape(Mesh(m.verts, m.faces, vert_colors=vc), shapes[5].material)
+    m = shapes[0].mesh
+    out[0] = Shape(Mesh(m.verts, m.faces, uvs=m.uvs, faces_uvs=m.faces_uvs, texture=floor), shapes[0].material)
+    return out
+
+
+TEX_CASES = {
+    "area_mis_rr": ([], dict(max_bounces=3, rr_depth=2, mis=True)),
+    "point_env_no_mis": ([PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)], dict(max_bounces=2, mis=False)),
+    "tinted_point": ([PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)], dict(max_bounces=3, rr_depth=2)),
+}
+
+
+@pytest.mark.parametrize("case", list(TEX_CASES))
+def test_textured_images_agree_with_torch_path(case):
+    lights, st = TEX_CASES[case]
+    if case == "point_env_no_mis":
+        lights = lights + [env_light()]
+    shapes, cam = tex_box(*(t.detach() for t in tex_params()))
+    if case.startswith("tinted"):
+        shapes = tint(shapes, [t.detach() for t in tint_params()])
+    _images_agree(shapes, cam, lights, st)
+
+
+@pytest.mark.parametrize("tinted", [False, True])
+def test_texel_gradients_match_finite_differences(tinted):
+    """Texel gradients of the replay vs central differences of the kernel's forward (float64, RR off): the four
+    textures of tex_box, with a point light and an environment map; the floor's zero green channel gets
+    gradients (path replay's 0 / 0 handled at texels), and the untextured rows still get theirs; with the
+    meshes' own colours (:func:`tint`) multiplying the BRDF too."""
+    shapes, cam = tex_box(*(t.detach() for t in tex_params()), res=5)
+    shapes = tint(shapes) if tinted else shapes
+    spp = 4
+    sc = _Scene(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5), env_light()],
+                TraceSettings(spp=spp, max_bounces=3, rr_depth=9), prepare_trace(shapes))
+    assert pf.fused_path_ok(sc)
+    count = 25 * spp
+    args = (sc.accel.bvh, pf._path_scene(sc))
+    refl, emis, ls, rough, metal, env, tex = (x.detach() for x in pf._rows(sc)[:7])
+    st, camera = pf._settings(sc, 0), pf._camera(sc, 0)
+    gpix = torch.linspace(0.5, 1.5, 25 * 3, dtype=DT).reshape(25, 3)
+
+    def f(r, t):
+        L = trace_paths(*args, r, emis, ls, None, None, None, st, camera, count, rough, metal, env, t)[0]
+        return float((L.reshape(25, spp, 3).mean(1) * gpix).sum())
+
+    need = (True,) + (False,) * 5 + (True, tinted)
+    grads = replay_paths(*args, refl, emis, ls, None, None, None, st, gpix, need, camera, count, 0, None, rough, metal,
+                         env, tex)
+    g_refl, g_tex = grads[0], grads[6]
+    meta = pf._path_scene(sc).tex_meta
+    h = 1e-6
+    if tinted:  # the tint's texels (floor: texture 1, wall: 5) and vertex colours, the blue ones behind their 0
+        for t in (1, 5):
+            lo, n = int(meta[t, 0]), int(meta[t, 1] * meta[t, 2] * meta[t, 3])
+            assert float(g_tex[lo:lo + n].abs().sum()) > 1e-3
+            for k in (lo + torch.topk(g_tex[lo:lo + n].abs(), 2).indices).tolist():
+                e = torch.zeros_like(tex)
+                e[k] = h
+                fd = (f(refl, tex + e) - f(refl, tex - e)) / (2 * h)
+                assert abs(float(g_tex[k]) - fd) <= 1e-6 * abs(fd) + 1e-8, (k, float(g_tex[k]), fd)
+        ps = args[1]
+        off = sum(int(x.mesh.verts.shape[0]) for x in shapes[:5])
+        for j in (off * 3 + 2, off * 3 + 4, off * 3 + 11):
+            e = torch.zeros_like(ps.vcol).reshape(-1)
+            e[j] = h
+            fv = []
+            for sign in (1, -1):
+                p2 = ps._replace(vcol=ps.vcol + sign * e.reshape(ps.vcol.shape))
+                L = trace_paths(sc.accel.bvh, p2, refl, emis, ls, None, None, None, st, camera, count, rough, metal, env,
+                                tex)[0]
+                fv.append(float((L.reshape(25, spp, 3).mean(1) * gpix).sum()))
+            fd = (fv[0] - fv[1]) / (2 * h)
+            assert abs(fd) > 1e-4 and abs(float(grads[7].reshape(-1)[j]) - fd) <= 1e-6 * abs(fd) + 1e-8, (j, fd)
+    assert int(meta.shape[0]) == (6 if tinted else 4)
+    meta = meta[[0, 2, 3, 4]] if tinted else meta  # the floor's tint is texture 1 (no gradient), the wall's 5
+    green = int(meta[0, 0]) + 3 * torch.arange(20) + 1  # the floor texture's zero channel
+    assert float(g_tex[green].abs().sum()) > 1e-3
+    picks = [torch.topk(g_tex.abs(), 6).indices, green[:3]]
+    for t in range(1, 4):  # the largest texel gradient of each other texture
+        lo, n = int(meta[t, 0]), int(meta[t, 1] * meta[t, 2] * meta[t, 3])
+        picks.append(lo + torch.topk(g_tex[lo:lo + n].abs(), 1).indices)
+        assert float(g_tex[lo:lo + n].abs().sum()) > 1e-3
+    for k in torch.cat(picks).tolist():
+        e = torch.zeros_like(tex)
+        e[k] = h
+        fd = (f(refl, tex + e) - f(refl, tex - e)) / (2 * h)
+        assert abs(float(g_tex[k]) - fd) <= 1e-6 * abs(fd) + 1e-8, (k, float(g_tex[k]), fd)
+    e = torch.zeros_like(refl)
+    e[1, 0] = h  # the ceiling's constant albedo, next to the textures
+    fd = (f(refl + e, tex) - f(refl - e, tex)) / (2 * h)
+    assert abs(fd) > 1e-3 and abs(float(g_refl[1, 0]) - fd) <= 1e-6 * abs(fd) + 1e-8
+    e = torch.zeros_like(refl)
+    e[5, 2] = h  # the tilted quad's blue albedo: with tint, behind a zero vertex colour (gradient 0)
+    fd = (f(refl + e, tex) - f(refl - e, tex)) / (2 * h)
+    assert abs(float(g_refl[5, 2]) - fd) <= 1e-6 * abs(fd) + 1e-8 and (abs(fd) < 1e-12) == tinted
+
+
+@pytest.mark.parametrize("tinted", [False, True])
+def test_texel_gradients_agree_with_torch_path(tinted):
+    """Fused vs torch gradients of the four textures and of an untextured albedo in the same scene (RR on,
+    3 bounces, a point light; with the meshes' own colours) within Monte Carlo noise."""
+    def of_seed(s):
+        params = tex_params() + [_t(0.6, 0.2, 0.1).requires_grad_(True)]
+        shapes, cam = tex_box(*params[:4], res=6, wall=params[4])
+        if tinted:
+            params += tint_params()
+            shapes = tint(shapes, params[5:])
+        img = render_trace(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)],
+                           TraceSettings(spp=4, max_bounces=3, rr_depth=2, seed=s, boundary="none")).image
+        w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
+        return torch.autograd.grad((img * w).sum(), params)
+
+    a, b = _grads_by_seed(True, range(8), of_seed), _grads_by_seed(False, range(100, 108), of_seed)
+    assert float(a.abs().sum(1).mean()) > 0.1
+    z = _z(a, b)
+    assert float(z.abs().max()) < 5.5, z.abs().max()
+
+
+def test_texture_replay_same_with_and_without_kept_radiance():
+    """Textured scene, only the texels need gradients: the replay with the radiance kept and with it recomputed
+    give the same texel gradients (same paths), and two runs are identical (no races between the CPU tasks' rows);
+    split chunks, and whole-image chunks (several CPU tasks, each with its own gradient rows)."""
+    def grads(replay, chunk, res):
+        params = tex_params()
+        shapes, cam = tex_box(*params, res=res)
+        img = render_trace(shapes, cam, [], TraceSettings(spp=8, max_bounces=3, rr_depth=2, chunk_rays=chunk,
+                                                          replay=replay)).image
+        return torch.autograd.grad(img.sum(), params)
+
+    for chunk, res in ((37, 5), (1 << 16, 16)):
+        g1, g2, g3 = grads(False, chunk, res), grads(False, chunk, res), grads(True, chunk, res)
+        assert float(g1[0].abs().sum()) > 0.01
+        for a, b, c in zip(g1, g2, g3):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+            torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_textured_predicate_scope():
+    """Textured albedo / base colour, roughness and metallic and a mesh's own texture run in the kernel (with
+    gradients); a texture with a forward-mode tangent or UVs that need a gradient do not."""
+    import torch.autograd.forward_ad as fwAD
+
+    st = TraceSettings(max_bounces=3)
+    shapes, cam = tex_box(*tex_params())
+
+    def ok(sh):
+        return pf.fused_path_ok(_Scene(sh, cam, [], st, prepare_trace(sh)))
+
+    assert ok(shapes)
+    floor = shapes[0].mesh
+    grey = torch.rand(4, 4, 1, dtype=DT)
+    assert ok([Shape(floor, LambertMaterial(TextureParam(grey, filter_mode="nearest")))] + shapes[1:])
+    own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs,
+               texture=grey.expand(4, 4, 3).clone().requires_grad_(True))
+    assert ok([Shape(own, shapes[0].material)] + shapes[1:])  # a mesh's own texture tints the BRDF
+    moved = Mesh(floor.verts, floor.faces, uvs=floor.uvs.clone().requires_grad_(True), faces_uvs=floor.faces_uvs)
+    assert not ok([Shape(moved, shapes[0].material)] + shapes[1:])  # UVs with a gradient
+    with torch.no_grad():
+        assert ok([Shape(moved, shapes[0].material)] + shapes[1:])
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(grey, torch.ones_like(grey))
+        assert not ok([Shape(floor, LambertMaterial(TextureParam(dual)))] + shapes[1:])
+        own = Mesh(floor.verts, floor.faces, uvs=floor.uvs, faces_uvs=floor.faces_uvs, texture=dual.expand(4, 4, 3))
+        assert not ok([Shape(own, shapes[0].material)] + shapes[1:])
+
+
+def test_textured_bad_inputs():
+    shapes, cam = tex_box(*(t.detach() for t in tex_params()))
+    sc = _Scene(shapes, cam, [], TraceSettings(max_bounces=2), prepare_trace(shapes))
+    ps = pf._path_scene(sc)
+    refl, emis, ls, rough, metal, _, tex = (x.detach() for x in pf._rows(sc)[:7])
+    o, d = torch.zeros(4, 3, dtype=DT), torch.tensor([[0.0, -0.3, -1.0]] * 4, dtype=DT)
+    d = d / d.norm(dim=1, keepdim=True)
+    st = PathSettings(sc.eps, True, 2, 3, True, 0, (0.0, 0.0, 0.0))
+    bvh = sc.accel.bvh
+
+    def run(p=ps, t=tex):
+        return trace_paths(bvh, p, refl, emis, ls, o, d, None, st, None, None, rough, metal, None, t)
+
+    with pytest.raises(ValueError, match="trace_paths\\(\\): give tex"):
+        run(t=None)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): give tex"):
+        trace_paths(bvh, ps._replace(tex_slot=None), refl, emis, ls, o, d, None, st, None, None, rough, metal, None,
+                    tex)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): tex must be"):
+        run(t=tex.float())
+    with pytest.raises(ValueError, match="trace_paths\\(\\): tex_slot must lie"):
+        run(p=ps._replace(tex_slot=ps.tex_slot + 10))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): faces_uv must lie"):
+        run(p=ps._replace(faces_uv=ps.faces_uv + 1000))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): uvs must be"):
+        run(p=ps._replace(uvs=ps.uvs[:, :1]))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): vcol must be"):
+        run(p=ps._replace(vcol=torch.ones(3, 3, dtype=DT)))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): tex_meta row 3"):
+        meta = ps.tex_meta.clone()
+        meta[3, 0] = tex.shape[0]  # past the end of the texels
+        run(p=ps._replace(tex_meta=meta))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): roughness / metallic textures must have 1 channel"):
+        meta = ps.tex_meta.clone()
+        meta[2, 1], meta[2, 3] = 1, 3  # the roughness texture read as 1 x 3 RGB texels: same size
+        run(p=ps._replace(tex_meta=meta))
+    with pytest.raises(ValueError, match="replay_paths\\(\\): need asks for the vertex colours"):
+        replay_paths(bvh, ps, refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT), (False,) * 7 + (True,), None,
+                     None, 0, None, rough, metal, None, tex)
+    with pytest.raises(ValueError, match="replay_paths\\(\\): need asks for the texels"):
+        replay_paths(bvh, ps._replace(tex_slot=None, tex_meta=None, uvs=None, faces_uv=None), refl, emis, ls, o, d,
+                     None, st, torch.zeros(4, 3, dtype=DT), (False,) * 6 + (True,), None, None, 0, None, rough, metal)
+    L, hit = run()
+    assert L.shape == (4, 3) and bool(torch.isfinite(L).all())

@@ -223,9 +223,13 @@ def test_mesh_texture_and_vertex_colours_tint_like_render_mesh(kind):
 
 
 @pytest.mark.parametrize("plane", ["lambert", "mirror"])
-def test_mesh_tint_gradients_match_fd_over_two_bounces(plane):
+def test_mesh_tint_gradients_match_fd_over_two_bounces(plane, monkeypatch):
     """Gradients reach the mesh texture's texels and the vertex colours through a second bounce (off a Lambert
-    wall) and through a tinted mirror (the plane as a mirror shows the wall)."""
+    wall) and through a tinted mirror (the plane as a mirror shows the wall). The torch path (the spec) throughout;
+    ``tests/trace/test_path_fused.py`` checks the fused kernel's tint gradients against it."""
+    import lumigrad.render._path_fused as pf
+
+    monkeypatch.setattr(pf, "fused_path_ok", lambda sc: False)
     mesh0, cam = _tinted_plane(8, smooth_texture(3, 3, 3, seed=4))
     wall_v = torch.tensor([[-1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 1.5, -1.0], [-1.0, 1.5, -1.0]], dtype=DT)
     wall = Mesh(wall_v, torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32))
