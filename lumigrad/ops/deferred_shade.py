@@ -36,7 +36,7 @@ from torch import Tensor
 
 from lumigrad._runtime.checks import _desc, check_float_tensor
 from lumigrad._runtime.launch import empty
-from lumigrad.ops._common import cpu_layout, first_order, launch, placeholder, to_warp, warp_device
+from lumigrad.ops._common import cpu_layout, first_order, launch, per_thread_chunk, placeholder, to_warp, warp_device
 from lumigrad.ops import _deferred_shade_kernels as _k
 from lumigrad.ops._deferred_shade_ref import deferred_shade_ref
 
@@ -48,6 +48,7 @@ LIGHT_KINDS = {"directional": _k.DIRECTIONAL, "point": _k.POINT, "ambient": _k.A
 # Pixels per kernel thread: on CPU a thread runs a block (Warp copies the arguments per thread), and a
 # block's constant-material and light gradients are one row for torch to sum; on CUDA small blocks.
 _CPU_BLOCK, _CUDA_BLOCK = 256, 16
+_MIN_CHUNK_PIXELS = 131072
 
 _cpu_layout = cpu_layout  # a module global, so tests can force the CUDA layout here
 
@@ -127,6 +128,13 @@ def _check(material, normals, view_dirs, points, mat, light_kinds, light_data, l
     return MATERIALS[material], kinds
 
 
+def _min_chunk(blocks: int, block: int) -> int:
+    """One CPU chunk per thread, none under ``_MIN_CHUNK_PIXELS``: a thread-pool hand-off costs more than it saves
+    below that (``bench/results_shading.md``, session 9: 256^2, Lambert, one light, forward 0.72 ms on one chunk
+    vs 0.97 on eight over two threads; at 512^2 two chunks 1.75 ms, eight 2.0, one 2.3)."""
+    return per_thread_chunk(blocks, max(1, _MIN_CHUNK_PIXELS // block))
+
+
 def _block(dev: str) -> int:
     return _CPU_BLOCK if _cpu_layout(dev) else _CUDA_BLOCK
 
@@ -154,7 +162,7 @@ class _ShadeFn(torch.autograd.Function):
         if npix:
             blocks = -(-npix // block)
             args = _common_args(n, v, p, m, mk, kinds, ld, fo, block)
-            launch(_k.KERNELS[kind][0], blocks, args + [to_warp(out)], dev, min_chunk=max(1, blocks // 8))
+            launch(_k.KERNELS[kind][0], blocks, args + [to_warp(out)], dev, min_chunk=_min_chunk(blocks, block))
         ctx.save_for_backward(n, v, p, m, ld, mk, fo)
         ctx.kind, ctx.kinds = kind, kinds
         return out
@@ -177,7 +185,7 @@ class _ShadeFn(torch.autograd.Function):
             if npix:
                 args = _common_args(n, v, p, m, mk, kinds, ld, fo, block)
                 outs = [to_warp(grad.contiguous()), to_warp(g_n), to_warp(g_v), to_warp(g_p)]
-                launch(_k.KERNELS[kind][2], blocks, args + outs, dev, min_chunk=max(1, blocks // 8))
+                launch(_k.KERNELS[kind][2], blocks, args + outs, dev, min_chunk=_min_chunk(blocks, block))
             return (g_n, g_v if kind != _k.LAMBERT else None, g_p if has_point else None, None, None, None,
                     None, None, None)
         per_pixel_mat = m.shape[0] > 1 or npix == 1
@@ -188,7 +196,7 @@ class _ShadeFn(torch.autograd.Function):
             args = _common_args(n, v, p, m, mk, kinds, ld, fo, block)
             outs = [to_warp(grad.contiguous()), to_warp(g_n), to_warp(g_v), to_warp(g_p), to_warp(g_mask), to_warp(g_mat),
                     to_warp(rows)]
-            launch(_k.KERNELS[kind][1], blocks, args + outs, dev, min_chunk=max(1, blocks // 8))
+            launch(_k.KERNELS[kind][1], blocks, args + outs, dev, min_chunk=_min_chunk(blocks, block))
         else:
             rows.zero_()
         sums = rows.sum(0)
