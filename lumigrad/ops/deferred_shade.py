@@ -130,8 +130,8 @@ def _check(material, normals, view_dirs, points, mat, light_kinds, light_data, l
 
 def _min_chunk(blocks: int, block: int) -> int:
     """One CPU chunk per thread, none under ``_MIN_CHUNK_PIXELS``: a thread-pool hand-off costs more than it saves
-    below that (``bench/results_shading.md``, session 9: 256^2, Lambert, one light, forward 0.72 ms on one chunk
-    vs 0.97 on eight over two threads; at 512^2 two chunks 1.75 ms, eight 2.0, one 2.3)."""
+    below that. Session 9, Lambert, one light, forward, two threads, wall: 128^2 0.62 ms on eight chunks vs 0.36
+    on one, 256^2 0.71 vs 0.72, 512^2 1.72 vs 2.27 (two chunks: 1.75, on a busier machine)."""
     return per_thread_chunk(blocks, max(1, _MIN_CHUNK_PIXELS // block))
 
 
