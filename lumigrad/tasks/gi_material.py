@@ -17,13 +17,17 @@ Parameters are clamped after each step to where the BRDF depends on them
 ``N x N`` texture (:class:`~lumigrad.scene.materials.TextureParam`, bilinear,
 clamped at the edges; the wall quad gets UVs), the truth a 4 x 4 checker of four
 colours generated in code (:func:`true_wall_texture`); the fit starts from
-grey texels. The textured scene still runs in the fused path kernel
+grey texels, and its step size decays linearly to a tenth (only in this mode).
+The textured scene still runs in the fused path kernel
 (:mod:`lumigrad.render._path_fused`), whose path replay gives the texel
-gradients. The report adds the texture PSNR at the start and the end, and
-``texture_true.png`` / ``texture_fitted.png``. No smoothness prior: the texels
-the camera sees (most of the wall) are fitted from the image alone, and those
-hidden behind the sphere only through its reflection and the light bounced onto
-the floor, so they stay noisier (they count in the PSNR all the same).
+gradients. The report adds the texture PSNR at the start and the end, over all
+texels and over those the camera sees directly (:func:`seen_texels`), and
+``texture_true.png`` / ``texture_fitted.png`` / ``texture_comparison.png``.
+No smoothness prior: the seen texels are fitted from the image alone (100 steps
+at 8 spp: to 0.01-0.06 of the truth); those behind the sphere reach the image only
+through its reflection and light bounced onto the floor, and stay 0.2-0.5 off. Measured at the
+default size (32^2, 40 steps, 4 spp, 8^2 texels, seeds 0-2): all texels
+11.8 -> 17.9-18.1 dB, the seen ones 11.7 -> 21.6-22.1 dB, about 2 s a run.
 """
 from __future__ import annotations
 
@@ -201,18 +205,24 @@ def _write_textures(out: TaskOutput, true_tex, start_tex, fitted_tex) -> None:
 
 
 def seen_texels(config: GIMaterialConfig) -> torch.Tensor:  # [N, N, 1]
-    """1 for the wall texels that the camera sees directly (a bilinear tap of some camera hit), else 0.
+    """1 for the wall texels that the camera sees directly, else 0.
 
-    Found as the texels with a gradient in a direct-lighting render (1 bounce: the wall's albedo reaches the image
-    only where the camera sees the wall); the others, mostly behind the sphere, reach the image only through
-    reflections and bounced light, so they are fitted far less well.
+    Found from the texels' gradients in a direct-lighting render (1 bounce: the wall's albedo reaches the image
+    only where the camera sees the wall), kept where at least a tenth of the median nonzero one: the others, behind
+    the sphere or barely grazed by its outline, reach the image mostly through reflections and bounced light, so
+    they are fitted far less well. (Texels with a nonzero gradient but below the tenth are 2-6 of 64 at 8^2 texels:
+    without the threshold they count, and their errors, 0.2-0.25 against 0.01-0.06 elsewhere, dominate.)
     """
     n = config.texture_res
     probe = torch.full((n, n, 3), 0.5, requires_grad=True)
     shapes, cam = build_scene(probe, torch.tensor(TRUE_BASE), torch.tensor([TRUE_ROUGHNESS]), config.resolution)
     img = render_trace(shapes, cam, [], TraceSettings(spp=4, max_bounces=1, boundary="none", seed=config.seed)).image
     (g,) = torch.autograd.grad(img.sum(), probe)
-    return (g.abs().sum(-1, keepdim=True) > 0).float()
+    g = g.abs().sum(-1, keepdim=True)
+    nonzero = g[g > 0]
+    if nonzero.numel() == 0:
+        return torch.zeros_like(g)
+    return (g >= 0.1 * nonzero.median()).float()
 
 
 def _texture_metrics(true_tex, start_tex, fitted_tex, seen) -> dict:
