@@ -30,6 +30,8 @@ def register(sub) -> None:
     mat.add_argument("--spp", type=positive_int, default=4, help="samples per pixel while fitting (default: 4)")
     mat.add_argument("--target-spp", type=positive_int, default=64, help="samples per pixel of the target (default: 64)")
     mat.add_argument("--bounces", type=positive_int, default=3, help="path length, 1 = direct only (default: 3)")
+    mat.add_argument("--texture-res", type=int, default=0, metavar="N",
+                     help="fit the back wall's albedo as an N x N texture, N in [4, 256] (default: 0, one colour)")
     mat.add_argument("--quiet", action="store_true", help="no progress bar")
     mat.set_defaults(func=_material)
 
@@ -47,11 +49,13 @@ def _material(args: argparse.Namespace) -> int:
     from lumigrad.tasks.gi_material import GIMaterialConfig, run_gi_material
 
     config = GIMaterialConfig(resolution=args.resolution, iterations=args.iterations, spp=args.spp,
-                              target_spp=args.target_spp, max_bounces=args.bounces)
+                              target_spp=args.target_spp, max_bounces=args.bounces, texture_res=args.texture_res)
     m = run_gi_material(args.out, config, progress=not args.quiet and sys.stderr.isatty())
-    print(json.dumps({k: m[k] for k in ("fitted", "start_error_max", "final_error_max", "start_image_mse", "final_image_mse",
-                                        "seconds_total")}, indent=2))
-    print(f"wrote {args.out}/ (target_vs_result.png, loss.png, metrics.json, report.html)")
+    keys = ("fitted", "start_error_max", "final_error_max", "start_image_mse", "final_image_mse", "start_image_psnr_db",
+            "final_image_psnr_db", "wall_texture", "seconds_total")
+    print(json.dumps({k: m[k] for k in keys if k in m}, indent=2))
+    tex = "texture_true.png, texture_fitted.png, texture_comparison.png, " if config.texture_res else ""
+    print(f"wrote {args.out}/ (target_vs_result.png, loss.png, {tex}metrics.json, report.html)")
     return 0
 
 
