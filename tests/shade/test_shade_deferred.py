@@ -215,3 +215,12 @@ def test_missing_points_or_view_dirs_are_named():
         shade(_ggx(), [DirectionalLight(t(0.0, 0.0, 1.0))], normals=BUF["normals"])
     with pytest.raises(ValueError, match=r"normals must be \[B, H, W, 3\]"):
         shade(LambertMaterial(t(0.5, 0.5, 0.5)), [], normals=BUF["normals"][0])
+
+
+def test_textured_lambert_without_points_matches():
+    tex = torch.rand(4, 4, 3, dtype=D64, generator=torch.Generator().manual_seed(2))
+    mat = LambertMaterial(TextureParam(tex))
+    lights = [DirectionalLight(t(0.3, 0.5, 1.0), intensity=2.0)]
+    full = shade(mat, lights, **BUF)
+    only = shade(mat, lights, normals=BUF["normals"], uv=BUF["uv"])
+    torch.testing.assert_close(only, full, rtol=1e-12, atol=1e-14)
