@@ -309,6 +309,76 @@ def _make_passes(kind: int, light: int):
         else:
             return gn, gv, zv
 
+    @wp.func(name=f"_inputs_{sfx}")
+    def pixel_inputs(i: int, n_in: wp.array2d(dtype=Any), v_in: wp.array2d(dtype=Any), p_in: wp.array2d(dtype=Any),
+                     mat: wp.array2d(dtype=Any), mat_pp: int, a0: Any, b0: Any, c0: Any, m0: Any, vec: Any):
+        """Pixel ``i``'s material row (the constant one unless ``mat_pp``), normal and view direction (raw,
+        ``1 / |x|``, unit; Lambert's view direction is its normal) and position (only read for point lights)."""
+        a = a0
+        b = b0
+        c = c0
+        m = m0
+        if mat_pp != 0:
+            a, b, c, m = _mat_row(mat, i)
+        n0, rn, n = _unit_row(n_in, i)
+        v0 = n0
+        rv = rn
+        v = n
+        if wp.static(KIND != LAMBERT):
+            v0, rv, v = _unit_row(v_in, i)
+        p = vec
+        if wp.static(LIGHT == POINT):
+            p = _v3(p_in, i, 0)
+        return a, b, c, m, n0, rn, n, v0, rv, v, p
+
+    @wp.func(name=f"_store_geo_{sfx}")
+    def store_geo(i: int, first: bool, gn: Any, gv: Any, gp: Any, g_n: wp.array2d(dtype=Any),
+                  g_v: wp.array2d(dtype=Any), g_p: wp.array2d(dtype=Any)):
+        """Writes (``first``) or adds pixel ``i``'s normal, view-direction (not Lambert) and position (when ``g_p``
+        has a row per pixel) gradients."""
+        tn = gn
+        tv = gv
+        tp = gp
+        per_pixel_p = g_p.shape[0] == g_n.shape[0]
+        if not first:
+            tn = tn + _v3(g_n, i, 0)
+            if wp.static(KIND != LAMBERT):
+                tv = tv + _v3(g_v, i, 0)
+            if per_pixel_p:
+                tp = tp + _v3(g_p, i, 0)
+        _set3(g_n, i, 0, tn)
+        if wp.static(KIND != LAMBERT):
+            _set3(g_v, i, 0, tv)
+        if per_pixel_p:
+            _set3(g_p, i, 0, tp)
+
+    @wp.func(name=f"_store_{sfx}")
+    def store_grads(i: int, first: bool, gn: Any, gv: Any, gp: Any, gmask: Any, ga: Any, gb: Any, gc: Any, gm: Any,
+                    g_n: wp.array2d(dtype=Any), g_v: wp.array2d(dtype=Any), g_p: wp.array2d(dtype=Any),
+                    g_mask: wp.array(dtype=Any), has_mask: int, g_mat: wp.array2d(dtype=Any), mat_pp: int):
+        """:func:`store_geo`, and the mask's and a per-pixel material's gradients."""
+        store_geo(i, first, gn, gv, gp, g_n, g_v, g_p)
+        tmask = gmask
+        ta = ga
+        tb = gb
+        tc = gc
+        tm = gm
+        if not first:
+            if has_mask != 0:
+                tmask = tmask + g_mask[i]
+            if mat_pp != 0:
+                ta = ta + _v3(g_mat, i, 0)
+                tb = tb + _v3(g_mat, i, 3)
+                tc = tc + g_mat[i, 6]
+                tm = tm + g_mat[i, 7]
+        if has_mask != 0:
+            g_mask[i] = tmask
+        if mat_pp != 0:
+            _set3(g_mat, i, 0, ta)
+            _set3(g_mat, i, 3, tb)
+            g_mat[i, 6] = tc
+            g_mat[i, 7] = tm
+
     @wp.func(name=f"_fwd_pass_{sfx}")
     def fwd_pass(
         i0: int, i1: int, first: bool, n_in: wp.array2d(dtype=Any), v_in: wp.array2d(dtype=Any),
@@ -317,19 +387,7 @@ def _make_passes(kind: int, light: int):
     ):
         """Writes (``first``) or adds the light's masked radiance to ``out`` for pixels ``i0 .. i1 - 1``."""
         for i in range(i0, i1):
-            a = a0
-            b = b0
-            c = c0
-            m = m0
-            if mat_pp != 0:
-                a, b, c, m = _mat_row(mat, i)
-            _n0, _rn, n = _unit_row(n_in, i)
-            v = n  # Lambert: no view direction
-            if wp.static(KIND != LAMBERT):
-                _v0, _rv, v = _unit_row(v_in, i)
-            p = vec
-            if wp.static(LIGHT == POINT):
-                p = _v3(p_in, i, 0)
+            a, b, c, m, _n0, _rn, n, _v0, _rv, v, p = pixel_inputs(i, n_in, v_in, p_in, mat, mat_pp, a0, b0, c0, m0, vec)
             rgb = rgb_at(vec, e0, fo, n, v, p, a, b, c, m)
             if has_mask != 0:
                 rgb = rgb * mask[i]
@@ -356,58 +414,20 @@ def _make_passes(kind: int, light: int):
         s_vec = zv
         s_e = zv
         for i in range(i0, i1):
-            a = a0
-            b = b0
-            c = c0
-            m = m0
-            if mat_pp != 0:
-                a, b, c, m = _mat_row(mat, i)
+            a, b, c, m, n0, rn, n, v0, rv, v, p = pixel_inputs(i, n_in, v_in, p_in, mat, mat_pp, a0, b0, c0, m0, vec)
             g_o = _v3(g_out, i, 0)
             g = g_o
             if has_mask != 0:
                 g = g_o * mask[i]
-            n0, rn, n = _unit_row(n_in, i)
-            v0 = n0  # Lambert: no view direction
-            rv = rn
-            v = n
-            if wp.static(KIND != LAMBERT):
-                v0, rv, v = _unit_row(v_in, i)
-            p = vec
-            if wp.static(LIGHT == POINT):
-                p = _v3(p_in, i, 0)
             rgb, ga, gb, gc, gm, gn, gv, gp, gvec, ge = grad_at(vec, e0, fo, n, v, p, a, b, c, m, g)
             s_vec = s_vec + gvec
             s_e = s_e + ge
             gn = _unit_grad(n0, rn, gn)
             if wp.static(KIND != LAMBERT):
                 gv = _unit_grad(v0, rv, gv)
-            gmask = wp.dot(g_o, rgb)
-            if not first:
-                gn = gn + _v3(g_n, i, 0)
-                if wp.static(KIND != LAMBERT):
-                    gv = gv + _v3(g_v, i, 0)
-                if g_p.shape[0] == n_in.shape[0]:
-                    gp = gp + _v3(g_p, i, 0)
-                if has_mask != 0:
-                    gmask = gmask + g_mask[i]
-                if mat_pp != 0:
-                    ga = ga + _v3(g_mat, i, 0)
-                    gb = gb + _v3(g_mat, i, 3)
-                    gc = gc + g_mat[i, 6]
-                    gm = gm + g_mat[i, 7]
-            _set3(g_n, i, 0, gn)
-            if wp.static(KIND != LAMBERT):
-                _set3(g_v, i, 0, gv)
-            if g_p.shape[0] == n_in.shape[0]:
-                _set3(g_p, i, 0, gp)
-            if has_mask != 0:
-                g_mask[i] = gmask
-            if mat_pp != 0:
-                _set3(g_mat, i, 0, ga)
-                _set3(g_mat, i, 3, gb)
-                g_mat[i, 6] = gc
-                g_mat[i, 7] = gm
-            else:
+            store_grads(i, first, gn, gv, gp, wp.dot(g_o, rgb), ga, gb, gc, gm, g_n, g_v, g_p, g_mask, has_mask,
+                        g_mat, mat_pp)
+            if mat_pp == 0:
                 sa = sa + ga
                 sb = sb + gb
                 sc = sc + gc
@@ -423,41 +443,17 @@ def _make_passes(kind: int, light: int):
     ):
         """:func:`bwd_pass` for the normal, view direction and position gradients only (not ambient lights)."""
         for i in range(i0, i1):
-            a = a0
-            b = b0
-            c = c0
-            m = m0
-            if mat_pp != 0:
-                a, b, c, m = _mat_row(mat, i)
+            a, b, c, m, n0, rn, n, v0, rv, v, p = pixel_inputs(i, n_in, v_in, p_in, mat, mat_pp, a0, b0, c0, m0, vec)
             g = _v3(g_out, i, 0)
             if has_mask != 0:
                 g = g * mask[i]
-            n0, rn, n = _unit_row(n_in, i)
-            v0 = n0  # Lambert: no view direction
-            rv = rn
-            v = n
-            if wp.static(KIND != LAMBERT):
-                v0, rv, v = _unit_row(v_in, i)
-            p = vec
-            if wp.static(LIGHT == POINT):
-                p = _v3(p_in, i, 0)
             gn, gv, gp = geo_at(vec, e0, fo, n, v, p, a, b, c, m, g)
             gn = _unit_grad(n0, rn, gn)
             if wp.static(KIND != LAMBERT):
                 gv = _unit_grad(v0, rv, gv)
-            if not first:
-                gn = gn + _v3(g_n, i, 0)
-                if wp.static(KIND != LAMBERT):
-                    gv = gv + _v3(g_v, i, 0)
-                if g_p.shape[0] == n_in.shape[0]:
-                    gp = gp + _v3(g_p, i, 0)
-            _set3(g_n, i, 0, gn)
-            if wp.static(KIND != LAMBERT):
-                _set3(g_v, i, 0, gv)
-            if g_p.shape[0] == n_in.shape[0]:
-                _set3(g_p, i, 0, gp)
+            store_geo(i, first, gn, gv, gp, g_n, g_v, g_p)
 
-    return fwd_pass, bwd_pass, geo_pass
+    return fwd_pass, bwd_pass, geo_pass, store_grads, store_geo
 
 
 def _make_kernels(kind: int):
@@ -471,10 +467,9 @@ def _make_kernels(kind: int):
     which re-read both per pixel and summed gradients through memory, took 1.6x the forward's and 1.1x
     the backward's time for Lambert with one directional light, and the geometry-only backward did not
     exist: 2.3x.)"""
-    KIND = kind
-    FWD_D, BWD_D, GEO_D = _make_passes(kind, DIRECTIONAL)
-    FWD_P, BWD_P, GEO_P = _make_passes(kind, POINT)
-    FWD_A, BWD_A, _GEO_A = _make_passes(kind, AMBIENT)
+    FWD_D, BWD_D, GEO_D, STORE, STORE_GEO = _make_passes(kind, DIRECTIONAL)
+    FWD_P, BWD_P, GEO_P, _store_p, _store_geo_p = _make_passes(kind, POINT)
+    FWD_A, BWD_A, _geo_a, _store_a, _store_geo_a = _make_passes(kind, AMBIENT)
 
     @wp.kernel(name=f"shade_fwd_{kind}")
     def shade_fwd(
@@ -524,20 +519,9 @@ def _make_kernels(kind: int):
         a0, b0, c0, m0 = _mat_row(mat, 0)
         zero = c0 * type(c0)(0.0)
         zv = wp.vector(zero, zero, zero)
-        if lkind.shape[0] == 0:
+        if lkind.shape[0] == 0:  # else the first light's pass writes the per-pixel outputs
             for i in range(i0, i1):
-                _set3(g_n, i, 0, zv)
-                if wp.static(KIND != LAMBERT):
-                    _set3(g_v, i, 0, zv)
-                if g_p.shape[0] == n_in.shape[0]:
-                    _set3(g_p, i, 0, zv)
-                if has_mask != 0:
-                    g_mask[i] = zero
-                if mat_pp != 0:
-                    _set3(g_mat, i, 0, zv)
-                    _set3(g_mat, i, 3, zv)
-                    g_mat[i, 6] = zero
-                    g_mat[i, 7] = zero
+                STORE(i, True, zv, zv, zv, zero, zv, zv, zero, zero, g_n, g_v, g_p, g_mask, has_mask, g_mat, mat_pp)
         sa = zv  # this block's gradients of a constant material
         sb = zv
         sc = zero
@@ -608,11 +592,7 @@ def _make_kernels(kind: int):
                 written = True
         if not written:
             for i in range(i0, i1):
-                _set3(g_n, i, 0, zv)
-                if wp.static(KIND != LAMBERT):
-                    _set3(g_v, i, 0, zv)
-                if g_p.shape[0] == n_in.shape[0]:
-                    _set3(g_p, i, 0, zv)
+                STORE_GEO(i, True, zv, zv, zv, g_n, g_v, g_p)
 
     return shade_fwd, shade_bwd, shade_bwd_geo
 
