@@ -35,6 +35,18 @@ def _face_edges(verts: wp.array(dtype=Any), faces: wp.array(dtype=wp.vec3i), f: 
     return fi, i0, i1, i2, verts[i1] - p0, verts[i2] - p0
 
 
+@wp.func
+def _scatter_face_grad(verts: wp.array(dtype=Any), faces: wp.array(dtype=wp.vec3i), f: int, vo: int, o: int, gc: Any,
+                       out: wp.array(dtype=Any)):
+    """Adds d loss / d corners of face ``f``'s cross product ``e1 x e2`` given its gradient ``gc``."""
+    fi, _i0, _i1, _i2, e1, e2 = _face_edges(verts, faces, f, vo)
+    g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
+    g2 = wp.cross(gc, e1)
+    wp.atomic_add(out, o + fi[1], g1)
+    wp.atomic_add(out, o + fi[2], g2)
+    wp.atomic_sub(out, o + fi[0], g1 + g2)
+
+
 @wp.kernel
 def normal_sums_fwd(
     offset: int, span: int, start: int, end: int, slot: int,  # faces start + (tid + offset) * span, < end
@@ -84,12 +96,7 @@ def normal_sums_bwd(
         # add exact zeros (finite vertices): skip their vertex loads and scatters.
         z = type(gc[0])(0.0)
         if gc[0] != z or gc[1] != z or gc[2] != z or skip == 0:
-            fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
-            g1 = wp.cross(e2, gc)  # d/d e1 of (e1 x e2) . gc
-            g2 = wp.cross(gc, e1)
-            wp.atomic_add(out, o + fi[1], g1)
-            wp.atomic_add(out, o + fi[2], g2)
-            wp.atomic_sub(out, o + fi[0], g1 + g2)
+            _scatter_face_grad(verts, faces, f, vo, o, gc, out)
         f += 1
         if f == nf:
             f = 0
@@ -169,12 +176,7 @@ def unit_normal_sums_bwd(
         if ga[0] != z or ga[1] != z or ga[2] != z or gb[0] != z or gb[1] != z or gb[2] != z or gd[0] != z or gd[1] != z or gd[2] != z:
             gc = _unit_grad(unit, inv, grad, i0) + _unit_grad(unit, inv, grad, i1) + _unit_grad(unit, inv, grad, i2)
             if gc[0] != z or gc[1] != z or gc[2] != z:
-                fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
-                g1 = wp.cross(e2, gc)
-                g2 = wp.cross(gc, e1)
-                wp.atomic_add(out, o + fi[1], g1)
-                wp.atomic_add(out, o + fi[2], g2)
-                wp.atomic_sub(out, o + fi[0], g1 + g2)
+                _scatter_face_grad(verts, faces, f, vo, o, gc, out)
         f += 1
         if f == nf:
             f = 0
