@@ -16,15 +16,11 @@ Cases are ``level:res`` (icosphere subdivision level, square resolution), the sc
 from __future__ import annotations
 
 import argparse
-import atexit
 import collections
 import importlib
 import os
-import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -42,28 +38,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _base_tree import copy_base  # noqa: E402
 from raster_w2 import clip_positions  # noqa: E402
 import trimesh  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def _copy_base(src: str) -> str:
-    """``src/lumigrad`` as package ``lumigrad_base`` in a temporary directory; returns that directory."""
-    root = tempfile.mkdtemp(prefix="lumigrad_ab_")
-    atexit.register(shutil.rmtree, root, True)
-    dst = os.path.join(root, "lumigrad_base")
-    shutil.copytree(os.path.join(src, "lumigrad"), dst, ignore=shutil.ignore_patterns("__pycache__"))
-    pat = re.compile(r"\blumigrad(?=[.\s]|$)")
-    for d, _, files in os.walk(dst):
-        for f in files:
-            if f.endswith(".py"):
-                path = os.path.join(d, f)
-                with open(path) as fh:
-                    text = fh.read()
-                with open(path, "w") as fh:
-                    fh.write(pat.sub("lumigrad_base", text))
-    return root
 
 
 def _timed_launches(mod, acc: dict) -> None:
@@ -99,7 +78,7 @@ def _call(mod, pos, tri, res):
 
 
 def main() -> None:
-    sys.path.insert(0, _copy_base(ARGS.base))
+    sys.path.insert(0, copy_base(ARGS.base, "lumigrad_ab_"))
     mods = {
         "base": importlib.import_module("lumigrad_base.ops.rasterize"),
         "new": importlib.import_module("lumigrad.ops.rasterize"),

@@ -43,6 +43,7 @@ import torch  # noqa: E402
 torch.set_num_threads(ARGS.threads)
 CLOCK = time.thread_time if ARGS.threads == 1 else time.perf_counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _base_tree import copy_base  # noqa: E402
 
 FOV_Y_DEG, DIST = 45.0, 3.0  # raster_w2.py's camera
 STAGES = ["project", "rasterize", "edge_rim", "vertex_normals", "interpolate", "shading", "edge_grad", "loss"]
@@ -152,30 +153,6 @@ def _hook_all(root, stage_of, acc, clock):
     return handles
 
 
-def _copy_base(src: str) -> str:
-    """``src/lumigrad`` as package ``lumigrad_base`` in a temporary directory (as ``raster_ab.py``, which
-    parses its own arguments on import); returns that directory."""
-    import atexit
-    import re
-    import shutil
-    import tempfile
-
-    root = tempfile.mkdtemp(prefix="lumigrad_w2_")
-    atexit.register(shutil.rmtree, root, True)
-    dst = os.path.join(root, "lumigrad_base")
-    shutil.copytree(os.path.join(src, "lumigrad"), dst, ignore=shutil.ignore_patterns("__pycache__"))
-    pat = re.compile(r"\blumigrad(?=[.\s]|$)")
-    for d, _, files in os.walk(dst):
-        for f in files:
-            if f.endswith(".py"):
-                path = os.path.join(d, f)
-                with open(path) as fh:
-                    text = fh.read()
-                with open(path, "w") as fh:
-                    fh.write(pat.sub("lumigrad_base", text))
-    return root
-
-
 def _scene(level: int):
     from lumigrad.geometry import icosphere
 
@@ -186,7 +163,7 @@ def _scene(level: int):
 def main() -> None:
     pkgs = ["lumigrad"]
     if ARGS.base:
-        sys.path.insert(0, _copy_base(ARGS.base))
+        sys.path.insert(0, copy_base(ARGS.base, "lumigrad_w2_"))
         pkgs = ["lumigrad_base", "lumigrad"]
     what = "thread CPU ms, 1 thread" if ARGS.threads == 1 else f"wall ms, {ARGS.threads} threads"
     print(f"W2 step (edge+rim) per stage, {what}, median of {ARGS.reps}"
