@@ -176,6 +176,20 @@ def _mat_row(mat: wp.array2d(dtype=Any), r: int):
 
 
 @wp.func
+def _light_row(ldata: wp.array2d(dtype=Any), lfo: wp.array2d(dtype=Any), j: int):
+    """Light ``j``'s direction or position, colour times intensity, and falloff constants."""
+    return _v3(ldata, j, 0), _v3(ldata, j, 3), _v3(lfo, j, 0)
+
+
+@wp.func
+def _block_start(t: int, ppt: int, npix: int, mat: wp.array2d(dtype=Any)):
+    """Pixel range ``[i0, i1)`` of kernel thread ``t`` and the constant (first) material row."""
+    i0 = t * ppt
+    a0, b0, c0, m0 = _mat_row(mat, 0)
+    return i0, wp.min(i0 + ppt, npix), a0, b0, c0, m0
+
+
+@wp.func
 def _unit_row(x_in: wp.array2d(dtype=Any), i: int):
     """``(x, 1 / |x|, x / |x|)`` of row ``i`` (``_rnorm``'s regularised norm)."""
     x = _v3(x_in, i, 0)
@@ -481,18 +495,14 @@ def _make_kernels(kind: int):
     ):
         """Block ``tid + offset`` of ``ppt`` pixels (a loop per thread amortises the CPU per-thread cost)."""
         t = wp.tid() + offset
-        i0 = t * ppt
-        i1 = wp.min(i0 + ppt, n_in.shape[0])
-        a0, b0, c0, m0 = _mat_row(mat, 0)
+        i0, i1, a0, b0, c0, m0 = _block_start(t, ppt, n_in.shape[0], mat)
         zero = c0 * type(c0)(0.0)
         if lkind.shape[0] == 0:
             for i in range(i0, i1):
                 _set3(out, i, 0, wp.vector(zero, zero, zero))
         for j in range(lkind.shape[0]):
             lk = lkind[j]
-            vec = _v3(ldata, j, 0)
-            e0 = _v3(ldata, j, 3)
-            fo = _v3(lfo, j, 0)
+            vec, e0, fo = _light_row(ldata, lfo, j)
             if lk == DIRECTIONAL:
                 FWD_D(i0, i1, j == 0, n_in, v_in, p_in, mat, mat_pp, a0, b0, c0, m0, mask, has_mask, vec, e0, fo, out)
             elif lk == POINT:
@@ -514,9 +524,7 @@ def _make_kernels(kind: int):
         rows: wp.array2d(dtype=Any),  # [threads, 8 + 6 L] out: constant material's, then each light's gradients
     ):
         t = wp.tid() + offset
-        i0 = t * ppt
-        i1 = wp.min(i0 + ppt, n_in.shape[0])
-        a0, b0, c0, m0 = _mat_row(mat, 0)
+        i0, i1, a0, b0, c0, m0 = _block_start(t, ppt, n_in.shape[0], mat)
         zero = c0 * type(c0)(0.0)
         zv = wp.vector(zero, zero, zero)
         if lkind.shape[0] == 0:  # else the first light's pass writes the per-pixel outputs
@@ -528,9 +536,7 @@ def _make_kernels(kind: int):
         sm = zero
         for j in range(lkind.shape[0]):
             lk = lkind[j]
-            vec = _v3(ldata, j, 0)
-            e0 = _v3(ldata, j, 3)
-            fo = _v3(lfo, j, 0)
+            vec, e0, fo = _light_row(ldata, lfo, j)
             ja = zv
             jb = zv
             jc = zero
@@ -571,17 +577,13 @@ def _make_kernels(kind: int):
         """``shade_bwd`` for when neither the mask, the material nor the lights need a gradient (a fit of the
         geometry): only ``g_n``, ``g_v`` and ``g_p``."""
         t = wp.tid() + offset
-        i0 = t * ppt
-        i1 = wp.min(i0 + ppt, n_in.shape[0])
-        a0, b0, c0, m0 = _mat_row(mat, 0)
+        i0, i1, a0, b0, c0, m0 = _block_start(t, ppt, n_in.shape[0], mat)
         zero = c0 * type(c0)(0.0)
         zv = wp.vector(zero, zero, zero)
         written = bool(False)  # ambient lights have no geometry gradient
         for j in range(lkind.shape[0]):
             lk = lkind[j]
-            vec = _v3(ldata, j, 0)
-            e0 = _v3(ldata, j, 3)
-            fo = _v3(lfo, j, 0)
+            vec, e0, fo = _light_row(ldata, lfo, j)
             if lk == DIRECTIONAL:
                 GEO_D(i0, i1, not written, n_in, v_in, p_in, mat, mat_pp, a0, b0, c0, m0, mask, has_mask, vec, e0,
                       fo, g_out, g_n, g_v, g_p)

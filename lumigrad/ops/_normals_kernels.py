@@ -36,6 +36,15 @@ def _face_edges(verts: wp.array(dtype=Any), faces: wp.array(dtype=wp.vec3i), f: 
 
 
 @wp.func
+def _span_start(t0: int, nf: int, nv: int, slot_row: int):
+    """``(t0, f, vo, o)`` of a thread whose span starts at global face ``t0``: its face in the batch, the batch's
+    first vertex row, and that vertex's output row in this task's slot (``slot_row = slot * B*V``). The loop
+    then advances ``f``, ``vo`` and ``o`` itself (no division per face)."""
+    b = t0 // nf
+    return t0, t0 - b * nf, b * nv, slot_row + b * nv
+
+
+@wp.func
 def _scatter_face_grad(verts: wp.array(dtype=Any), faces: wp.array(dtype=wp.vec3i), f: int, vo: int, o: int, gc: Any,
                        out: wp.array(dtype=Any)):
     """Adds d loss / d corners of face ``f``'s cross product ``e1 x e2`` given its gradient ``gc``."""
@@ -55,11 +64,7 @@ def normal_sums_fwd(
     nf: int, nv: int,
     out: wp.array(dtype=Any),  # [slots * B*V] like verts, zeroed: sum of (v1 - v0) x (v2 - v0) per vertex
 ):
-    t0 = start + (wp.tid() + offset) * span
-    b = t0 // nf
-    f = t0 - b * nf
-    o = slot * verts.shape[0] + b * nv  # output row of vertex 0 of batch b
-    vo = b * nv
+    t0, f, vo, o = _span_start(start + (wp.tid() + offset) * span, nf, nv, slot * verts.shape[0])
     for _t in range(t0, wp.min(t0 + span, end)):
         fi, i0, i1, i2, e1, e2 = _face_edges(verts, faces, f, vo)
         c = wp.cross(e1, e2)
@@ -83,11 +88,7 @@ def normal_sums_bwd(
     skip: int,  # 1: skip faces whose corners' gradients sum to zero (finite verts: they add exact zeros)
     out: wp.array(dtype=Any),  # [slots * B*V], zeroed: d loss / d verts
 ):
-    t0 = start + (wp.tid() + offset) * span
-    b = t0 // nf
-    f = t0 - b * nf
-    o = slot * verts.shape[0] + b * nv
-    vo = b * nv
+    t0, f, vo, o = _span_start(start + (wp.tid() + offset) * span, nf, nv, slot * verts.shape[0])
     for _t in range(t0, wp.min(t0 + span, end)):
         fi = faces[f]
         # The face's cross product reaches its three corners' sums: d loss / d c = g0 + g1 + g2.
@@ -159,11 +160,7 @@ def unit_normal_sums_bwd(
     """unit_bwd fused into normal_sums_bwd (skipping zero-gradient faces): each face pulls its corners'
     gradients back through the normalisation itself, so no [B*V] pass and no d loss / d sum buffer;
     a face whose three corners get no gradient is skipped before its corners' units are loaded."""
-    t0 = start + (wp.tid() + offset) * span
-    b = t0 // nf
-    f = t0 - b * nf
-    o = slot * verts.shape[0] + b * nv
-    vo = b * nv
+    t0, f, vo, o = _span_start(start + (wp.tid() + offset) * span, nf, nv, slot * verts.shape[0])
     for _t in range(t0, wp.min(t0 + span, end)):
         fi = faces[f]
         i0 = vo + fi[0]
