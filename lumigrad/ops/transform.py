@@ -17,14 +17,16 @@ import torch
 import warp as wp
 from torch import Tensor
 
+from lumigrad.geometry.transforms import _KERNEL_MIN_ROWS
 from lumigrad.ops._common import launch, per_thread_chunk, to_warp, warp_device
 from lumigrad.ops import _transform_kernels as _k
 
 __all__ = ["transform_points_fused", "use_kernel"]
 
 # Rows from which the kernel beats torch's GEMM (a Warp launch costs ~30 us of Python; below
-# ~10k rows torch's call wins, see the module docstring).
-_MIN_ROWS = 8192  # = lumigrad.geometry.transforms._KERNEL_MIN_ROWS
+# ~10k rows torch's call wins, see the module docstring): transform_points' own threshold, kept there
+# so that small inputs never import this module.
+_MIN_ROWS = _KERNEL_MIN_ROWS
 # Rows per CPU kernel thread (a Warp CPU thread copies every kernel argument: amortise it).
 _SPAN = 256
 
