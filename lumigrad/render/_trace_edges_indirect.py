@@ -1,36 +1,48 @@
-"""Boundary term of visibility changes seen from the camera's first hits (occlusion of indirect light).
+"""Boundary term of visibility changes seen from the path vertices (occlusion of indirect light).
 
 :mod:`lumigrad.render._trace_edges` samples the discontinuities of the *screen* integral (primary
 silhouettes) and of the *light* integrals at the first hits (hard shadows, penumbrae). With
-``max_bounces >= 2`` the first hit ``x`` also integrates indirect light over directions,
+``max_bounces >= 2`` a path vertex ``x`` also integrates indirect light over directions,
 ``int f(x, w) cos L_ind(x, w) dw``, and ``L_ind`` jumps where an edge seen from ``x`` separates two
 surfaces (an occluder in front of a lit wall). Moving the occluder, or ``x`` itself, moves that
 curve on the sphere of directions, which interior (re-attached) gradients cannot see.
 
 Estimator (Li et al. 2018, "Differentiable Monte Carlo ray tracing through edge sampling", their
 secondary edges, without the edge hierarchy): per view, ``N`` camera samples (one per pixel by
-default) find their first hit ``x``; each picks a mesh edge with probability proportional to its
-length among the edges that can be silhouettes (open boundaries, and edges between non-coplanar
-faces) and a uniform point ``p`` on it. Where the edge is a silhouette seen from ``x``, ``p`` is
-visible from ``x`` and above ``x``'s surface, the jump ``L_ind(w_B) - L_ind(w_A)`` is measured by two
-rays from ``x`` a hair either side of ``p`` (``w_A`` on the side of ``m = normalize(w x e)``), and the
-term ``f cos (L_B - L_A) |dw/dt| / P(edge) * (H W / N) * (m . (w_b - stop_grad(w_b)))`` is added to
+default) find their first hit ``x_0`` and continue by the path tracer's own BSDF samples
+(:func:`lumigrad.render.path._sample_bsdf`, mirrors included) to ``x_1 .. x_{max_bounces - 2}``, with
+throughput ``beta_k`` (detached). At each non-mirror vertex ``x = x_k`` the sample picks a mesh edge
+with probability proportional to its length among the edges that can be silhouettes (open
+boundaries, and edges between non-coplanar faces) and a uniform point ``p`` on it. Where the edge is
+a silhouette seen from ``x``, ``p`` is visible from ``x`` and in the hemisphere of ``x``'s shading
+normal (the hemisphere the path tracer integrates, whichever side the path arrived from), the jump
+``L_ind(w_B) - L_ind(w_A)`` is measured by two rays from ``x`` a hair either side of ``p`` (``w_A``
+on the side of ``m = normalize(w x e)``), and the term
+``beta_k f cos (L_B - L_A) |dw/dt| / P(edge) * (H W / N) * (m . (w_b - stop_grad(w_b)))`` is added to
 the pixel of the sample, with ``w_b = normalize(p - x)`` a differentiable function of the edge's
-vertices and of ``x`` (hence of the hit triangle and the camera): zero-valued, its gradient is the
-boundary integral (``|dw/dt|`` converts the edge parameter to arc length on the sphere).
+vertices and of ``x`` (re-attached, hence of the hit triangle, the earlier vertices and the camera):
+zero-valued, its gradient is the boundary integral (``|dw/dt|`` converts the edge parameter to arc
+length on the sphere).
 
-``L_ind`` is the radiance *reflected* at the next hit (next-event estimation and further bounces,
-``max_bounces - 1`` of them), without the emission of that hit and without the environment map
-for rays that escape: direct light already has its own boundary terms (penumbrae of area and
-environment lights, hard shadows of point lights), so counting it here would count it twice.
-Rays that escape see the ambient light when it acts as a constant environment (``max_bounces > 1``).
+``L_ind`` at ``x_k`` is the radiance arriving from the next hit with the path's remaining
+``max_bounces - 1 - k`` bounces. At the first hit it leaves out that hit's emission and the
+environment seen by escaping rays: the first hits' direct light has its own boundary terms
+(penumbrae of area and environment lights, hard shadows of point lights), so counting it here would
+count it twice. At later vertices nothing else samples those discontinuities, so ``L_ind`` is the
+whole incoming radiance there. Escaping rays see the ambient light when it acts as a constant
+environment (``max_bounces > 1``).
 
-Not covered: visibility changes seen from later bounces or through mirrors (a mirror's first hit
-has no direction integral), and shadow boundaries that the indirect light carries (a shadow cast
-on the floor, seen by the wall), which are not mesh edges. Sampling edges by length alone (no
-hierarchy, no silhouette culling before the pick) is unbiased but noisy on large meshes, where
-most picked edges are not silhouettes from ``x``: ``TraceSettings.indirect_samples`` sets the
-budget.
+Checked against closed forms (``tests/trace/test_trace_indirect_edges.py``): a wall lit only by a
+floor, with an occluder between them, seen directly (first vertex) and in a coloured planar mirror
+(second vertex: camera -> mirror -> wall, where only this term carries the gradient); and a card
+seen from its back against central differences of renders with common random numbers.
+
+Not covered: silhouettes seen *directly* in mirrors (a screen-space boundary, not a direction
+integral), and shadow boundaries that the indirect light carries (a shadow cast on the floor, seen
+by the wall), which are not mesh edges. Sampling
+edges by length alone (no hierarchy, no silhouette culling before the pick) is unbiased but noisy
+on large meshes, where most picked edges are not silhouettes from ``x``:
+``TraceSettings.indirect_samples`` sets the budget (per vertex depth).
 """
 from __future__ import annotations
 
@@ -60,41 +72,49 @@ def _candidate_edges(sc) -> Tensor:
     return (ef[:, 1] < 0) | bent
 
 
-def _incoming(sc, origins: Tensor, dirs: Tensor) -> Tensor:
-    """``[R, 3]`` indirect radiance arriving at ``origins`` from ``dirs``: what the next hit reflects
-    (``max_bounces - 1`` bounces from it), without its emission; escaping rays see only ambient light."""
+def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: bool) -> Tensor:
+    """``[R, 3]`` radiance arriving at ``origins`` from ``dirs``: what the next hit reflects (``bounces``
+    bounces from it) and, with ``direct``, its emission and the environment seen by escaping rays; escaping
+    rays always see the ambient light (a constant environment when ``max_bounces > 1``)."""
     from lumigrad.render.path import _emission, _radiance, _trace
 
-    st = sc.settings
     ind = copy.copy(sc)
-    ind.settings = dataclasses.replace(st, max_bounces=st.max_bounces - 1, background=(0.0, 0.0, 0.0))
+    ind.settings = dataclasses.replace(sc.settings, max_bounces=bounces, background=(0.0, 0.0, 0.0))
     face = intersect(sc.accel.bvh, origins, dirs).face
     L, hit = _radiance(ind, origins, dirs, sc.gen, face)
-    h = _trace(ind, origins, dirs, face)
-    L = L.index_add(0, h.idx, -_emission(ind, h))
+    if not direct:
+        h = _trace(ind, origins, dirs, face)
+        L = L.index_add(0, h.idx, -_emission(ind, h))
     miss = torch.nonzero(~hit).squeeze(1)
     if miss.numel():
-        if sc.env is not None:
+        if sc.env is not None and not direct:
             L = L.index_add(0, miss, -sc.env.eval(dirs[miss]).to(L.dtype))
         if sc.ambient:
             L = L.index_add(0, miss, sum(a.color for a in sc.ambient).to(L.dtype).expand(miss.numel(), 3))
     return L
 
 
+class _EdgeTable:
+    """The edges an edge sample may pick: candidates' lengths (pick probability ``length / total``)."""
+
+    def __init__(self, sc) -> None:
+        self.edges, self.ef = sc.accel.edges, sc.accel.edge_faces
+        vd = sc.verts.detach()
+        self.length = (vd[self.edges[:, 1]] - vd[self.edges[:, 0]]).norm(dim=-1) * _candidate_edges(sc)
+        self.total = float(self.length.sum())
+
+
 def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
-    """``(pixel [k] long, contrib [k, 3])``: ``n`` boundary samples of view ``b`` (module docstring);
-    ``pixel`` indexes the ``[B * H * W]`` image rows and ``contrib`` is zero-valued with the gradient."""
-    from lumigrad.render.path import _camera_rays, _hit_material, _take, _trace
+    """``(pixel [k] long, contrib [k, 3])``: ``n`` boundary samples of view ``b`` (module docstring) at each of
+    the path vertices ``x_0 .. x_{max_bounces - 2}``; ``pixel`` indexes the ``[B * H * W]`` image rows and
+    ``contrib`` is zero-valued with the gradient."""
+    from lumigrad.render.path import _camera_rays, _sample_bsdf, _take, _trace
 
     cam = sc.camera
     H, W = cam.height, cam.width
     empty = (torch.zeros(0, dtype=torch.long, device=sc.device), torch.zeros(0, 3, dtype=sc.dtype, device=sc.device))
-    edges, ef = sc.accel.edges, sc.accel.edge_faces
-    fn, v0 = sc.accel._face_data
-    vd = sc.verts.detach()
-    length = (vd[edges[:, 1]] - vd[edges[:, 0]]).norm(dim=-1) * _candidate_edges(sc)
-    total = float(length.sum())
-    if total <= 0:
+    table = _EdgeTable(sc)
+    if table.total <= 0:
         return empty
     # Camera samples: one per pixel (stratified) when n = H * W, else uniform over the image.
     with torch.no_grad():
@@ -103,13 +123,46 @@ def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
             pix = torch.stack([(q % W).to(sc.dtype), (q // W).to(sc.dtype)], -1) + sc.rand(n, 2)
         else:
             pix = sc.rand(n, 2) * torch.tensor([W, H], dtype=sc.dtype, device=sc.device)
+        pixel_of_sample = b * H * W + pix[:, 1].floor().long().clamp(0, H - 1) * W + pix[:, 0].floor().long().clamp(0, W - 1)
     o, d = _camera_rays(cam, torch.full((n,), b, dtype=torch.long, device=sc.device), pix)
     h = _trace(sc, o, d)
-    if h.idx.numel() == 0:
+    rows, beta = h.idx, None  # each hit's camera sample; throughput of the path to it (None: 1)
+    pixels, contribs = [], []
+    last = sc.settings.max_bounces - 2
+    for depth in range(last + 1):
+        if h.idx.numel() == 0:
+            break
+        sel, contrib = _edge_samples(sc, h, table, sc.settings.max_bounces - 1 - depth, direct=depth > 0)
+        if sel.numel():
+            weight = (H * W / n) if beta is None else (H * W / n) * _take(beta, sel)
+            pixels.append(_take(pixel_of_sample, _take(rows, sel)))
+            contribs.append(contrib * weight)
+        if depth == last:
+            break
+        # The next vertex, by the path tracer's own BSDF sample (its mirrors included).
+        w, wi, _, _ = _sample_bsdf(sc, h, sc.gen)
+        w = w.detach()
+        beta = w if beta is None else beta * w
+        side = torch.where(dot(h.ng, wi, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
+        h2 = _trace(sc, h.points + side * h.ng * sc.eps, wi)
+        rows, beta, h = _take(rows, h2.idx), _take(beta, h2.idx), h2
+    if not pixels:
         return empty
+    return torch.cat(pixels), torch.cat(contribs)
+
+
+def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: bool) -> tuple[Tensor, Tensor]:
+    """``(sel [k], contrib [k, 3])``: one edge sample from each hit of ``h``; ``sel`` are the hits whose
+    sample lies on a visible silhouette, ``contrib`` their zero-valued terms (per unit pixel weight)."""
+    from lumigrad.render.path import _hit_material, _take
+
+    fn, v0 = sc.accel._face_data
+    vd = sc.verts.detach()
+    edges, ef = table.edges, table.ef
+    none = (torch.zeros(0, dtype=torch.long, device=sc.device), torch.zeros(0, 3, dtype=sc.dtype, device=sc.device))
     with torch.no_grad():
         k = h.idx.numel()
-        pick = torch.multinomial(length, k, replacement=True, generator=sc.gen)
+        pick = torch.multinomial(table.length, k, replacement=True, generator=sc.gen)
         t = sc.rand(k, 1)
         e = edges[pick]
         a, c = vd[e[:, 0]], vd[e[:, 1]]
@@ -123,36 +176,34 @@ def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
         s1 = dot(fn[f1.clamp(min=0)], x - v0[f1.clamp(min=0)]) > 0
         sil = (f1 < 0) | (s0 != s1)
         own = (f0 == h.face) | (f1 == h.face)
-        side = torch.where(dot(ng, wo) >= 0, 1.0, -1.0).to(sc.dtype)
-        ok = sil & ~own & (dot(ns, wn) > 0) & (dot(ng, wn) * side > 0) & ~sc.mats.mirror[h.shape]
+        # The direction integral is over the shading normal's hemisphere whichever side the path arrived from
+        # (as the path tracer's BSDF sample); its rays leave from the geometric side they point to.
+        side = torch.where(dot(ng, wn) >= 0, 1.0, -1.0).to(sc.dtype)
+        ok = sil & ~own & (dot(ns, wn) > 0) & ~sc.mats.mirror[h.shape]
         sel = torch.nonzero(ok).squeeze(1)
         if sel.numel() == 0:
-            return empty
+            return none
         org = x[sel] + (side[sel] * sc.eps)[:, None] * ng[sel]
         seen = ~occluded(sc.accel.bvh, org, p[sel] - org, 1.0 - _REL_TOL)
         sel = sel[seen]
         if sel.numel() == 0:
-            return empty
+            return none
         org = org[seen]
         wn_s, dist_s, edge_dir = wn[sel], dist[sel], (c - a)[sel]
         m = safe_normalize(torch.linalg.cross(wn_s, edge_dir, dim=-1))
         off = (_SIDE * dist_s) * m
         w_a, w_b = safe_normalize(p[sel] + off - org), safe_normalize(p[sel] - off - org)
-        L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0))
+        L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct)
         jump = L[sel.numel():] - L[: sel.numel()]  # side B minus side A
         hs = type(h)(*(None if v is None else _take(v, sel) for v in h))
         at = {key: val.detach() for key, val in _hit_material(sc, hs).items()}
         f = sc.mats.brdf(hs.shape, ns[sel], wn_s, wo[sel], at) * dot(ns[sel], wn_s, keepdim=True)
         perp = edge_dir - dot(edge_dir, wn_s, keepdim=True) * wn_s
         dwdt = perp.norm(dim=-1, keepdim=True) / dist_s
-        weight = f * jump * dwdt * (total / length[pick[sel]])[:, None] * (H * W / n)
+        weight = f * jump * dwdt * (table.total / table.length[pick[sel]])[:, None]
     # Differentiable boundary direction: the edge point (edge vertices) seen from the re-attached hit.
     ep = e[sel]
     pb = sc.verts.index_select(0, ep[:, 0])
     pb = pb + t[sel] * (sc.verts.index_select(0, ep[:, 1]) - pb)
     wb = safe_normalize(pb - _take(h.points, sel))
-    contrib = weight * dot(m, wb - wb.detach(), keepdim=True)
-    rows = _take(h.idx, sel)
-    px = pix[rows]
-    pixel = b * H * W + px[:, 1].floor().long().clamp(0, H - 1) * W + px[:, 0].floor().long().clamp(0, W - 1)
-    return pixel, contrib
+    return sel, weight * dot(m, wb - wb.detach(), keepdim=True)

@@ -163,8 +163,8 @@ class TraceSettings:
             point / directional light that gets ``edge_samples / K`` boundary
             samples); 0 leaves penumbrae without visibility gradients.
         indirect_samples: with ``boundary="edge"`` and ``max_bounces >= 2``, boundary
-            samples per view for visibility changes of the indirect light seen from the
-            camera's first hits (an occluder moving in front of a lit wall; see
+            samples per view and path vertex for visibility changes of the indirect light
+            seen from the path's vertices (an occluder moving in front of a lit wall; see
             :mod:`lumigrad.render._trace_edges_indirect`); default ``H * W`` (one per
             pixel), 0 turns the term off.
         rr_depth: bounce from which Russian roulette may stop paths.
