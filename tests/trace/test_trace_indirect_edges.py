@@ -152,6 +152,33 @@ def test_occlusion_seen_in_a_mirror_gradient_matches_closed_form():
     _check(_boundary_grads(range(16), 4096, mirror=True), truth, max_rel_se=0.1)
 
 
+def _mirror_cameras(eye):
+    """The camera at ``eye`` looking at the mirror, and its reflection in the mirror plane z = 3.5 (its image
+    flipped left-right, which leaves the image mean unchanged)."""
+    target = torch.tensor([0.0, 0.9, 3.5], dtype=DT)
+    cams = []
+    for e, tg in ((eye, target), (eye * torch.tensor([1, 1, -1], dtype=DT) + torch.tensor([0, 0, 7.0], dtype=DT),
+                                  torch.tensor([0.0, 0.9, 3.5], dtype=DT))):
+        cams.append(Camera.look_at(e, tg, width=RES, height=RES, fov_y_deg=FOV_M))
+    return cams
+
+
+def test_camera_gradient_through_a_mirror_matches_closed_form():
+    """Moving the camera moves the wall points seen in the mirror, and the occluder and the floor's far edges
+    seen from them: the whole derivative is the second vertex's boundary term (zero with it off)."""
+    eye = torch.tensor([0.0, 0.9, 2.5], dtype=DT, requires_grad=True)
+    truth = torch.autograd.grad(_closed_form_mean(torch.zeros(3, dtype=DT), cam=_mirror_cameras(eye)[1]) * 0.6,
+                                eye)[0]
+    assert float(truth[:2].abs().min()) > 0.03
+    grads = []
+    for seed in range(16):
+        eye = torch.tensor([0.0, 0.9, 2.5], dtype=DT, requires_grad=True)
+        st = TraceSettings(max_bounces=3, rr_depth=9, chunk_rays=1 << 18, spp=4, seed=seed, indirect_samples=4096)
+        img = render_trace(_scene(torch.zeros(3, dtype=DT), mirror=True), _mirror_cameras(eye)[0], LIGHT, st).image
+        grads.append(torch.autograd.grad(img.mean(), eye)[0])
+    _check(torch.stack(grads), truth, max_rel_se=0.15)
+
+
 @pytest.mark.slow
 def test_occluder_translation_gradient_matches_closed_form_tightly():
     _check(_boundary_grads(range(100, 164), 16384), _closed_form_grad(), max_rel_se=0.015)
