@@ -23,7 +23,8 @@ boundary integral (``|dw/dt|`` converts the edge parameter to arc length on the 
 ``max_bounces - 1`` of them), without the emission of that hit and without the environment map
 for rays that escape: direct light already has its own boundary terms (penumbrae of area and
 environment lights, hard shadows of point lights), so counting it here would count it twice.
-Rays that escape see the ambient light when it acts as a constant environment (``max_bounces > 1``).
+Rays that escape see the ambient and SH lights, which act as a distant environment when ``max_bounces > 1``
+(:func:`lumigrad.render.path._sky_radiance`).
 
 Not covered: visibility changes seen from later bounces or through mirrors (a mirror's first hit
 has no direction integral), and shadow boundaries that the indirect light carries (a shadow cast
@@ -62,8 +63,8 @@ def _candidate_edges(sc) -> Tensor:
 
 def _incoming(sc, origins: Tensor, dirs: Tensor) -> Tensor:
     """``[R, 3]`` indirect radiance arriving at ``origins`` from ``dirs``: what the next hit reflects
-    (``max_bounces - 1`` bounces from it), without its emission; escaping rays see only ambient light."""
-    from lumigrad.render.path import _emission, _radiance, _trace
+    (``max_bounces - 1`` bounces from it), without its emission; escaping rays see only ambient and SH light."""
+    from lumigrad.render.path import _emission, _radiance, _sky_radiance, _trace
 
     st = sc.settings
     ind = copy.copy(sc)
@@ -76,8 +77,8 @@ def _incoming(sc, origins: Tensor, dirs: Tensor) -> Tensor:
     if miss.numel():
         if sc.env is not None:
             L = L.index_add(0, miss, -sc.env.eval(dirs[miss]).to(L.dtype))
-        if sc.ambient:
-            L = L.index_add(0, miss, sum(a.color for a in sc.ambient).to(L.dtype).expand(miss.numel(), 3))
+        if sc.ambient or sc.sh:
+            L = L.index_add(0, miss, _sky_radiance(sc, dirs[miss]).to(L.dtype))
     return L
 
 

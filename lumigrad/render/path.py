@@ -65,7 +65,7 @@ from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_c
 from lumigrad.ops.rasterize import RasterizeWorkspace, _rasterize_ids
 from lumigrad.ops.trace import TraceBVH, hit_attributes, intersect, occluded, shade_direct, trace_direct
 from lumigrad.scene.camera import Camera
-from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight
+from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight, _sh_basis
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.render._bsdf_sampling import _LAMBERT, MaterialTable
 from lumigrad.render._envmap import EnvMap
@@ -638,8 +638,8 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator,
         bg = torch.tensor(st.background, dtype=sc.dtype, device=sc.device)
         L = bg.expand(R, 3) * (~hit).to(sc.dtype)[:, None]
     L = L.index_add(0, h.idx, _emission(sc, h))
-    ambient = sum(a.color for a in sc.ambient) if (sc.ambient and st.max_bounces > 1) else None
-    trace_last = bool(sc.emitters) or sc.env is not None or ambient is not None
+    sky = bool(sc.ambient or sc.sh) and st.max_bounces > 1  # ambient / SH lights as a distant environment
+    trace_last = bool(sc.emitters) or sc.env is not None or sky
     beta = torch.ones_like(h.points)
     idx = h.idx
     for depth in range(st.max_bounces):
@@ -661,7 +661,7 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator,
         side = torch.where(dot(h.ng, new_d, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         o = h.points + side * h.ng * sc.eps
         h2 = _trace(sc, o, new_d)
-        # What the BSDF ray finds: emitters, or (escaping) the environment / ambient light.
+        # What the BSDF ray finds: emitters, or (escaping) the environment / ambient / SH light.
         esc = torch.ones(idx.shape[0], dtype=torch.bool, device=sc.device)
         esc[h2.idx] = False
         esc = torch.nonzero(esc).squeeze(1)
@@ -684,14 +684,31 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator,
                 else:
                     w = delta[esc].to(sc.dtype)
             L = L.index_add(0, _take(idx, esc), _take(beta, esc) * sc.env.eval(_take(new_d, esc)) * w[:, None])
-        if ambient is not None and esc.numel():
-            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * ambient)
+        if sky and esc.numel():  # no light sample competes with the BSDF ray here: weight 1 (see _sky_radiance)
+            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * _sky_radiance(sc, _take(new_d, esc)))
         if last:
             break
         beta = _take(beta, h2.idx)
         idx = _take(idx, h2.idx)
         h = h2
     return L, hit
+
+
+def _sky_radiance(sc: _Scene, dirs: Tensor) -> Tensor:
+    """``[n, 3]`` radiance of the ambient and SH lights seen along unit ``dirs [n, 3]`` when they act as a distant
+    environment (``max_bounces > 1``): ``sum color + sum_lm c_lm Y_lm(dirs)`` (the basis of
+    :func:`lumigrad.shade.lighting.sh_basis`, whose cosine-weighted integral is ``_sh_irradiance``). Negative SH
+    radiance is kept, as ``shade`` keeps negative irradiance. Differentiable w.r.t. the colours and coefficients.
+
+    Only BSDF rays that escape see it (weight 1, no light sample): the SH radiance is smooth (band <= ``order``),
+    so a cosine-sampled ray already follows most of its integrand; see docs/tracing.md.
+    """
+    L = torch.zeros_like(dirs)
+    for amb in sc.ambient:
+        L = L + amb.color.to(sc.dtype)
+    for shl in sc.sh:
+        L = L + _sh_basis(dirs, shl.order) @ shl.coeffs.to(sc.dtype)
+    return L
 
 
 def _camera_rays(camera: Camera, view: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
