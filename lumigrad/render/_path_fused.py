@@ -74,12 +74,15 @@ of the forward.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad.ops._common import first_order
-from lumigrad.ops.path_trace import GGX, MIRROR, PathCamera, PathScene, PathSettings, replay_paths, trace_paths
+from lumigrad.ops.path_trace import (GGX, MIRROR, PathCamera, PathScene, PathSettings, replay_paths, sh_norms,
+                                     trace_paths)
 from lumigrad.render._bsdf_sampling import _GGX, _LAMBERT, _MIRROR
 from lumigrad.render.path import (_Scene, _fused_ok, _geometric_tensors, _geometry_needs_grad, _light_rows,
                                   _pixel_sums)
@@ -113,8 +116,11 @@ def _textures_ok(sc: _Scene) -> bool:
 
 def fused_path_ok(sc: _Scene) -> bool:
     """Whether the fused kernel renders ``sc`` (see the module docstring)."""
-    if _fused_ok(sc) or sc.sh or sc.ambient or not _textures_ok(sc):
+    if _fused_ok(sc) or not _textures_ok(sc):
         return False
+    if (sc.sh or sc.ambient) and sc.settings.max_bounces == 1:
+        return False  # analytic, unshadowed ambient / SH shading (render_mesh's): the torch path's
+
     if not set(sc.mats.present) <= {_LAMBERT, _GGX, _MIRROR}:
         return False
     if _geometry_needs_grad(sc, sc.point_lights):
@@ -122,6 +128,7 @@ def fused_path_ok(sc: _Scene) -> bool:
     rows = [sc.mats.p.get(k) for k in ("albedo", "reflectance", "base_color", "roughness", "metallic")]
     rows.append(getattr(sc, "emission", None))
     rows += [l.color for l in sc.point_lights] + [l.intensity for l in sc.point_lights]
+    rows += [a.color for a in sc.ambient] + [s.coeffs for s in sc.sh]
     return not any(_tangent(t) for t in _geometric_tensors(sc, sc.point_lights) + rows)
 
 
@@ -153,7 +160,8 @@ def _path_scene(sc: _Scene) -> PathScene:
             em_face=torch.cat(em_face).to(i32) if em_face else torch.zeros(0, dtype=i32, device=dev),
             em_cdf=torch.cat(em_cdf).to(dt) if em_cdf else torch.zeros(0, dtype=dt, device=dev),
             lkind=lk, lvec=lv.detach(), lfall=lf, sprob=sc.mats.spec_prob.detach().to(dt).contiguous(),
-            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc), **_tex_tables(sc))
+            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc), **_tex_tables(sc),
+            sky_norm=sh_norms(_sky_order(sc), dt, dev) if sc.sh or sc.ambient else None)
     return sc._path_scene
 
 
@@ -200,9 +208,30 @@ def _env_tables(sc: _Scene) -> dict:
                     env_size=(env.H, env.W))
 
 
+def _sky_order(sc: _Scene) -> int:
+    return max([s.order for s in sc.sh], default=0)
+
+
+def _sky_rows(sc: _Scene) -> Tensor:
+    """``[K, 3]`` the ambient and SH lights as one SH radiance (order: the highest; ambient colours ``c`` add
+    ``c sqrt(4 pi)`` to row 0, as ``Y_00 = 1 / sqrt(4 pi)``), or ``[0, 3]`` without; differentiable."""
+    if not sc.sh and not sc.ambient:
+        return torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
+    k = (_sky_order(sc) + 1) ** 2
+    sky = torch.zeros(k, 3, dtype=sc.dtype, device=sc.device)
+    for s in sc.sh:
+        c = s.coeffs.to(sc.dtype)
+        sky = sky + torch.nn.functional.pad(c, (0, 0, 0, k - c.shape[0]))
+    if sc.ambient:
+        amb = sum(a.color.to(sc.dtype) for a in sc.ambient) * (4.0 * math.pi) ** 0.5
+        sky = sky + torch.nn.functional.pad(amb[None], (0, 0, 0, k - 1))
+    return sky
+
+
 def _rows(sc: _Scene) -> tuple[Tensor, ...]:
     """``(refl [S, 3], emis [S, 3], lscale [nl, 3], rough [S], metal [S], env [H * W, 3] or [0, 3], tex [N] or
-    [0], vcol [V, 3] or [0, 3])``, differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror
+    [0], vcol [V, 3] or [0, 3], sky [K, 3] or [0, 3])``, differentiable w.r.t. the scene's tensors (``sky``:
+    :func:`_sky_rows`); ``refl`` is the albedo, mirror
     reflectance or GGX base colour of each shape (the rows of the other kinds are zero in each of
     :class:`MaterialTable`'s tables, so they add up); ``tex`` all texels of the textured parameters and mesh
     textures, flattened (the rows of textured parameters are placeholders); ``vcol`` the merged vertex colours."""
@@ -218,7 +247,7 @@ def _rows(sc: _Scene) -> tuple[Tensor, ...]:
         torch.zeros(0, dtype=sc.dtype, device=sc.device)
     vcol = sc.vcolors.to(sc.dtype).expand(-1, 3) if sc.vcolors is not None else \
         torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
-    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels, vcol
+    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels, vcol, _sky_rows(sc)
 
 
 def _settings(sc: _Scene, chunk: int) -> PathSettings:
@@ -240,10 +269,10 @@ def _camera(sc: _Scene, first: int) -> PathCamera:
 def _samples(sc: _Scene, first: int, count: int, chunk: int, rows) -> tuple[Tensor, Tensor, Tensor]:
     """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`) and its samples' radiance ``[count, 3]``;
     camera rays made in the kernel. ``rows``: :func:`_rows`."""
-    refl, emis, lscale, rough, metal, env, tex, _ = rows
+    refl, emis, lscale, rough, metal, env, tex, _, sky = rows
     L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
                          _camera(sc, first), count, rough, metal, env if env.shape[0] else None,
-                         tex if _path_scene(sc).tex_slot is not None else None)
+                         tex if _path_scene(sc).tex_slot is not None else None, sky if sky.shape[0] else None)
     p = torch.arange(first, first + count, device=sc.device) // sc.settings.spp
     return (*_pixel_sums(sc, p, L, hit), L)
 
@@ -252,8 +281,8 @@ class _FusedChunk(torch.autograd.Function):
     """One chunk's pixel sums; the backward replays its paths (rays re-made in the kernel)."""
 
     @staticmethod
-    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, vcol, sc, first, count, chunk):
-        rows = (refl, emis, lscale, rough, metal, env, tex, vcol)
+    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, vcol, sky, sc, first, count, chunk):
+        rows = (refl, emis, lscale, rough, metal, env, tex, vcol, sky)
         img, cov, L = _samples(sc, first, count, chunk, rows)
         ctx.args = (sc, first, count, chunk)
         # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
@@ -266,17 +295,17 @@ class _FusedChunk(torch.autograd.Function):
     @first_order
     def backward(ctx, g_img, g_cov):
         sc, first, count, chunk = ctx.args
-        refl, emis, lscale, rough, metal, env, tex, vcol, L = ctx.saved_tensors
-        need = ctx.needs_input_grad[:8]
+        refl, emis, lscale, rough, metal, env, tex, vcol, sky, L = ctx.saved_tensors
+        need = ctx.needs_input_grad[:9]
         if g_img is None or not any(need):
-            return (None,) * 12
+            return (None,) * 13
         S = sc.settings.spp
         # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
         base = first // S if sc.settings.chunk_rays % S == 0 else 0
         grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None,
                              _settings(sc, chunk), g_img.contiguous(), need, _camera(sc, first), count, base, L,
                              rough, metal, env if env.shape[0] else None,
-                             tex if _path_scene(sc).tex_slot is not None else None)
+                             tex if _path_scene(sc).tex_slot is not None else None, sky if sky.shape[0] else None)
         return (*grads, None, None, None, None)
 
 

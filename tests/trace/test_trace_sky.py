@@ -1,0 +1,170 @@
+"""Ambient and SH environment lights in path tracing (``max_bounces > 1``): the torch path and the fused kernel.
+
+With ``max_bounces > 1`` an :class:`AmbientLight` (constant radiance) and an :class:`SHEnvironmentLight` (radiance
+``sum_lm c_lm Y_lm(w)``) are a distant environment that BSDF rays which escape see
+(:func:`lumigrad.render.path._sky_radiance`); the fused kernel (:mod:`lumigrad.render._path_fused`) folds both
+into one set of SH rows. Patterns of ``test_path_fused.py``: z-scores over seeds between the kernel and the torch
+path, the kernel's gradients against central differences of its own forward (float64, Russian roulette off).
+"""
+import math
+import types
+
+import pytest
+import torch
+from test_path_fused import _agree, _grads_by_seed, _renders, _t, _z, box_scene, ggx_box
+
+import lumigrad.render._path_fused as pf
+from lumigrad.geometry.primitives import plane
+from lumigrad.ops.path_trace import PathSettings, replay_paths, trace_paths
+from lumigrad.render.path import TraceSettings, _Scene, _sky_radiance, prepare_trace, render_trace
+from lumigrad.scene import Mesh
+from lumigrad.scene.camera import Camera
+from lumigrad.scene.lights import AmbientLight, PointLight, SHEnvironmentLight
+from lumigrad.scene.materials import LambertMaterial
+from lumigrad.scene.trace_types import MirrorMaterial, Shape
+from lumigrad.shade.lighting import _sh_irradiance
+
+DT = torch.float64
+
+
+def sky_sh(order=2):
+    """A positive, asymmetric environment (brighter towards +x +y, tinted) projected on SH."""
+    tint = torch.tensor([1.0, 0.6, 0.3], dtype=DT)
+    return SHEnvironmentLight.from_function(
+        lambda d: 1.0 + 0.8 * d[:, [1, 0, 2]].clamp_min(0) ** 2 * tint + 0.3 * d, order=order, dtype=DT)
+
+
+def test_sky_radiance_cosine_integral_is_sh_irradiance():
+    """The convention check: the cosine-weighted hemisphere integral of the radiance the tracer sees (Monte Carlo,
+    uniform directions) equals ``shade``'s analytic irradiance ``_sh_irradiance`` (same basis, same sign)."""
+    sh = sky_sh(order=3)
+    sc = types.SimpleNamespace(ambient=[], sh=[sh], dtype=DT)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(200_000, 3, dtype=DT, generator=g)
+    w = w / w.norm(dim=1, keepdim=True)
+    L = _sky_radiance(sc, w)
+    for n in ([0.3, 0.8, -0.2], [0.0, 0.0, -1.0], [-0.7, 0.1, 0.5]):
+        n = torch.tensor(n, dtype=DT)
+        n = n / n.norm()
+        c = w @ n
+        terms = L * (2 * math.pi * 2 * c.clamp_min(0))[:, None]  # uniform sphere density 1 / (4 pi), half of it above
+        est, se = terms.mean(0), terms.std(0) / math.sqrt(w.shape[0])
+        exact = _sh_irradiance(sh.coeffs, n[None])[0]
+        assert bool(((est - exact).abs() < 4 * se).all()), (est, exact, se)
+        assert float(se.max()) < 0.01 * float(exact.min())  # the test can tell a wrong basis
+
+
+def open_quad(occluder=False, res=4):
+    """An upward Lambert quad seen from above (every camera ray hits it); optionally a black wall beside the view
+    that hides part of the quad's sky (occlusion only: it reflects nothing)."""
+    v, f = plane(2.0, dtype=DT)
+    shapes = [Shape(Mesh(v, f), LambertMaterial(_t(0.7, 0.5, 0.3)))]
+    if occluder:
+        wall = torch.tensor([[0.6, 0.0, -2.0], [0.6, 0.0, 2.0], [0.6, 2.0, 2.0], [0.6, 2.0, -2.0]], dtype=DT)
+        shapes.append(Shape(Mesh(wall, torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32)), LambertMaterial(0.0)))
+    cam = Camera.look_at(_t(0.0, 3.0, 0.0), _t(0.0, 0.0, 0.0), up=(0.0, 0.0, -1.0), width=res, height=res,
+                         fov_y_deg=12.0)
+    return shapes, cam
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("light", ["sh", "ambient"])
+def test_open_quad_converges_to_analytic_and_occlusion_darkens(light, fused):
+    """Nothing hides the sky and nothing interreflects: the image is ``albedo / pi * E(n)`` (SH; ``E`` as ``shade``
+    computes it) or ``albedo * colour`` (ambient); a black wall beside the quad makes it darker."""
+    lt = sky_sh() if light == "sh" else AmbientLight(_t(0.4, 0.8, 1.2))
+    shapes, cam = open_quad()
+    alb = shapes[0].material.albedo
+    exact = alb / math.pi * _sh_irradiance(lt.coeffs, _t(0.0, 1.0, 0.0)[None])[0] if light == "sh" else alb * lt.color
+    imgs = _renders(shapes, cam, [lt], range(4), fused, spp=64, max_bounces=2)
+    px = imgs.reshape(-1, 3)
+    mean, se = px.mean(0), px.std(0) / math.sqrt(px.shape[0])
+    if light == "ambient":  # a constant sky: every cosine-sampled ray sees the same radiance
+        torch.testing.assert_close(mean, exact, rtol=1e-9, atol=0)
+    else:
+        assert bool(((mean - exact).abs() < 4 * se).all()), (mean, exact, se)
+    dark = _renders(*open_quad(occluder=True), [lt], range(4), fused, spp=64, max_bounces=2).reshape(-1, 3).mean(0)
+    assert bool((dark < exact - 8 * se - 0.01 * exact).all()) and bool((dark > 0.5 * exact).all()), (dark, exact)
+
+
+def _sky_loss(coeffs, amb, alb=None, refl=None, seed=0, res=4, spp=4, rr=9, replay=False, fused=True):
+    """A weighted sum of the open box's image (no ceiling, mirror quad) lit by an SH and an ambient light; the
+    floor's albedo and the mirror's reflectance have a zero channel (path replay's 0 / 0)."""
+    alb = _t(0.7, 0.0, 0.5) if alb is None else alb
+    refl = _t(0.9, 0.8, 0.0) if refl is None else refl
+    shapes, cam = box_scene(light=False, mirror=refl, alb=alb, res=res)
+    shapes = shapes[:1] + shapes[2:]  # no ceiling: the sky comes in
+    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, replay=replay, boundary="none")
+    real = pf.fused_path_ok
+    if not fused:
+        pf.fused_path_ok = lambda sc: False
+    try:
+        img = render_trace(shapes, cam, [SHEnvironmentLight(coeffs), AmbientLight(amb)], st).image
+    finally:
+        pf.fused_path_ok = real
+    w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
+    return (img * w).sum()
+
+
+def _sky_params(reflectances=False):
+    p = [sky_sh().coeffs.clone(), _t(0.2, 0.1, 0.3)] + ([_t(0.7, 0.0, 0.5), _t(0.9, 0.8, 0.0)] if reflectances else [])
+    return [x.requires_grad_(True) for x in p]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_sky_gradients_match_finite_differences(fused):
+    """Gradients w.r.t. the SH coefficients and the ambient colour (torch path: autograd; kernel: path replay) and,
+    for the kernel, the albedo and mirror reflectance (zero channels included) of sky-lit paths vs central
+    differences of the same renderer's forward (RR off: no sampling decision depends on them)."""
+    params = _sky_params(reflectances=fused)
+    assert torch.autograd.gradcheck(lambda *p: _sky_loss(*p, fused=fused), params, eps=1e-6, atol=1e-7,
+                                    rtol=1e-6, fast_mode=not fused)
+    g = torch.autograd.grad(_sky_loss(*params, fused=fused), params)
+    assert float(g[0][4:].abs().sum()) > 1e-2 and float(g[1].abs().min()) > 1e-2  # band 2 and every channel
+    if fused:  # the zero channels' gradients (the first zero factor's record) are not trivial
+        assert float(g[2][1]) > 1e-3 and float(g[3][2]) > 1e-3
+
+
+def test_sky_gradients_agree_with_torch_path():
+    """Kernel vs torch path gradients w.r.t. the SH coefficients and the ambient colour (RR on) within MC noise."""
+    def of_seed(s):
+        params = _sky_params()
+        return torch.autograd.grad(_sky_loss(*params, seed=s, rr=2), params)
+
+    a, b = _grads_by_seed(True, range(8), of_seed), _grads_by_seed(False, range(100, 108), of_seed)
+    assert float(a.abs().mean()) > 0.05
+    z = _z(a, b)
+    assert float(z.abs().max()) < 5.0, z
+
+
+def test_sky_replay_equals_kept_radiance():
+    """With TraceSettings.replay (radiance recomputed) the same gradients as with the radiance kept."""
+    params = _sky_params()
+    alb = _t(0.7, 0.0, 0.5)
+    g1 = torch.autograd.grad(_sky_loss(*params, replay=False), params)
+    g2 = torch.autograd.grad(_sky_loss(*params, replay=True), params)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    del alb
+
+
+SKY_CASES = {
+    "lambert_mirror_rr": (lambda: box_scene(mirror=_t(0.9, 0.8, 0.7), light=False), dict(max_bounces=3, rr_depth=2)),
+    "ggx_emitter_point_no_mis": (lambda: ggx_box(), dict(max_bounces=2, mis=False)),
+}
+
+
+@pytest.mark.parametrize("case", list(SKY_CASES))
+def test_sky_images_agree_with_torch_path(case):
+    make, st = SKY_CASES[case]
+    shapes, cam = make()
+    shapes = shapes[:1] + shapes[2:]  # no ceiling
+    lights = [sky_sh(order=3), AmbientLight(_t(0.1, 0.2, 0.3))]
+    if case.startswith("ggx"):
+        lights.append(PointLight(_t(0.3, 0.8, 0.5), intensity=1.5))
+    sc = _Scene(shapes, cam, lights, TraceSettings(**st), prepare_trace(shapes))
+    assert pf.fused_path_ok(sc)
+    a = _renders(shapes, cam, lights, range(8), True, spp=16, **st)
+    b = _renders(shapes, cam, lights, range(100, 108), False, spp=16, **st)
+    assert float(a.mean()) > 0.05
+    _agree(a, b)
