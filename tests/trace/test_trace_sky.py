@@ -139,13 +139,12 @@ def test_sky_gradients_agree_with_torch_path():
 
 def test_sky_replay_equals_kept_radiance():
     """With TraceSettings.replay (radiance recomputed) the same gradients as with the radiance kept."""
-    params = _sky_params()
-    alb = _t(0.7, 0.0, 0.5)
+    params = _sky_params(reflectances=True)
     g1 = torch.autograd.grad(_sky_loss(*params, replay=False), params)
     g2 = torch.autograd.grad(_sky_loss(*params, replay=True), params)
+    assert float(g1[0].abs().sum()) > 0.1
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    del alb
 
 
 SKY_CASES = {
@@ -168,3 +167,106 @@ def test_sky_images_agree_with_torch_path(case):
     b = _renders(shapes, cam, lights, range(100, 108), False, spp=16, **st)
     assert float(a.mean()) > 0.05
     _agree(a, b)
+
+
+def test_textured_sky_gradients_match_finite_differences():
+    """The textured kernel variant with a sky (its own compile): texel and SH-row gradients of the replay vs central
+    differences of its forward (float64, RR off); the floor texture's zero green channel gets gradients from
+    sky-lit paths (the first zero factor's record at a texel)."""
+    from test_path_fused import tex_box, tex_params
+
+    shapes, cam = tex_box(*(t.detach() for t in tex_params()), res=4)
+    shapes = shapes[:1] + shapes[2:]  # no ceiling
+    spp = 4
+    sc = _Scene(shapes, cam, [sky_sh(), AmbientLight(_t(0.1, 0.2, 0.3))],
+                TraceSettings(spp=spp, max_bounces=3, rr_depth=9), prepare_trace(shapes))
+    assert pf.fused_path_ok(sc)
+    args = (sc.accel.bvh, pf._path_scene(sc))
+    refl, emis, ls, rough, metal, _, tex, _, sky = (x.detach() for x in pf._rows(sc))
+    st, camera, count = pf._settings(sc, 0), pf._camera(sc, 0), 16 * spp
+    gpix = torch.linspace(0.5, 1.5, 16 * 3, dtype=DT).reshape(16, 3)
+
+    def f(t, k):
+        L = trace_paths(*args, refl, emis, ls, None, None, None, st, camera, count, rough, metal, None, t, k)[0]
+        return float((L.reshape(16, spp, 3).mean(1) * gpix).sum())
+
+    grads = replay_paths(*args, refl, emis, ls, None, None, None, st, gpix, (False,) * 6 + (True, False, True), camera,
+                         count, 0, None, rough, metal, None, tex, sky)
+    g_tex, g_sky = grads[6], grads[8]
+    green = int(pf._path_scene(sc).tex_meta[0, 0]) + 3 * torch.arange(20) + 1  # the floor's zero channel
+    assert float(g_tex[green].abs().sum()) > 1e-3
+    h = 1e-6
+    for x, g, picks in ((tex, g_tex, torch.cat([torch.topk(g_tex.abs(), 4).indices, green[:2]])),
+                        (sky, g_sky, torch.tensor([0, 5, 3 * 7 + 2]))):
+        for k in picks.tolist():
+            e = torch.zeros_like(x).reshape(-1)
+            e[k] = h
+            e = e.reshape(x.shape)
+            fd = (f(tex + e, sky) - f(tex - e, sky)) / (2 * h) if x is tex else (f(tex, sky + e) - f(tex, sky - e)) / (2 * h)
+            assert abs(float(g.reshape(-1)[k]) - fd) <= 1e-6 * abs(fd) + 1e-8, (k, float(g.reshape(-1)[k]), fd)
+
+
+def test_sky_bad_inputs():
+    shapes, cam = box_scene(light=False)
+    sc = _Scene(shapes, cam, [sky_sh()], TraceSettings(max_bounces=2), prepare_trace(shapes))
+    ps = pf._path_scene(sc)
+    refl, emis, ls = (x.detach() for x in pf._rows(sc)[:3])
+    sky = pf._rows(sc)[8].detach()
+    assert sky.shape == (9, 3) and ps.sky_norm.shape == (9,)
+    o, d = torch.zeros(4, 3, dtype=DT), torch.tensor([[0.0, 0.0, -1.0]] * 4, dtype=DT)
+    st = PathSettings(sc.eps, True, 2, 3, True, 0, (0.0, 0.0, 0.0))
+    bvh = sc.accel.bvh
+
+    def run(p=ps, k=sky):
+        return trace_paths(bvh, p, refl, emis, ls, o, d, None, st, None, None, None, None, None, None, k)
+
+    with pytest.raises(ValueError, match="trace_paths\\(\\): give sky"):
+        run(k=None)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): give sky"):
+        run(p=ps._replace(sky_norm=None))
+    with pytest.raises(ValueError, match="trace_paths\\(\\): sky must be"):
+        run(k=sky[:8])  # not (order + 1)^2 rows
+    with pytest.raises(ValueError, match="trace_paths\\(\\): sky must be"):
+        run(k=sky.float())
+    with pytest.raises(ValueError, match="trace_paths\\(\\): sky_norm must be"):
+        run(p=ps._replace(sky_norm=ps.sky_norm[:4]))
+    with pytest.raises(ValueError, match="replay_paths\\(\\): need asks for the sky"):
+        replay_paths(bvh, ps._replace(sky_norm=None), refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT),
+                     (False,) * 8 + (True,))
+    with pytest.raises(ValueError, match="replay_paths\\(\\): need must hold"):
+        replay_paths(bvh, ps, refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT), (False,) * 10,
+                     sky=sky)
+    L, hit = run()
+    assert L.shape == (4, 3) and bool(torch.isfinite(L).all())
+
+
+def test_sky_predicate_scope_and_variants(monkeypatch):
+    """SH / ambient scenes with max_bounces > 1 take the fused kernel (its sky variant), also with gradients on
+    the coefficients and colours; with max_bounces == 1 (analytic shading), a geometric gradient or a forward-mode
+    tangent on them they do not; scenes without them keep the variant they ran before (no sky code)."""
+    import torch.autograd.forward_ad as fwAD
+
+    import lumigrad.ops.path_trace as pt
+
+    shapes, cam = box_scene()
+    coeffs = sky_sh().coeffs.clone().requires_grad_(True)
+    lights = [SHEnvironmentLight(coeffs), AmbientLight(_t(0.1, 0.2, 0.3).requires_grad_(True))]
+
+    def ok(lt, sh=shapes, **kw):
+        return pf.fused_path_ok(_Scene(sh, cam, lt, TraceSettings(**kw), prepare_trace(sh)))
+
+    assert ok(lights, max_bounces=3) and ok(lights[1:], max_bounces=2) and ok(lights[:1], max_bounces=2)
+    assert not ok(lights, max_bounces=1) and not ok(lights[1:], max_bounces=1)
+    v = shapes[0].mesh.verts.clone().requires_grad_(True)
+    assert not ok(lights, [Shape(Mesh(v, shapes[0].mesh.faces), shapes[0].material)] + shapes[1:], max_bounces=3)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(coeffs.detach(), torch.ones_like(coeffs))
+        assert not ok([SHEnvironmentLight(dual)], max_bounces=3)
+    chosen = []
+    real = pt._k.path_kernel
+    monkeypatch.setattr(pt._k, "path_kernel", lambda *a: chosen.append(a) or real(*a))
+    st = TraceSettings(spp=1, max_bounces=2)
+    render_trace(shapes, cam.__class__.look_at(_t(0, 0, 3.5), _t(0, 0, 0), width=2, height=2), [], st)
+    render_trace(shapes, cam.__class__.look_at(_t(0, 0, 3.5), _t(0, 0, 0), width=2, height=2), lights[1:], st)
+    assert chosen == [(False, False, False, False), (False, False, False, True)]  # lean, then the sky variant
+    assert real(*chosen[0]) is pt._k._KERNELS[(False, False, False, False)]  # the kernel object of before
