@@ -1,6 +1,6 @@
 """Warp kernel of :func:`lumigrad.ops.path_trace.trace_paths`: whole paths per thread, and their replay.
 
-The kernel (one source, six compiled variants, each compiled when first used: :func:`path_kernel`) runs one camera sample per thread through
+The kernel (one source, ten compiled variants, each compiled when first used: :func:`path_kernel`) runs one camera sample per thread through
 every bounce (closest hit, front-face emission, next-event estimation for point / directional lights and one
 sample per emissive shape, one BSDF sample: cosine for Lambert, delta for mirrors, MIS by the power heuristic,
 Russian roulette) with the estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``:
@@ -951,5 +951,10 @@ def path_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = False):
     GGX / light code as well 0.94x (forward) and 0.92x (replay) the time of the full variants (each of the three
     alone: 0.97-1.0x; together they free enough registers to matter). The replay variants compile in a module of
     their own (see ``_REPLAY_MODULE``).
+
+    With ``sky`` (always ``full``; textured or not): BSDF rays that escape see an ambient / SH environment
+    (:func:`_sky_eval`), and the replay sends gradients to its SH rows (need bit 7). Scenes without one run the
+    variants they ran before (the sky arguments unused): paired A/B against main (``bench/path_kernel_ab.py``,
+    SKY_AB). The sky variants compile in modules of their own (``..._sky``), so adding them rebuilds nothing else.
     """
     return _KERNELS[(bool(replay), bool(full) or bool(tex) or bool(sky), bool(tex), bool(sky))]

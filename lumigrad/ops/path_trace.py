@@ -5,7 +5,8 @@
 numbers: ``seed`` and the ray's index in the launch) and returns the gradients of ``sum(grad * L)``
 w.r.t. the per-shape reflectance rows, the shapes' emission, the lights' scales, the GGX roughness / metallic
 rows, the environment map's texels, the texels of textured colour / roughness / metallic parameters and of the
-meshes' own textures (looked up at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`) and the vertex colours.
+meshes' own textures (looked up at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`), the vertex colours and
+the SH rows of an ambient / SH environment (``sky``: one set of real SH coefficients, seen by BSDF rays that escape).
 Only those can have gradients: geometry, camera and light positions are constants here. The estimator is
 that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
 noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel

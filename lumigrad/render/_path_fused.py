@@ -10,13 +10,13 @@ is kept between the passes (the replay runs each path twice: once for its radian
 the gradients); without it each sample's radiance is kept (12 bytes in float32, against the torch
 path's whole autograd graph) and the replay runs each path once. Gradients reach the shapes' albedo / mirror reflectance /
 GGX base colour, roughness and metallic (rows or texels), meshes' own textures and vertex colours,
-their emission and the lights' colour and intensity; the boundary (edge) term is skipped, as it is
-zero without geometric gradients.
+their emission, the lights' colour and intensity, and the ambient colours and SH coefficients; the boundary
+(edge) term is skipped, as it is zero without geometric gradients.
 
 Scope (else the torch path runs): Lambert, GGX and mirror materials, their albedo / base colour, roughness and
 metallic constant or textured (:class:`lumigrad.scene.materials.TextureParam`), meshes' own ``texture`` /
-``vert_colors``, emissive shapes, point / directional lights and an environment map (no SH or
-ambient light),
+``vert_colors``, emissive shapes, point / directional lights, an environment map, and ambient / SH lights when
+``max_bounces > 1`` (with one bounce they are shaded analytically, as in ``render_mesh``: the torch path),
 and no gradient or forward-mode tangent on vertices, camera or light positions / directions, and
 no forward-mode tangent at all. The direct-lighting fast path (``path._fused_ok``) keeps priority.
 

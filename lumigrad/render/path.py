@@ -17,8 +17,10 @@ Units and BRDFs are those of :func:`lumigrad.render.render_mesh`: with
 ``max_bounces=1`` and ``shadows=False``, ``render_trace`` converges to the
 rasterizer's image (box pixel filter; ambient and SH lights are evaluated
 analytically and unshadowed in that mode, as in ``shade``). With
-``max_bounces > 1`` an :class:`AmbientLight` is a constant environment seen
-by escaping rays instead.
+``max_bounces > 1`` an :class:`AmbientLight` (constant radiance) and an :class:`SHEnvironmentLight`
+(radiance ``sum_lm c_lm Y_lm(w)``, the basis of :func:`lumigrad.shade.lighting.sh_basis`) are a distant
+environment that BSDF rays see when they escape (:func:`_sky_radiance`: shadowed and interreflected, weight 1,
+no light sample; camera rays that miss see the background). Before, the SH light was dropped in that mode.
 
 Textured materials (:class:`~lumigrad.scene.materials.TextureParam`): :func:`_material_at`
 samples them at each hit's barycentric UV (bilinear: rays have no screen derivatives for
@@ -34,9 +36,9 @@ float rounding; ``test_fused_direct_path_matches_generic_path``).
 
 Fused path tracing: when nothing geometric needs a gradient (vertices, camera, light positions and
 directions; the common inverse-rendering case of fitting materials and lights), Lambert / GGX / mirror
-scenes lit by emitters, point / directional lights and an environment map (no SH or ambient light;
-textured albedo / base colour / roughness / metallic, a mesh's own ``texture`` / ``vert_colors``) are
-rendered by
+scenes lit by emitters, point / directional lights, an environment map and ambient / SH lights (the latter with
+``max_bounces > 1``; textured albedo / base colour / roughness / metallic, a mesh's own ``texture`` /
+``vert_colors``) are rendered by
 :mod:`lumigrad.render._path_fused`: one Warp thread per camera sample
 traces its whole path (same estimator as :func:`_radiance`, its random numbers drawn in Warp), and
 the backward pass is path replay in Warp, so nothing per sample is kept (about 2x less CPU time
