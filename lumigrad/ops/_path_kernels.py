@@ -512,7 +512,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = 
         g_env: wp.array2d(dtype=Any),  # [erows, 3 H W] environment texels' gradients (need bit 4), row i // eblk
         g_tex: wp.array2d(dtype=Any),  # [erows, N] texture texels' gradients (with bits 0 / 3 / 5), row i // eblk
         g_vc: wp.array2d(dtype=Any),  # [erows, 3 V] vertex colours' gradients (bit 5), row i // eblk
-        g_sky: wp.array2d(dtype=Any),  # [rows, 3 K] ambient / SH coefficients' gradients (bit 7)
+        g_sky: wp.array2d(dtype=Any),  # [rows, 3 K] ambient / SH coefficients' gradients (bit 7); npass = 1 with
+        # bit 7: [R, 3 K] (blk = 1) each sample's dL / dsky (tp Y_k of its escaping ray), for a backward without replay
         eblk: int,
     ):
         i = wp.tid() + offset
@@ -855,7 +856,11 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = 
                                     _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
                     if wp.static(sky):  # the ambient / SH environment: BSDF rays alone see it (weight 1)
                         gtp = wp.cw_mul(g, tp)
-                        sv = _sky_eval(sky_k, sky_norm, sky_order, wi, adj and need & 128 != 0, g_sky, row, gtp)
+                        moments = wp.static(not replay) and need & 128 != 0  # forward: dL / dsky of the sample
+                        if moments:
+                            gtp = tp
+                        sv = _sky_eval(sky_k, sky_norm, sky_order, wi, (adj and need & 128 != 0) or moments, g_sky,
+                                       row, gtp)
                         term = wp.cw_mul(tp, sv)
                         lsum = lsum + term
                         if adj:

@@ -311,7 +311,8 @@ def _guards(dtype: torch.dtype) -> tuple[float, float]:
 def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
                 dirs: Tensor | None, face: Tensor | None, st: PathSettings, camera: PathCamera | None = None,
                 count: int | None = None, rough: Tensor | None = None, metal: Tensor | None = None,
-                env: Tensor | None = None, tex: Tensor | None = None, sky: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                env: Tensor | None = None, tex: Tensor | None = None, sky: Tensor | None = None,
+                sky_moments: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(L [R, 3], hit [R] bool)``: the radiance of one path per ray and whether the ray hit anything.
 
     Args:
@@ -323,7 +324,9 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
         which shapes read it instead of their ``refl`` / ``rough`` / ``metal`` row). sky: ``[K, 3]`` radiance
         coefficients of a distant environment in the real SH basis of :func:`lumigrad.scene.lights._sh_basis`
         (an ambient colour ``c`` is ``c sqrt(4 pi)`` in row 0), seen by BSDF rays that escape, weight 1 (None: none;
-        ``sc.sky_norm`` holds :func:`sh_norms`).
+        ``sc.sky_norm`` holds :func:`sh_norms`). sky_moments: None, or a zeroed ``[R, 3 K]`` buffer that receives
+        each path's ``dL / dsky`` (``L`` is linear in ``sky``: ``L[r, c] = sum_k sky_moments[r, 3 k + c] sky[k, c]``),
+        so that a backward w.r.t. ``sky`` alone needs no replay.
         emis: ``[S, 3]`` emission per shape (0 where not emissive). lscale: ``[nl, 3]`` light colour * intensity.
         origins, dirs: ``[R, 3]`` camera rays (unit directions), or None with ``camera`` and ``count``: the
         ``R = count`` rays of :class:`PathCamera` samples ``camera.first ..`` are made in the kernel.
@@ -340,8 +343,15 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
                  dirs, face, st, *_guards(dt), camera, env, tex, sky)
-    rest = [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out), to_warp(hit),
-            to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), 1]
+    mom = sky_moments is not None
+    if mom and (sky is None or not isinstance(sky_moments, Tensor) or sky_moments.dtype != dt
+                or sky_moments.device != dev or tuple(sky_moments.shape) != (R, 3 * int(sky.shape[0]))):
+        raise ValueError(f"trace_paths(): sky_moments must be None or {dt} [{R}, 3 K] on {dev} with sky [K, 3], got "
+                         f"{_desc(sky_moments) if isinstance(sky_moments, Tensor) else type(sky_moments).__name__}")
+    g_sky = sky_moments if mom and R else ph
+    rest = [1, to_warp(ph), 1, 0, wp.float64(1.0), 128 if mom else 0, 0, to_warp(ph), 1 if mom else max(R, 1),
+            to_warp(out), to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph),
+            to_warp(ph), to_warp(g_sky), 1]
     launch(_k.path_kernel(False, _full(sc, env), tex is not None, sky is not None), R, args + rest,
            warp_device(sc.corners))
     return out, hit.bool()

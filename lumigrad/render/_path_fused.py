@@ -266,14 +266,21 @@ def _camera(sc: _Scene, first: int) -> PathCamera:
     return sc._path_camera._replace(first=first)
 
 
-def _samples(sc: _Scene, first: int, count: int, chunk: int, rows) -> tuple[Tensor, Tensor, Tensor]:
+def _samples(sc: _Scene, first: int, count: int, chunk: int, rows,
+             moments: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`) and its samples' radiance ``[count, 3]``;
-    camera rays made in the kernel. ``rows``: :func:`_rows`."""
+    camera rays made in the kernel. ``rows``: :func:`_rows`. With ``moments`` (whole-pixel chunks) the third
+    output is instead the chunk's pixel rows of ``d image / d sky`` (``[count / spp, 3 K]``, see
+    :func:`lumigrad.ops.path_trace.trace_paths`'s ``sky_moments``)."""
     refl, emis, lscale, rough, metal, env, tex, _, sky = rows
+    mom = torch.zeros(count, 3 * sky.shape[0], dtype=sc.dtype, device=sc.device) if moments else None
     L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
                          _camera(sc, first), count, rough, metal, env if env.shape[0] else None,
-                         tex if _path_scene(sc).tex_slot is not None else None, sky if sky.shape[0] else None)
+                         tex if _path_scene(sc).tex_slot is not None else None, sky if sky.shape[0] else None, mom)
     p = torch.arange(first, first + count, device=sc.device) // sc.settings.spp
+    if moments:
+        S = sc.settings.spp
+        return (*_pixel_sums(sc, p, L, hit), mom.reshape(-1, S, mom.shape[1]).sum(1) / S)
     return (*_pixel_sums(sc, p, L, hit), L)
 
 
@@ -283,22 +290,30 @@ class _FusedChunk(torch.autograd.Function):
     @staticmethod
     def forward(ctx, refl, emis, lscale, rough, metal, env, tex, vcol, sky, sc, first, count, chunk):
         rows = (refl, emis, lscale, rough, metal, env, tex, vcol, sky)
-        img, cov, L = _samples(sc, first, count, chunk, rows)
-        ctx.args = (sc, first, count, chunk)
+        st = sc.settings
+        # Only the sky needs a gradient, and memory may be spent: the image is linear in the sky's rows, so the
+        # forward keeps each pixel's d image / d sky (3 K values) and the backward is a contraction, no replay.
+        moments = ctx.needs_input_grad[8] and not any(ctx.needs_input_grad[:8]) and not st.replay \
+            and st.chunk_rays % st.spp == 0
+        img, cov, kept = _samples(sc, first, count, chunk, rows, moments)
+        ctx.args = (sc, first, count, chunk, moments)
         # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
         # the torch path's graph): the replay then runs each path once instead of twice.
-        ctx.save_for_backward(*rows, None if sc.settings.replay else L)
+        ctx.save_for_backward(*rows, None if st.replay else kept)
         ctx.mark_non_differentiable(cov)
         return img, cov
 
     @staticmethod
     @first_order
     def backward(ctx, g_img, g_cov):
-        sc, first, count, chunk = ctx.args
+        sc, first, count, chunk, moments = ctx.args
         refl, emis, lscale, rough, metal, env, tex, vcol, sky, L = ctx.saved_tensors
         need = ctx.needs_input_grad[:9]
         if g_img is None or not any(need):
             return (None,) * 13
+        if moments:  # L holds the chunk's pixel rows of d image / d sky: [P_chunk, 3 K]
+            g_sky = (L.reshape(L.shape[0], -1, 3) * g_img[:, None, :]).sum(0)
+            return (None,) * 8 + (g_sky, None, None, None, None)
         S = sc.settings.spp
         # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
         base = first // S if sc.settings.chunk_rays % S == 0 else 0

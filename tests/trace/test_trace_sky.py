@@ -137,14 +137,26 @@ def test_sky_gradients_agree_with_torch_path():
     assert float(z.abs().max()) < 5.0, z
 
 
-def test_sky_replay_equals_kept_radiance():
-    """With TraceSettings.replay (radiance recomputed) the same gradients as with the radiance kept."""
-    params = _sky_params(reflectances=True)
+@pytest.mark.parametrize("reflectances", [False, True])
+def test_sky_replay_equals_kept_radiance(reflectances, monkeypatch):
+    """With TraceSettings.replay (radiance recomputed) the same gradients as with the radiance kept; with only the
+    sky's rows needing gradients and no replay, the forward keeps each pixel's d image / d sky instead and no
+    replay runs: the same gradients again, and they match central differences of the forward."""
+    import lumigrad.render._path_fused as pfm
+
+    params = _sky_params(reflectances)
+    calls = []
+    real = pfm.replay_paths
+    monkeypatch.setattr(pfm, "replay_paths", lambda *a, **k: calls.append(1) or real(*a, **k))
     g1 = torch.autograd.grad(_sky_loss(*params, replay=False), params)
+    assert bool(calls) == reflectances  # sky alone: no replay
     g2 = torch.autograd.grad(_sky_loss(*params, replay=True), params)
+    assert calls
     assert float(g1[0].abs().sum()) > 0.1
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    if not reflectances:
+        assert torch.autograd.gradcheck(lambda *p: _sky_loss(*p), params, eps=1e-6, atol=1e-7, rtol=1e-6)
 
 
 SKY_CASES = {
@@ -236,6 +248,9 @@ def test_sky_bad_inputs():
     with pytest.raises(ValueError, match="replay_paths\\(\\): need must hold"):
         replay_paths(bvh, ps, refl, emis, ls, o, d, None, st, torch.zeros(4, 3, dtype=DT), (False,) * 10,
                      sky=sky)
+    with pytest.raises(ValueError, match="trace_paths\\(\\): sky_moments must be"):
+        trace_paths(bvh, ps, refl, emis, ls, o, d, None, st, None, None, None, None, None, None, sky,
+                    torch.zeros(4, 26, dtype=DT))
     L, hit = run()
     assert L.shape == (4, 3) and bool(torch.isfinite(L).all())
 
