@@ -68,6 +68,20 @@ kernel (3.0x), fwd+bwd w.r.t. the three textures 0.549 -> 0.270 s (2.0x); 2 thre
 0.748 -> 0.315 s (2.4x). The kernel on the same scene with constant parameters: 0.071 / 0.230 s (1 thread), so the
 lookups and texel gradients cost 1.2x. With vertex colours (with gradients) on the two blocks as well (``--tint``, 1
 thread): forward 0.288 -> 0.091 s (3.2x), fwd+bwd 0.711 -> 0.316 s (2.25x).
+Ambient and SH lights (added after the figures above; ``max_bounces > 1``): one set of real SH rows
+(:func:`_sky_rows`: the SH lights padded to the highest order, ambient colours ``c`` as ``c sqrt(4 pi)`` in row 0)
+that BSDF rays see when they escape, weight 1, as :func:`lumigrad.render.path._sky_radiance`; the basis is
+evaluated in the kernel by the recurrences of :func:`lumigrad.scene.lights._sh_basis`, in kernel variants of their
+own (``sky``), so other scenes run the code they ran before (``bench/path_kernel_ab.py`` against main, 1 thread,
+30 alternating rounds: paired ratios forward 1.003, replay 1.000; full variant 1.006 / 0.997). The image is linear
+in the SH rows: when they alone need a gradient (and ``TraceSettings.replay`` is off) the forward keeps each
+pixel's ``d image / d rows`` (``3 K`` values) and the backward is a contraction, without path replay (the torch
+path's graph is as cheap there: it holds only the escaping terms). Measured (``bench/trace_sky.py --reps 7
+--replay``: the Cornell box without ceiling and light under an order-2 SH sky and an ambient light, 64^2, 16 spp,
+3 bounces, float32, 2 threads, alternating in one process; CPU seconds, medians): forward 0.084 s torch path ->
+0.040 s kernel (0.48x), fwd+bwd w.r.t. the SH coefficients and ambient colour 0.089 -> 0.044 s (0.50x), with replay
+0.162 -> 0.084 s (0.52x); 1 thread: 0.067 -> 0.038 s (0.58x) and 0.080 -> 0.047 s (0.59x). Before, these scenes ran
+the torch path only.
 The camera rays' closest hits come from the kernel's own BVH query: on this scene it costs about
 nothing next to the rest of a path, while the 16 raster passes of ``primary="raster"`` took 10-20 %
 of the forward.
