@@ -94,7 +94,8 @@ def main():
         print(f"| {k} | {means[k]:.4f} | {statistics.median(ts[k]):.3f} | {statistics.median(cs[k]):.3f} |")
     for what in ("fwd", "fwd+bwd", "fwd+bwd (replay)"):
         if f"kernel {what}" in cs:
-            print(f"kernel / torch CPU {what}: {statistics.median(cs[f'kernel {what}']) / statistics.median(cs[f'torch {what}']):.2f}")
+            ratio = statistics.median(cs[f"kernel {what}"]) / statistics.median(cs[f"torch {what}"])
+            print(f"kernel / torch CPU {what}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

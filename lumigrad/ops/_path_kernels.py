@@ -1,7 +1,7 @@
 """Warp kernel of :func:`lumigrad.ops.path_trace.trace_paths`: whole paths per thread, and their replay.
 
-The kernel (one source, ten compiled variants, each compiled when first used: :func:`path_kernel`) runs one camera sample per thread through
-every bounce (closest hit, front-face emission, next-event estimation for point / directional lights and one
+The kernel (one source, ten compiled variants, each compiled when first used: :func:`path_kernel`) runs one camera
+sample per thread through every bounce (closest hit, front-face emission, next-event estimation for point / directional lights and one
 sample per emissive shape, one BSDF sample: cosine for Lambert, delta for mirrors, MIS by the power heuristic,
 Russian roulette) with the estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``:
 forward, the radiance of each sample. ``npass = 2``: path replay backpropagation (Vicini et al. 2021): pass 0
@@ -868,7 +868,8 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = 
                             if wp.static(tex):
                                 if need & 97 != 0:
                                     _cf_tex(g_refl, g_vc, row, zs, zu, zv, zf, zb1, zb2, zka, zkt, g_tex, trow, vcol,
-                                            has_vc, texels, tex_meta, tex_slot, faces, need, wp.cw_mul(g, wp.cw_mul(tz, sv)))
+                                            has_vc, texels, tex_meta, tex_slot, faces, need,
+                                            wp.cw_mul(g, wp.cw_mul(tz, sv)))
                             elif need & 1 != 0:
                                 _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, sv)))
                     break
