@@ -3,14 +3,14 @@
 The kernel (one source, ten compiled variants, each compiled when first used: :func:`path_kernel`) runs one camera
 sample per thread through every bounce (closest hit, front-face emission, next-event estimation for point /
 directional lights and one sample per emissive shape, one BSDF sample: cosine for Lambert, delta for mirrors, MIS by
-the power heuristic, Russian roulette; escaping BSDF rays see the environment map and the ambient / SH sky) with
-the estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``: forward, the radiance of each
-sample. ``npass = 2``: path replay backpropagation (Vicini et al. 2021): pass 0 re-runs the path (same RNG stream) to get its radiance ``L``, pass 1 runs it again carrying ``L`` minus what
-has been accounted for, which is the radiance the rest of the path contributes and, divided by a vertex's
-reflectance row, that row's gradient. Nothing per path is stored in global memory. A zero reflectance channel
-(``0 / 0``) is handled by a second throughput per channel that skips the first zero factor: the terms after
-it, with that factor removed, are its gradient (later zeros make both throughputs zero, as the exact
-derivative is).
+the power heuristic, Russian roulette; escaping BSDF rays see the environment map and the ambient / SH sky) with the
+estimator of :func:`lumigrad.render.path._radiance` (the spec). ``npass = 1``: forward, the radiance of each sample.
+``npass = 2``: path replay backpropagation (Vicini et al. 2021): pass 0 re-runs the path (same RNG stream) to get
+its radiance ``L``, pass 1 runs it again carrying ``L`` minus what has been accounted for, which is the radiance the
+rest of the path contributes and, divided by a vertex's reflectance row, that row's gradient. Nothing per path is
+stored in global memory. A zero reflectance channel (``0 / 0``) is handled by a second throughput per channel that
+skips the first zero factor: the terms after it, with that factor removed, are its gradient (later zeros make both
+throughputs zero, as the exact derivative is).
 
 Gradients go to rows ``[i // blk]`` of per-task buffers (the CPU launch runs each task's range
 serially, so tasks never share a row; on CUDA ``blk = 1``: a row per thread).
