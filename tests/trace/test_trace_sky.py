@@ -288,3 +288,18 @@ def test_sky_predicate_scope_and_variants(monkeypatch):
     render_trace(shapes, cam.__class__.look_at(_t(0, 0, 3.5), _t(0, 0, 0), width=2, height=2), lights[1:], st)
     assert chosen == [(False, False, False, False), (False, False, False, True)]  # lean, then the sky variant
     assert real(*chosen[0]) is pt._k._KERNELS[(False, False, False, False)]  # the kernel object of before
+
+
+def test_indirect_edge_incoming_sees_sky():
+    """The indirect boundary term's incoming radiance (``_trace_edges_indirect._incoming``): rays that escape see
+    the ambient and SH sky (and nothing else), rays that hit see what the next hit reflects."""
+    from lumigrad.render._trace_edges_indirect import _incoming
+
+    shapes, cam = open_quad(occluder=True)
+    lights = [sky_sh(), AmbientLight(_t(0.1, 0.2, 0.3))]
+    sc = _Scene(shapes, cam, lights, TraceSettings(max_bounces=2), prepare_trace(shapes))
+    o = torch.tensor([[0.0, 0.5, 0.0]] * 3, dtype=DT)
+    d = torch.tensor([[0.0, 1.0, 0.0], [-0.6, 0.8, 0.0], [1.0, 0.0, 0.0]], dtype=DT)  # sky, sky, the black wall
+    L = _incoming(sc, o, d)
+    torch.testing.assert_close(L[:2], _sky_radiance(sc, d[:2]), rtol=1e-12, atol=0)
+    assert float(L[:2].min()) > 0.1 and float(L[2].abs().max()) == 0.0
