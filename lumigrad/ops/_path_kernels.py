@@ -690,6 +690,31 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = 
                                 if adj and need & 16 != 0:
                                     _env_grad(g_env, i // eblk, k00, k10, k01, k11, w00, w10, w01, w11,
                                               wp.cw_mul(g, wp.cw_mul(tp, fl)) * k)
+                    if wp.static(sky):  # one cosine light sample of the ambient / SH sky (path._sky_sample)
+                        u0 = refl.dtype(wp.randf(rng))
+                        u1 = refl.dtype(wp.randf(rng))
+                        l = _cosine(ns, u0, u1)
+                        c = wp.dot(ns, l)
+                        if c > zero:
+                            pl = c * ipi
+                            k = c / pl * _visible(nodes, kids, tris, p, ng, l, refl.dtype(1.0e30), eps, shadows)
+                            if mis != 0 and k > zero:
+                                bp = pl
+                                if ggx:
+                                    bp = _ggx_pdf(ns, wo, l, pspec, al)
+                                k = k * _power(pl, bp)
+                            if k > zero:
+                                sv = _sky_eval(sky_k, sky_norm, sky_order, l, False, g_sky, row, vzero)
+                                fl, nee, dnb, dnr, dnm = _nee_add(ggx, ns, l, wo, a, rs, ms, want, sv, k, nee, dnb, dnr,
+                                                                  dnm)
+                                if wp.static(tex):
+                                    fl = wp.cw_mul(fl, tnt)
+                                # Its share of d L / d sky: g tp f k Y (replay), or tp f k Y kept by the forward.
+                                if (adj and need & 128 != 0) or (wp.static(not replay) and need & 128 != 0):
+                                    gv = wp.cw_mul(tp, fl) * k
+                                    if adj:
+                                        gv = wp.cw_mul(g, gv)
+                                    _sky_eval(sky_k, sky_norm, sky_order, l, True, g_sky, row, gv)
                     if wp.static(tex):  # the tint multiplies the BRDF, hence the sum and its derivatives
                         nee_u = nee
                         nee = wp.cw_mul(tnt, nee)
@@ -854,24 +879,30 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = 
                                                 wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
                                 elif need & 1 != 0:
                                     _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, ev)) * we)
-                    if wp.static(sky):  # the ambient / SH environment: BSDF rays alone see it (weight 1)
-                        gtp = wp.cw_mul(g, tp)
-                        moments = wp.static(not replay) and need & 128 != 0  # forward: dL / dsky of the sample
-                        if moments:
-                            gtp = tp
-                        sv = _sky_eval(sky_k, sky_norm, sky_order, wi, (adj and need & 128 != 0) or moments, g_sky,
-                                       row, gtp)
-                        term = wp.cw_mul(tp, sv)
-                        lsum = lsum + term
-                        if adj:
-                            lrem = lrem - term
-                            if wp.static(tex):
-                                if need & 97 != 0:
-                                    _cf_tex(g_refl, g_vc, row, zs, zu, zv, zf, zb1, zb2, zka, zkt, g_tex, trow, vcol,
-                                            has_vc, texels, tex_meta, tex_slot, faces, need,
-                                            wp.cw_mul(g, wp.cw_mul(tz, sv)))
-                            elif need & 1 != 0:
-                                _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, sv)))
+                    if wp.static(sky):  # the ambient / SH sky, MIS-weighted against its light sample (weight 1
+                        ws = one  # after a mirror)
+                        if not mirror:
+                            ws = zero
+                            if mis != 0:
+                                ws = _power(pdf, wp.max(wp.dot(ns, wi), zero) * ipi)
+                        if ws > zero:
+                            gtp = wp.cw_mul(g, tp) * ws
+                            moments = wp.static(not replay) and need & 128 != 0  # forward: dL / dsky of the sample
+                            if moments:
+                                gtp = tp * ws
+                            sv = _sky_eval(sky_k, sky_norm, sky_order, wi, (adj and need & 128 != 0) or moments,
+                                           g_sky, row, gtp)
+                            term = wp.cw_mul(tp, sv) * ws
+                            lsum = lsum + term
+                            if adj:
+                                lrem = lrem - term
+                                if wp.static(tex):
+                                    if need & 97 != 0:
+                                        _cf_tex(g_refl, g_vc, row, zs, zu, zv, zf, zb1, zb2, zka, zkt, g_tex, trow,
+                                                vcol, has_vc, texels, tex_meta, tex_slot, faces, need,
+                                                wp.cw_mul(g, wp.cw_mul(tz, sv)) * ws)
+                                elif need & 1 != 0:
+                                    _cf(g_refl, row, zs, wp.cw_mul(g, wp.cw_mul(tz, sv)) * ws)
                     break
                 p2, ns2, ng2 = _attrs(corners, faces, f2, o, wi, tiny, ntiny)
                 if wp.static(tex):

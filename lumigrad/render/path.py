@@ -19,8 +19,10 @@ rasterizer's image (box pixel filter; ambient and SH lights are evaluated
 analytically and unshadowed in that mode, as in ``shade``). With
 ``max_bounces > 1`` an :class:`AmbientLight` (constant radiance) and an :class:`SHEnvironmentLight`
 (radiance ``sum_lm c_lm Y_lm(w)``, the basis of :func:`lumigrad.shade.lighting.sh_basis`) are a distant
-environment that BSDF rays see when they escape (:func:`_sky_radiance`: shadowed and interreflected, weight 1,
-no light sample; camera rays that miss see the background). Before, the SH light was dropped in that mode.
+environment (:func:`_sky_radiance`: shadowed and interreflected): each vertex takes one cosine-distributed light
+sample of it (:func:`_sky_sample`), MIS-weighted against the BSDF ray, which sees it when it escapes (camera rays
+that miss see the background). Before, the SH light was dropped in that mode and the ambient light had no light
+sample.
 
 Textured materials (:class:`~lumigrad.scene.materials.TextureParam`): :func:`_material_at`
 samples them at each hit's barycentric UV (bilinear: rays have no screen derivatives for
@@ -69,7 +71,7 @@ from lumigrad.ops.trace import TraceBVH, hit_attributes, intersect, occluded, sh
 from lumigrad.scene.camera import Camera
 from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SHEnvironmentLight, _sh_basis
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
-from lumigrad.render._bsdf_sampling import _LAMBERT, MaterialTable
+from lumigrad.render._bsdf_sampling import _LAMBERT, MaterialTable, sample_cosine
 from lumigrad.render._envmap import EnvMap
 from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
@@ -505,6 +507,8 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         if mis:
             term = term * _power(pdf, mats.pdf(sid, ns.detach(), wo.detach(), l))[:, None]
         rgb = rgb + term
+    if not analytic_env and (sc.ambient or sc.sh):
+        rgb = rgb + _sky_sample(sc, sid, p, ns, ng, wo, at, gen)
     if analytic_env and (sc.ambient or sc.sh):
         kd = mats.kd(sid, at)
         for amb in sc.ambient:
@@ -512,6 +516,29 @@ def _direct(sc: _Scene, h: _Hit, gen: torch.Generator, analytic_env: bool) -> Te
         for shl in sc.sh:
             rgb = rgb + (kd / math.pi) * _sh_irradiance(shl.coeffs, ns)
     return rgb if sel is None else out.index_add(0, sel, rgb)
+
+
+def _sky_sample(sc: _Scene, sid: Tensor, p: Tensor, ns: Tensor, ng: Tensor, wo: Tensor, at: dict,
+                gen: torch.Generator) -> Tensor:
+    """``[n, 3]`` one light sample of the ambient / SH sky (``max_bounces > 1``) at non-mirror hits: a cosine
+    direction about ``ns``, shadowed, MIS-weighted (power heuristic) against the BSDF ray that escapes to the sky.
+
+    Why cosine: the sky is smooth (band <= ``order``), so ``cos`` is most of the integrand's variation; for a
+    Lambert vertex this makes two sky samples per vertex (one a shadow ray only). Measured against BSDF rays alone
+    (the open Cornell box of ``bench/trace_sky.py``, 64^2, 16 spp, 3 bounces, float32, per-pixel variance over 16
+    seeds, 1 thread, two alternating runs): per-pixel variance 0.56x in both renderers; CPU time 1.45-1.49x in the
+    fused kernel (variance x time 0.78-0.82x) and 1.6-1.7x in this torch path (0.90-0.98x).
+    """
+    n = p.shape[0]
+    u = torch.rand(n, 2, generator=gen, dtype=sc.dtype, device=sc.device)
+    l = sample_cosine(ns.detach(), u[:, 0], u[:, 1])
+    cos = dot(ns, l, keepdim=True).clamp_min(0.0)
+    pdf = dot(ns.detach(), l).clamp_min(0.0) / math.pi
+    term = sc.mats.brdf(sid, ns, l, wo, at) * _sky_radiance(sc, l) * cos / pdf.clamp_min(1e-30)[:, None]
+    term = torch.where((pdf > 0)[:, None], term, 0.0) * _visible(sc, p, ng, l, torch.full_like(p[:, 0], 1e30))
+    if sc.settings.mis:
+        term = term * _power(pdf, sc.mats.pdf(sid, ns.detach(), wo.detach(), l))[:, None]
+    return term
 
 
 def _emission(sc: _Scene, h: _Hit) -> Tensor:
@@ -686,8 +713,14 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator,
                 else:
                     w = delta[esc].to(sc.dtype)
             L = L.index_add(0, _take(idx, esc), _take(beta, esc) * sc.env.eval(_take(new_d, esc)) * w[:, None])
-        if sky and esc.numel():  # no light sample competes with the BSDF ray here: weight 1 (see _sky_radiance)
-            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * _sky_radiance(sc, _take(new_d, esc)))
+        if sky and esc.numel():  # MIS-weighted against the sky's light sample (_sky_sample)
+            with torch.no_grad():
+                if st.mis:
+                    p_sky = dot(h.ns[esc], new_d[esc]).clamp_min(0) / math.pi
+                    w = torch.where(delta[esc], 1.0, _power(pdf[esc], p_sky))
+                else:
+                    w = delta[esc].to(sc.dtype)
+            L = L.index_add(0, _take(idx, esc), _take(beta, esc) * _sky_radiance(sc, _take(new_d, esc)) * w[:, None])
         if last:
             break
         beta = _take(beta, h2.idx)
@@ -702,8 +735,7 @@ def _sky_radiance(sc: _Scene, dirs: Tensor) -> Tensor:
     :func:`lumigrad.shade.lighting.sh_basis`, whose cosine-weighted integral is ``_sh_irradiance``). Negative SH
     radiance is kept, as ``shade`` keeps negative irradiance. Differentiable w.r.t. the colours and coefficients.
 
-    Only BSDF rays that escape see it (weight 1, no light sample): the SH radiance is smooth (band <= ``order``),
-    so a cosine-sampled ray already follows most of its integrand; see docs/tracing.md.
+    BSDF rays that escape see it, MIS-weighted against one light sample per vertex (:func:`_sky_sample`).
     """
     L = torch.zeros_like(dirs)
     for amb in sc.ambient:
