@@ -989,8 +989,8 @@ def path_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = False):
     alone: 0.97-1.0x; together they free enough registers to matter). The replay variants compile in a module of
     their own (see ``_REPLAY_MODULE``).
 
-    With ``sky`` (always ``full``; textured or not): BSDF rays that escape see an ambient / SH environment
-    (:func:`_sky_eval`), and the replay sends gradients to its SH rows (need bit 7). Scenes without one run the
+    With ``sky`` (always ``full``; textured or not): each vertex takes a cosine light sample of an ambient / SH
+    environment (:func:`_sky_eval`) and BSDF rays that escape see it (MIS between the two), and the replay sends gradients to its SH rows (need bit 7). Scenes without one run the
     variants they ran before (the sky arguments unused): paired A/B against the kernels before the sky
     (``bench/path_kernel_ab.py``, 1 thread, 30 rounds): lean forward 1.003, replay 1.000; full 1.006 / 0.997. The
     sky variants compile in modules of their own (``..._sky``), so adding them rebuilds nothing else.

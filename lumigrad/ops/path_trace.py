@@ -6,7 +6,8 @@ numbers: ``seed`` and the ray's index in the launch) and returns the gradients o
 w.r.t. the per-shape reflectance rows, the shapes' emission, the lights' scales, the GGX roughness / metallic
 rows, the environment map's texels, the texels of textured colour / roughness / metallic parameters and of the
 meshes' own textures (looked up at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`), the vertex colours and
-the SH rows of an ambient / SH environment (``sky``: one set of real SH coefficients, seen by BSDF rays that escape).
+the SH rows of an ambient / SH environment (``sky``: one set of real SH coefficients; a light sample per vertex and
+the BSDF rays that escape see it).
 Only those can have gradients: geometry, camera and light positions are constants here. The estimator is
 that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
 noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel
@@ -323,7 +324,8 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
         all textures' texels (None: no textures; their table, ``sc.tex_slot`` .., says where each lies and
         which shapes read it instead of their ``refl`` / ``rough`` / ``metal`` row). sky: ``[K, 3]`` radiance
         coefficients of a distant environment in the real SH basis of :func:`lumigrad.scene.lights._sh_basis`
-        (an ambient colour ``c`` is ``c sqrt(4 pi)`` in row 0), seen by BSDF rays that escape, weight 1 (None: none;
+        (an ambient colour ``c`` is ``c sqrt(4 pi)`` in row 0): one cosine light sample per vertex and the BSDF rays
+        that escape, MIS-weighted as :func:`lumigrad.render.path._sky_sample` (None: none;
         ``sc.sky_norm`` holds :func:`sh_norms`). sky_moments: None, or a zeroed ``[R, 3 K]`` buffer that receives
         each path's ``dL / dsky`` (``L`` is linear in ``sky``: ``L[r, c] = sum_k sky_moments[r, 3 k + c] sky[k, c]``),
         so that a backward w.r.t. ``sky`` alone needs no replay.

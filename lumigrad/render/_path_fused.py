@@ -70,18 +70,20 @@ lookups and texel gradients cost 1.2x. With vertex colours (with gradients) on t
 thread): forward 0.288 -> 0.091 s (3.2x), fwd+bwd 0.711 -> 0.316 s (2.25x).
 Ambient and SH lights (added after the figures above; ``max_bounces > 1``): one set of real SH rows
 (:func:`_sky_rows`: the SH lights padded to the highest order, ambient colours ``c`` as ``c sqrt(4 pi)`` in row 0)
-that BSDF rays see when they escape, weight 1, as :func:`lumigrad.render.path._sky_radiance`; the basis is
+that BSDF rays see when they escape, MIS-weighted against one cosine light sample per vertex, as
+:func:`lumigrad.render.path._sky_radiance` and ``_sky_sample``; the basis is
 evaluated in the kernel by the recurrences of :func:`lumigrad.scene.lights._sh_basis`, in kernel variants of their
 own (``sky``), so other scenes run the code they ran before (``bench/path_kernel_ab.py`` against main, 1 thread,
 30 alternating rounds: paired ratios forward 1.003, replay 1.000; full variant 1.006 / 0.997). The image is linear
 in the SH rows: when they alone need a gradient (and ``TraceSettings.replay`` is off) the forward keeps each
 pixel's ``d image / d rows`` (``3 K`` values) and the backward is a contraction, without path replay (the torch
-path's graph is as cheap there: it holds only the escaping terms). Measured (``bench/trace_sky.py --reps 7
+path's graph is as cheap there: it holds only the terms that see the sky). Measured (``bench/trace_sky.py --reps 7
 --replay``: the Cornell box without ceiling and light under an order-2 SH sky and an ambient light, 64^2, 16 spp,
-3 bounces, float32, 2 threads, alternating in one process; CPU seconds, medians): forward 0.084 s torch path ->
-0.040 s kernel (0.48x), fwd+bwd w.r.t. the SH coefficients and ambient colour 0.089 -> 0.044 s (0.50x), with replay
-0.162 -> 0.084 s (0.52x); 1 thread: 0.067 -> 0.038 s (0.58x) and 0.080 -> 0.047 s (0.59x). Before, these scenes ran
-the torch path only.
+3 bounces, float32, 2 threads, alternating in one process; CPU seconds, medians): forward 0.122 s torch path ->
+0.056 s kernel (0.46x), fwd+bwd w.r.t. the SH coefficients and ambient colour 0.120 -> 0.062 s (0.52x), with replay
+0.250 -> 0.121 s (0.48x); 1 thread: 0.093 -> 0.056 s (0.60x) and 0.101 -> 0.061 s (0.61x). Before, these scenes ran
+the torch path only. The sky's light sample costs the kernel 1.45-1.49x the time of BSDF rays alone and gives 0.56x
+the per-pixel variance (0.78-0.82x variance x time).
 The camera rays' closest hits come from the kernel's own BVH query: on this scene it costs about
 nothing next to the rest of a path, while the 16 raster passes of ``primary="raster"`` took 10-20 %
 of the forward.

@@ -1,8 +1,8 @@
 """Ambient and SH environment lights in path tracing (``max_bounces > 1``): the torch path and the fused kernel.
 
 With ``max_bounces > 1`` an :class:`AmbientLight` (constant radiance) and an :class:`SHEnvironmentLight` (radiance
-``sum_lm c_lm Y_lm(w)``) are a distant environment that BSDF rays which escape see
-(:func:`lumigrad.render.path._sky_radiance`); the fused kernel (:mod:`lumigrad.render._path_fused`) folds both
+``sum_lm c_lm Y_lm(w)``) are a distant environment: one cosine light sample per vertex and the BSDF rays that
+escape see it, MIS-weighted (:func:`lumigrad.render.path._sky_radiance`, ``_sky_sample``); the fused kernel (:mod:`lumigrad.render._path_fused`) folds both
 into one set of SH rows. Patterns of ``test_path_fused.py``: z-scores over seeds between the kernel and the torch
 path, the kernel's gradients against central differences of its own forward (float64, Russian roulette off).
 """
