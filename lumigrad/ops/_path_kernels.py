@@ -992,7 +992,8 @@ def path_kernel(replay: bool, full: bool, tex: bool = False, sky: bool = False):
     With ``sky`` (always ``full``; textured or not): each vertex takes a cosine light sample of an ambient / SH
     environment (:func:`_sky_eval`) and BSDF rays that escape see it (MIS between the two), and the replay sends gradients to its SH rows (need bit 7). Scenes without one run the
     variants they ran before (the sky arguments unused): paired A/B against the kernels before the sky
-    (``bench/path_kernel_ab.py``, 1 thread, 30 rounds): lean forward 1.003, replay 1.000; full 1.006 / 0.997. The
+    (``bench/path_kernel_ab.py``, 1 thread, 30 rounds, two runs): lean forward 1.002-1.003, replay 1.000-1.002; full
+    1.001-1.006 / 0.997-1.003. The
     sky variants compile in modules of their own (``..._sky``), so adding them rebuilds nothing else.
     """
     return _KERNELS[(bool(replay), bool(full) or bool(tex) or bool(sky), bool(tex), bool(sky))]

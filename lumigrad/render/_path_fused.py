@@ -74,7 +74,8 @@ that BSDF rays see when they escape, MIS-weighted against one cosine light sampl
 :func:`lumigrad.render.path._sky_radiance` and ``_sky_sample``; the basis is
 evaluated in the kernel by the recurrences of :func:`lumigrad.scene.lights._sh_basis`, in kernel variants of their
 own (``sky``), so other scenes run the code they ran before (``bench/path_kernel_ab.py`` against main, 1 thread,
-30 alternating rounds: paired ratios forward 1.003, replay 1.000; full variant 1.006 / 0.997). The image is linear
+30 alternating rounds: paired ratios forward 1.002-1.003, replay 1.000-1.002; full variant 1.001-1.006 /
+0.997-1.003). The image is linear
 in the SH rows: when they alone need a gradient (and ``TraceSettings.replay`` is off) the forward keeps each
 pixel's ``d image / d rows`` (``3 K`` values) and the backward is a contraction, without path replay (the torch
 path's graph is as cheap there: it holds only the terms that see the sky). Measured (``bench/trace_sky.py --reps 7
