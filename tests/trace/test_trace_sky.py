@@ -87,6 +87,18 @@ def test_open_quad_converges_to_analytic_and_occlusion_darkens(light, fused):
     assert bool((dark < exact - 8 * se - 0.01 * exact).all()) and bool((dark > 0.5 * exact).all()), (dark, exact)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_negative_sh_radiance_is_not_clamped(fused):
+    """SH radiance may be negative (a truncated projection rings); ``shade`` keeps negative irradiance, and so do
+    both renderers: the negated sky gives the negated image."""
+    lt = sky_sh()
+    shapes, cam = open_quad()
+    exact = shapes[0].material.albedo / math.pi * _sh_irradiance(lt.coeffs, _t(0.0, 1.0, 0.0)[None])[0]
+    px = _renders(shapes, cam, [SHEnvironmentLight(-lt.coeffs)], range(2), fused, spp=64, max_bounces=2).reshape(-1, 3)
+    mean, se = px.mean(0), px.std(0) / math.sqrt(px.shape[0])
+    assert bool(((mean + exact).abs() < 4 * se).all()) and bool((mean < 0).all()), (mean, exact, se)
+
+
 def _sky_loss(coeffs, amb, alb=None, refl=None, seed=0, res=4, spp=4, rr=9, replay=False, fused=True):
     """A weighted sum of the open box's image (no ceiling, mirror quad) lit by an SH and an ambient light; the
     floor's albedo and the mirror's reflectance have a zero channel (path replay's 0 / 0)."""
