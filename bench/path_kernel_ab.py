@@ -1,6 +1,6 @@
 """A/B of the untextured path kernels in one process: this tree's vs an older checkout's ``_path_kernels.py``.
 
-Both kernels run the same arguments (this tree's texture arguments dropped for the old kernel, which predates them)
+Both kernels run the same arguments (this tree's arguments the old kernel lacks, e.g. textures or sky, dropped)
 on the Cornell box of ``bench/trace_gi.py`` (64^2, 16 spp, 3 bounces, float32; ``--full``: a GGX floor, the full
 variant), forward and replay (albedo gradients, radiance recomputed), single thread, ``time.thread_time``,
 ``--rounds`` alternating launches; prints medians, minima and the median of the paired ratios. Loading both in one
@@ -69,9 +69,9 @@ def trim0(kernel, args):  # args without the leading offset
 
 
 def trim(kernel, args):
-    n = [a.label for a in kernel.adj.args]
-    i = n.index("tex_slot"); j = n.index("g_tex")
-    return args[:i] + args[i + 7:j] + args[j + 2:]
+    """This tree's arguments the base kernel has too (by name: e.g. no texture or sky arguments in older bases)."""
+    keep = {a.label for a in bk.path_kernel(False, False).adj.args}
+    return [a for a, x in zip(args, kernel.adj.args) if x.label in keep]
 
 _, kf, dim, fargs = captured[0]
 _, chunks = captured[1]

@@ -5,7 +5,9 @@
 numbers: ``seed`` and the ray's index in the launch) and returns the gradients of ``sum(grad * L)``
 w.r.t. the per-shape reflectance rows, the shapes' emission, the lights' scales, the GGX roughness / metallic
 rows, the environment map's texels, the texels of textured colour / roughness / metallic parameters and of the
-meshes' own textures (looked up at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`) and the vertex colours.
+meshes' own textures (looked up at each hit's UV: :mod:`lumigrad.ops._path_tex_funcs`), the vertex colours and
+the SH rows of an ambient / SH environment (``sky``: one set of real SH coefficients; a light sample per vertex and
+the BSDF rays that escape see it).
 Only those can have gradients: geometry, camera and light positions are constants here. The estimator is
 that of :func:`lumigrad.render.path._radiance` (the spec; tests compare the two within Monte Carlo
 noise, as their random numbers differ). Rays are given (``origins``, ``dirs``) or made in the kernel
@@ -20,6 +22,7 @@ and :mod:`lumigrad.render._path_fused`.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -31,7 +34,7 @@ from lumigrad._runtime.launch import launch, launch_chunks, num_threads, to_warp
 from lumigrad.ops import _path_kernels as _k
 from lumigrad.ops._common import placeholder
 
-__all__ = ["PathScene", "PathCamera", "PathSettings", "trace_paths", "replay_paths", "MIRROR", "GGX"]
+__all__ = ["PathScene", "PathCamera", "PathSettings", "trace_paths", "replay_paths", "sh_norms", "MIRROR", "GGX"]
 
 MIRROR = _k.MIRROR
 GGX = _k.GGX
@@ -66,6 +69,7 @@ class PathScene(NamedTuple):
     uvs: Tensor | None = None  # [U, 2] texture coordinates (u right, v up)
     faces_uv: Tensor | None = None  # [F, 3] int32 rows of uvs at each face's corners
     vcol: Tensor | None = None  # [V, 3] vertex colours multiplying the BRDF (ones for shapes without; None: no colours)
+    sky_norm: Tensor | None = None  # [K] constants of the SH basis up to the sky's order (sh_norms; None: no sky)
 
 
 class PathCamera(NamedTuple):
@@ -92,6 +96,17 @@ class PathSettings(NamedTuple):
     background: tuple  # (r, g, b) of camera rays that miss
 
 
+def sh_norms(order: int, dtype: torch.dtype, device=None) -> Tensor:
+    """``[(order + 1)^2]`` constants of :func:`lumigrad.scene.lights._sh_basis`'s ``Y_lm`` (index ``l l + l + m``):
+    ``sqrt((2 l + 1) / (4 pi) (l - |m|)! / (l + |m|)!)``, times ``sqrt 2`` for ``m != 0``."""
+    out = []
+    for l in range(order + 1):
+        for m in range(-l, l + 1):
+            k = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - abs(m)) / math.factorial(l + abs(m)))
+            out.append(k * (math.sqrt(2.0) if m else 1.0))
+    return torch.tensor(out, dtype=dtype, device=device)
+
+
 def _num_rays(fn: str, origins, dirs, camera: PathCamera | None, count: int | None) -> int:
     if camera is None:
         return int(origins.shape[0]) if isinstance(origins, Tensor) and origins.ndim == 2 else -1
@@ -107,7 +122,8 @@ def _num_rays(fn: str, origins, dirs, camera: PathCamera | None, count: int | No
 
 def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor, dirs: Tensor,
            face: Tensor | None, camera: PathCamera | None = None, count: int | None = None, rough: Tensor | None = None,
-           metal: Tensor | None = None, env: Tensor | None = None, tex: Tensor | None = None) -> int:
+           metal: Tensor | None = None, env: Tensor | None = None, tex: Tensor | None = None,
+           sky: Tensor | None = None) -> int:
     dt, dev = sc.corners.dtype, sc.corners.device
     if dt not in (torch.float32, torch.float64):
         raise TypeError(f"{fn}(): corners must be float32 or float64, got {dt}")
@@ -131,6 +147,14 @@ def _check(fn: str, bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tens
             raise ValueError(f"{fn}(): env needs sc.env_size (H, W) >= (2, 2), got {sc.env_size}")
         want.update({"env": (env, (H * W, 3), dt), "env_prob": (sc.env_prob, (H * W,), dt),
                      "env_cdf": (sc.env_cdf, (H * W,), dt), "env_rot": (sc.env_rot, (3, 3), dt)})
+    if (sky is None) != (sc.sky_norm is None):
+        raise ValueError(f"{fn}(): give sky (the ambient / SH coefficients) together with sc.sky_norm, or neither")
+    if sky is not None:
+        k = int(sky.shape[0]) if isinstance(sky, Tensor) and sky.ndim == 2 else -1
+        if k < 1 or math.isqrt(k) ** 2 != k:
+            raise ValueError(f"{fn}(): sky must be {dt} [(order + 1)^2, 3] on {dev}, got "
+                             f"{_desc(sky) if isinstance(sky, Tensor) else type(sky).__name__}")
+        want.update({"sky": (sky, (k, 3), dt), "sky_norm": (sc.sky_norm, (k,), dt)})
     if (tex is None) != (sc.tex_slot is None):
         raise ValueError(f"{fn}(): give tex (the texels) together with sc.tex_slot, tex_meta, uvs and faces_uv, or "
                          f"none")
@@ -234,8 +258,18 @@ def _env_args(sc: PathScene, env: Tensor | None) -> list:
             to_warp(sc.env_rot.contiguous()), int(H), int(W)]
 
 
+def _sky_args(sc: PathScene, sky: Tensor | None) -> list:
+    """The kernel's ambient / SH arguments (``sky_k .. sky_order``); placeholders without."""
+    like = sc.corners
+    if sky is None:
+        return [to_warp(torch.zeros(1, 3, dtype=like.dtype, device=like.device)),
+                to_warp(torch.zeros(1, dtype=like.dtype, device=like.device)), 0]
+    return [to_warp(sky.detach().contiguous()), to_warp(sc.sky_norm.contiguous()), math.isqrt(int(sky.shape[0])) - 1]
+
+
 def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, face, st: PathSettings, tiny, ntiny,
-          camera: PathCamera | None = None, env: Tensor | None = None, tex: Tensor | None = None) -> list:
+          camera: PathCamera | None = None, env: Tensor | None = None, tex: Tensor | None = None,
+          sky: Tensor | None = None) -> list:
     dt = sc.corners.dtype
     given = face is not None
     nl, ne = int(sc.lkind.shape[0]), int(sc.em_shape.shape[0])
@@ -250,10 +284,11 @@ def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, f
             to_warp(sc.is_em), to_warp(sc.em_area), ne, to_warp(nz(sc.em_shape, 1)),
             to_warp(sc.em_start), to_warp(nz(sc.em_face, 1)), to_warp(nz(sc.em_cdf, 1)), nl,
             to_warp(nz(sc.lkind, 1)), to_warp(nz(sc.lvec, (1, 3))), to_warp(nz(lscale, (1, 3))),
-            to_warp(nz(sc.lfall, (1, 3))), *_env_args(sc, env), *_tex_args(sc, tex),
+            to_warp(nz(sc.lfall, (1, 3))), *_env_args(sc, env), *_sky_args(sc, sky), *_tex_args(sc, tex),
             *_ray_args(origins, dirs, camera, sc.corners), int(given),
             to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
-            int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)), int(ne > 0 or env is not None),
+            int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)),
+            int(ne > 0 or env is not None or sky is not None),
             int(st.seed) & 0x7FFFFFFF]
 
 
@@ -277,7 +312,8 @@ def _guards(dtype: torch.dtype) -> tuple[float, float]:
 def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, origins: Tensor | None,
                 dirs: Tensor | None, face: Tensor | None, st: PathSettings, camera: PathCamera | None = None,
                 count: int | None = None, rough: Tensor | None = None, metal: Tensor | None = None,
-                env: Tensor | None = None, tex: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                env: Tensor | None = None, tex: Tensor | None = None, sky: Tensor | None = None,
+                sky_moments: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(L [R, 3], hit [R] bool)``: the radiance of one path per ray and whether the ray hit anything.
 
     Args:
@@ -286,7 +322,13 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
         per shape; rough, metal: ``[S]`` GGX roughness and metallic (None: zeros, no GGX shape); env:
         ``[H * W, 3]`` environment-map radiance (None: no map; its sampler's tables are in ``sc``); tex: ``[N]``
         all textures' texels (None: no textures; their table, ``sc.tex_slot`` .., says where each lies and
-        which shapes read it instead of their ``refl`` / ``rough`` / ``metal`` row).
+        which shapes read it instead of their ``refl`` / ``rough`` / ``metal`` row). sky: ``[K, 3]`` radiance
+        coefficients of a distant environment in the real SH basis of :func:`lumigrad.scene.lights._sh_basis`
+        (an ambient colour ``c`` is ``c sqrt(4 pi)`` in row 0): one cosine light sample per vertex and the BSDF rays
+        that escape, MIS-weighted as :func:`lumigrad.render.path._sky_sample` (None: none;
+        ``sc.sky_norm`` holds :func:`sh_norms`). sky_moments: None, or a zeroed ``[R, 3 K]`` buffer that receives
+        each path's ``dL / dsky`` (``L`` is linear in ``sky``: ``L[r, c] = sum_k sky_moments[r, 3 k + c] sky[k, c]``),
+        so that a backward w.r.t. ``sky`` alone needs no replay.
         emis: ``[S, 3]`` emission per shape (0 where not emissive). lscale: ``[nl, 3]`` light colour * intensity.
         origins, dirs: ``[R, 3]`` camera rays (unit directions), or None with ``camera`` and ``count``: the
         ``R = count`` rays of :class:`PathCamera` samples ``camera.first ..`` are made in the kernel.
@@ -295,16 +337,25 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
 
     Not differentiable by itself (see :func:`replay_paths`).
     """
-    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env, tex)
+    R = _check("trace_paths", bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env, tex,
+               sky)
     dt, dev = sc.corners.dtype, sc.corners.device
     out = torch.empty(R, 3, dtype=dt, device=dev)
     hit = torch.empty(R, dtype=torch.int32, device=dev)
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
-                 dirs, face, st, *_guards(dt), camera, env, tex)
-    rest = [1, to_warp(ph), 1, 0, wp.float64(1.0), 0, 0, to_warp(ph), max(R, 1), to_warp(out), to_warp(hit),
-            to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), 1]
-    launch(_k.path_kernel(False, _full(sc, env), tex is not None), R, args + rest, warp_device(sc.corners))
+                 dirs, face, st, *_guards(dt), camera, env, tex, sky)
+    mom = sky_moments is not None
+    if mom and (sky is None or not isinstance(sky_moments, Tensor) or sky_moments.dtype != dt
+                or sky_moments.device != dev or tuple(sky_moments.shape) != (R, 3 * int(sky.shape[0]))):
+        raise ValueError(f"trace_paths(): sky_moments must be None or {dt} [{R}, 3 K] on {dev} with sky [K, 3], got "
+                         f"{_desc(sky_moments) if isinstance(sky_moments, Tensor) else type(sky_moments).__name__}")
+    g_sky = sky_moments if mom and R else ph
+    rest = [1, to_warp(ph), 1, 0, wp.float64(1.0), 128 if mom else 0, 0, to_warp(ph), 1 if mom else max(R, 1),
+            to_warp(out), to_warp(hit), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph), to_warp(ph),
+            to_warp(ph), to_warp(g_sky), 1]
+    launch(_k.path_kernel(False, _full(sc, env), tex is not None, sky is not None), R, args + rest,
+           warp_device(sc.corners))
     return out, hit.bool()
 
 
@@ -313,10 +364,11 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
                  need: tuple[bool, ...], camera: PathCamera | None = None, count: int | None = None,
                  pixel_base: int = 0, radiance: Tensor | None = None, rough: Tensor | None = None,
                  metal: Tensor | None = None, env: Tensor | None = None,
-                 tex: Tensor | None = None) -> tuple[Tensor | None, ...]:
+                 tex: Tensor | None = None, sky: Tensor | None = None) -> tuple[Tensor | None, ...]:
     """Gradients ``(g_refl [S, 3], g_emis [S, 3], g_lscale [nl, 3], g_rough [S], g_metal [S], g_env [H * W, 3],
-    g_tex [N], g_vcol [V, 3])`` of ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same arguments,
-    one per entry of ``need`` (3, 5, 6, 7 or 8 bools; None where False); path replay, two passes per path (one when
+    g_tex [N], g_vcol [V, 3], g_sky [K, 3])`` of ``sum(grad * L)`` for the paths of :func:`trace_paths` with the same
+    arguments, one per entry of ``need`` (3, 5, 6, 7, 8 or 9 bools; None where False); path replay, two passes per
+    path (one when
     neither ``g_refl`` nor the GGX rows nor the texels nor the vertex colours are needed). Rows of textured
     parameters get no gradient (their texels do); ``g_vcol``: of ``sc.vcol``.
 
@@ -325,12 +377,14 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     ``[R, 3]`` ``L`` of :func:`trace_paths` when kept, which saves the replay's first pass (memory per sample).
     """
     fn = "replay_paths"
-    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env, tex)
+    R = _check(fn, bvh, sc, refl, emis, lscale, origins, dirs, face, camera, count, rough, metal, env, tex, sky)
     dt, dev = sc.corners.dtype, sc.corners.device
     n_need = len(need)
-    if n_need not in (3, 5, 6, 7, 8):
-        raise ValueError(f"{fn}(): need must hold 3, 5, 6, 7 or 8 bools, got {need!r}")
-    need = tuple(bool(n) for n in need) + (False,) * (8 - n_need)
+    if n_need not in (3, 5, 6, 7, 8, 9):
+        raise ValueError(f"{fn}(): need must hold 3, 5, 6, 7, 8 or 9 bools, got {need!r}")
+    need = tuple(bool(n) for n in need) + (False,) * (9 - n_need)
+    if need[8] and sky is None:
+        raise ValueError(f"{fn}(): need asks for the sky coefficients' gradient, but sky is None")
     if need[5] and env is None:
         raise ValueError(f"{fn}(): need asks for the environment map's gradient, but env is None")
     if need[6] and tex is None:
@@ -367,7 +421,7 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     # of textured shapes and to the rows of the others.
     tex_c, tex_rm, tint = _tex_needs(sc, need[6])
     flags = int(need[0] or tex_c) | int(need[1]) << 1 | int(need[2]) << 2 | int(want_rm or tex_rm) << 3 \
-        | int(need[5]) << 4 | int(tint) << 5 | int(need[7]) << 6
+        | int(need[5]) << 4 | int(tint) << 5 | int(need[7]) << 6 | int(need[8]) << 7
     bufs = [torch.zeros(rows if n else 1, 3 * max(w, 1), dtype=dt, device=dev)
             for n, w in zip((need[0] or tex_c, need[1], need[2]), (S, S, nl))]
     bufs.append(torch.zeros(rows if want_rm or tex_rm else 1, 2 * max(S, 1), dtype=dt, device=dev))
@@ -378,15 +432,17 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     bufs.append(torch.zeros(erows if need[6] else 1, max(int(tex.shape[0]) if need[6] else 0, 1), dtype=dt, device=dev))
     bufs.append(torch.zeros(erows if need[7] else 1, 3 * int(sc.corners.shape[0]) if need[7] else 3, dtype=dt,
                             device=dev))
+    K = int(sky.shape[0]) if sky is not None else 1
+    bufs.append(torch.zeros(rows if need[8] else 1, 3 * K, dtype=dt, device=dev))  # a row per CPU task / CUDA thread
     ph = placeholder(sc.corners, 1, 3)
     args = _args(bvh, sc, *(x.detach().contiguous() for x in (refl, emis, lscale)), *_rm(sc, rough, metal), origins,
-                 dirs, face, st, *_guards(dt), camera, env, tex)
+                 dirs, face, st, *_guards(dt), camera, env, tex, sky)
     known = radiance is not None
     args += [2, to_warp(grad.contiguous()), gdiv, gbase, wp.float64(gscale), flags, int(known),
              to_warp(radiance.contiguous() if known else ph), blk, to_warp(ph),
              to_warp(torch.zeros(1, dtype=torch.int32, device=dev))] + [to_warp(b) for b in bufs] + \
         [eblk if need[5] or need[6] or need[7] else R + 1]
-    kernel = _k.path_kernel(True, _full(sc, env), tex is not None)
+    kernel = _k.path_kernel(True, _full(sc, env), tex is not None, sky is not None)
     if wdev == "cpu":
         launch_chunks([(kernel, min(blk, R - t * blk), [t * blk] + args) for t in range(rows)], wdev)
     elif R:
@@ -397,6 +453,7 @@ def replay_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor,
     out.append(bufs[4].sum(0).reshape(HW, 3) if need[5] else None)
     out.append(bufs[5].sum(0) if need[6] else None)
     out.append(bufs[6].sum(0).reshape(-1, 3) if need[7] else None)
+    out.append(bufs[7].sum(0).reshape(K, 3) if need[8] else None)
     return tuple(out[:n_need])
 
 

@@ -10,13 +10,13 @@ is kept between the passes (the replay runs each path twice: once for its radian
 the gradients); without it each sample's radiance is kept (12 bytes in float32, against the torch
 path's whole autograd graph) and the replay runs each path once. Gradients reach the shapes' albedo / mirror reflectance /
 GGX base colour, roughness and metallic (rows or texels), meshes' own textures and vertex colours,
-their emission and the lights' colour and intensity; the boundary (edge) term is skipped, as it is
-zero without geometric gradients.
+their emission, the lights' colour and intensity, and the ambient colours and SH coefficients; the boundary
+(edge) term is skipped, as it is zero without geometric gradients.
 
 Scope (else the torch path runs): Lambert, GGX and mirror materials, their albedo / base colour, roughness and
 metallic constant or textured (:class:`lumigrad.scene.materials.TextureParam`), meshes' own ``texture`` /
-``vert_colors``, emissive shapes, point / directional lights and an environment map (no SH or
-ambient light),
+``vert_colors``, emissive shapes, point / directional lights, an environment map, and ambient / SH lights when
+``max_bounces > 1`` (with one bounce they are shaded analytically, as in ``render_mesh``: the torch path),
 and no gradient or forward-mode tangent on vertices, camera or light positions / directions, and
 no forward-mode tangent at all. The direct-lighting fast path (``path._fused_ok``) keeps priority.
 
@@ -68,18 +68,38 @@ kernel (3.0x), fwd+bwd w.r.t. the three textures 0.549 -> 0.270 s (2.0x); 2 thre
 0.748 -> 0.315 s (2.4x). The kernel on the same scene with constant parameters: 0.071 / 0.230 s (1 thread), so the
 lookups and texel gradients cost 1.2x. With vertex colours (with gradients) on the two blocks as well (``--tint``, 1
 thread): forward 0.288 -> 0.091 s (3.2x), fwd+bwd 0.711 -> 0.316 s (2.25x).
+Ambient and SH lights (added after the figures above; ``max_bounces > 1``): one set of real SH rows
+(:func:`_sky_rows`: the SH lights padded to the highest order, ambient colours ``c`` as ``c sqrt(4 pi)`` in row 0)
+that BSDF rays see when they escape, MIS-weighted against one cosine light sample per vertex, as
+:func:`lumigrad.render.path._sky_radiance` and ``_sky_sample``; the basis is
+evaluated in the kernel by the recurrences of :func:`lumigrad.scene.lights._sh_basis`, in kernel variants of their
+own (``sky``), so other scenes run the code they ran before (``bench/path_kernel_ab.py`` against main, 1 thread,
+30 alternating rounds: paired ratios forward 1.002-1.003, replay 1.000-1.002; full variant 1.001-1.006 /
+0.997-1.003). The image is linear
+in the SH rows: when they alone need a gradient (and ``TraceSettings.replay`` is off) the forward keeps each
+pixel's ``d image / d rows`` (``3 K`` values) and the backward is a contraction, without path replay (the torch
+path's graph is as cheap there: it holds only the terms that see the sky). Measured (``bench/trace_sky.py --reps 7
+--replay``: the Cornell box without ceiling and light under an order-2 SH sky and an ambient light, 64^2, 16 spp,
+3 bounces, float32, 2 threads, alternating in one process; CPU seconds, medians): forward 0.122 s torch path ->
+0.056 s kernel (0.46x), fwd+bwd w.r.t. the SH coefficients and ambient colour 0.120 -> 0.062 s (0.52x), with replay
+0.250 -> 0.121 s (0.48x); 1 thread: 0.093 -> 0.056 s (0.60x) and 0.101 -> 0.061 s (0.61x). Before, these scenes ran
+the torch path only. The sky's light sample costs the kernel 1.45-1.49x the time of BSDF rays alone and gives 0.56x
+the per-pixel variance (0.78-0.82x variance x time).
 The camera rays' closest hits come from the kernel's own BVH query: on this scene it costs about
 nothing next to the rest of a path, while the 16 raster passes of ``primary="raster"`` took 10-20 %
 of the forward.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad.ops._common import first_order
-from lumigrad.ops.path_trace import GGX, MIRROR, PathCamera, PathScene, PathSettings, replay_paths, trace_paths
+from lumigrad.ops.path_trace import (GGX, MIRROR, PathCamera, PathScene, PathSettings, replay_paths, sh_norms,
+                                     trace_paths)
 from lumigrad.render._bsdf_sampling import _GGX, _LAMBERT, _MIRROR
 from lumigrad.render.path import (_Scene, _fused_ok, _geometric_tensors, _geometry_needs_grad, _light_rows,
                                   _pixel_sums)
@@ -113,8 +133,11 @@ def _textures_ok(sc: _Scene) -> bool:
 
 def fused_path_ok(sc: _Scene) -> bool:
     """Whether the fused kernel renders ``sc`` (see the module docstring)."""
-    if _fused_ok(sc) or sc.sh or sc.ambient or not _textures_ok(sc):
+    if _fused_ok(sc) or not _textures_ok(sc):
         return False
+    if (sc.sh or sc.ambient) and sc.analytic_sky:
+        return False  # analytic, unshadowed ambient / SH shading (render_mesh's): the torch path's
+
     if not set(sc.mats.present) <= {_LAMBERT, _GGX, _MIRROR}:
         return False
     if _geometry_needs_grad(sc, sc.point_lights):
@@ -122,6 +145,7 @@ def fused_path_ok(sc: _Scene) -> bool:
     rows = [sc.mats.p.get(k) for k in ("albedo", "reflectance", "base_color", "roughness", "metallic")]
     rows.append(getattr(sc, "emission", None))
     rows += [l.color for l in sc.point_lights] + [l.intensity for l in sc.point_lights]
+    rows += [a.color for a in sc.ambient] + [s.coeffs for s in sc.sh]
     return not any(_tangent(t) for t in _geometric_tensors(sc, sc.point_lights) + rows)
 
 
@@ -153,7 +177,8 @@ def _path_scene(sc: _Scene) -> PathScene:
             em_face=torch.cat(em_face).to(i32) if em_face else torch.zeros(0, dtype=i32, device=dev),
             em_cdf=torch.cat(em_cdf).to(dt) if em_cdf else torch.zeros(0, dtype=dt, device=dev),
             lkind=lk, lvec=lv.detach(), lfall=lf, sprob=sc.mats.spec_prob.detach().to(dt).contiguous(),
-            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc), **_tex_tables(sc))
+            salpha=sc.mats.alpha.detach().to(dt).reshape(-1).contiguous(), **_env_tables(sc), **_tex_tables(sc),
+            sky_norm=sh_norms(_sky_order(sc), dt, dev) if sc.sh or sc.ambient else None)
     return sc._path_scene
 
 
@@ -200,9 +225,30 @@ def _env_tables(sc: _Scene) -> dict:
                     env_size=(env.H, env.W))
 
 
+def _sky_order(sc: _Scene) -> int:
+    return max([s.order for s in sc.sh], default=0)
+
+
+def _sky_rows(sc: _Scene) -> Tensor:
+    """``[K, 3]`` the ambient and SH lights as one SH radiance (order: the highest; ambient colours ``c`` add
+    ``c sqrt(4 pi)`` to row 0, as ``Y_00 = 1 / sqrt(4 pi)``), or ``[0, 3]`` without; differentiable."""
+    if not sc.sh and not sc.ambient:
+        return torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
+    k = (_sky_order(sc) + 1) ** 2
+    sky = torch.zeros(k, 3, dtype=sc.dtype, device=sc.device)
+    for s in sc.sh:
+        c = s.coeffs.to(sc.dtype)
+        sky = sky + torch.nn.functional.pad(c, (0, 0, 0, k - c.shape[0]))
+    if sc.ambient:
+        amb = sum(a.color.to(sc.dtype) for a in sc.ambient) * (4.0 * math.pi) ** 0.5
+        sky = sky + torch.nn.functional.pad(amb[None], (0, 0, 0, k - 1))
+    return sky
+
+
 def _rows(sc: _Scene) -> tuple[Tensor, ...]:
     """``(refl [S, 3], emis [S, 3], lscale [nl, 3], rough [S], metal [S], env [H * W, 3] or [0, 3], tex [N] or
-    [0], vcol [V, 3] or [0, 3])``, differentiable w.r.t. the scene's tensors; ``refl`` is the albedo, mirror
+    [0], vcol [V, 3] or [0, 3], sky [K, 3] or [0, 3])``, differentiable w.r.t. the scene's tensors (``sky``:
+    :func:`_sky_rows`); ``refl`` is the albedo, mirror
     reflectance or GGX base colour of each shape (the rows of the other kinds are zero in each of
     :class:`MaterialTable`'s tables, so they add up); ``tex`` all texels of the textured parameters and mesh
     textures, flattened (the rows of textured parameters are placeholders); ``vcol`` the merged vertex colours."""
@@ -218,7 +264,7 @@ def _rows(sc: _Scene) -> tuple[Tensor, ...]:
         torch.zeros(0, dtype=sc.dtype, device=sc.device)
     vcol = sc.vcolors.to(sc.dtype).expand(-1, 3) if sc.vcolors is not None else \
         torch.zeros(0, 3, dtype=sc.dtype, device=sc.device)
-    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels, vcol
+    return refl, emis, _light_rows(sc)[2], rough, metal, env, texels, vcol, _sky_rows(sc)
 
 
 def _settings(sc: _Scene, chunk: int) -> PathSettings:
@@ -237,14 +283,21 @@ def _camera(sc: _Scene, first: int) -> PathCamera:
     return sc._path_camera._replace(first=first)
 
 
-def _samples(sc: _Scene, first: int, count: int, chunk: int, rows) -> tuple[Tensor, Tensor, Tensor]:
+def _samples(sc: _Scene, first: int, count: int, chunk: int, rows,
+             moments: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """A chunk's pixel sums (as :func:`lumigrad.render.path._chunk`) and its samples' radiance ``[count, 3]``;
-    camera rays made in the kernel. ``rows``: :func:`_rows`."""
-    refl, emis, lscale, rough, metal, env, tex, _ = rows
+    camera rays made in the kernel. ``rows``: :func:`_rows`. With ``moments`` (whole-pixel chunks) the third
+    output is instead the chunk's pixel rows of ``d image / d sky`` (``[count / spp, 3 K]``, see
+    :func:`lumigrad.ops.path_trace.trace_paths`'s ``sky_moments``)."""
+    refl, emis, lscale, rough, metal, env, tex, _, sky = rows
+    mom = torch.zeros(count, 3 * sky.shape[0], dtype=sc.dtype, device=sc.device) if moments else None
     L, hit = trace_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None, _settings(sc, chunk),
                          _camera(sc, first), count, rough, metal, env if env.shape[0] else None,
-                         tex if _path_scene(sc).tex_slot is not None else None)
+                         tex if _path_scene(sc).tex_slot is not None else None, sky if sky.shape[0] else None, mom)
     p = torch.arange(first, first + count, device=sc.device) // sc.settings.spp
+    if moments:
+        S = sc.settings.spp
+        return (*_pixel_sums(sc, p, L, hit), mom.reshape(-1, S, mom.shape[1]).sum(1) / S)
     return (*_pixel_sums(sc, p, L, hit), L)
 
 
@@ -252,31 +305,39 @@ class _FusedChunk(torch.autograd.Function):
     """One chunk's pixel sums; the backward replays its paths (rays re-made in the kernel)."""
 
     @staticmethod
-    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, vcol, sc, first, count, chunk):
-        rows = (refl, emis, lscale, rough, metal, env, tex, vcol)
-        img, cov, L = _samples(sc, first, count, chunk, rows)
-        ctx.args = (sc, first, count, chunk)
+    def forward(ctx, refl, emis, lscale, rough, metal, env, tex, vcol, sky, sc, first, count, chunk):
+        rows = (refl, emis, lscale, rough, metal, env, tex, vcol, sky)
+        st = sc.settings
+        # Only the sky needs a gradient, and memory may be spent: the image is linear in the sky's rows, so the
+        # forward keeps each pixel's d image / d sky (3 K values) and the backward is a contraction, no replay.
+        moments = ctx.needs_input_grad[8] and not any(ctx.needs_input_grad[:8]) and not st.replay \
+            and st.chunk_rays % st.spp == 0
+        img, cov, kept = _samples(sc, first, count, chunk, rows, moments)
+        ctx.args = (sc, first, count, chunk, moments)
         # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
         # the torch path's graph): the replay then runs each path once instead of twice.
-        ctx.save_for_backward(*rows, None if sc.settings.replay else L)
+        ctx.save_for_backward(*rows, None if st.replay else kept)
         ctx.mark_non_differentiable(cov)
         return img, cov
 
     @staticmethod
     @first_order
     def backward(ctx, g_img, g_cov):
-        sc, first, count, chunk = ctx.args
-        refl, emis, lscale, rough, metal, env, tex, vcol, L = ctx.saved_tensors
-        need = ctx.needs_input_grad[:8]
+        sc, first, count, chunk, moments = ctx.args
+        refl, emis, lscale, rough, metal, env, tex, vcol, sky, L = ctx.saved_tensors
+        need = ctx.needs_input_grad[:9]
         if g_img is None or not any(need):
-            return (None,) * 12
+            return (None,) * 13
+        if moments:  # L holds the chunk's pixel rows of d image / d sky: [P_chunk, 3 K]
+            g_sky = (L.reshape(L.shape[0], -1, 3) * g_img[:, None, :]).sum(0)
+            return (None,) * 8 + (g_sky, None, None, None, None)
         S = sc.settings.spp
         # Pixel rows of this chunk (whole-pixel chunks) or the dense image: the kernel divides by spp.
         base = first // S if sc.settings.chunk_rays % S == 0 else 0
         grads = replay_paths(sc.accel.bvh, _path_scene(sc), refl, emis, lscale, None, None, None,
                              _settings(sc, chunk), g_img.contiguous(), need, _camera(sc, first), count, base, L,
                              rough, metal, env if env.shape[0] else None,
-                             tex if _path_scene(sc).tex_slot is not None else None)
+                             tex if _path_scene(sc).tex_slot is not None else None, sky if sky.shape[0] else None)
         return (*grads, None, None, None, None)
 
 

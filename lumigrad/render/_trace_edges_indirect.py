@@ -29,8 +29,8 @@ length on the sphere).
 environment seen by escaping rays: the first hits' direct light has its own boundary terms
 (penumbrae of area and environment lights, hard shadows of point lights), so counting it here would
 count it twice. At later vertices nothing else samples those discontinuities, so ``L_ind`` is the
-whole incoming radiance there. Escaping rays see the ambient light when it acts as a constant
-environment (``max_bounces > 1``).
+whole incoming radiance there. Escaping rays always see the ambient and SH lights, which act as a
+distant environment when ``max_bounces > 1`` (:func:`lumigrad.render.path._sky_radiance`).
 
 Checked against closed forms (``tests/trace/test_trace_indirect_edges.py``): a wall lit only by a
 floor, with an occluder between them, seen directly (first vertex) and in a coloured planar mirror
@@ -75,8 +75,8 @@ def _candidate_edges(sc) -> Tensor:
 def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: bool) -> Tensor:
     """``[R, 3]`` radiance arriving at ``origins`` from ``dirs``: what the next hit reflects (``bounces``
     bounces from it) and, with ``direct``, its emission and the environment seen by escaping rays; escaping
-    rays always see the ambient light (a constant environment when ``max_bounces > 1``)."""
-    from lumigrad.render.path import _emission, _radiance, _trace
+    rays always see the ambient and SH lights (a distant environment when ``max_bounces > 1``)."""
+    from lumigrad.render.path import _emission, _radiance, _sky_radiance, _trace
 
     ind = copy.copy(sc)
     ind.settings = dataclasses.replace(sc.settings, max_bounces=bounces, background=(0.0, 0.0, 0.0))
@@ -89,8 +89,8 @@ def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: bool) -> 
     if miss.numel():
         if sc.env is not None and not direct:
             L = L.index_add(0, miss, -sc.env.eval(dirs[miss]).to(L.dtype))
-        if sc.ambient:
-            L = L.index_add(0, miss, sum(a.color for a in sc.ambient).to(L.dtype).expand(miss.numel(), 3))
+        if sc.ambient or sc.sh:
+            L = L.index_add(0, miss, _sky_radiance(sc, dirs[miss]).to(L.dtype))
     return L
 
 
