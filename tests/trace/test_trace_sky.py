@@ -312,6 +312,26 @@ def test_indirect_edge_incoming_sees_sky():
     sc = _Scene(shapes, cam, lights, TraceSettings(max_bounces=2), prepare_trace(shapes))
     o = torch.tensor([[0.0, 0.5, 0.0]] * 3, dtype=DT)
     d = torch.tensor([[0.0, 1.0, 0.0], [-0.6, 0.8, 0.0], [1.0, 0.0, 0.0]], dtype=DT)  # sky, sky, the black wall
-    L = _incoming(sc, o, d)
-    torch.testing.assert_close(L[:2], _sky_radiance(sc, d[:2]), rtol=1e-12, atol=0)
-    assert float(L[:2].min()) > 0.1 and float(L[2].abs().max()) == 0.0
+    for direct in (False, True):  # the first vertex's and the later vertices' incoming radiance
+        L = _incoming(sc, o, d, bounces=1, direct=direct)
+        torch.testing.assert_close(L[:2], _sky_radiance(sc, d[:2]), rtol=1e-12, atol=0)
+        assert float(L[:2].min()) > 0.1 and float(L[2].abs().max()) == 0.0
+
+
+def test_indirect_edge_incoming_keeps_the_renders_sky_mode():
+    """With ``max_bounces = 2`` the incoming radiance's one-bounce copy must still treat the sky as a shadowed
+    environment, as the render does at its last vertex, not shade it analytically (``render_mesh``'s one-bounce
+    mode): inside a closed box with inward normals the walls see no sky at all."""
+    from lumigrad.geometry.primitives import cube
+    from lumigrad.render._trace_edges_indirect import _incoming
+
+    v, f = cube(2.0, dtype=DT)
+    v = v[f.flip(1).long()].reshape(-1, 3)  # normals inward, flat (no shared corners: shading normals = face normals)
+    shapes = [Shape(Mesh(v, torch.arange(v.shape[0], dtype=torch.int32).reshape(-1, 3)), LambertMaterial(0.8))]
+    cam = Camera.look_at(_t(0.0, 0.0, 0.5), _t(0.0, 0.0, -1.0), width=4, height=4, fov_y_deg=40.0)
+    sc = _Scene(shapes, cam, [AmbientLight(_t(0.5, 0.5, 0.5))], TraceSettings(max_bounces=2, seed=3),
+                prepare_trace(shapes))
+    o = torch.zeros(64, 3, dtype=DT)
+    d = torch.nn.functional.normalize(torch.randn(64, 3, dtype=DT, generator=torch.Generator().manual_seed(0)), dim=-1)
+    for direct in (False, True):
+        assert float(_incoming(sc, o, d, bounces=1, direct=direct).abs().max()) == 0.0
