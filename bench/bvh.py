@@ -81,7 +81,7 @@ def warp_any(mesh: wp.uint64, o: wp.array(dtype=wp.vec3), d: wp.array(dtype=wp.v
 
 
 @wp.kernel
-def lg_closest(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec4),
+def lg_closest(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec3),
                tface: wp.array(dtype=wp.int32), o: wp.array(dtype=wp.vec3), d: wp.array(dtype=wp.vec3),
                tmax: wp.array(dtype=float), face: wp.array(dtype=wp.int32), t: wp.array(dtype=float)):
     i = wp.tid()
@@ -91,7 +91,7 @@ def lg_closest(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), t
 
 
 @wp.kernel
-def lg_any(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec4),
+def lg_any(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec3),
            tface: wp.array(dtype=wp.int32), o: wp.array(dtype=wp.vec3), d: wp.array(dtype=wp.vec3),
            tmax: wp.array(dtype=float), hit: wp.array(dtype=wp.int32)):
     i = wp.tid()

@@ -39,6 +39,23 @@ and pushes per node are 4 data-dependent branches); leaves of <= 2 triangles (Co
 to <= 4 where the SAH prefers it (node cost 2 triangle tests: Cornell closest 0.88x, any 0.95x, but
 ``bench/bvh.py`` 1.3M triangles 0.9x / 0.87x of the ratios to Warp and the build 1.5-2x longer; node cost 3:
 the leaf-4 tree again).
+
+Session 10 (``bench/bvh_ab.py``: this tree vs another checkout in one process, single thread, paired medians of
+``time.thread_time``; tables in ``bench/results_bvh.md``; code in commits 4939c39 and 496ac51 of branch ``bvh4``),
+none kept. (1) BVH4 again, collapsed by largest child area, SoA child boxes (``lo_x[4] .. hi_z[4]``, padding
+``lo = +1e30, hi = -1e30``), near/far planes picked per ray octant, a 5-swap sorting network and branch-free pushes:
+the object code does have the 4 slab tests as SIMD, and inner visits per ray halve (5k: 8.2 -> 4.3, 82k: 10.6 -> 5.7,
+Cornell path-like rays 6.3 -> 2.9; triangle tests unchanged, 3.0 / 2.9 / 5.0), yet closest hits took 1.08-1.29x and
+any hits 0.92-1.13x the binary query's time: the next node comes out of selects after the keys, a dependency chain
+the CPU cannot speculate past, while the binary query's branches are predicted. A branch for the one-child-hit case
+brought it to 0.94-1.05x (a branchy two-hit case: no better), never a clear gain. (2) SIMD leaves: each leaf one
+block of 4 triangles in SoA rows, one Moller-Trumbore on all lanes (selects, not ``and``: Warp's ``and``
+short-circuits into branches), leaves numbered depth first (level order: 1.3M 1.15x slower), a per-leaf refit
+kernel. Binary tree: closest / any 0.91 / 0.83x at 5k, 0.93 / 0.86x at 82k, 0.98 / 1.03x at 1.3M, but 1.01 / 1.08x
+on the Cornell box and its path tracer forward 1.05x (leaves there hold 2.6 triangles; the scalar test's early outs
+win); an early out after the plane test made it 1.06-1.17x everywhere; with BVH4 nodes no better. (3) Nodes numbered
+depth first instead of by level: 1.3M 1.03 / 0.98x, 82k 1.00 / 1.00x (noise). (4) Near-first order in any-hit
+queries: 1.02-1.05x. Noise floor of the paired ratios: about 2 % (the same query against itself: 0.994-1.002x).
 """
 from __future__ import annotations
 
@@ -48,20 +65,17 @@ from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
-__all__ = ["STACK_SIZE", "LEAF_WIDTH", "LEAF_ROWS", "bvh_closest", "bvh_anyhit", "bvh_leaves", "bvh_refit_level",
+__all__ = ["STACK_SIZE", "LEAF_BITS", "bvh_closest", "bvh_anyhit", "bvh_tris", "bvh_leaves", "bvh_refit_level",
            "bvh_refit_serial", "bvh_sah_split", "SAH_BINS"]
 
 STACK_SIZE = 64  # the builder keeps the tree depth below this (the stacks are zeroed per ray: keep them small)
-LEAF_WIDTH = 4  # triangles per leaf block (SIMD lanes); leaves hold 1..4
-LEAF_ROWS = 12  # vec4 rows per leaf block: p0 x/y/z, e1 x/y/z, e2 x/y/z, n x/y/z
-_MISS = 3.0e38  # a lane's distance when its triangle is not hit
+LEAF_BITS = 3  # leaf sizes 1..8
 _stack_i = wp.types.vector(length=STACK_SIZE, dtype=wp.int32)
 _stack_f = wp.types.vector(length=STACK_SIZE, dtype=wp.float32)
 _FAR_PAD = 1.000002
 # Barycentric slack of the triangle test (relative): a ray through a shared edge may hit both triangles
 # (the closest-hit order picks one) but, unlike an exact test in float32, never slips between them.
 _EDGE_TOL = 1.0e-6
-_EDGE_MAX = 1.0 + 1.0000001e-6
 
 
 @wp.func
@@ -72,75 +86,46 @@ def _safe_rcp(x: float):
 
 
 @wp.func
-def _dot4(ax: wp.vec4, ay: wp.vec4, az: wp.vec4, bx: wp.vec4, by: wp.vec4, bz: wp.vec4):
-    return wp.cw_mul(ax, bx) + wp.cw_mul(ay, by) + wp.cw_mul(az, bz)
+def _mt(tris: wp.array(dtype=wp.vec3), k: int, o: wp.vec3, d: wp.vec3, best: float):
+    """Distance to triangle slot ``k`` if hit at ``0 <= t < best``, else -1 (Moller-Trumbore, precomputed normal)."""
+    k4 = 4 * k
+    s = o - tris[k4]
+    n = tris[k4 + 3]
+    det = -wp.dot(d, n)
+    tn = wp.dot(s, n)
+    if det > 0.0:
+        if tn < 0.0 or tn >= best * det:
+            return -1.0
+        c = wp.cross(s, d)
+        u = wp.dot(tris[k4 + 2], c)
+        v = -wp.dot(tris[k4 + 1], c)
+        tol = _EDGE_TOL * det
+        if u < -tol or v < -tol or u + v > det + tol:
+            return -1.0
+        return tn / det
+    if det < 0.0:
+        if tn > 0.0 or tn <= best * det:
+            return -1.0
+        c = wp.cross(s, d)
+        u = wp.dot(tris[k4 + 2], c)
+        v = -wp.dot(tris[k4 + 1], c)
+        tol = -_EDGE_TOL * det
+        if u > tol or v > tol or u + v < det - tol:
+            return -1.0
+        return tn / det
+    return -1.0
 
 
 @wp.func
-def _keep_ge(r: wp.vec4, x: wp.vec4, lim: float):
-    """``r`` where ``x >= lim``, else ``_MISS`` (also where ``x`` is NaN). Four isomorphic selects, which the
-    SLP vectoriser turns into one compare and one blend; ``and`` would short-circuit into a branch per lane."""
-    return wp.vec4(wp.where(x[0] >= lim, r[0], _MISS), wp.where(x[1] >= lim, r[1], _MISS),
-                   wp.where(x[2] >= lim, r[2], _MISS), wp.where(x[3] >= lim, r[3], _MISS))
-
-
-@wp.func
-def _keep_lt(r: wp.vec4, x: wp.vec4, lim: float):
-    """``r`` where ``x < lim``, else ``_MISS``."""
-    return wp.vec4(wp.where(x[0] < lim, r[0], _MISS), wp.where(x[1] < lim, r[1], _MISS),
-                   wp.where(x[2] < lim, r[2], _MISS), wp.where(x[3] < lim, r[3], _MISS))
-
-
-@wp.func
-def _leaf_t(tris: wp.array(dtype=wp.vec4), leaf: int, o: wp.vec3, d: wp.vec3, best: float):
-    """Distances to the 4 triangles of leaf block ``leaf``, ``_MISS`` unless hit at ``0 <= t < best``: Moller-
-    Trumbore on all lanes at once (padding lanes are zero: ``det = 0``, rejected as NaN / inf)."""
-    b = LEAF_ROWS * leaf
-    dx = wp.vec4(d[0])
-    dy = wp.vec4(d[1])
-    dz = wp.vec4(d[2])
-    sx = wp.vec4(o[0]) - tris[b]
-    sy = wp.vec4(o[1]) - tris[b + 1]
-    sz = wp.vec4(o[2]) - tris[b + 2]
-    nx = tris[b + 9]
-    ny = tris[b + 10]
-    nz = tris[b + 11]
-    inv = wp.cw_div(wp.vec4(-1.0), _dot4(dx, dy, dz, nx, ny, nz))  # 1 / det, det = -d.n
-    cx = wp.cw_mul(sy, dz) - wp.cw_mul(sz, dy)
-    cy = wp.cw_mul(sz, dx) - wp.cw_mul(sx, dz)
-    cz = wp.cw_mul(sx, dy) - wp.cw_mul(sy, dx)
-    t = wp.cw_mul(_dot4(sx, sy, sz, nx, ny, nz), inv)
-    u = wp.cw_mul(_dot4(tris[b + 6], tris[b + 7], tris[b + 8], cx, cy, cz), inv)
-    v = -wp.cw_mul(_dot4(tris[b + 3], tris[b + 4], tris[b + 5], cx, cy, cz), inv)
-    r = _keep_ge(t, t, 0.0)
-    r = _keep_lt(r, t, best)
-    r = _keep_ge(r, u, -_EDGE_TOL)
-    r = _keep_ge(r, v, -_EDGE_TOL)
-    return _keep_lt(r, u + v, _EDGE_MAX)
-
-
-@wp.func
-def _leaf_closest(t: wp.vec4):
-    """``(t, lane)`` of the smallest of the 4 lanes."""
-    ta = wp.where(t[1] < t[0], t[1], t[0])
-    la = wp.where(t[1] < t[0], 1, 0)
-    tb = wp.where(t[3] < t[2], t[3], t[2])
-    lb = wp.where(t[3] < t[2], 3, 2)
-    return wp.where(tb < ta, tb, ta), wp.where(tb < ta, lb, la)
-
-
-@wp.func
-def _t64(tris: wp.array(dtype=wp.vec4), slot: int, o: wp.vec3, d: wp.vec3):
-    """The hit distance of lane ``slot`` (``LEAF_WIDTH * leaf + lane``) again in float64 (once per ray): float32
-    ``dot(s, n) / -dot(d, n)`` loses digits to cancellation on grazing rays (up to ~1e-5 relative at 512^2 on
-    the bench scenes)."""
-    b = LEAF_ROWS * (slot // LEAF_WIDTH)
-    ln = slot % LEAF_WIDTH
-    p0 = wp.vec3d(wp.float64(tris[b][ln]), wp.float64(tris[b + 1][ln]), wp.float64(tris[b + 2][ln]))
-    e1 = wp.vec3d(wp.float64(tris[b + 3][ln]), wp.float64(tris[b + 4][ln]), wp.float64(tris[b + 5][ln]))
-    e2 = wp.vec3d(wp.float64(tris[b + 6][ln]), wp.float64(tris[b + 7][ln]), wp.float64(tris[b + 8][ln]))
+def _mt_t64(tris: wp.array(dtype=wp.vec3), k: int, o: wp.vec3, d: wp.vec3):
+    """The hit distance of slot ``k`` again in float64 (once per ray): float32 ``dot(s, n) / -dot(d, n)``
+    loses digits to cancellation on grazing rays (up to ~1e-5 relative at 512^2 on the bench scenes)."""
+    k4 = 4 * k
+    p0 = tris[k4]
+    e1 = wp.vec3d(tris[k4 + 1])
+    e2 = wp.vec3d(tris[k4 + 2])
     n = wp.cross(e1, e2)
-    s = wp.vec3d(o) - p0
+    s = wp.vec3d(o) - wp.vec3d(p0)
     return float(-wp.dot(s, n) / wp.dot(wp.vec3d(d), n))
 
 
@@ -169,8 +154,8 @@ def _slab(lo: wp.vec3, hi: wp.vec3, o: wp.vec3, rcp: wp.vec3):
 def bvh_closest(
     nodes: wp.array(dtype=wp.vec3),  # [4N]
     kids: wp.array(dtype=wp.vec2i),  # [N]
-    tris: wp.array(dtype=wp.vec4),  # [12L] leaf blocks
-    tface: wp.array(dtype=wp.int32),  # [4L] face of each lane (-1: padding)
+    tris: wp.array(dtype=wp.vec3),  # [3F] leaf order
+    tface: wp.array(dtype=wp.int32),  # [F]
     o: wp.vec3,
     d: wp.vec3,
     tmax: float,
@@ -211,11 +196,14 @@ def bvh_closest(
                 ref = kk[1]
                 continue
         else:
-            leaf = -1 - ref
-            t, lane = _leaf_closest(_leaf_t(tris, leaf, o, d, best))
-            if t < best:
-                best = t
-                slot = LEAF_WIDTH * leaf + lane
+            code = -1 - ref
+            k0 = code >> LEAF_BITS
+            k1 = k0 + (code & 7) + 1
+            for k in range(k0, k1):
+                t = _mt(tris, k, o, d, best)
+                if t >= 0.0 and t < best:
+                    best = t
+                    slot = k
         # pop the next entry that may still hold a closer hit
         ref = int(-2147483647)
         while sp > 0:
@@ -227,14 +215,14 @@ def bvh_closest(
             break
     if slot < 0:
         return slot, tmax
-    return tface[slot], _t64(tris, slot, o, d)
+    return tface[slot], _mt_t64(tris, slot, o, d)
 
 
 @wp.func
 def bvh_anyhit(
     nodes: wp.array(dtype=wp.vec3),
     kids: wp.array(dtype=wp.vec2i),
-    tris: wp.array(dtype=wp.vec4),
+    tris: wp.array(dtype=wp.vec3),
     o: wp.vec3,
     d: wp.vec3,
     tmax: float,
@@ -266,11 +254,13 @@ def bvh_anyhit(
                 ref = kk[1]
                 continue
         else:
-            t = _leaf_t(tris, -1 - ref, o, d, tmax)
-            if wp.min(wp.min(t[0], t[1]), wp.min(t[2], t[3])) < _MISS:
-                for lane in range(LEAF_WIDTH):  # a hit at t = 0 does not count here
-                    if t[lane] > 0.0 and t[lane] < _MISS:
-                        return True
+            code = -1 - ref
+            k0 = code >> LEAF_BITS
+            k1 = k0 + (code & 7) + 1
+            for k in range(k0, k1):
+                t = _mt(tris, k, o, d, tmax)
+                if t > 0.0 and t < tmax:
+                    return True
         if sp == 0:
             break
         sp -= 1
@@ -279,6 +269,26 @@ def bvh_anyhit(
 
 
 # --- build / refit ------------------------------------------------------------------------------------------
+
+
+@wp.kernel
+def bvh_tris(
+    offset: int,
+    points: wp.array(dtype=wp.vec3),  # [V]
+    indices: wp.array(dtype=wp.int32),  # [3F]
+    slot: wp.array(dtype=wp.int32),  # [F] leaf slot of each face
+    tris: wp.array(dtype=wp.vec3),  # [4F] out
+):
+    """One thread per face, in face order (reads stay coherent, writes scatter): ``p0, e1, e2, e1 x e2``."""
+    f = wp.tid() + offset
+    p0 = points[indices[3 * f]]
+    e1 = points[indices[3 * f + 1]] - p0
+    e2 = points[indices[3 * f + 2]] - p0
+    k4 = 4 * slot[f]
+    tris[k4] = p0
+    tris[k4 + 1] = e1
+    tris[k4 + 2] = e2
+    tris[k4 + 3] = wp.cross(e1, e2)
 
 
 @wp.func
@@ -291,42 +301,24 @@ def _pad(lo: wp.vec3, hi: wp.vec3):
     return lo - pad, hi + pad
 
 
-@wp.func
-def _put(tris: wp.array(dtype=float), row: int, lane: int, x: wp.vec3):
-    """Rows ``row .. row + 2`` (4 floats each) of the leaf blocks, column ``lane``: ``x``'s x, y, z."""
-    tris[4 * row + lane] = x[0]
-    tris[4 * row + 4 + lane] = x[1]
-    tris[4 * row + 8 + lane] = x[2]
-
-
 @wp.kernel
 def bvh_leaves(
     offset: int,
-    points: wp.array(dtype=wp.vec3),  # [V]
-    lidx: wp.array(dtype=wp.vec3i),  # [4L] vertex indices of each lane's face (leaf order: coherent reads)
-    leaf_ref: wp.array(dtype=wp.int32),  # [M] each leaf child's reference (-1 - leaf)
-    leaf_cnt: wp.array(dtype=wp.int32),  # [L] triangles of each leaf (its first lanes)
-    leaf_pos: wp.array(dtype=wp.int32),  # [M] row of its box in nodes (4 parent + 2 side)
-    tris: wp.array(dtype=float),  # [48L] out: the leaf blocks, as floats (padding lanes stay zero)
+    tris: wp.array(dtype=wp.vec3),  # [4F]
+    leaf_ref: wp.array(dtype=wp.int32),  # [L] each leaf's reference
+    leaf_pos: wp.array(dtype=wp.int32),  # [L] row of its box in nodes (4 parent + 2 side)
     nodes: wp.array(dtype=wp.vec3),  # [4N] out: the leaves' boxes
 ):
-    """One thread per leaf child: its block's lanes (``p0, e1, e2, e1 x e2``, 192 contiguous bytes written by one
-    thread) and its box (of the triangles as the query sees them: p0, p0 + e1, p0 + e2), padded."""
-    leaf = -1 - leaf_ref[wp.tid() + offset]
-    b = LEAF_ROWS * leaf
-    lo = wp.vec3(3.0e38)
-    hi = wp.vec3(-3.0e38)
-    for lane in range(leaf_cnt[leaf]):
-        vi = lidx[LEAF_WIDTH * leaf + lane]
-        p0 = points[vi[0]]
-        e1 = points[vi[1]] - p0
-        e2 = points[vi[2]] - p0
-        _put(tris, b, lane, p0)
-        _put(tris, b + 3, lane, e1)
-        _put(tris, b + 6, lane, e2)
-        _put(tris, b + 9, lane, wp.cross(e1, e2))
-        p1 = p0 + e1
-        p2 = p0 + e2
+    """One thread per leaf: the box of its triangles (as the query sees them: p0, p0 + e1, p0 + e2), padded."""
+    code = -1 - leaf_ref[wp.tid() + offset]
+    k0 = code >> LEAF_BITS
+    k1 = k0 + (code & 7) + 1
+    lo = tris[4 * k0]
+    hi = lo
+    for k in range(k0, k1):
+        p0 = tris[4 * k]
+        p1 = p0 + tris[4 * k + 1]
+        p2 = p0 + tris[4 * k + 2]
         lo = wp.min(wp.min(lo, p0), wp.min(p1, p2))
         hi = wp.max(wp.max(hi, p0), wp.max(p1, p2))
     pos = leaf_pos[wp.tid() + offset]

@@ -46,11 +46,9 @@ def anyhit_ref(verts: Tensor, faces: Tensor, origins: Tensor, dirs: Tensor, tmax
 
 def check_tree_ref(bvh, verts: Tensor, faces: Tensor, stack_size: int) -> None:
     """Raise ``AssertionError`` unless ``bvh`` (a :class:`lumigrad.ops._bvh.BVHData`) is a valid hierarchy of
-    ``verts[faces]``: every leaf reached once, every face in exactly one lane of one leaf block (its corner, edges
-    and normal in that lane), padding lanes zero with face -1, every child box inside its parent's slot box and
-    every triangle inside its leaf's box, depth below ``stack_size``."""
+    ``verts[faces]``: every leaf slot reached once, each face's data in its slot, every child box inside its
+    parent's slot box and every triangle inside its leaf's box, depth below ``stack_size``."""
     nf = faces.shape[0]
-    width = 4
     kids = bvh.kids.long()  # [N, 2]
     nodes = bvh.nodes.reshape(-1, 2, 2, 3).double()  # [N, side, lo/hi, 3]
     tri = verts.double()[faces.long()]  # [F, 3, 3]
@@ -62,24 +60,18 @@ def check_tree_ref(bvh, verts: Tensor, faces: Tensor, stack_size: int) -> None:
     clo, chi = nodes[child, :, 0].amin(1), nodes[child, :, 1].amax(1)
     assert bool((clo >= box[:, 0]).all() and (chi <= box[:, 1]).all()), "a node is not inside its parent's box"
     lpar, lside = torch.nonzero(~inner, as_tuple=True)
-    leaf = -1 - kids[lpar, lside]  # [M]
-    nl = bvh.tface.numel() // width
+    code = -1 - kids[lpar, lside]
+    k0, cnt = code >> 3, (code & 7) + 1
+    leaf = torch.repeat_interleave(torch.arange(k0.numel()), cnt)
+    slot = k0[leaf] + torch.arange(leaf.numel()) - (torch.cumsum(cnt, 0) - cnt)[leaf]
     if nf > 1:
-        assert torch.equal(torch.sort(leaf).values, torch.arange(nl)), "every leaf must be reached exactly once"
-    tface = bvh.tface.long().reshape(nl, width)
-    real = tface >= 0
-    assert bool((real[:, :1].all() if nf else True)) and bool((real[:, :-1] >= real[:, 1:]).all()), \
-        "a leaf's faces must fill its first lanes"
-    assert torch.equal(torch.sort(tface[real]).values, torch.arange(nf)), "every face must be in exactly one lane"
-    assert torch.equal(real.sum(1), bvh.leaf_cnt.long()) if nf else True, "leaf_cnt must count the real lanes"
-    blocks = bvh.tris.reshape(-1, 4, 3, width)[:nl].double()  # [L, p0/e1/e2/n, xyz, lane]
-    lanes = blocks.permute(0, 3, 1, 2)  # [L, lane, 4, 3]
-    assert bool((lanes[~real] == 0).all()), "padding lanes must be zero (never hit)"
-    t = tri[tface[real]]  # [S, 3, 3]
+        assert torch.equal(torch.sort(slot).values, torch.arange(nf)), "every leaf slot must be reached exactly once"
+    assert torch.equal(torch.sort(bvh.perm.long()).values, torch.arange(nf)), "perm must permute the faces"
+    face = bvh.perm.long()[slot]
+    lbox = nodes[lpar, lside][leaf]  # [S, 2, 3]
+    t = tri[face]  # [S, 3, 3]
+    assert bool((t >= lbox[:, None, 0]).all() and (t <= lbox[:, None, 1]).all()), "a face is outside its leaf box"
+    got = bvh.tris.reshape(-1, 4, 3)[slot, :3].double()
     want = torch.stack([t[:, 0], t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]], 1)
-    assert torch.allclose(lanes[real][:, :3], want, atol=1e-6, rtol=1e-6), "a lane does not hold its face's data"
-    lbox = nodes[lpar, lside]  # [M, 2, 3]: each leaf's triangles inside its box
-    lt = tri[tface.clamp(min=0)[leaf]]  # [M, lane, 3, 3]
-    inside = ((lt >= lbox[:, None, None, 0]) & (lt <= lbox[:, None, None, 1])).all(-1).all(-1)
-    assert bool((inside | ~real[leaf]).all()), "a face is outside its leaf box"
+    assert torch.allclose(got, want, atol=1e-6, rtol=1e-6), "a slot does not hold its face's corner and edges"
     assert len(bvh.levels) < stack_size, f"depth {len(bvh.levels)} too deep for the stack"

@@ -64,7 +64,7 @@ def _f32(v: Any):
 
 
 @wp.func
-def _visible(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec4),
+def _visible(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec3),
              p: Any, ng: Any, l: Any, dist: Any, eps: Any, shadows: int):
     """1 when nothing lies between ``p`` and ``dist`` along ``l`` (:func:`lumigrad.render.path._visible`)."""
     one = type(eps)(1.0)
@@ -384,7 +384,7 @@ def _make_trace_kernel(replay: bool, full: bool, tex: bool = False):
         offset: int,
         nodes: wp.array(dtype=wp.vec3),  # the BVH (lumigrad.ops._bvh.BVHData.args)
         kids: wp.array(dtype=wp.vec2i),
-        tris: wp.array(dtype=wp.vec4),
+        tris: wp.array(dtype=wp.vec3),
         tface: wp.array(dtype=wp.int32),
         corners: wp.array2d(dtype=Any),  # [V, 6] vertex position | unit vertex normal
         faces: wp.array2d(dtype=wp.int32),  # [F, 3]

@@ -28,7 +28,7 @@ def trace_closest(
     offset: int,
     nodes: wp.array(dtype=wp.vec3),  # the BVH (lumigrad.ops._bvh.BVHData.args)
     kids: wp.array(dtype=wp.vec2i),
-    tris: wp.array(dtype=wp.vec4),
+    tris: wp.array(dtype=wp.vec3),
     tface: wp.array(dtype=wp.int32),
     origins: wp.array(dtype=wp.vec3),  # [R]
     dirs: wp.array(dtype=wp.vec3),  # [R]
@@ -47,7 +47,7 @@ def trace_occluded(
     offset: int,
     nodes: wp.array(dtype=wp.vec3),
     kids: wp.array(dtype=wp.vec2i),
-    tris: wp.array(dtype=wp.vec4),
+    tris: wp.array(dtype=wp.vec3),
     tface: wp.array(dtype=wp.int32),
     origins: wp.array(dtype=wp.vec3),  # [R]
     dirs: wp.array(dtype=wp.vec3),  # [R]
@@ -72,7 +72,7 @@ _INV_PI = 0.3183098861837907
 
 
 @wp.func
-def _lit(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec4), p: wp.vec3,
+def _lit(nodes: wp.array(dtype=wp.vec3), kids: wp.array(dtype=wp.vec2i), tris: wp.array(dtype=wp.vec3), p: wp.vec3,
          ng: wp.vec3, kind: int, lv: wp.vec3, eps: float, shadows: int):
     """1 when the light (``kind`` 0: point at ``lv``, 1: direction ``lv``) is unoccluded from ``p``, else 0.
 
@@ -98,7 +98,7 @@ def trace_direct(
     offset: int,
     nodes: wp.array(dtype=wp.vec3),
     kids: wp.array(dtype=wp.vec2i),
-    tris: wp.array(dtype=wp.vec4),
+    tris: wp.array(dtype=wp.vec3),
     tface: wp.array(dtype=wp.int32),
     points: wp.array(dtype=wp.vec3),  # [V] the BVH's vertices
     indices: wp.array(dtype=wp.int32),  # [3F]
