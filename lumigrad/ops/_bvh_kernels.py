@@ -39,6 +39,25 @@ and pushes per node are 4 data-dependent branches); leaves of <= 2 triangles (Co
 to <= 4 where the SAH prefers it (node cost 2 triangle tests: Cornell closest 0.88x, any 0.95x, but
 ``bench/bvh.py`` 1.3M triangles 0.9x / 0.87x of the ratios to Warp and the build 1.5-2x longer; node cost 3:
 the leaf-4 tree again).
+
+Session 10 (``bench/bvh_ab.py``: this tree vs another checkout in one process, single thread, paired medians of
+``time.thread_time``; tables in ``bench/results_bvh.md``; code in commits 4939c39 and 496ac51 of branch ``bvh4``),
+none kept. (1) BVH4 again, collapsed by largest child area, SoA child boxes (``lo_x[4] .. hi_z[4]``, padding
+``lo = +1e30, hi = -1e30``), near/far planes picked per ray octant, a 5-swap sorting network and branch-free pushes:
+the object code does have the 4 slab tests as SIMD, and inner visits per ray halve (5k: 8.2 -> 4.3, 82k: 10.6 -> 5.7,
+Cornell path-like rays 6.3 -> 2.9; triangle tests unchanged, 3.0 / 2.9 / 5.0), yet closest hits took 1.08-1.29x and
+any hits 0.92-1.13x the binary query's time: the next node comes out of selects after the keys, a dependency chain
+the CPU cannot speculate past, while the binary query's branches are predicted. A branch for the one-child-hit case
+brought it to 0.94-1.05x (a branchy two-hit case: no better), never a clear gain. (2) SIMD leaves: each leaf one
+block of 4 triangles in SoA rows, one Moller-Trumbore on all lanes (selects, not ``and``: Warp's ``and``
+short-circuits into branches), leaves numbered depth first (level order: 1.3M 1.15x slower), a per-leaf refit
+kernel. Binary tree: closest / any 0.91 / 0.83x at 5k, 0.93 / 0.86x at 82k, 0.98 / 1.03x at 1.3M, but 1.01 / 1.08x
+on the Cornell box and its path tracer forward 1.05x (leaves there hold 2.6 triangles; the scalar test's early outs
+win); an early out after the plane test made it 1.06-1.17x everywhere; with BVH4 nodes no better. (3) Nodes numbered
+depth first instead of by level: 1.3M 1.03 / 0.98x, 82k 1.00 / 1.00x (noise). (4) Near-first order in any-hit
+queries: 1.02-1.05x. (5) 2x2 ray packets for coherent camera rays (one thread, 4 rays, shared stack, SIMD across
+the rays; commit e49c34c): 1.01-1.02x at 5k, 0.97x at 82k, 1.22x at 1.3M of the scalar query on the same rays.
+Noise floor of the paired ratios: about 2 % (the same query against itself: 0.994-1.002x).
 """
 from __future__ import annotations
 
