@@ -21,6 +21,12 @@ Two kinds of curves are sampled:
   torch) and projected to the screen. Its screen-space tangent ``dx_b/ds``
   (central differences) gives the line element.
 
+* **Silhouettes seen in planar mirrors**: silhouette edges as seen from the
+  mirror's virtual (reflected) camera, reflected across the mirror plane and
+  projected with the real camera; points are kept where the camera ray hits
+  that mirror and its reflection reaches the edge unoccluded
+  (:mod:`lumigrad.render._trace_edges_mirror`; curved mirrors are not sampled).
+
 * **Soft shadow boundaries** (penumbrae) of area and environment lights: the
   light integral's boundary term is the average, over light samples, of the
   hard-shadow terms of the samples, so ``TraceSettings.shadow_light_samples``
@@ -43,9 +49,11 @@ directional lights), needs no tuning of warp-field kernels (Loubet et al.
 boundary points are explicit functions of the camera, so camera gradients
 come for free, which Mitsuba 3's projective integrators do not give. Its
 limits here: occlusion of indirect light seen from the first hits has its own
-term (:mod:`lumigrad.render._trace_edges_indirect`), but visibility changes
-seen from later bounces or through mirrors are *not* sampled, so those
-gradients are interior-only (biased). Neither is the
+term (:mod:`lumigrad.render._trace_edges_indirect`), and silhouettes seen in
+planar mirrors theirs (:mod:`lumigrad.render._trace_edges_mirror`), but
+visibility changes seen from later bounces, through curved mirrors or through
+more than one mirror, and shadow boundaries seen in mirrors are *not* sampled,
+so those gradients are interior-only (biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,
@@ -144,6 +152,10 @@ def boundary_term(sc, radiance) -> Tensor:
     virtual = _virtual_lights(sc) if st.shadows else []
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
+        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar mirrors
+            from lumigrad.render._trace_edges_mirror import mirror_silhouettes
+
+            mirror_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
         # Primary silhouettes.
         if persp:
             facing = dot(fnorm, c2w[b, :3, 3] - v0) > 0
