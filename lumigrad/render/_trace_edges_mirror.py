@@ -207,7 +207,7 @@ def mirror_samples(sc, view, mirror: MirrorPlane, M: int, gen: torch.Generator) 
         view_ids = torch.full((cand.numel(),), b, dtype=torch.long, device=sc.device)
         o, d = _camera_rays(cam, view_ids, xd[cand])
         face = intersect(sc.accel.bvh, o, d).face
-        on_mirror = (face >= 0) & (sc.owner[face.long().clamp(min=0)] == mirror.shape)
+        on_mirror = (face >= 0) & (sc.owner[face.long().clamp(min=0)] == mirror.shape) & (dot(d, nrm) != 0)
         cand, o, d, face = cand[on_mirror], o[on_mirror], d[on_mirror], face[on_mirror]
         # ... and the reflected ray from its hit reach the edge point.
         q = o + (dot(p0 - o, nrm) / dot(d, nrm))[:, None] * d

@@ -16,6 +16,7 @@ import lumigrad.render._trace_edges_mirror as mirror_edges
 from lumigrad.geometry.primitives import icosphere
 from lumigrad.render.path import _Scene, prepare_trace, render_trace
 from lumigrad.scene import Camera, Mesh
+from lumigrad.scene.lights import PointLight
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
 
@@ -104,6 +105,31 @@ def test_reflected_silhouette_gradient_matches_fd(which):
     g, fd = _grad(which, EDGE), _fd(which)
     assert abs(fd) > 10
     assert abs(g - fd) < 0.1 * abs(fd), (g, fd)
+
+
+def test_lit_quad_seen_in_the_mirror_matches_fd():
+    """A Lambert quad lit by a point light instead of the emitter (two bounces): its shading moves too, so the
+    gradient is interior plus reflected outline; the interior part alone is about half of it."""
+    light = [PointLight(_t(0.5, 1.0, 0.0), intensity=8.0)]
+
+    def loss(y, st):
+        shapes, cam = _scene(quad=torch.stack([y * 0, y, y * 0]))
+        shapes[1] = Shape(shapes[1].mesh, LambertMaterial(0.8))
+        return (render_trace(shapes, cam, light, st).image * _W).sum()
+
+    def grad(st):
+        y = torch.zeros((), dtype=DT, requires_grad=True)
+        return float(torch.autograd.grad(loss(y, st), y)[0])
+
+    g = grad(TraceSettings(spp=4, max_bounces=2, edge_samples=16000))
+    g_int = grad(TraceSettings(spp=4, max_bounces=2, boundary="none"))
+    h = 0.05
+    with torch.no_grad():
+        st = TraceSettings(spp=1024, max_bounces=2, boundary="none")
+        fd = float(loss(torch.tensor(h, dtype=DT), st) - loss(torch.tensor(-h, dtype=DT), st)) / (2 * h)
+    assert abs(fd) > 2
+    assert abs(g - fd) < 0.1 * abs(fd), (g, fd)
+    assert abs(g_int - fd) > 0.3 * abs(fd), (g_int, fd)
 
 
 def test_without_the_mirror_term_the_gradient_is_missing(monkeypatch):
