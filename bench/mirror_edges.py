@@ -5,7 +5,8 @@ light, seen from above at an angle so that the sphere and its reflection are bot
 light plus one mirror bounce (``max_bounces=2``), ``--spp`` samples, default edge samples (one per
 pixel per term). Timed: forward + backward of the image mean w.r.t. the sphere's vertices, with the
 mirror term on and off (``mirror_silhouettes`` replaced by a no-op), alternating in one process,
-medians over ``--reps`` pairs after one warm-up each; wall time and the process's CPU time.
+and with only its silhouettes (its shadow sampler replaced by a no-op), medians over ``--reps`` rounds
+after one warm-up each; wall time and the process's CPU time.
 
 Usage: ``python bench/mirror_edges.py [--res 128] [--level 3] [--spp 4] [--reps 5]``.
 """
@@ -18,7 +19,6 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import lumigrad  # noqa: E402,F401  (before torch: see docs/threads.md)
 import torch  # noqa: E402
 
 import lumigrad.render._trace_edges_mirror as mirror_edges  # noqa: E402
@@ -58,21 +58,23 @@ def main() -> None:
     shapes, cam, lights, sv = _scene(a.level, a.res)
     accel = prepare_trace(shapes)
     st = TraceSettings(spp=a.spp, max_bounces=2, shadow_light_samples=0)
-    real = mirror_edges.mirror_silhouettes
-    modes = {"on": real, "off": lambda *args: None}
+    real, real_shadow = mirror_edges.mirror_silhouettes, mirror_edges._shadow_boundary
+    # (mirror term, its shadow sampler): all on, silhouettes only, all off
+    modes = {"on": (real, real_shadow), "sil": (real, lambda *args, **kw: None), "off": (lambda *args: None, None)}
     times: dict = {k: [] for k in modes}
     for rep in range(a.reps + 1):
-        for name, fn in modes.items():
-            mirror_edges.mirror_silhouettes = fn
+        for name, (fn, shadow) in modes.items():
+            mirror_edges.mirror_silhouettes, mirror_edges._shadow_boundary = fn, shadow
             t = _run(shapes, cam, lights, sv, st, accel)
             if rep:
                 times[name].append(t)
-    mirror_edges.mirror_silhouettes = real
+    mirror_edges.mirror_silhouettes, mirror_edges._shadow_boundary = real, real_shadow
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
     faces = sum(s.mesh.faces.shape[0] for s in shapes)
-    print(f"| {a.res}^2, {faces} tris, {a.spp} spp | on {med['on'][0] * 1e3:.0f} ms ({med['on'][1]:.2f} cpu s) | "
-          f"off {med['off'][0] * 1e3:.0f} ms ({med['off'][1]:.2f} cpu s) | on/off wall {med['on'][0] / med['off'][0]:.2f}, "
-          f"cpu {med['on'][1] / med['off'][1]:.2f} |")
+    cells = " | ".join(f"{k} {w * 1e3:.0f} ms ({c:.2f} cpu s)" for k, (w, c) in med.items())
+    print(f"| {a.res}^2, {faces} tris, {a.spp} spp | {cells} | on/off wall {med['on'][0] / med['off'][0]:.2f}, "
+          f"cpu {med['on'][1] / med['off'][1]:.2f}; sil/off wall {med['sil'][0] / med['off'][0]:.2f}, "
+          f"cpu {med['sil'][1] / med['off'][1]:.2f} |")
 
 
 if __name__ == "__main__":
