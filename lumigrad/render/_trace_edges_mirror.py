@@ -176,7 +176,7 @@ class MirrorView:
 
     def _window(self) -> tuple[Tensor, Tensor]:
         """``(lo [2], hi [2])``: the image rectangle, shrunk to the mirror's screen bounding box when all of
-        the mirror lies in front of the camera."""
+        the mirror lies in front of the camera (empty when all of it lies behind)."""
         sc, (_, w2c, k, _, persp) = self.sc, self.view
         cam = sc.camera
         lo = torch.zeros(2, dtype=sc.dtype, device=sc.device)
@@ -185,6 +185,8 @@ class MirrorView:
         P, z = _project(w2c.detach(), k.detach(), mesh.verts.detach()[mesh.faces.long().reshape(-1)], persp)
         if not persp or bool((z > cam.near).all()):
             lo, hi = torch.maximum(lo, P.min(0).values), torch.minimum(hi, P.max(0).values)
+        elif bool((z <= 0).all()):  # behind the camera: no camera ray reaches it
+            hi = lo
         return lo, hi
 
     def share(self) -> float:
