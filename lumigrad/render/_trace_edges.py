@@ -303,6 +303,7 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
         return
     face = hits.face[sel]
     r = reattach(verts, faces, face, ept[sel], w[sel])
+
     def project(p: Tensor) -> tuple[Tensor, Tensor]:  # receivers to pixels: directly, or seen in mirror ``via``
         return _project(w2c, k, p, persp) if via is None else via.project(p)
 

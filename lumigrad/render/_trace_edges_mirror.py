@@ -82,10 +82,10 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot
 from lumigrad.ops.trace import intersect, occluded
-from lumigrad.scene.lights import PointLight
 from lumigrad.render._trace_edges import _REL_TOL, _facing_one, _perp, _project, _shadow_boundary, _silhouette
+from lumigrad.scene.lights import PointLight
 
-__all__ = ["mirror_plane", "mirror_samples", "mirror_silhouettes", "planar_mirrors"]
+__all__ = ["MirrorPlane", "MirrorView", "mirror_plane", "mirror_samples", "mirror_silhouettes", "planar_mirrors"]
 
 log = logging.getLogger(__name__)
 

@@ -85,7 +85,8 @@ def _grad(which, st):
 def _fd(which, h=0.05, spp=1024):
     with torch.no_grad():
         st = TraceSettings(spp=spp, boundary="none")
-        return float(_loss(torch.tensor(h, dtype=DT), which, st) - _loss(torch.tensor(-h, dtype=DT), which, st)) / (2 * h)
+        diff = _loss(torch.tensor(h, dtype=DT), which, st) - _loss(torch.tensor(-h, dtype=DT), which, st)
+        return float(diff) / (2 * h)
 
 
 EDGE = TraceSettings(spp=1, edge_samples=16000, shadow_light_samples=0)
