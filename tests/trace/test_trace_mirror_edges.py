@@ -1,11 +1,12 @@
-"""Boundary term of silhouettes seen in planar mirrors (lumigrad.render._trace_edges_mirror) vs finite differences.
+"""Boundary terms of what planar mirrors show (lumigrad.render._trace_edges_mirror) vs finite differences.
 
 Scene: a large mirror floor (y = 0) fills the view of a camera looking down at it at 45 degrees; an
 emissive quad above the floor, outside the view, is seen only in the mirror. With one bounce the
 camera -> mirror -> emitter path is found by the mirror's (delta) BSDF sample, so every pixel is
 ``reflectance * emission`` or 0: moving the quad, the camera or the mirror changes the image *only*
 through the reflected outline, interior gradients are exactly zero, and all of the gradient must come
-from the mirror term.
+from the mirror term. Variants: a small mirror whose edge hides part of the reflection, an orthographic
+camera, a lit (Lambert) quad whose shading moves too, and a shadow on the quad seen only in the mirror.
 """
 import warnings
 
