@@ -158,7 +158,8 @@ class TraceSettings:
             point/directional-light shadow boundaries;
             ``"none"`` gives interior (re-attached) gradients only.
         edge_samples: boundary samples per view and per discontinuity type
-            (default ``H * W``); each planar mirror gets this many for what it reflects.
+            (default ``H * W``); each planar mirror gets this many, times the share of the
+            image it covers, for what it shows (silhouettes and again for hard shadows).
         shadow_light_samples: light samples ``K`` per area or environment light for
             the boundary terms of their soft shadows (each sample is treated as a
             point / directional light that gets ``edge_samples / K`` boundary

@@ -35,10 +35,12 @@ def _quad(c, u, v):
     return torch.stack([c - u - v, c + u - v, c + u + v, c - u + v])
 
 
-def _scene(quad=None, mirror=None, eye=None, quad_centre=(0.1, 2.0, -2.0), orthographic=False, small=False):
+def _scene(quad=None, mirror=None, eye=None, quad_centre=(0.1, 2.0, -2.0), orthographic=False, small=False,
+           views=1):
     """``quad`` / ``mirror`` / ``eye``: ``[3]`` translations of the emitter, the mirror, the camera (and its
     target). The quad faces the mirror point the camera looks at; its reflection covers about 4 x 5 pixels.
-    ``small``: a mirror of about 9 x 9 pixels whose left edge hides the reflection's left side."""
+    ``small``: a mirror of about 9 x 9 pixels whose left edge hides the reflection's left side. ``views``: that
+    many copies of the view (a batched camera)."""
     mv = _quad((0, 0, -1.25), (3, 0, 0), (0, 0, -2.75))  # x in [-3, 3], z in [-4, 1.5]: covers the view
     if small:
         mv = _quad((0.45, 0, 0), (0.5, 0, 0), (0, 0, -0.6))
@@ -55,6 +57,8 @@ def _scene(quad=None, mirror=None, eye=None, quad_centre=(0.1, 2.0, -2.0), ortho
         k = cam.K.clone()
         k[:, 0, 0] = k[:, 1, 1] = RES / 2.0
         cam = Camera(cam.world_to_cam, k, RES, RES, 0.01, 100.0, "orthographic")
+    if views > 1:
+        cam = Camera(cam.world_to_cam.expand(views, 4, 4), cam.K.expand(views, 3, 3), RES, RES, 0.01, 100.0)
     shapes = [Shape(Mesh(mv, QUAD_FACES), MirrorMaterial(0.5)),
               Shape(Mesh(qv, QUAD_FACES), LambertMaterial(0.0), emission=_t(2.0, 2.0, 2.0))]
     return shapes, cam
@@ -72,7 +76,8 @@ def _loss(x, which, st):
     shift = torch.stack([x if a == axis else x * 0 for a in range(3)])
     kind = which.split("_")[0]
     kw = {"quad": dict(quad=shift), "ortho": dict(quad=shift, orthographic=True), "camera": dict(eye=shift),
-          "mirror": dict(mirror=shift), "small": dict(quad=shift, small=True)}[kind]
+          "mirror": dict(mirror=shift), "small": dict(quad=shift, small=True),
+          "batch": dict(quad=shift, views=2)}[kind]
     shapes, cam = _scene(**kw)
     return (render_trace(shapes, cam, [], st).image * _W).sum()
 
@@ -105,7 +110,9 @@ def test_scene_is_seen_only_in_the_mirror():
 # FD: 1024 spp, h = 0.05 agree with 4096 spp (h = 0.05 and 0.1, or 0.02) within 2 % (small_y: 6 %); the edge
 # estimates (16000 samples) scatter by about 3 % between seeds. ``small_*``: the mirror is a 9 x 9 pixel patch
 # (samples clipped to it, scaled down to its share of the image) whose edge hides part of the reflection.
-@pytest.mark.parametrize("which", ["quad_x", "quad_y", "camera_y", "mirror_y", "ortho_x", "small_x", "small_y"])
+# ``batch_x``: two identical views (each with its own samples), so twice ``quad_x``.
+@pytest.mark.parametrize("which", ["quad_x", "quad_y", "camera_y", "mirror_y", "ortho_x", "small_x", "small_y",
+                                   "batch_x"])
 def test_reflected_silhouette_gradient_matches_fd(which):
     assert _grad(which, TraceSettings(spp=1, boundary="none")) == 0.0  # no interior gradient at all
     g, fd = _grad(which, EDGE), _fd(which)
