@@ -36,11 +36,12 @@ def _quad(c, u, v):
 
 
 def _scene(quad=None, mirror=None, eye=None, quad_centre=(0.1, 2.0, -2.0), orthographic=False, small=False,
-           views=1):
+           views=1, corner=None):
     """``quad`` / ``mirror`` / ``eye``: ``[3]`` translations of the emitter, the mirror, the camera (and its
     target). The quad faces the mirror point the camera looks at; its reflection covers about 4 x 5 pixels.
     ``small``: a mirror of about 9 x 9 pixels whose left edge hides the reflection's left side. ``views``: that
-    many copies of the view (a batched camera)."""
+    many copies of the view (a batched camera). ``corner``: ``[3]`` translation of the mirror's first vertex
+    alone (bending it)."""
     mv = _quad((0, 0, -1.25), (3, 0, 0), (0, 0, -2.75))  # x in [-3, 3], z in [-4, 1.5]: covers the view
     if small:
         mv = _quad((0.45, 0, 0), (0.5, 0, 0), (0, 0, -0.6))
@@ -50,6 +51,8 @@ def _scene(quad=None, mirror=None, eye=None, quad_centre=(0.1, 2.0, -2.0), ortho
         qv = qv + quad
     if mirror is not None:
         mv = mv + mirror
+    if corner is not None:
+        mv = torch.cat([mv[:1] + corner, mv[1:]])
     if eye is not None:
         e, target = e + eye, target + eye
     cam = Camera.look_at(e, target, width=RES, height=RES, fov_y_deg=30.0)
@@ -77,7 +80,7 @@ def _loss(x, which, st):
     kind = which.split("_")[0]
     kw = {"quad": dict(quad=shift), "ortho": dict(quad=shift, orthographic=True), "camera": dict(eye=shift),
           "mirror": dict(mirror=shift), "small": dict(quad=shift, small=True),
-          "batch": dict(quad=shift, views=2)}[kind]
+          "batch": dict(quad=shift, views=2), "bend": dict(corner=shift)}[kind]
     shapes, cam = _scene(**kw)
     return (render_trace(shapes, cam, [], st).image * _W).sum()
 
@@ -110,9 +113,10 @@ def test_scene_is_seen_only_in_the_mirror():
 # FD: 1024 spp, h = 0.05 agree with 4096 spp (h = 0.05 and 0.1, or 0.02) within 2 % (small_y: 6 %); the edge
 # estimates (16000 samples) scatter by about 3 % between seeds. ``small_*``: the mirror is a 9 x 9 pixel patch
 # (samples clipped to it, scaled down to its share of the image) whose edge hides part of the reflection.
-# ``batch_x``: two identical views (each with its own samples), so twice ``quad_x``.
+# ``batch_x``: two identical views (each with its own samples), so twice ``quad_x``. ``bend_y``: one corner of
+# the mirror moves up, tilting its triangles and their vertex normals (FD 24.3-24.5, edge 23.8-24.8 over seeds).
 @pytest.mark.parametrize("which", ["quad_x", "quad_y", "camera_y", "mirror_y", "ortho_x", "small_x", "small_y",
-                                   "batch_x"])
+                                   "batch_x", "bend_y"])
 def test_reflected_silhouette_gradient_matches_fd(which):
     assert _grad(which, TraceSettings(spp=1, boundary="none")) == 0.0  # no interior gradient at all
     g, fd = _grad(which, EDGE), _fd(which)
