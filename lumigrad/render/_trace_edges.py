@@ -21,8 +21,8 @@ Two kinds of curves are sampled:
   torch) and projected to the screen. Its screen-space tangent ``dx_b/ds``
   (central differences) gives the line element.
 
-* **Silhouettes and hard shadows seen in planar mirrors**: silhouette edges as
-  seen from the mirror's virtual (reflected) camera, and hard-shadow receiver
+* **Silhouettes and shadows seen in planar mirrors**: silhouette edges as
+  seen from the mirror's virtual (reflected) camera, and shadow receiver
   points, reflected across the mirror plane and projected with the real camera;
   points are kept where the camera ray hits that mirror and its reflection
   reaches the point unoccluded (:mod:`lumigrad.render._trace_edges_mirror`;
@@ -53,8 +53,8 @@ limits here: occlusion of indirect light seen from the first hits has its own
 term (:mod:`lumigrad.render._trace_edges_indirect`), and silhouettes seen in
 planar mirrors theirs (:mod:`lumigrad.render._trace_edges_mirror`), but
 visibility changes seen from later bounces, through curved mirrors or through
-more than one mirror, and penumbrae seen in mirrors are *not* sampled,
-so those gradients are interior-only (biased). Neither is the
+more than one mirror are *not* sampled, so those gradients are interior-only
+(biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,

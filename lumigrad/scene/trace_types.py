@@ -159,7 +159,7 @@ class TraceSettings:
             ``"none"`` gives interior (re-attached) gradients only.
         edge_samples: boundary samples per view and per discontinuity type
             (default ``H * W``); each planar mirror gets this many, times the share of the
-            image it covers, for what it shows (silhouettes and again for hard shadows).
+            image it covers, for what it shows (silhouettes, and as many again for shadows).
         shadow_light_samples: light samples ``K`` per area or environment light for
             the boundary terms of their soft shadows (each sample is treated as a
             point / directional light that gets ``edge_samples / K`` boundary
