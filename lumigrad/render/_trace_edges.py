@@ -21,6 +21,13 @@ Two kinds of curves are sampled:
   torch) and projected to the screen. Its screen-space tangent ``dx_b/ds``
   (central differences) gives the line element.
 
+* **Silhouettes and shadows seen in planar mirrors**: silhouette edges as
+  seen from the mirror's virtual (reflected) camera, and shadow receiver
+  points, reflected across the mirror plane and projected with the real camera;
+  points are kept where the camera ray hits that mirror and its reflection
+  reaches the point unoccluded (:mod:`lumigrad.render._trace_edges_mirror`;
+  curved mirrors are not sampled).
+
 * **Soft shadow boundaries** (penumbrae) of area and environment lights: the
   light integral's boundary term is the average, over light samples, of the
   hard-shadow terms of the samples, so ``TraceSettings.shadow_light_samples``
@@ -43,9 +50,11 @@ directional lights), needs no tuning of warp-field kernels (Loubet et al.
 boundary points are explicit functions of the camera, so camera gradients
 come for free, which Mitsuba 3's projective integrators do not give. Its
 limits here: occlusion of indirect light seen from the first hits has its own
-term (:mod:`lumigrad.render._trace_edges_indirect`), but visibility changes
-seen from later bounces or through mirrors are *not* sampled, so those
-gradients are interior-only (biased). Neither is the
+term (:mod:`lumigrad.render._trace_edges_indirect`), and silhouettes seen in
+planar mirrors theirs (:mod:`lumigrad.render._trace_edges_mirror`), but
+visibility changes seen from later bounces, through curved mirrors or through
+more than one mirror are *not* sampled, so those gradients are interior-only
+(biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,
@@ -144,6 +153,10 @@ def boundary_term(sc, radiance) -> Tensor:
     virtual = _virtual_lights(sc) if st.shadows else []
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
+        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar mirrors
+            from lumigrad.render._trace_edges_mirror import mirror_silhouettes
+
+            mirror_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
         # Primary silhouettes.
         if persp:
             facing = dot(fnorm, c2w[b, :3, 3] - v0) > 0
@@ -256,8 +269,9 @@ def _lit_by(sc, light):
     return v
 
 
-def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_from=None) -> None:
-    """Sample ``M`` points on the shadow curves cast by edges ``e`` (silhouettes seen from ``light``)."""
+def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_from=None, via=None) -> None:
+    """Sample ``M`` points on the shadow curves cast by edges ``e`` (silhouettes seen from ``light``); with
+    ``via`` (a :class:`lumigrad.render._trace_edges_mirror.MirrorView`), the curves as seen in that mirror."""
     b, w2c, k, c2w, persp = view
     if e.shape[0] == 0:
         return
@@ -289,14 +303,18 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
         return
     face = hits.face[sel]
     r = reattach(verts, faces, face, ept[sel], w[sel])
-    x_b, z = _project(w2c, k, r.points, persp)
+
+    def project(p: Tensor) -> tuple[Tensor, Tensor]:  # receivers to pixels: directly, or seen in mirror ``via``
+        return _project(w2c, k, p, persp) if via is None else via.project(p)
+
+    x_b, z = project(r.points)
     with torch.no_grad():
         xs = []
         for ds in (-_DS, _DS):
             ad, cd = a[sel].detach(), c[sel].detach()
             ep = ad + (s[sel] + ds) * (cd - ad)
             rp = reattach(vd, faces, face, ep, ray_dir(ep).detach())
-            xs.append(_project(w2c.detach(), k.detach(), rp.points, persp)[0])
+            xs.append(project(rp.points)[0])
         dxds = (xs[1] - xs[0]) / (2 * _DS)
     weight = dxds.norm(dim=-1) * float(length.sum()) / length[pick][sel] / M
     # The edge point must be lit (else it casts no boundary) and the receiver point seen. Both are BVH
@@ -304,8 +322,8 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
     # are dropped by accumulate anyway), and the second only for lit points.
     H, W = sc.camera.height, sc.camera.width
     xd = x_b.detach()
-    cand = torch.nonzero((z.detach() > sc.camera.near) & (xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0)
-                         & (xd[:, 1] < H)).squeeze(1)
+    inside = (z.detach() > sc.camera.near) & (xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H)
+    cand = torch.nonzero(inside if via is None else inside & via.in_window(xd)).squeeze(1)
     ed = ept[sel].detach()[cand]
     if point:
         # Start a hair off the light: a light point on an emitter must not hit that emitter.
@@ -318,7 +336,12 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
         lit = ~occluded(sc.accel.bvh, src, (ed - src), 1.0 - _REL_TOL)
     cand = cand[lit]
     ok = torch.zeros(xd.shape[0], dtype=torch.bool, device=sc.device)
-    ok[cand] = _seen_from_camera(sc, b, c2w, r.points.detach()[cand], persp)
+    if via is None:
+        ok[cand] = _seen_from_camera(sc, b, c2w, r.points.detach()[cand], persp)
+    else:  # seen in the mirror: the boundary point through the mirror hit, re-attached
+        ok[cand], face_m = via.visible(xd[cand], r.points.detach()[cand])
+        seen = cand[ok[cand]]
+        x_b = xd.index_put((seen,), via.attach(xd[seen], face_m[ok[cand]], r.points[seen]))
     if cos_from is not None:
         y, ny = cos_from
         weight = weight * dot(safe_normalize(r.points.detach() - y), ny).clamp_min(0.0)

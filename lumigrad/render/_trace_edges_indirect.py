@@ -28,21 +28,22 @@ length on the sphere).
 ``max_bounces - 1 - k`` bounces. At the first hit it leaves out that hit's emission and the
 environment seen by escaping rays: the first hits' direct light has its own boundary terms
 (penumbrae of area and environment lights, hard shadows of point lights), so counting it here would
-count it twice. At later vertices nothing else samples those discontinuities, so ``L_ind`` is the
-whole incoming radiance there. Escaping rays always see the ambient and SH lights, which act as a
-distant environment when ``max_bounces > 1`` (:func:`lumigrad.render.path._sky_radiance`).
+count it twice. The same holds at the hit right behind a planar mirror, whose direct light the
+mirror's screen-space terms differentiate (:mod:`lumigrad.render._trace_edges_mirror`). At the other vertices
+nothing else samples those discontinuities, so ``L_ind`` is the whole incoming radiance there.
+Escaping rays always see the ambient and SH lights, which act as a distant environment when
+``max_bounces > 1`` (:func:`lumigrad.render.path._sky_radiance`).
 
 Checked against closed forms (``tests/trace/test_trace_indirect_edges.py``): a wall lit only by a
 floor, with an occluder between them, seen directly (first vertex) and in a coloured planar mirror
 (second vertex: camera -> mirror -> wall, where only this term carries the gradient); and a card
 seen from its back against central differences of renders with common random numbers.
 
-Not covered: silhouettes seen *directly* in mirrors (a screen-space boundary, not a direction
-integral), and shadow boundaries that the indirect light carries (a shadow cast on the floor, seen
-by the wall), which are not mesh edges. Sampling
-edges by length alone (no hierarchy, no silhouette culling before the pick) is unbiased but noisy
-on large meshes, where most picked edges are not silhouettes from ``x``:
-``TraceSettings.indirect_samples`` sets the budget (per vertex depth).
+Not covered: shadow boundaries that the indirect light carries (a shadow cast on the floor, seen by
+the wall), which are not mesh edges, and silhouettes seen in a mirror from a diffuse vertex (a
+reflected edge is not a mesh edge seen from there). Sampling edges by length alone (no hierarchy, no
+silhouette culling before the pick) is unbiased but noisy on large meshes, where most picked edges
+are not silhouettes from ``x``: ``TraceSettings.indirect_samples`` sets the budget (per vertex depth).
 """
 from __future__ import annotations
 
@@ -72,23 +73,24 @@ def _candidate_edges(sc) -> Tensor:
     return (ef[:, 1] < 0) | bent
 
 
-def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: bool) -> Tensor:
+def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor) -> Tensor:
     """``[R, 3]`` radiance arriving at ``origins`` from ``dirs``: what the next hit reflects (``bounces``
-    bounces from it) and, with ``direct``, its emission and the environment seen by escaping rays; escaping
-    rays always see the ambient and SH lights (a distant environment when ``max_bounces > 1``)."""
+    bounces from it) and, where ``direct [R]`` (bool) holds, its emission and the environment seen by escaping
+    rays; escaping rays always see the ambient and SH lights (a distant environment when ``max_bounces > 1``)."""
     from lumigrad.render.path import _emission, _radiance, _sky_radiance, _trace
 
     ind = copy.copy(sc)
     ind.settings = dataclasses.replace(sc.settings, max_bounces=bounces, background=(0.0, 0.0, 0.0))
     face = intersect(sc.accel.bvh, origins, dirs).face
     L, hit = _radiance(ind, origins, dirs, sc.gen, face)
-    if not direct:
+    if not bool(direct.all()):
         h = _trace(ind, origins, dirs, face)
-        L = L.index_add(0, h.idx, -_emission(ind, h))
+        L = L.index_add(0, h.idx, -_emission(ind, h) * (~direct[h.idx]).to(L.dtype)[:, None])
     miss = torch.nonzero(~hit).squeeze(1)
     if miss.numel():
-        if sc.env is not None and not direct:
-            L = L.index_add(0, miss, -sc.env.eval(dirs[miss]).to(L.dtype))
+        if sc.env is not None:
+            env_off = torch.nonzero(~direct[miss]).squeeze(1)
+            L = L.index_add(0, miss[env_off], -sc.env.eval(dirs[miss[env_off]]).to(L.dtype))
         if sc.ambient or sc.sh:
             L = L.index_add(0, miss, _sky_radiance(sc, dirs[miss]).to(L.dtype))
     return L
@@ -127,12 +129,20 @@ def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
     o, d = _camera_rays(cam, torch.full((n,), b, dtype=torch.long, device=sc.device), pix)
     h = _trace(sc, o, d)
     rows, beta = h.idx, None  # each hit's camera sample; throughput of the path to it (None: 1)
+    # Vertices whose direct light the screen-space terms already differentiate: the first hits, and the hits
+    # right behind a planar mirror (lumigrad.render._trace_edges_mirror): their jumps leave direct light out.
+    screen = torch.ones(h.idx.numel(), dtype=torch.bool, device=sc.device)
+    planar = torch.zeros(len(sc.shapes), dtype=torch.bool, device=sc.device)
+    if bool(sc.mats.mirror.any()):
+        from lumigrad.render._trace_edges_mirror import planar_mirrors
+
+        planar[[m.shape for m in planar_mirrors(sc)]] = True
     pixels, contribs = [], []
     last = sc.settings.max_bounces - 2
     for depth in range(last + 1):
         if h.idx.numel() == 0:
             break
-        sel, contrib = _edge_samples(sc, h, table, sc.settings.max_bounces - 1 - depth, direct=depth > 0)
+        sel, contrib = _edge_samples(sc, h, table, sc.settings.max_bounces - 1 - depth, direct=~screen)
         if sel.numel():
             weight = (H * W / n) if beta is None else (H * W / n) * _take(beta, sel)
             pixels.append(_take(pixel_of_sample, _take(rows, sel)))
@@ -145,15 +155,17 @@ def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
         beta = w if beta is None else beta * w
         side = torch.where(dot(h.ng, wi, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         h2 = _trace(sc, h.points + side * h.ng * sc.eps, wi)
+        screen = _take(screen & planar[h.shape], h2.idx) if depth == 0 else torch.zeros_like(h2.idx, dtype=torch.bool)
         rows, beta, h = _take(rows, h2.idx), _take(beta, h2.idx), h2
     if not pixels:
         return empty
     return torch.cat(pixels), torch.cat(contribs)
 
 
-def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: bool) -> tuple[Tensor, Tensor]:
+def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tuple[Tensor, Tensor]:
     """``(sel [k], contrib [k, 3])``: one edge sample from each hit of ``h``; ``sel`` are the hits whose
-    sample lies on a visible silhouette, ``contrib`` their zero-valued terms (per unit pixel weight)."""
+    sample lies on a visible silhouette, ``contrib`` their zero-valued terms (per unit pixel weight); the jumps
+    include direct light (emission, environment) where ``direct [h]`` holds."""
     from lumigrad.render.path import _hit_material, _take
 
     fn, v0 = sc.accel._face_data
@@ -193,7 +205,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: bool) -> tuple
         m = safe_normalize(torch.linalg.cross(wn_s, edge_dir, dim=-1))
         off = (_SIDE * dist_s) * m
         w_a, w_b = safe_normalize(p[sel] + off - org), safe_normalize(p[sel] - off - org)
-        L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct)
+        L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct[sel].repeat(2))
         jump = L[sel.numel():] - L[: sel.numel()]  # side B minus side A
         hs = type(h)(*(None if v is None else _take(v, sel) for v in h))
         at = {key: val.detach() for key, val in _hit_material(sc, hs).items()}

@@ -154,10 +154,12 @@ class TraceSettings:
             surface interactions (Mitsuba's ``max_depth = n + 1``).
         shadows: trace shadow rays (False: every light is visible).
         boundary: ``"edge"`` adds edge-sampled visibility gradients for
-            primary silhouettes and point/directional-light shadow boundaries;
+            primary silhouettes, silhouettes seen in planar mirrors and
+            point/directional-light shadow boundaries;
             ``"none"`` gives interior (re-attached) gradients only.
         edge_samples: boundary samples per view and per discontinuity type
-            (default ``H * W``).
+            (default ``H * W``); each planar mirror gets this many, times the share of the
+            image it covers, for what it shows (silhouettes, and as many again for shadows).
         shadow_light_samples: light samples ``K`` per area or environment light for
             the boundary terms of their soft shadows (each sample is treated as a
             point / directional light that gets ``edge_samples / K`` boundary
