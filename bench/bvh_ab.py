@@ -105,18 +105,12 @@ def rays(level: int, res: int):
         o = (torch.rand(res * res, 3, generator=g) * 1.9 - 0.95).contiguous()
         d = torch.randn(res * res, 3, generator=g)
         return v, f, o, (d / d.norm(dim=1, keepdim=True)).contiguous(), torch.tensor([0.0, 0.98, 0.0])
-    argv, sys.argv = sys.argv, sys.argv[:1]  # raytrace.py parses the command line when imported
+    argv, sys.argv = sys.argv, sys.argv[:1]  # bvh.py parses the command line when imported
     try:
-        import raytrace as rt
+        import bvh  # bench/bvh.py's scenes and camera rays
     finally:
         sys.argv = argv
-    shapes, cam, lights = rt.scene(level, res)
-    g = torch.Generator().manual_seed(0)
-    pix = torch.rand(res * res, 2, generator=g) * res
-    o, d = rt._camera_rays(cam, torch.zeros(res * res, dtype=torch.long), pix)
-    v = torch.cat([s.mesh.verts for s in shapes]).float().contiguous()
-    f = torch.cat([shapes[0].mesh.faces, shapes[1].mesh.faces + shapes[0].mesh.verts.shape[0]]).int().contiguous()
-    return v, f, o.float().contiguous(), d.float().contiguous(), lights[0].position.float()
+    return bvh.rays(level, res)
 
 
 def _w(t, dtype=None):

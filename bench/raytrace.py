@@ -84,7 +84,7 @@ import torch  # noqa: E402
 torch.set_num_threads(ARGS.threads)
 
 from lumigrad.geometry.primitives import icosphere, plane  # noqa: E402
-from lumigrad.ops.trace import TraceBVH, intersect  # noqa: E402
+from lumigrad.ops.trace import intersect  # noqa: E402
 from lumigrad.render import path as lg_path  # noqa: E402
 from lumigrad.render.path import _camera_rays, prepare_trace, render_trace  # noqa: E402
 from lumigrad.scene import Mesh  # noqa: E402

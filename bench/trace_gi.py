@@ -16,30 +16,23 @@ Usage: ``PYTHONPATH=. python bench/trace_gi.py [--res 64] [--spp 16] [--bounces 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 import time
 
-ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-ap.add_argument("--res", type=int, default=64)
-ap.add_argument("--spp", type=int, default=16)
-ap.add_argument("--bounces", type=int, default=3)
-ap.add_argument("--threads", type=int, default=2)
-ap.add_argument("--reps", type=int, default=2)
-ap.add_argument("--general", action="store_true",
-                help="also time the torch general path (the fused kernel switched off), in the same rounds")
-ap.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
-ARGS = ap.parse_args()
-os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
-if not ARGS.omp_active:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests", "validation"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _gi_args import gi_args  # noqa: E402
 
-import numpy as np  # noqa: E402
+
+def _extra(ap):
+    ap.add_argument("--general", action="store_true",
+                    help="also time the torch general path (the fused kernel switched off), in the same rounds")
+    ap.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
+
+
+ARGS = gi_args(__doc__.split("\n")[0], threads=2, reps=2, add=_extra)
+
 import torch  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)

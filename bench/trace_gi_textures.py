@@ -15,25 +15,16 @@ Usage: ``PYTHONPATH=. python bench/trace_gi_textures.py [--res 64] [--spp 16] [-
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 import time
 
-ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-ap.add_argument("--res", type=int, default=64)
-ap.add_argument("--spp", type=int, default=16)
-ap.add_argument("--bounces", type=int, default=3)
-ap.add_argument("--threads", type=int, default=1)
-ap.add_argument("--reps", type=int, default=3)
-ap.add_argument("--tint", action="store_true", help="vertex colours on the blocks (with gradients)")
-ARGS = ap.parse_args()
-os.environ.setdefault("LUMIGRAD_NUM_THREADS", str(ARGS.threads))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests", "validation"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _gi_args import gi_args  # noqa: E402
+
+ARGS = gi_args(__doc__.split("\n")[0], threads=1, reps=3, add=lambda ap: ap.add_argument(
+    "--tint", action="store_true", help="vertex colours on the blocks (with gradients)"))
 
 import torch  # noqa: E402
 

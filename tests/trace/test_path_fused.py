@@ -95,12 +95,13 @@ CASES = {
 }
 
 
-def _images_agree(shapes, cam, lights, st):
+def _images_agree(shapes, cam, lights, st, min_mean=0.02):
+    """The kernel takes the scene, and its images agree with the torch path's (8 seeds each, z-scores)."""
     sc = _Scene(shapes, cam, lights, TraceSettings(**st), prepare_trace(shapes))
     assert pf.fused_path_ok(sc)
     a = _renders(shapes, cam, lights, range(8), True, spp=16, **st)
     b = _renders(shapes, cam, lights, range(100, 108), False, spp=16, **st)
-    assert float(a.mean()) > 0.02
+    assert float(a.mean()) > min_mean
     _agree(a, b)
 
 

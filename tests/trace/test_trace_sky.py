@@ -11,7 +11,7 @@ import types
 
 import pytest
 import torch
-from test_path_fused import _agree, _grads_by_seed, _renders, _t, _z, box_scene, ggx_box
+from test_path_fused import _grads_by_seed, _images_agree, _renders, _t, _z, box_scene, ggx_box
 
 import lumigrad.render._path_fused as pf
 from lumigrad.geometry.primitives import plane
@@ -185,12 +185,7 @@ def test_sky_images_agree_with_torch_path(case):
     lights = [sky_sh(order=3), AmbientLight(_t(0.1, 0.2, 0.3))]
     if case.startswith("ggx"):
         lights.append(PointLight(_t(0.3, 0.8, 0.5), intensity=1.5))
-    sc = _Scene(shapes, cam, lights, TraceSettings(**st), prepare_trace(shapes))
-    assert pf.fused_path_ok(sc)
-    a = _renders(shapes, cam, lights, range(8), True, spp=16, **st)
-    b = _renders(shapes, cam, lights, range(100, 108), False, spp=16, **st)
-    assert float(a.mean()) > 0.05
-    _agree(a, b)
+    _images_agree(shapes, cam, lights, st, min_mean=0.05)
 
 
 def test_textured_sky_gradients_match_finite_differences():
