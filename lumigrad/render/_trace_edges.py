@@ -49,12 +49,14 @@ directional lights), needs no tuning of warp-field kernels (Loubet et al.
 2019 are biased and their variance depends on a kernel width), and its
 boundary points are explicit functions of the camera, so camera gradients
 come for free, which Mitsuba 3's projective integrators do not give. Its
-limits here: occlusion of indirect light seen from the first hits has its own
-term (:mod:`lumigrad.render._trace_edges_indirect`), and silhouettes seen in
-planar mirrors theirs (:mod:`lumigrad.render._trace_edges_mirror`), but
-visibility changes seen from later bounces, through curved mirrors or through
-more than one mirror are *not* sampled, so those gradients are interior-only
-(biased). Neither is the
+limits here: occlusion of indirect light seen from the path vertices has its
+own term (:mod:`lumigrad.render._trace_edges_indirect`), and so have shadows
+seen from them (a shadow on the floor seen by the wall:
+:mod:`lumigrad.render._trace_edges_shadow_indirect`, which reuses this module's
+shadow-curve pieces), and silhouettes seen in planar mirrors theirs
+(:mod:`lumigrad.render._trace_edges_mirror`), but visibility changes seen
+through curved mirrors or through more than one mirror are *not* sampled, so
+those gradients are interior-only (biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,
@@ -197,7 +199,7 @@ def boundary_term(sc, radiance) -> Tensor:
         if st.max_bounces >= 2 and st.indirect_samples != 0:
             from lumigrad.render._trace_edges_indirect import indirect_boundary
 
-            pixel, contrib = indirect_boundary(sc, b, st.indirect_samples or H * W)
+            pixel, contrib = indirect_boundary(sc, b, st.indirect_samples or H * W, virtual)
             out = out.index_add(0, pixel, contrib)
         if not st.shadows:
             continue
@@ -269,52 +271,88 @@ def _lit_by(sc, light):
     return v
 
 
+def _pick_edge_points(sc, e: Tensor, M: int, gen=None) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """``(pick [M], s [M, 1], length [E], e[pick])``: ``M`` points on edges ``e`` picked by length (then uniform
+    along the edge, clear of its ends by the tangent's step), or None when the edges have no length."""
+    vd = sc.verts.detach()
+    length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
+    if float(length.sum()) <= 0:
+        return None
+    gen = sc.gen if gen is None else gen
+    # Sorted: iid samples in any order, and rays from nearby edges traverse the same BVH nodes.
+    # (Stratified inverse-CDF picks, cumsum + searchsorted, were ~20 ms faster per render but gave another
+    # random stream, with which the envmap penumbra validation drew a 13 % error vs Mitsuba at seed 0.)
+    pick = torch.multinomial(length, M, replacement=True, generator=gen).sort().values
+    s = torch.rand(M, 1, generator=gen, dtype=sc.dtype, device=sc.device).clamp(_DS, 1 - _DS)
+    return pick, s, length, e[pick]
+
+
+def _light_ray(light):
+    """``p [R, 3] -> [R, 3]``: the unit direction of ``light``'s rays through ``p`` (differentiable)."""
+    if isinstance(light, PointLight):
+        return lambda p: safe_normalize(p - light.position)
+    tl = safe_normalize(light.to_light)
+    return lambda p: (-tl).expand_as(p)
+
+
+def _receivers(sc, light, ept: Tensor) -> tuple[Tensor, Tensor]:
+    """``(sel [k], face [k])``: the edge points ``ept [M, 3]`` whose light ray hits something beyond them, and
+    the face it hits (the receiver of the shadow cast by that point)."""
+    w = _light_ray(light)(ept.detach()).detach()
+    hits = intersect(sc.accel.bvh, ept.detach() + w * sc.eps, w)
+    sel = torch.nonzero(hits.face >= 0).squeeze(1)
+    return sel, hits.face[sel]
+
+
+def _receiver_steps(sc, light, face: Tensor, a: Tensor, c: Tensor, s: Tensor) -> list[Tensor]:
+    """``[q(s - _DS), q(s + _DS)]`` (detached ``[k, 3]``): the receiver points (on ``face``'s plane) of the
+    edge points ``a + s (c - a)`` a step either side, for the shadow curve's tangent by central differences."""
+    ray = _light_ray(light)
+    out = []
+    with torch.no_grad():
+        for ds in (-_DS, _DS):
+            ep = a.detach() + (s + ds) * (c.detach() - a.detach())
+            out.append(reattach(sc.verts.detach(), sc.faces, face, ep, ray(ep).detach()).points)
+    return out
+
+
+def _edge_lit(sc, light, ed: Tensor) -> Tensor:
+    """``[k]`` bool: the edge points ``ed`` are lit by ``light`` (else they cast no shadow boundary)."""
+    if isinstance(light, PointLight):
+        # Start a hair off the light: a light point on an emitter must not hit that emitter.
+        lpd = light.position.detach().expand_as(ed)
+        src = lpd + _REL_TOL * (ed - lpd)
+    else:
+        vd = sc.verts.detach()
+        far = 2.0 * float((vd.max(0).values - vd.min(0).values).norm()) + 1.0
+        src = ed + far * safe_normalize(light.to_light.detach())
+    return ~occluded(sc.accel.bvh, src, ed - src, 1.0 - _REL_TOL)
+
+
 def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_from=None, via=None) -> None:
     """Sample ``M`` points on the shadow curves cast by edges ``e`` (silhouettes seen from ``light``); with
     ``via`` (a :class:`lumigrad.render._trace_edges_mirror.MirrorView`), the curves as seen in that mirror."""
     b, w2c, k, c2w, persp = view
     if e.shape[0] == 0:
         return
-    verts, faces, vd = sc.verts, sc.faces, sc.verts.detach()
-    point = isinstance(light, PointLight)
-    if point:
-        lp = light.position
-    else:
-        tl = safe_normalize(light.to_light)
-    length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
-    if float(length.sum()) <= 0:
+    picked = _pick_edge_points(sc, e, M)
+    if picked is None:
         return
-    # Sorted: iid samples in any order, and rays from nearby edges traverse the same BVH nodes.
-    # (Stratified inverse-CDF picks, cumsum + searchsorted, were ~20 ms faster per render but gave another
-    # random stream, with which the envmap penumbra validation drew a 13 % error vs Mitsuba at seed 0.)
-    pick = torch.multinomial(length, M, replacement=True, generator=sc.gen).sort().values
-    e = e[pick]
-    s = sc.rand(M, 1).clamp(_DS, 1 - _DS)
+    pick, s, length, e = picked
+    verts, faces = sc.verts, sc.faces
     a, c = verts.index_select(0, e[:, 0]), verts.index_select(0, e[:, 1])
     ept = a + s * (c - a)
-
-    def ray_dir(p: Tensor) -> Tensor:
-        return safe_normalize(p - lp) if point else (-tl).expand_as(p)
-
-    w = ray_dir(ept)
-    hits = intersect(sc.accel.bvh, ept.detach() + w.detach() * sc.eps, w.detach())
-    sel = torch.nonzero(hits.face >= 0).squeeze(1)
+    sel, face = _receivers(sc, light, ept)
     if sel.numel() == 0:
         return
-    face = hits.face[sel]
-    r = reattach(verts, faces, face, ept[sel], w[sel])
+    r = reattach(verts, faces, face, ept[sel], _light_ray(light)(ept[sel]))
 
     def project(p: Tensor) -> tuple[Tensor, Tensor]:  # receivers to pixels: directly, or seen in mirror ``via``
         return _project(w2c, k, p, persp) if via is None else via.project(p)
 
     x_b, z = project(r.points)
     with torch.no_grad():
-        xs = []
-        for ds in (-_DS, _DS):
-            ad, cd = a[sel].detach(), c[sel].detach()
-            ep = ad + (s[sel] + ds) * (cd - ad)
-            rp = reattach(vd, faces, face, ep, ray_dir(ep).detach())
-            xs.append(project(rp.points)[0])
+        xs = [project(q)[0] for q in _receiver_steps(sc, light, face, a[sel], c[sel], s[sel])]
         dxds = (xs[1] - xs[0]) / (2 * _DS)
     weight = dxds.norm(dim=-1) * float(length.sum()) / length[pick][sel] / M
     # The edge point must be lit (else it casts no boundary) and the receiver point seen. Both are BVH
@@ -324,17 +362,7 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
     xd = x_b.detach()
     inside = (z.detach() > sc.camera.near) & (xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H)
     cand = torch.nonzero(inside if via is None else inside & via.in_window(xd)).squeeze(1)
-    ed = ept[sel].detach()[cand]
-    if point:
-        # Start a hair off the light: a light point on an emitter must not hit that emitter.
-        lpd = lp.detach().expand_as(ed)
-        src = lpd + _REL_TOL * (ed - lpd)
-        lit = ~occluded(sc.accel.bvh, src, ed - src, 1.0 - _REL_TOL)
-    else:
-        far = 2.0 * float((vd.max(0).values - vd.min(0).values).norm()) + 1.0
-        src = ed + far * tl.detach()
-        lit = ~occluded(sc.accel.bvh, src, (ed - src), 1.0 - _REL_TOL)
-    cand = cand[lit]
+    cand = cand[_edge_lit(sc, light, ept[sel].detach()[cand])]
     ok = torch.zeros(xd.shape[0], dtype=torch.bool, device=sc.device)
     if via is None:
         ok[cand] = _seen_from_camera(sc, b, c2w, r.points.detach()[cand], persp)

@@ -39,11 +39,13 @@ floor, with an occluder between them, seen directly (first vertex) and in a colo
 (second vertex: camera -> mirror -> wall, where only this term carries the gradient); and a card
 seen from its back against central differences of renders with common random numbers.
 
-Not covered: shadow boundaries that the indirect light carries (a shadow cast on the floor, seen by
-the wall), which are not mesh edges, and silhouettes seen in a mirror from a diffuse vertex (a
-reflected edge is not a mesh edge seen from there). Sampling edges by length alone (no hierarchy, no
-silhouette culling before the pick) is unbiased but noisy on large meshes, where most picked edges
-are not silhouettes from ``x``: ``TraceSettings.indirect_samples`` sets the budget (per vertex depth).
+Shadow boundaries that the indirect light carries (a shadow cast on the floor, seen by the wall) are
+not mesh edges: their samples (:mod:`lumigrad.render._trace_edges_shadow_indirect`) are drawn in the
+same loop, at the same vertices with the same throughputs. Not covered: silhouettes seen in a mirror
+from a diffuse vertex (a reflected edge is not a mesh edge seen from there). Sampling edges by length
+alone (no hierarchy, no silhouette culling before the pick) is unbiased but noisy on large meshes,
+where most picked edges are not silhouettes from ``x``: ``TraceSettings.indirect_samples`` sets the
+budget (per vertex depth).
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded
+from lumigrad.render._trace_edges_shadow_indirect import shadow_casters, shadow_samples
 
 __all__ = ["indirect_boundary"]
 
@@ -106,10 +109,11 @@ class _EdgeTable:
         self.total = float(self.length.sum())
 
 
-def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
+def indirect_boundary(sc, b: int, n: int, virtual=()) -> tuple[Tensor, Tensor]:
     """``(pixel [k] long, contrib [k, 3])``: ``n`` boundary samples of view ``b`` (module docstring) at each of
     the path vertices ``x_0 .. x_{max_bounces - 2}``; ``pixel`` indexes the ``[B * H * W]`` image rows and
-    ``contrib`` is zero-valued with the gradient."""
+    ``contrib`` is zero-valued with the gradient. ``virtual``: the area / environment lights' samples as point /
+    directional lights (:func:`lumigrad.render._trace_edges._virtual_lights`), whose shadows are sampled too."""
     from lumigrad.render.path import _camera_rays, _sample_bsdf, _take, _trace
 
     cam = sc.camera
@@ -118,6 +122,7 @@ def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
     table = _EdgeTable(sc)
     if table.total <= 0:
         return empty
+    casters, shadow_gen = shadow_casters(sc, b, virtual)
     # Camera samples: one per pixel (stratified) when n = H * W, else uniform over the image.
     with torch.no_grad():
         if n == H * W:
@@ -142,11 +147,14 @@ def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
     for depth in range(last + 1):
         if h.idx.numel() == 0:
             break
-        sel, contrib = _edge_samples(sc, h, table, sc.settings.max_bounces - 1 - depth, direct=~screen)
-        if sel.numel():
-            weight = (H * W / n) if beta is None else (H * W / n) * _take(beta, sel)
-            pixels.append(_take(pixel_of_sample, _take(rows, sel)))
-            contribs.append(contrib * weight)
+        samples = [_edge_samples(sc, h, table, sc.settings.max_bounces - 1 - depth, direct=~screen)]
+        if casters:
+            samples.append(shadow_samples(sc, h, casters, shadow_gen, lambda sel, wn: _bsdf_cos(sc, h, sel, wn)))
+        for sel, contrib in samples:
+            if sel.numel():
+                weight = (H * W / n) if beta is None else (H * W / n) * _take(beta, sel)
+                pixels.append(_take(pixel_of_sample, _take(rows, sel)))
+                contribs.append(contrib * weight)
         if depth == last:
             break
         # The next vertex, by the path tracer's own BSDF sample (its mirrors included).
@@ -162,11 +170,22 @@ def indirect_boundary(sc, b: int, n: int) -> tuple[Tensor, Tensor]:
     return torch.cat(pixels), torch.cat(contribs)
 
 
+def _bsdf_cos(sc, h, sel: Tensor, wn: Tensor) -> Tensor:
+    """``[k, 3]`` (detached) BSDF times cosine of the hits ``h[sel]`` towards the unit directions ``wn [k, 3]``."""
+    from lumigrad.render.path import _hit_material, _take
+
+    with torch.no_grad():
+        hs = type(h)(*(None if v is None else _take(v, sel) for v in h))
+        at = {key: val.detach() for key, val in _hit_material(sc, hs).items()}
+        ns = hs.ns.detach()
+        return sc.mats.brdf(hs.shape, ns, wn, hs.wo.detach(), at) * dot(ns, wn, keepdim=True)
+
+
 def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tuple[Tensor, Tensor]:
     """``(sel [k], contrib [k, 3])``: one edge sample from each hit of ``h``; ``sel`` are the hits whose
     sample lies on a visible silhouette, ``contrib`` their zero-valued terms (per unit pixel weight); the jumps
     include direct light (emission, environment) where ``direct [h]`` holds."""
-    from lumigrad.render.path import _hit_material, _take
+    from lumigrad.render.path import _take
 
     fn, v0 = sc.accel._face_data
     vd = sc.verts.detach()
@@ -179,7 +198,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         e = edges[pick]
         a, c = vd[e[:, 0]], vd[e[:, 1]]
         p = a + t * (c - a)
-        x, ng, ns, wo = h.points.detach(), h.ng.detach(), h.ns.detach(), h.wo.detach()
+        x, ng, ns = h.points.detach(), h.ng.detach(), h.ns.detach()
         w = p - x
         dist = w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         wn = w / dist
@@ -207,9 +226,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         w_a, w_b = safe_normalize(p[sel] + off - org), safe_normalize(p[sel] - off - org)
         L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct[sel].repeat(2))
         jump = L[sel.numel():] - L[: sel.numel()]  # side B minus side A
-        hs = type(h)(*(None if v is None else _take(v, sel) for v in h))
-        at = {key: val.detach() for key, val in _hit_material(sc, hs).items()}
-        f = sc.mats.brdf(hs.shape, ns[sel], wn_s, wo[sel], at) * dot(ns[sel], wn_s, keepdim=True)
+        f = _bsdf_cos(sc, h, sel, wn_s)
         perp = edge_dir - dot(edge_dir, wn_s, keepdim=True) * wn_s
         dwdt = perp.norm(dim=-1, keepdim=True) / dist_s
         weight = f * jump * dwdt * (table.total / table.length[pick[sel]])[:, None]
