@@ -271,9 +271,12 @@ def _lit_by(sc, light):
     return v
 
 
-def _pick_edge_points(sc, e: Tensor, M: int, gen=None) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+def _pick_edge_points(sc, e: Tensor, M: int, gen=None, sort: bool = True
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
     """``(pick [M], s [M, 1], length [E], e[pick])``: ``M`` points on edges ``e`` picked by length (then uniform
-    along the edge, clear of its ends by the tangent's step), or None when the edges have no length."""
+    along the edge, clear of its ends by the tangent's step), or None when the edges have no length. ``sort``
+    orders the picks, which is only right where they are not paired with other samples that have an order
+    (stratified pixels): the pairing would then be biased."""
     vd = sc.verts.detach()
     length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
     if float(length.sum()) <= 0:
@@ -282,7 +285,9 @@ def _pick_edge_points(sc, e: Tensor, M: int, gen=None) -> tuple[Tensor, Tensor, 
     # Sorted: iid samples in any order, and rays from nearby edges traverse the same BVH nodes.
     # (Stratified inverse-CDF picks, cumsum + searchsorted, were ~20 ms faster per render but gave another
     # random stream, with which the envmap penumbra validation drew a 13 % error vs Mitsuba at seed 0.)
-    pick = torch.multinomial(length, M, replacement=True, generator=gen).sort().values
+    pick = torch.multinomial(length, M, replacement=True, generator=gen)
+    if sort:
+        pick = pick.sort().values
     s = torch.rand(M, 1, generator=gen, dtype=sc.dtype, device=sc.device).clamp(_DS, 1 - _DS)
     return pick, s, length, e[pick]
 

@@ -127,7 +127,7 @@ def _one_light(sc, h, light, edges: Tensor, lit, cos_from, gen, bf_cos) -> tuple
     from lumigrad.render._trace_edges_indirect import _incoming
     from lumigrad.render.path import _take
 
-    picked = _pick_edge_points(sc, edges, h.idx.numel(), gen)
+    picked = _pick_edge_points(sc, edges, h.idx.numel(), gen, sort=False)  # each hit its own iid pick
     if picked is None:
         return None
     pick, s, length, e = picked
