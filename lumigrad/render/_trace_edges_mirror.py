@@ -73,9 +73,11 @@ queries of the visibility tests.
 
 Not covered (no boundary samples, interior gradients only, no warning): curved or faceted mirrors
 (a mirror shape whose vertices are not within ``1e-5`` of its size of one plane, or whose faces
-are not all oriented alike within ``1e-5`` (sine)), anything seen through two or more mirror
-bounces or through a mirror seen from a diffuse surface, and visibility seen in a mirror from
-the surfaces it shows (indirect light occluded at the reflected hits).
+are not all oriented alike within ``1e-5`` (sine)), and anything seen through two or more mirror
+bounces or through a mirror seen from a diffuse surface. Visibility seen from the surfaces a mirror
+shows (indirect light occluded at the reflected hits, shadows seen from them) is the indirect terms'
+(:mod:`lumigrad.render._trace_edges_indirect`): the hit behind the mirror is their second path
+vertex, where they leave out the direct light that this module's shadow samplers differentiate.
 """
 from __future__ import annotations
 
