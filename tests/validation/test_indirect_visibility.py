@@ -61,8 +61,10 @@ def mitsuba():
         mi, dr = import_mitsuba("llvm_ad_rgb")
     except ImportError as e:
         pytest.skip(f"Mitsuba unavailable: {e}")
+    level = mi.log_level()
     mi.set_log_level(mi.LogLevel.Error)  # the sample_border advice: the occluder stays out of view
-    return mi, dr
+    yield mi, dr
+    mi.set_log_level(level)
 
 
 def _mitsuba_shapes(mirror):
