@@ -45,7 +45,11 @@ same loop, at the same vertices with the same throughputs. Not covered: silhouet
 from a diffuse vertex (a reflected edge is not a mesh edge seen from there). Sampling edges by length
 alone (no hierarchy, no silhouette culling before the pick) is unbiased but noisy on large meshes,
 where most picked edges are not silhouettes from ``x``: ``TraceSettings.indirect_samples`` sets the
-budget (per vertex depth).
+budget (per vertex depth). Tried and not kept: picking in proportion to length x dihedral angle (the
+share of directions from which an edge is a silhouette). On the test wall with a black level-3
+icosphere as occluder (16 x 4096 samples) it moved samples from the sphere's nearly flat edges, which
+carry the gradient, to the walls' static open edges: the standard error of d/dy grew 6x (0.00026 vs
+0.00004).
 """
 from __future__ import annotations
 
