@@ -14,7 +14,14 @@ Two kinds of curves are sampled:
   from the camera (and open boundary edges), projected to the screen
   (``x_b`` is a differentiable function of the vertices *and the camera*, so
   camera pose and intrinsics get silhouette gradients too). Edges sampled in
-  proportion to their projected length.
+  proportion to their projected length; with a still camera only the edges of
+  shapes that move (:class:`Motion`: the others' terms are exactly zero). On
+  the 32^2 Cornell box with one block moved (1 spp, 1024 samples, 32 seeds)
+  that halved the standard error of its x / y translation gradient (0.00088 /
+  0.00107 vs 0.00186 / 0.00222; the same restriction for the indirect term's
+  edges was tried and not kept: near a block resting on the floor it picks
+  the block's edges from points a hair away, whose 1 / distance weights gave
+  one seed 30x the others').
 * **Hard shadow boundaries** of point and directional lights: silhouette
   edges as seen from the light; a point ``e`` on the edge is pushed along the
   light ray ``L -> e`` onto the receiver (found by the BVH, re-attached in
@@ -67,8 +74,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import NamedTuple
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
@@ -109,6 +118,37 @@ def _seen_from_camera(sc, b: int, c2w: Tensor, pts: Tensor, persp: bool) -> Tens
         depth = dot(pts - c2w[:3, 3], c2w[:3, 2], keepdim=True)
         o = pts - depth * c2w[:3, 2]
     return ~occluded(sc.accel.bvh, o, pts - o, 1.0 - _REL_TOL)
+
+
+def _varies(t) -> bool:
+    """Whether tensor ``t`` carries a derivative: it requires a gradient (with grad mode on) or has a tangent."""
+    if not isinstance(t, Tensor):
+        return False
+    return (torch.is_grad_enabled() and t.requires_grad) or fwAD.unpack_dual(t).tangent is not None
+
+
+class Motion(NamedTuple):
+    """What can move with the parameters: the camera, and each shape's vertices (``shapes [S]`` bool).
+
+    A boundary sample's value is zero and its derivative is that of its boundary point (``x_b`` on screen,
+    ``w_b`` on a sphere of directions), which depends only on the edge's vertices and on the viewpoint (the
+    camera, or a path vertex). An edge of a still shape seen from a still viewpoint therefore contributes
+    exactly nothing, so the samplers pick among the moving shapes' edges then: the same estimate with the
+    samples where the gradient is.
+    """
+
+    camera: bool
+    shapes: Tensor
+
+    def edges(self, sc) -> Tensor:
+        """``[E]`` bool: the edges of moving shapes."""
+        return self.shapes[sc.owner[sc.accel.edge_faces[:, 0]]]
+
+
+def motion(sc) -> Motion:
+    cam = sc.camera
+    moving = [_varies(s.mesh.verts) for s in sc.shapes]
+    return Motion(_varies(cam.world_to_cam) or _varies(cam.K), torch.tensor(moving, dtype=torch.bool, device=sc.device))
 
 
 def _light_facing(sc, fnorm: Tensor, v0: Tensor) -> list[Tensor]:
@@ -153,6 +193,7 @@ def boundary_term(sc, radiance) -> Tensor:
         out = out.index_add(0, pix, contrib)
 
     virtual = _virtual_lights(sc) if st.shadows else []
+    moves = motion(sc)
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
         if bool(sc.mats.mirror.any()):  # silhouettes seen in planar mirrors
@@ -165,6 +206,8 @@ def boundary_term(sc, radiance) -> Tensor:
         else:
             facing = dot(fnorm, -c2w[b, :3, 2]) > 0
         sil = _silhouette(ef, facing)
+        if not moves.camera:  # only moving shapes' outlines move on screen (Motion)
+            sil &= moves.edges(sc)
         e = edges[sil]
         if e.shape[0]:
             P, z = _project(w2c, k, verts, persp)
