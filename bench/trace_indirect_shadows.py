@@ -4,8 +4,10 @@ Scene: the validation Cornell box (``tests/validation/mitsuba_scenes.cornell_box
 emitter replaced by a point light under the ceiling (``--area``: the emitter kept, whose penumbrae are sampled
 through ``TraceSettings.shadow_light_samples`` virtual point lights), float64 (as the gradient tests); the gradient of the
 mean image w.r.t. the tall block's translation. Rows: forward + backward with the term (the default) and
-without it (``shadow_casters`` patched to return no lights), alternating in one process, median of
-``--reps`` rounds after a warm-up, process CPU time (``time.process_time``) and wall time.
+without it (``shadow_casters`` patched to return no lights), and with the term's former per-light loop
+(``tests/trace/_shadow_indirect_looped.py``: the same samples, one pass per light instead of one batch for all
+lights), alternating in one process, median of ``--reps`` rounds after a warm-up, process CPU time
+(``time.process_time``) and wall time.
 
 Usage: ``PYTHONPATH=. python bench/trace_indirect_shadows.py [--res 32] [--spp 4] [--bounces 3] [--area]``.
 """
@@ -30,6 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "validation"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "trace"))
 
 import torch  # noqa: E402
 
@@ -37,17 +40,20 @@ torch.set_num_threads(ARGS.threads)
 
 from mitsuba_scenes import cornell_box  # noqa: E402
 
+import _shadow_indirect_looped as looped  # noqa: E402
 import lumigrad.render._trace_edges_indirect as indirect  # noqa: E402
 from lumigrad.render.path import render_trace  # noqa: E402
 from lumigrad.scene import Mesh  # noqa: E402
 from lumigrad.scene.lights import PointLight  # noqa: E402
 from lumigrad.scene.trace_types import Shape, TraceSettings  # noqa: E402
 
-ON = indirect.shadow_casters
+ON = indirect.shadow_casters, indirect.shadow_samples
+LOOPED = looped.shadow_casters, looped.shadow_samples
+OFF = (lambda sc, b, virtual=(): ([], None)), ON[1]
 
 
-def grad(with_term: bool) -> torch.Tensor:
-    indirect.shadow_casters = ON if with_term else (lambda sc, b, virtual=(): ([], None))
+def grad(term=ON) -> torch.Tensor:
+    indirect.shadow_casters, indirect.shadow_samples = term
     shapes, cam, _ = cornell_box(ARGS.res)
     if not ARGS.area:
         shapes = shapes[:-1]  # the ceiling emitter: replaced by the point light
@@ -61,7 +67,8 @@ def grad(with_term: bool) -> torch.Tensor:
 
 
 def main() -> None:
-    rows = {"with the term": lambda: grad(True), "without": lambda: grad(False)}
+    rows = {"with the term (batched)": lambda: grad(ON), "with the term (per-light loop)": lambda: grad(LOOPED),
+            "without": lambda: grad(OFF)}
     for f in rows.values():
         f()
     cpu, wall = {k: [] for k in rows}, {k: [] for k in rows}
@@ -78,8 +85,8 @@ def main() -> None:
     for k in rows:
         c = statistics.median(cpu[k])
         print(f"| {k} | {c:.3f} ({c / base:.2f}x) | {statistics.median(wall[k]):.3f} | {g.tolist() if k == 'without' else ''} |")
-    indirect.shadow_casters = ON
-    print("with the term:", grad(True).tolist())
+    print("with the term (batched):", grad(ON).tolist())
+    print("with the term (per-light loop):", grad(LOOPED).tolist())
 
 
 if __name__ == "__main__":
