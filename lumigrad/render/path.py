@@ -108,7 +108,7 @@ class TraceAccel:
     overwrite each other's (``render_trace`` without ``accel`` builds a private one).
     """
 
-    def __init__(self, verts: Tensor, faces: Tensor) -> None:
+    def __init__(self, verts: Tensor, faces: Tensor, vert_owner: Tensor | None = None) -> None:
         self._verts_seen: dict = {}  # shape index -> detached copy of that mesh's vertices at the last render
         self._normals: dict = {}  # shape index -> [V_i, 3] unit normals of _verts_seen[i] (no-grad meshes)
         self._face_data = None  # (face_cross [F, 3], first corner [F, 3]) of the detached vertices, or None
@@ -116,7 +116,7 @@ class TraceAccel:
         self.bvh = TraceBVH(verts, faces)
         self.num_faces = int(faces.shape[0])
         self.num_verts = int(verts.shape[0])
-        f = faces.long()
+        f = _weld(verts, vert_owner)[faces.long()]
         e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0)
         face_of = torch.arange(f.shape[0], device=f.device).repeat(3)
         key = e.sort(dim=1).values
@@ -125,8 +125,28 @@ class TraceAccel:
         start = torch.cumsum(counts, 0) - counts
         f0 = face_of[order[start]]
         f1 = torch.where(counts >= 2, face_of[order[(start + 1).clamp(max=order.numel() - 1)]], -1)
-        self.edges = uniq  # [E, 2] vertex ids
+        self.edges = uniq  # [E, 2] vertex ids (of the first copy of each welded vertex)
         self.edge_faces = torch.stack([f0, torch.where(counts == 2, f1, torch.full_like(f1, -1))], 1)  # [E, 2]
+
+
+def _weld(verts: Tensor, vert_owner: Tensor | None) -> Tensor:
+    """``[V]`` long: for each vertex, the first vertex of its shape (``vert_owner [V]``) at the same position.
+
+    The edge adjacency of the edge sampler is built on welded vertices: a mesh whose faces do not share
+    vertices (flat shaded, split at seams) would otherwise have every edge open, each silhouette counted
+    once per copy (twice) and every edge between its faces taken for a silhouette. Positions at build time;
+    the boundary gradient of a welded edge goes to its first copy's vertices."""
+    n = verts.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=verts.device)
+    key = verts.detach()
+    if vert_owner is not None:
+        key = torch.cat([vert_owner.to(key.dtype)[:, None], key], 1)
+    _, inv = torch.unique(key, dim=0, return_inverse=True)
+    ids = torch.arange(n, device=verts.device)
+    first = torch.full((int(inv.max()) + 1,), n, dtype=torch.long, device=verts.device).scatter_reduce(
+        0, inv, ids, "amin")
+    return first[inv]
 
 
 def _merge(shapes: Sequence[Shape]) -> tuple[Tensor, Tensor, Tensor]:
@@ -142,8 +162,10 @@ def _merge(shapes: Sequence[Shape]) -> tuple[Tensor, Tensor, Tensor]:
 def prepare_trace(shapes: Sequence[Shape]) -> TraceAccel:
     """Build the caller-held :class:`TraceAccel` for ``shapes`` (reuse it while only vertices move)."""
     shapes = _check_shapes("prepare_trace", shapes)
-    v, f, _ = _merge(shapes)
-    return TraceAccel(v, f)
+    v, f, owner = _merge(shapes)
+    vert_owner = torch.zeros(v.shape[0], dtype=torch.long, device=v.device)
+    vert_owner[f.long().reshape(-1)] = owner.repeat_interleave(3)
+    return TraceAccel(v, f, vert_owner)
 
 
 def _check_shapes(fn: str, shapes) -> list[Shape]:
