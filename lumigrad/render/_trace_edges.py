@@ -365,15 +365,21 @@ def _receivers(sc, light, ept: Tensor) -> tuple[Tensor, Tensor]:
     the face it hits (the receiver of the shadow cast by that point). A ray that merely grazes the caster
     (a face seen edge-on, or the border of a face it meets from behind) goes on to the receiver behind."""
     w = _light_ray(light)(ept.detach()).detach()
-    org = ept.detach() + w * sc.eps
+    face = receiver_faces(sc, ept.detach() + w * sc.eps, w)
+    sel = torch.nonzero(face >= 0).squeeze(1)
+    return sel, face[sel]
+
+
+def receiver_faces(sc, org: Tensor, w: Tensor) -> Tensor:
+    """``[R]`` int64 the faces (-1: none) that the light rays ``org + t w`` leaving shadow-casting edge points
+    cast their shadow on: the closest hits, past a first hit that merely grazes the caster (:func:`_grazing`)."""
     hits = intersect(sc.accel.bvh, org, w)
     face = hits.face.long()
     graze = torch.nonzero(_grazing(sc, face, org, w)).squeeze(1)
     if graze.numel():
         past = org[graze] + (hits.t[graze].to(sc.dtype)[:, None] + sc.eps) * w[graze]
         face = face.index_put((graze,), intersect(sc.accel.bvh, past, w[graze]).face.long())
-    sel = torch.nonzero(face >= 0).squeeze(1)
-    return sel, face[sel]
+    return face
 
 
 def _grazing(sc, face: Tensor, org: Tensor, w: Tensor) -> Tensor:

@@ -72,7 +72,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded, reattach
-from lumigrad.render._trace_edges import _DS, _facing_one, _pick_edge_points, _silhouette
+from lumigrad.render._trace_edges import _DS, _facing_one, _pick_edge_points, _silhouette, receiver_faces
 from lumigrad.scene.lights import PointLight
 
 __all__ = ["shadow_casters", "shadow_samples"]
@@ -246,7 +246,7 @@ def _visible_receivers(sc, h, cs: _Casters, rows: Tensor, light: Tensor, ed: Ten
     point is lit and casts its shadow on a receiver point ``q`` (on ``face``) that the hit sees in its shading
     hemisphere."""
     wl = _rays_of(cs, light, ed)
-    got = intersect(sc.accel.bvh, ed + wl * sc.eps, wl).face
+    got = receiver_faces(sc, ed + wl * sc.eps, wl)
     keep = torch.nonzero(got >= 0).squeeze(1)
     face = got[keep]
     rows_k = rows[keep]
