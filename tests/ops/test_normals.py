@@ -188,13 +188,19 @@ def test_dot_matches_sum_of_products_and_broadcasts():
     assert float(dot(torch.tensor([1.0, 2.0, 3.0]), torch.ones(3))) == 6.0
 
 
+def _sparse_grad(v, seed, zero_share):
+    """A random cotangent for ``v`` with about ``zero_share`` of its vertices' rows zero (as a rendered loss's)."""
+    g = torch.randn(v.shape, dtype=v.dtype, generator=torch.Generator().manual_seed(seed))
+    g[..., torch.rand(v.shape[-2], generator=torch.Generator().manual_seed(seed + 1)) < zero_share, :] = 0
+    return g
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("batch", [None, 2])
 def test_backward_skipping_zero_gradient_faces_is_bitwise_the_full_pass(monkeypatch, dtype, batch):
     # A rendered loss reaches few vertices: the skipped faces would have added exact zeros.
     v, f = _mesh(dtype, level=3, batch=batch)
-    g = torch.randn(v.shape, dtype=dtype, generator=torch.Generator().manual_seed(5))
-    g[..., torch.rand(v.shape[-2], generator=torch.Generator().manual_seed(6)) < 0.8, :] = 0
+    g = _sparse_grad(v, 5, 0.8)
     g[..., 0, :] = torch.tensor([1.0, -1.0, 0.0], dtype=dtype)  # cancels within some faces' sum
     g[..., 1, :] = torch.tensor([-1.0, 1.0, 0.0], dtype=dtype)
     grads = {}
@@ -212,8 +218,7 @@ def test_backward_skipping_zero_gradient_faces_is_bitwise_the_full_pass(monkeypa
 @pytest.mark.parametrize("batch", [None, 2])
 def test_unit_normals_fused_backward_is_bitwise_the_two_pass_one(monkeypatch, dtype, batch):
     v, f = _mesh(dtype, level=3, batch=batch)
-    g = torch.randn(v.shape, dtype=dtype, generator=torch.Generator().manual_seed(7))
-    g[..., torch.rand(v.shape[-2], generator=torch.Generator().manual_seed(8)) < 0.7, :] = 0
+    g = _sparse_grad(v, 7, 0.7)
     grads = []
     for fused in (1, 0):
         monkeypatch.setattr(ops_normals, "_FUSED_UNIT_BWD", fused)
