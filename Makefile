@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all fuzz bench venv clean docs
+.PHONY: demo test test-all fuzz bench venv clean docs cuda-check
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ test-all: $(STAMP)
 # (LUMIGRAD_FUZZ_EXAMPLES examples per property; default 600).
 fuzz: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m fuzz tests/robustness/test_fuzz.py
+
+# Compile every Warp kernel overload the tests launch for CUDA (Turing, Ampere, Hopper) through Warp's own NVRTC:
+# no GPU needed (lumigrad/testing/cuda_codegen.py). One process, so the plugin sees the overloads.
+cuda-check: $(STAMP)
+	$(PY) -m pytest -q -p lumigrad.testing.cuda_codegen --cuda-codegen 75,86,90 tests
 
 bench: $(STAMP)
 	$(PY) bench/raster.py
