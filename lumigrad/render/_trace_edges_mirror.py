@@ -55,8 +55,30 @@ samples), whose light-only scene copies get one bounce more (direct light after 
 In the test's penumbra scene 64 light samples and ``edge_samples=64000`` give 3.51 and 3.53 (two
 seeds) for finite differences of 3.41-3.49.
 
+**Chains of two planar mirrors** (camera -> ``A`` -> ``B`` -> object, ``max_bounces >= 2``): the same
+sampler with the point reflected twice, ``x_b = project(R_A(R_B(e)))`` (unfold the last reflection first),
+the virtual camera ``R_B(R_A(c))`` for the silhouettes (``B``'s own edges excluded), and the window
+``A``'s screen box intersected with that of ``B`` as seen in ``A`` (``R_A(B)`` projected). A point is kept
+when the camera ray hits ``A`` first, its reflection (from ``A``'s hit, off by ``ray_eps``) hits ``B``
+first, and the second reflection reaches ``e`` unoccluded; ``e`` lies on ``B``'s reflecting side, the side
+of ``R_A(c)`` (a ray that reaches ``B`` comes from there). Both reflections of the differentiable point are
+across the planes through the re-attached hits (``B``'s hit re-attached along the ray reflected by ``A``'s
+re-attached hit and shading normal), each shifted by half the ray offset, so gradients reach the camera,
+the edge and both mirrors. Ordered pairs are tried only when a cheap test passes (part of each mirror on
+the other's reflecting side, non-empty window): ``B`` must be seen in ``A``, which is not symmetric (in
+``tests/trace/test_trace_mirror_chain_edges.py`` ``B`` is out of view, so only ``A -> B`` is sampled). The
+chains' samples are drawn after all single mirrors' (same generator), so the single-mirror samples are
+bit-identical to what they were without chains (checked: nine gradients of
+``tests/trace/test_trace_mirror_edges.py``'s scenes equal to the last bit). Checked against finite
+differences (that test: every pixel is emission or black, interior gradients are zero, and with the chains
+off the gradient is zero; mean +- standard error over 6 seeds of 32000 samples vs 4096-spp central
+differences, h = 0.05): d/d(quad x) 38.0 +- 0.3 vs 38.0, quad z -8.84 +- 0.02 vs -8.77, mirror ``B``'s x
+-46.8 +- 0.3 vs -46.8, mirror ``A``'s z -29.2 +- 0.2 vs -29.2 (-29.6 with h = 0.01), orthographic camera
+54.7 +- 0.7 vs 55.5. With 16000 samples the seeds scatter by 2-5 %.
+
 Budget: each planar mirror gets its own ``M = TraceSettings.edge_samples`` (default ``H * W``)
-samples per view, on top of the primary silhouettes' ``M``, scaled by the fraction of the image its
+samples per view (and each ordered pair of them that passes the cheap test as many, for its chain's
+silhouettes), on top of the primary silhouettes' ``M``, scaled by the fraction of the image its
 screen bounding box covers (so the sample density per pixel is about that of the primary
 silhouettes): splitting one ``M`` by projected length would starve the primary silhouettes whenever
 a reflection is long, and clipping to the footprint already keeps the samples where the mirror is.
@@ -73,8 +95,10 @@ queries of the visibility tests.
 
 Not covered (no boundary samples, interior gradients only, no warning): curved or faceted mirrors
 (a mirror shape whose vertices are not within ``1e-5`` of its size of one plane, or whose faces
-are not all oriented alike within ``1e-5`` (sine)), and anything seen through two or more mirror
-bounces or through a mirror seen from a diffuse surface. Visibility seen from the surfaces a mirror
+are not all oriented alike within ``1e-5`` (sine)), anything seen through three or more mirror
+bounces, and shadows (hard or soft) seen through two (only silhouettes are sampled through chains).
+Silhouettes seen in one planar mirror from a diffuse surface are the indirect term's
+(:mod:`lumigrad.render._trace_edges_indirect`); through two mirrors from there they are not covered. Visibility seen from the surfaces a mirror
 shows (indirect light occluded at the reflected hits, shadows seen from them) is the indirect terms'
 (:mod:`lumigrad.render._trace_edges_indirect`): the hit behind the mirror is their second path
 vertex, where they leave out the direct light that this module's shadow samplers differentiate.
@@ -261,9 +285,8 @@ class MirrorView:
             o, d = _camera_rays(sc.camera, torch.full((x.shape[0],), b, dtype=torch.long, device=sc.device), x)
             ok = self.sign * ((p - last.point) @ last.normal) > sc.eps
             sel = torch.nonzero(ok).squeeze(1)
-            faces = []
-            for i, m in enumerate(self.chain):  # o, d: the rays of the selected rows, reflected i times
-                o, d = o[sel] if i == 0 else o, d[sel] if i == 0 else d
+            o, d, faces = o[sel], d[sel], []
+            for i, m in enumerate(self.chain):  # o, d: the rays of the rows ``sel``, reflected i times
                 face = torch.full((x.shape[0],), -1, dtype=torch.int32, device=sc.device)
                 f = intersect(sc.accel.bvh, o, d).face
                 face[sel] = f
