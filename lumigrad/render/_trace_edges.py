@@ -41,7 +41,8 @@ Two kinds of curves are sampled:
   points, reflected across the mirror plane and projected with the real camera;
   points are kept where the camera ray hits that mirror and its reflection
   reaches the point unoccluded (:mod:`lumigrad.render._trace_edges_mirror`;
-  curved mirrors are not sampled).
+  silhouettes through chains of two planar mirrors too; curved mirrors are
+  not sampled).
 
 * **Soft shadow boundaries** (penumbrae) of area and environment lights: the
   light integral's boundary term is the average, over light samples, of the
@@ -69,9 +70,10 @@ own term (:mod:`lumigrad.render._trace_edges_indirect`), and so have shadows
 seen from them (a shadow on the floor seen by the wall:
 :mod:`lumigrad.render._trace_edges_shadow_indirect`, which reuses this module's
 shadow-curve pieces), and silhouettes seen in planar mirrors theirs
-(:mod:`lumigrad.render._trace_edges_mirror`), but visibility changes seen
-through curved mirrors or through more than one mirror are *not* sampled, so
-those gradients are interior-only (biased). Neither is the
+(:mod:`lumigrad.render._trace_edges_mirror`, also through two planar mirrors,
+and from path vertices in the indirect term), but visibility changes seen
+through curved mirrors, through more than two mirrors, and shadows through
+two, are *not* sampled, so those gradients are interior-only (biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,

@@ -159,7 +159,9 @@ class TraceSettings:
             ``"none"`` gives interior (re-attached) gradients only.
         edge_samples: boundary samples per view and per discontinuity type
             (default ``H * W``); each planar mirror gets this many, times the share of the
-            image it covers, for what it shows (silhouettes, and as many again for shadows).
+            image it covers, for what it shows (silhouettes, and as many again for shadows),
+            and so does each ordered pair of planar mirrors seen one in the other (silhouettes
+            seen through both; ``max_bounces >= 2``).
         shadow_light_samples: light samples ``K`` per area or environment light for
             the boundary terms of their soft shadows (each sample is treated as a
             point / directional light that gets ``edge_samples / K`` boundary
@@ -168,7 +170,8 @@ class TraceSettings:
             samples per view and path vertex for visibility changes of the indirect light
             seen from the path's vertices (an occluder moving in front of a lit wall; see
             :mod:`lumigrad.render._trace_edges_indirect`); default ``H * W`` (one per
-            pixel), 0 turns the term off.
+            pixel), 0 turns the term off. Each planar mirror adds as many again for the
+            edges seen in it from the path's vertices.
         rr_depth: bounce from which Russian roulette may stop paths.
         background: RGB of camera rays that hit nothing (an
             :class:`EnvironmentLight`, when present, replaces it).
