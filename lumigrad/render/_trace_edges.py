@@ -206,10 +206,13 @@ def boundary_term(sc, radiance) -> Tensor:
     moves = motion(sc)
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
-        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar mirrors
+        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
             from lumigrad.render._trace_edges_mirror import mirror_silhouettes
 
+            from lumigrad.render._trace_edges_curved import curved_silhouettes
+
             mirror_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
+            curved_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
         # Primary silhouettes.
         if persp:
             facing = dot(fnorm, c2w[b, :3, 3] - v0) > 0
