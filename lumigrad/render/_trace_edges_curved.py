@@ -76,6 +76,8 @@ _NEWTON_ITERS = 40
 _NEWTON_TOL = 1e-10  # |F| (sines) at convergence, float64
 _MAX_STEP = 0.5  # largest Newton step (barycentric units): keeps far seeds from jumping across the mirror
 _LOST = 2.0  # Newton gives up on a face when an iterate's barycentrics fall below -this
+_BORDER = 1e-12  # barycentrics down to -this count as inside (rounding on shared edges)
+_MAX_COPIES = 12  # faces around one vertex at most, for de-duplicating border solutions
 _CONE = 3.0  # the cone test's slack (a factor on the face's reflected-direction spread)
 _CHUNK_PAIRS = 1 << 20  # sample x face pairs per chunk of the seed search
 
@@ -304,13 +306,28 @@ def _solve_all(sc, view, mirror: int, p: Tensor, eye: Tensor, persp: bool) -> _S
         r = _unit(ps - m)
         # Inside its face, the camera and the reflected ray on the sides assumed (s, sigma), a true reflection
         # (h along +s n, not the ghost on the other hemisphere).
-        ok = conv & (w.min(-1).values >= 0) & (s != 0) & (sigma != 0)
+        ok = conv & (w.min(-1).values >= -_BORDER) & (s != 0) & (sigma != 0)
         ok &= (torch.sign(dot(g, wo)) == s) & (torch.sign(dot(g, r)) == sigma) & (s * dot(n, wo) > 0)
-    keep = torch.nonzero(ok).squeeze(1)
+        keep = torch.nonzero(ok).squeeze(1)
+        keep = keep[_first_copies(sample[keep], m[keep], float(t.detach().abs().max()))]
     if keep.numel() == 0:
         return None
     pick = _Face(*(x[keep] for x in face))
     return _Solutions(sample[keep], mf[fi[keep]], b[keep], pick)
+
+
+def _first_copies(sample: Tensor, m: Tensor, size: float) -> Tensor:
+    """``[k]`` bool: the solutions that are not a repeat of an earlier one of the same edge point (a solution
+    on a shared edge or corner is inside every face around it, up to rounding: ``_BORDER``)."""
+    order = torch.argsort(sample, stable=True)
+    first = torch.ones(sample.shape[0], dtype=torch.bool, device=sample.device)
+    ss, ms = sample[order], m[order]
+    for lag in range(1, 1 + _MAX_COPIES):  # a vertex has at most this many faces around it in practice
+        if lag >= sample.shape[0]:
+            break
+        same = (ss[lag:] == ss[:-lag]) & ((ms[lag:] - ms[:-lag]).norm(dim=-1) <= 1e-9 * max(size, 1e-30))
+        first[order[lag:][same]] = False
+    return first
 
 
 def _point(tri: Tensor, b: Tensor) -> Tensor:
