@@ -40,8 +40,11 @@ Two kinds of curves are sampled:
   seen from the mirror's virtual (reflected) camera, and shadow receiver
   points, reflected across the mirror plane and projected with the real camera;
   points are kept where the camera ray hits that mirror and its reflection
-  reaches the point unoccluded (:mod:`lumigrad.render._trace_edges_mirror`;
-  curved mirrors are not sampled).
+  reaches the point unoccluded (:mod:`lumigrad.render._trace_edges_mirror`).
+  Silhouettes seen in *curved* mirrors: per sampled edge point, the mirror
+  points whose reflection (about the interpolated shading normal) reaches it,
+  by a Newton solve per mirror face (:mod:`lumigrad.render._trace_edges_curved`;
+  shadows seen in curved mirrors are not sampled).
 
 * **Soft shadow boundaries** (penumbrae) of area and environment lights: the
   light integral's boundary term is the average, over light samples, of the
@@ -69,9 +72,10 @@ own term (:mod:`lumigrad.render._trace_edges_indirect`), and so have shadows
 seen from them (a shadow on the floor seen by the wall:
 :mod:`lumigrad.render._trace_edges_shadow_indirect`, which reuses this module's
 shadow-curve pieces), and silhouettes seen in planar mirrors theirs
-(:mod:`lumigrad.render._trace_edges_mirror`), but visibility changes seen
-through curved mirrors or through more than one mirror are *not* sampled, so
-those gradients are interior-only (biased). Neither is the
+(:mod:`lumigrad.render._trace_edges_mirror`), silhouettes seen in curved
+mirrors theirs (:mod:`lumigrad.render._trace_edges_curved`), but shadows seen
+in curved mirrors and visibility changes seen through more than one mirror are
+*not* sampled, so those gradients are interior-only (biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,
