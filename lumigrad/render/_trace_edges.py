@@ -41,8 +41,11 @@ Two kinds of curves are sampled:
   points, reflected across the mirror plane and projected with the real camera;
   points are kept where the camera ray hits that mirror and its reflection
   reaches the point unoccluded (:mod:`lumigrad.render._trace_edges_mirror`;
-  silhouettes through chains of two planar mirrors too; curved mirrors are
-  not sampled).
+  silhouettes through chains of two planar mirrors too). Silhouettes seen in
+  *curved* mirrors: per sampled edge point, the mirror points whose reflection
+  (about the interpolated shading normal) reaches it, by a Newton solve per
+  mirror face (:mod:`lumigrad.render._trace_edges_curved`; shadows seen in
+  curved mirrors are not sampled).
 
 * **Soft shadow boundaries** (penumbrae) of area and environment lights: the
   light integral's boundary term is the average, over light samples, of the
@@ -71,9 +74,11 @@ seen from them (a shadow on the floor seen by the wall:
 :mod:`lumigrad.render._trace_edges_shadow_indirect`, which reuses this module's
 shadow-curve pieces), and silhouettes seen in planar mirrors theirs
 (:mod:`lumigrad.render._trace_edges_mirror`, also through two planar mirrors,
-and from path vertices in the indirect term), but visibility changes seen
-through curved mirrors, through more than two mirrors, and shadows through
-two, are *not* sampled, so those gradients are interior-only (biased). Neither is the
+and from path vertices in the indirect term), silhouettes seen in curved
+mirrors theirs (:mod:`lumigrad.render._trace_edges_curved`), but shadows seen
+in curved mirrors or through two mirrors, visibility changes seen through more
+than two mirrors or through a curved mirror from a diffuse surface, are *not*
+sampled, so those gradients are interior-only (biased). Neither is the
 shadow terminator of smooth-shaded meshes (points just past a light-silhouette
 edge are shadowed by their own mesh while the interpolated normal still faces
 the light): its jump is proportional to the angle between neighbouring faces,
@@ -208,10 +213,13 @@ def boundary_term(sc, radiance) -> Tensor:
     moves = motion(sc)
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
-        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar mirrors
+        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
             from lumigrad.render._trace_edges_mirror import mirror_silhouettes
 
+            from lumigrad.render._trace_edges_curved import curved_silhouettes
+
             mirror_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
+            curved_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
         # Primary silhouettes.
         if persp:
             facing = dot(fnorm, c2w[b, :3, 3] - v0) > 0

@@ -99,12 +99,15 @@ triangles 212 / 167 / 131 ms (on / off 1.62x wall, 1.66x CPU; silhouettes only 1
 silhouettes, most of it is the two radiance rays per sample (here two bounces each) and the BVH
 queries of the visibility tests.
 
-Not covered (no boundary samples, interior gradients only, no warning): curved or faceted mirrors
-(a mirror shape whose vertices are not within ``1e-5`` of its size of one plane, or whose faces
-are not all oriented alike within ``1e-5`` (sine)), anything seen through three or more mirror
-bounces, and shadows (hard or soft) seen through two (only silhouettes are sampled through chains).
-Silhouettes seen in one planar mirror from a diffuse surface are the indirect term's
-(:mod:`lumigrad.render._trace_edges_indirect`); through two mirrors from there they are not covered. Visibility seen from the surfaces a mirror
+Curved mirrors (a mirror shape whose vertices are not within ``1e-5`` of its size of one plane, or
+whose faces are not all oriented alike within ``1e-5`` (sine)) are left to
+:mod:`lumigrad.render._trace_edges_curved` (silhouettes seen in them, by a Newton solve of the
+reflection law per sampled edge point). Not covered (no boundary samples, interior gradients only, no
+warning): shadows seen in curved mirrors, the creases of faceted (flat-shaded) curved mirrors,
+anything seen through three or more mirror bounces, and shadows (hard or soft) seen through two (only
+silhouettes are sampled through chains). Silhouettes seen in one planar mirror from a diffuse surface
+are the indirect term's (:mod:`lumigrad.render._trace_edges_indirect`); through two mirrors, or in a
+curved mirror, from there they are not covered. Visibility seen from the surfaces a mirror
 shows (indirect light occluded at the reflected hits, shadows seen from them) is the indirect terms'
 (:mod:`lumigrad.render._trace_edges_indirect`): the hit behind the mirror is their second path
 vertex, where they leave out the direct light that this module's shadow samplers differentiate.
