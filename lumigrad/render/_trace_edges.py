@@ -214,9 +214,8 @@ def boundary_term(sc, radiance) -> Tensor:
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
         if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
-            from lumigrad.render._trace_edges_mirror import mirror_silhouettes
-
             from lumigrad.render._trace_edges_curved import curved_silhouettes
+            from lumigrad.render._trace_edges_mirror import mirror_silhouettes
 
             mirror_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
             curved_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
