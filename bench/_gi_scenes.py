@@ -1,7 +1,8 @@
 """The Cornell box with an icosphere on its short block, shared by ``trace_gi.py --mesh-level`` and
 ``trace_gi_shape.py``: a closed scene (every path stays in the box) whose triangle count is set by the sphere
 (subdivision level 4 / 6 / 8: 5,120 / 81,920 / 1,310,720 triangles; the box is 36 more). The sphere is matte
-white, radius 0.3, resting on the short block (top at y = -0.45), seen whole by the camera, lit by the ceiling
+white, radius 0.3, floating 0.05 above the short block (top at y = -0.45; not touching it, so that moving
+the sphere changes no contact and the image is differentiable in its position), seen whole by the camera, lit by the ceiling
 light and by the walls, and it casts a soft shadow onto the block and the floor: moving it changes primary
 silhouettes, soft-shadow boundaries and indirect visibility at once."""
 from __future__ import annotations
@@ -15,7 +16,7 @@ from lumigrad.scene import Mesh
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.trace_types import Shape
 
-SPHERE_CENTRE = (0.4, -0.15, 0.35)
+SPHERE_CENTRE = (0.4, -0.1, 0.35)
 SPHERE_RADIUS = 0.3
 
 
