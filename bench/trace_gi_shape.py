@@ -32,7 +32,8 @@ Reference ``g_ref``: central differences (``h = --h``) of Mitsuba ``path`` rende
 stored in ``REFERENCE`` below (independent of either gradient estimator). The lumigrad and Mitsuba means over all
 seeds are compared with it too (the bias column).
 
-Usage: ``PYTHONPATH=. python bench/trace_gi_shape.py [--res 64] [--spp 16] [--level 4] [--seeds 12]``;
+Usage: ``PYTHONPATH=. python bench/trace_gi_shape.py [--res 32] [--spp 16] [--level 4] [--seeds 12] [--unguided]``
+(about 1.5 minutes unloaded); figures in ``bench/results_trace11.md``;
 ``--reference`` computes the reference (minutes). Set ``DRJIT_LIBLLVM_PATH`` for Mitsuba.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ from _gi_args import gi_args  # noqa: E402
 
 
 def _extra(ap):
+    ap.set_defaults(res=32)  # the resolution of the stored references
     ap.add_argument("--level", type=int, default=4, help="icosphere subdivisions (4 / 6 / 8: 5k / 82k / 1.3M tris)")
     ap.add_argument("--seeds", type=int, default=12, help="gradients per estimator (seeds)")
     ap.add_argument("--lumigrad-seeds", type=int, default=64,
