@@ -1,7 +1,9 @@
 """Path tracing (global illumination) vs Mitsuba 3 (``llvm_ad_rgb``), side by side in one run.
 
 Scene: the validation Cornell box (``tests/validation/mitsuba_scenes.cornell_box``: 8 Lambertian
-shapes, an emissive ceiling quad), float32. Columns (median of --reps after a warm-up):
+shapes, an emissive ceiling quad), float32; with ``--mesh-level 4 6 8`` also the box with an icosphere of 5k / 82k /
+1.3M triangles on its short block (``bench/_gi_scenes.py``), one table per scene. Columns (median of --reps after a
+warm-up; the image means, lumigrad's and Mitsuba's, are printed as a check that both render the same scene):
 
 * ``fwd``: path tracing with ``max_bounces`` bounces (Mitsuba ``path``, ``max_depth = bounces + 1``).
 * ``fwd+bwd``: the same plus the gradient of the mean image w.r.t. the floor albedo (lumigrad: MIS path
@@ -12,7 +14,8 @@ shapes, an emissive ceiling quad), float32. Columns (median of --reps after a wa
 Runs alternate between the configurations (see ``bench/raytrace.py``), and ``OMP_WAIT_POLICY=PASSIVE``
 is set before torch is imported unless ``--omp-active`` (why: ``bench/raytrace.py``'s docstring).
 
-Usage: ``PYTHONPATH=. python bench/trace_gi.py [--res 64] [--spp 16] [--bounces 3] [--threads 2]``.
+Usage: ``PYTHONPATH=. python bench/trace_gi.py [--res 64] [--spp 16] [--bounces 3] [--threads 2]
+[--mesh-level 4 6 8] [--no-box]``.
 """
 from __future__ import annotations
 
@@ -29,14 +32,19 @@ def _extra(ap):
     ap.add_argument("--general", action="store_true",
                     help="also time the torch general path (the fused kernel switched off), in the same rounds")
     ap.add_argument("--omp-active", action="store_true", help="keep libgomp's default (active) wait policy")
+    ap.add_argument("--mesh-level", type=int, nargs="*", default=[],
+                    help="also the box with an icosphere of these subdivision levels (4 / 6 / 8: 5k / 82k / 1.3M tris)")
+    ap.add_argument("--no-box", action="store_true", help="skip the plain Cornell box")
 
 
 ARGS = gi_args(__doc__.split("\n")[0], threads=2, reps=2, add=_extra)
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 
+from _gi_scenes import box_with_sphere  # noqa: E402
 from mitsuba_scenes import cornell_box  # noqa: E402
 
 from lumigrad.render.path import prepare_trace, render_trace  # noqa: E402
@@ -61,8 +69,8 @@ def timed(fns: dict, reps: int) -> tuple[dict, dict]:
     return {k: statistics.median(v) for k, v in ts.items()}, {k: statistics.median(v) for k, v in cs.items()}
 
 
-def main():
-    shapes64, cam64, _ = cornell_box(ARGS.res)
+def run_scene(shapes64, cam64, label, mi=None, dr=None):
+    """Times lumigrad and Mitsuba on one scene (float64 shapes, floor albedo = shape 0's) and prints a table."""
     cam = cam64.to(dtype=torch.float32)
 
     def shapes_with(alb):
@@ -75,13 +83,16 @@ def main():
         return out
 
     alb0 = shapes64[0].material.albedo.float()
+    t = time.perf_counter()
     accel = prepare_trace(shapes_with(alb0))
+    t_build = time.perf_counter() - t
 
     import lumigrad.render._path_fused as pf
 
     fused_ok = pf.fused_path_ok
+    means = {}
 
-    def lg(replay, grad, fused=True):
+    def lg(replay, grad, fused=True, name=None):
         def run():
             alb = alb0.clone().requires_grad_(grad)
             st = TraceSettings(spp=ARGS.spp, max_bounces=ARGS.bounces, boundary="none", replay=replay)
@@ -93,27 +104,31 @@ def main():
                         img.mean().backward()
             finally:
                 pf.fused_path_ok = fused_ok
+            if name:
+                means[name] = float(img.mean())
         return run
 
-    fns = {"lumigrad fwd": lg(False, False), "lumigrad fwd+bwd": lg(False, True),
+    fns = {"lumigrad fwd": lg(False, False, name="lumigrad"), "lumigrad fwd+bwd": lg(False, True),
            "lumigrad fwd+bwd (replay)": lg(True, True)}
     if ARGS.general:
         fns.update({"lumigrad general fwd": lg(False, False, False), "lumigrad general fwd+bwd": lg(False, True, False),
                     "lumigrad general fwd+bwd (replay)": lg(True, True, False)})
-    try:
-        from lumigrad._mitsuba import import_mitsuba, mitsuba_scene
+    if mi is not None:
+        from lumigrad._mitsuba import mitsuba_scene
 
-        mi, dr = import_mitsuba("llvm_ad_rgb")
-        dr.set_thread_count(ARGS.threads)
+        t = time.perf_counter()
         integ = {"type": "path", "max_depth": ARGS.bounces + 1}
         sc = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator=integ)
 
         def mi_fwd():
-            dr.eval(mi.render(sc, spp=ARGS.spp))
+            img = mi.render(sc, spp=ARGS.spp)
+            dr.eval(img)
             dr.sync_thread()  # Dr.Jit's LLVM backend launches asynchronously: wait, or the time lands elsewhere
+            means["Mitsuba"] = float(np.asarray(img).mean(dtype=np.float64))
 
         fns["Mitsuba path fwd"] = mi_fwd
         scp = mitsuba_scene(mi, shapes64, cam64, [], spp=ARGS.spp, integrator={"type": "prb", "max_depth": ARGS.bounces + 1})
+        t_mi_load = time.perf_counter() - t
         params = mi.traverse(scp)
         key = "shape0.bsdf.reflectance.value"
 
@@ -126,18 +141,38 @@ def main():
             dr.sync_thread()
 
         fns["Mitsuba prb fwd+bwd"] = mi_fb
-    except ImportError as e:
-        print(f"Mitsuba unavailable: {e}")
     rows, cpu = timed(fns, ARGS.reps)
-    print(f"Cornell box {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, {ARGS.threads} threads, load average "
-          f"{os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    nf = sum(int(s.mesh.faces.shape[0]) for s in shapes64)
+    print(f"\n{label} ({nf} triangles) {ARGS.res}^2, {ARGS.spp} spp, {ARGS.bounces} bounces, {ARGS.threads} threads, "
+          f"load average {os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    print("image means: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
+          + f"; lumigrad prepare_trace {t_build:.2f} s" + (f", Mitsuba scene load (2 scenes) {t_mi_load:.2f} s" if mi else ""))
     print("| run | seconds | CPU seconds |\n|---|---|---|")
     for k, v in rows.items():
         print(f"| {k} | {v:.2f} | {cpu[k]:.2f} |")
     if "Mitsuba path fwd" in rows:
         for name, r in (("time", rows), ("CPU", cpu)):
-            print(f"\nratios lumigrad / Mitsuba ({name}): fwd {r['lumigrad fwd'] / r['Mitsuba path fwd']:.2f}, "
+            print(f"ratios lumigrad / Mitsuba ({name}): fwd {r['lumigrad fwd'] / r['Mitsuba path fwd']:.2f}, "
+                  f"fwd+bwd vs prb {r['lumigrad fwd+bwd'] / r['Mitsuba prb fwd+bwd']:.2f}, "
                   f"fwd+bwd (replay) vs prb {r['lumigrad fwd+bwd (replay)'] / r['Mitsuba prb fwd+bwd']:.2f}")
+    sys.stdout.flush()
+
+
+def main():
+    mi = dr = None
+    try:
+        from lumigrad._mitsuba import import_mitsuba
+
+        mi, dr = import_mitsuba("llvm_ad_rgb")
+        dr.set_thread_count(ARGS.threads)
+    except ImportError as e:
+        print(f"Mitsuba unavailable: {e}")
+    if not ARGS.no_box:
+        shapes64, cam64, _ = cornell_box(ARGS.res)
+        run_scene(shapes64, cam64, "Cornell box", mi, dr)
+    for level in ARGS.mesh_level:
+        shapes64, cam64 = box_with_sphere(ARGS.res, level)
+        run_scene(shapes64, cam64, f"Cornell box + icosphere-{level}", mi, dr)
 
 
 if __name__ == "__main__":

@@ -120,13 +120,23 @@ class TraceAccel:
         e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0)
         face_of = torch.arange(f.shape[0], device=f.device).repeat(3)
         key = e.sort(dim=1).values
-        uniq, inv, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
+        uniq, inv, counts = _unique_pairs(key)
         order = torch.argsort(inv, stable=True)
         start = torch.cumsum(counts, 0) - counts
         f0 = face_of[order[start]]
         f1 = torch.where(counts >= 2, face_of[order[(start + 1).clamp(max=order.numel() - 1)]], -1)
         self.edges = uniq  # [E, 2] vertex ids (of the first copy of each welded vertex)
         self.edge_faces = torch.stack([f0, torch.where(counts == 2, f1, torch.full_like(f1, -1))], 1)  # [E, 2]
+
+
+def _unique_pairs(key: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch.unique(key, dim=0, return_inverse=True, return_counts=True)`` of ``[N, 2]`` non-negative ids, as a
+    1-D unique of ``a * n + b`` (same lexicographic order). Why: ``unique(dim=0)`` took 2.1 of the 3.1 CPU
+    seconds of ``prepare_trace`` on a 328k-triangle icosphere (the 1D form 0.04 s); at 1.3M triangles
+    ``prepare_trace`` took ~60 s wall on the loaded 2-core VM."""
+    n = int(key.max()) + 1 if key.numel() else 1
+    u, inv, counts = torch.unique(key[:, 0] * n + key[:, 1], return_inverse=True, return_counts=True)
+    return torch.stack([u // n, u % n], 1), inv, counts
 
 
 def _weld(verts: Tensor, vert_owner: Tensor | None) -> Tensor:

@@ -89,3 +89,22 @@ def test_unshared_vertices_are_welded_for_the_edge_adjacency():
     # each shape is welded on its own: coincident shapes keep their own edges
     accel = prepare_trace([Shape(Mesh(v, f), LambertMaterial(0.5)), Shape(Mesh(v.clone(), f), LambertMaterial(0.5))])
     assert accel.edges.shape[0] == 3 * f.shape[0]
+
+
+def test_edge_adjacency_matches_row_unique():
+    """``_unique_pairs`` (the 1-D unique of ``TraceAccel``'s edge keys) equals ``torch.unique(dim=0)``: edges,
+    inverse and counts, on an icosphere plus a random triangle soup (open edges, repeated faces)."""
+    from lumigrad.render.path import _unique_pairs
+
+    v, f = icosphere(2, dtype=DT)
+    g = torch.Generator().manual_seed(0)
+    soup = torch.randint(0, v.shape[0], (300, 3), generator=g, dtype=torch.int32)
+    for faces in (f, torch.cat([f, soup, soup[:50]])):
+        fl = faces.long()
+        key = torch.cat([fl[:, [0, 1]], fl[:, [1, 2]], fl[:, [2, 0]]], 0).sort(dim=1).values
+        want = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
+        got = _unique_pairs(key)
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)
+    e = prepare_trace([Shape(Mesh(v, f), LambertMaterial(0.5))])
+    assert e.edges.shape[0] == 3 * f.shape[0] // 2 and bool((e.edge_faces >= 0).all())
