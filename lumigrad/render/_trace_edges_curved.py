@@ -13,7 +13,8 @@ Method, per view and per curved mirror:
   faces see it from opposite sides. With a still camera and a still mirror only moving shapes' edges
   (:class:`~lumigrad.render._trace_edges.Motion`: the others' terms are exactly zero). ``M`` points are
   stratified along them by 3D length (:func:`_stratified`; ``M = TraceSettings.edge_samples``, default
-  ``H * W``, per curved mirror and view, as the planar-mirror term; no new setting).
+  ``H * W``, times the fraction of the image the mirror's screen bounding box covers, per curved mirror and
+  view, as the planar-mirror term; no new setting).
 * **Reflection law.** On mirror face ``f`` (corners ``v_i``, vertex normals ``n_i``), with barycentrics
   ``b``: ``m(b) = sum b_i v_i``, ``n(b) = normalize(sum b_i n_i)`` (the renderer's shading normal),
   ``wo = normalize(c - m)`` (``-forward`` for an orthographic camera), the renderer's reflected-ray origin
@@ -77,6 +78,7 @@ with more than one mirror bounce or a curved mirror seen from a diffuse surface.
 from __future__ import annotations
 
 import copy
+import math
 from typing import NamedTuple
 
 import torch
@@ -449,6 +451,20 @@ def _attach(sc, view, mirror: int, faces: Tensor, b_star: Tensor, J: Tensor, edg
     return _project(w2c, k, _point(tri, b), persp)[0]
 
 
+def _screen_share(sc, view, mirror: int) -> float:
+    """The fraction of the image covered by the screen bounding box of ``mirror``'s vertices in front of the
+    camera (clipped to the image): its share of the ``M`` samples, as a planar mirror's window gets."""
+    _, w2c, k, _, persp = view
+    x, z = _project(w2c.detach(), k.detach(), sc.shapes[mirror].mesh.verts.detach(), persp)
+    x = x[z > sc.camera.near]
+    if x.shape[0] == 0:
+        return 0.0
+    W, H = sc.camera.width, sc.camera.height
+    lo = torch.minimum(x.min(0).values.clamp_min(0), x.new_tensor([W, H]))
+    hi = torch.minimum(x.max(0).values, x.new_tensor([W, H])).clamp_min(0)
+    return float((hi - lo).clamp_min(0).prod()) / (W * H)
+
+
 def curved_silhouettes(sc, view, M: int, accumulate) -> None:
     """Add the boundary terms of the silhouettes every curved mirror of ``sc`` shows in view ``view`` through
     ``accumulate`` (:func:`lumigrad.render._trace_edges.boundary_term`'s)."""
@@ -461,7 +477,7 @@ def curved_silhouettes(sc, view, M: int, accumulate) -> None:
     own.gen = torch.Generator(device=sc.device).manual_seed((sc.settings.seed * 1_000_003 + (1 << 60) + view[0])
                                                             % (2**63))
     for mirror in mirrors:
-        smp = curved_samples(own, view, mirror, M, own.gen)
+        smp = curved_samples(own, view, mirror, math.ceil(M * _screen_share(sc, view, mirror)), own.gen)
         if smp is None:
             continue
         x_b, normal, weight = smp
