@@ -78,7 +78,9 @@ with more than one mirror bounce or a curved mirror seen from a diffuse surface.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -145,8 +147,19 @@ def _constraint(b: Tensor, face: _Face, eye: Tensor, p: Tensor, persp: bool, eps
     return torch.stack([dot(d, t1), dot(d, t2)], -1)
 
 
+@functools.cache
+def _forward_ad_ready() -> None:
+    """Torch loads its forward-mode decompositions on the first ``make_dual``, through ``torch.jit.script``, which
+    warns (DeprecationWarning, torch 2.13) from inside the render: load them once with that warning silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with fwAD.dual_level():
+            fwAD.make_dual(torch.zeros(1), torch.zeros(1))
+
+
 def _jacobian(b: Tensor, face: _Face, eye: Tensor, p: Tensor, persp: bool, eps: float) -> tuple[Tensor, Tensor]:
     """``(F [N, 2], J [N, 2, 2])``: the residual and its derivative w.r.t. ``b`` (two forward-mode passes)."""
+    _forward_ad_ready()
     cols = []
     with fwAD.dual_level():
         for k in range(2):

@@ -13,7 +13,8 @@ default) find their first hit ``x_0`` and continue by the path tracer's own BSDF
 (:func:`lumigrad.render.path._sample_bsdf`, mirrors included) to ``x_1 .. x_{max_bounces - 2}``, with
 throughput ``beta_k`` (detached). At each non-mirror vertex ``x = x_k`` the sample picks a mesh edge
 with probability proportional to its length among the edges that can be silhouettes (open
-boundaries, and edges between non-coplanar faces) and a uniform point ``p`` on it. Where the edge is
+boundaries, and edges between non-coplanar faces) and a point ``p`` on it, drawn uniformly in the
+angle the edge subtends at ``x`` (:func:`_equiangular`). Where the edge is
 a silhouette seen from ``x``, ``p`` is visible from ``x`` and in the hemisphere of ``x``'s shading
 normal (the hemisphere the path tracer integrates, whichever side the path arrived from), the jump
 ``L_ind(w_B) - L_ind(w_A)`` is measured by two rays from ``x`` a hair either side of ``p`` (``w_A``
@@ -22,15 +23,25 @@ on the side of ``m = normalize(w x e)``), and the term
 the pixel of the sample, with ``w_b = normalize(p - x)`` a differentiable function of the edge's
 vertices and of ``x`` (re-attached, hence of the hit triangle, the earlier vertices and the camera):
 zero-valued, its gradient is the boundary integral (``|dw/dt|`` converts the edge parameter to arc
-length on the sphere).
+length on the sphere; divided by the density of ``p`` it is the subtended angle). Points uniform along
+the edge (until session 11) gave weights growing as ``1 / distance`` for edges passing close to ``x``,
+an infinite variance.
 
 ``L_ind`` at ``x_k`` is the radiance arriving from the next hit with the path's remaining
 ``max_bounces - 1 - k`` bounces. At the first hit it leaves out that hit's emission and the
 environment seen by escaping rays: the first hits' direct light has its own boundary terms
 (penumbrae of area and environment lights, hard shadows of point lights), so counting it here would
 count it twice. The same holds at the hit right behind a planar mirror, whose direct light the
-mirror's screen-space terms differentiate (:mod:`lumigrad.render._trace_edges_mirror`). At the other vertices
-nothing else samples those discontinuities, so ``L_ind`` is the whole incoming radiance there.
+mirror's screen-space terms differentiate (:mod:`lumigrad.render._trace_edges_mirror`), and at every
+vertex after one that drew shadow samples (:mod:`lumigrad.render._trace_edges_shadow_indirect`): the
+penumbra at ``x_{k+1}`` seen from ``x_k`` is the same discontinuity of the path integral as the
+occluder's silhouette across the emitter seen from ``x_{k+1}``, sliced the other way, so it is counted
+once. Until session 11 the later vertices kept direct light: with an area light and three bounces
+that counted the penumbra twice (``test_area_light_penumbra_seen_at_the_second_vertex_is_counted_once``:
+0.0132 +- 0.0044 against central differences of 0.00615 +- 0.00026, now 0.0062 +- 0.0005), and its
+rare large jumps were most of the noise of shape gradients under an area light (``bench/trace_gi_shape.py``,
+5k triangles: relative RMSE 6.0 -> 1.4 with both changes, ``bench/results_trace11.md``). Where no shadow
+samples are drawn (``shadows=False``, or after a mirror vertex) ``L_ind`` is the whole incoming radiance.
 Escaping rays always see the ambient and SH lights, which act as a distant environment when
 ``max_bounces > 1`` (:func:`lumigrad.render.path._sky_radiance`).
 
@@ -173,8 +184,9 @@ def indirect_boundary(sc, b: int, n: int, virtual=()) -> tuple[Tensor, Tensor]:
     o, d = _camera_rays(cam, torch.full((n,), b, dtype=torch.long, device=sc.device), pix)
     h = _trace(sc, o, d)
     rows, beta = h.idx, None  # each hit's camera sample; throughput of the path to it (None: 1)
-    # Vertices whose direct light the screen-space terms already differentiate: the first hits, and the hits
-    # right behind a planar mirror (lumigrad.render._trace_edges_mirror): their jumps leave direct light out.
+    # Vertices whose direct light other terms differentiate, whose jumps leave it out: the first hits (the
+    # screen-space shadow terms), the hits right behind a planar mirror (lumigrad.render._trace_edges_mirror)
+    # and the vertices after one that drew shadow samples (_trace_edges_shadow_indirect).
     screen = torch.ones(h.idx.numel(), dtype=torch.bool, device=sc.device)
     planar = torch.zeros(len(sc.shapes), dtype=torch.bool, device=sc.device)
     mirrors = []  # (plane, its edge table) of each planar mirror, for the edges seen in it
@@ -209,7 +221,13 @@ def indirect_boundary(sc, b: int, n: int, virtual=()) -> tuple[Tensor, Tensor]:
         beta = w if beta is None else beta * w
         side = torch.where(dot(h.ng, wi, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         h2 = _trace(sc, h.points + side * h.ng * sc.eps, wi)
-        screen = _take(screen & planar[h.shape], h2.idx) if depth == 0 else torch.zeros_like(h2.idx, dtype=torch.bool)
+        # The next vertex's direct light is differentiated elsewhere when this vertex drew shadow samples (its
+        # penumbrae and hard shadows seen from here, the same discontinuity in this vertex's directions), or
+        # when it is the hit right behind a planar mirror the camera sees.
+        shadowed = ~sc.mats.mirror[h.shape] if casters else torch.zeros_like(screen)
+        if depth == 0:
+            shadowed = shadowed | (screen & planar[h.shape])
+        screen = _take(shadowed, h2.idx)
         rows, beta, h = _take(rows, h2.idx), _take(beta, h2.idx), h2
     if not pixels:
         return empty
@@ -227,6 +245,24 @@ def _bsdf_cos(sc, h, sel: Tensor, wn: Tensor) -> Tensor:
         return sc.mats.brdf(hs.shape, ns, wn, hs.wo.detach(), at) * dot(ns, wn, keepdim=True)
 
 
+def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """``(t [k, 1], angle [k, 1])``: points ``a + t (c - a)`` on the segments ``a c`` drawn uniformly in the angle
+    they subtend at ``x`` (equiangular sampling, ``u [k, 1]`` uniform), and that angle.
+
+    The boundary term's ``|dw/dt|`` (the direction's angular speed along the edge) is ``len d / r^2`` (``d``: the
+    line's distance from ``x``, ``r``: the point's), so with points uniform in ``t`` an edge passing close to
+    ``x`` gives weights growing as ``1 / r`` with an infinite variance; drawn with density ``len d / (r^2
+    angle)`` in ``t``, ``|dw/dt| / pdf(t)`` is the subtended angle: bounded by pi."""
+    ev = c - a
+    length = ev.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    along = ev / length
+    s_foot = dot(x - a, along, keepdim=True)  # the foot of the perpendicular from x, along the edge
+    d = (x - a - s_foot * along).norm(dim=-1, keepdim=True).clamp_min(1e-12 * length)
+    th0, th1 = torch.atan2(-s_foot, d), torch.atan2(length - s_foot, d)
+    t = ((s_foot + d * torch.tan(th0 + u * (th1 - th0))) / length).clamp(0.0, 1.0)
+    return t, th1 - th0
+
+
 def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tuple[Tensor, Tensor]:
     """``(sel [k], contrib [k, 3])``: one edge sample from each hit of ``h``; ``sel`` are the hits whose
     sample lies on a visible silhouette, ``contrib`` their zero-valued terms (per unit pixel weight); the jumps
@@ -240,11 +276,11 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
     with torch.no_grad():
         k = h.idx.numel()
         pick = torch.multinomial(table.length, k, replacement=True, generator=sc.gen)
-        t = sc.rand(k, 1)
         e = edges[pick]
         a, c = vd[e[:, 0]], vd[e[:, 1]]
-        p = a + t * (c - a)
         x, ng, ns = h.points.detach(), h.ng.detach(), h.ns.detach()
+        t, angle = _equiangular(x, a, c, sc.rand(k, 1))
+        p = a + t * (c - a)
         w = p - x
         dist = w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         wn = w / dist
@@ -273,9 +309,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct[sel].repeat(2))
         jump = L[sel.numel():] - L[: sel.numel()]  # side B minus side A
         f = _bsdf_cos(sc, h, sel, wn_s)
-        perp = edge_dir - dot(edge_dir, wn_s, keepdim=True) * wn_s
-        dwdt = perp.norm(dim=-1, keepdim=True) / dist_s
-        weight = f * jump * dwdt * (table.total / table.length[pick[sel]])[:, None]
+        weight = f * jump * angle[sel] * (table.total / table.length[pick[sel]])[:, None]  # |dw/dt| / pdf(t)
     # Differentiable boundary direction: the edge point (edge vertices) seen from the re-attached hit.
     ep = e[sel]
     pb = sc.verts.index_select(0, ep[:, 0])
@@ -313,17 +347,20 @@ def _mirror_edge_samples(sc, h, table: _EdgeTable, mirror, bounces: int, direct:
     with torch.no_grad():
         k = h.idx.numel()
         pick = torch.multinomial(table.length, k, replacement=True, generator=sc.gen)
-        t = sc.rand(k, 1)
         e = edges[pick]
         a, c = vd[e[:, 0]], vd[e[:, 1]]
-        p = a + t * (c - a)
         x, ng, ns = h.points.detach(), h.ng.detach(), h.ns.detach()
         hx = (x - p0) @ n
         sign = torch.sign(hx)  # x's side of the plane: the reflecting side
-        # The virtual point: p reflected across the plane the renderer's reflected rays use (half the ray offset
-        # towards x, as lumigrad.render._trace_edges_mirror explains), so that the jump's rays straddle it.
+
+        def virtual(q):  # q reflected across the plane the renderer's reflected rays use (half the ray offset
+            # towards x, as lumigrad.render._trace_edges_mirror explains), so that the jump's rays straddle it
+            return q - (2.0 * ((q - p0) @ n - 0.5 * sign * sc.eps))[:, None] * n
+
+        t, angle = _equiangular(x, virtual(a), virtual(c), sc.rand(k, 1))  # the reflection keeps t
+        p = a + t * (c - a)
         hp = (p - p0) @ n
-        pv = p - (2.0 * (hp - 0.5 * sign * sc.eps))[:, None] * n
+        pv = virtual(p)
         xv = x - (2.0 * hx)[:, None] * n  # x seen from behind the mirror: the silhouettes are those seen from it
         w = pv - x
         dist = w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
@@ -360,9 +397,7 @@ def _mirror_edge_samples(sc, h, table: _EdgeTable, mirror, bounces: int, direct:
         L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct[sel].repeat(2))
         jump = L[sel.numel():] - L[: sel.numel()]  # side B minus side A
         f = _bsdf_cos(sc, h, sel, wn_s)
-        perp = ev - dot(ev, wn_s, keepdim=True) * wn_s
-        dwdt = perp.norm(dim=-1, keepdim=True) / dist_s
-        weight = f * jump * dwdt * (table.total / table.length[pick[sel]])[:, None]
+        weight = f * jump * angle[sel] * (table.total / table.length[pick[sel]])[:, None]  # |dw/dt| / pdf(t)
     # Differentiable boundary direction: the edge point (edge vertices) reflected across the plane through the
     # re-attached mirror hit with its shading normal (mirror vertices), seen from the re-attached x.
     ep = e[sel]

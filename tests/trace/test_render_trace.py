@@ -1,5 +1,4 @@
 """render_trace: agreement with render_mesh, lights, bounces, and gradients vs finite differences."""
-import math
 
 import pytest
 import torch

@@ -240,3 +240,34 @@ def test_back_lit_card_three_bounces_gradient_matches_finite_differences():
     se = (grads.var() / grads.numel() + fd.var() / fd.numel()).sqrt()
     assert float(se) < 0.06 * abs(float(fd.mean())), (grads, fd)
     assert abs(float(grads.mean() - fd.mean())) < 3 * float(se), (grads, fd)
+
+
+def test_equiangular_edge_points_integrate_the_angular_speed_exactly():
+    """Edge points drawn uniformly in the angle the edge subtends at ``x``: ``|dw/dt| / pdf(t)`` is that angle for
+    every sample (no ``1 / distance`` weights near ``x``), and the weighted samples integrate a smooth function
+    of ``t`` against ``|dw/dt|`` as quadrature does."""
+    from lumigrad.render._trace_edges_indirect import _equiangular
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.tensor([[0.3, 0.02, 0.0]], dtype=torch.float64)  # 0.02 from the edge's line
+    a, c = torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64), torch.tensor([[1.0, 0.0, 0.5]], dtype=torch.float64)
+
+    def speed(t):  # |dw/dt| of w = normalize(a + t (c - a) - x)
+        w = a + t * (c - a) - x
+        r = w.norm(dim=-1, keepdim=True)
+        ev = c - a
+        return (ev - (ev * w).sum(-1, keepdim=True) * w / r**2).norm(dim=-1, keepdim=True) / r
+
+    n = 20000
+    t, angle = _equiangular(x.expand(n, 3), a.expand(n, 3), c.expand(n, 3), torch.rand(n, 1, generator=gen,
+                                                                                          dtype=torch.float64))
+    u0, u1 = a - x, c - x
+    subtended = torch.acos((u0 * u1).sum() / (u0.norm() * u1.norm()))
+    assert torch.allclose(angle, subtended.expand_as(angle), rtol=1e-9)
+    assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0
+    g = lambda t: 1.0 + torch.cos(3.0 * t)  # noqa: E731
+    tq = (torch.arange(200000, dtype=torch.float64)[:, None] + 0.5) / 200000
+    quadrature = float((g(tq) * speed(tq)).mean())
+    estimate = g(t) * angle
+    assert abs(float(estimate.mean()) - quadrature) < 4 * float(estimate.std()) / math.sqrt(n)
+    assert abs(float(estimate.mean()) - quadrature) < 0.01 * quadrature

@@ -262,7 +262,7 @@ def test_mirror_plane_tolerance():
     assert mirror_edges.mirror_plane(v, flipped) is None
 
 
-def test_curved_mirror_is_skipped_without_error():
+def test_curved_mirror_is_left_to_the_curved_term_without_warnings():
     sv, sf = icosphere(1, dtype=DT)
     x = torch.zeros((), dtype=DT, requires_grad=True)
     shapes, cam = _scene(quad=torch.stack([x, x * 0, x * 0]))

@@ -1,5 +1,4 @@
 """Camera rays' closest hits by rasterization (TraceSettings.primary): exactness, equivalence with the BVH."""
-import math
 
 import pytest
 import torch
