@@ -9,7 +9,8 @@ its occlusion of indirect light (and the walls' light it blocks at later bounces
 Estimators, one per seed, at the same ``--spp``:
 
 * lumigrad: ``render_trace(..., TraceSettings(spp, max_bounces, boundary="edge"))`` with its defaults (one
-  boundary sample per pixel for primary silhouettes and for indirect visibility at each path vertex, 16 light
+  boundary sample per pixel for primary silhouettes, one per camera sample for indirect visibility at each path
+  vertex (one per pixel until session 11's change of the default), 16 light
   samples for the area light's soft-shadow boundaries), ``img.mean().backward()``; the BVH is refitted (a
   ``TraceAccel`` shared by the runs, as in an optimisation loop).
 * Mitsuba: ``prb_projective`` (``max_depth = bounces + 1``, octree guiding with its defaults),

@@ -261,8 +261,13 @@ def boundary_term(sc, radiance) -> Tensor:
         if st.max_bounces >= 2 and st.indirect_samples != 0:
             from lumigrad.render._trace_edges_indirect import indirect_boundary
 
-            pixel, contrib = indirect_boundary(sc, b, st.indirect_samples or H * W, virtual)
-            out = out.index_add(0, pixel, contrib)
+            # Rounds of at most ~2^18 samples (whole multiples of H * W: stratified by pixel), averaged: bounded
+            # memory, and each round's set-up (edge table, shadow casters) amortised over many samples.
+            total = st.indirect_samples if st.indirect_samples is not None else H * W * st.spp
+            rounds = -(-total // (H * W * max(1, (1 << 18) // (H * W))))
+            for rnd in range(rounds):
+                pixel, contrib = indirect_boundary(sc, b, -(-total // rounds), virtual, rnd)
+                out = out.index_add(0, pixel, contrib / rounds)
         if not st.shadows:
             continue
         view = (b, w2c, k, c2w[b], persp)

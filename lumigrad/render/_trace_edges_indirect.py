@@ -159,11 +159,12 @@ class _EdgeTable:
         self.total = float(self.length.sum())
 
 
-def indirect_boundary(sc, b: int, n: int, virtual=()) -> tuple[Tensor, Tensor]:
+def indirect_boundary(sc, b: int, n: int, virtual=(), rnd: int = 0) -> tuple[Tensor, Tensor]:
     """``(pixel [k] long, contrib [k, 3])``: ``n`` boundary samples of view ``b`` (module docstring) at each of
     the path vertices ``x_0 .. x_{max_bounces - 2}``; ``pixel`` indexes the ``[B * H * W]`` image rows and
     ``contrib`` is zero-valued with the gradient. ``virtual``: the area / environment lights' samples as point /
-    directional lights (:func:`lumigrad.render._trace_edges._virtual_lights`), whose shadows are sampled too."""
+    directional lights (:func:`lumigrad.render._trace_edges._virtual_lights`), whose shadows are sampled too.
+    ``rnd``: the round, when the caller averages several (each round's own generators draw other samples)."""
     from lumigrad.render.path import _camera_rays, _sample_bsdf, _take, _trace
 
     cam = sc.camera
@@ -172,11 +173,12 @@ def indirect_boundary(sc, b: int, n: int, virtual=()) -> tuple[Tensor, Tensor]:
     table = _EdgeTable(sc)
     if table.total <= 0:
         return empty
-    casters, shadow_gen = shadow_casters(sc, b, virtual)
-    # Camera samples: one per pixel (stratified) when n = H * W, else uniform over the image.
+    stream = b + (rnd << 16)  # views (< 65536) and rounds: the own generators' streams
+    casters, shadow_gen = shadow_casters(sc, stream, virtual)
+    # Camera samples: stratified by pixel when n is a multiple of H * W, else uniform over the image.
     with torch.no_grad():
-        if n == H * W:
-            q = torch.arange(n, device=sc.device)
+        if n % (H * W) == 0:
+            q = torch.arange(n, device=sc.device) % (H * W)
             pix = torch.stack([(q % W).to(sc.dtype), (q // W).to(sc.dtype)], -1) + sc.rand(n, 2)
         else:
             pix = sc.rand(n, 2) * torch.tensor([W, H], dtype=sc.dtype, device=sc.device)
@@ -196,7 +198,7 @@ def indirect_boundary(sc, b: int, n: int, virtual=()) -> tuple[Tensor, Tensor]:
         mirrors = [(m, _EdgeTable(sc, m.shape)) for m in planar_mirrors(sc)]
         planar[[m.shape for m, _ in mirrors]] = True
         mirrors = [(m, t) for m, t in mirrors if t.total > 0]
-    msc = _own_stream(sc, b) if mirrors else sc
+    msc = _own_stream(sc, stream) if mirrors else sc
     pixels, contribs = [], []
     last = sc.settings.max_bounces - 2
     for depth in range(last + 1):
@@ -318,11 +320,11 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
     return sel, weight * dot(m, wb - wb.detach(), keepdim=True)
 
 
-def _own_stream(sc, b: int):
-    """A shallow copy of ``sc`` with a generator of its own (seeded from the seed and view ``b``): the samples
+def _own_stream(sc, stream: int):
+    """A shallow copy of ``sc`` with a generator of its own (seeded from the seed and the view's ``stream``): the samples
     of edges seen in mirrors leave the other samples' random streams as they are."""
     own = copy.copy(sc)
-    own.gen = torch.Generator(device=sc.device).manual_seed((sc.settings.seed * 1_000_003 + (3 << 60) + b) % (2**63))
+    own.gen = torch.Generator(device=sc.device).manual_seed((sc.settings.seed * 1_000_003 + (3 << 60) + stream) % (2**63))
     return own
 
 

@@ -118,13 +118,14 @@ def _with_lights(sc, lights: list):
     return v
 
 
-def shadow_casters(sc, b: int, virtual=()) -> tuple[_Casters | list, torch.Generator | None]:
-    """``(casters, generator)``: the shadow casters of view ``b`` (:class:`_Casters`: the point / directional
-    lights and the area / environment lights' ``virtual`` samples, with the edges that are silhouettes seen from
-    each) and the generator of the view's samples (``([], None)`` without shadows)."""
+def shadow_casters(sc, stream: int, virtual=()) -> tuple[_Casters | list, torch.Generator | None]:
+    """``(casters, generator)``: the shadow casters (:class:`_Casters`: the point / directional lights and the
+    area / environment lights' ``virtual`` samples, with the edges that are silhouettes seen from each) and the
+    generator of the samples of random stream ``stream`` (a view and round: ``indirect_boundary``'s), or
+    ``([], None)`` without shadows."""
     if not sc.settings.shadows or not (sc.point_lights or virtual):
         return [], None
-    gen = torch.Generator(device=sc.device).manual_seed((sc.settings.seed * 1_000_003 + (1 << 61) + b) % (2**63))
+    gen = torch.Generator(device=sc.device).manual_seed((sc.settings.seed * 1_000_003 + (1 << 61) + stream) % (2**63))
     fn, v0 = sc.accel._face_data
     ef = sc.accel.edge_faces
     lights, cos_from = [], []

@@ -169,9 +169,13 @@ class TraceSettings:
         indirect_samples: with ``boundary="edge"`` and ``max_bounces >= 2``, boundary
             samples per view and path vertex for visibility changes of the indirect light
             seen from the path's vertices (an occluder moving in front of a lit wall; see
-            :mod:`lumigrad.render._trace_edges_indirect`); default ``H * W`` (one per
-            pixel), 0 turns the term off. Each planar mirror adds as many again for the
-            edges seen in it from the path's vertices.
+            :mod:`lumigrad.render._trace_edges_indirect`); default ``H * W * spp`` (one per
+            camera sample, drawn in rounds of one per pixel), 0 turns the term off. Each
+            planar mirror adds as many again for the edges seen in it from the path's
+            vertices. (Until session 11 the default was ``H * W``: on the Cornell box with
+            a moving sphere at 16 spp, ``H * W * spp`` cut the gradient's relative RMSE from
+            1.3 / 3.0 to 0.9 / 0.8 (5k / 82k triangles) for 1.1-1.3x the time,
+            ``bench/results_trace11.md``.)
         rr_depth: bounce from which Russian roulette may stop paths.
         background: RGB of camera rays that hit nothing (an
             :class:`EnvironmentLight`, when present, replaces it).
