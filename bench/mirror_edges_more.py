@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -27,11 +26,12 @@ import torch  # noqa: E402
 import lumigrad.render._trace_edges_indirect as indirect_edges  # noqa: E402
 import lumigrad.render._trace_edges_mirror as mirror_edges  # noqa: E402
 from lumigrad.geometry.primitives import icosphere  # noqa: E402
-from lumigrad.render.path import prepare_trace, render_trace  # noqa: E402
+from lumigrad.render.path import prepare_trace  # noqa: E402
 from lumigrad.scene import Camera, Mesh  # noqa: E402
 from lumigrad.scene.lights import PointLight  # noqa: E402
 from lumigrad.scene.materials import LambertMaterial  # noqa: E402
 from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings  # noqa: E402
+from mirror_edges import _run  # noqa: E402  (bench/ is the script's folder)
 
 _QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32)
 
@@ -47,13 +47,6 @@ def _scene(level: int, res: int):
     cam = Camera.look_at(torch.tensor([2.5, 2.5, 3.5]), torch.tensor([-0.8, 0.4, -0.8]), width=res, height=res,
                          fov_y_deg=50.0)
     return shapes, cam, [PointLight(torch.tensor([1.5, 3.0, 2.0]), intensity=20.0)], sv
-
-
-def _run(shapes, cam, lights, sv, st, accel) -> tuple[float, float]:
-    t0, c0 = time.perf_counter(), time.process_time()
-    img = render_trace(shapes, cam, lights, st, accel=accel).image
-    torch.autograd.grad(img.mean(), sv)
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:

@@ -251,6 +251,14 @@ def _bsdf_cos(sc, h, sel: Tensor, wn: Tensor) -> Tensor:
         return sc.mats.brdf(hs.shape, ns, wn, hs.wo.detach(), at) * dot(ns, wn, keepdim=True)
 
 
+def _silhouette_from(ef: Tensor, fn: Tensor, v0: Tensor, eye: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(silhouette [k] bool, f0, f1)``: whether each edge (faces ``ef [k, 2]``, ``-1``: open) is a silhouette
+    seen from ``eye [k, 3]`` (open, or one face turned towards it and the other away)."""
+    f0, f1 = ef[:, 0], ef[:, 1]
+    g1 = f1.clamp(min=0)
+    return (f1 < 0) | ((dot(fn[f0], eye - v0[f0]) > 0) != (dot(fn[g1], eye - v0[g1]) > 0)), f0, f1
+
+
 def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     """``(t [k, 1], angle [k, 1])``: points ``a + t (c - a)`` on the segments ``a c`` drawn uniformly in the angle
     they subtend at ``x`` (equiangular sampling, ``u [k, 1]`` uniform), and that angle.
@@ -293,10 +301,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         w = p - x
         dist = w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         wn = w / dist
-        f0, f1 = ef[pick, 0], ef[pick, 1]
-        s0 = dot(fn[f0], x - v0[f0]) > 0
-        s1 = dot(fn[f1.clamp(min=0)], x - v0[f1.clamp(min=0)]) > 0
-        sil = (f1 < 0) | (s0 != s1)
+        sil, f0, f1 = _silhouette_from(ef[pick], fn, v0, x)
         own = (f0 == h.face[hit]) | (f1 == h.face[hit])
         # The direction integral is over the shading normal's hemisphere whichever side the path arrived from
         # (as the path tracer's BSDF sample); its rays leave from the geometric side they point to.
@@ -375,10 +380,7 @@ def _mirror_edge_samples(sc, h, table: _EdgeTable, mirror, bounces: int, direct:
         w = pv - x
         dist = w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         wn = w / dist
-        f0, f1 = ef[pick, 0], ef[pick, 1]
-        s0 = dot(fn[f0], xv - v0[f0]) > 0
-        s1 = dot(fn[f1.clamp(min=0)], xv - v0[f1.clamp(min=0)]) > 0
-        sil = (f1 < 0) | (s0 != s1)
+        sil = _silhouette_from(ef[pick], fn, v0, xv)[0]
         side = torch.where(dot(ng, wn) >= 0, 1.0, -1.0).to(sc.dtype)
         ok = sil & (hx.abs() > sc.eps) & (sign * hp > sc.eps) & (dot(ns, wn) > 0) & ~sc.mats.mirror[h.shape]
         sel = torch.nonzero(ok).squeeze(1)
