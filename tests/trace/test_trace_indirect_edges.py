@@ -19,6 +19,7 @@ from lumigrad.scene import Camera, Mesh
 from lumigrad.scene.lights import DirectionalLight
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
+from _stats import check_within_standard_errors
 
 DT = torch.float64
 A_FLOOR, A_WALL, E = 0.8, 0.7, 3.0
@@ -119,22 +120,11 @@ def test_interior_gradient_is_zero_without_the_term():
         assert g is None or float(g.abs().max()) == 0.0
 
 
-def _check(grads, truth, max_rel_se):
-    """Each axis within 4 standard errors (estimated from the spread of the independent estimates), with the
-    standard errors below ``max_rel_se`` of the gradient's norm so that the test has power."""
-    mean = grads.mean(0)
-    se = grads.std(0) / grads.shape[0] ** 0.5
-    norm = float(truth.norm())
-    for k in range(3):
-        assert float(se[k]) < max_rel_se * norm, (k, se, truth)
-        assert abs(float(mean[k] - truth[k])) < 4 * float(se[k]) + 1e-3 * norm, (k, mean, se, truth)
-
-
 def test_occluder_translation_gradient_matches_closed_form():
     """Mean of 16 independent boundary estimates within 4 standard errors of the closed-form derivative."""
     truth = _closed_form_grad()
     assert float(truth.abs().min()) > 0.01  # every axis moves the occlusion
-    _check(_boundary_grads(range(16), 4096), truth, max_rel_se=0.1)
+    check_within_standard_errors(_boundary_grads(range(16), 4096), truth, max_rel_se=0.1)
 
 
 def test_wall_seen_in_a_mirror_renders_its_closed_form():
@@ -149,7 +139,7 @@ def test_occlusion_seen_in_a_mirror_gradient_matches_closed_form():
     occluded as in the direct view of the virtual camera, whose closed form gives the derivative."""
     truth = _closed_form_grad(CAM_V) * 0.6
     assert float(truth.abs().min()) > 0.006
-    _check(_boundary_grads(range(16), 4096, mirror=True), truth, max_rel_se=0.1)
+    check_within_standard_errors(_boundary_grads(range(16), 4096, mirror=True), truth, max_rel_se=0.1)
 
 
 def _mirror_cameras(eye):
@@ -176,12 +166,12 @@ def test_camera_gradient_through_a_mirror_matches_closed_form():
         st = TraceSettings(max_bounces=3, rr_depth=9, chunk_rays=1 << 18, spp=4, seed=seed, indirect_samples=4096)
         img = render_trace(_scene(torch.zeros(3, dtype=DT), mirror=True), _mirror_cameras(eye)[0], LIGHT, st).image
         grads.append(torch.autograd.grad(img.mean(), eye)[0])
-    _check(torch.stack(grads), truth, max_rel_se=0.15)
+    check_within_standard_errors(torch.stack(grads), truth, max_rel_se=0.15)
 
 
 @pytest.mark.slow
 def test_occluder_translation_gradient_matches_closed_form_tightly():
-    _check(_boundary_grads(range(100, 164), 16384), _closed_form_grad(), max_rel_se=0.015)
+    check_within_standard_errors(_boundary_grads(range(100, 164), 16384), _closed_form_grad(), max_rel_se=0.015)
 
 
 def test_bad_indirect_samples():

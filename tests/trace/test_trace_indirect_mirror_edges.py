@@ -22,6 +22,7 @@ from lumigrad.render.path import _camera_rays, render_trace
 from lumigrad.scene import Camera, Mesh
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
+from _stats import check_within_standard_errors
 
 DT = torch.float64
 A_WALL, L_E, R_MIRROR = 0.7, 10.0, 0.8
@@ -91,17 +92,6 @@ def _boundary_grads(seeds, samples):
     return torch.stack(out)
 
 
-def _check(grads, truth, max_rel_se):
-    """Each axis within 4 standard errors (from the spread of the independent estimates), the standard errors
-    below ``max_rel_se`` of the gradient's norm so that the test has power."""
-    mean = grads.mean(0)
-    se = grads.std(0) / grads.shape[0] ** 0.5
-    norm = float(truth.norm())
-    for k in range(3):
-        assert float(se[k]) < max_rel_se * norm, (k, se, truth)
-        assert abs(float(mean[k] - truth[k])) < 4 * float(se[k]) + 1e-3 * norm, (k, mean, se, truth)
-
-
 def test_scene_renders_its_closed_form():
     """Paths wall -> mirror -> emitter are found by BSDF samples only: 4096 spp leave about 1.3 % noise."""
     with torch.no_grad():
@@ -114,7 +104,7 @@ def test_silhouette_seen_in_a_mirror_gradient_matches_closed_form():
     -0.0051 +- 0.00014, -0.0047 +- 0.00012 for -0.0048)."""
     truth = _closed_form_grad()
     assert float(truth[1:].abs().min()) > 0.003
-    _check(_boundary_grads(range(12), 8192), truth, max_rel_se=0.15)
+    check_within_standard_errors(_boundary_grads(range(12), 8192), truth, max_rel_se=0.15)
 
 
 def test_without_the_mirror_samples_the_gradient_is_zero(monkeypatch):
@@ -126,4 +116,4 @@ def test_without_the_mirror_samples_the_gradient_is_zero(monkeypatch):
 
 @pytest.mark.slow
 def test_silhouette_seen_in_a_mirror_gradient_matches_closed_form_tightly():
-    _check(_boundary_grads(range(100, 164), 16384), _closed_form_grad(), max_rel_se=0.04)
+    check_within_standard_errors(_boundary_grads(range(100, 164), 16384), _closed_form_grad(), max_rel_se=0.04)
