@@ -277,6 +277,18 @@ def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Te
     return t, th1 - th0
 
 
+def _jump(sc, org: Tensor, target: Tensor, wn: Tensor, dist: Tensor, edge_dir: Tensor, bounces: int,
+          direct: Tensor) -> tuple[Tensor, Tensor]:
+    """``(m [k, 3], jump [k, 3])``: the unit normal ``m = normalize(wn x edge_dir)`` of the edge's curve on the
+    sphere of directions at ``target`` (seen along ``wn`` at ``dist`` from ``org``) and the incoming radiance on
+    its side B minus side A (side A towards ``m``), by two rays a hair either side."""
+    m = safe_normalize(torch.linalg.cross(wn, edge_dir, dim=-1))
+    off = (_SIDE * dist) * m
+    w_a, w_b = safe_normalize(target + off - org), safe_normalize(target - off - org)
+    L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct.repeat(2))
+    return m, L[target.shape[0]:] - L[: target.shape[0]]
+
+
 def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tuple[Tensor, Tensor]:
     """``(sel [k], contrib [k, 3])``: one edge sample from each hit of ``h``; ``sel`` are the hits whose
     sample lies on a visible silhouette, ``contrib`` their zero-valued terms (per unit pixel weight); the jumps
@@ -316,12 +328,8 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         if sel.numel() == 0:
             return none
         org, hs = org[seen], hit[sel]
-        wn_s, dist_s, edge_dir = wn[sel], dist[sel], (c - a)[sel]
-        m = safe_normalize(torch.linalg.cross(wn_s, edge_dir, dim=-1))
-        off = (_SIDE * dist_s) * m
-        w_a, w_b = safe_normalize(p[sel] + off - org), safe_normalize(p[sel] - off - org)
-        L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct[hs].repeat(2))
-        jump = L[sel.numel():] - L[: sel.numel()]  # side B minus side A
+        wn_s = wn[sel]
+        m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs])
         f = _bsdf_cos(sc, h, hs, wn_s)
         # |dw/dt| / pdf(t) is the subtended angle; each of the hit's candidates counts 1 / _EDGE_PICKS
         weight = f * jump * angle[sel] * (table.total / (_EDGE_PICKS * table.length[pick[sel]]))[:, None]
@@ -400,14 +408,10 @@ def _mirror_edge_samples(sc, h, table: _EdgeTable, mirror, bounces: int, direct:
         sel, org, d, face = sel[seen], org[seen], d[seen], face[seen]
         if sel.numel() == 0:
             return none
-        wn_s, dist_s = wn[sel], dist[sel]
+        wn_s = wn[sel]
         ev = c[sel] - a[sel]
         ev = ev - 2.0 * dot(ev, n, keepdim=True) * n  # the virtual edge's direction
-        m = safe_normalize(torch.linalg.cross(wn_s, ev, dim=-1))
-        off = (_SIDE * dist_s) * m
-        w_a, w_b = safe_normalize(pv[sel] + off - org), safe_normalize(pv[sel] - off - org)
-        L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct[sel].repeat(2))
-        jump = L[sel.numel():] - L[: sel.numel()]  # side B minus side A
+        m, jump = _jump(sc, org, pv[sel], wn_s, dist[sel], ev, bounces, direct[sel])
         f = _bsdf_cos(sc, h, sel, wn_s)
         weight = f * jump * angle[sel] * (table.total / table.length[pick[sel]])[:, None]  # |dw/dt| / pdf(t)
     # Differentiable boundary direction: the edge point (edge vertices) reflected across the plane through the

@@ -19,7 +19,7 @@ from lumigrad.scene import Camera, Mesh
 from lumigrad.scene.lights import DirectionalLight
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
-from _stats import check_within_standard_errors
+from _stats import check_within_standard_errors, projected_solid_angle
 
 DT = torch.float64
 A_FLOOR, A_WALL, E = 0.8, 0.7, 3.0
@@ -65,16 +65,6 @@ def _render_mean(shift, mirror=False, **kw):
     return render_trace(_scene(shift, mirror), CAM_M if mirror else CAM, LIGHT, st).image.mean()
 
 
-def _psa(poly, x, n):
-    """Projected solid angle ``int cos dw`` of polygon ``poly [k, 3]`` seen from points ``x [P, 3]`` (normal n)."""
-    r = poly[None] - x[:, None]
-    r1 = torch.roll(r, -1, 1)
-    nr, nr1 = torch.nn.functional.normalize(r, dim=-1), torch.nn.functional.normalize(r1, dim=-1)
-    angle = torch.acos((nr * nr1).sum(-1).clamp(-1, 1))
-    normal = torch.nn.functional.normalize(torch.linalg.cross(r, r1, dim=-1), dim=-1)
-    return 0.5 * (angle * (normal @ n)).sum(-1).abs()
-
-
 def _closed_form_mean(shift, sub=16, cam=CAM):
     """The image mean: the wall radiance averaged over a ``sub x sub`` grid of points per pixel."""
     shapes = _scene(shift)
@@ -85,7 +75,7 @@ def _closed_form_mean(shift, sub=16, cam=CAM):
     x = o + ((-1.0 - o[:, 2]) / d[:, 2])[:, None] * d  # on the wall
     n = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
     l_floor = A_FLOOR / math.pi * E
-    psa = _psa(shapes[0].mesh.verts, x, n) - _psa(shapes[2].mesh.verts, x, n)
+    psa = projected_solid_angle(shapes[0].mesh.verts, x, n) - projected_solid_angle(shapes[2].mesh.verts, x, n)
     return (A_WALL / math.pi * l_floor * psa).mean()
 
 

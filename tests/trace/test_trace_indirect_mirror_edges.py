@@ -22,7 +22,7 @@ from lumigrad.render.path import _camera_rays, render_trace
 from lumigrad.scene import Camera, Mesh
 from lumigrad.scene.materials import LambertMaterial
 from lumigrad.scene.trace_types import MirrorMaterial, Shape, TraceSettings
-from _stats import check_within_standard_errors
+from _stats import check_within_standard_errors, projected_solid_angle
 
 DT = torch.float64
 A_WALL, L_E, R_MIRROR = 0.7, 10.0, 0.8
@@ -53,16 +53,6 @@ def _render_mean(shift, **kw):
     return render_trace(_scene(shift), CAM, [], st).image.mean()
 
 
-def _psa(poly, x, n):
-    """Projected solid angle ``int cos dw`` of polygon ``poly [k, 3]`` seen from points ``x [P, 3]`` (normal n)."""
-    r = poly[None] - x[:, None]
-    r1 = torch.roll(r, -1, 1)
-    nr, nr1 = torch.nn.functional.normalize(r, dim=-1), torch.nn.functional.normalize(r1, dim=-1)
-    angle = torch.acos((nr * nr1).sum(-1).clamp(-1, 1))
-    normal = torch.nn.functional.normalize(torch.linalg.cross(r, r1, dim=-1), dim=-1)
-    return 0.5 * (angle * (normal @ n)).sum(-1).abs()
-
-
 def _closed_form_mean(shift, sub=16):
     """The image mean: the wall radiance averaged over a ``sub x sub`` grid of points per pixel."""
     shapes = _scene(shift)
@@ -73,7 +63,7 @@ def _closed_form_mean(shift, sub=16):
     x = o + ((-1.0 - o[:, 2]) / d[:, 2])[:, None] * d  # on the wall
     n = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
     mirrored = [s.mesh.verts * _FLIP_Z + torch.tensor([0.0, 0.0, 2.0], dtype=DT) for s in shapes[2:]]  # z -> 2 - z
-    psa = _psa(mirrored[0], x, n) - _psa(mirrored[1], x, n)
+    psa = projected_solid_angle(mirrored[0], x, n) - projected_solid_angle(mirrored[1], x, n)
     return (A_WALL / math.pi * R_MIRROR * L_E * psa).mean()
 
 
