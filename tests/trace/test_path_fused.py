@@ -89,6 +89,8 @@ CASES = {
     "mirror_point_area": (dict(mirror=_t(0.9, 0.8, 0.7)), [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)],
                           dict(max_bounces=3, rr_depth=2)),
     "two_emitters": (dict(second_emitter=True), [], dict(max_bounces=2)),
+    # The Sobol sampler (the torch path: its sub-pixel offsets, independent path numbers): unbiased too.
+    "sobol_two_emitters_rr": (dict(second_emitter=True), [], dict(max_bounces=3, rr_depth=2, sampler="sobol")),
     "point_directional": (dict(light=False), [PointLight(_t(0.3, 0.8, 0.5), intensity=2.0),
                                               DirectionalLight(_t(0.2, 1.0, 0.3), intensity=0.5)],
                           dict(max_bounces=2)),
@@ -130,22 +132,25 @@ def _params():
     return alb, em, refl, inten
 
 
-def _loss(alb, em, refl, inten, seed=0, chunk=1 << 16, mis=True, res=6, spp=8, rr=9, replay=False):
+def _loss(alb, em, refl, inten, seed=0, chunk=1 << 16, mis=True, res=6, spp=8, rr=9, replay=False,
+          sampler="independent"):
     shapes, cam = box_scene(alb=alb, emission=em, mirror=refl, res=res)
     lights = [PointLight(_t(0.3, 0.8, 0.5), intensity=inten)]
-    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, chunk_rays=chunk, mis=mis, replay=replay)
+    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, chunk_rays=chunk, mis=mis, replay=replay,
+                       sampler=sampler)
     img = render_trace(shapes, cam, lights, st).image
     w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
     return (img * w).sum()
 
 
-@pytest.mark.parametrize("chunk,replay", [(1 << 16, False), (97, True)])  # whole-pixel chunks / split pixels
-def test_gradients_match_finite_differences(chunk, replay):
+@pytest.mark.parametrize("chunk,replay,sampler", [(1 << 16, False, "independent"), (97, True, "independent"),
+                                                   (97, True, "sobol")])  # whole-pixel chunks / split pixels
+def test_gradients_match_finite_differences(chunk, replay, sampler):
     """Fused gradients (path replay) vs central differences of the fused forward (RR off: exact up to FD error)."""
     params = _params()
-    assert torch.autograd.gradcheck(lambda *p: _loss(*p, chunk=chunk, replay=replay), params, eps=1e-6, atol=1e-6,
-                                    rtol=1e-5)
-    g = torch.autograd.grad(_loss(*params, chunk=chunk, replay=replay), params)
+    assert torch.autograd.gradcheck(lambda *p: _loss(*p, chunk=chunk, replay=replay, sampler=sampler), params, eps=1e-6,
+                                    atol=1e-6, rtol=1e-5)
+    g = torch.autograd.grad(_loss(*params, chunk=chunk, replay=replay, sampler=sampler), params)
     # The zero channels get gradients (the 0 / 0 of path replay is handled) and they are not trivial.
     assert float(g[0][1]) > 1e-3 and float(g[2][2]) > 1e-3
 
@@ -172,6 +177,12 @@ def test_replay_is_deterministic_and_chunking_free_of_races():
     g4 = torch.autograd.grad(_loss(*params, chunk=200, replay=True), params)
     for a, b in zip(g1, g4):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # The Sobol sampler's numbers are a function of (pixel, sample, dimension): replay re-draws them too.
+    g5 = torch.autograd.grad(_loss(*params, chunk=200, sampler="sobol"), params)
+    g6 = torch.autograd.grad(_loss(*params, chunk=200, replay=True, sampler="sobol"), params)
+    for a, b, c in zip(g5, g6, g1):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert not torch.equal(a, c)
     # Without reflectance gradients the replay skips its radiance pass: the same emission / light gradients.
     alb, em, refl, inten = params
     g3 = torch.autograd.grad(_loss(alb.detach(), em, refl.detach(), inten, chunk=200, replay=True), [em, inten])
@@ -268,7 +279,8 @@ def test_kernel_camera_rays_and_given_hits_equal_torch_rays(camera):
         k = cam.K.clone()
         k[0, 0, 1] = 0.3  # a skewed pixel grid
         cam = Camera(torch.cat([cam.world_to_cam, other.world_to_cam]), torch.cat([k, other.K]), 8, 8)
-    sc = _Scene(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5))], TraceSettings(max_bounces=3, spp=4),
+    # Given rays carry no pixel (the Sobol sampler makes each one a pixel of its own): independent numbers.
+    sc = _Scene(shapes, cam, [PointLight(_t(0.3, 0.8, 0.5))], TraceSettings(max_bounces=3, spp=4, sampler="independent"),
                 prepare_trace(shapes))
     first = 300 if camera == "two_views" else 40  # the second view starts at sample 256
     _, o, d, _ = _chunk_rays(sc, first, 200)
@@ -343,6 +355,7 @@ def ggx_box(base=None, rough=None, metal=None, res=8, light=True):
 GGX_CASES = {
     "ggx_area_mis_rr": (dict(), [], dict(max_bounces=3, rr_depth=2, mis=True)),
     "ggx_area_point_no_mis": (dict(), [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)], dict(max_bounces=2, mis=False)),
+    "ggx_sobol": (dict(), [], dict(max_bounces=3, rr_depth=2, sampler="sobol")),
 }
 
 
@@ -454,6 +467,7 @@ ENV_CASES = {
     "env_mis": (False, [], dict(max_bounces=2, mis=True)),
     "env_rotated_point_rr_no_mis": (True, [PointLight(_t(0.3, 0.8, 0.5), intensity=1.5)],
                                     dict(max_bounces=3, rr_depth=2, mis=False)),
+    "env_sobol": (False, [], dict(max_bounces=2, sampler="sobol")),
 }
 
 

@@ -195,12 +195,15 @@ def test_scene_shows_the_quad_only_in_the_ball():
 
 
 def test_solved_outline_is_the_rendered_one():
-    """The loss of the quad-less scene from the solved outline polygon equals the render's (1024 spp)."""
+    """The loss of the quad-less scene from the solved outline polygon equals the render's (1024 spp, 2 seeds).
+    The renders' own error: relative -2.8e-4 .. 1.8e-4 (independent sampler) and -1.4e-4 .. 3.5e-4 (Sobol) over
+    seeds 0-3, hence the mean of two and a tolerance of 4e-4."""
     with torch.no_grad():
-        st = TraceSettings(spp=1024, boundary="none", ray_eps=FINE.ray_eps)
-        rendered = float(_loss(torch.zeros((), dtype=DT), "eye_x", st, with_quad=False))
+        rendered = sum(float(_loss(torch.zeros((), dtype=DT), "eye_x",
+                                   TraceSettings(spp=1024, boundary="none", ray_eps=FINE.ray_eps, seed=seed),
+                                   with_quad=False)) for seed in (0, 1)) / 2
     outline = _outline_loss(0.0, "eye_x")
-    assert abs(outline - rendered) < 1e-4 * rendered, (outline, rendered)
+    assert abs(outline - rendered) < 4e-4 * rendered, (outline, rendered)
 
 
 @pytest.mark.parametrize("which", ["eye_x", "eye_z", "ball_x", "ball_y"])

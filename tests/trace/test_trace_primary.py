@@ -70,15 +70,23 @@ def test_rasterized_hit_is_the_closest_ray_hit(projection, spp):
         tb = ray_triangle(o[both], d[both], *sc.verts[sc.faces_long[hits.face[both].long()]].unbind(1))[0]
         assert float((ta - tb).abs().max()) < 1e-4
     assert bad.numel() - both.numel() <= 0.002 * ras.numel()
-    # The sub-pixel offsets are fixed by the seed, one per (view, sample index), stratified for spp = n^2.
+    # The sub-pixel offsets are fixed by the seed, one per (view, sample index), stratified.
     assert torch.equal(sc.offsets, path._Scene(shapes, cam, lights, TraceSettings(spp=spp), sc.accel).offsets)
     assert not torch.equal(sc.offsets, path._Scene(shapes, cam, lights, TraceSettings(spp=spp, seed=1), sc.accel).offsets)
     assert bool(((sc.offsets >= 0) & (sc.offsets < 1)).all())
     if spp == 4:
+        # The Sobol sampler's offsets (the default): a (0, 2, 2)-net per view (one in each 1/4 x 1, 1/2 x 1/2, 1 x 1/4
+        # cell); the independent sampler's: jittered 2 x 2 strata, independent per sample index.
+        sob = sc.offsets
+        for a in range(3):
+            cells = torch.floor(sob[..., 0] * 2**a) * 2 ** (2 - a) + torch.floor(sob[..., 1] * 2 ** (2 - a))
+            assert all(torch.unique(c).numel() == 4 for c in cells)
+        ind = path._Scene(shapes, cam, lights, TraceSettings(spp=spp, sampler="independent"), sc.accel).offsets
         cell = torch.stack([torch.arange(4) // 2, torch.arange(4) % 2], -1).to(DT) / 2
-        jit = sc.offsets - cell
+        jit = ind - cell
         assert bool(((jit >= 0) & (jit < 0.5)).all())
-        assert not torch.allclose(jit, jit[:, :1].expand_as(jit))  # independent per sample index
+        assert not torch.allclose(jit, jit[:, :1].expand_as(jit))
+        assert not torch.equal(sob[0], sob[1])  # scrambled per view
 
 
 def test_many_faces_per_pixel_use_the_bvh():

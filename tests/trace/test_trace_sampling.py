@@ -267,3 +267,21 @@ def test_material_table_matches_per_material_functions():
         w2, p2 = bsdf_sample(m, n, wo, torch.Generator().manual_seed(5))
         torch.testing.assert_close(w1, w2, rtol=1e-12, atol=1e-15)
         torch.testing.assert_close(p1, p2, rtol=1e-12, atol=1e-15)
+
+
+def test_sobol_sampler_is_unbiased_and_less_noisy():
+    """``sampler="sobol"`` (shuffled Owen-scrambled Sobol points per pixel, lumigrad.ops._qmc_funcs) converges to
+    the independent sampler's image with a lower per-pixel variance (an area-lit plane and sphere, 2 bounces, 4 spp:
+    0.35x when measured)."""
+    shapes, cam = _glossy_area_scene(LambertMaterial(0.7))
+
+    def renders(sampler, seeds):
+        st = [TraceSettings(spp=4, max_bounces=2, boundary="none", seed=s, sampler=sampler) for s in seeds]
+        return torch.stack([render_trace(shapes, cam, [], t).image for t in st])
+
+    ind, sob = renders("independent", range(4)), renders("sobol", range(4))
+    assert float(sob.var(0).mean()) < 0.6 * float(ind.var(0).mean())
+    big = renders("independent", range(10, 22)).mean(0)
+    assert abs(float(sob.mean() / big.mean()) - 1) < 0.02
+    with pytest.raises(ValueError, match="sampler"):
+        TraceSettings(sampler="halton")
