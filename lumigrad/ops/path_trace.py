@@ -95,6 +95,8 @@ class PathSettings(NamedTuple):
     seed: int  # 31-bit
     background: tuple  # (r, g, b) of camera rays that miss
     qseed: int = -1  # >= 0 (31-bit): Sobol sampler (lumigrad.ops._qmc_funcs) with this seed; -1: independent
+    pixel_offsets: bool = False  # with qseed: camera rays through each pixel's own Sobol offsets (pair 0 keyed by the
+    # pixel), not the camera's offsets shared by a view's pixels
 
 
 def sh_norms(order: int, dtype: torch.dtype, device=None) -> Tensor:
@@ -290,7 +292,7 @@ def _args(bvh, sc: PathScene, refl, emis, lscale, rough, metal, origins, dirs, f
             to_warp(face if given else one_i), to_warp(bg), wp.float64(st.eps), wp.float64(tiny), wp.float64(ntiny),
             int(bool(st.shadows)), int(st.max_bounces), int(st.rr_depth), int(bool(st.mis)),
             int(ne > 0 or env is not None or sky is not None),
-            int(st.seed) & 0x7FFFFFFF, int(st.qseed)]
+            int(st.seed) & 0x7FFFFFFF, int(st.qseed) if st.pixel_offsets else -1, int(st.qseed)]
 
 
 def _rm(sc: PathScene, rough: Tensor | None, metal: Tensor | None) -> tuple[Tensor, Tensor]:

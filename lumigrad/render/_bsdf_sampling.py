@@ -267,11 +267,12 @@ class MaterialTable:
             spec = _ggx_d_pdf(n, wo, wi, alpha) * (dot(n, wi) > 0)
             return torch.where(ps > 0, ps * spec + (1 - ps) * cos, cos)
 
-    def sample(self, sid: Tensor, n: Tensor, wo: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``(wi [R, 3], pdf [R])`` as :func:`bsdf_sample` per shape (cosine, or the GGX mixture)."""
+    def sample(self, sid: Tensor, n: Tensor, wo: Tensor, gen) -> tuple[Tensor, Tensor]:
+        """``(wi [R, 3], pdf [R])`` as :func:`bsdf_sample` per shape (cosine, or the GGX mixture). ``gen``: a
+        ``torch.Generator``, or the Sobol sampler's draws of the ``R`` paths (:mod:`lumigrad.render._sampler`)."""
         with torch.no_grad():
             R = n.shape[0]
-            u = torch.rand(R, 3, generator=gen, dtype=n.dtype, device=n.device)
+            u = gen.bsdf() if hasattr(gen, "bsdf") else torch.rand(R, 3, generator=gen, dtype=n.dtype, device=n.device)
             t, b = frame(n)
             r, phi = u[:, 0].sqrt(), 2 * math.pi * u[:, 1]
             z = (1 - u[:, 0]).clamp_min(0).sqrt()

@@ -106,12 +106,20 @@ class EnvMap:
             s = torch.sin(math.pi * v).clamp_min(1e-12)
             return self.cell_prob[i * self.W + j] * (self.H * self.W) / (2 * math.pi**2 * s)
 
-    def sample(self, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``(dirs [n, 3], pdf [n])``: ``n`` directions drawn from the luminance distribution (no gradient)."""
+    def sample(self, n: int, gen) -> tuple[Tensor, Tensor]:
+        """``(dirs [n, 3], pdf [n])``: ``n`` directions drawn from the luminance distribution (no gradient).
+        ``gen``: a ``torch.Generator``, or the Sobol sampler's draws of ``n`` paths (:mod:`lumigrad.render._sampler`:
+        the cell picked by inverse CDF)."""
         with torch.no_grad():
             dt, dev = self.cell_prob.dtype, self.cell_prob.device
-            cell = torch.multinomial(self.cell_prob, n, replacement=True, generator=gen)
-            r = torch.rand(n, 2, generator=gen, dtype=dt, device=dev)
+            if hasattr(gen, "env"):
+                u = gen.env().to(dt)
+                cdf = torch.cumsum(self.cell_prob, 0)
+                cell = torch.searchsorted(cdf / cdf[-1], u[:, 0].contiguous(), right=True).clamp_max(cdf.shape[0] - 1)
+                r = u[:, 1:]
+            else:
+                cell = torch.multinomial(self.cell_prob, n, replacement=True, generator=gen)
+                r = torch.rand(n, 2, generator=gen, dtype=dt, device=dev)
             u = ((cell % self.W).to(dt) + r[:, 0]) / self.W
             v = ((cell // self.W).to(dt) + r[:, 1]) / self.H
             d = _dir(u, v)

@@ -271,7 +271,7 @@ def _settings(sc: _Scene, chunk: int) -> PathSettings:
     st = sc.settings
     return PathSettings(eps=sc.eps, shadows=st.shadows, max_bounces=st.max_bounces, rr_depth=st.rr_depth,
                         mis=st.mis, seed=(st.seed * 1_000_003 + chunk) % (2**31), background=tuple(st.background),
-                        qseed=st.seed % (2**31) if st.sampler == "sobol" else -1)
+                        qseed=st.seed % (2**31) if st.sampler == "sobol" else -1, pixel_offsets=True)
 
 
 def _camera(sc: _Scene, first: int) -> PathCamera:
