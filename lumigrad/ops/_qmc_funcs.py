@@ -38,6 +38,7 @@ _M1 = wp.constant(wp.uint32(0x55555555))
 _M2 = wp.constant(wp.uint32(0x33333333))
 _M4 = wp.constant(wp.uint32(0x0F0F0F0F))
 _M8 = wp.constant(wp.uint32(0x00FF00FF))
+_PHI = wp.constant(wp.uint32(0x9E3779B9))  # 2^32 / golden ratio (a module constant: as a literal it is an int32)
 _TO_UNIT = wp.constant(5.9604644775390625e-08)  # 2^-24: the top 24 bits as a float in [0, 1)
 
 
@@ -86,7 +87,7 @@ def _sobol1_reversed(i: wp.uint32, m: int):
 @wp.func
 def _mix(a: wp.uint32, b: wp.uint32):
     """A 32-bit hash of ``(a, b)`` (the ``lowbias32`` finaliser of Wellons' hash prospector on ``a ^ b * phi``)."""
-    x = a ^ (b * wp.uint32(0x9E3779B9))
+    x = a ^ (b * _PHI)
     x = x ^ (x >> wp.uint32(16))
     x = x * wp.uint32(0x21F0AAAD)
     x = x ^ (x >> wp.uint32(15))
@@ -97,7 +98,7 @@ def _mix(a: wp.uint32, b: wp.uint32):
 @wp.func
 def _combine(seed: wp.uint32, v: wp.uint32):
     """Burley's ``hash_combine``: the coordinates' seeds from the pair's (cheap; the pair's own seed is a full hash)."""
-    return seed ^ (v + wp.uint32(0x9E3779B9) + (seed << wp.uint32(6)) + (seed >> wp.uint32(2)))
+    return seed ^ (v + _PHI + (seed << wp.uint32(6)) + (seed >> wp.uint32(2)))
 
 
 @wp.func

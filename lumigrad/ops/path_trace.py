@@ -75,7 +75,8 @@ class PathScene(NamedTuple):
 class PathCamera(NamedTuple):
     """Camera rays generated in the kernel: sample ``r`` (``first + i`` of a launch) is sample ``r % spp`` of
     pixel ``p = r // spp`` (view-major, then row, column), the ray through the pixel's corner plus
-    ``offsets[view, r % spp]`` (as :func:`lumigrad.render.path._chunk_rays`)."""
+    ``offsets[view, r % spp]`` (as :func:`lumigrad.render.path._chunk_rays`), or, with
+    ``PathSettings.pixel_offsets`` and the Sobol sampler, plus the pixel's own offset (pair 0 keyed by the pixel)."""
 
     cam_to_world: Tensor  # [B, 4, 4]
     K: Tensor  # [B, 3, 3] intrinsics in pixels
