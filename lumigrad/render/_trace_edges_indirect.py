@@ -115,7 +115,7 @@ __all__ = ["indirect_boundary"]
 _SIDE = 1e-4  # half the angle (radians) between the two rays that measure a jump
 _REL_TOL = 1e-4  # the visibility test of an edge point stops this fraction short of it
 _FLAT = 1e-6  # edges whose faces' normals differ less than this (sine) cannot be silhouettes
-_EDGE_PICKS = 8  # candidate edges per hit (see _edge_samples)
+_EDGE_PICKS = 2  # edges picked per hit (see _edge_samples and the module docstring)
 _PICKER = "tree"  # "tree": lumigrad.render._edge_tree; "length": by length among all candidates
 
 
