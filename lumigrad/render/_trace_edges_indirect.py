@@ -12,12 +12,18 @@ secondary edges, without the edge hierarchy): per view, ``N`` camera samples (on
 default) find their first hit ``x_0`` and continue by the path tracer's own BSDF samples
 (:func:`lumigrad.render.path._sample_bsdf`, mirrors included) to ``x_1 .. x_{max_bounces - 2}``, with
 throughput ``beta_k`` (detached). At each non-mirror vertex ``x = x_k`` the sample picks a mesh edge
-with probability proportional to its length among the edges that can be silhouettes (open
-boundaries, and edges between non-coplanar faces) and a point ``p`` on it, drawn uniformly in the
-angle the edge subtends at ``x`` (:func:`_equiangular`); ``_EDGE_PICKS = 8`` such picks per vertex, each
-weighted ``1 / 8`` (most picks are not silhouettes seen from ``x`` and cost only the cheap tests, while the
-vertex's path is shared: on ``bench/trace_gi_shape.py``'s 82k-triangle scene, CPU x MSE of the gradient 0.80
-with one pick, 0.39 with 4, 0.32 with 8; at 5k 0.31, 0.18, 0.21). Where the edge is
+among the edges that can be silhouettes (open boundaries, and edges between non-coplanar faces) through
+the edge tree of :mod:`lumigrad.render._edge_tree` (by length among the edges that are silhouettes seen
+from ``x`` with an end point above its tangent plane, whole groups of edges culled by bounds first; the
+probability is the one the pick was drawn with, ``P(edge | x)``), and a point ``p`` on it, drawn uniformly
+in the angle the edge subtends at ``x`` (:func:`_equiangular`); ``_EDGE_PICKS = 2`` such picks per vertex,
+each weighted ``1 / 2``. Until session 12 edges were picked by length among all candidates, 8 per vertex
+(most were not silhouettes seen from ``x``, and there are ``O(sqrt(E))`` silhouettes among ``E`` edges);
+on ``bench/trace_gi_shape.py``'s scene (lumigrad alone, 32 seeds, ``scratch`` A/B in one process), CPU x MSE
+of the gradient at 82k triangles: by length x 8 0.25, tree x 2 0.19, x 4 0.28, x 8 0.28 (the tree's picks
+are mostly silhouettes, so each traces its rays: 1.0 CPU s per gradient with 8 against 0.56 with 2); at 5k
+by length x 8 0.16, tree x 1 0.13, x 2 0.15. The gradient's error there is now mostly the other terms'
+(rel. RMSE ~0.55-0.6 with or without this term's noise). Where the edge is
 a silhouette seen from ``x``, ``p`` is visible from ``x`` and in the hemisphere of ``x``'s shading
 normal (the hemisphere the path tracer integrates, whichever side the path arrived from), the jump
 ``L_ind(w_B) - L_ind(w_A)`` is measured by two rays from ``x`` a hair either side of ``p`` (``w_A``
@@ -89,14 +95,14 @@ samples per mirror pass the tests at 64^2, and none is drawn at the last depth t
 Not covered: edges seen from ``x`` through two or more mirrors, or in curved mirrors, and the shadows
 seen in mirrors from ``x`` (shadow curves reflected).
 
-Sampling edges by length
-alone (no hierarchy, no silhouette culling before the pick) is unbiased but noisy on large meshes,
-where most picked edges are not silhouettes from ``x``: ``TraceSettings.indirect_samples`` sets the
-budget (per vertex depth). Tried and not kept: picking in proportion to length x dihedral angle (the
-share of directions from which an edge is a silhouette). On the test wall with a black level-3
-icosphere as occluder (16 x 4096 samples) it moved samples from the sphere's nearly flat edges, which
-carry the gradient, to the walls' static open edges: the standard error of d/dy grew 6x (0.00026 vs
-0.00004).
+``TraceSettings.indirect_samples`` sets the budget (per vertex depth). ``_PICKER = "length"`` restores the
+picks by length among all candidates (kept for A/B benches). Tried and not kept: picking in proportion to
+length x dihedral angle (the share of directions from which an edge is a silhouette). On the test wall with a
+black level-3 icosphere as occluder (16 x 4096 samples) it moved samples from the sphere's nearly flat edges,
+which carry the gradient, to the walls' static open edges: the standard error of d/dy grew 6x (0.00026 vs
+0.00004). In the tree, weighing by the angle an edge subtends at ``x`` instead of its length
+(:data:`lumigrad.render._edge_tree.BY_ANGLE`) gave no gain on the bench scene (82k triangles, 24 seeds, 4
+picks: rel. RMSE 0.56 vs 0.53).
 """
 from __future__ import annotations
 
@@ -335,8 +341,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
     edges, ef = table.edges, table.ef
     none = (torch.zeros(0, dtype=torch.long, device=sc.device), torch.zeros(0, 3, dtype=sc.dtype, device=sc.device))
     with torch.no_grad():
-        # _EDGE_PICKS candidate edges per hit: the picks and silhouette tests are cheap next to the hit's path,
-        # and only the candidates that pass them trace rays.
+        # _EDGE_PICKS edges per hit (the hit's path is shared); only those that pass the tests trace rays.
         hit = torch.arange(h.idx.numel(), device=sc.device).repeat_interleave(_EDGE_PICKS)
         k = hit.numel()
         if _PICKER == "tree":
