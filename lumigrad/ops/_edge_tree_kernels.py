@@ -18,7 +18,7 @@ from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
-__all__ = ["edge_tree_pick", "edge_tree_leaves", "light_facing_bits"]
+__all__ = ["edge_tree_pick", "edge_tree_leaves", "light_facing_bits", "candidate_lengths"]
 
 
 @wp.func
@@ -241,3 +241,27 @@ def light_facing_bits(
             if d > edge_on * wp.length(n) * wp.length(t):
                 bits = bits | (1 << l)
     out[i] = bits
+
+
+@wp.kernel
+def candidate_lengths(
+    offset: int,
+    edges: wp.array(dtype=wp.vec2i),  # [E] end points' vertex ids
+    edge_faces: wp.array(dtype=wp.vec2i),  # [E] adjacent faces (-1: open)
+    verts: wp.array(dtype=Any),  # [V] vec3
+    fn: wp.array(dtype=Any),  # [F] vec3 face normals (unnormalised)
+    flat: Any,  # faces whose unit normals' cross product is shorter (and dot positive) are coplanar
+    out: wp.array(dtype=Any),  # [E] the edge's length where it can be a silhouette, else 0
+):
+    """Per edge: its length if open or between non-coplanar faces (as
+    :func:`lumigrad.render._trace_edges_indirect._candidate_edges`), else 0."""
+    i = wp.tid() + offset
+    e = edges[i]
+    ef = edge_faces[i]
+    length = wp.length(verts[e[1]] - verts[e[0]])
+    if ef[1] >= 0:
+        n0 = wp.normalize(fn[ef[0]])
+        n1 = wp.normalize(fn[ef[1]])
+        if wp.length(wp.cross(n0, n1)) <= flat and wp.dot(n0, n1) >= flat - flat:
+            length = flat - flat
+    out[i] = length

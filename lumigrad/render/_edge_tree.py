@@ -346,3 +346,21 @@ def light_silhouette_masks(edge_faces: Tensor, face_normal: Tensor, face_v0: Ten
         bits = torch.where(f1 >= 0, facing[f0] ^ facing[f1.clamp(min=0)], torch.full_like(facing[f0], -1))
         out += [((bits >> i) & 1).bool() for i in range(len(group))]
     return out
+
+
+def candidate_lengths(verts: Tensor, edges: Tensor, edge_faces: Tensor, face_normal: Tensor, flat: float) -> Tensor:
+    """``[E]`` each edge's length where it can be a silhouette (open, or its faces' unit normals' cross product
+    longer than ``flat`` or their dot negative), else 0: Warp kernel
+    :func:`lumigrad.ops._edge_tree_kernels.candidate_lengths`; the reference is
+    ``length * _candidate_edges`` of :mod:`lumigrad.render._trace_edges_indirect` (0.19 s in torch at 2M edges)."""
+    from lumigrad.ops import _edge_tree_kernels as _k
+    from lumigrad.ops._common import launch, to_warp, warp_device
+
+    v3 = wp.vec3d if verts.dtype == torch.float64 else wp.vec3
+    sc = wp.float64 if verts.dtype == torch.float64 else wp.float32
+    out = torch.empty(edges.shape[0], dtype=verts.dtype, device=verts.device)
+    launch(_k.candidate_lengths, edges.shape[0], [to_warp(edges.to(torch.int32).contiguous(), wp.vec2i),
+                                                   to_warp(edge_faces.to(torch.int32).contiguous(), wp.vec2i),
+                                                   to_warp(verts.contiguous(), v3), to_warp(face_normal.contiguous(), v3),
+                                                   sc(flat), to_warp(out)], warp_device(verts))
+    return out

@@ -161,10 +161,15 @@ def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor) -
 class _EdgeTable:
     """The edges an edge sample may pick: candidates' lengths (pick probability ``length / total``)."""
 
-    def __init__(self, sc, skip_shape: int | None = None) -> None:
+    def __init__(self, sc, skip_shape: int | None = None, length: Tensor | None = None) -> None:
+        """``length``: the candidates' lengths when known (another table's), else computed (Warp kernel
+        :func:`lumigrad.render._edge_tree.candidate_lengths`, reference ``length * _candidate_edges(sc)``)."""
+        from lumigrad.render._edge_tree import candidate_lengths
+
         self.edges, self.ef = sc.accel.edges, sc.accel.edge_faces
-        vd = sc.verts.detach()
-        self.length = (vd[self.edges[:, 1]] - vd[self.edges[:, 0]]).norm(dim=-1) * _candidate_edges(sc)
+        if length is None:
+            length = candidate_lengths(sc.verts.detach(), self.edges, self.ef, sc.accel._face_data[0], _FLAT)
+        self.length = length
         if skip_shape is not None:  # a mirror's own edges (in its plane: never seen in it)
             self.length = self.length * (sc.owner[self.ef[:, 0]] != skip_shape)
         self.total = float(self.length.sum())
@@ -201,7 +206,7 @@ class IndirectTables:
         if bool(sc.mats.mirror.any()):
             from lumigrad.render._trace_edges_mirror import planar_mirrors
 
-            self.mirrors = [(m, _EdgeTable(sc, m.shape)) for m in planar_mirrors(sc)]
+            self.mirrors = [(m, _EdgeTable(sc, m.shape, self.table.length)) for m in planar_mirrors(sc)]
 
 
 def indirect_boundary(sc, b: int, n: int, virtual=(), rnd: int = 0, tables: IndirectTables | None = None

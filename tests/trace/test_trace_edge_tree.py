@@ -107,3 +107,16 @@ def test_light_silhouettes_kernel_matches_reference():
     for light, m in zip(lights, masks):
         ref = _silhouette(ef, _facing_one(light, fn, v0))
         assert torch.equal(m, ref) and int(m.sum()) > 4
+
+
+def test_candidate_lengths_kernel_matches_reference():
+    from types import SimpleNamespace
+
+    from lumigrad.render._edge_tree import candidate_lengths
+    from lumigrad.render._trace_edges_indirect import _FLAT, _candidate_edges
+
+    V, edges, ef, fn, v0, length = _scene(torch.float32)
+    got = candidate_lengths(V, edges, ef, fn, _FLAT)
+    want = length * _candidate_edges(SimpleNamespace(accel=SimpleNamespace(_face_data=(fn, v0), edge_faces=ef)))
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    assert bool((got == 0).any()) and bool((got > 0).any())  # the quad's diagonal is coplanar; the rest is not
