@@ -168,8 +168,18 @@ def motion(sc) -> Motion:
     return Motion(_varies(cam.world_to_cam) or _varies(cam.K), torch.tensor(moving, dtype=torch.bool, device=sc.device))
 
 
-def _light_facing(sc, fnorm: Tensor, v0: Tensor) -> list[Tensor]:
-    return [_facing_one(light, fnorm, v0) for light in sc.point_lights]
+def light_silhouettes(sc, virtual) -> tuple[list[Tensor], list[Tensor]]:
+    """``(point, virtual)``: per point / directional light of ``sc`` and per virtual light (:func:`_virtual_lights`,
+    its ``skip`` edges left out), the edges ``[E_i, 2]`` that are silhouettes seen from it. Detached and the same
+    for every view and round: computed once per render and shared by the screen-space shadow terms and
+    :mod:`lumigrad.render._trace_edges_shadow_indirect` (:func:`lumigrad.render._edge_tree.light_silhouette_masks`)."""
+    from lumigrad.render._edge_tree import light_silhouette_masks
+
+    fnorm, v0 = sc.accel._face_data
+    edges = sc.accel.edges
+    sil = light_silhouette_masks(sc.accel.edge_faces, fnorm, v0, list(sc.point_lights) + [v[0] for v in virtual])
+    n = len(sc.point_lights)
+    return [edges[m] for m in sil[:n]], [edges[m & ~v[2]] for m, v in zip(sil[n:], virtual)]
 
 
 def boundary_term(sc, radiance) -> Tensor:
@@ -210,6 +220,8 @@ def boundary_term(sc, radiance) -> Tensor:
         out = out.index_add(0, pix, contrib)
 
     virtual = _virtual_lights(sc) if st.shadows else []
+    sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])
+    tables = None  # the indirect term's per-render tables, built at its first call
     moves = motion(sc)
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
@@ -259,31 +271,31 @@ def boundary_term(sc, radiance) -> Tensor:
                 ok[cand] = _seen_from_camera(sc, b, c2w[b], pts[cand], persp)
                 accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok)
         if st.max_bounces >= 2 and st.indirect_samples != 0:
-            from lumigrad.render._trace_edges_indirect import indirect_boundary
+            from lumigrad.render._trace_edges_indirect import IndirectTables, indirect_boundary
 
             # Rounds of at most ~2^18 samples (whole multiples of H * W: stratified by pixel), averaged: bounded
             # memory, and each round's set-up (edge table, shadow casters) amortised over many samples.
             total = st.indirect_samples if st.indirect_samples is not None else H * W * st.spp
             rounds = -(-total // (H * W * max(1, (1 << 18) // (H * W))))
+            if tables is None:
+                tables = IndirectTables(sc, (sil_point, sil_virtual))
             for rnd in range(rounds):
-                pixel, contrib = indirect_boundary(sc, b, -(-total // rounds), virtual, rnd)
+                pixel, contrib = indirect_boundary(sc, b, -(-total // rounds), virtual, rnd, tables)
                 out = out.index_add(0, pixel, contrib / rounds)
         if not st.shadows:
             continue
         view = (b, w2c, k, c2w[b], persp)
         # Hard shadow boundaries of point and directional lights.
-        for light, facing in zip(sc.point_lights, _light_facing(sc, fnorm, v0)):
-            _shadow_boundary(sc, view, light, edges[_silhouette(ef, facing)], M, accumulate, sc)
+        for light, e in zip(sc.point_lights, sil_point):
+            _shadow_boundary(sc, view, light, e, M, accumulate, sc)
         # Penumbrae: each area / environment light as point / directional lights drawn from it.
-        for light, scene, skip, cos_from in virtual:
-            facing = _facing_one(light, fnorm, v0)
-            sil = _silhouette(ef, facing) & ~skip
+        for (light, scene, _, cos_from), e in zip(virtual, sil_virtual):
             m = max(1, M // st.shadow_light_samples)
-            _shadow_boundary(sc, view, light, edges[sil], m, accumulate, scene, cos_from)
+            _shadow_boundary(sc, view, light, e, m, accumulate, scene, cos_from)
     return out.reshape(B, H, W, 3)
 
 
-def _facing_one(light, fnorm: Tensor, v0: Tensor) -> Tensor:
+def _facing_one(light, fnorm: Tensor, v0: Tensor, fnorm_len: Tensor | None = None) -> Tensor:
     """``[F]`` bool: the faces turned towards ``light``. Faces the light sees edge-on (cosine within
     ``_EDGE_ON``, e.g. the equator faces of an icosphere under a light from straight above) count as turned
     away whatever the rounding: the silhouette is then their near edge, which is lit (from their far edge
@@ -293,7 +305,8 @@ def _facing_one(light, fnorm: Tensor, v0: Tensor) -> Tensor:
         to_light = light.position.detach() - v0
     else:
         to_light = light.to_light.detach().expand_as(fnorm)
-    return dot(fnorm, to_light) > _EDGE_ON * fnorm.norm(dim=-1) * to_light.norm(dim=-1)
+    fnorm_len = fnorm.norm(dim=-1) if fnorm_len is None else fnorm_len
+    return dot(fnorm, to_light) > _EDGE_ON * fnorm_len * to_light.norm(dim=-1)
 
 
 def _virtual_lights(sc) -> list:

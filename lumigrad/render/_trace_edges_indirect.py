@@ -12,12 +12,19 @@ secondary edges, without the edge hierarchy): per view, ``N`` camera samples (on
 default) find their first hit ``x_0`` and continue by the path tracer's own BSDF samples
 (:func:`lumigrad.render.path._sample_bsdf`, mirrors included) to ``x_1 .. x_{max_bounces - 2}``, with
 throughput ``beta_k`` (detached). At each non-mirror vertex ``x = x_k`` the sample picks a mesh edge
-with probability proportional to its length among the edges that can be silhouettes (open
-boundaries, and edges between non-coplanar faces) and a point ``p`` on it, drawn uniformly in the
-angle the edge subtends at ``x`` (:func:`_equiangular`); ``_EDGE_PICKS = 8`` such picks per vertex, each
-weighted ``1 / 8`` (most picks are not silhouettes seen from ``x`` and cost only the cheap tests, while the
-vertex's path is shared: on ``bench/trace_gi_shape.py``'s 82k-triangle scene, CPU x MSE of the gradient 0.80
-with one pick, 0.39 with 4, 0.32 with 8; at 5k 0.31, 0.18, 0.21). Where the edge is
+among the edges that can be silhouettes (open boundaries, and edges between non-coplanar faces) through
+the edge tree of :mod:`lumigrad.render._edge_tree` (a descent weighing each node by its edges' length
+where its bounds allow a silhouette seen from ``x`` above its tangent plane, and at the leaf each edge by its
+length where it is one; the weight divides by ``P(edge | x)``, the probability the pick was drawn with),
+and a point ``p`` on it, drawn uniformly
+in the angle the edge subtends at ``x`` (:func:`_equiangular`); ``_EDGE_PICKS = 2`` such picks per vertex,
+each weighted ``1 / 2``. Until session 12 edges were picked by length among all candidates, 8 per vertex
+(most were not silhouettes seen from ``x``, and there are ``O(sqrt(E))`` silhouettes among ``E`` edges);
+on ``bench/trace_gi_shape.py``'s scene (lumigrad alone, 32 seeds, ``scratch`` A/B in one process), CPU x MSE
+of the gradient at 82k triangles: by length x 8 0.25, tree x 2 0.19, x 4 0.28, x 8 0.28 (the tree's picks
+are mostly silhouettes, so each traces its rays: 1.0 CPU s per gradient with 8 against 0.56 with 2); at 5k
+by length x 8 0.16, tree x 1 0.13, x 2 0.15. The gradient's error there is now mostly the other terms'
+(rel. RMSE ~0.55-0.6 with or without this term's noise). Where the edge is
 a silhouette seen from ``x``, ``p`` is visible from ``x`` and in the hemisphere of ``x``'s shading
 normal (the hemisphere the path tracer integrates, whichever side the path arrived from), the jump
 ``L_ind(w_B) - L_ind(w_A)`` is measured by two rays from ``x`` a hair either side of ``p`` (``w_A``
@@ -89,14 +96,14 @@ samples per mirror pass the tests at 64^2, and none is drawn at the last depth t
 Not covered: edges seen from ``x`` through two or more mirrors, or in curved mirrors, and the shadows
 seen in mirrors from ``x`` (shadow curves reflected).
 
-Sampling edges by length
-alone (no hierarchy, no silhouette culling before the pick) is unbiased but noisy on large meshes,
-where most picked edges are not silhouettes from ``x``: ``TraceSettings.indirect_samples`` sets the
-budget (per vertex depth). Tried and not kept: picking in proportion to length x dihedral angle (the
-share of directions from which an edge is a silhouette). On the test wall with a black level-3
-icosphere as occluder (16 x 4096 samples) it moved samples from the sphere's nearly flat edges, which
-carry the gradient, to the walls' static open edges: the standard error of d/dy grew 6x (0.00026 vs
-0.00004).
+``TraceSettings.indirect_samples`` sets the budget (per vertex depth). ``_PICKER = "length"`` restores the
+picks by length among all candidates (kept for A/B benches). Tried and not kept: picking in proportion to
+length x dihedral angle (the share of directions from which an edge is a silhouette). On the test wall with a
+black level-3 icosphere as occluder (16 x 4096 samples) it moved samples from the sphere's nearly flat edges,
+which carry the gradient, to the walls' static open edges: the standard error of d/dy grew 6x (0.00026 vs
+0.00004). In the tree, weighing by the angle an edge subtends at ``x`` instead of its length
+(:data:`lumigrad.render._edge_tree.BY_ANGLE`) gave no gain on the bench scene (82k triangles, 24 seeds, 4
+picks: rel. RMSE 0.56 vs 0.53).
 """
 from __future__ import annotations
 
@@ -115,7 +122,8 @@ __all__ = ["indirect_boundary"]
 _SIDE = 1e-4  # half the angle (radians) between the two rays that measure a jump
 _REL_TOL = 1e-4  # the visibility test of an edge point stops this fraction short of it
 _FLAT = 1e-6  # edges whose faces' normals differ less than this (sine) cannot be silhouettes
-_EDGE_PICKS = 8  # candidate edges per hit (see _edge_samples)
+_EDGE_PICKS = 2  # edges picked per hit (see _edge_samples and the module docstring)
+_PICKER = "tree"  # "tree": lumigrad.render._edge_tree; "length": by length among all candidates
 
 
 def _candidate_edges(sc) -> Tensor:
@@ -154,31 +162,74 @@ def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor) -
 class _EdgeTable:
     """The edges an edge sample may pick: candidates' lengths (pick probability ``length / total``)."""
 
-    def __init__(self, sc, skip_shape: int | None = None) -> None:
+    def __init__(self, sc, skip_shape: int | None = None, length: Tensor | None = None) -> None:
+        """``length``: the candidates' lengths when known (another table's), else computed (Warp kernel
+        :func:`lumigrad.render._edge_tree.candidate_lengths`, reference ``length * _candidate_edges(sc)``)."""
+        from lumigrad.render._edge_tree import candidate_lengths
+
         self.edges, self.ef = sc.accel.edges, sc.accel.edge_faces
-        vd = sc.verts.detach()
-        self.length = (vd[self.edges[:, 1]] - vd[self.edges[:, 0]]).norm(dim=-1) * _candidate_edges(sc)
+        if length is None:
+            length = candidate_lengths(sc.verts.detach(), self.edges, self.ef, sc.accel._face_data[0], _FLAT)
+        self.length = length
         if skip_shape is not None:  # a mirror's own edges (in its plane: never seen in it)
             self.length = self.length * (sc.owner[self.ef[:, 0]] != skip_shape)
         self.total = float(self.length.sum())
+        self._tree = None
+        self._sc = sc
+
+    def tree(self):
+        """The :class:`lumigrad.render._edge_tree.EdgeTree` over these edges (built at the first call)."""
+        if self._tree is None:
+            from lumigrad.render._edge_tree import EdgeTree, edge_order
+
+            acc = self._sc.accel
+            fn, v0 = acc._face_data
+            vd = self._sc.verts.detach()
+            # The edges' order (a Morton curve) depends on the topology only for correctness: kept on the accel
+            # (0.2-0.4 CPU s per render at 2M edges otherwise).
+            order = getattr(acc, "_edge_tree_order", None)
+            if order is None or order.shape[0] != self.edges.shape[0]:
+                order = acc._edge_tree_order = edge_order(vd, self.edges)
+            self._tree = EdgeTree(vd, self.edges, self.ef, fn, v0, self.length, order)
+        return self._tree
 
 
-def indirect_boundary(sc, b: int, n: int, virtual=(), rnd: int = 0) -> tuple[Tensor, Tensor]:
+class IndirectTables:
+    """What :func:`indirect_boundary` needs of the mesh that is the same for every view and round of a render
+    (detached): the edge table, the planar mirrors with theirs, and the lights' silhouette edges
+    (``light_edges``: :func:`lumigrad.render._trace_edges.light_silhouettes`' pair, or None to compute them).
+    Built once per render (at 1.3M triangles the edge table took 0.19 s in torch, the lights' silhouettes 0.6 s
+    per use)."""
+
+    def __init__(self, sc, light_edges=None) -> None:
+        self.table = _EdgeTable(sc)
+        self.light_edges = light_edges
+        self.mirrors = []  # (plane, its edge table) of each planar mirror, for the edges seen in it
+        if bool(sc.mats.mirror.any()):
+            from lumigrad.render._trace_edges_mirror import planar_mirrors
+
+            self.mirrors = [(m, _EdgeTable(sc, m.shape, self.table.length)) for m in planar_mirrors(sc)]
+
+
+def indirect_boundary(sc, b: int, n: int, virtual=(), rnd: int = 0, tables: IndirectTables | None = None
+                      ) -> tuple[Tensor, Tensor]:
     """``(pixel [k] long, contrib [k, 3])``: ``n`` boundary samples of view ``b`` (module docstring) at each of
     the path vertices ``x_0 .. x_{max_bounces - 2}``; ``pixel`` indexes the ``[B * H * W]`` image rows and
     ``contrib`` is zero-valued with the gradient. ``virtual``: the area / environment lights' samples as point /
     directional lights (:func:`lumigrad.render._trace_edges._virtual_lights`), whose shadows are sampled too.
-    ``rnd``: the round, when the caller averages several (each round's own generators draw other samples)."""
+    ``rnd``: the round, when the caller averages several (each round's own generators draw other samples);
+    ``tables``: the render's :class:`IndirectTables` (built here when None)."""
     from lumigrad.render.path import _camera_rays, _sample_bsdf, _take, _trace
 
     cam = sc.camera
     H, W = cam.height, cam.width
     empty = (torch.zeros(0, dtype=torch.long, device=sc.device), torch.zeros(0, 3, dtype=sc.dtype, device=sc.device))
-    table = _EdgeTable(sc)
+    tables = IndirectTables(sc) if tables is None else tables
+    table = tables.table
     if table.total <= 0:
         return empty
     stream = b + (rnd << 16)  # views (< 65536) and rounds: the own generators' streams
-    casters, shadow_gen = shadow_casters(sc, stream, virtual)
+    casters, shadow_gen = shadow_casters(sc, stream, virtual, tables.light_edges)
     # Camera samples: stratified by pixel when n is a multiple of H * W, else uniform over the image.
     with torch.no_grad():
         if n % (H * W) == 0:
@@ -195,11 +246,8 @@ def indirect_boundary(sc, b: int, n: int, virtual=(), rnd: int = 0) -> tuple[Ten
     # and the vertices after one that drew shadow samples (_trace_edges_shadow_indirect).
     screen = torch.ones(h.idx.numel(), dtype=torch.bool, device=sc.device)
     planar = torch.zeros(len(sc.shapes), dtype=torch.bool, device=sc.device)
-    mirrors = []  # (plane, its edge table) of each planar mirror, for the edges seen in it
-    if bool(sc.mats.mirror.any()):
-        from lumigrad.render._trace_edges_mirror import planar_mirrors
-
-        mirrors = [(m, _EdgeTable(sc, m.shape)) for m in planar_mirrors(sc)]
+    mirrors = tables.mirrors
+    if mirrors:
         planar[[m.shape for m, _ in mirrors]] = True
         mirrors = [(m, t) for m, t in mirrors if t.total > 0]
     msc = _own_stream(sc, stream) if mirrors else sc
@@ -300,11 +348,15 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
     edges, ef = table.edges, table.ef
     none = (torch.zeros(0, dtype=torch.long, device=sc.device), torch.zeros(0, 3, dtype=sc.dtype, device=sc.device))
     with torch.no_grad():
-        # _EDGE_PICKS candidate edges per hit: the picks and silhouette tests are cheap next to the hit's path,
-        # and only the candidates that pass them trace rays.
+        # _EDGE_PICKS edges per hit (the hit's path is shared); only those that pass the tests trace rays.
         hit = torch.arange(h.idx.numel(), device=sc.device).repeat_interleave(_EDGE_PICKS)
         k = hit.numel()
-        pick = torch.multinomial(table.length, k, replacement=True, generator=sc.gen)
+        if _PICKER == "tree":
+            tree = table.tree()
+            pick, prob = tree.pick(h.points.detach(), h.ns.detach(), _EDGE_PICKS, sc.rand(k, tree.depth))
+        else:
+            pick = torch.multinomial(table.length, k, replacement=True, generator=sc.gen)
+            prob = table.length[pick] / table.total
         e = edges[pick]
         a, c = vd[e[:, 0]], vd[e[:, 1]]
         x, ng, ns = h.points.detach()[hit], h.ng.detach()[hit], h.ns.detach()[hit]
@@ -318,7 +370,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         # The direction integral is over the shading normal's hemisphere whichever side the path arrived from
         # (as the path tracer's BSDF sample); its rays leave from the geometric side they point to.
         side = torch.where(dot(ng, wn) >= 0, 1.0, -1.0).to(sc.dtype)
-        ok = sil & ~own & (dot(ns, wn) > 0) & ~sc.mats.mirror[h.shape[hit]]
+        ok = sil & ~own & (dot(ns, wn) > 0) & ~sc.mats.mirror[h.shape[hit]] & (prob > 0)
         sel = torch.nonzero(ok).squeeze(1)
         if sel.numel() == 0:
             return none
@@ -332,7 +384,7 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs])
         f = _bsdf_cos(sc, h, hs, wn_s)
         # |dw/dt| / pdf(t) is the subtended angle; each of the hit's candidates counts 1 / _EDGE_PICKS
-        weight = f * jump * angle[sel] * (table.total / (_EDGE_PICKS * table.length[pick[sel]]))[:, None]
+        weight = f * jump * angle[sel] / (_EDGE_PICKS * prob[sel])[:, None]
     # Differentiable boundary direction: the edge point (edge vertices) seen from the re-attached hit.
     ep = e[sel]
     pb = sc.verts.index_select(0, ep[:, 0])

@@ -72,7 +72,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded, reattach
-from lumigrad.render._trace_edges import _DS, _facing_one, _pick_edge_points, _silhouette, receiver_faces
+from lumigrad.render._trace_edges import _DS, _pick_edge_points, light_silhouettes, receiver_faces
 from lumigrad.scene.lights import PointLight
 
 __all__ = ["shadow_casters", "shadow_samples"]
@@ -118,34 +118,32 @@ def _with_lights(sc, lights: list):
     return v
 
 
-def shadow_casters(sc, stream: int, virtual=()) -> tuple[_Casters | list, torch.Generator | None]:
+def shadow_casters(sc, stream: int, virtual=(), light_edges=None) -> tuple[_Casters | list, torch.Generator | None]:
     """``(casters, generator)``: the shadow casters (:class:`_Casters`: the point / directional lights and the
     area / environment lights' ``virtual`` samples, with the edges that are silhouettes seen from each) and the
     generator of the samples of random stream ``stream`` (a view and round: ``indirect_boundary``'s), or
-    ``([], None)`` without shadows."""
+    ``([], None)`` without shadows. ``light_edges``: those silhouettes
+    (:func:`lumigrad.render._trace_edges.light_silhouettes`, once per render), or None to compute them."""
     if not sc.settings.shadows or not (sc.point_lights or virtual):
         return [], None
     gen = torch.Generator(device=sc.device).manual_seed((sc.settings.seed * 1_000_003 + (1 << 61) + stream) % (2**63))
-    fn, v0 = sc.accel._face_data
-    ef = sc.accel.edge_faces
+    sil_point, sil_virtual = light_silhouettes(sc, virtual) if light_edges is None else light_edges
     lights, cos_from = [], []
 
-    def caster(light, skip=None, cos=None):
-        sil = _silhouette(ef, _facing_one(light, fn, v0))
-        e = sc.accel.edges[sil if skip is None else sil & ~skip]
+    def caster(light, e, cos=None):
         if not e.shape[0]:
             return None
         lights.append(light)
         cos_from.append(cos)
         return len(lights) - 1, e
 
-    groups = [[caster(light)] for light in sc.point_lights]
+    groups = [[caster(light, e)] for light, e in zip(sc.point_lights, sil_point)]
     # _virtual_lights lists K = shadow_light_samples samples per emitter (an emitter point each, with its
     # cosine), then the environment's (directions, no cosine; fewer where the pdf is 0): one group per source.
-    area = [v for v in virtual if v[3] is not None]
+    area = [(v[0], e, v[3]) for v, e in zip(virtual, sil_virtual) if v[3] is not None]
     K = max(1, sc.settings.shadow_light_samples)
-    groups += [[caster(v[0], v[2], v[3]) for v in area[i:i + K]] for i in range(0, len(area), K)]
-    groups.append([caster(v[0], v[2], v[3]) for v in virtual if v[3] is None])
+    groups += [[caster(*v) for v in area[i:i + K]] for i in range(0, len(area), K)]
+    groups.append([caster(v[0], e) for v, e in zip(virtual, sil_virtual) if v[3] is None])
     groups = [g for g in groups if any(c is not None for c in g)]
     return (_Casters(sc, groups, lights, cos_from) if groups else []), gen
 

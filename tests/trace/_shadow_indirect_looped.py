@@ -22,7 +22,7 @@ _REL_TOL = 1e-4  # the visibility test of a receiver point stops this fraction s
 _GRAZE = 1e-6  # receivers seen at a smaller cosine to x's geometric normal are taken as coplanar with x
 
 
-def shadow_casters(sc, b: int, virtual=()) -> tuple[list, torch.Generator | None]:
+def shadow_casters(sc, b: int, virtual=(), light_edges=None) -> tuple[list, torch.Generator | None]:
     """``(groups, generator)``: groups of ``(light, edges [E, 2], lit-only scene, cos_from)``, one group per
     point / directional light and one per area or environment light (its ``virtual`` samples, of which each
     hit takes one), and the generator of view ``b``'s samples (None without shadows)."""

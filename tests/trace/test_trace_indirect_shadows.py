@@ -220,7 +220,7 @@ def test_gradients_match_finite_differences(point_grads):
 
 
 def _grads_without_the_term(monkeypatch, seeds, spp):
-    monkeypatch.setattr(indirect_module, "shadow_casters", lambda sc, b, virtual=(): ([], None))
+    monkeypatch.setattr(indirect_module, "shadow_casters", lambda sc, b, virtual=(), light_edges=None: ([], None))
     out = []
     for seed in seeds:
         shift, param = torch.zeros(3, dtype=DT, requires_grad=True), _light_param(True).requires_grad_(True)
@@ -376,7 +376,7 @@ def test_environment_light_shadow_gradient_matches_finite_differences(monkeypatc
     of the map as directional lights: d(mean)/d(occluder x) (z is too small for this budget). The occluder's
     gradient comes only from this term (off: exactly zero)."""
     _env_check(_env_grads(range(32), 16384), (0, 1), (0,), 0.25)
-    monkeypatch.setattr(indirect_module, "shadow_casters", lambda sc, b, virtual=(): ([], None))
+    monkeypatch.setattr(indirect_module, "shadow_casters", lambda sc, b, virtual=(), light_edges=None: ([], None))
     assert float(_env_grads(range(2), 1024).abs().max()) == 0.0
 
 

@@ -27,6 +27,7 @@ The lumigrad scene's directional light maps to Mitsuba's ``directional`` emitter
 (``lumigrad._mitsuba``); Mitsuba's path image mean matches the closed form (0.1835 vs 0.1825, 4096 spp).
 """
 import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -46,6 +47,8 @@ DT = torch.float64
 
 def _load_scene_module():
     path = Path(__file__).parents[1] / "trace" / "test_trace_indirect_edges.py"
+    if str(path.parent) not in sys.path:  # its own imports (_stats) live next to it
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("_indirect_edges_scene", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
