@@ -65,6 +65,8 @@ def _extra(ap):
                                                   "references at levels 4 and 6 agree within 1 %%)")
     ap.add_argument("--save", help="write every estimator's per-seed gradients to this .npz")
     ap.add_argument("--unguided", action="store_true", help="also Mitsuba prb_projective with guiding='none'")
+    ap.add_argument("--sampler", default="sobol", choices=("sobol", "independent"), help="lumigrad's sampler")
+    ap.add_argument("--first-seed", type=int, default=0, help="lumigrad's seeds start here")
 
 
 ARGS = gi_args(__doc__.split("\n")[0], threads=2, reps=0, add=_extra)
@@ -97,7 +99,8 @@ def lumigrad_grad(shapes, cam, accel):
         t0, c0 = time.perf_counter(), time.process_time()
         shift = torch.zeros(3, requires_grad=True)
         sh = shapes[:-1] + [Shape(Mesh(sphere.mesh.verts + shift, sphere.mesh.faces), sphere.material)]
-        st = TraceSettings(spp=ARGS.spp, max_bounces=ARGS.bounces, boundary="edge", seed=seed)
+        st = TraceSettings(spp=ARGS.spp, max_bounces=ARGS.bounces, boundary="edge", seed=seed + ARGS.first_seed,
+                           sampler=ARGS.sampler)
         render_trace(sh, cam, [], st, accel=accel).image.mean().backward()
         return shift.grad.double().numpy(), time.perf_counter() - t0, time.process_time() - c0
     return run

@@ -126,7 +126,7 @@ from torch import Tensor
 from lumigrad.geometry.normals import dot
 from lumigrad.ops.trace import intersect, occluded
 from lumigrad.render._trace_edges import (_REL_TOL, _facing_one, _perp, _project, _shadow_boundary, _silhouette,
-                                          _virtual_lights)
+                                          _virtual_lights, stratified_picks)
 from lumigrad.scene.lights import PointLight
 
 __all__ = ["MirrorPlane", "MirrorView", "mirror_plane", "mirror_samples", "mirror_silhouettes", "planar_mirrors"]
@@ -364,7 +364,7 @@ def mirror_samples(sc, view, mirror: MirrorPlane, M: int, gen: torch.Generator,
         total = float(length.sum())
         if total <= 0 or M <= 0:
             return None
-        pick = torch.multinomial(length, M, replacement=True, generator=gen).sort().values
+        pick = stratified_picks(length, M, gen)
         u = torch.rand(M, generator=gen, dtype=sc.dtype, device=sc.device)
         s = s0[pick] + u * (s1 - s0)[pick]
         ep = e[pick]

@@ -1105,5 +1105,6 @@ def render_trace(
     if settings.boundary == "edge" and not fused and _boundary_needed(sc, lights, image):
         from lumigrad.render._trace_edges import boundary_term
 
-        image = image + boundary_term(sc, lambda s, vw, px: _radiance(s, *_camera_rays(camera, vw, px), s.gen)[0])
+        image = image + boundary_term(sc, lambda s, vw, px, face=None: _radiance(s, *_camera_rays(camera, vw, px), s.gen,
+                                                                                 face)[0])
     return TraceOutput(image, alpha)

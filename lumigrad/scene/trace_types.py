@@ -213,11 +213,12 @@ class TraceSettings:
             jittered in ``n x n`` strata when ``spp = n^2`` (uniform otherwise),
             shared by a view's pixels, every other number independent (the
             default until session 12). Both are unbiased; Sobol is less noisy:
-            Cornell box, 3 bounces, 16 spp, relative image MSE 0.00057 against
-            0.00131 at 128^2 (Mitsuba 3 at the same spp: ``independent``
-            0.00223, ``multijitter`` 0.00050, ``ldsampler`` 0.00055), floor-albedo
-            gradient variance 0.33-0.36x (``bench/trace_gi_error.py``); the path
-            kernel's time 1.15x.
+            Cornell box, 3 bounces, 16 spp, 16 seeds, relative image MSE
+            0.00058 against 0.00119 at 128^2 (Mitsuba 3 at the same spp:
+            ``independent`` 0.00214, ``multijitter`` 0.00049, ``ldsampler``
+            0.00055), floor-albedo gradient variance 0.33x
+            (``bench/trace_gi_error.py``, ``bench/results_trace12.md``); the
+            path kernel's time 1.15x.
     """
 
     spp: int = 4
