@@ -136,15 +136,18 @@ def _candidate_edges(sc) -> Tensor:
     return (ef[:, 1] < 0) | bent
 
 
-def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor) -> Tensor:
+def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor, known: Tensor | None = None) -> Tensor:
     """``[R, 3]`` radiance arriving at ``origins`` from ``dirs``: what the next hit reflects (``bounces``
     bounces from it) and, where ``direct [R]`` (bool) holds, its emission and the environment seen by escaping
-    rays; escaping rays always see the ambient and SH lights (a distant environment when ``max_bounces > 1``)."""
+    rays; escaping rays always see the ambient and SH lights (a distant environment when ``max_bounces > 1``).
+    ``known [R]``: the rays' first hits where ``>= 0`` (re-attached, not traced)."""
     from lumigrad.render.path import _emission, _radiance, _sky_radiance, _trace
 
     ind = copy.copy(sc)
     ind.settings = dataclasses.replace(sc.settings, max_bounces=bounces, background=(0.0, 0.0, 0.0))
     face = intersect(sc.accel.bvh, origins, dirs).face
+    if known is not None:
+        face = torch.where(known >= 0, known.to(face.dtype), face)
     L, hit = _radiance(ind, origins, dirs, sc.gen, face)
     if not bool(direct.all()):
         h = _trace(ind, origins, dirs, face)
@@ -307,6 +310,12 @@ def _silhouette_from(ef: Tensor, fn: Tensor, v0: Tensor, eye: Tensor) -> tuple[T
     return (f1 < 0) | ((dot(fn[f0], eye - v0[f0]) > 0) != (dot(fn[g1], eye - v0[g1]) > 0)), f0, f1
 
 
+def _seen_face(f0: Tensor, f1: Tensor, fn: Tensor, v0: Tensor, eye: Tensor) -> Tensor:
+    """``[k]`` the face of each silhouette edge (faces ``f0``, ``f1``; ``-1``: open) turned towards ``eye``:
+    the one seen on the edge (an open edge's only face)."""
+    return torch.where((f1 >= 0) & (dot(fn[f0], eye - v0[f0]) <= 0), f1, f0)
+
+
 def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     """``(t [k, 1], angle [k, 1])``: points ``a + t (c - a)`` on the segments ``a c`` drawn uniformly in the angle
     they subtend at ``x`` (equiangular sampling, ``u [k, 1]`` uniform), and that angle.
@@ -326,14 +335,25 @@ def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Te
 
 
 def _jump(sc, org: Tensor, target: Tensor, wn: Tensor, dist: Tensor, edge_dir: Tensor, bounces: int,
-          direct: Tensor) -> tuple[Tensor, Tensor]:
+          direct: Tensor, near: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """``(m [k, 3], jump [k, 3])``: the unit normal ``m = normalize(wn x edge_dir)`` of the edge's curve on the
     sphere of directions at ``target`` (seen along ``wn`` at ``dist`` from ``org``) and the incoming radiance on
-    its side B minus side A (side A towards ``m``), by two rays a hair either side."""
+    its side B minus side A (side A towards ``m``), by two rays a hair either side. ``near = (face [k], centre
+    [k, 3])``: the face seen on the edge and a point inside it; that face's side is shaded at the edge itself
+    (the ray towards ``target`` re-attached to ``face``): a face seen nearly edge-on subtends less than the
+    hair while its shading varies across it (as :func:`lumigrad.render._trace_edges._jumps`)."""
     m = safe_normalize(torch.linalg.cross(wn, edge_dir, dim=-1))
     off = (_SIDE * dist) * m
     w_a, w_b = safe_normalize(target + off - org), safe_normalize(target - off - org)
-    L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct.repeat(2))
+    known = None
+    if near is not None:
+        face, centre = near
+        on_a = (dot(m, centre - target) > 0)[:, None]
+        w_at = safe_normalize(target - org)
+        w_a, w_b = torch.where(on_a, w_at, w_a), torch.where(on_a, w_b, w_at)
+        none = torch.full_like(face, -1)
+        known = torch.cat([torch.where(on_a[:, 0], face, none), torch.where(on_a[:, 0], none, face)])
+    L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct.repeat(2), known)
     return m, L[target.shape[0]:] - L[: target.shape[0]]
 
 
@@ -381,7 +401,9 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
             return none
         org, hs = org[seen], hit[sel]
         wn_s = wn[sel]
-        m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs])
+        seen_face = _seen_face(f0[sel], f1[sel], fn, v0, x[sel])
+        centre = vd.index_select(0, sc.faces_long.index_select(0, seen_face).reshape(-1)).reshape(-1, 3, 3).mean(1)
+        m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs], (seen_face, centre))
         f = _bsdf_cos(sc, h, hs, wn_s)
         # |dw/dt| / pdf(t) is the subtended angle; each of the hit's candidates counts 1 / _EDGE_PICKS
         weight = f * jump * angle[sel] / (_EDGE_PICKS * prob[sel])[:, None]
