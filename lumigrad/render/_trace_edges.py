@@ -5,8 +5,10 @@ tracing through edge sampling", in screen space). A pixel value is
 ``I = int_pixel f(x) dx``. Where ``f`` jumps along a curve that moves with the
 parameters, ``dI/dtheta`` gains ``int_curve (f_minus - f_plus) v_n dl``, with
 ``v_n`` the curve's normal velocity. We sample points on every such curve,
-measure the jump by tracing two camera rays a thousandth of a pixel either side,
-and add the term ``delta_f * w * (n . (x_b - stop_grad(x_b)))`` to the pixel
+measure the jump by shading the silhouette's own face at the point (primary
+silhouettes: its camera ray re-attached to that face) and tracing a camera ray
+a thousandth of a pixel beyond it (two such rays, one either side, for shadow
+curves), and add the term ``delta_f * w * (n . (x_b - stop_grad(x_b)))`` to the pixel
 holding ``x_b``: its value is zero and its gradient is the boundary integral.
 Two kinds of curves are sampled:
 
@@ -187,7 +189,7 @@ def boundary_term(sc, radiance) -> Tensor:
 
     ``sc`` is :class:`lumigrad.render.path._Scene`; ``radiance(scene, view [R], pix [R, 2], face=None) -> [R, 3]``
     evaluates camera-ray radiance of ``scene`` (``sc`` or a copy with other lights) at continuous
-    pixel positions; ``face [R]`` int32: the rays' first hits, when known (re-attached, not traced).
+    pixel positions; ``face [R]`` int32: the rays' first hits where ``>= 0`` (re-attached, not traced).
     """
     cam, st = sc.camera, sc.settings
     B, H, W = cam.batch_size, cam.height, cam.width
@@ -228,18 +230,21 @@ def boundary_term(sc, radiance) -> Tensor:
         3 % low at 1e-2 / 1e-3 pixels (bench/results_trace12.md)."""
         k = xd.shape[0]
         view = torch.full((2 * k,), b, dtype=torch.long, device=sc.device)
-        f = radiance(scene, view, torch.cat([xd - _SIDE_PX * n, xd + _SIDE_PX * n], 0))
-        df = f[:k] - f[k:]
         if near is None:
-            return df
+            f = radiance(scene, view, torch.cat([xd - _SIDE_PX * n, xd + _SIDE_PX * n], 0))
+            return f[:k] - f[k:]
         face, side = near
-        at = torch.nonzero(side != 0).squeeze(1)
-        if at.numel():
-            f_near = radiance(scene, view[: at.numel()], xd[at], face[at].to(torch.int32))
-            sd = side[at].to(df.dtype)[:, None]
-            f_far = torch.where(sd > 0, f[at], f[k + at])  # the other side's ray
-            df = df.index_put((at,), -sd * (f_near - f_far))
-        return df
+        sd = side.to(xd.dtype)[:, None]
+        both = torch.nonzero(side == 0).squeeze(1)  # no face known: a ray either side
+        # One ray beyond the edge (on the side away from the face; the -n side where no face is known), one
+        # re-attached to the face at the point, and the +n side's rays of the points without a known face.
+        far = torch.where(sd != 0, sd, torch.ones_like(sd))
+        pix = torch.cat([xd - far * _SIDE_PX * n, xd, xd[both] + _SIDE_PX * n[both]], 0)
+        known = torch.cat([torch.full_like(face, -1), torch.where(side != 0, face, -1), torch.full_like(both, -1)])
+        f = radiance(scene, view[:1].expand(pix.shape[0]), pix, known.to(torch.int32))
+        f_far, f_near = f[:k], f[k:2 * k]
+        df = -sd * (f_near - f_far)  # f(-n side) - f(+n side), the face on side sd
+        return df.index_put((both,), f_far[both] - f[2 * k:])
 
     virtual = _virtual_lights(sc) if st.shadows else []
     sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])

@@ -27,8 +27,9 @@ by length x 8 0.16, tree x 1 0.13, x 2 0.15. The gradient's error there is now m
 (rel. RMSE ~0.55-0.6 with or without this term's noise). Where the edge is
 a silhouette seen from ``x``, ``p`` is visible from ``x`` and in the hemisphere of ``x``'s shading
 normal (the hemisphere the path tracer integrates, whichever side the path arrived from), the jump
-``L_ind(w_B) - L_ind(w_A)`` is measured by two rays from ``x`` a hair either side of ``p`` (``w_A``
-on the side of ``m = normalize(w x e)``), and the term
+``L_ind(w_B) - L_ind(w_A)`` is measured by a ray from ``x`` a hair beside ``p`` and, on the side of the
+face seen on the edge, the ray to ``p`` itself re-attached to that face (a face seen edge-on subtends less
+than the hair: ``bench/results_trace12.md``; ``w_A`` on the side of ``m = normalize(w x e)``), and the term
 ``beta_k f cos (L_B - L_A) |dw/dt| / P(edge) * (H W / N) * (m . (w_b - stop_grad(w_b)))`` is added to
 the pixel of the sample, with ``w_b = normalize(p - x)`` a differentiable function of the edge's
 vertices and of ``x`` (re-attached, hence of the hit triangle, the earlier vertices and the camera):

@@ -943,6 +943,15 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
     return _pixel_sums(sc, p, L, hit)
 
 
+def _camera_radiance(sc: _Scene, view: Tensor, pix: Tensor, face: Tensor | None = None) -> Tensor:
+    """``[R, 3]`` radiance of camera rays through ``pix [R, 2]`` of views ``view [R]``; ``face [R]`` int32: their
+    first hits where ``>= 0`` (re-attached, not traced; the boundary term's silhouette faces)."""
+    o, d = _camera_rays(sc.camera, view, pix)
+    if face is not None:
+        face = torch.where(face >= 0, face, intersect(sc.accel.bvh, o, d).face)
+    return _radiance(sc, o, d, sc.gen, face)[0]
+
+
 def _chunk_rays(sc: _Scene, first: int, count: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """``(pixel [n], origins [n, 3], dirs [n, 3], face [n] or None)`` of samples ``first .. first + count``
     (see :func:`_chunk`)."""
@@ -1105,6 +1114,5 @@ def render_trace(
     if settings.boundary == "edge" and not fused and _boundary_needed(sc, lights, image):
         from lumigrad.render._trace_edges import boundary_term
 
-        image = image + boundary_term(sc, lambda s, vw, px, face=None: _radiance(s, *_camera_rays(camera, vw, px), s.gen,
-                                                                                 face)[0])
+        image = image + boundary_term(sc, _camera_radiance)
     return TraceOutput(image, alpha)
