@@ -105,6 +105,7 @@ __all__ = ["boundary_term"]
 
 _EDGE_ON = 1e-9  # faces a light ray meets at a smaller |cosine| are seen edge-on (parallel to it)
 _BORDER = 1e-7  # hits with a smaller barycentric lie on the face's border
+_MIN_COS = 1e-3  # a jump's face side is shaded at the edge where the ray meets the face at least this steeply
 _SIDE_PX = 1e-3  # half the distance between the two rays that measure a jump, in pixels
 _REL_TOL = 1e-4  # visibility tests stop this fraction short of the point
 _DS = 1e-3  # step in the edge parameter for the shadow curve's screen tangent
@@ -296,7 +297,9 @@ def boundary_term(sc, radiance) -> Tensor:
                 cand = torch.nonzero((xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H)).squeeze(1)
                 ok = torch.zeros(M, dtype=torch.bool, device=sc.device)
                 ok[cand] = _seen_from_camera(sc, b, c2w[b], pts[cand], persp)
-                near = _silhouette_side(ef[eid[pick]], facing, faces, P.detach(), z.detach(), xd, n, cam.near)
+                ray = pts - c2w[b, :3, 3] if persp else c2w[b, :3, 2].expand_as(pts)
+                near = _silhouette_side(ef[eid[pick]], facing, faces, fnorm, P.detach(), z.detach(), xd, n, ray,
+                                        cam.near)
                 accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok,
                            near=near)
         if st.max_bounces >= 2 and st.indirect_samples != 0:
@@ -324,17 +327,21 @@ def boundary_term(sc, radiance) -> Tensor:
     return out.reshape(B, H, W, 3)
 
 
-def _silhouette_side(ef: Tensor, facing: Tensor, faces: Tensor, P: Tensor, z: Tensor, xd: Tensor, n: Tensor,
-                     near: float) -> tuple[Tensor, Tensor]:
-    """``(face [M], side [M])`` of primary silhouette samples (edge faces ``ef``): the face seen on the edge
-    (the facing one; an open edge's only face) and the side of the edge it lies on, as the sign of ``n``
-    towards its corners' mean on screen (0 where a corner is behind the near plane). Corners, not the edge's
-    third vertex: edges hold welded vertex ids, which a triangle soup's faces do not share."""
+def _silhouette_side(ef: Tensor, facing: Tensor, faces: Tensor, fnorm: Tensor, P: Tensor, z: Tensor, xd: Tensor,
+                     n: Tensor, ray: Tensor, near: float) -> tuple[Tensor, Tensor]:
+    """``(face [M], side [M])`` of primary silhouette samples (edge faces ``ef``, camera rays ``ray [M, 3]``
+    through them): the face seen on the edge (the facing one; an open edge's only face) and the side of the
+    edge it lies on, as the sign of ``n`` towards its corners' mean on screen. Corners, not the edge's third
+    vertex: edges hold welded vertex ids, which a triangle soup's faces do not share. ``side`` is 0 (measure
+    with two rays) where a corner is behind the near plane, or where the ray meets the face's plane at
+    less than :data:`_MIN_COS` (re-attaching it there is ill-conditioned: an exactly edge-on face gave NaN)."""
     f0, f1 = ef[:, 0], ef[:, 1]
     face = torch.where((f1 >= 0) & ~facing[f0], f1, f0)
     corners = faces[face].long()  # [M, 3]
     side = torch.sign(dot(n, P[corners].mean(1) - xd))
-    return face, torch.where((z[corners] > near).all(1), side, torch.zeros_like(side))
+    cos = dot(fnorm[face], ray).abs() / (fnorm[face].norm(dim=-1) * ray.norm(dim=-1)).clamp_min(1e-30)
+    keep = (z[corners] > near).all(1) & (cos > _MIN_COS)
+    return face, torch.where(keep, side, torch.zeros_like(side))
 
 
 def _facing_one(light, fnorm: Tensor, v0: Tensor, fnorm_len: Tensor | None = None) -> Tensor:

@@ -117,6 +117,7 @@ from torch import Tensor
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded
 from lumigrad.render._trace_edges_shadow_indirect import shadow_casters, shadow_samples
+from lumigrad.render._trace_edges import _MIN_COS
 
 __all__ = ["indirect_boundary"]
 
@@ -336,11 +337,12 @@ def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Te
 
 
 def _jump(sc, org: Tensor, target: Tensor, wn: Tensor, dist: Tensor, edge_dir: Tensor, bounces: int,
-          direct: Tensor, near: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+          direct: Tensor, near: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """``(m [k, 3], jump [k, 3])``: the unit normal ``m = normalize(wn x edge_dir)`` of the edge's curve on the
     sphere of directions at ``target`` (seen along ``wn`` at ``dist`` from ``org``) and the incoming radiance on
     its side B minus side A (side A towards ``m``), by two rays a hair either side. ``near = (face [k], centre
-    [k, 3])``: the face seen on the edge and a point inside it; that face's side is shaded at the edge itself
+    [k, 3], normal [k, 3])``: the face seen on the edge, a point inside it and its normal; that face's side is
+    shaded at the edge itself
     (the ray towards ``target`` re-attached to ``face``): a face seen nearly edge-on subtends less than the
     hair while its shading varies across it (as :func:`lumigrad.render._trace_edges._jumps`)."""
     m = safe_normalize(torch.linalg.cross(wn, edge_dir, dim=-1))
@@ -348,12 +350,16 @@ def _jump(sc, org: Tensor, target: Tensor, wn: Tensor, dist: Tensor, edge_dir: T
     w_a, w_b = safe_normalize(target + off - org), safe_normalize(target - off - org)
     known = None
     if near is not None:
-        face, centre = near
-        on_a = (dot(m, centre - target) > 0)[:, None]
+        face, centre, normal = near
         w_at = safe_normalize(target - org)
-        w_a, w_b = torch.where(on_a, w_at, w_a), torch.where(on_a, w_b, w_at)
+        # Where the ray meets the face's plane too obliquely to re-attach it, two rays beside the edge.
+        steep = dot(normal, w_at).abs() > _MIN_COS * normal.norm(dim=-1).clamp_min(1e-30)
+        on_a = dot(m, centre - target) > 0
+        near_a, near_b = on_a & steep, ~on_a & steep
+        w_a = torch.where(near_a[:, None], w_at, w_a)
+        w_b = torch.where(near_b[:, None], w_at, w_b)
         none = torch.full_like(face, -1)
-        known = torch.cat([torch.where(on_a[:, 0], face, none), torch.where(on_a[:, 0], none, face)])
+        known = torch.cat([torch.where(near_a, face, none), torch.where(near_b, face, none)])
     L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct.repeat(2), known)
     return m, L[target.shape[0]:] - L[: target.shape[0]]
 
@@ -404,7 +410,8 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         wn_s = wn[sel]
         seen_face = _seen_face(f0[sel], f1[sel], fn, v0, x[sel])
         centre = vd.index_select(0, sc.faces_long.index_select(0, seen_face).reshape(-1)).reshape(-1, 3, 3).mean(1)
-        m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs], (seen_face, centre))
+        m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs],
+                        (seen_face, centre, fn[seen_face]))
         f = _bsdf_cos(sc, h, hs, wn_s)
         # |dw/dt| / pdf(t) is the subtended angle; each of the hit's candidates counts 1 / _EDGE_PICKS
         weight = f * jump * angle[sel] / (_EDGE_PICKS * prob[sel])[:, None]

@@ -7,6 +7,7 @@ offset (13 % / 3 % low at 1e-2 / 1e-3 pixels on the 32^2 Cornell box's sphere, b
 The face side is now shaded at the boundary point (its ray re-attached to the face): the term must not depend
 on the offset, and it must be the one that finite differences of the image see.
 """
+import pytest
 import torch
 
 import lumigrad.render._trace_edges as te
@@ -63,3 +64,19 @@ def test_rim_gradient_matches_finite_differences():
     fd = torch.tensor(fds)
     se = (g.var() / g.numel() + fd.var() / fd.numel()).sqrt()
     assert abs(float(g.mean() - fd.mean())) < 4 * float(se) + 0.02 * abs(float(fd.mean())), (g.mean(), fd.mean(), se)
+
+
+
+@pytest.mark.parametrize("tilt, expect", [(1e-5, 0.0), (0.3, 1.0)])
+def test_faces_met_at_grazing_angles_are_measured_with_two_rays(tilt, expect):
+    # Re-attaching a ray to a face it meets at cos ~ 0 is 0 / 0 (a NaN gradient on the 82k sphere, seed 1367 of
+    # bench/trace_gi_shape.py): below _MIN_COS the sample gets side 0, i.e. two rays beside the edge.
+    v = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [tilt, 0.5, -1.0]], dtype=DT)  # edge 0-1 on the y axis
+    faces = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+    fnorm = torch.linalg.cross(v[1] - v[0], v[2] - v[0])[None]
+    ray = torch.tensor([[0.0, 0.0, -1.0]], dtype=DT)  # orthographic camera looking down -z
+    P, z = v[:, :2] * 10, torch.ones(3, dtype=DT)
+    xd, n = P[:2].mean(0, keepdim=True), torch.tensor([[1.0, 0.0]], dtype=DT)
+    face, side = te._silhouette_side(torch.tensor([[0, -1]]), torch.tensor([True]), faces, fnorm, P, z, xd, n, ray,
+                                     0.0)
+    assert int(face) == 0 and float(side) == expect
