@@ -61,10 +61,6 @@ def _mix(a: Tensor, b: Tensor) -> Tensor:
     return x ^ (x >> 15)
 
 
-def _combine(seed: Tensor, v: int) -> Tensor:
-    return seed ^ _u32(v + 0x9E3779B9 + _u32(seed << 6) + (seed >> 2))
-
-
 def qmc_key(seed: int, pixel: Tensor) -> Tensor:
     """``[n]`` int64 sampler keys of pixels ``pixel [n]`` (any integer dtype) for a 31-bit ``seed``."""
     return _mix(torch.full_like(pixel, seed, dtype=torch.int64), pixel.to(torch.int64) & _MASK)
@@ -82,6 +78,6 @@ def qmc2(key: Tensor, s: Tensor, m: int, d: int | Tensor, dtype: torch.dtype = t
     i = torch.zeros_like(h)
     if m > 0:
         i = _owen(_u32((s.to(torch.int64) & _MASK) << (32 - m)), h) >> (32 - m)
-    x = _owen(_reverse(i), _combine(h, 1))
-    y = _owen(_sobol1(i), _combine(h, 2))
+    x = _owen(_reverse(i), _mix(h, torch.ones_like(h)))
+    y = _owen(_sobol1(i), _mix(h, torch.full_like(h, 2)))
     return torch.stack([x >> 8, y >> 8], -1).to(dtype) * 2.0**-24

@@ -76,3 +76,19 @@ def test_points_are_uniform_and_pairs_uncorrelated():
     # The shuffle permutes a pixel's block: 16 samples use 16 distinct points (sample 5 above is one of them).
     blk = ref.qmc2(key[:1].expand(16), torch.arange(16), 4, 1, torch.float64)
     assert torch.unique(blk[:, 0]).numel() == 16 and bool((blk == a[:1]).all(1).any())
+
+
+def test_each_sample_is_uniform_in_the_square_at_every_spp():
+    """One sample of a pixel, over pixels (keys), is uniform in [0, 1)^2 jointly, not only per coordinate: the
+    coordinates' scramble seeds used to be hash-combined from the pair's with always-opposite lowest bits, which
+    put every point of 1- and 2-spp pixels in the quadrants x < 1/2 <= y or y < 1/2 <= x."""
+    from lumigrad.ops import _qmc_ref as q
+
+    n = 20000
+    for spp in (1, 2, 3, 4, 8):
+        keys = q.qmc_key(11, torch.arange(n).repeat_interleave(spp))
+        for pair in (0, 1, 5):
+            u = q.qmc2(keys, torch.arange(spp).repeat(n), q.qmc_bits(spp), pair, torch.float64)
+            quad = torch.bincount((u[:, 0] >= 0.5).long() * 2 + (u[:, 1] >= 0.5).long(), minlength=4) / u.shape[0]
+            assert float((quad - 0.25).abs().max()) < 0.02, (spp, pair, quad)
+            assert abs(float(torch.corrcoef(u.T)[0, 1])) < 0.03, (spp, pair)

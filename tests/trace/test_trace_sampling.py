@@ -279,9 +279,13 @@ def test_sobol_sampler_is_unbiased_and_less_noisy():
         st = [TraceSettings(spp=4, max_bounces=2, boundary="none", seed=s, sampler=sampler) for s in seeds]
         return torch.stack([render_trace(shapes, cam, [], t).image for t in st])
 
-    ind, sob = renders("independent", range(4)), renders("sobol", range(4))
+    ind, sob = renders("independent", range(16)), renders("sobol", range(16))
     assert float(sob.var(0).mean()) < 0.6 * float(ind.var(0).mean())
-    big = renders("independent", range(10, 22)).mean(0)
-    assert abs(float(sob.mean() / big.mean()) - 1) < 0.02
+    # Image means per seed: equal within 4 standard errors (a render's mean scatters by ~3.5 % here, so a fixed
+    # 2 % bound on 4 seeds, as before, was a coin flip).
+    ms, mi = sob.mean(dim=(1, 2, 3, 4)), ind.mean(dim=(1, 2, 3, 4))
+    se = (ms.var() / ms.numel() + mi.var() / mi.numel()).sqrt()
+    assert abs(float(ms.mean() - mi.mean())) < 4 * float(se), (ms.mean(), mi.mean(), se)
+    assert float(se) < 0.02 * float(mi.mean())  # the check has power
     with pytest.raises(ValueError, match="sampler"):
         TraceSettings(sampler="halton")
