@@ -143,13 +143,14 @@ def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor, k
     bounces from it) and, where ``direct [R]`` (bool) holds, its emission and the environment seen by escaping
     rays; escaping rays always see the ambient and SH lights (a distant environment when ``max_bounces > 1``).
     ``known [R]``: the rays' first hits where ``>= 0`` (re-attached, not traced)."""
-    from lumigrad.render.path import _emission, _radiance, _sky_radiance, _trace
+    from lumigrad.render.path import _emission, _fill_unknown_hits, _radiance, _sky_radiance, _trace
 
     ind = copy.copy(sc)
     ind.settings = dataclasses.replace(sc.settings, max_bounces=bounces, background=(0.0, 0.0, 0.0))
-    face = intersect(sc.accel.bvh, origins, dirs).face
-    if known is not None:
-        face = torch.where(known >= 0, known.to(face.dtype), face)
+    if known is None:
+        face = intersect(sc.accel.bvh, origins, dirs).face
+    else:
+        face = _fill_unknown_hits(sc, origins, dirs, known.to(torch.int32))
     L, hit = _radiance(ind, origins, dirs, sc.gen, face)
     if not bool(direct.all()):
         h = _trace(ind, origins, dirs, face)

@@ -948,8 +948,16 @@ def _camera_radiance(sc: _Scene, view: Tensor, pix: Tensor, face: Tensor | None 
     first hits where ``>= 0`` (re-attached, not traced; the boundary term's silhouette faces)."""
     o, d = _camera_rays(sc.camera, view, pix)
     if face is not None:
-        face = torch.where(face >= 0, face, intersect(sc.accel.bvh, o, d).face)
+        face = _fill_unknown_hits(sc, o, d, face)
     return _radiance(sc, o, d, sc.gen, face)[0]
+
+
+def _fill_unknown_hits(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor) -> Tensor:
+    """``face [R]`` int32 with its entries ``< 0`` replaced by the BVH's closest hits of those rays."""
+    todo = torch.nonzero(face < 0).squeeze(1)
+    if todo.numel() == 0:
+        return face
+    return face.index_put((todo,), intersect(sc.accel.bvh, origins[todo], dirs[todo]).face.to(face.dtype))
 
 
 def _chunk_rays(sc: _Scene, first: int, count: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
