@@ -236,16 +236,18 @@ def boundary_term(sc, radiance) -> Tensor:
             return f[:k] - f[k:]
         face, side = near
         sd = side.to(xd.dtype)[:, None]
-        both = torch.nonzero(side == 0).squeeze(1)  # no face known: a ray either side
-        # One ray beyond the edge (on the side away from the face; the -n side where no face is known), one
-        # re-attached to the face at the point, and the +n side's rays of the points without a known face.
+        at, both = torch.nonzero(side != 0).squeeze(1), torch.nonzero(side == 0).squeeze(1)
+        # One ray beyond the edge per point (away from the face; the -n side where no face is known), then the
+        # face shaded at the point (its ray re-attached), then the +n side's rays of the points without a face.
         far = torch.where(sd != 0, sd, torch.ones_like(sd))
-        pix = torch.cat([xd - far * _SIDE_PX * n, xd, xd[both] + _SIDE_PX * n[both]], 0)
-        known = torch.cat([torch.full_like(face, -1), torch.where(side != 0, face, -1), torch.full_like(both, -1)])
-        f = radiance(scene, view[:1].expand(pix.shape[0]), pix, known.to(torch.int32))
-        f_far, f_near = f[:k], f[k:2 * k]
-        df = -sd * (f_near - f_far)  # f(-n side) - f(+n side), the face on side sd
-        return df.index_put((both,), f_far[both] - f[2 * k:])
+        pix = torch.cat([xd - far * _SIDE_PX * n, xd[at], xd[both] + _SIDE_PX * n[both]], 0)
+        known = torch.cat([torch.full_like(face, -1), face[at], torch.full_like(both, -1)]).to(torch.int32)
+        f = radiance(scene, view[:1].expand(pix.shape[0]), pix, known)
+        f_far, f_near, f_plus = f[:k], f[k:k + at.numel()], f[k + at.numel():]
+        df = torch.empty_like(f_far)
+        df[at] = -sd[at] * (f_near - f_far[at])  # f(-n side) - f(+n side), the face on side sd
+        df[both] = f_far[both] - f_plus
+        return df
 
     virtual = _virtual_lights(sc) if st.shadows else []
     sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])
@@ -335,13 +337,18 @@ def _silhouette_side(ef: Tensor, facing: Tensor, faces: Tensor, fnorm: Tensor, P
     vertex: edges hold welded vertex ids, which a triangle soup's faces do not share. ``side`` is 0 (measure
     with two rays) where a corner is behind the near plane, or where the ray meets the face's plane at
     less than :data:`_MIN_COS` (re-attaching it there is ill-conditioned: an exactly edge-on face gave NaN)."""
-    f0, f1 = ef[:, 0], ef[:, 1]
-    face = torch.where((f1 >= 0) & ~facing[f0], f1, f0)
+    face = seen_face(ef[:, 0], ef[:, 1], facing[ef[:, 0]])
     corners = faces[face].long()  # [M, 3]
     side = torch.sign(dot(n, P[corners].mean(1) - xd))
     cos = dot(fnorm[face], ray).abs() / (fnorm[face].norm(dim=-1) * ray.norm(dim=-1)).clamp_min(1e-30)
     keep = (z[corners] > near).all(1) & (cos > _MIN_COS)
     return face, torch.where(keep, side, torch.zeros_like(side))
+
+
+def seen_face(f0: Tensor, f1: Tensor, f0_faces: Tensor) -> Tensor:
+    """``[k]`` the face seen on each silhouette edge (faces ``f0``, ``f1``; ``-1``: open): ``f0`` where it is
+    turned towards the viewpoint (``f0_faces``) or the edge is open, else ``f1``."""
+    return torch.where((f1 >= 0) & ~f0_faces, f1, f0)
 
 
 def _facing_one(light, fnorm: Tensor, v0: Tensor, fnorm_len: Tensor | None = None) -> Tensor:

@@ -117,7 +117,7 @@ from torch import Tensor
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded
 from lumigrad.render._trace_edges_shadow_indirect import shadow_casters, shadow_samples
-from lumigrad.render._trace_edges import _MIN_COS
+from lumigrad.render._trace_edges import _MIN_COS, seen_face
 
 __all__ = ["indirect_boundary"]
 
@@ -313,12 +313,6 @@ def _silhouette_from(ef: Tensor, fn: Tensor, v0: Tensor, eye: Tensor) -> tuple[T
     return (f1 < 0) | ((dot(fn[f0], eye - v0[f0]) > 0) != (dot(fn[g1], eye - v0[g1]) > 0)), f0, f1
 
 
-def _seen_face(f0: Tensor, f1: Tensor, fn: Tensor, v0: Tensor, eye: Tensor) -> Tensor:
-    """``[k]`` the face of each silhouette edge (faces ``f0``, ``f1``; ``-1``: open) turned towards ``eye``:
-    the one seen on the edge (an open edge's only face)."""
-    return torch.where((f1 >= 0) & (dot(fn[f0], eye - v0[f0]) <= 0), f1, f0)
-
-
 def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     """``(t [k, 1], angle [k, 1])``: points ``a + t (c - a)`` on the segments ``a c`` drawn uniformly in the angle
     they subtend at ``x`` (equiangular sampling, ``u [k, 1]`` uniform), and that angle.
@@ -409,10 +403,11 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
             return none
         org, hs = org[seen], hit[sel]
         wn_s = wn[sel]
-        seen_face = _seen_face(f0[sel], f1[sel], fn, v0, x[sel])
-        centre = vd.index_select(0, sc.faces_long.index_select(0, seen_face).reshape(-1)).reshape(-1, 3, 3).mean(1)
+        f0s, xs = f0[sel], x[sel]
+        face_seen = seen_face(f0s, f1[sel], dot(fn[f0s], xs - v0[f0s]) > 0)
+        centre = vd.index_select(0, sc.faces_long.index_select(0, face_seen).reshape(-1)).reshape(-1, 3, 3).mean(1)
         m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs],
-                        (seen_face, centre, fn[seen_face]))
+                        (face_seen, centre, fn[face_seen]))
         f = _bsdf_cos(sc, h, hs, wn_s)
         # |dw/dt| / pdf(t) is the subtended angle; each of the hit's candidates counts 1 / _EDGE_PICKS
         weight = f * jump * angle[sel] / (_EDGE_PICKS * prob[sel])[:, None]
