@@ -207,8 +207,9 @@ def boundary_term(sc, radiance) -> Tensor:
     c2w = torch.linalg.inv(cam.world_to_cam.detach())
 
     def accumulate(b: int, x_b: Tensor, n: Tensor, weight: Tensor, ok: Tensor, scene=sc, near=None) -> None:
-        """Add the samples' terms; ``near = (face [M], side [M])``: the surface on side ``side * n`` of each
-        point (``side`` +-1, 0: unknown) is ``face``, evaluated at the boundary point itself (below)."""
+        """Add the samples' terms; ``near = (face [M] or [M, C], side [M])``: the surface on side ``side * n`` of
+        each point (``side`` +-1, 0: unknown) is ``face`` (``face[:, C - 1]``, seen after the mirror faces
+        ``face[:, :C - 1]``), evaluated at the boundary point itself (below)."""
         nonlocal out
         xd = x_b.detach()
         inside = (xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H) & ok
@@ -241,7 +242,9 @@ def boundary_term(sc, radiance) -> Tensor:
         # face shaded at the point (its ray re-attached), then the +n side's rays of the points without a face.
         far = torch.where(sd != 0, sd, torch.ones_like(sd))
         pix = torch.cat([xd - far * _SIDE_PX * n, xd[at], xd[both] + _SIDE_PX * n[both]], 0)
-        known = torch.cat([torch.full_like(face, -1), face[at], torch.full_like(both, -1)]).to(torch.int32)
+        face = face if face.dim() == 2 else face[:, None]
+        none = torch.full((1, face.shape[1]), -1, dtype=face.dtype, device=face.device)
+        known = torch.cat([none.expand(k, -1), face[at], none.expand(both.numel(), -1)]).to(torch.int32)
         f = radiance(scene, view[:1].expand(pix.shape[0]), pix, known)
         f_far, f_near, f_plus = f[:k], f[k:k + at.numel()], f[k + at.numel():]
         df = torch.empty_like(f_far)

@@ -22,8 +22,10 @@ Method, per view and per planar mirror (plane point ``p0``, unit normal ``n``, t
   camera ray through ``x_b`` hits that mirror first (nothing in front of it), and the reflected ray
   from that hit ``q`` reaches ``e`` unoccluded (the primary silhouettes' ``_seen_from_camera`` test,
   from ``q`` instead of the camera);
-* the jump is measured by the two camera rays a hair either side of ``x_b``
-  (``boundary_term``'s ``accumulate``: the full radiance, through the mirror), and the
+* the jump is ``boundary_term``'s (``accumulate``: the full radiance, through the mirror): the silhouette's
+  face (the one facing the virtual camera) is shaded at ``x_b`` itself, the camera ray re-attached to the
+  mirror face it hits and the reflected ray to the silhouette face, and one camera ray goes a hair beyond
+  the edge (``_trace_edges._jumps``; at grazing faces two rays a hair either side); and the
   differentiable boundary point is ``x_b = project(R_q(e))``, with ``R_q`` the reflection across
   the plane through the *re-attached* hit ``q`` with its (interpolated) shading normal, i.e. the
   plane the renderer reflects the ray with. Its gradient is that of the true boundary: the
@@ -126,7 +128,7 @@ from torch import Tensor
 from lumigrad.geometry.normals import dot
 from lumigrad.ops.trace import intersect, occluded
 from lumigrad.render._trace_edges import (_REL_TOL, _facing_one, _perp, _project, _shadow_boundary, _silhouette,
-                                          _virtual_lights, stratified_picks)
+                                          _silhouette_side, _virtual_lights, stratified_picks)
 from lumigrad.scene.lights import PointLight
 
 __all__ = ["MirrorPlane", "MirrorView", "mirror_plane", "mirror_samples", "mirror_silhouettes", "planar_mirrors"]
@@ -332,6 +334,7 @@ class _Samples(NamedTuple):
     x_b: Tensor  # [k, 2] differentiable boundary points (pixels)
     normal: Tensor  # [k, 2] unit screen normals
     weight: Tensor  # [k] clipped projected length / M
+    near: tuple[Tensor, Tensor]  # accumulate's (face [k, C + 1]: the mirror faces, then the silhouette's, side [k])
 
 
 def mirror_samples(sc, view, mirror: MirrorPlane, M: int, gen: torch.Generator,
@@ -350,11 +353,14 @@ def mirror_samples(sc, view, mirror: MirrorPlane, M: int, gen: torch.Generator,
     with torch.no_grad():
         facing = mv.facing(fnorm, v0)  # silhouettes as seen from the virtual camera
         sil = _silhouette(ef, facing) & (sc.owner[ef[:, 0]] != mv.last.shape)
-        e = edges[sil]
+        eid = torch.nonzero(sil).squeeze(1)
+        e = edges[eid]
         height = mv.sign * ((vd - p0) @ nrm)  # [V] signed distance on the reflecting side
-        e = e[(height[e[:, 0]] > 0) | (height[e[:, 1]] > 0)]
+        front = (height[e[:, 0]] > 0) | (height[e[:, 1]] > 0)
+        e, eid = e[front], eid[front]
         P, z = mv.project(vd)
-        e = e[(z[e[:, 0]] > sc.camera.near) & (z[e[:, 1]] > sc.camera.near)]
+        front = (z[e[:, 0]] > sc.camera.near) & (z[e[:, 1]] > sc.camera.near)
+        e, eid = e[front], eid[front]
         if e.shape[0] == 0:
             return None
         P0, P1 = P[e[:, 0]], P[e[:, 1]]
@@ -375,17 +381,24 @@ def mirror_samples(sc, view, mirror: MirrorPlane, M: int, gen: torch.Generator,
         else:
             t3 = s
         a, c = vd[ep[:, 0]], vd[ep[:, 1]]
-        ok, face = mv.visible(xd, a + t3[:, None] * (c - a))
+        pts = a + t3[:, None] * (c - a)
+        ok, face = mv.visible(xd, pts)
         cand = torch.nonzero(ok).squeeze(1)
         if cand.numel() == 0:
             return None
         normal = _perp((P1 - P0)[pick][cand])
+        # The silhouette's face and its side, as seen from the virtual viewpoint (the jump is shaded on it).
+        pts = pts[cand]
+        ray = pts - mv.eye if persp else mv.fwd.expand_as(pts)
+        seen, side = _silhouette_side(ef[eid[pick[cand]]], facing, sc.faces, fnorm, P, z, xd[cand], normal, ray,
+                                      sc.camera.near)
     # Differentiable: the edge point (its vertices), seen in the re-attached mirror hit (camera, mirror vertices).
     ec = ep[cand]
     ea = sc.verts.index_select(0, ec[:, 0])
     eg = ea + t3[cand, None] * (sc.verts.index_select(0, ec[:, 1]) - ea)
     x_b = mv.attach(xd[cand], face[cand], eg)
-    return _Samples(x_b, normal, torch.full((cand.numel(),), total / M, dtype=sc.dtype, device=sc.device))
+    return _Samples(x_b, normal, torch.full((cand.numel(),), total / M, dtype=sc.dtype, device=sc.device),
+                    (torch.cat([face[cand], seen[:, None].to(face.dtype)], 1), side))
 
 
 def mirror_silhouettes(sc, view, M: int, accumulate) -> None:
@@ -406,7 +419,7 @@ def mirror_silhouettes(sc, view, M: int, accumulate) -> None:
         smp = mirror_samples(own, view, mirror, M, own.gen)
         if smp is not None:
             ok = torch.ones(smp.weight.shape[0], dtype=torch.bool, device=sc.device)
-            accumulate(view[0], smp.x_b, smp.normal, smp.weight, ok, own)
+            accumulate(view[0], smp.x_b, smp.normal, smp.weight, ok, own, near=smp.near)
         mv = MirrorView(own, view, mirror)
         m = math.ceil(M * mv.share())
         if not sc.settings.shadows or mv.sign == 0 or m <= 0:
@@ -427,7 +440,7 @@ def mirror_silhouettes(sc, view, M: int, accumulate) -> None:
                 smp = mirror_samples(own, view, first, M, own.gen, second)
                 if smp is not None:
                     ok = torch.ones(smp.weight.shape[0], dtype=torch.bool, device=sc.device)
-                    accumulate(view[0], smp.x_b, smp.normal, smp.weight, ok, own)
+                    accumulate(view[0], smp.x_b, smp.normal, smp.weight, ok, own, near=smp.near)
 
 
 def _mirror_shadow(sc, view, mv: MirrorView, light, M: int, accumulate, scene, cos_from=None, skip=None) -> None:

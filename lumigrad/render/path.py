@@ -696,7 +696,13 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | 
     ray finds (an emitter's front, the environment) is added with the MIS weight
     (1 after a mirror). Paths therefore have at most ``max_bounces + 1``
     segments, like Mitsuba's ``max_depth = max_bounces + 1``.
+
+    ``face [R, C]``: the first ``C`` hits of each path, known where ``>= 0`` (column 0 given, the later ones
+    only after mirror bounces, whose rays are fixed: the boundary term's silhouettes seen in mirrors).
     """
+    chain = None
+    if face is not None and face.dim() == 2:
+        face, chain = face[:, 0].contiguous(), face[:, 1:]
     if _fused_ok(sc):
         return _radiance_direct(sc, origins, dirs, face)
     st = sc.settings
@@ -738,7 +744,10 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | 
             h = _Hit(*(None if x is None else _take(x, sel) for x in h))
         side = torch.where(dot(h.ng, new_d, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
         o = h.points + side * h.ng * sc.eps
-        h2 = _trace(sc, o, new_d)
+        known = None
+        if chain is not None and depth < chain.shape[1]:
+            known = _fill_unknown_hits(sc, o, new_d, _take(chain[:, depth], idx).contiguous())
+        h2 = _trace(sc, o, new_d, known)
         # What the BSDF ray finds: emitters, or (escaping) the environment / ambient / SH light.
         esc = torch.ones(idx.shape[0], dtype=torch.bool, device=sc.device)
         esc[h2.idx] = False
@@ -944,11 +953,13 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
 
 
 def _camera_radiance(sc: _Scene, view: Tensor, pix: Tensor, face: Tensor | None = None) -> Tensor:
-    """``[R, 3]`` radiance of camera rays through ``pix [R, 2]`` of views ``view [R]``; ``face [R]`` int32: their
-    first hits where ``>= 0`` (re-attached, not traced; the boundary term's silhouette faces)."""
+    """``[R, 3]`` radiance of camera rays through ``pix [R, 2]`` of views ``view [R]``; ``face [R]`` or ``[R, C]``
+    int32: their first (``C``) hits where ``>= 0`` (re-attached, not traced; the boundary term's silhouette
+    faces, seen directly or after ``C - 1`` mirrors: :func:`_radiance`)."""
     o, d = _camera_rays(sc.camera, view, pix)
     if face is not None:
-        face = _fill_unknown_hits(sc, o, d, face)
+        first = _fill_unknown_hits(sc, o, d, face if face.dim() == 1 else face[:, 0].contiguous())
+        face = first if face.dim() == 1 else torch.cat([first[:, None], face[:, 1:]], 1)
     return _radiance(sc, o, d, sc.gen, face)[0]
 
 
