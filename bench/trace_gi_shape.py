@@ -33,7 +33,8 @@ Reference ``g_ref``: central differences (``h = --h``) of Mitsuba ``path`` rende
 stored in ``REFERENCE`` below (independent of either gradient estimator). The lumigrad and Mitsuba means over all
 seeds are compared with it too (the bias column).
 
-Usage: ``PYTHONPATH=. python bench/trace_gi_shape.py [--res 32] [--spp 16] [--level 4] [--seeds 12] [--unguided]``
+Usage: ``PYTHONPATH=. python bench/trace_gi_shape.py [--res 32] [--spp 16] [--level 4] [--seeds 12] [--unguided]
+[--bounces 1 --integrator direct_projective] [--edge-scale 1] [--indirect-scale 1] [--shadow-light-samples 16]``
 (about 1.5 minutes unloaded); figures in ``bench/results_trace11.md``;
 ``--reference`` computes the reference (minutes). Set ``DRJIT_LIBLLVM_PATH`` for Mitsuba.
 """
@@ -67,6 +68,13 @@ def _extra(ap):
     ap.add_argument("--unguided", action="store_true", help="also Mitsuba prb_projective with guiding='none'")
     ap.add_argument("--sampler", default="sobol", choices=("sobol", "independent"), help="lumigrad's sampler")
     ap.add_argument("--first-seed", type=int, default=0, help="lumigrad's seeds start here")
+    ap.add_argument("--integrator", default="prb_projective", choices=("prb_projective", "direct_projective"),
+                    help="Mitsuba's estimator (direct_projective: direct light only, needs --bounces 1)")
+    ap.add_argument("--edge-scale", type=float, default=1.0,
+                    help="lumigrad's edge_samples (screen-space boundary samples) as a multiple of the default H x W")
+    ap.add_argument("--shadow-light-samples", type=int, default=16, help="lumigrad's TraceSettings.shadow_light_samples")
+    ap.add_argument("--indirect-scale", type=float, default=1.0,
+                    help="lumigrad's indirect_samples as a multiple of the default H x W x spp")
 
 
 ARGS = gi_args(__doc__.split("\n")[0], threads=2, reps=0, add=_extra)
@@ -88,6 +96,10 @@ REFERENCE: dict[tuple[int, int, int], tuple[tuple[float, float, float], tuple[fl
                  "Mitsuba path CRN FD h=0.01, 8 x 4096 spp, 364 s"),
     (6, 32, 3): ((0.010986, -0.002259, -0.003658), (0.000063, 0.000138, 0.000111),
                  "Mitsuba path CRN FD h=0.01, 8 x 4096 spp, 190 s"),
+    (4, 64, 1): ((0.008955, -0.007615, -0.004324), (0.000071, 0.000079, 0.000017),
+                 "Mitsuba path CRN FD h=0.01, 8 x 2048 spp, 39 s"),
+    (6, 64, 1): ((0.008958, -0.0076, -0.004351), (0.000076, 0.00008, 0.000016),
+                 "Mitsuba path CRN FD h=0.01, 8 x 2048 spp, 48 s"),
 }
 
 
@@ -100,7 +112,9 @@ def lumigrad_grad(shapes, cam, accel):
         shift = torch.zeros(3, requires_grad=True)
         sh = shapes[:-1] + [Shape(Mesh(sphere.mesh.verts + shift, sphere.mesh.faces), sphere.material)]
         st = TraceSettings(spp=ARGS.spp, max_bounces=ARGS.bounces, boundary="edge", seed=seed + ARGS.first_seed,
-                           sampler=ARGS.sampler)
+                           sampler=ARGS.sampler, edge_samples=max(1, round(ARGS.edge_scale * ARGS.res ** 2)),
+                           indirect_samples=round(ARGS.indirect_scale * ARGS.res ** 2 * ARGS.spp),
+                           shadow_light_samples=ARGS.shadow_light_samples)
         render_trace(sh, cam, [], st, accel=accel).image.mean().backward()
         return shift.grad.double().numpy(), time.perf_counter() - t0, time.process_time() - c0
     return run
@@ -117,8 +131,13 @@ def mitsuba_setup(mi, shapes64, cam64, integrator):
 
 
 def mitsuba_grad(mi, dr, shapes64, cam64, guiding="octree"):
-    """``seed -> (g [3], wall s, CPU s)``: ``prb_projective`` reverse mode at ``ARGS.spp`` (sppc = sppp = sppi)."""
-    integ = {"type": "prb_projective", "max_depth": ARGS.bounces + 1, "guiding": guiding}
+    """``seed -> (g [3], wall s, CPU s)``: ``prb_projective`` (or ``--integrator``) reverse mode at ``ARGS.spp``
+    (sppc = sppp = sppi)."""
+    integ = {"type": ARGS.integrator, "guiding": guiding}
+    if ARGS.integrator == "prb_projective":
+        integ["max_depth"] = ARGS.bounces + 1
+    elif ARGS.bounces != 1:
+        sys.exit("--integrator direct_projective needs --bounces 1")
     sc, params, key, init = mitsuba_setup(mi, shapes64, cam64, integ)
     offs = []
     for axis in range(3):
@@ -196,7 +215,7 @@ def main():
         t = time.perf_counter()
         fd = mitsuba_fd_reference(mi, shapes64, cam64)
         mean, se = fd.mean(0), fd.std(0, ddof=1) / len(fd) ** 0.5
-        print(f"REFERENCE[{key}] = ({tuple(np.round(mean, 6))}, {tuple(np.round(se, 6))}, 'Mitsuba path CRN FD "
+        print(f"REFERENCE[{key}] = ({tuple(np.round(mean, 6).tolist())}, {tuple(np.round(se, 6).tolist())}, 'Mitsuba path CRN FD "
               f"h={ARGS.h}, {ARGS.ref_seeds} x {ARGS.ref_spp} spp') # {time.perf_counter() - t:.0f} s")
         REFERENCE[key] = (tuple(mean), tuple(se), "just computed")
     if ARGS.seeds == 0:
@@ -207,9 +226,9 @@ def main():
     accel = prepare_trace(shapes)
     fns = {"lumigrad (edge)": lumigrad_grad(shapes, cam, accel)}
     if mi is not None:
-        fns["Mitsuba prb_projective"] = mitsuba_grad(mi, dr, shapes64, cam64)
+        fns[f"Mitsuba {ARGS.integrator}"] = mitsuba_grad(mi, dr, shapes64, cam64)
         if ARGS.unguided:
-            fns["Mitsuba prb_projective (guiding none)"] = mitsuba_grad(mi, dr, shapes64, cam64, "none")
+            fns[f"Mitsuba {ARGS.integrator} (guiding none)"] = mitsuba_grad(mi, dr, shapes64, cam64, "none")
     for f in fns.values():
         f(10_000)  # warm-up (Dr.Jit's compile, Warp's module load)
     runs = {k: [] for k in fns}
