@@ -1,5 +1,6 @@
-"""Prototype (not in the renderer): camera hits attached to the surface, with pixel-border flux, vs lumigrad's
-detached interior + edge sampling. Gradient variance at equal spp, and agreement with finite differences.
+"""Prototype of ``TraceSettings(interior="attached")`` (now in the renderer: ``lumigrad/render/_attached.py``):
+camera hits attached to the surface, with pixel-border flux, vs lumigrad's detached interior + edge sampling, in
+~150 lines of torch. Gradient variance at equal spp, and agreement with finite differences.
 
 Why: the interior term of ``render_trace`` differentiates the camera ray's hit as a ray-plane intersection
 ("detached", as Mitsuba 3's projective integrators do): a face seen at grazing angle moves along the ray by
@@ -24,9 +25,8 @@ What it shows: the attached estimator agrees with finite differences and with lu
 variance is 12-25x lower on the image mean (the flux of neighbouring pixels cancels), but on a loss with
 per-pixel weights the border samples that straddle the outline add Bernoulli noise (one sample per segment,
 half of it on the sphere). Splitting those segments at their crossing with the projected silhouette would
-remove it. Not in the renderer: static occluders in front of moving surfaces, shadow boundaries on moving
-receivers and non-black backgrounds each need the edge term's ``V`` correction, and camera gradients a mix of
-the two parameterisations (``bench/results_trace13.md``).
+remove it. The renderer's version also corrects every edge term by the side surfaces' ``V`` (still occluders
+in front of moving surfaces, shadow boundaries on moving receivers, lit backgrounds) (``bench/results_trace13.md``).
 
 Usage: ``PYTHONPATH=. python bench/attached_primary.py [--level 5] [--res 64] [--spp 4] [--seeds 16] [--weights
 mean|random]``.

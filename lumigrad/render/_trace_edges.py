@@ -98,6 +98,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
+from lumigrad.render._attached import attached_shapes, border_flux, screen_motion
 from lumigrad.ops.trace import intersect, occluded, reattach
 from lumigrad.scene.lights import DirectionalLight, PointLight
 
@@ -218,44 +219,65 @@ def boundary_term(sc, radiance) -> Tensor:
             return
         xd, n, weight, x_b = xd[sel], n[sel], weight[sel], x_b[sel]
         with torch.no_grad():
-            df = _jumps(scene, b, xd, n, None if near is None else (near[0][sel], near[1][sel]))
+            df, rays = _jumps(scene, b, xd, n, None if near is None else (near[0][sel], near[1][sel]))
         contrib = (df * weight[:, None]) * dot(n, x_b - xd, keepdim=True)
+        if rays is not None:  # interior="attached": minus the side surfaces' own screen motion (_attached)
+            row, sign, f, pix_r, face_r = rays
+            vel = screen_motion(scene, b, pix_r, face_r)
+            contrib = contrib.index_add(0, row, sign * weight.index_select(0, row)[:, None] * f
+                                        * dot(n.index_select(0, row), vel, keepdim=True))
         pix = b * H * W + xd[:, 1].floor().long() * W + xd[:, 0].floor().long()
         out = out.index_add(0, pix, contrib)
 
-    def _jumps(scene, b: int, xd: Tensor, n: Tensor, near) -> Tensor:
-        """``[k, 3]`` ``f(xd - 0 n) - f(xd + 0 n)``: camera-ray radiance either side of the boundary points.
-        Each side is a ray ``_SIDE_PX`` off the point, except the side whose surface ``near`` names: that one
-        is shaded at the point itself (its ray re-attached to ``face``). A silhouette face seen nearly edge-on
-        is narrower on screen than ``_SIDE_PX`` while its shading still varies across it, so the ray beside
-        the edge would measure another face: on a lit sphere's rim the primary silhouette term was 13 % /
-        3 % low at 1e-2 / 1e-3 pixels (bench/results_trace12.md)."""
+    def _jumps(scene, b: int, xd: Tensor, n: Tensor, near) -> tuple[Tensor, tuple | None]:
+        """``(df [k, 3], rays)``: ``df = f(xd - 0 n) - f(xd + 0 n)``, camera-ray radiance either side of the
+        boundary points. Each side is a ray ``_SIDE_PX`` off the point, except the side whose surface ``near``
+        names: that one is shaded at the point itself (its ray re-attached to ``face``). A silhouette face seen
+        nearly edge-on is narrower on screen than ``_SIDE_PX`` while its shading still varies across it, so the
+        ray beside the edge would measure another face: on a lit sphere's rim the primary silhouette term was
+        13 % / 3 % low at 1e-2 / 1e-3 pixels (bench/results_trace12.md). ``rays``: with attached camera hits,
+        each ray's ``(sample [r], side sign [r, 1] (+1: the +n side), f [r, 3], pixel [r, 2], first hit [r])``,
+        else None."""
         k = xd.shape[0]
-        view = torch.full((2 * k,), b, dtype=torch.long, device=sc.device)
         if near is None:
-            f = radiance(scene, view, torch.cat([xd - _SIDE_PX * n, xd + _SIDE_PX * n], 0))
-            return f[:k] - f[k:]
-        face, side = near
+            face, side = torch.full((k, 1), -1, dtype=torch.int32, device=sc.device), torch.zeros_like(xd[:, 0])
+        else:
+            face, side = near
+            face = face if face.dim() == 2 else face[:, None]
         sd = side.to(xd.dtype)[:, None]
         at, both = torch.nonzero(side != 0).squeeze(1), torch.nonzero(side == 0).squeeze(1)
         # One ray beyond the edge per point (away from the face; the -n side where no face is known), then the
         # face shaded at the point (its ray re-attached), then the +n side's rays of the points without a face.
         far = torch.where(sd != 0, sd, torch.ones_like(sd))
         pix = torch.cat([xd - far * _SIDE_PX * n, xd[at], xd[both] + _SIDE_PX * n[both]], 0)
-        face = face if face.dim() == 2 else face[:, None]
         none = torch.full((1, face.shape[1]), -1, dtype=face.dtype, device=face.device)
         known = torch.cat([none.expand(k, -1), face[at], none.expand(both.numel(), -1)]).to(torch.int32)
-        f = radiance(scene, view[:1].expand(pix.shape[0]), pix, known)
+        view = torch.full((pix.shape[0],), b, dtype=torch.long, device=sc.device)
+        attached = attached_shapes(scene) is not None
+        if attached:  # the first hits of all rays, for their screen motion
+            from lumigrad.render.path import _camera_rays, _fill_unknown_hits
+
+            o, d = _camera_rays(scene.camera, view, pix)
+            first = _fill_unknown_hits(scene, o, d, known[:, 0].contiguous())
+            known = torch.cat([first[:, None], known[:, 1:]], 1)
+        f = radiance(scene, view, pix, known if attached or near is not None else None)
         f_far, f_near, f_plus = f[:k], f[k:k + at.numel()], f[k + at.numel():]
         df = torch.empty_like(f_far)
         df[at] = -sd[at] * (f_near - f_far[at])  # f(-n side) - f(+n side), the face on side sd
         df[both] = f_far[both] - f_plus
-        return df
+        if not attached:
+            return df, None
+        row = torch.cat([torch.arange(k, device=sc.device), at, both])
+        sign = torch.cat([-far, sd[at], torch.ones_like(sd[both])])
+        return df, (row, sign, f, pix, known[:, 0].contiguous())
 
     virtual = _virtual_lights(sc) if st.shadows else []
     sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])
     tables = None  # the indirect term's per-render tables, built at its first call
     moves = motion(sc)
+    # With attached camera hits still silhouettes count too (in front of a moving surface, the surface's own
+    # motion is the term), and the moving surfaces' flux through the pixel borders is added (_attached).
+    attached = attached_shapes(sc)
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
         if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
@@ -270,7 +292,7 @@ def boundary_term(sc, radiance) -> Tensor:
         else:
             facing = dot(fnorm, -c2w[b, :3, 2]) > 0
         sil = _silhouette(ef, facing)
-        if not moves.camera:  # only moving shapes' outlines move on screen (Motion)
+        if not moves.camera and attached is None:  # only moving shapes' outlines move on screen (Motion)
             sil &= moves.edges(sc)
         eid = torch.nonzero(sil).squeeze(1)
         e = edges[eid]
@@ -307,6 +329,10 @@ def boundary_term(sc, radiance) -> Tensor:
                                         cam.near)
                 accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok,
                            near=near)
+        if attached is not None:
+            flux = border_flux(sc, b, radiance)
+            if flux is not None:
+                out = out.index_add(0, flux[0], flux[1])
         if st.max_bounces >= 2 and st.indirect_samples != 0:
             from lumigrad.render._trace_edges_indirect import IndirectTables, indirect_boundary
 

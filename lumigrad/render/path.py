@@ -67,6 +67,7 @@ from torch.utils.checkpoint import checkpoint
 from lumigrad.geometry.normals import dot, face_cross, safe_normalize
 from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_clip_from_K
 from lumigrad.ops import _qmc_ref as _qmc
+from lumigrad.render._attached import attach_camera_hits, attached_shapes, check_attached
 from lumigrad.render._sampler import SobolDraws, is_sobol, pick_and_rescale
 from lumigrad.ops.rasterize import RasterizeWorkspace, _rasterize_ids
 from lumigrad.ops.trace import TraceBVH, hit_attributes, intersect, occluded, shade_direct, trace_direct
@@ -688,7 +689,7 @@ def _radiance_direct(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor | N
 
 
 def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | SobolDraws,
-              face: Tensor | None = None) -> tuple[Tensor, Tensor]:
+              face: Tensor | None = None, attach: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(L [R, 3], hit [R] bool)`` along camera rays (closest hits ``face [R]`` int32 when known, else BVH).
 
     Path ``camera -> x_0 -> ... -> x_k``: next-event estimation at every ``x_i``
@@ -699,15 +700,24 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | 
 
     ``face [R, C]``: the first ``C`` hits of each path, known where ``>= 0`` (column 0 given, the later ones
     only after mirror bounces, whose rays are fixed: the boundary term's silhouettes seen in mirrors).
+    ``attach [R]``: the camera rays' views, when their hits on moving shapes are attached
+    (``TraceSettings(interior="attached")``, :mod:`lumigrad.render._attached`): each path's radiance then
+    carries its sample's area change.
     """
     chain = None
     if face is not None and face.dim() == 2:
         face, chain = face[:, 0].contiguous(), face[:, 1:]
-    if _fused_ok(sc):
+    if attach is not None and attached_shapes(sc) is None:
+        attach = None
+    if _fused_ok(sc) and attach is None:
         return _radiance_direct(sc, origins, dirs, face)
     st = sc.settings
     R = origins.shape[0]
     h = _trace(sc, origins, dirs, face)
+    change = None  # the attached samples' area change (1 in value)
+    if attach is not None:
+        h, change = attach_camera_hits(sc, h, attach)
+        change = torch.ones(R, dtype=sc.dtype, device=sc.device).index_put((h.idx,), change)[:, None]
     hit = torch.zeros(R, dtype=torch.bool, device=sc.device)
     hit[h.idx] = True
     if sc.env is not None:
@@ -784,7 +794,7 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | 
         beta = _take(beta, h2.idx)
         idx = _take(idx, h2.idx)
         h = h2
-    return L, hit
+    return (L if change is None else L * change), hit
 
 
 def _sky_radiance(sc: _Scene, dirs: Tensor) -> Tensor:
@@ -948,7 +958,8 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
         sky = int(bool(sc.ambient or sc.sh) and not sc.analytic_sky)
         gen = SobolDraws(_qmc.qmc_key(sc.settings.seed % (2**31), r // S), r % S, _qmc.qmc_bits(S),
                          (len(sc.emitters), int(sc.env is not None), sky), gen, sc.dtype)
-    L, hit = _radiance(sc, o, d, gen, face)
+    H, W = sc.camera.height, sc.camera.width
+    L, hit = _radiance(sc, o, d, gen, face, attach=p // (H * W))
     return _pixel_sums(sc, p, L, hit)
 
 
@@ -1100,6 +1111,7 @@ def render_trace(
     from lumigrad.render import _path_fused
 
     sc = _Scene(shapes, camera, lights, settings, accel)
+    check_attached(sc, _FN)
     fused = _path_fused.fused_path_ok(sc)
     # The fused path kernel finds the camera hits itself: a BVH query costs it less than the raster passes.
     if settings.primary == "raster" and not fused:

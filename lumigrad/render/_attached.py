@@ -1,0 +1,232 @@
+"""Camera hits attached to the surface: ``TraceSettings(interior="attached")``.
+
+The interior derivative of ``render_trace`` normally keeps each camera ray fixed and lets its intersection with
+the moved triangle slide along it ("detached", as Mitsuba 3's projective integrators): a face met at grazing
+angle moves along the ray by ``(n . dv) / cos``, so the outline pixels of a smooth mesh carry a derivative that
+grows as 1 / cos where their chance of being hit shrinks as cos, a heavy tail that holds most of a shape
+gradient's variance (``bench/results_trace13.md``, section 4).
+
+Here a camera sample's hit on a moving shape is the material point ``y = sum_i b_i v_i`` at its barycentrics
+``b`` (fixed): the sample moves with the surface, at screen velocity ``V = d project(y) / d theta``. By the
+divergence theorem (a reparameterisation of each pixel's integral, as Bangaru et al. 2020's warped-area
+sampling), with ``f`` the radiance and the box filter over pixel ``P``,
+
+    dI/dtheta = int_P d/dtheta (f(y) A(theta) / A(theta_0)) dp
+                + sum_edges int [f- (v_e - V-) - f+ (v_e - V+)] . n dl  -  int_{border of P} f V . n_out dl
+
+* **area change** ``A = det d project(y) / d(b1, b2)``: the screen area of the sample's triangle around it, so
+  ``A(theta) / A(theta_0)`` is 1 whose derivative is the divergence of ``V`` (:func:`attach_camera_hits`);
+* **edge terms**: every boundary sample of :func:`lumigrad.render._trace_edges.boundary_term` adds, to its jump
+  ``(f- - f+) v_e . n``, the screen velocity of what each of its side rays sees, ``-f- V- . n + f+ V+ . n``
+  (:func:`screen_motion`; 0 on still shapes and on mirrors, which stay detached). On a moving silhouette the
+  near side's ``V`` is the edge's own motion and cancels; a still silhouette in front of a moving surface, or a
+  shadow boundary on a moving receiver, gets a term it did not have, so every silhouette is sampled in this
+  mode, not only moving ones;
+* **border flux**: one point per unit segment of every pixel grid line across the moving shapes' screen box
+  (:func:`border_flux`); the pixel before the line gets ``-f V . e``, the one after ``+f V . e``.
+
+Scope: direct light (``max_bounces = 1``; after a bounce the indirect edge term would have to follow the
+attached point too) and a camera without gradient (its derivative needs the detached ray); mirrors stay
+detached. Checked against the detached estimator and central differences in ``tests/trace/test_attached.py``.
+
+Measured (``bench/results_trace13.md``, section 5): the Cornell box's sphere under its area light (64^2, 4 spp,
+1 bounce), relative RMSE of the translation gradient 0.13 / 0.14 at 5k / 82k triangles against 0.33 / 0.21
+detached, for the same CPU time; a smooth-shaded sphere shadowing itself (32^2), within 0.1 % of central
+differences where the detached estimator is 3.5-4.3 standard errors off (the self-shadow past the terminator is
+not sampled; it moves with the surface, so only the attached estimator's remainder is small). Worse: flat
+emissive quads under per-pixel weights (``tests/trace/test_trace_motion.py``'s scene), 6-16x the detached
+spread: a border segment that crosses an outline gets one sample, on either side by chance, where the detached
+estimator has no interior variance at all. Splitting such segments at the crossing would remove that noise.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lumigrad.geometry.normals import dot, safe_normalize
+
+__all__ = ["attached_shapes", "attach_camera_hits", "screen_motion", "border_flux", "check_attached"]
+
+
+def check_attached(sc, fn: str) -> None:
+    """The settings and motions ``interior="attached"`` supports, else a ValueError naming what is not."""
+    from lumigrad.render._trace_edges import motion
+
+    st = sc.settings
+    if st.interior != "attached":
+        return
+    if st.boundary != "edge":
+        raise ValueError(f"{fn}(): interior='attached' needs boundary='edge' (its edge and border terms are part "
+                         f"of the estimator), got boundary={st.boundary!r}")
+    if st.max_bounces != 1:
+        raise ValueError(f"{fn}(): interior='attached' supports max_bounces=1 only, got {st.max_bounces}")
+    if motion(sc).camera:
+        raise ValueError(f"{fn}(): interior='attached' needs a camera without gradient (world_to_cam and K): "
+                         "use interior='detached' to differentiate the camera")
+
+
+def attached_shapes(sc) -> Tensor | None:
+    """``[S]`` bool: the shapes whose camera hits are attached (moving, not mirrors), or None when none is."""
+    if sc.settings.interior != "attached":
+        return None
+    if getattr(sc, "_attached", None) is None:
+        from lumigrad.render._trace_edges import motion
+
+        sc._attached = motion(sc).shapes & ~sc.mats.mirror.to(torch.bool)
+    return sc._attached if bool(sc._attached.any()) else None
+
+
+def _view(sc, view: int) -> tuple[Tensor, Tensor, bool]:
+    cam = sc.camera
+    return cam.world_to_cam[view].detach(), cam.K[view].detach(), cam.projection == "perspective"
+
+
+def _screen_step(w2c: Tensor, k: Tensor, y: Tensor, e: Tensor, persp: bool) -> Tensor:
+    """``[N, 2]`` the pixel displacement of world points ``y [N, 3]`` moved by ``e [N, 3]`` (first order)."""
+    c = y @ w2c[:3, :3].T + w2c[:3, 3]
+    dc = e @ w2c[:3, :3].T
+    if persp:
+        z = c[:, 2]
+        dx = (dc[:, 0] * z - c[:, 0] * dc[:, 2]) / (z * z)
+        dy = (dc[:, 1] * z - c[:, 1] * dc[:, 2]) / (z * z)
+    else:
+        dx, dy = dc[:, 0], dc[:, 1]
+    return torch.stack([k[0, 0] * dx + k[0, 1] * dy, k[1, 1] * dy], -1)
+
+
+def _project(w2c: Tensor, k: Tensor, y: Tensor, persp: bool) -> Tensor:
+    c = y @ w2c[:3, :3].T + w2c[:3, 3]
+    x, yy = (c[:, 0] / c[:, 2], c[:, 1] / c[:, 2]) if persp else (c[:, 0], c[:, 1])
+    return torch.stack([k[0, 0] * x + k[0, 1] * yy + k[0, 2], k[1, 1] * yy + k[1, 2]], -1)
+
+
+def _material_points(sc, face: Tensor, bary: Tensor) -> tuple[Tensor, Tensor]:
+    """``(y [N, 3], tri [N, 3, 3])``: the points at fixed barycentrics ``bary`` of faces ``face`` (differentiable
+    w.r.t. the vertices), and the faces' corners."""
+    tri = sc.verts.index_select(0, sc.faces_long.index_select(0, face).reshape(-1)).reshape(-1, 3, 3)
+    return (bary[:, :, None] * tri).sum(1), tri
+
+
+def attach_camera_hits(sc, h, view: Tensor):
+    """``(h', weight [h])``: camera-ray hits ``h`` (:class:`lumigrad.render.path._Hit`) of views ``view [R]``, those
+    on attached shapes replaced by their material points (point, shading and geometric normal, direction to the
+    camera; barycentrics detached), and each hit's area-change weight ``A / A_0`` (1 elsewhere)."""
+    from lumigrad.render.path import _Hit
+
+    mask = attached_shapes(sc)
+    weight = torch.ones(h.idx.shape[0], dtype=sc.dtype, device=sc.device)
+    if mask is None:
+        return h, weight
+    rows = torch.nonzero(mask[h.shape]).squeeze(1)
+    if rows.numel() == 0:
+        return h, weight
+    face, b = h.face.index_select(0, rows), h.bary.index_select(0, rows).detach()
+    y, tri = _material_points(sc, face, b)
+    nrm = sc.vnormals.index_select(0, sc.faces_long.index_select(0, face).reshape(-1)).reshape(-1, 3, 3)
+    ns = safe_normalize((b[:, :, None] * nrm).sum(1))
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    gn = safe_normalize(torch.linalg.cross(e1, e2, dim=-1))
+    ng_old = h.ng.index_select(0, rows)
+    ng = gn * torch.where(dot(gn.detach(), ng_old.detach(), keepdim=True) < 0, -1.0, 1.0).to(gn.dtype)
+    v = view.index_select(0, h.idx.index_select(0, rows))
+    wo = h.wo.index_select(0, rows)
+    area = torch.zeros(rows.numel(), dtype=sc.dtype, device=sc.device)
+    for b_id in torch.unique(v).tolist():
+        sel = torch.nonzero(v == b_id).squeeze(1)
+        w2c, k, persp = _view(sc, b_id)
+        y_s = y.index_select(0, sel)
+        s1 = _screen_step(w2c, k, y_s, e1.index_select(0, sel), persp)
+        s2 = _screen_step(w2c, k, y_s, e2.index_select(0, sel), persp)
+        area = area.index_put((sel,), s1[:, 0] * s2[:, 1] - s1[:, 1] * s2[:, 0])
+        if persp:  # the direction to the (still) camera follows the moving point
+            eye = torch.linalg.inv(w2c)[:3, 3]
+            wo = wo.index_put((sel,), safe_normalize(eye - y_s))
+    # A face seen exactly edge-on has no area: keep its weight constant there (a null set of samples).
+    a0 = area.detach()
+    tiny = a0.abs() <= 1e-12 * (e1.detach().norm(dim=-1) * e2.detach().norm(dim=-1)).clamp_min(1e-300)
+    ratio = torch.where(tiny, torch.ones_like(area), area / torch.where(tiny, torch.ones_like(a0), a0))
+    weight = weight.index_put((rows,), ratio)
+    h2 = _Hit(h.idx, h.shape, h.points.index_put((rows,), y), h.ns.index_put((rows,), ns),
+              h.ng.index_put((rows,), ng), h.wo.index_put((rows,), wo), h.face,
+              h.bary.index_put((rows,), b) if h.bary is not None else None)
+    return h2, weight
+
+
+def screen_motion(sc, view: int, pix: Tensor, face: Tensor) -> Tensor:
+    """``[R, 2]`` zero-valued, whose derivative is the screen velocity ``V`` of the material point that the camera
+    ray through ``pix`` of view ``view`` hits on face ``face [R]`` (-1: a miss); 0 where that face is not on an
+    attached shape."""
+    from lumigrad.ops.trace import reattach
+    from lumigrad.render.path import _camera_rays
+
+    out = torch.zeros(pix.shape[0], 2, dtype=sc.dtype, device=sc.device)
+    mask = attached_shapes(sc)
+    if mask is None:
+        return out
+    ok = face >= 0
+    ok[ok.clone()] = mask[sc.owner[face[ok].long()]]
+    rows = torch.nonzero(ok).squeeze(1)
+    if rows.numel() == 0:
+        return out
+    f = face.index_select(0, rows).long()
+    with torch.no_grad():
+        o, d = _camera_rays(sc.camera, torch.full((rows.numel(),), view, dtype=torch.long, device=sc.device),
+                            pix.index_select(0, rows))
+        b = reattach(sc.verts.detach(), sc.faces, f, o, d).bary
+    y, _ = _material_points(sc, f, b)
+    w2c, k, persp = _view(sc, view)
+    x = _project(w2c, k, y, persp)
+    return out.index_put((rows,), x - x.detach())
+
+
+def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
+    """``(pixel [n] int64 (flat over views), contrib [n, 3])``: the flux ``-+ f V . e`` through the pixel borders
+    of view ``view`` (module docstring), one uniform point per unit segment of every grid line across the
+    attached shapes' screen box; ``radiance`` as ``boundary_term``'s. None when nothing moves on screen."""
+    from lumigrad.ops.trace import intersect
+    from lumigrad.render.path import _camera_rays
+
+    mask = attached_shapes(sc)
+    if mask is None:
+        return None
+    cam = sc.camera
+    H, W = cam.height, cam.width
+    w2c, k, persp = _view(sc, view)
+    moving_faces = torch.nonzero(mask[sc.owner]).squeeze(1)
+    pts = sc.verts.detach().index_select(0, sc.faces_long.index_select(0, moving_faces).reshape(-1))
+    c = pts @ w2c[:3, :3].T + w2c[:3, 3]
+    if persp and not bool((c[:, 2] > cam.near).all()):
+        lo, hi = [0, 0], [W, H]  # part of it behind the camera: the whole image
+    else:
+        p = _project(w2c, k, pts, persp)
+        lo = [max(0, int(p[:, 0].min().floor())), max(0, int(p[:, 1].min().floor()))]
+        hi = [min(W, int(p[:, 0].max().ceil()) + 1), min(H, int(p[:, 1].max().ceil()) + 1)]
+    if hi[0] <= lo[0] or hi[1] <= lo[1]:
+        return None
+    pixels, contribs = [], []
+    for axis in (0, 1):  # vertical lines x = i (axis 0), horizontal lines y = i (axis 1)
+        a, o_ = axis, 1 - axis
+        lines = torch.arange(lo[a], min(hi[a], (W, H)[a]) + 1, device=sc.device)
+        cells = torch.arange(lo[o_], hi[o_], device=sc.device)
+        i, j = (t.reshape(-1) for t in torch.meshgrid(lines, cells, indexing="ij"))
+        u = torch.rand(i.shape[0], generator=sc.gen, dtype=sc.dtype, device=sc.device)
+        pix = torch.stack([i.to(sc.dtype), j + u], -1) if axis == 0 else torch.stack([j + u, i.to(sc.dtype)], -1)
+        with torch.no_grad():
+            o, d = _camera_rays(cam, torch.full((pix.shape[0],), view, dtype=torch.long, device=sc.device), pix)
+            face = intersect(sc.accel.bvh, o, d).face
+            hit = face >= 0
+            hit[hit.clone()] = mask[sc.owner[face[hit].long()]]
+            rows = torch.nonzero(hit).squeeze(1)
+            if rows.numel() == 0:
+                continue
+            pix, face, i, j = pix[rows], face[rows], i[rows], j[rows]
+            f = radiance(sc, torch.full((rows.numel(),), view, dtype=torch.long, device=sc.device), pix, face)
+        flux = f * screen_motion(sc, view, pix, face)[:, axis:axis + 1]  # f V . e
+        for side, sign in ((i - 1, -1.0), (i, 1.0)):  # the pixel before the line (outward +e), the one after
+            ok = torch.nonzero((side >= 0) & (side < (W, H)[a])).squeeze(1)
+            col, row = (side, j) if axis == 0 else (j, side)
+            pixels.append(view * H * W + (row * W + col).index_select(0, ok))
+            contribs.append(sign * flux.index_select(0, ok))
+    if not pixels:
+        return None
+    return torch.cat(pixels), torch.cat(contribs)
