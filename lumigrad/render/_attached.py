@@ -45,7 +45,8 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 
-__all__ = ["attached_shapes", "attach_camera_hits", "screen_motion", "border_flux", "check_attached"]
+__all__ = ["attached_shapes", "attach_camera_hits", "screen_motion", "border_flux", "check_attached", "moving_box",
+           "near_motion"]
 
 
 def check_attached(sc, fn: str) -> None:
@@ -179,13 +180,9 @@ def screen_motion(sc, view: int, pix: Tensor, face: Tensor) -> Tensor:
     return out.index_put((rows,), x - x.detach())
 
 
-def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
-    """``(pixel [n] int64 (flat over views), contrib [n, 3])``: the flux ``-+ f V . e`` through the pixel borders
-    of view ``view`` (module docstring), one uniform point per unit segment of every grid line across the
-    attached shapes' screen box; ``radiance`` as ``boundary_term``'s. None when nothing moves on screen."""
-    from lumigrad.ops.trace import intersect
-    from lumigrad.render.path import _camera_rays
-
+def moving_box(sc, view: int) -> tuple[list[int], list[int]] | None:
+    """``(lo, hi)``: the integer pixel box (clipped to the image) around the attached shapes in view ``view``
+    (the whole image when part of them is behind the camera), or None when it is empty."""
     mask = attached_shapes(sc)
     if mask is None:
         return None
@@ -196,21 +193,89 @@ def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
     pts = sc.verts.detach().index_select(0, sc.faces_long.index_select(0, moving_faces).reshape(-1))
     c = pts @ w2c[:3, :3].T + w2c[:3, 3]
     if persp and not bool((c[:, 2] > cam.near).all()):
-        lo, hi = [0, 0], [W, H]  # part of it behind the camera: the whole image
+        lo, hi = [0, 0], [W, H]
     else:
         p = _project(w2c, k, pts, persp)
         lo = [max(0, int(p[:, 0].min().floor())), max(0, int(p[:, 1].min().floor()))]
         hi = [min(W, int(p[:, 0].max().ceil()) + 1), min(H, int(p[:, 1].max().ceil()) + 1)]
-    if hi[0] <= lo[0] or hi[1] <= lo[1]:
+    return None if hi[0] <= lo[0] or hi[1] <= lo[1] else (lo, hi)
+
+
+def near_motion(sc, view: int, P0: Tensor, P1: Tensor) -> Tensor:
+    """``[E]`` bool: screen segments ``P0 -> P1`` whose boxes meet the attached shapes' box (:func:`moving_box`):
+    the still silhouettes that may lie in front of a moving surface (the others' terms are exactly zero)."""
+    box = moving_box(sc, view)
+    if box is None:
+        return torch.zeros(P0.shape[0], dtype=torch.bool, device=P0.device)
+    (lx, ly), (hx, hy) = box
+    mn, mx = torch.minimum(P0, P1), torch.maximum(P0, P1)
+    return (mx[:, 0] >= lx) & (mn[:, 0] <= hx) & (mx[:, 1] >= ly) & (mn[:, 1] <= hy)
+
+
+def _outline(sc, view: int) -> Tensor:
+    """``[E, 2, 2]`` the screen endpoints (detached) of the silhouette edges of view ``view`` (every shape's),
+    both in front of the camera: where the radiance or the screen velocity jumps along a pixel border."""
+    from lumigrad.render._trace_edges import _silhouette
+
+    w2c, k, persp = _view(sc, view)
+    fnorm, v0 = sc.accel._face_data
+    c2w = torch.linalg.inv(w2c)
+    facing = dot(fnorm, c2w[:3, 3] - v0) > 0 if persp else dot(fnorm, -c2w[:3, 2].expand_as(fnorm)) > 0
+    e = sc.accel.edges[_silhouette(sc.accel.edge_faces, facing)]
+    ends = sc.verts.detach().index_select(0, e.reshape(-1))
+    z = (ends @ w2c[:3, :3].T + w2c[:3, 3])[:, 2]
+    front = (z > sc.camera.near).reshape(-1, 2).all(1) if persp else torch.ones_like(e[:, 0], dtype=torch.bool)
+    return _project(w2c, k, ends, persp).reshape(-1, 2, 2)[front]
+
+
+def _border_intervals(outline: Tensor, axis: int, lines: Tensor, lo: int, hi: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(line [n], start [n], length [n])``: the grid lines ``lines`` (``x = i`` for ``axis`` 0, ``y = i`` for 1)
+    between ``lo`` and ``hi`` along them, cut at every unit (the pixel borders) and where ``outline``'s segments
+    cross them. Each piece is then sampled by one point: on a piece the radiance and the screen velocity are
+    continuous (up to shadow boundaries), so a border segment half on a moving surface gets no coin-flip noise."""
+    o = 1 - axis
+    a, b = outline[:, 0], outline[:, 1]
+    lo_a, hi_a = torch.minimum(a[:, axis], b[:, axis]), torch.maximum(a[:, axis], b[:, axis])
+    count = (hi_a.floor() - lo_a.floor()).long().clamp_min(0)  # integers in (lo_a, hi_a]
+    seg = torch.repeat_interleave(torch.arange(outline.shape[0], device=outline.device), count)
+    first = torch.cumsum(count, 0) - count
+    line = lo_a.floor()[seg] + 1 + (torch.arange(seg.numel(), device=outline.device) - first[seg])
+    da = (b[:, axis] - a[:, axis])[seg]
+    pos = a[seg, o] + (line - a[seg, axis]) / torch.where(da == 0, torch.ones_like(da), da) * (b[seg, o] - a[seg, o])
+    keep = (line >= lines[0]) & (line <= lines[-1]) & (pos > lo) & (pos < hi)
+    cells = torch.arange(lo, hi + 1, device=outline.device, dtype=outline.dtype)
+    gl, gp = (t.reshape(-1) for t in torch.meshgrid(lines.to(outline.dtype), cells, indexing="ij"))
+    L, P = torch.cat([gl, line[keep]]), torch.cat([gp, pos[keep]])
+    order = torch.argsort((L - float(lines[0])) * (hi - lo + 2) + (P - lo))
+    L, P = L[order], P[order]
+    ok = (L[1:] == L[:-1]) & (P[1:] > P[:-1])
+    return L[:-1][ok].long(), P[:-1][ok], (P[1:] - P[:-1])[ok]
+
+
+def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
+    """``(pixel [n] int64 (flat over views), contrib [n, 3])``: the flux ``-+ f V . e`` through the pixel borders
+    of view ``view`` (module docstring) across the attached shapes' screen box, one uniform point per piece of
+    grid line (:func:`_border_intervals`); ``radiance`` as ``boundary_term``'s. None when nothing moves on
+    screen."""
+    from lumigrad.ops.trace import intersect
+    from lumigrad.render.path import _camera_rays
+
+    mask = attached_shapes(sc)
+    box = None if mask is None else moving_box(sc, view)
+    if box is None:
         return None
+    lo, hi = box
+    cam = sc.camera
+    H, W = cam.height, cam.width
+    outline = _outline(sc, view)
     pixels, contribs = [], []
     for axis in (0, 1):  # vertical lines x = i (axis 0), horizontal lines y = i (axis 1)
         a, o_ = axis, 1 - axis
         lines = torch.arange(lo[a], min(hi[a], (W, H)[a]) + 1, device=sc.device)
-        cells = torch.arange(lo[o_], hi[o_], device=sc.device)
-        i, j = (t.reshape(-1) for t in torch.meshgrid(lines, cells, indexing="ij"))
+        i, start, length = _border_intervals(outline, axis, lines, lo[o_], hi[o_])
         u = torch.rand(i.shape[0], generator=sc.gen, dtype=sc.dtype, device=sc.device)
-        pix = torch.stack([i.to(sc.dtype), j + u], -1) if axis == 0 else torch.stack([j + u, i.to(sc.dtype)], -1)
+        along = start + u * length
+        pix = torch.stack([i.to(sc.dtype), along], -1) if axis == 0 else torch.stack([along, i.to(sc.dtype)], -1)
         with torch.no_grad():
             o, d = _camera_rays(cam, torch.full((pix.shape[0],), view, dtype=torch.long, device=sc.device), pix)
             face = intersect(sc.accel.bvh, o, d).face
@@ -219,9 +284,10 @@ def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
             rows = torch.nonzero(hit).squeeze(1)
             if rows.numel() == 0:
                 continue
-            pix, face, i, j = pix[rows], face[rows], i[rows], j[rows]
+            pix, face, i, length = pix[rows], face[rows], i[rows], length[rows]
+            j = (start[rows] + 0.5 * length).floor().long()  # the cell the piece lies in
             f = radiance(sc, torch.full((rows.numel(),), view, dtype=torch.long, device=sc.device), pix, face)
-        flux = f * screen_motion(sc, view, pix, face)[:, axis:axis + 1]  # f V . e
+        flux = (length[:, None] * f) * screen_motion(sc, view, pix, face)[:, axis:axis + 1]  # f V . e over the piece
         for side, sign in ((i - 1, -1.0), (i, 1.0)):  # the pixel before the line (outward +e), the one after
             ok = torch.nonzero((side >= 0) & (side < (W, H)[a])).squeeze(1)
             col, row = (side, j) if axis == 0 else (j, side)

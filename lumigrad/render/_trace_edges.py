@@ -98,7 +98,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
-from lumigrad.render._attached import attached_shapes, border_flux, screen_motion
+from lumigrad.render._attached import attached_shapes, border_flux, near_motion, screen_motion
 from lumigrad.ops.trace import intersect, occluded, reattach
 from lumigrad.scene.lights import DirectionalLight, PointLight
 
@@ -275,9 +275,13 @@ def boundary_term(sc, radiance) -> Tensor:
     sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])
     tables = None  # the indirect term's per-render tables, built at its first call
     moves = motion(sc)
-    # With attached camera hits still silhouettes count too (in front of a moving surface, the surface's own
-    # motion is the term), and the moving surfaces' flux through the pixel borders is added (_attached).
+    # With attached camera hits still silhouettes near moving shapes count too (in front of a moving surface, the
+    # surface's own motion is the term), and the moving surfaces' flux through the pixel borders is added (_attached).
     attached = attached_shapes(sc)
+
+    def _near_motion(b: int, vd: Tensor, e: Tensor) -> Tensor:
+        P = _project(cam.world_to_cam[b].detach(), cam.K[b].detach(), vd, persp)[0]
+        return near_motion(sc, b, P[e[:, 0]], P[e[:, 1]])
     for b in range(B):
         w2c, k = cam.world_to_cam[b], cam.K[b]
         if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
@@ -292,8 +296,8 @@ def boundary_term(sc, radiance) -> Tensor:
         else:
             facing = dot(fnorm, -c2w[b, :3, 2]) > 0
         sil = _silhouette(ef, facing)
-        if not moves.camera and attached is None:  # only moving shapes' outlines move on screen (Motion)
-            sil &= moves.edges(sc)
+        if not moves.camera:  # only moving shapes' outlines move on screen (Motion)
+            sil &= moves.edges(sc) if attached is None else moves.edges(sc) | (sil & _near_motion(b, vd, edges))
         eid = torch.nonzero(sil).squeeze(1)
         e = edges[eid]
         if e.shape[0]:
