@@ -66,14 +66,26 @@ def check_attached(sc, fn: str) -> None:
                          "use interior='detached' to differentiate the camera")
 
 
+def supported(sc) -> bool:
+    """Whether attached camera hits apply to render scene ``sc``: edge-sampled boundaries, direct light, a camera
+    without gradient (what ``interior="auto"`` checks)."""
+    from lumigrad.render._trace_edges import motion
+
+    st = sc.settings
+    return st.boundary == "edge" and st.max_bounces == 1 and not motion(sc).camera
+
+
 def attached_shapes(sc) -> Tensor | None:
-    """``[S]`` bool: the shapes whose camera hits are attached (moving, not mirrors), or None when none is."""
-    if sc.settings.interior != "attached":
+    """``[S]`` bool: the shapes whose camera hits are attached (moving, not mirrors), or None when none is
+    (``interior="detached"``, or ``"auto"`` where :func:`supported` is False)."""
+    interior = sc.settings.interior
+    if interior == "detached":
         return None
     if getattr(sc, "_attached", None) is None:
         from lumigrad.render._trace_edges import motion
 
-        sc._attached = motion(sc).shapes & ~sc.mats.mirror.to(torch.bool)
+        on = interior == "attached" or supported(sc)
+        sc._attached = motion(sc).shapes & ~sc.mats.mirror.to(torch.bool) & on
     return sc._attached if bool(sc._attached.any()) else None
 
 

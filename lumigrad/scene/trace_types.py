@@ -256,15 +256,16 @@ class TraceSettings:
     chunk_rays: int = 1 << 16
     primary: Literal["raster", "bvh"] = "raster"
     sampler: Literal["independent", "sobol"] = "sobol"
-    interior: Literal["detached", "attached"] = "detached"
+    interior: Literal["auto", "detached", "attached"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("spp", "max_bounces", "rr_depth", "chunk_rays"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"TraceSettings(): {name} must be a positive int, got {v!r}")
-        if self.interior not in ("detached", "attached"):
-            raise ValueError(f"TraceSettings(): interior must be 'detached' or 'attached', got {self.interior!r}")
+        if self.interior not in ("auto", "detached", "attached"):
+            raise ValueError(f"TraceSettings(): interior must be 'auto', 'detached' or 'attached', got "
+                             f"{self.interior!r}")
         if self.boundary not in ("edge", "none"):
             raise ValueError(f"TraceSettings(): boundary must be 'edge' or 'none', got {self.boundary!r}")
         if self.edge_samples is not None and (not isinstance(self.edge_samples, int) or self.edge_samples < 1):

@@ -19,9 +19,9 @@ def test_kernel_matches_reference_fwd_bwd(dtype, B, Bp):
     p = torch.randn(Bp, 777, 3, generator=g, dtype=dtype, requires_grad=True)  # 777: spans end mid-span
     out, ref = T.transform_points_fused(m, p), transform_points_ref(m, p)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    # Not bitwise: whether the compiler fuses the kernel's multiply-adds and how torch's GEMM sums depend on the
+    # CPU (equal on session 13's AMD machine, a few ulps apart on an Intel one with AVX-512).
     torch.testing.assert_close(out, ref, **tol)
-    if B == Bp:  # same sums in the same order as torch's GEMM: bitwise equal
-        assert torch.equal(out, ref)
     cot = torch.randn(out.shape, generator=g, dtype=dtype)
     for a, b in zip(torch.autograd.grad(out, (m, p), cot), torch.autograd.grad(ref, (m, p), cot)):
         torch.testing.assert_close(a, b, **tol)
@@ -54,7 +54,7 @@ def test_transform_points_dispatch():
     assert T.use_kernel(m[None], big[None]) and not T.use_kernel(m[None], big[None, :100])
     out = transform_points(m, big.requires_grad_())
     assert out.grad_fn is not None and type(out.grad_fn).__name__ == "_TransformFnBackward"
-    assert torch.equal(out, transform_points_ref(m[None], big[None]))
+    torch.testing.assert_close(out, transform_points_ref(m[None], big[None]), atol=1e-5, rtol=1e-5)
     small = transform_points(m, big[:100])
     assert type(small.grad_fn).__name__ != "_TransformFnBackward"
     # A matrix batch of 1 over a batch of point sets broadcasts, with its gradient summed.
