@@ -1,4 +1,5 @@
-"""Camera hits attached to the surface: ``TraceSettings(interior="attached")``.
+"""Camera hits attached to the surface: ``TraceSettings(interior="attached")``, and ``"auto"`` (the default)
+wherever it applies.
 
 The interior derivative of ``render_trace`` normally keeps each camera ray fixed and lets its intersection with
 the moved triangle slide along it ("detached", as Mitsuba 3's projective integrators): a face met at grazing
@@ -20,10 +21,11 @@ sampling), with ``f`` the radiance and the box filter over pixel ``P``,
   ``(f- - f+) v_e . n``, the screen velocity of what each of its side rays sees, ``-f- V- . n + f+ V+ . n``
   (:func:`screen_motion`; 0 on still shapes and on mirrors, which stay detached). On a moving silhouette the
   near side's ``V`` is the edge's own motion and cancels; a still silhouette in front of a moving surface, or a
-  shadow boundary on a moving receiver, gets a term it did not have, so every silhouette is sampled in this
-  mode, not only moving ones;
-* **border flux**: one point per unit segment of every pixel grid line across the moving shapes' screen box
-  (:func:`border_flux`); the pixel before the line gets ``-f V . e``, the one after ``+f V . e``.
+  shadow boundary on a moving receiver, gets a term it did not have, so still silhouettes whose screen box
+  meets the moving shapes' are sampled too (:func:`near_motion`);
+* **border flux**: the pixel grid lines across the moving shapes' screen box, cut at every pixel corner and
+  where silhouettes cross them, one uniform point per piece (:func:`border_flux`); the pixel before the line
+  gets ``-f V . e``, the one after ``+f V . e``, times the piece's length.
 
 Scope: direct light (``max_bounces = 1``; after a bounce the indirect edge term would have to follow the
 attached point too) and a camera without gradient (its derivative needs the detached ray); mirrors stay
@@ -33,10 +35,11 @@ Measured (``bench/results_trace13.md``, section 5): the Cornell box's sphere und
 1 bounce), relative RMSE of the translation gradient 0.13 / 0.14 at 5k / 82k triangles against 0.33 / 0.21
 detached, for the same CPU time; a smooth-shaded sphere shadowing itself (32^2), within 0.1 % of central
 differences where the detached estimator is 3.5-4.3 standard errors off (the self-shadow past the terminator is
-not sampled; it moves with the surface, so only the attached estimator's remainder is small). Worse: flat
-emissive quads under per-pixel weights (``tests/trace/test_trace_motion.py``'s scene), 6-16x the detached
-spread: a border segment that crosses an outline gets one sample, on either side by chance, where the detached
-estimator has no interior variance at all. Splitting such segments at the crossing would remove that noise.
+not sampled; it moves with the surface, so only the attached estimator's remainder is small). Flat emissive
+quads under per-pixel weights (``tests/trace/test_trace_motion.py``'s scene), where the detached interior has no
+variance at all: 0.4-0.5x the detached spread; with one sample per whole border segment (uncut) it was 6-16x,
+the segments crossing an outline landing on either side by chance, and with every still silhouette sampled
+3-4x.
 """
 from __future__ import annotations
 

@@ -220,23 +220,23 @@ class TraceSettings:
             (``bench/trace_gi_error.py``, ``bench/results_trace12.md``); the
             path kernel's time 1.15x.
         interior: how a camera ray's hit follows the shapes in the interior
-            (non-boundary) derivative. ``"detached"`` (default; Mitsuba 3's
-            projective integrators do the same): the ray stays, its intersection
-            with the moved triangle slides along it, which near a smooth mesh's
-            outline (faces met at grazing angle) grows as 1 / cos: a heavy-tailed
+            (non-boundary) derivative. ``"detached"`` (Mitsuba 3's projective
+            integrators do the same): the ray stays, its intersection with the
+            moved triangle slides along it, which near a smooth mesh's outline
+            (faces met at grazing angle) grows as 1 / cos: a heavy-tailed
             estimator. ``"attached"``: the hit is a material point that moves with
-            its shape, with the area change of the samples and the flux of the
-            moving surface through each pixel's border, and the edge terms'
+            its shape, with the area change of the samples, the flux of the
+            moving surfaces through the pixel borders, and the edge terms'
             velocities taken relative to the surfaces on either side
             (:mod:`lumigrad.render._attached`); needs ``boundary="edge"``,
-            ``max_bounces=1`` and a camera without gradient. Same expectation;
-            on smooth meshes far less spread (the Cornell box's sphere under its
-            area light, 64^2, 4 spp: relative RMSE of the translation gradient
-            0.13 against 0.33 / 0.21 at 5k / 82k triangles) and less bias where a
-            smooth-shaded mesh shadows itself (the terminator, which no sampler
-            finds, moves with the surface); but on flat, unshaded content under
-            per-pixel weights its pixel-border samples add noise (6-16x the
-            spread of ``"detached"``), hence not the default
+            ``max_bounces=1`` and a camera without gradient (ValueError
+            otherwise). ``"auto"`` (default since session 14): attached where it
+            applies, detached elsewhere. Same expectation; on the Cornell box's
+            sphere under its area light (64^2, 4 spp) the translation gradient's
+            relative RMSE is 0.13 / 0.14 attached against 0.33 / 0.21 detached at
+            5k / 82k triangles, and where a smooth-shaded mesh shadows itself past
+            its terminator (which no sampler finds) the detached gradient is 3-4
+            standard errors off and the attached one is not
             (``bench/results_trace13.md``).
     """
 

@@ -1,4 +1,5 @@
-"""Attached camera hits (TraceSettings(interior="attached"), lumigrad.render._attached) against central differences
+"""Attached camera hits (TraceSettings(interior="attached"), the default "auto" where it applies;
+lumigrad.render._attached) against central differences
 and against the detached estimator.
 
 Scene: a smooth-shaded low-poly sphere that translates, a point light beside the camera. With shadows, the sphere
@@ -117,3 +118,21 @@ def test_attached_rejects_what_it_does_not_support(settings, camera_grad, match)
         render_trace(_scene(torch.zeros(3, dtype=DT)), cam, _light(), TraceSettings(interior="attached", **settings))
     with pytest.raises(ValueError, match="interior must be"):
         TraceSettings(interior="both")
+
+
+def test_auto_attaches_where_it_applies():
+    from lumigrad.render._attached import attached_shapes
+    from lumigrad.render.path import _Scene
+
+    t = torch.zeros(3, dtype=DT, requires_grad=True)
+    shapes = _scene(t, wall=True)
+    accel = prepare_trace(shapes)
+    assert attached_shapes(_Scene(shapes, CAM, _light(), TraceSettings(), accel)).tolist() == [True, False]
+    for st in (TraceSettings(max_bounces=2), TraceSettings(boundary="none"), TraceSettings(interior="detached")):
+        assert attached_shapes(_Scene(shapes, CAM, _light(), st, accel)) is None
+    eye = torch.tensor([0.0, 0.4, 3.0], dtype=DT, requires_grad=True)
+    cam = Camera.look_at(eye, torch.zeros(3, dtype=DT), width=RES, height=RES)
+    assert attached_shapes(_Scene(shapes, cam, _light(), TraceSettings(), accel)) is None
+    # and a render with camera gradients under "auto" runs (detached) where "attached" refuses
+    render_trace(_scene(t), cam, _light(), TraceSettings(spp=1)).image.sum().backward()
+    assert eye.grad is not None and t.grad is not None
