@@ -24,16 +24,16 @@ sampling), with ``f`` the radiance and the box filter over pixel ``P``,
   shadow boundary on a moving receiver, gets a term it did not have, so still silhouettes whose screen box
   meets the moving shapes' are sampled too (:func:`near_motion`);
 * **border flux**: the pixel grid lines across the moving shapes' screen box, cut at every pixel corner and
-  where silhouettes cross them, one uniform point per piece (:func:`border_flux`); the pixel before the line
-  gets ``-f V . e``, the one after ``+f V . e``, times the piece's length.
+  where silhouettes cross them, ``spp`` stratified points per piece (:func:`border_flux`); the pixel before the
+  line gets ``-f V . e``, the one after ``+f V . e``, times the piece's length.
 
 Scope: direct light (``max_bounces = 1``; after a bounce the indirect edge term would have to follow the
 attached point too) and a camera without gradient (its derivative needs the detached ray); mirrors stay
 detached. Checked against the detached estimator and central differences in ``tests/trace/test_attached.py``.
 
 Measured (``bench/results_trace13.md``, section 5): the Cornell box's sphere under its area light (64^2, 4 spp,
-1 bounce), relative RMSE of the translation gradient 0.13 / 0.14 at 5k / 82k triangles against 0.33 / 0.21
-detached, for the same CPU time; a smooth-shaded sphere shadowing itself (32^2), within 0.1 % of central
+1 bounce), relative RMSE of the translation gradient 0.12 / 0.12 at 5k / 82k triangles against 0.33 / 0.21
+detached, for 1.1-1.3x the CPU time; a smooth-shaded sphere shadowing itself (32^2), within 0.1 % of central
 differences where the detached estimator is 3.5-4.3 standard errors off (the self-shadow past the terminator is
 not sampled; it moves with the surface, so only the attached estimator's remainder is small). Flat emissive
 quads under per-pixel weights (``tests/trace/test_trace_motion.py``'s scene), where the detached interior has no
@@ -288,8 +288,14 @@ def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
         a, o_ = axis, 1 - axis
         lines = torch.arange(lo[a], min(hi[a], (W, H)[a]) + 1, device=sc.device)
         i, start, length = _border_intervals(outline, axis, lines, lo[o_], hi[o_])
-        u = torch.rand(i.shape[0], generator=sc.gen, dtype=sc.dtype, device=sc.device)
+        # spp stratified points per piece: the flux is a pixel's own term, as noisy per pixel as its camera
+        # samples only with as many samples (one per piece left the gradient image 3x noisier at 64 spp).
+        n = sc.settings.spp
+        i, start, length = (t.repeat_interleave(n) for t in (i, start, length))
+        k = torch.arange(n, device=sc.device, dtype=sc.dtype).repeat(i.shape[0] // n)
+        u = (k + torch.rand(i.shape[0], generator=sc.gen, dtype=sc.dtype, device=sc.device)) / n
         along = start + u * length
+        length = length / n
         pix = torch.stack([i.to(sc.dtype), along], -1) if axis == 0 else torch.stack([along, i.to(sc.dtype)], -1)
         with torch.no_grad():
             o, d = _camera_rays(cam, torch.full((pix.shape[0],), view, dtype=torch.long, device=sc.device), pix)
@@ -300,7 +306,7 @@ def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
             if rows.numel() == 0:
                 continue
             pix, face, i, length = pix[rows], face[rows], i[rows], length[rows]
-            j = (start[rows] + 0.5 * length).floor().long()  # the cell the piece lies in
+            j = (start[rows] + 0.5 * n * length).floor().long()  # the cell the piece lies in
             f = radiance(sc, torch.full((rows.numel(),), view, dtype=torch.long, device=sc.device), pix, face)
         flux = (length[:, None] * f) * screen_motion(sc, view, pix, face)[:, axis:axis + 1]  # f V . e over the piece
         for side, sign in ((i - 1, -1.0), (i, 1.0)):  # the pixel before the line (outward +e), the one after

@@ -230,14 +230,18 @@ class TraceSettings:
             velocities taken relative to the surfaces on either side
             (:mod:`lumigrad.render._attached`); needs ``boundary="edge"``,
             ``max_bounces=1`` and a camera without gradient (ValueError
-            otherwise). ``"auto"`` (default since session 14): attached where it
-            applies, detached elsewhere. Same expectation; on the Cornell box's
+            otherwise). ``"auto"``: attached where it applies, detached elsewhere.
+            ``"detached"`` is the default. Same expectation; on the Cornell box's
             sphere under its area light (64^2, 4 spp) the translation gradient's
-            relative RMSE is 0.13 / 0.14 attached against 0.33 / 0.21 detached at
+            relative RMSE is 0.12 / 0.12 attached against 0.33 / 0.21 detached at
             5k / 82k triangles, and where a smooth-shaded mesh shadows itself past
             its terminator (which no sampler finds) the detached gradient is 3-4
-            standard errors off and the attached one is not
-            (``bench/results_trace13.md``).
+            standard errors off and the attached one is not. Its pixel-border
+            samples (``spp`` per piece of border) cost up to 1.3x the time, and on
+            an environment-lit sphere at 64 spp its per-pixel gradient image is a
+            little noisier (cosine to central differences 0.90-0.91 against
+            0.95-0.96; block norms within 0.2-1.7 % against 4.4-6 %): not the
+            default yet (``bench/results_trace13.md``).
     """
 
     spp: int = 4
@@ -256,7 +260,7 @@ class TraceSettings:
     chunk_rays: int = 1 << 16
     primary: Literal["raster", "bvh"] = "raster"
     sampler: Literal["independent", "sobol"] = "sobol"
-    interior: Literal["auto", "detached", "attached"] = "auto"
+    interior: Literal["auto", "detached", "attached"] = "detached"
 
     def __post_init__(self) -> None:
         for name in ("spp", "max_bounces", "rr_depth", "chunk_rays"):

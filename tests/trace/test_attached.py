@@ -1,4 +1,4 @@
-"""Attached camera hits (TraceSettings(interior="attached"), the default "auto" where it applies;
+"""Attached camera hits (TraceSettings(interior="attached"), and "auto" where it applies;
 lumigrad.render._attached) against central differences
 and against the detached estimator.
 
@@ -127,12 +127,14 @@ def test_auto_attaches_where_it_applies():
     t = torch.zeros(3, dtype=DT, requires_grad=True)
     shapes = _scene(t, wall=True)
     accel = prepare_trace(shapes)
-    assert attached_shapes(_Scene(shapes, CAM, _light(), TraceSettings(), accel)).tolist() == [True, False]
-    for st in (TraceSettings(max_bounces=2), TraceSettings(boundary="none"), TraceSettings(interior="detached")):
+    auto = TraceSettings(interior="auto")
+    assert attached_shapes(_Scene(shapes, CAM, _light(), auto, accel)).tolist() == [True, False]
+    for st in (TraceSettings(max_bounces=2, interior="auto"), TraceSettings(boundary="none", interior="auto"),
+               TraceSettings()):  # the default is detached
         assert attached_shapes(_Scene(shapes, CAM, _light(), st, accel)) is None
     eye = torch.tensor([0.0, 0.4, 3.0], dtype=DT, requires_grad=True)
     cam = Camera.look_at(eye, torch.zeros(3, dtype=DT), width=RES, height=RES)
-    assert attached_shapes(_Scene(shapes, cam, _light(), TraceSettings(), accel)) is None
+    assert attached_shapes(_Scene(shapes, cam, _light(), auto, accel)) is None
     # and a render with camera gradients under "auto" runs (detached) where "attached" refuses
-    render_trace(_scene(t), cam, _light(), TraceSettings(spp=1)).image.sum().backward()
+    render_trace(_scene(t), cam, _light(), TraceSettings(spp=1, interior="auto")).image.sum().backward()
     assert eye.grad is not None and t.grad is not None
