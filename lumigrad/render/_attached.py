@@ -111,9 +111,10 @@ def _screen_step(w2c: Tensor, k: Tensor, y: Tensor, e: Tensor, persp: bool) -> T
 
 
 def _project(w2c: Tensor, k: Tensor, y: Tensor, persp: bool) -> Tensor:
-    c = y @ w2c[:3, :3].T + w2c[:3, 3]
-    x, yy = (c[:, 0] / c[:, 2], c[:, 1] / c[:, 2]) if persp else (c[:, 0], c[:, 1])
-    return torch.stack([k[0, 0] * x + k[0, 1] * yy + k[0, 2], k[1, 1] * yy + k[1, 2]], -1)
+    """``[N, 2]`` pixels of world points ``y`` (the edge sampler's projection)."""
+    from lumigrad.render._trace_edges import _project as project
+
+    return project(w2c, k, y, persp)[0]
 
 
 def _material_points(sc, face: Tensor, bary: Tensor) -> tuple[Tensor, Tensor]:
