@@ -217,12 +217,10 @@ def moving_box(sc, view: int) -> tuple[list[int], list[int]] | None:
     return None if hi[0] <= lo[0] or hi[1] <= lo[1] else (lo, hi)
 
 
-def near_motion(sc, view: int, P0: Tensor, P1: Tensor) -> Tensor:
-    """``[E]`` bool: screen segments ``P0 -> P1`` whose boxes meet the attached shapes' box (:func:`moving_box`):
-    the still silhouettes that may lie in front of a moving surface (the others' terms are exactly zero)."""
-    box = moving_box(sc, view)
-    if box is None:
-        return torch.zeros(P0.shape[0], dtype=torch.bool, device=P0.device)
+def near_motion(box: tuple[list[int], list[int]], P0: Tensor, P1: Tensor) -> Tensor:
+    """``[E]`` bool: screen segments ``P0 -> P1`` whose boxes meet the attached shapes' ``box``
+    (:func:`moving_box`): the still silhouettes that may lie in front of a moving surface (the others' terms are
+    exactly zero)."""
     (lx, ly), (hx, hy) = box
     mn, mx = torch.minimum(P0, P1), torch.maximum(P0, P1)
     return (mx[:, 0] >= lx) & (mn[:, 0] <= hx) & (mx[:, 1] >= ly) & (mn[:, 1] <= hy)
@@ -268,18 +266,15 @@ def _border_intervals(outline: Tensor, axis: int, lines: Tensor, lo: int, hi: in
     return L[:-1][ok].long(), P[:-1][ok], (P[1:] - P[:-1])[ok]
 
 
-def border_flux(sc, view: int, radiance) -> tuple[Tensor, Tensor] | None:
+def border_flux(sc, view: int, radiance, box: tuple[list[int], list[int]]) -> tuple[Tensor, Tensor] | None:
     """``(pixel [n] int64 (flat over views), contrib [n, 3])``: the flux ``-+ f V . e`` through the pixel borders
-    of view ``view`` (module docstring) across the attached shapes' screen box, one uniform point per piece of
-    grid line (:func:`_border_intervals`); ``radiance`` as ``boundary_term``'s. None when nothing moves on
-    screen."""
+    of view ``view`` (module docstring) across the attached shapes' screen ``box`` (:func:`moving_box`), ``spp``
+    stratified points per piece of grid line (:func:`_border_intervals`); ``radiance`` as ``boundary_term``'s.
+    None when no point lands on a moving shape."""
     from lumigrad.ops.trace import intersect
     from lumigrad.render.path import _camera_rays
 
     mask = attached_shapes(sc)
-    box = None if mask is None else moving_box(sc, view)
-    if box is None:
-        return None
     lo, hi = box
     cam = sc.camera
     H, W = cam.height, cam.width

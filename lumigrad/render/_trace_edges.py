@@ -98,7 +98,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
-from lumigrad.render._attached import attached_shapes, border_flux, near_motion, screen_motion
+from lumigrad.render._attached import attached_shapes, border_flux, moving_box, near_motion, screen_motion
 from lumigrad.ops.trace import intersect, occluded, reattach
 from lumigrad.scene.lights import DirectionalLight, PointLight
 
@@ -191,7 +191,8 @@ def boundary_term(sc, radiance) -> Tensor:
 
     ``sc`` is :class:`lumigrad.render.path._Scene`; ``radiance(scene, view [R], pix [R, 2], face=None) -> [R, 3]``
     evaluates camera-ray radiance of ``scene`` (``sc`` or a copy with other lights) at continuous
-    pixel positions; ``face [R]`` int32: the rays' first hits where ``>= 0`` (re-attached, not traced).
+    pixel positions; ``face [R]`` int32: the rays' first hits where ``>= 0`` (re-attached, not traced);
+    ``with_hits=True`` also returns the first hits (:func:`lumigrad.render.path._camera_radiance`).
     """
     cam, st = sc.camera, sc.settings
     B, H, W = cam.batch_size, cam.height, cam.width
@@ -254,13 +255,10 @@ def boundary_term(sc, radiance) -> Tensor:
         known = torch.cat([none.expand(k, -1), face[at], none.expand(both.numel(), -1)]).to(torch.int32)
         view = torch.full((pix.shape[0],), b, dtype=torch.long, device=sc.device)
         attached = attached_shapes(scene) is not None
-        if attached:  # the first hits of all rays, for their screen motion
-            from lumigrad.render.path import _camera_rays, _fill_unknown_hits
-
-            o, d = _camera_rays(scene.camera, view, pix)
-            first = _fill_unknown_hits(scene, o, d, known[:, 0].contiguous())
-            known = torch.cat([first[:, None], known[:, 1:]], 1)
-        f = radiance(scene, view, pix, known if attached or near is not None else None)
+        if attached:  # with the first hits of all rays, for their screen motion
+            f, first = radiance(scene, view, pix, known, with_hits=True)
+        else:
+            f = radiance(scene, view, pix, None if near is None else known)
         f_far, f_near, f_plus = f[:k], f[k:k + at.numel()], f[k + at.numel():]
         df = torch.empty_like(f_far)
         df[at] = -sd[at] * (f_near - f_far[at])  # f(-n side) - f(+n side), the face on side sd
@@ -269,7 +267,7 @@ def boundary_term(sc, radiance) -> Tensor:
             return df, None
         row = torch.cat([torch.arange(k, device=sc.device), at, both])
         sign = torch.cat([-far, sd[at], torch.ones_like(sd[both])])
-        return df, (row, sign, f, pix, known[:, 0].contiguous())
+        return df, (row, sign, f, pix, first)
 
     virtual = _virtual_lights(sc) if st.shadows else []
     sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])
@@ -278,11 +276,8 @@ def boundary_term(sc, radiance) -> Tensor:
     # With attached camera hits still silhouettes near moving shapes count too (in front of a moving surface, the
     # surface's own motion is the term), and the moving surfaces' flux through the pixel borders is added (_attached).
     attached = attached_shapes(sc)
-
-    def _near_motion(b: int, vd: Tensor, e: Tensor) -> Tensor:
-        P = _project(cam.world_to_cam[b].detach(), cam.K[b].detach(), vd, persp)[0]
-        return near_motion(sc, b, P[e[:, 0]], P[e[:, 1]])
     for b in range(B):
+        box = None if attached is None else moving_box(sc, b)  # the moving shapes' pixel box
         w2c, k = cam.world_to_cam[b], cam.K[b]
         if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
             from lumigrad.render._trace_edges_curved import curved_silhouettes
@@ -297,7 +292,11 @@ def boundary_term(sc, radiance) -> Tensor:
             facing = dot(fnorm, -c2w[b, :3, 2]) > 0
         sil = _silhouette(ef, facing)
         if not moves.camera:  # only moving shapes' outlines move on screen (Motion)
-            sil &= moves.edges(sc) if attached is None else moves.edges(sc) | (sil & _near_motion(b, vd, edges))
+            keep = moves.edges(sc)
+            if box is not None:  # and, with attached hits, still outlines that may lie in front of them
+                Pd = _project(w2c.detach(), k.detach(), vd, persp)[0]
+                keep = keep | near_motion(box, Pd[edges[:, 0]], Pd[edges[:, 1]])
+            sil &= keep
         eid = torch.nonzero(sil).squeeze(1)
         e = edges[eid]
         if e.shape[0]:
@@ -333,8 +332,8 @@ def boundary_term(sc, radiance) -> Tensor:
                                         cam.near)
                 accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok,
                            near=near)
-        if attached is not None:
-            flux = border_flux(sc, b, radiance)
+        if box is not None:
+            flux = border_flux(sc, b, radiance, box)
             if flux is not None:
                 out = out.index_add(0, flux[0], flux[1])
         if st.max_bounces >= 2 and st.indirect_samples != 0:

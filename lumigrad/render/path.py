@@ -963,15 +963,21 @@ def _chunk(sc: _Scene, first: int, count: int, chunk: int) -> tuple[Tensor, Tens
     return _pixel_sums(sc, p, L, hit)
 
 
-def _camera_radiance(sc: _Scene, view: Tensor, pix: Tensor, face: Tensor | None = None) -> Tensor:
+def _camera_radiance(sc: _Scene, view: Tensor, pix: Tensor, face: Tensor | None = None,
+                     with_hits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """``[R, 3]`` radiance of camera rays through ``pix [R, 2]`` of views ``view [R]``; ``face [R]`` or ``[R, C]``
     int32: their first (``C``) hits where ``>= 0`` (re-attached, not traced; the boundary term's silhouette
-    faces, seen directly or after ``C - 1`` mirrors: :func:`_radiance`)."""
+    faces, seen directly or after ``C - 1`` mirrors: :func:`_radiance`). ``with_hits``: also the rays' first hits
+    ``[R]`` int32 (-1: a miss)."""
     o, d = _camera_rays(sc.camera, view, pix)
-    if face is not None:
-        first = _fill_unknown_hits(sc, o, d, face if face.dim() == 1 else face[:, 0].contiguous())
-        face = first if face.dim() == 1 else torch.cat([first[:, None], face[:, 1:]], 1)
-    return _radiance(sc, o, d, sc.gen, face)[0]
+    first = None
+    if face is not None or with_hits:
+        known = torch.full((pix.shape[0],), -1, dtype=torch.int32, device=sc.device) if face is None else \
+            face if face.dim() == 1 else face[:, 0].contiguous()
+        first = _fill_unknown_hits(sc, o, d, known)
+        face = first if face is None or face.dim() == 1 else torch.cat([first[:, None], face[:, 1:]], 1)
+    L = _radiance(sc, o, d, sc.gen, face)[0]
+    return (L, first) if with_hits else L
 
 
 def _fill_unknown_hits(sc: _Scene, origins: Tensor, dirs: Tensor, face: Tensor) -> Tensor:
