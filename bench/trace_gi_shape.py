@@ -74,7 +74,7 @@ def _extra(ap):
                     help="lumigrad's edge_samples (screen-space boundary samples) as a multiple of the default H x W")
     ap.add_argument("--shadow-light-samples", type=int, default=16, help="lumigrad's TraceSettings.shadow_light_samples")
     ap.add_argument("--interior", default="detached", choices=("detached", "attached"),
-                    help="lumigrad's TraceSettings.interior (attached: --bounces 1 only)")
+                    help="lumigrad's TraceSettings.interior")
     ap.add_argument("--indirect-scale", type=float, default=1.0,
                     help="lumigrad's indirect_samples as a multiple of the default H x W x spp")
 

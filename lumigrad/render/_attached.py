@@ -1,5 +1,5 @@
-"""Camera hits attached to the surface: ``TraceSettings(interior="attached")``, and ``"auto"`` (the default)
-wherever it applies.
+"""Camera hits attached to the surface: ``TraceSettings(interior="attached")``, and ``"auto"`` wherever it
+applies (the default is ``"detached"``).
 
 The interior derivative of ``render_trace`` normally keeps each camera ray fixed and lets its intersection with
 the moved triangle slide along it ("detached", as Mitsuba 3's projective integrators): a face met at grazing
@@ -27,9 +27,14 @@ sampling), with ``f`` the radiance and the box filter over pixel ``P``,
   where silhouettes cross them, ``spp`` stratified points per piece (:func:`border_flux`); the pixel before the
   line gets ``-f V . e``, the one after ``+f V . e``, times the piece's length.
 
-Scope: direct light (``max_bounces = 1``; after a bounce the indirect edge term would have to follow the
-attached point too) and a camera without gradient (its derivative needs the detached ray); mirrors stay
-detached. Checked against the detached estimator and central differences in ``tests/trace/test_attached.py``.
+* **paths** (``max_bounces >= 2``): the BSDF rays leave the attached point in fixed world directions (their
+  later hits are detached, ray-plane intersections of rays that now move with it), so the indirect edge and
+  shadow terms of :mod:`lumigrad.render._trace_edges_indirect` take their first vertex attached too: the outline
+  an attached point sees moves relative to the point (a floor sliding in its own plane under a lit card: with
+  detached first vertices in that term alone, 5.6 standard errors off central differences).
+
+Scope: a camera without gradient (its derivative needs the detached ray); mirrors stay detached. Checked
+against the detached estimator and central differences in ``tests/trace/test_attached.py``.
 
 Measured (``bench/results_trace13.md``, section 5): the Cornell box's sphere under its area light (64^2, 4 spp,
 1 bounce), relative RMSE of the translation gradient 0.12 / 0.12 at 5k / 82k triangles against 0.33 / 0.21
@@ -62,20 +67,18 @@ def check_attached(sc, fn: str) -> None:
     if st.boundary != "edge":
         raise ValueError(f"{fn}(): interior='attached' needs boundary='edge' (its edge and border terms are part "
                          f"of the estimator), got boundary={st.boundary!r}")
-    if st.max_bounces != 1:
-        raise ValueError(f"{fn}(): interior='attached' supports max_bounces=1 only, got {st.max_bounces}")
     if motion(sc).camera:
         raise ValueError(f"{fn}(): interior='attached' needs a camera without gradient (world_to_cam and K): "
                          "use interior='detached' to differentiate the camera")
 
 
 def supported(sc) -> bool:
-    """Whether attached camera hits apply to render scene ``sc``: edge-sampled boundaries, direct light, a camera
-    without gradient (what ``interior="auto"`` checks)."""
+    """Whether attached camera hits apply to render scene ``sc``: edge-sampled boundaries and a camera without
+    gradient (what ``interior="auto"`` checks)."""
     from lumigrad.render._trace_edges import motion
 
     st = sc.settings
-    return st.boundary == "edge" and st.max_bounces == 1 and not motion(sc).camera
+    return st.boundary == "edge" and not motion(sc).camera
 
 
 def attached_shapes(sc) -> Tensor | None:

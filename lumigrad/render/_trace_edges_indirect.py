@@ -116,6 +116,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded
+from lumigrad.render._attached import attach_camera_hits
 from lumigrad.render._trace_edges_shadow_indirect import shadow_casters, shadow_samples
 from lumigrad.render._trace_edges import _MIN_COS, seen_face
 
@@ -244,8 +245,11 @@ def indirect_boundary(sc, b: int, n: int, virtual=(), rnd: int = 0, tables: Indi
         else:
             pix = sc.rand(n, 2) * torch.tensor([W, H], dtype=sc.dtype, device=sc.device)
         pixel_of_sample = b * H * W + pix[:, 1].floor().long().clamp(0, H - 1) * W + pix[:, 0].floor().long().clamp(0, W - 1)
-    o, d = _camera_rays(cam, torch.full((n,), b, dtype=torch.long, device=sc.device), pix)
-    h = _trace(sc, o, d)
+    view = torch.full((n,), b, dtype=torch.long, device=sc.device)
+    o, d = _camera_rays(cam, view, pix)
+    # The first hits parameterised as the interior's are: material points with attached camera hits (the
+    # boundary directions then move with the point, as the path tracer's rays from it do).
+    h, _ = attach_camera_hits(sc, _trace(sc, o, d), view)
     rows, beta = h.idx, None  # each hit's camera sample; throughput of the path to it (None: 1)
     # Vertices whose direct light other terms differentiate, whose jumps leave it out: the first hits (the
     # screen-space shadow terms), the hits right behind a planar mirror (lumigrad.render._trace_edges_mirror)

@@ -228,9 +228,9 @@ class TraceSettings:
             its shape, with the area change of the samples, the flux of the
             moving surfaces through the pixel borders, and the edge terms'
             velocities taken relative to the surfaces on either side
-            (:mod:`lumigrad.render._attached`); needs ``boundary="edge"``,
-            ``max_bounces=1`` and a camera without gradient (ValueError
-            otherwise). ``"auto"``: attached where it applies, detached elsewhere.
+            (:mod:`lumigrad.render._attached`; with ``max_bounces >= 2`` the
+            paths leave the attached point); needs ``boundary="edge"`` and a
+            camera without gradient (ValueError otherwise). ``"auto"``: attached where it applies, detached elsewhere.
             ``"detached"`` is the default. Same expectation; on the Cornell box's
             sphere under its area light (64^2, 4 spp) the translation gradient's
             relative RMSE is 0.12 / 0.12 attached against 0.33 / 0.21 detached at
