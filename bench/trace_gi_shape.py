@@ -75,6 +75,9 @@ def _extra(ap):
     ap.add_argument("--shadow-light-samples", type=int, default=16, help="lumigrad's TraceSettings.shadow_light_samples")
     ap.add_argument("--interior", default="detached", choices=("detached", "attached"),
                     help="lumigrad's TraceSettings.interior")
+    ap.add_argument("--correlated", action="store_true",
+                    help="lumigrad's TraceSettings(decorrelate=False): one render instead of a gradient-free one plus "
+                         "one for the derivatives (the same expectation here: the image mean is linear)")
     ap.add_argument("--indirect-scale", type=float, default=1.0,
                     help="lumigrad's indirect_samples as a multiple of the default H x W x spp")
 
@@ -116,7 +119,8 @@ def lumigrad_grad(shapes, cam, accel):
         st = TraceSettings(spp=ARGS.spp, max_bounces=ARGS.bounces, boundary="edge", seed=seed + ARGS.first_seed,
                            sampler=ARGS.sampler, edge_samples=max(1, round(ARGS.edge_scale * ARGS.res ** 2)),
                            indirect_samples=round(ARGS.indirect_scale * ARGS.res ** 2 * ARGS.spp),
-                           shadow_light_samples=ARGS.shadow_light_samples, interior=ARGS.interior)
+                           shadow_light_samples=ARGS.shadow_light_samples, interior=ARGS.interior,
+                           decorrelate=not ARGS.correlated)
         render_trace(sh, cam, [], st, accel=accel).image.mean().backward()
         return shift.grad.double().numpy(), time.perf_counter() - t0, time.process_time() - c0
     return run

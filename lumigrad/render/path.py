@@ -55,6 +55,8 @@ in the backward pass (same seed, same paths) and memory is that of one chunk.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 from typing import NamedTuple, Sequence
@@ -76,7 +78,7 @@ from lumigrad.scene.lights import AmbientLight, DirectionalLight, PointLight, SH
 from lumigrad.scene.materials import BlinnPhongMaterial, GGXMaterial, LambertMaterial, TextureParam
 from lumigrad.render._bsdf_sampling import _LAMBERT, MaterialTable, sample_cosine
 from lumigrad.render._envmap import EnvMap
-from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings
+from lumigrad.scene.trace_types import EnvironmentLight, Shape, TraceSettings, grad_seed
 from lumigrad.shade.brdf import _blinn_phong, _ggx, _lambert
 from lumigrad.shade.brdf import _normalize
 from lumigrad.shade.lighting import _eval_light, _match, _sh_irradiance
@@ -1041,6 +1043,43 @@ def _boundary_needed(sc: _Scene, lights: list, image: Tensor) -> bool:
     return image.requires_grad and _geometry_needs_grad(sc, lights)
 
 
+def _tensors(obj, depth: int = 2) -> list:
+    """The tensors among ``obj``'s attributes (and theirs, ``depth`` levels down: a material's TextureParam)."""
+    if isinstance(obj, Tensor):
+        return [obj]
+    if depth == 0 or not hasattr(obj, "__dict__"):
+        return []
+    return [t for v in vars(obj).values() for t in _tensors(v, depth - 1)]
+
+
+def _differentiated(shapes, camera, lights) -> bool:
+    """Whether the render will carry a derivative: an input that requires grad (grad mode on) or has a
+    forward-mode tangent."""
+    grad = torch.is_grad_enabled()
+    return any((grad and t.requires_grad) or fwAD.unpack_dual(t).tangent is not None
+               for obj in (*shapes, camera, *lights) for t in _tensors(obj))
+
+
+def _decorrelated(shapes, camera, lights, settings: TraceSettings, accel) -> "TraceOutput":
+    """``TraceSettings.decorrelate``: the image of ``settings.seed`` (no autograd graph) plus a zero-valued term
+    carrying the derivatives of a render with :func:`grad_seed`'s samples."""
+    one = dataclasses.replace(settings, decorrelate=False)
+    with torch.no_grad():
+        primal = render_trace(shapes, camera, lights, one, accel)
+    grad = render_trace(shapes, camera, lights, dataclasses.replace(one, seed=grad_seed(settings.seed)), accel)
+    return TraceOutput(primal.image.detach() + (grad.image - grad.image.detach()), primal.alpha)
+
+
+def _reseeded(sc: _Scene, seed: int) -> _Scene:
+    """A shallow copy of render scene ``sc`` drawing its samples from ``seed``."""
+    other = copy.copy(sc)
+    other.settings = dataclasses.replace(sc.settings, seed=seed)
+    other.gen = torch.Generator(device=sc.device).manual_seed(seed)
+    other.offsets = _sample_offsets(other.settings, sc.camera.batch_size, sc.dtype, sc.device)
+    other._path_camera = None
+    return other
+
+
 def render_trace(
     shapes: Sequence[Shape] | Shape,
     camera: Camera,
@@ -1119,6 +1158,10 @@ def render_trace(
     sc = _Scene(shapes, camera, lights, settings, accel)
     check_attached(sc, _FN)
     fused = _path_fused.fused_path_ok(sc)
+    if settings.decorrelate and _differentiated(shapes, camera, lights):
+        if not (fused and settings.replay):
+            return _decorrelated(shapes, camera, lights, settings, accel)
+        sc.grad_scene = _reseeded(sc, grad_seed(settings.seed))  # the kernel's backward replays these paths
     # The fused path kernel finds the camera hits itself: a BVH query costs it less than the raster passes.
     if settings.primary == "raster" and not fused:
         sc.primary = _raster_primary(sc)

@@ -137,7 +137,7 @@ def _loss(alb, em, refl, inten, seed=0, chunk=1 << 16, mis=True, res=6, spp=8, r
     shapes, cam = box_scene(alb=alb, emission=em, mirror=refl, res=res)
     lights = [PointLight(_t(0.3, 0.8, 0.5), intensity=inten)]
     st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, chunk_rays=chunk, mis=mis, replay=replay,
-                       sampler=sampler)
+                       sampler=sampler, decorrelate=False)
     img = render_trace(shapes, cam, lights, st).image
     w = torch.linspace(0.5, 1.5, img.numel(), dtype=DT).reshape(img.shape)
     return (img * w).sum()

@@ -185,7 +185,7 @@ def test_interior_gradients_light_and_albedo_match_fd():
     def loss(x, what):
         pos = _t(1.0, 2.0, 3.0) + (torch.stack([x, x * 0, x * 0]) if what == "light" else 0)
         alb = 0.5 + x if what == "albedo" else 0.5
-        st = TraceSettings(spp=2, boundary="none")
+        st = TraceSettings(spp=2, boundary="none", decorrelate=False)
         return render_trace([Shape(mesh, LambertMaterial(alb))], cam, [PointLight(pos, intensity=10.0)], st).image.sum()
 
     for what in ("light", "albedo"):

@@ -161,7 +161,7 @@ def test_glossy_interior_gradients_match_fd():
         shapes = [Shape(shapes0[0].mesh, GGXMaterial(_t(0.8, 0.6, 0.4), 0.3, 0.5)),
                   Shape(shapes0[1].mesh, LambertMaterial(alb)), Shape(shapes0[2].mesh, shapes0[2].material, emission=e)]
         pl = PointLight(_t(-1.0, 2.0, 1.0) + (torch.stack([x, 0 * x, 0 * x]) if what == "light" else 0), intensity=5.0)
-        st = TraceSettings(spp=2, boundary="none", max_bounces=2)
+        st = TraceSettings(spp=2, boundary="none", max_bounces=2, decorrelate=False)
         return render_trace(shapes, cam, [pl], st).image.sum()
 
     def at(v, what):  # x needing a gradient, as in the backward: the same estimator runs (fused kernel or torch)

@@ -106,7 +106,8 @@ def _sky_loss(coeffs, amb, alb=None, refl=None, seed=0, res=4, spp=4, rr=9, repl
     refl = _t(0.9, 0.8, 0.0) if refl is None else refl
     shapes, cam = box_scene(light=False, mirror=refl, alb=alb, res=res)
     shapes = shapes[:1] + shapes[2:]  # no ceiling: the sky comes in
-    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, replay=replay, boundary="none")
+    st = TraceSettings(spp=spp, max_bounces=3, rr_depth=rr, seed=seed, replay=replay, boundary="none",
+                       decorrelate=False)
     real = pf.fused_path_ok
     if not fused:
         pf.fused_path_ok = lambda sc: False
@@ -290,7 +291,7 @@ def test_sky_predicate_scope_and_variants(monkeypatch):
     chosen = []
     real = pt._k.path_kernel
     monkeypatch.setattr(pt._k, "path_kernel", lambda *a: chosen.append(a) or real(*a))
-    st = TraceSettings(spp=1, max_bounces=2)
+    st = TraceSettings(spp=1, max_bounces=2, decorrelate=False)
     render_trace(shapes, cam.__class__.look_at(_t(0, 0, 3.5), _t(0, 0, 0), width=2, height=2), [], st)
     render_trace(shapes, cam.__class__.look_at(_t(0, 0, 3.5), _t(0, 0, 0), width=2, height=2), lights[1:], st)
     assert chosen == [(False, False, False, False), (False, False, False, True)]  # lean, then the sky variant

@@ -81,7 +81,7 @@ def test_texel_albedo_and_vertex_gradients_match_fd(fused, monkeypatch):
     w = torch.rand(1, 8, 8, 3, dtype=DT, generator=torch.Generator().manual_seed(3))
     tex0 = smooth_texture(3, 3, 3)
     light = [PointLight(_t(0.5, 2.0, 1.0), intensity=6.0), AmbientLight(_t(0.1, 0.1, 0.1))]
-    st = TraceSettings(spp=2, boundary="none")
+    st = TraceSettings(spp=2, boundary="none", decorrelate=False)
 
     def loss(tex, shift):
         mesh = Mesh(mesh0.verts + shift, mesh0.faces, uvs=mesh0.uvs)
@@ -235,7 +235,7 @@ def test_mesh_tint_gradients_match_fd_over_two_bounces(plane, monkeypatch):
     wall = Mesh(wall_v, torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32))
     w = torch.rand(1, 8, 8, 3, dtype=DT, generator=torch.Generator().manual_seed(3))
     light = [PointLight(_t(0.5, 2.0, 1.0), intensity=6.0)]
-    st = TraceSettings(spp=2, max_bounces=2, rr_depth=9, boundary="none")
+    st = TraceSettings(spp=2, max_bounces=2, rr_depth=9, boundary="none", decorrelate=False)
 
     def loss(tex, vc):
         mesh = Mesh(mesh0.verts, mesh0.faces, uvs=mesh0.uvs, vert_colors=vc, texture=tex)
