@@ -27,7 +27,11 @@ No smoothness prior: the seen texels are fitted from the image alone (100 steps
 at 8 spp: to 0.01-0.06 of the truth); those behind the sphere reach the image only
 through its reflection and light bounced onto the floor, and stay 0.2-0.5 off. Measured at the
 default size (32^2, 40 steps, 4 spp, 8^2 texels, seeds 0-2): all texels
-11.8 -> 17.9-18.1 dB, the seen ones 11.7 -> 21.6-22.1 dB, about 2 s a run.
+11.8 -> 17.1-17.8 dB, the seen ones 11.7 -> 25.2-26.3 dB, about 2.5 s a run
+(22.2-22.7 dB before ``TraceSettings.decorrelate``: with the image and its
+gradient from the same samples the MSE's gradient was biased; constant
+parameters, 60 steps, seeds 0-2: largest errors wall 0.04-0.05 -> 0.008-0.023,
+roughness 0.13-0.15 -> 0.025-0.09 at 4 spp, ``bench/results_trace14.md``).
 """
 from __future__ import annotations
 
