@@ -206,7 +206,7 @@ class TraceSettings:
             the noise of the residual and of the derivative correlated. Measured
             on the Cornell box's sphere (4 spp, MSE against a moved target): the
             translation gradient 8-11 standard errors off central differences
-            (45-115 % in x and y), and agreeing once decorrelated
+            (31 % and 113 % in x and y), and agreeing once decorrelated
             (``bench/attached_variance.py``, ``bench/results_trace14.md``). Costs
             one more forward pass without autograd graph (for the fused
             material-only kernel with ``replay``, nothing: its backward re-traces
@@ -250,7 +250,11 @@ class TraceSettings:
             velocities taken relative to the surfaces on either side
             (:mod:`lumigrad.render._attached`; with ``max_bounces >= 2`` the
             paths leave the attached point); needs ``boundary="edge"`` and a
-            camera without gradient (ValueError otherwise). ``"auto"``: attached where it applies, detached elsewhere.
+            camera without gradient (ValueError otherwise). ``"auto"``:
+            attached where it applies, detached elsewhere. For rigid or
+            low-dimensional shape parameters (translation, scale, pose): per
+            vertex its gradients are 20-1500x noisier (the area change of a
+            velocity field as fine as the mesh; ``bench/results_trace14.md``).
             ``"detached"`` is the default. Same expectation; on the Cornell box's
             sphere under its area light (64^2, 4 spp) the translation gradient's
             relative RMSE is 0.12 / 0.12 attached against 0.33 / 0.21 detached at
