@@ -221,7 +221,7 @@ class _Scene:
     """Merged, per-render view of the scene (differentiable tensors)."""
 
     def __init__(self, shapes, camera, lights, settings, accel):
-        self.shapes, self.camera, self.settings = shapes, camera, settings
+        self.shapes, self.camera, self.settings, self.lights = shapes, camera, settings, lights
         self.verts, self.faces, self.owner = _merge(shapes)
         self.faces_long = self.faces.long()
         self.accel = accel
@@ -1060,16 +1060,6 @@ def _differentiated(shapes, camera, lights) -> bool:
                for obj in (*shapes, camera, *lights) for t in _tensors(obj))
 
 
-def _decorrelated(shapes, camera, lights, settings: TraceSettings, accel) -> "TraceOutput":
-    """``TraceSettings.decorrelate``: the image of ``settings.seed`` (no autograd graph) plus a zero-valued term
-    carrying the derivatives of a render with :func:`grad_seed`'s samples."""
-    one = dataclasses.replace(settings, decorrelate=False)
-    with torch.no_grad():
-        primal = render_trace(shapes, camera, lights, one, accel)
-    grad = render_trace(shapes, camera, lights, dataclasses.replace(one, seed=grad_seed(settings.seed)), accel)
-    return TraceOutput(primal.image.detach() + (grad.image - grad.image.detach()), primal.alpha)
-
-
 def _reseeded(sc: _Scene, seed: int) -> _Scene:
     """A shallow copy of render scene ``sc`` drawing its samples from ``seed``."""
     other = copy.copy(sc)
@@ -1077,6 +1067,7 @@ def _reseeded(sc: _Scene, seed: int) -> _Scene:
     other.gen = torch.Generator(device=sc.device).manual_seed(seed)
     other.offsets = _sample_offsets(other.settings, sc.camera.batch_size, sc.dtype, sc.device)
     other._path_camera = None
+    other._attached = None  # computed again in this copy's grad mode (a render without gradient sees no motion)
     return other
 
 
@@ -1158,13 +1149,27 @@ def render_trace(
     sc = _Scene(shapes, camera, lights, settings, accel)
     check_attached(sc, _FN)
     fused = _path_fused.fused_path_ok(sc)
-    if settings.decorrelate and _differentiated(shapes, camera, lights):
-        if not (fused and settings.replay):
-            return _decorrelated(shapes, camera, lights, settings, accel)
-        sc.grad_scene = _reseeded(sc, grad_seed(settings.seed))  # the kernel's backward replays these paths
+    if not (settings.decorrelate and _differentiated(shapes, camera, lights)):
+        return _render(sc, fused)
+    seed = grad_seed(settings.seed)
+    if fused and settings.replay:  # the kernel's backward re-traces the paths anyway: from the other seed
+        sc.grad_scene = _reseeded(sc, seed)
+        return _render(sc, fused)
+    # TraceSettings.decorrelate: the image of settings.seed without autograd graph (the fused kernel where it
+    # applies then), plus a zero-valued term carrying the derivatives of grad_seed's samples.
+    with torch.no_grad():
+        primal = _render(sc, _path_fused.fused_path_ok(sc))
+    grad = _render(_reseeded(sc, seed), fused)
+    return TraceOutput(primal.image.detach() + (grad.image - grad.image.detach()), primal.alpha)
+
+
+def _render(sc: _Scene, fused: bool) -> TraceOutput:
+    """One render of ``sc`` (:func:`render_trace` after its checks); ``fused``: by the fused path kernel."""
+    from lumigrad.render import _path_fused
+
+    settings, camera = sc.settings, sc.camera
     # The fused path kernel finds the camera hits itself: a BVH query costs it less than the raster passes.
-    if settings.primary == "raster" and not fused:
-        sc.primary = _raster_primary(sc)
+    sc.primary = _raster_primary(sc) if settings.primary == "raster" and not fused else None
     B, H, W, S = camera.batch_size, camera.height, camera.width, settings.spp
     total, n = B * H * W * S, settings.chunk_rays
     replay = settings.replay and torch.is_grad_enabled()
@@ -1191,7 +1196,7 @@ def render_trace(
     alpha = hits.reshape(B, H, W, 1)
     # The boundary term is zero-valued; it only carries derivatives, and only to the geometry. Without any
     # (no_grad and no forward-mode tangent, or no geometric tensor that needs a gradient) it is skipped.
-    if settings.boundary == "edge" and not fused and _boundary_needed(sc, lights, image):
+    if settings.boundary == "edge" and not fused and _boundary_needed(sc, sc.lights, image):
         from lumigrad.render._trace_edges import boundary_term
 
         image = image + boundary_term(sc, _camera_radiance)
