@@ -1043,8 +1043,8 @@ def _boundary_needed(sc: _Scene, lights: list, image: Tensor) -> bool:
     return image.requires_grad and _geometry_needs_grad(sc, lights)
 
 
-def _tensors(obj, depth: int = 2) -> list:
-    """The tensors among ``obj``'s attributes (and theirs, ``depth`` levels down: a material's TextureParam)."""
+def _tensors(obj, depth: int = 3) -> list:
+    """The tensors among ``obj``'s attributes and theirs, ``depth`` levels down (a shape's material's TextureParam)."""
     if isinstance(obj, Tensor):
         return [obj]
     if depth == 0 or not hasattr(obj, "__dict__"):

@@ -95,3 +95,24 @@ def test_mse_gradient_at_the_optimum_is_unbiased_only_when_decorrelated():
         z[decorrelate] = g.mean(0) / (g.std(0) / n ** 0.5)
     assert bool((z[True].abs() < 4).all()), z
     assert float(z[False].abs().max()) > 3, z  # the covariance bias this setting removes
+
+
+def test_a_texture_alone_needing_a_gradient_is_decorrelated():
+    """The texels sit three levels down (shape -> material -> TextureParam): still found."""
+    from lumigrad.scene.materials import TextureParam
+
+    from trace_scenes import smooth_texture, textured_plane_scene
+
+    mesh, cam = textured_plane_scene(res=8)
+    w = torch.rand(1, 8, 8, 3, dtype=DT, generator=torch.Generator().manual_seed(3))
+    st = TraceSettings(spp=2, seed=4, boundary="none")
+    grads = {}
+    for name, s in (("decorrelated", st), ("grad seed", dataclasses.replace(st, decorrelate=False,
+                                                                            seed=grad_seed(st.seed))),
+                    ("seed", dataclasses.replace(st, decorrelate=False))):
+        tex = smooth_texture(3, 3, 3).requires_grad_(True)
+        shape = Shape(mesh, LambertMaterial(TextureParam(tex, filter_mode="linear")))
+        (render_trace([shape], cam, LIGHT, s).image * w).sum().backward()
+        grads[name] = tex.grad
+    torch.testing.assert_close(grads["decorrelated"], grads["grad seed"], rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(grads["decorrelated"], grads["seed"])
