@@ -109,7 +109,7 @@ def test_ggx_roughness_and_base_color_texture_gradients_match_fd():
     mesh, cam = textured_plane_scene(res=8)
     w = torch.rand(1, 8, 8, 3, dtype=DT, generator=torch.Generator().manual_seed(4))
     base0, rough0 = smooth_texture(2, 2, 3), smooth_texture(2, 3, 1, seed=2)
-    st = TraceSettings(spp=2, boundary="none")
+    st = TraceSettings(spp=2, boundary="none", decorrelate=False)
 
     def loss(base, rough):
         mat = GGXMaterial(TextureParam(base, filter_mode="linear"), TextureParam(rough, filter_mode="linear"), 0.2)
@@ -136,7 +136,7 @@ def test_path_tracing_texture_two_bounces_gradient_matches_fd():
                 torch.tensor([[0, 1, 2], [1, 3, 2]], dtype=torch.int32))  # faces -y
     w = torch.rand(1, 8, 8, 3, dtype=DT, generator=torch.Generator().manual_seed(5))
     tex0 = smooth_texture(2, 2, 3)
-    st = TraceSettings(spp=4, max_bounces=2, boundary="none")
+    st = TraceSettings(spp=4, max_bounces=2, boundary="none", decorrelate=False)
 
     def render(tex):
         shapes = [Shape(mesh, LambertMaterial(TextureParam(tex, filter_mode="linear"))), Shape(wall, LambertMaterial(0.8)),
