@@ -312,7 +312,7 @@ class _FusedChunk(torch.autograd.Function):
         # Only the sky needs a gradient, and memory may be spent: the image is linear in the sky's rows, so the
         # forward keeps each pixel's d image / d sky (3 K values) and the backward is a contraction, no replay.
         moments = ctx.needs_input_grad[8] and not any(ctx.needs_input_grad[:8]) and not st.replay \
-            and st.chunk_rays % st.spp == 0 and getattr(sc, "grad_scene", None) is None
+            and st.chunk_rays % st.spp == 0 and sc.grad_scene is None
         img, cov, kept = _samples(sc, first, count, chunk, rows, moments)
         ctx.args = (sc, first, count, chunk, moments)
         # Without TraceSettings.replay the samples' radiance is kept (12 or 24 bytes per sample, far less than
@@ -327,7 +327,7 @@ class _FusedChunk(torch.autograd.Function):
         sc, first, count, chunk, moments = ctx.args
         refl, emis, lscale, rough, metal, env, tex, vcol, sky, L = ctx.saved_tensors
         # TraceSettings.decorrelate (with replay): the derivatives from other paths than the image's
-        sc = getattr(sc, "grad_scene", None) or sc
+        sc = sc.grad_scene or sc
         need = ctx.needs_input_grad[:9]
         if g_img is None or not any(need):
             return (None,) * 13

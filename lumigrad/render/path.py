@@ -71,6 +71,7 @@ from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_c
 from lumigrad.ops import _qmc_ref as _qmc
 from lumigrad.render._attached import attach_camera_hits, attached_shapes, check_attached
 from lumigrad.render._sampler import SobolDraws, is_sobol, pick_and_rescale
+from lumigrad.render._trace_edges import _varies
 from lumigrad.ops.rasterize import RasterizeWorkspace, _rasterize_ids
 from lumigrad.ops.trace import TraceBVH, hit_attributes, intersect, occluded, shade_direct, trace_direct
 from lumigrad.scene.camera import Camera
@@ -266,6 +267,7 @@ class _Scene:
         self.corners = torch.cat([self.verts, self.vnormals], 1)
         self.offsets = _sample_offsets(settings, camera.batch_size, self.dtype, self.device)  # [B, spp, 2]
         self.primary = None  # [B, spp, H * W] int32 rasterized closest hits of the camera samples, or None (BVH)
+        self.grad_scene = None  # TraceSettings.decorrelate on the fused kernel: the copy its backward replays
 
     def _init_tint(self, shapes) -> None:
         """The meshes' own ``texture`` and ``vert_colors`` multiply the BRDF at their hits (as they multiply the
@@ -1055,9 +1057,7 @@ def _tensors(obj, depth: int = 3) -> list:
 def _differentiated(shapes, camera, lights) -> bool:
     """Whether the render will carry a derivative: an input that requires grad (grad mode on) or has a
     forward-mode tangent."""
-    grad = torch.is_grad_enabled()
-    return any((grad and t.requires_grad) or fwAD.unpack_dual(t).tangent is not None
-               for obj in (*shapes, camera, *lights) for t in _tensors(obj))
+    return any(_varies(t) for obj in (*shapes, camera, *lights) for t in _tensors(obj))
 
 
 def _reseeded(sc: _Scene, seed: int) -> _Scene:
