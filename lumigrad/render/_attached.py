@@ -27,11 +27,15 @@ sampling), with ``f`` the radiance and the box filter over pixel ``P``,
   where silhouettes cross them, ``spp`` stratified points per piece (:func:`border_flux`); the pixel before the
   line gets ``-f V . e``, the one after ``+f V . e``, times the piece's length.
 
-* **paths** (``max_bounces >= 2``): the BSDF rays leave the attached point in fixed world directions (their
-  later hits are detached, ray-plane intersections of rays that now move with it), so the indirect edge and
-  shadow terms of :mod:`lumigrad.render._trace_edges_indirect` take their first vertex attached too: the outline
-  an attached point sees moves relative to the point (a floor sliding in its own plane under a lit card: with
-  detached first vertices in that term alone, 5.6 standard errors off central differences).
+* **paths** (``max_bounces >= 2``): the later hits on attached shapes are material points too
+  (:func:`attach_path_hits`, after every non-mirror vertex): the direction from the previous vertex follows them,
+  and the sample's weight the change of BSDF, geometry term and area that its fixed density does not. The
+  indirect edge and shadow terms of :mod:`lumigrad.render._trace_edges_indirect` take their vertices attached
+  too, and count each edge's motion relative to the attached surfaces seen on either side, as the screen-space
+  terms do (a floor sliding in its own plane under a lit card: with detached first vertices in that term alone,
+  5.6 standard errors off central differences). Until session 16 the later hits were detached, ray-plane
+  intersections sliding along their rays by ``(n . dv) / cos``: at grazing incidence one edge sample at the second
+  vertex put a gradient 10-15 norms off (``bench/results_trace15.md``).
 
 Scope: a camera without gradient (its derivative needs the detached ray); mirrors stay detached. Checked
 against the detached estimator and central differences in ``tests/trace/test_attached.py``.
@@ -53,7 +57,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 
-__all__ = ["attached_shapes", "attach_camera_hits", "screen_motion", "border_flux", "check_attached", "moving_box",
+__all__ = ["attached_shapes", "attach_camera_hits", "attach_path_hits", "screen_motion", "border_flux", "check_attached", "moving_box",
            "near_motion"]
 
 
@@ -127,6 +131,64 @@ def _material_points(sc, face: Tensor, bary: Tensor) -> tuple[Tensor, Tensor]:
     return (bary[:, :, None] * tri).sum(1), tri
 
 
+def _material_frame(sc, face: Tensor, b: Tensor, ng_old: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(y, ns, ng, tri)`` of the material points at barycentrics ``b`` of faces ``face``: position, shading and
+    geometric normal (``ng`` on the side of ``ng_old``), and the faces' corners."""
+    y, tri = _material_points(sc, face, b)
+    nrm = sc.vnormals.index_select(0, sc.faces_long.index_select(0, face).reshape(-1)).reshape(-1, 3, 3)
+    ns = safe_normalize((b[:, :, None] * nrm).sum(1))
+    gn = safe_normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1))
+    ng = gn * torch.where(dot(gn.detach(), ng_old.detach(), keepdim=True) < 0, -1.0, 1.0).to(gn.dtype)
+    return y, ns, ng, tri
+
+
+def _unit_ratio(x: Tensor) -> Tensor:
+    """``x / x.detach()`` (1 in value, the relative derivative of ``x``), 1 where ``x`` is 0."""
+    x0 = x.detach()
+    zero = x0 == 0
+    return torch.where(zero, torch.ones_like(x), x / torch.where(zero, torch.ones_like(x0), x0))
+
+
+def attach_path_hits(sc, h, h2, delta: Tensor):
+    """``(h2', weight [h2])``: the hits ``h2`` of the BSDF rays leaving hits ``h`` (``h2.idx`` indexes ``h``), those
+    on attached shapes after a non-delta sample replaced by their material points, as :func:`attach_camera_hits`
+    does for camera rays; ``delta [h]``: the samples of a mirror (whose reflected ray stays fixed).
+
+    An attached hit ``y`` changes the sample's direction ``w = normalize(y - x)`` from ``h``'s point ``x``, so
+    its weight is the ratio of ``f(w) cos(w) G(x, y) A`` to its value (``G = |cos_y| / r^2``, ``A`` the
+    triangle's area): 1, whose derivative is the change of the integrand and of the measure that the
+    sample's density (fixed) no longer follows. Without it, the hit slides along the fixed ray by ``(n . dv) /
+    cos_y``, which at grazing incidence put single samples of the indirect edge terms 10-15 gradient norms
+    off (``bench/results_trace15.md``)."""
+    from lumigrad.render.path import _Hit, _hit_material, _take
+
+    mask = attached_shapes(sc)
+    weight = torch.ones(h2.idx.shape[0], dtype=sc.dtype, device=sc.device)
+    if mask is None:
+        return h2, weight
+    rows = torch.nonzero(mask[h2.shape] & ~delta[h2.idx]).squeeze(1)
+    if rows.numel() == 0:
+        return h2, weight
+    face, b = h2.face.index_select(0, rows), h2.bary.index_select(0, rows).detach()
+    y, ns, ng, tri = _material_frame(sc, face, b, h2.ng.index_select(0, rows))
+    src = h2.idx.index_select(0, rows)
+    hs = _Hit(*(None if v is None else _take(v, src) for v in h))
+    d = y - hs.points
+    r2 = (d * d).sum(-1).clamp_min(1e-30)
+    w = d / r2.sqrt()[:, None]
+    with torch.no_grad():
+        ns_x, wo_x = hs.ns.detach(), hs.wo.detach()
+        at = {key: val.detach() for key, val in _hit_material(sc, hs).items()}
+    f = (sc.mats.brdf(hs.shape, ns_x, w, wo_x, at) * dot(ns_x, w, keepdim=True)).sum(-1)
+    area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1).norm(dim=-1)
+    ratio = _unit_ratio(f) * _unit_ratio(dot(ng, w).abs() / r2) * _unit_ratio(area)
+    weight = weight.index_put((rows,), ratio)
+    out = _Hit(h2.idx, h2.shape, h2.points.index_put((rows,), y), h2.ns.index_put((rows,), ns),
+               h2.ng.index_put((rows,), ng), h2.wo.index_put((rows,), -w), h2.face,
+               h2.bary.index_put((rows,), b) if h2.bary is not None else None)
+    return out, weight
+
+
 def attach_camera_hits(sc, h, view: Tensor):
     """``(h', weight [h])``: camera-ray hits ``h`` (:class:`lumigrad.render.path._Hit`) of views ``view [R]``, those
     on attached shapes replaced by their material points (point, shading and geometric normal, direction to the
@@ -141,13 +203,8 @@ def attach_camera_hits(sc, h, view: Tensor):
     if rows.numel() == 0:
         return h, weight
     face, b = h.face.index_select(0, rows), h.bary.index_select(0, rows).detach()
-    y, tri = _material_points(sc, face, b)
-    nrm = sc.vnormals.index_select(0, sc.faces_long.index_select(0, face).reshape(-1)).reshape(-1, 3, 3)
-    ns = safe_normalize((b[:, :, None] * nrm).sum(1))
+    y, ns, ng, tri = _material_frame(sc, face, b, h.ng.index_select(0, rows))
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    gn = safe_normalize(torch.linalg.cross(e1, e2, dim=-1))
-    ng_old = h.ng.index_select(0, rows)
-    ng = gn * torch.where(dot(gn.detach(), ng_old.detach(), keepdim=True) < 0, -1.0, 1.0).to(gn.dtype)
     v = view.index_select(0, h.idx.index_select(0, rows))
     wo = h.wo.index_select(0, rows)
     area = torch.zeros(rows.numel(), dtype=sc.dtype, device=sc.device)

@@ -116,7 +116,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded
-from lumigrad.render._attached import attach_camera_hits
+from lumigrad.render._attached import _material_points, attach_camera_hits, attach_path_hits, attached_shapes
 from lumigrad.render._trace_edges_shadow_indirect import shadow_casters, shadow_samples
 from lumigrad.render._trace_edges import _MIN_COS, seen_face
 
@@ -139,11 +139,13 @@ def _candidate_edges(sc) -> Tensor:
     return (ef[:, 1] < 0) | bent
 
 
-def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor, known: Tensor | None = None) -> Tensor:
-    """``[R, 3]`` radiance arriving at ``origins`` from ``dirs``: what the next hit reflects (``bounces``
-    bounces from it) and, where ``direct [R]`` (bool) holds, its emission and the environment seen by escaping
-    rays; escaping rays always see the ambient and SH lights (a distant environment when ``max_bounces > 1``).
-    ``known [R]``: the rays' first hits where ``>= 0`` (re-attached, not traced)."""
+def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor, known: Tensor | None = None
+              ) -> tuple[Tensor, Tensor]:
+    """``(L [R, 3], face [R])``: radiance arriving at ``origins`` from ``dirs``: what the next hit reflects
+    (``bounces`` bounces from it) and, where ``direct [R]`` (bool) holds, its emission and the environment seen by
+    escaping rays; escaping rays always see the ambient and SH lights (a distant environment when ``max_bounces >
+    1``); and those first hits (int32, -1: none). ``known [R]``: the first hits where ``>= 0`` (re-attached, not
+    traced)."""
     from lumigrad.render.path import _emission, _fill_unknown_hits, _radiance, _sky_radiance, _trace
 
     ind = copy.copy(sc)
@@ -163,7 +165,7 @@ def _incoming(sc, origins: Tensor, dirs: Tensor, bounces: int, direct: Tensor, k
             L = L.index_add(0, miss[env_off], -sc.env.eval(dirs[miss[env_off]]).to(L.dtype))
         if sc.ambient or sc.sh:
             L = L.index_add(0, miss, _sky_radiance(sc, dirs[miss]).to(L.dtype))
-    return L
+    return L, face
 
 
 class _EdgeTable:
@@ -280,11 +282,11 @@ def indirect_boundary(sc, b: int, n: int, virtual=(), rnd: int = 0, tables: Indi
         if depth == last:
             break
         # The next vertex, by the path tracer's own BSDF sample (its mirrors included).
-        w, wi, _, _ = _sample_bsdf(sc, h, sc.gen)
+        w, wi, _, delta = _sample_bsdf(sc, h, sc.gen)
         w = w.detach()
         beta = w if beta is None else beta * w
         side = torch.where(dot(h.ng, wi, keepdim=True) >= 0, 1.0, -1.0).to(sc.dtype)
-        h2 = _trace(sc, h.points + side * h.ng * sc.eps, wi)
+        h2 = attach_path_hits(sc, h, _trace(sc, h.points + side * h.ng * sc.eps, wi), delta)[0]
         # The next vertex's direct light is differentiated elsewhere when this vertex drew shadow samples (its
         # penumbrae and hard shadows seen from here, the same discontinuity in this vertex's directions), or
         # when it is the hit right behind a planar mirror the camera sees.
@@ -336,14 +338,15 @@ def _equiangular(x: Tensor, a: Tensor, c: Tensor, u: Tensor) -> tuple[Tensor, Te
 
 
 def _jump(sc, org: Tensor, target: Tensor, wn: Tensor, dist: Tensor, edge_dir: Tensor, bounces: int,
-          direct: Tensor, near: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    """``(m [k, 3], jump [k, 3])``: the unit normal ``m = normalize(wn x edge_dir)`` of the edge's curve on the
+          direct: Tensor, near: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, tuple]:
+    """``(m [k, 3], jump [k, 3], sides)``: the unit normal ``m = normalize(wn x edge_dir)`` of the edge's curve on the
     sphere of directions at ``target`` (seen along ``wn`` at ``dist`` from ``org``) and the incoming radiance on
     its side B minus side A (side A towards ``m``), by two rays a hair either side. ``near = (face [k], centre
     [k, 3], normal [k, 3])``: the face seen on the edge, a point inside it and its normal; that face's side is
     shaded at the edge itself
     (the ray towards ``target`` re-attached to ``face``): a face seen nearly edge-on subtends less than the
-    hair while its shading varies across it (as :func:`lumigrad.render._trace_edges._jumps`)."""
+    hair while its shading varies across it (as :func:`lumigrad.render._trace_edges._jumps`). ``sides``: for
+    side A then B, ``(L [k, 3], first hit [k], ray direction [k, 3])``."""
     m = safe_normalize(torch.linalg.cross(wn, edge_dir, dim=-1))
     off = (_SIDE * dist) * m
     w_a, w_b = safe_normalize(target + off - org), safe_normalize(target - off - org)
@@ -359,8 +362,9 @@ def _jump(sc, org: Tensor, target: Tensor, wn: Tensor, dist: Tensor, edge_dir: T
         w_b = torch.where(near_b[:, None], w_at, w_b)
         none = torch.full_like(face, -1)
         known = torch.cat([torch.where(near_a, face, none), torch.where(near_b, face, none)])
-    L = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct.repeat(2), known)
-    return m, L[target.shape[0]:] - L[: target.shape[0]]
+    L, face = _incoming(sc, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), bounces, direct.repeat(2), known)
+    k = target.shape[0]
+    return m, L[k:] - L[:k], ((L[:k], face[:k], w_a), (L[k:], face[k:], w_b))
 
 
 def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tuple[Tensor, Tensor]:
@@ -410,17 +414,44 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
         f0s, xs = f0[sel], x[sel]
         face_seen = seen_face(f0s, f1[sel], dot(fn[f0s], xs - v0[f0s]) > 0)
         centre = vd.index_select(0, sc.faces_long.index_select(0, face_seen).reshape(-1)).reshape(-1, 3, 3).mean(1)
-        m, jump = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs],
-                        (face_seen, centre, fn[face_seen]))
-        f = _bsdf_cos(sc, h, hs, wn_s)
+        m, jump, sides = _jump(sc, org, p[sel], wn_s, dist[sel], (c - a)[sel], bounces, direct[hs],
+                               (face_seen, centre, fn[face_seen]))
         # |dw/dt| / pdf(t) is the subtended angle; each of the hit's candidates counts 1 / _EDGE_PICKS
-        weight = f * jump * angle[sel] / (_EDGE_PICKS * prob[sel])[:, None]
+        scale = _bsdf_cos(sc, h, hs, wn_s) * (angle[sel] / (_EDGE_PICKS * prob[sel])[:, None])
     # Differentiable boundary direction: the edge point (edge vertices) seen from the re-attached hit.
     ep = e[sel]
     pb = sc.verts.index_select(0, ep[:, 0])
     pb = pb + t[sel] * (sc.verts.index_select(0, ep[:, 1]) - pb)
-    wb = safe_normalize(pb - _take(h.points, hs))
-    return hs, weight * dot(m, wb - wb.detach(), keepdim=True)
+    x = _take(h.points, hs)
+    wb = safe_normalize(pb - x)
+    contrib = scale * jump * dot(m, wb - wb.detach(), keepdim=True)
+    # Sides whose hits are attached (lumigrad.render._attached.attach_path_hits) move with their surfaces: the
+    # edge's motion counts relative to theirs, L_B (v_e - V_B) - L_A (v_e - V_A) (side A towards m).
+    for sign, (L, face, ray) in zip((1.0, -1.0), sides):
+        contrib = contrib + sign * scale * L * _side_motion(sc, x, org, ray, face, m)
+    return hs, contrib
+
+
+def _side_motion(sc, x: Tensor, org: Tensor, ray: Tensor, face: Tensor, m: Tensor) -> Tensor:
+    """``[k, 1]`` zero-valued, whose derivative is ``m . V``: the velocity on ``x``'s sphere of directions of the
+    material point that the ray ``org + t ray`` meets on ``face [k]`` (0 unless that face's shape is attached)."""
+    from lumigrad.ops.trace import reattach
+
+    out = torch.zeros(x.shape[0], 1, dtype=sc.dtype, device=sc.device)
+    mask = attached_shapes(sc)
+    if mask is None:
+        return out
+    ok = face >= 0
+    ok[ok.clone()] = mask[sc.owner[face[ok].long()]]
+    rows = torch.nonzero(ok).squeeze(1)
+    if rows.numel() == 0:
+        return out
+    f = face.index_select(0, rows).long()
+    with torch.no_grad():
+        b = reattach(sc.verts.detach(), sc.faces, f, org.index_select(0, rows), ray.index_select(0, rows)).bary
+    y, _ = _material_points(sc, f, b)
+    v = safe_normalize(y - x.index_select(0, rows))
+    return out.index_put((rows,), dot(m.index_select(0, rows), v - v.detach(), keepdim=True))
 
 
 def _own_stream(sc, stream: int):
@@ -493,7 +524,7 @@ def _mirror_edge_samples(sc, h, table: _EdgeTable, mirror, bounces: int, direct:
         wn_s = wn[sel]
         ev = c[sel] - a[sel]
         ev = ev - 2.0 * dot(ev, n, keepdim=True) * n  # the virtual edge's direction
-        m, jump = _jump(sc, org, pv[sel], wn_s, dist[sel], ev, bounces, direct[sel])
+        m, jump, _ = _jump(sc, org, pv[sel], wn_s, dist[sel], ev, bounces, direct[sel])  # sides: the mirror
         f = _bsdf_cos(sc, h, sel, wn_s)
         weight = f * jump * angle[sel] * (table.total / table.length[pick[sel]])[:, None]  # |dw/dt| / pdf(t)
     # Differentiable boundary direction: the edge point (edge vertices) reflected across the plane through the

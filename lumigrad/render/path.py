@@ -69,7 +69,7 @@ from torch.utils.checkpoint import checkpoint
 from lumigrad.geometry.normals import dot, face_cross, safe_normalize
 from lumigrad.geometry.projection import orthographic_clip_from_K, perspective_clip_from_K
 from lumigrad.ops import _qmc_ref as _qmc
-from lumigrad.render._attached import attach_camera_hits, attached_shapes, check_attached
+from lumigrad.render._attached import attach_camera_hits, attach_path_hits, attached_shapes, check_attached
 from lumigrad.render._sampler import SobolDraws, is_sobol, pick_and_rescale
 from lumigrad.render._trace_edges import _varies
 from lumigrad.ops.rasterize import RasterizeWorkspace, _rasterize_ids
@@ -762,6 +762,10 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | 
         if chain is not None and depth < chain.shape[1]:
             known = _fill_unknown_hits(sc, o, new_d, _take(chain[:, depth], idx).contiguous())
         h2 = _trace(sc, o, new_d, known)
+        beta_h2 = _take(beta, h2.idx)
+        if attach is not None:  # the later hits attached too (their samples' weights follow the moved measure)
+            h2, moved = attach_path_hits(sc, h, h2, delta)
+            beta_h2 = beta_h2 * moved[:, None]
         # What the BSDF ray finds: emitters, or (escaping) the environment / ambient / SH light.
         esc = torch.ones(idx.shape[0], dtype=torch.bool, device=sc.device)
         esc[h2.idx] = False
@@ -777,7 +781,7 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | 
                     w = torch.where(delta[h2.idx], 1.0, _power(pdf[h2.idx], p_light))
                 else:
                     w = delta[h2.idx].to(sc.dtype)
-            L = L.index_add(0, _take(idx, h2.idx), _take(beta, h2.idx) * le * w[:, None])
+            L = L.index_add(0, _take(idx, h2.idx), beta_h2 * le * w[:, None])
         if sc.env is not None and esc.numel():
             with torch.no_grad():
                 if st.mis:
@@ -795,7 +799,7 @@ def _radiance(sc: _Scene, origins: Tensor, dirs: Tensor, gen: torch.Generator | 
             L = L.index_add(0, _take(idx, esc), _take(beta, esc) * _sky_radiance(sc, _take(new_d, esc)) * w[:, None])
         if last:
             break
-        beta = _take(beta, h2.idx)
+        beta = beta_h2
         idx = _take(idx, h2.idx)
         h = h2
     return (L if change is None else L * change), hit

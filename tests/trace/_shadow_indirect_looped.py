@@ -99,7 +99,7 @@ def _one_light(sc, h, light, edges: Tensor, lit, cos_from, gen, bf_cos) -> tuple
         off = (_SIDE * dist) * m
         w_a, w_b = safe_normalize(q + off - org), safe_normalize(q - off - org)
         direct = torch.ones(2 * hit.numel(), dtype=torch.bool, device=sc.device)
-        L = _incoming(lit, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), 1, direct)
+        L = _incoming(lit, torch.cat([org, org], 0), torch.cat([w_a, w_b], 0), 1, direct)[0]
         jump = L[hit.numel():] - L[: hit.numel()]  # side B minus side A
         weight = bf_cos(hit, wn) * jump * tangent.norm(dim=-1, keepdim=True)
         weight = weight * (float(length.sum()) / length[pick[hit]])[:, None]

@@ -309,7 +309,7 @@ def test_indirect_edge_incoming_sees_sky():
     o = torch.tensor([[0.0, 0.5, 0.0]] * 3, dtype=DT)
     d = torch.tensor([[0.0, 1.0, 0.0], [-0.6, 0.8, 0.0], [1.0, 0.0, 0.0]], dtype=DT)  # sky, sky, the black wall
     for direct in (False, True):  # the first vertex's and the later vertices' incoming radiance
-        L = _incoming(sc, o, d, bounces=1, direct=torch.full((3,), direct))
+        L = _incoming(sc, o, d, bounces=1, direct=torch.full((3,), direct))[0]
         torch.testing.assert_close(L[:2], _sky_radiance(sc, d[:2]), rtol=1e-12, atol=0)
         assert float(L[:2].min()) > 0.1 and float(L[2].abs().max()) == 0.0
 
@@ -330,4 +330,4 @@ def test_indirect_edge_incoming_keeps_the_renders_sky_mode():
     o = torch.zeros(64, 3, dtype=DT)
     d = torch.nn.functional.normalize(torch.randn(64, 3, dtype=DT, generator=torch.Generator().manual_seed(0)), dim=-1)
     for direct in (False, True):
-        assert float(_incoming(sc, o, d, bounces=1, direct=torch.full((64,), direct)).abs().max()) == 0.0
+        assert float(_incoming(sc, o, d, bounces=1, direct=torch.full((64,), direct))[0].abs().max()) == 0.0
