@@ -249,7 +249,7 @@ class TraceSettings:
             moving surfaces through the pixel borders, and the edge terms'
             velocities taken relative to the surfaces on either side
             (:mod:`lumigrad.render._attached`; with ``max_bounces >= 2`` the
-            paths leave the attached point); needs ``boundary="edge"`` and a
+            paths' later hits on moving shapes are attached too); needs ``boundary="edge"`` and a
             camera without gradient (ValueError otherwise). ``"auto"``:
             attached where it applies, detached elsewhere. For rigid or
             low-dimensional shape parameters (translation, scale, pose): per
