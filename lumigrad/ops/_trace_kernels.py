@@ -16,11 +16,12 @@ import warp as wp
 
 from lumigrad.ops._bvh_kernels import bvh_anyhit, bvh_closest
 from lumigrad.ops._common import KERNEL_MODULE_OPTIONS
+from lumigrad.ops._qmc_funcs import qmc2
 
 wp.set_module_options(KERNEL_MODULE_OPTIONS)
 
 __all__ = ["trace_closest", "trace_occluded", "trace_direct", "shade_direct_fwd", "shade_direct_bwd",
-           "hit_attr_fwd", "hit_attr_bwd"]
+           "hit_attr_fwd", "hit_attr_bwd", "qmc_pairs"]
 
 
 @wp.kernel
@@ -457,3 +458,20 @@ def hit_attr_bwd(
         _put3(g_org, i, 0, g_o)
     if need & 2 != 0:
         _put3(g_dirs, i, 0, g_d)
+
+
+@wp.kernel
+def qmc_pairs(
+    offset: int,
+    key: wp.array(dtype=wp.int32),  # [n] sampler keys (uint32 bits)
+    s: wp.array(dtype=wp.int32),  # [n] sample indices < 2^m
+    m: int,
+    d0: int,  # the first dimension pair
+    out: wp.array2d(dtype=wp.float32),  # [n, 2 count]: pairs d0 .. d0 + count - 1
+):
+    """The Sobol sampler's numbers (:func:`lumigrad.ops._qmc_funcs.qmc2`) for the torch path tracer."""
+    i = wp.tid() + offset
+    for k in range(out.shape[1] // 2):
+        u = qmc2(wp.uint32(key[i]), s[i], m, d0 + k)
+        out[i, 2 * k] = u[0]
+        out[i, 2 * k + 1] = u[1]

@@ -37,7 +37,7 @@ from lumigrad.ops._bvh import BVHData
 from lumigrad.ops._common import first_order
 from lumigrad.ops._trace_ref import hit_attributes_ref, ray_triangle, shade_direct_ref
 
-__all__ = ["TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach", "trace_direct", "shade_direct",
+__all__ = ["TraceBVH", "RayHits", "Reattached", "intersect", "occluded", "reattach", "trace_direct", "shade_direct", "qmc_pairs",
            "hit_attributes"]
 
 log = logging.getLogger(__name__)
@@ -406,3 +406,18 @@ def hit_attributes(corners: Tensor, origins: Tensor, dirs: Tensor) -> tuple[Tens
         return hit_attributes_ref(corners, origins, dirs)
     out = _HitAttributes.apply(corners.contiguous(), origins.contiguous(), dirs.contiguous())
     return out[:, 0:3], out[:, 3:6], out[:, 6:9], out[:, 9:12]
+
+
+def qmc_pairs(key: Tensor, s: Tensor, m: int, d0: int, count: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``[n, 2 count]`` the Sobol sampler's dimension pairs ``d0 .. d0 + count - 1`` of samples ``s [n] < 2^m`` of the
+    pixels with keys ``key [n]`` (int64 holding 32-bit keys, :func:`lumigrad.ops._qmc_ref.qmc_key`), in ``[0, 1)``:
+    the fused path kernel's numbers, bit for bit, from one Warp launch (the torch reference
+    :func:`lumigrad.ops._qmc_ref.qmc2`, a few dozen int64 torch ops per pair, took ~20 % of a shape gradient's time
+    in the torch path tracer)."""
+    n = key.shape[0]
+    out = torch.empty(n, 2 * count, dtype=torch.float32, device=key.device)
+    if n:
+        key32 = (key - ((key >> 31) << 32)).to(torch.int32)  # the same 32 bits, as int32
+        launch(_k.qmc_pairs, n, [to_warp(key32.contiguous()), to_warp(s.to(torch.int32).contiguous()), int(m), int(d0),
+                                 to_warp(out)], warp_device(out))
+    return out.to(dtype)

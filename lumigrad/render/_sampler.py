@@ -5,7 +5,8 @@ key (render seed and pixel) and the sample index of every path being traced, and
 vertex ``depth`` at the pair positions of :mod:`lumigrad.ops._path_kernels` (one pair per emitter, two for an
 environment map, one for the sky, then the BSDF's direction and its (lobe, roulette) pair), so that the samples of a
 pixel are stratified in each of them. Vertices from ``QMC_BOUNCES`` on draw from the chunk's generator, as the kernel
-does. The numbers are :func:`lumigrad.ops._qmc_ref.qmc2`'s (the kernel's, bit for bit); the torch path consumes them
+does. The numbers are the kernel's, bit for bit (:func:`lumigrad.ops.trace.qmc_pairs`, one Warp launch; reference
+:func:`lumigrad.ops._qmc_ref.qmc2`); the torch path consumes them
 with its own code (``torch.searchsorted`` picks), so its paths are not the kernel's, only equally distributed.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lumigrad.ops import _qmc_ref as qmc
+from lumigrad.ops.trace import qmc_pairs
 from lumigrad.ops._qmc_funcs import QMC_BOUNCES
 
 __all__ = ["SobolDraws", "is_sobol", "pick_and_rescale"]
@@ -46,7 +47,7 @@ class SobolDraws:
         if self.depth >= QMC_BOUNCES:
             return torch.rand(n, 2 * count, generator=self.gen, dtype=self.dtype, device=self.key.device)
         base = 1 + self.depth * (self._lights() + 2) + slot
-        return torch.cat([qmc.qmc2(self.key, self.s, self.m, base + k, self.dtype) for k in range(count)], -1)
+        return qmc_pairs(self.key, self.s, self.m, base, count, self.dtype)
 
     def _lights(self) -> int:
         """Pairs of the light samples of a vertex (the BSDF's two follow)."""

@@ -43,6 +43,24 @@ def test_kernel_equals_torch_reference_bit_for_bit():
     assert bool(((pts >= 0) & (pts < 1)).all())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_qmc_pairs_op_equals_torch_reference_bit_for_bit(dtype):
+    """lumigrad.ops.trace.qmc_pairs (the torch path tracer's draws: one Warp launch for ``count`` pairs, keys with
+    the top bit set included) against the reference, pair by pair."""
+    from lumigrad.ops.trace import qmc_pairs
+
+    g = torch.Generator().manual_seed(1)
+    n = 5000
+    key = ref.qmc_key(3, torch.randint(0, 2**31 - 1, (n,), generator=g))
+    assert bool((key >= 2**31).any()) and bool((key < 2**31).any())
+    for m, d0, count in ((0, 0, 1), (4, 5, 2), (10, 40, 3)):
+        s = torch.randint(0, 1 << m, (n,), generator=g)
+        got = qmc_pairs(key, s, m, d0, count, dtype)
+        want = torch.cat([ref.qmc2(key, s, m, d0 + k, dtype) for k in range(count)], -1)
+        assert got.dtype == dtype and torch.equal(got, want)
+    assert qmc_pairs(key[:0], s[:0], 4, 0, 2).shape == (0, 4)
+
+
 @pytest.mark.parametrize("m", [2, 4, 6])
 def test_a_pixels_samples_form_a_net_in_every_dimension_pair(m):
     """The 2^m samples of a pixel, in any dimension pair, put one point in every elementary interval of area 2^-m
