@@ -186,6 +186,15 @@ def light_silhouettes(sc, virtual) -> tuple[list[Tensor], list[Tensor]]:
     return [edges[m] for m in sil[:n]], [edges[m & ~v[2]] for m, v in zip(sil[n:], virtual)]
 
 
+def face_data(sc) -> tuple[Tensor, Tensor]:
+    """``(face_cross [F, 3], first corner [F, 3])`` of the render's detached vertices, kept on its accel (reset when
+    the vertices change)."""
+    if sc.accel._face_data is None:
+        tri = sc.verts.detach().index_select(0, sc.faces.long().reshape(-1)).reshape(-1, 3, 3)
+        sc.accel._face_data = (torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1), tri[:, 0])
+    return sc.accel._face_data
+
+
 def boundary_term(sc, radiance) -> Tensor:
     """``[B, H, W, 3]`` zero-valued image whose gradient is the edge-sampled boundary integral.
 
@@ -201,10 +210,7 @@ def boundary_term(sc, radiance) -> Tensor:
     edges, ef = sc.accel.edges, sc.accel.edge_faces
     verts, faces = sc.verts, sc.faces
     vd = verts.detach()
-    if sc.accel._face_data is None:  # per-face data of the current vertices (reset when they change)
-        tri = vd.index_select(0, faces.long().reshape(-1)).reshape(-1, 3, 3)
-        sc.accel._face_data = (torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1), tri[:, 0])
-    fnorm, v0 = sc.accel._face_data
+    fnorm, v0 = face_data(sc)
     persp = cam.projection == "perspective"
     c2w = torch.linalg.inv(cam.world_to_cam.detach())
 
@@ -459,15 +465,47 @@ def stratified_picks(weight: Tensor, M: int, gen: torch.Generator) -> Tensor:
     return torch.searchsorted(cdf, u.clamp(max=float(cdf[-1]) * (1 - 1e-15)), right=True).clamp(max=cdf.numel() - 1)
 
 
-def _pick_edge_points(sc, e: Tensor, M: int, gen=None, sort: bool = True
+def _shadow_lengths(sc, light, e: Tensor, project) -> Tensor:
+    """``[E]`` the weights by which :func:`_shadow_boundary` picks among the caster edges ``e``: the on-screen
+    length of each edge's shadow, its endpoints' shadows projected (``project``: world points to pixels and
+    depths), plus a floor of 1e-3 of the mean per unit of 3D length (an edge whose shadow is not found at both
+    ends, or lies off screen, keeps a small chance: every edge with a shadow can be drawn).
+
+    Picked by 3D length, a silhouette edge whose shadow falls at grazing incidence (a light near a wall) was as
+    likely as any other while its shadow is hundreds of times longer on screen: its samples carried weights of
+    ~1000 pixels each and put single gradients 5 norms off (``bench/results_trace15.md``)."""
+    with torch.no_grad():
+        vd = sc.verts.detach()
+        length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
+        ends = vd[e.reshape(-1)]
+        sel, face = _receivers(sc, light, ends)
+        found = torch.zeros(ends.shape[0], dtype=torch.bool, device=sc.device)
+        px = torch.zeros(ends.shape[0], 2, dtype=sc.dtype, device=sc.device)
+        if sel.numel():
+            q = reattach(vd, sc.faces, face, ends[sel], _light_ray(light)(ends[sel])).points
+            x, z = project(q)
+            found[sel] = (z > sc.camera.near) & torch.isfinite(x).all(-1)
+            px[sel] = torch.where(found[sel][:, None], x, torch.zeros_like(x))
+        px, found = px.reshape(-1, 2, 2), found.reshape(-1, 2).all(1)
+        H, W = sc.camera.height, sc.camera.width
+        lo, hi = px.min(1).values, px.max(1).values
+        on = found & (hi[:, 0] >= 0) & (lo[:, 0] <= W) & (hi[:, 1] >= 0) & (lo[:, 1] <= H)
+        screen = torch.where(on, (px[:, 1] - px[:, 0]).norm(dim=-1), torch.zeros_like(length))
+        total = float(length.sum())
+        per_unit = float(screen.sum()) / total if total > 0 else 0.0
+        return screen + 1e-3 * max(per_unit, 1e-6) * length
+
+
+def _pick_edge_points(sc, e: Tensor, M: int, gen=None, sort: bool = True, length: Tensor | None = None
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
-    """``(pick [M], s [M, 1], length [E], e[pick])``: ``M`` points on edges ``e`` picked by length (then uniform
-    along the edge, clear of its ends by the tangent's step), or None when the edges have no length. ``sort``:
-    stratified picks (:func:`stratified_picks`, in ascending order), which is only right where they are not
-    paired with other samples that have an order (stratified pixels): the pairing would then be biased; else
-    iid picks in random order."""
+    """``(pick [M], s [M, 1], length [E], e[pick])``: ``M`` points on edges ``e`` picked by length (or by the
+    weights ``length`` given; then uniform along the edge, clear of its ends by the tangent's step), or None when
+    the edges have no length. ``sort``: stratified picks (:func:`stratified_picks`, in ascending order), which is
+    only right where they are not paired with other samples that have an order (stratified pixels): the pairing
+    would then be biased; else iid picks in random order."""
     vd = sc.verts.detach()
-    length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
+    if length is None:
+        length = (vd[e[:, 1]] - vd[e[:, 0]]).norm(dim=-1)
     if float(length.sum()) <= 0:
         return None
     gen = sc.gen if gen is None else gen
@@ -559,7 +597,11 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
     b, w2c, k, c2w, persp = view
     if e.shape[0] == 0:
         return
-    picked = _pick_edge_points(sc, e, M)
+
+    def project(p: Tensor) -> tuple[Tensor, Tensor]:  # receivers to pixels: directly, or seen in mirror ``via``
+        return _project(w2c, k, p, persp) if via is None else via.project(p)
+
+    picked = _pick_edge_points(sc, e, M, length=_shadow_lengths(sc, light, e, project))
     if picked is None:
         return
     pick, s, length, e = picked
@@ -570,9 +612,6 @@ def _shadow_boundary(sc, view, light, e: Tensor, M: int, accumulate, scene, cos_
     if sel.numel() == 0:
         return
     r = reattach(verts, faces, face, ept[sel], _light_ray(light)(ept[sel]))
-
-    def project(p: Tensor) -> tuple[Tensor, Tensor]:  # receivers to pixels: directly, or seen in mirror ``via``
-        return _project(w2c, k, p, persp) if via is None else via.project(p)
 
     x_b, z = project(r.points)
     with torch.no_grad():
