@@ -28,7 +28,8 @@ Two kinds of curves are sampled:
   edges as seen from the light; a point ``e`` on the edge is pushed along the
   light ray ``L -> e`` onto the receiver (found by the BVH, re-attached in
   torch) and projected to the screen. Its screen-space tangent ``dx_b/ds``
-  (central differences) gives the line element. Faces the light sees edge-on
+  (central differences) gives the line element. The edges are picked by the
+  on-screen length of their shadows (:func:`_shadow_lengths`). Faces the light sees edge-on
   (an icosphere's equator band under a light from straight above: 32 of a
   level-3 sphere's faces) count as turned away, so the silhouette is their near
   edge, and a receiver ray that grazes the caster (along such a face, or over
