@@ -229,28 +229,39 @@ def attach_camera_hits(sc, h, view: Tensor):
     return h2, weight
 
 
-def screen_motion(sc, view: int, pix: Tensor, face: Tensor) -> Tensor:
-    """``[R, 2]`` zero-valued, whose derivative is the screen velocity ``V`` of the material point that the camera
-    ray through ``pix`` of view ``view`` hits on face ``face [R]`` (-1: a miss); 0 where that face is not on an
-    attached shape."""
+def ray_material_points(sc, face: Tensor, org: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(rows [k], y [k, 3])``: the rays ``org + t dirs`` whose hit ``face [R]`` (-1: a miss) is on an attached
+    shape, and the material points they meet there (barycentrics detached, differentiable w.r.t. the vertices);
+    None when there are none."""
     from lumigrad.ops.trace import reattach
-    from lumigrad.render.path import _camera_rays
 
-    out = torch.zeros(pix.shape[0], 2, dtype=sc.dtype, device=sc.device)
     mask = attached_shapes(sc)
     if mask is None:
-        return out
+        return None
     ok = face >= 0
     ok[ok.clone()] = mask[sc.owner[face[ok].long()]]
     rows = torch.nonzero(ok).squeeze(1)
     if rows.numel() == 0:
-        return out
+        return None
     f = face.index_select(0, rows).long()
     with torch.no_grad():
-        o, d = _camera_rays(sc.camera, torch.full((rows.numel(),), view, dtype=torch.long, device=sc.device),
-                            pix.index_select(0, rows))
-        b = reattach(sc.verts.detach(), sc.faces, f, o, d).bary
-    y, _ = _material_points(sc, f, b)
+        b = reattach(sc.verts.detach(), sc.faces, f, org.index_select(0, rows), dirs.index_select(0, rows)).bary
+    return rows, _material_points(sc, f, b)[0]
+
+
+def screen_motion(sc, view: int, pix: Tensor, face: Tensor) -> Tensor:
+    """``[R, 2]`` zero-valued, whose derivative is the screen velocity ``V`` of the material point that the camera
+    ray through ``pix`` of view ``view`` hits on face ``face [R]`` (-1: a miss); 0 where that face is not on an
+    attached shape."""
+    from lumigrad.render.path import _camera_rays
+
+    out = torch.zeros(pix.shape[0], 2, dtype=sc.dtype, device=sc.device)
+    with torch.no_grad():
+        o, d = _camera_rays(sc.camera, torch.full((pix.shape[0],), view, dtype=torch.long, device=sc.device), pix)
+    got = ray_material_points(sc, face, o, d)
+    if got is None:
+        return out
+    rows, y = got
     w2c, k, persp = _view(sc, view)
     x = _project(w2c, k, y, persp)
     return out.index_put((rows,), x - x.detach())

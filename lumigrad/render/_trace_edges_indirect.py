@@ -116,7 +116,7 @@ from torch import Tensor
 
 from lumigrad.geometry.normals import dot, safe_normalize
 from lumigrad.ops.trace import intersect, occluded
-from lumigrad.render._attached import _material_points, attach_camera_hits, attach_path_hits, attached_shapes
+from lumigrad.render._attached import attach_camera_hits, attach_path_hits, ray_material_points
 from lumigrad.render._trace_edges_shadow_indirect import shadow_casters, shadow_samples
 from lumigrad.render._trace_edges import _MIN_COS, seen_face
 
@@ -435,21 +435,11 @@ def _edge_samples(sc, h, table: _EdgeTable, bounces: int, direct: Tensor) -> tup
 def _side_motion(sc, x: Tensor, org: Tensor, ray: Tensor, face: Tensor, m: Tensor) -> Tensor:
     """``[k, 1]`` zero-valued, whose derivative is ``m . V``: the velocity on ``x``'s sphere of directions of the
     material point that the ray ``org + t ray`` meets on ``face [k]`` (0 unless that face's shape is attached)."""
-    from lumigrad.ops.trace import reattach
-
     out = torch.zeros(x.shape[0], 1, dtype=sc.dtype, device=sc.device)
-    mask = attached_shapes(sc)
-    if mask is None:
+    got = ray_material_points(sc, face, org, ray)
+    if got is None:
         return out
-    ok = face >= 0
-    ok[ok.clone()] = mask[sc.owner[face[ok].long()]]
-    rows = torch.nonzero(ok).squeeze(1)
-    if rows.numel() == 0:
-        return out
-    f = face.index_select(0, rows).long()
-    with torch.no_grad():
-        b = reattach(sc.verts.detach(), sc.faces, f, org.index_select(0, rows), ray.index_select(0, rows)).bary
-    y, _ = _material_points(sc, f, b)
+    rows, y = got
     v = safe_normalize(y - x.index_select(0, rows))
     return out.index_put((rows,), dot(m.index_select(0, rows), v - v.detach(), keepdim=True))
 
