@@ -415,6 +415,9 @@ def qmc_pairs(key: Tensor, s: Tensor, m: int, d0: int, count: int, dtype: torch.
     :func:`lumigrad.ops._qmc_ref.qmc2`, a few dozen int64 torch ops per pair, took ~20 % of a shape gradient's time
     in the torch path tracer)."""
     n = key.shape[0]
+    if key.dim() != 1 or s.shape != key.shape or count < 0 or not 0 <= m <= 31:
+        raise ValueError(f"qmc_pairs(): key and s must be [n] tensors of one shape, count >= 0 and 0 <= m <= 31; got "
+                         f"key {tuple(key.shape)}, s {tuple(s.shape)}, count {count}, m {m}")
     out = torch.empty(n, 2 * count, dtype=torch.float32, device=key.device)
     if n:
         key32 = (key - ((key >> 31) << 32)).to(torch.int32)  # the same 32 bits, as int32

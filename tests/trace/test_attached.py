@@ -106,6 +106,22 @@ def test_attached_image_is_the_detached_one():
     torch.testing.assert_close(imgs[0], imgs[1], rtol=1e-12, atol=1e-14)
 
 
+def _central_differences(loss, axes, h=1e-2, seeds=6):
+    """``[seeds, len(axes)]`` central differences of ``loss(t, **settings)`` along ``axes``, 512 spp, without
+    boundary terms, with common random numbers at ``+-h``."""
+    fds = []
+    with torch.no_grad():
+        for seed in range(seeds):
+            row = []
+            for axis in axes:
+                e = torch.zeros(3, dtype=DT)
+                e[axis] = h
+                f = [float(loss(s * e, spp=512, seed=100 + seed, boundary="none")) for s in (1, -1)]
+                row.append((f[0] - f[1]) / (2 * h))
+            fds.append(row)
+    return torch.tensor(fds, dtype=DT)
+
+
 def _floor_and_card(t):
     """A lit card standing on a floor that moves by ``t``: the floor's camera hits see the card's outline against the
     black sky, a discontinuity of their indirect light."""
@@ -134,17 +150,7 @@ def test_attached_under_global_illumination_matches_central_differences():
         loss(t, spp=4, seed=seed, interior="attached").backward()
         gs.append(t.grad[1:])
     g = torch.stack(gs)
-    h, fds = 1e-2, []
-    with torch.no_grad():
-        for seed in range(6):  # common random numbers at +-h, axes y (normal) and z (in the floor's plane)
-            row = []
-            for axis in (1, 2):
-                e = torch.zeros(3, dtype=DT)
-                e[axis] = h
-                f = [float(loss(s * e, spp=512, seed=100 + seed, boundary="none")) for s in (1, -1)]
-                row.append((f[0] - f[1]) / (2 * h))
-            fds.append(row)
-    fd = torch.tensor(fds, dtype=DT)
+    fd = _central_differences(loss, (1, 2))  # axes y (normal) and z (in the floor's plane)
     se = (g.var(0) / g.shape[0] + fd.var(0) / fd.shape[0]).sqrt()
     assert (g.mean(0) - fd.mean(0)).abs().le(4 * se).all(), (g.mean(0), fd.mean(0), se)
 
@@ -250,17 +256,7 @@ def test_attached_hits_after_a_bounce_match_central_differences(floor):
         loss(t, spp=4, seed=seed, interior="attached").backward()
         gs.append(t.grad)
     g = torch.stack(gs)
-    h, fds = 1e-2, []
-    with torch.no_grad():
-        for seed in range(6):  # common random numbers at +-h
-            row = []
-            for axis in range(3):
-                e = torch.zeros(3, dtype=DT)
-                e[axis] = h
-                f = [float(loss(s * e, spp=512, seed=100 + seed, boundary="none")) for s in (1, -1)]
-                row.append((f[0] - f[1]) / (2 * h))
-            fds.append(row)
-    fd = torch.tensor(fds, dtype=DT)
+    fd = _central_differences(loss, (0, 1, 2))
     assert float(fd.mean(0).norm()) > 1.0  # the hidden sphere matters
     se = (g.var(0) / g.shape[0] + fd.var(0) / fd.shape[0]).sqrt()
     assert (g.mean(0) - fd.mean(0)).abs().le(4 * se).all(), (g.mean(0), fd.mean(0), se)
