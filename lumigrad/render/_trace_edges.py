@@ -203,23 +203,112 @@ def boundary_term(sc, radiance) -> Tensor:
     evaluates camera-ray radiance of ``scene`` (``sc`` or a copy with other lights) at continuous
     pixel positions; ``face [R]`` int32: the rays' first hits where ``>= 0`` (re-attached, not traced);
     ``with_hits=True`` also returns the first hits (:func:`lumigrad.render.path._camera_radiance`).
+
+    The terms (per view: primary silhouettes, the moving surfaces' border flux, the indirect rounds, each
+    light's shadows, what mirrors show) are independent tasks, run side by side on the CPU's threads
+    (:func:`lumigrad._runtime.tasks.run_tasks`), each with a random stream of its own (:func:`_task_scene`).
     """
+    from lumigrad._runtime.tasks import run_tasks
+
     cam, st = sc.camera, sc.settings
     B, H, W = cam.batch_size, cam.height, cam.width
     M = st.edge_samples or H * W
-    out = torch.zeros(B * H * W, 3, dtype=sc.dtype, device=sc.device)
-    edges, ef = sc.accel.edges, sc.accel.edge_faces
-    verts, faces = sc.verts, sc.faces
-    vd = verts.detach()
-    fnorm, v0 = face_data(sc)
+    face_data(sc)  # the caches the tasks share, filled before they start
+    if sc.corners is None:
+        sc.corners = torch.cat([sc.verts, sc.vnormals], 1)
+    attached = attached_shapes(sc)
     persp = cam.projection == "perspective"
     c2w = torch.linalg.inv(cam.world_to_cam.detach())
+    virtual = _virtual_lights(sc) if st.shadows else []
+    sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])
+    tables = None  # the indirect term's per-render tables
+    if st.max_bounces >= 2 and st.indirect_samples != 0:
+        from lumigrad.render._trace_edges_indirect import IndirectTables
 
-    def accumulate(b: int, x_b: Tensor, n: Tensor, weight: Tensor, ok: Tensor, scene=sc, near=None) -> None:
-        """Add the samples' terms; ``near = (face [M] or [M, C], side [M])``: the surface on side ``side * n`` of
-        each point (``side`` +-1, 0: unknown) is ``face`` (``face[:, C - 1]``, seen after the mirror faces
-        ``face[:, :C - 1]``), evaluated at the boundary point itself (below)."""
-        nonlocal out
+        tables = IndirectTables(sc, (sil_point, sil_virtual))
+        if tables.table.total > 0:
+            tables.table.tree()
+    tasks = []  # (scene, accumulate, sink) -> None, in order of size (the largest first: the threads end together)
+    for b in range(B):
+        view = (b, cam.world_to_cam[b], cam.K[b], c2w[b], persp)
+        # With attached camera hits, the moving shapes' pixel box (near them still silhouettes count too)
+        box = None if attached is None else moving_box(sc, b)
+        if tables is not None:
+            tasks += _indirect_tasks(sc, b, virtual, tables)
+        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
+            from lumigrad.render._trace_edges_curved import curved_silhouettes
+            from lumigrad.render._trace_edges_mirror import mirror_silhouettes
+
+            tasks.append(lambda own, acc, sink, view=view: (mirror_silhouettes(own, view, M, acc),
+                                                            curved_silhouettes(own, view, M, acc)))
+        tasks.append(lambda own, acc, sink, view=view, box=box: _primary_silhouettes(own, view, M, box, acc))
+        if box is not None:
+            tasks.append(lambda own, acc, sink, b=b, box=box: sink.append(border_flux(own, b, radiance, box)))
+        if st.shadows:  # hard shadow boundaries of point and directional lights
+            tasks += [lambda own, acc, sink, view=view, light=light, e=e: _shadow_boundary(own, view, light, e, M, acc, own)
+                      for light, e in zip(sc.point_lights, sil_point)]
+        # Penumbrae: each area / environment light as point / directional lights drawn from it.
+        m = max(1, M // max(1, st.shadow_light_samples))
+        tasks += [lambda own, acc, sink, view=view, v=v, e=e: _shadow_boundary(
+                      own, view, v[0], e, m, acc, _with_gen(v[1], own.gen), v[3])
+                  for v, e in zip(virtual, sil_virtual)]
+    sinks = run_tasks([lambda i=i, task=task: _run_task(sc, radiance, i, task) for i, task in enumerate(tasks)],
+                      sc.device)
+    out = torch.zeros(B * H * W, 3, dtype=sc.dtype, device=sc.device)
+    for sink in sinks:  # in the tasks' order: the same sum whichever thread ran which
+        for got in sink:
+            if got is not None:
+                out = out.index_add(0, got[0], got[1])
+    return out.reshape(B, H, W, 3)
+
+
+def _task_scene(sc, task: int):
+    """A shallow copy of render scene ``sc`` whose samples come from a generator of its own, seeded from the
+    render's seed and the task's index (the same draws whichever thread runs it)."""
+    return _with_gen(sc, torch.Generator(device=sc.device).manual_seed(
+        (sc.settings.seed * 1_000_003 + (5 << 60) + task) % (2**63)))
+
+
+def _with_gen(scene, gen: torch.Generator):
+    """A shallow copy of ``scene`` drawing from ``gen``."""
+    own = copy.copy(scene)
+    own.gen = gen
+    return own
+
+
+def _run_task(sc, radiance, i: int, task) -> list:
+    """Run boundary task ``i``: ``[(pixel [k] int64, contrib [k, 3]) or None, ...]``, its terms."""
+    own, sink = _task_scene(sc, i), []
+    task(own, _accumulator(own, radiance, sink), sink)
+    return sink
+
+
+def _indirect_tasks(sc, b: int, virtual, tables) -> list:
+    """The indirect term of view ``b`` (:func:`lumigrad.render._trace_edges_indirect.indirect_boundary`) in
+    rounds of at most ~2^18 samples (whole multiples of H * W: stratified by pixel), averaged: bounded memory,
+    and each round's set-up (edge table, shadow casters) amortised over many samples. (Two rounds where one would
+    do, to run side by side, cost more set-up than they saved: 32^2, 16 spp, 3 bounces.)"""
+    from lumigrad.render._trace_edges_indirect import indirect_boundary
+
+    st, H, W = sc.settings, sc.camera.height, sc.camera.width
+    total = st.indirect_samples if st.indirect_samples is not None else H * W * st.spp
+    rounds = -(-total // (H * W * max(1, (1 << 18) // (H * W))))
+
+    def task(own, acc, sink, rnd):
+        pixel, contrib = indirect_boundary(own, b, -(-total // rounds), virtual, rnd, tables)
+        sink.append((pixel, contrib / rounds))
+    return [lambda own, acc, sink, rnd=rnd: task(own, acc, sink, rnd) for rnd in range(rounds)]
+
+
+def _accumulator(own, radiance, sink: list):
+    """``accumulate(b, x_b, n, weight, ok, scene=own, near=None)``: adds boundary samples' terms to ``sink`` as
+    ``(pixel, contrib)``. ``near = (face [M] or [M, C], side [M])``: the surface on side ``side * n`` of each
+    point (``side`` +-1, 0: unknown) is ``face`` (``face[:, C - 1]``, seen after the mirror faces
+    ``face[:, :C - 1]``), evaluated at the boundary point itself (:func:`_jumps`)."""
+    H, W = own.camera.height, own.camera.width
+
+    def accumulate(b: int, x_b: Tensor, n: Tensor, weight: Tensor, ok: Tensor, scene=None, near=None) -> None:
+        scene = own if scene is None else scene
         xd = x_b.detach()
         inside = (xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H) & ok
         sel = torch.nonzero(inside).squeeze(1)
@@ -227,145 +316,110 @@ def boundary_term(sc, radiance) -> Tensor:
             return
         xd, n, weight, x_b = xd[sel], n[sel], weight[sel], x_b[sel]
         with torch.no_grad():
-            df, rays = _jumps(scene, b, xd, n, None if near is None else (near[0][sel], near[1][sel]))
+            df, rays = _jumps(scene, radiance, b, xd, n, None if near is None else (near[0][sel], near[1][sel]))
         contrib = (df * weight[:, None]) * dot(n, x_b - xd, keepdim=True)
         if rays is not None:  # interior="attached": minus the side surfaces' own screen motion (_attached)
             row, sign, f, pix_r, face_r = rays
             vel = screen_motion(scene, b, pix_r, face_r)
             contrib = contrib.index_add(0, row, sign * weight.index_select(0, row)[:, None] * f
                                         * dot(n.index_select(0, row), vel, keepdim=True))
-        pix = b * H * W + xd[:, 1].floor().long() * W + xd[:, 0].floor().long()
-        out = out.index_add(0, pix, contrib)
+        sink.append((b * H * W + xd[:, 1].floor().long() * W + xd[:, 0].floor().long(), contrib))
+    return accumulate
 
-    def _jumps(scene, b: int, xd: Tensor, n: Tensor, near) -> tuple[Tensor, tuple | None]:
-        """``(df [k, 3], rays)``: ``df = f(xd - 0 n) - f(xd + 0 n)``, camera-ray radiance either side of the
-        boundary points. Each side is a ray ``_SIDE_PX`` off the point, except the side whose surface ``near``
-        names: that one is shaded at the point itself (its ray re-attached to ``face``). A silhouette face seen
-        nearly edge-on is narrower on screen than ``_SIDE_PX`` while its shading still varies across it, so the
-        ray beside the edge would measure another face: on a lit sphere's rim the primary silhouette term was
-        13 % / 3 % low at 1e-2 / 1e-3 pixels (bench/results_trace12.md). ``rays``: with attached camera hits,
-        each ray's ``(sample [r], side sign [r, 1] (+1: the +n side), f [r, 3], pixel [r, 2], first hit [r])``,
-        else None."""
-        k = xd.shape[0]
-        if near is None:
-            face, side = torch.full((k, 1), -1, dtype=torch.int32, device=sc.device), torch.zeros_like(xd[:, 0])
-        else:
-            face, side = near
-            face = face if face.dim() == 2 else face[:, None]
-        sd = side.to(xd.dtype)[:, None]
-        at, both = torch.nonzero(side != 0).squeeze(1), torch.nonzero(side == 0).squeeze(1)
-        # One ray beyond the edge per point (away from the face; the -n side where no face is known), then the
-        # face shaded at the point (its ray re-attached), then the +n side's rays of the points without a face.
-        far = torch.where(sd != 0, sd, torch.ones_like(sd))
-        pix = torch.cat([xd - far * _SIDE_PX * n, xd[at], xd[both] + _SIDE_PX * n[both]], 0)
-        none = torch.full((1, face.shape[1]), -1, dtype=face.dtype, device=face.device)
-        known = torch.cat([none.expand(k, -1), face[at], none.expand(both.numel(), -1)]).to(torch.int32)
-        view = torch.full((pix.shape[0],), b, dtype=torch.long, device=sc.device)
-        attached = attached_shapes(scene) is not None
-        if attached:  # with the first hits of all rays, for their screen motion
-            f, first = radiance(scene, view, pix, known, with_hits=True)
-        else:
-            f = radiance(scene, view, pix, None if near is None else known)
-        f_far, f_near, f_plus = f[:k], f[k:k + at.numel()], f[k + at.numel():]
-        df = torch.empty_like(f_far)
-        df[at] = -sd[at] * (f_near - f_far[at])  # f(-n side) - f(+n side), the face on side sd
-        df[both] = f_far[both] - f_plus
-        if not attached:
-            return df, None
-        row = torch.cat([torch.arange(k, device=sc.device), at, both])
-        sign = torch.cat([-far, sd[at], torch.ones_like(sd[both])])
-        return df, (row, sign, f, pix, first)
 
-    virtual = _virtual_lights(sc) if st.shadows else []
-    sil_point, sil_virtual = light_silhouettes(sc, virtual) if st.shadows else ([], [])
-    tables = None  # the indirect term's per-render tables, built at its first call
+def _jumps(scene, radiance, b: int, xd: Tensor, n: Tensor, near) -> tuple[Tensor, tuple | None]:
+    """``(df [k, 3], rays)``: ``df = f(xd - 0 n) - f(xd + 0 n)``, camera-ray radiance either side of the
+    boundary points. Each side is a ray ``_SIDE_PX`` off the point, except the side whose surface ``near``
+    names: that one is shaded at the point itself (its ray re-attached to ``face``). A silhouette face seen
+    nearly edge-on is narrower on screen than ``_SIDE_PX`` while its shading still varies across it, so the
+    ray beside the edge would measure another face: on a lit sphere's rim the primary silhouette term was
+    13 % / 3 % low at 1e-2 / 1e-3 pixels (bench/results_trace12.md). ``rays``: with attached camera hits,
+    each ray's ``(sample [r], side sign [r, 1] (+1: the +n side), f [r, 3], pixel [r, 2], first hit [r])``,
+    else None."""
+    k, device = xd.shape[0], xd.device
+    if near is None:
+        face, side = torch.full((k, 1), -1, dtype=torch.int32, device=device), torch.zeros_like(xd[:, 0])
+    else:
+        face, side = near
+        face = face if face.dim() == 2 else face[:, None]
+    sd = side.to(xd.dtype)[:, None]
+    at, both = torch.nonzero(side != 0).squeeze(1), torch.nonzero(side == 0).squeeze(1)
+    # One ray beyond the edge per point (away from the face; the -n side where no face is known), then the
+    # face shaded at the point (its ray re-attached), then the +n side's rays of the points without a face.
+    far = torch.where(sd != 0, sd, torch.ones_like(sd))
+    pix = torch.cat([xd - far * _SIDE_PX * n, xd[at], xd[both] + _SIDE_PX * n[both]], 0)
+    none = torch.full((1, face.shape[1]), -1, dtype=face.dtype, device=face.device)
+    known = torch.cat([none.expand(k, -1), face[at], none.expand(both.numel(), -1)]).to(torch.int32)
+    view = torch.full((pix.shape[0],), b, dtype=torch.long, device=device)
+    attached = attached_shapes(scene) is not None
+    if attached:  # with the first hits of all rays, for their screen motion
+        f, first = radiance(scene, view, pix, known, with_hits=True)
+    else:
+        f = radiance(scene, view, pix, None if near is None else known)
+    f_far, f_near, f_plus = f[:k], f[k:k + at.numel()], f[k + at.numel():]
+    df = torch.empty_like(f_far)
+    df[at] = -sd[at] * (f_near - f_far[at])  # f(-n side) - f(+n side), the face on side sd
+    df[both] = f_far[both] - f_plus
+    if not attached:
+        return df, None
+    row = torch.cat([torch.arange(k, device=device), at, both])
+    sign = torch.cat([-far, sd[at], torch.ones_like(sd[both])])
+    return df, (row, sign, f, pix, first)
+
+
+def _primary_silhouettes(sc, view, M: int, box, accumulate) -> None:
+    """``M`` samples on the outlines seen from the camera in view ``view = (b, w2c, K, c2w, persp)``; ``box``: the
+    moving shapes' pixel box with attached camera hits (still outlines in it count), else None."""
+    b, w2c, k, c2w, persp = view
+    cam, H, W = sc.camera, sc.camera.height, sc.camera.width
+    edges, ef, verts, faces = sc.accel.edges, sc.accel.edge_faces, sc.verts, sc.faces
+    vd = verts.detach()
+    fnorm, v0 = face_data(sc)
+    facing = dot(fnorm, c2w[:3, 3] - v0) > 0 if persp else dot(fnorm, -c2w[:3, 2]) > 0
+    sil = _silhouette(ef, facing)
     moves = motion(sc)
-    # With attached camera hits still silhouettes near moving shapes count too (in front of a moving surface, the
-    # surface's own motion is the term), and the moving surfaces' flux through the pixel borders is added (_attached).
-    attached = attached_shapes(sc)
-    for b in range(B):
-        box = None if attached is None else moving_box(sc, b)  # the moving shapes' pixel box
-        w2c, k = cam.world_to_cam[b], cam.K[b]
-        if bool(sc.mats.mirror.any()):  # silhouettes seen in planar and curved mirrors
-            from lumigrad.render._trace_edges_curved import curved_silhouettes
-            from lumigrad.render._trace_edges_mirror import mirror_silhouettes
-
-            mirror_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
-            curved_silhouettes(sc, (b, w2c, k, c2w[b], persp), M, accumulate)
-        # Primary silhouettes.
-        if persp:
-            facing = dot(fnorm, c2w[b, :3, 3] - v0) > 0
-        else:
-            facing = dot(fnorm, -c2w[b, :3, 2]) > 0
-        sil = _silhouette(ef, facing)
-        if not moves.camera:  # only moving shapes' outlines move on screen (Motion)
-            keep = moves.edges(sc)
-            if box is not None:  # and, with attached hits, still outlines that may lie in front of them
-                Pd = _project(w2c.detach(), k.detach(), vd, persp)[0]
-                keep = keep | near_motion(box, Pd[edges[:, 0]], Pd[edges[:, 1]])
-            sil &= keep
-        eid = torch.nonzero(sil).squeeze(1)
-        e = edges[eid]
-        if e.shape[0]:
-            P, z = _project(w2c, k, verts, persp)
-            ok = (z[e[:, 0]].detach() > cam.near) & (z[e[:, 1]].detach() > cam.near)
-            e, eid = e[ok], eid[ok]
-        if e.shape[0]:
-            P0, P1 = P.index_select(0, e[:, 0]), P.index_select(0, e[:, 1])
-            length = (P1 - P0).detach().norm(dim=-1)
-            if float(length.sum()) > 0:
-                pick = stratified_picks(length, M, sc.gen)
-                s = sc.rand(M, 1)
-                P0p, P1p = P0.index_select(0, pick), P1.index_select(0, pick)
-                x_b = P0p + s * (P1p - P0p)
-                n = _perp((P1 - P0).detach()[pick])
-                # The 3D edge point behind x_b (perspective-correct) must be seen by the camera:
-                # hidden edges can project onto visible ones (grazing back faces near an outline).
-                ep = e[pick]
-                if persp:
-                    iz0, iz1 = 1.0 / z[ep[:, 0]].detach(), 1.0 / z[ep[:, 1]].detach()
-                    t3 = s[:, 0] * iz1 / ((1 - s[:, 0]) * iz0 + s[:, 0] * iz1)
-                else:
-                    t3 = s[:, 0]
-                pts = vd[ep[:, 0]] + t3[:, None] * (vd[ep[:, 1]] - vd[ep[:, 0]])
-                # Only points that land in the image are tested (accumulate drops the others): most of the
-                # projected length can lie outside it (a ground plane's rim), and each test is a BVH query.
-                xd = x_b.detach()
-                cand = torch.nonzero((xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H)).squeeze(1)
-                ok = torch.zeros(M, dtype=torch.bool, device=sc.device)
-                ok[cand] = _seen_from_camera(sc, b, c2w[b], pts[cand], persp)
-                ray = pts - c2w[b, :3, 3] if persp else c2w[b, :3, 2].expand_as(pts)
-                near = _silhouette_side(ef[eid[pick]], facing, faces, fnorm, P.detach(), z.detach(), xd, n, ray,
-                                        cam.near)
-                accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok,
-                           near=near)
-        if box is not None:
-            flux = border_flux(sc, b, radiance, box)
-            if flux is not None:
-                out = out.index_add(0, flux[0], flux[1])
-        if st.max_bounces >= 2 and st.indirect_samples != 0:
-            from lumigrad.render._trace_edges_indirect import IndirectTables, indirect_boundary
-
-            # Rounds of at most ~2^18 samples (whole multiples of H * W: stratified by pixel), averaged: bounded
-            # memory, and each round's set-up (edge table, shadow casters) amortised over many samples.
-            total = st.indirect_samples if st.indirect_samples is not None else H * W * st.spp
-            rounds = -(-total // (H * W * max(1, (1 << 18) // (H * W))))
-            if tables is None:
-                tables = IndirectTables(sc, (sil_point, sil_virtual))
-            for rnd in range(rounds):
-                pixel, contrib = indirect_boundary(sc, b, -(-total // rounds), virtual, rnd, tables)
-                out = out.index_add(0, pixel, contrib / rounds)
-        if not st.shadows:
-            continue
-        view = (b, w2c, k, c2w[b], persp)
-        # Hard shadow boundaries of point and directional lights.
-        for light, e in zip(sc.point_lights, sil_point):
-            _shadow_boundary(sc, view, light, e, M, accumulate, sc)
-        # Penumbrae: each area / environment light as point / directional lights drawn from it.
-        for (light, scene, _, cos_from), e in zip(virtual, sil_virtual):
-            m = max(1, M // st.shadow_light_samples)
-            _shadow_boundary(sc, view, light, e, m, accumulate, scene, cos_from)
-    return out.reshape(B, H, W, 3)
+    if not moves.camera:  # only moving shapes' outlines move on screen (Motion)
+        keep = moves.edges(sc)
+        if box is not None:  # and, with attached hits, still outlines that may lie in front of them
+            Pd = _project(w2c.detach(), k.detach(), vd, persp)[0]
+            keep = keep | near_motion(box, Pd[edges[:, 0]], Pd[edges[:, 1]])
+        sil &= keep
+    eid = torch.nonzero(sil).squeeze(1)
+    e = edges[eid]
+    if e.shape[0]:
+        P, z = _project(w2c, k, verts, persp)
+        ok = (z[e[:, 0]].detach() > cam.near) & (z[e[:, 1]].detach() > cam.near)
+        e, eid = e[ok], eid[ok]
+    if not e.shape[0]:
+        return
+    P0, P1 = P.index_select(0, e[:, 0]), P.index_select(0, e[:, 1])
+    length = (P1 - P0).detach().norm(dim=-1)
+    if float(length.sum()) <= 0:
+        return
+    pick = stratified_picks(length, M, sc.gen)
+    s = sc.rand(M, 1)
+    P0p, P1p = P0.index_select(0, pick), P1.index_select(0, pick)
+    x_b = P0p + s * (P1p - P0p)
+    n = _perp((P1 - P0).detach()[pick])
+    # The 3D edge point behind x_b (perspective-correct) must be seen by the camera:
+    # hidden edges can project onto visible ones (grazing back faces near an outline).
+    ep = e[pick]
+    if persp:
+        iz0, iz1 = 1.0 / z[ep[:, 0]].detach(), 1.0 / z[ep[:, 1]].detach()
+        t3 = s[:, 0] * iz1 / ((1 - s[:, 0]) * iz0 + s[:, 0] * iz1)
+    else:
+        t3 = s[:, 0]
+    pts = vd[ep[:, 0]] + t3[:, None] * (vd[ep[:, 1]] - vd[ep[:, 0]])
+    # Only points that land in the image are tested (accumulate drops the others): most of the
+    # projected length can lie outside it (a ground plane's rim), and each test is a BVH query.
+    xd = x_b.detach()
+    cand = torch.nonzero((xd[:, 0] >= 0) & (xd[:, 0] < W) & (xd[:, 1] >= 0) & (xd[:, 1] < H)).squeeze(1)
+    ok = torch.zeros(M, dtype=torch.bool, device=sc.device)
+    ok[cand] = _seen_from_camera(sc, b, c2w, pts[cand], persp)
+    ray = pts - c2w[:3, 3] if persp else c2w[:3, 2].expand_as(pts)
+    near = _silhouette_side(ef[eid[pick]], facing, faces, fnorm, P.detach(), z.detach(), xd, n, ray, cam.near)
+    accumulate(b, x_b, n, torch.full((M,), float(length.sum()) / M, dtype=sc.dtype, device=sc.device), ok,
+               near=near)
 
 
 def _silhouette_side(ef: Tensor, facing: Tensor, faces: Tensor, fnorm: Tensor, P: Tensor, z: Tensor, xd: Tensor,
